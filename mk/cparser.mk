@@ -1,0 +1,102 @@
+# mk/cparser.mk - build, test, benchmark and fuzz the pure-C HTTP/1.1 parser
+# (src/fulmen/_core/h1parse.c + chunked.c) without Python.
+#
+# Included by the top-level Makefile; also usable alone:
+#     make -f mk/cparser.mk ctest
+#     make -f mk/cparser.mk parser-bench
+#     make -f mk/cparser.mk fuzz FUZZ_SECONDS=60
+#
+# Targets:
+#   ctest         tests/c/test_h1parse, built with -O2 -Wall -Wextra -Werror,
+#                 run once plain and once under -fsanitize=address,undefined
+#   parser-bench  bench/h1parse_bench at -O3
+#   fuzz          libFuzzer harness (clang), seeded from the h2o corpus
+#   cparser-clean remove what these targets build
+
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+FUZZ_CC ?=
+FUZZ_SECONDS ?= 60
+# FUZZ_JOBS > 1 runs libFuzzer with -fork=$(FUZZ_JOBS)
+FUZZ_JOBS ?= 1
+FUZZ_SEED_DIR ?= ../shared/conformance/h2o-http1-corpus
+
+CPARSER_DIR := src/fulmen/_core
+CPARSER_SRC := $(CPARSER_DIR)/h1parse.c $(CPARSER_DIR)/chunked.c
+CPARSER_HDR := $(CPARSER_DIR)/h1parse.h $(CPARSER_DIR)/simd.h
+CPARSER_WARN := -Wall -Wextra -Werror
+CPARSER_INC := -I$(CPARSER_DIR)
+
+CTEST_BIN := tests/c/test_h1parse
+CTEST_ASAN_BIN := build/cparser/test_h1parse_asan
+BENCH_BIN := bench/h1parse_bench
+FUZZ_BIN := tests/fuzz/fuzz_h1parse
+FUZZ_CORPUS := tests/fuzz/corpus
+
+.PHONY: ctest parser-bench fuzz cparser-clean
+
+$(CTEST_BIN): tests/c/test_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
+	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_h1parse.c $(CPARSER_SRC)
+
+$(CTEST_ASAN_BIN): tests/c/test_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
+	    -o $@ tests/c/test_h1parse.c $(CPARSER_SRC)
+
+ctest: $(CTEST_BIN) $(CTEST_ASAN_BIN)
+	./$(CTEST_BIN)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(CTEST_ASAN_BIN)
+
+# PICO_DIR=/path/to/picohttpparser adds phr_parse_request() rows for
+# comparison (compiled on its own with -msse4.2, as it needs).
+PICO_DIR ?=
+ifneq ($(PICO_DIR),)
+BENCH_PICO_OBJ := build/cparser/picohttpparser.o
+BENCH_PICO_FLAGS := -DH1_BENCH_PICO -I$(PICO_DIR) $(BENCH_PICO_OBJ)
+$(BENCH_PICO_OBJ): $(PICO_DIR)/picohttpparser.c
+	@mkdir -p $(dir $@)
+	$(CC) -O3 -msse4.2 -c -o $@ $<
+.PHONY: $(BENCH_BIN)
+endif
+
+$(BENCH_BIN): bench/h1parse_bench.c $(CPARSER_SRC) $(CPARSER_HDR) $(BENCH_PICO_OBJ)
+	$(CC) -O3 $(CPARSER_WARN) $(CPARSER_INC) -o $@ bench/h1parse_bench.c \
+	    $(CPARSER_SRC) $(BENCH_PICO_FLAGS)
+
+parser-bench: $(BENCH_BIN)
+	./$(BENCH_BIN)
+
+# clang with libFuzzer: use $(FUZZ_CC) if given, else clang or clang-14,
+# installing clang-14 + its runtime (Debian bookworm) when neither exists.
+define cparser_find_clang
+$(or $(FUZZ_CC),$(shell command -v clang 2>/dev/null),$(shell command -v clang-14 2>/dev/null))
+endef
+
+$(FUZZ_BIN): tests/fuzz/fuzz_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
+	@cc='$(strip $(cparser_find_clang))'; \
+	if [ -z "$$cc" ]; then \
+	    echo "clang not found: installing clang-14 and libclang-rt-14-dev"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update && \
+	    $$SUDO apt-get install -y clang-14 libclang-rt-14-dev || exit 1; \
+	    cc=$$(command -v clang || command -v clang-14); \
+	fi; \
+	echo "$$cc -g -O1 -fsanitize=fuzzer,address,undefined ..."; \
+	$$cc -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
+	    -o $@ tests/fuzz/fuzz_h1parse.c $(CPARSER_SRC)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(FUZZ_CORPUS)
+	@if [ -d "$(FUZZ_SEED_DIR)" ]; then seed="$(FUZZ_SEED_DIR)"; else \
+	    echo "note: seed corpus $(FUZZ_SEED_DIR) not found"; seed=; fi; \
+	par=; [ "$(FUZZ_JOBS)" -gt 1 ] && par="-fork=$(FUZZ_JOBS)"; \
+	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) $$par \
+	    -max_len=16384 -print_final_stats=1 \
+	    -artifact_prefix=tests/fuzz/ $(FUZZ_CORPUS) $$seed
+
+cparser-clean:
+	rm -f $(CTEST_BIN) $(CTEST_ASAN_BIN) $(BENCH_BIN) $(FUZZ_BIN)

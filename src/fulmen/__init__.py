@@ -1,0 +1,19 @@
+"""fulmen: a Python micro-framework for microservices, with its HTTP engine in C.
+
+    from fulmen import Application
+
+    def hello(request):
+        return request.Response(text="Hello world!")
+
+    app = Application()
+    app.router.add_route("/", hello)
+    app.run()
+"""
+from . import _core
+from ._core import Request, Response
+from .app import Application, MethodNotAllowed, RouteNotFoundException
+from .router import RouteError, Router
+
+__all__ = ["Application", "Request", "Response", "Router", "RouteError",
+           "RouteNotFoundException", "MethodNotAllowed"]
+__version__ = "0.1.0"

@@ -1,0 +1,227 @@
+/*
+ * awaitable.c - Resume: hands a view coroutine that was started eagerly to
+ * an asyncio Task.
+ *
+ * The connection runs an async view's first step itself (conn.c).  Only a
+ * view that suspends gets a Task, and the Task cannot restart a coroutine
+ * that already yielded.  Resume is a coroutine-like object whose first send()
+ * yields what the view yielded (so the Task waits on the same future) and
+ * whose later sends go to the view.  When the view returns or raises,
+ * Resume delivers the response to its slot in the connection's queue and
+ * finishes without an exception, so no "exception never retrieved" noise.
+ */
+#include "common.h"
+
+typedef struct {
+    PyObject_HEAD
+    fulmen_state *st;
+    ConnObject *conn;     /* strong */
+    RequestObject *req;   /* borrowed: the queue slot owns it */
+    PyObject *coro;
+    PyObject *first;      /* what the view yielded first, until re-yielded */
+    uint32_t seq;
+    int done;
+} ResumeObject;
+
+PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, uint32_t seq,
+                        RequestObject *req, PyObject *coro, PyObject *first)
+{
+    ResumeObject *r = PyObject_GC_New(ResumeObject, st->ResumeType);
+    if (r == NULL) {
+        Py_XDECREF(first);
+        return NULL;
+    }
+    r->st = st;
+    Py_INCREF(c);
+    r->conn = c;
+    r->req = req;
+    Py_INCREF(coro);
+    r->coro = coro;
+    r->first = first; /* steals */
+    r->seq = seq;
+    r->done = 0;
+    PyObject_GC_Track(r);
+    return (PyObject *)r;
+}
+
+/* The view finished: status is PYGEN_RETURN with *result, or PYGEN_ERROR
+ * with an exception set.  Deliver and report a plain return to the Task. */
+static PySendResult aw_finish(ResumeObject *r, PySendResult status,
+                              PyObject **result)
+{
+    r->done = 1;
+    if (status == PYGEN_RETURN) {
+        conn_deliver(r->conn, r->seq, *result);
+    } else {
+        conn_deliver_error(r->conn, r->seq, r->req);
+    }
+    Py_CLEAR(r->coro);
+    *result = Py_None;
+    Py_INCREF(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PySendResult aw_am_send(ResumeObject *r, PyObject *arg, PyObject **result)
+{
+    PySendResult st;
+    if (r->first != NULL) {
+        *result = r->first;
+        r->first = NULL;
+        return PYGEN_NEXT;
+    }
+    if (r->done || r->coro == NULL) {
+        *result = Py_None;
+        Py_INCREF(Py_None);
+        return PYGEN_RETURN;
+    }
+    st = PyIter_Send(r->coro, arg, result);
+    if (st == PYGEN_NEXT)
+        return st;
+    return aw_finish(r, st, result);
+}
+
+static PyObject *aw_send(ResumeObject *r, PyObject *arg)
+{
+    PyObject *res = NULL;
+    PySendResult st = aw_am_send(r, arg, &res);
+    if (st == PYGEN_NEXT)
+        return res;
+    if (st == PYGEN_RETURN) {
+        Py_DECREF(res);
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return NULL;
+}
+
+static PyObject *aw_iternext(ResumeObject *r)
+{
+    PyObject *res = NULL;
+    PySendResult st = aw_am_send(r, Py_None, &res);
+    if (st == PYGEN_NEXT)
+        return res;
+    Py_XDECREF(res);
+    return NULL; /* StopIteration(None) is implied by NULL without error */
+}
+
+static PyObject *aw_throw(ResumeObject *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *res, *meth;
+    Py_CLEAR(r->first);
+    if (r->done || r->coro == NULL) {
+        if (nargs >= 1) {
+            if (PyExceptionInstance_Check(args[0]))
+                PyErr_SetObject((PyObject *)Py_TYPE(args[0]), args[0]);
+            else
+                PyErr_SetObject(args[0], nargs >= 2 ? args[1] : NULL);
+        }
+        return NULL;
+    }
+    meth = PyObject_GetAttr(r->coro, r->st->s_throw);
+    if (meth == NULL)
+        return NULL;
+    res = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
+    Py_DECREF(meth);
+    if (res != NULL)
+        return res; /* the view yielded again */
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *t, *v, *tb, *value;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        value = v ? PyObject_GetAttrString(v, "value") : Py_NewRef(Py_None);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        aw_finish(r, value ? PYGEN_RETURN : PYGEN_ERROR, &value);
+        Py_DECREF(value);
+    } else {
+        aw_finish(r, PYGEN_ERROR, &res);
+        Py_DECREF(res);
+    }
+    PyErr_SetNone(PyExc_StopIteration);
+    return NULL;
+}
+
+static PyObject *aw_close(ResumeObject *r, PyObject *unused)
+{
+    PyObject *res;
+    Py_CLEAR(r->first);
+    if (r->coro == NULL)
+        Py_RETURN_NONE;
+    res = PyObject_CallMethodNoArgs(r->coro, r->st->s_close_gen);
+    if (!r->done) {
+        /* cancelled before the view finished: answer 503 in its place */
+        PyObject *resp = resp_new_simple(r->st, 503, "Service Unavailable", NULL);
+        r->done = 1;
+        if (resp != NULL)
+            conn_deliver(r->conn, r->seq, resp);
+        else
+            PyErr_WriteUnraisable((PyObject *)r);
+    }
+    Py_CLEAR(r->coro);
+    return res;
+}
+
+static PyObject *aw_await(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static int aw_traverse(ResumeObject *r, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(r));
+    Py_VISIT(r->conn);
+    Py_VISIT(r->coro);
+    Py_VISIT(r->first);
+    return 0;
+}
+
+static int aw_clear(ResumeObject *r)
+{
+    Py_CLEAR(r->conn);
+    Py_CLEAR(r->coro);
+    Py_CLEAR(r->first);
+    return 0;
+}
+
+static void aw_dealloc(ResumeObject *r)
+{
+    PyTypeObject *tp = Py_TYPE(r);
+    PyObject_GC_UnTrack(r);
+    if (!r->done && r->conn != NULL && r->coro != NULL) {
+        /* dropped without finishing (loop closed): close the view */
+        PyObject *res = PyObject_CallMethodNoArgs(r->coro, r->st->s_close_gen);
+        if (res == NULL)
+            PyErr_Clear();
+        Py_XDECREF(res);
+    }
+    aw_clear(r);
+    tp->tp_free(r);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef aw_methods[] = {
+    {"send", (PyCFunction)aw_send, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))aw_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)aw_close, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyType_Slot aw_slots[] = {
+    {Py_am_await, aw_await},
+    {Py_am_send, aw_am_send},
+    {Py_tp_iter, aw_await},
+    {Py_tp_iternext, aw_iternext},
+    {Py_tp_methods, aw_methods},
+    {Py_tp_dealloc, aw_dealloc},
+    {Py_tp_traverse, aw_traverse},
+    {Py_tp_clear, aw_clear},
+    {0, NULL},
+};
+
+PyType_Spec aw_resume_spec = {
+    .name = "fulmen._core.Resume",
+    .basicsize = sizeof(ResumeObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = aw_slots,
+};

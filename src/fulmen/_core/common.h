@@ -1,0 +1,229 @@
+/*
+ * common.h - what the Python-facing files of fulmen._core share: the module
+ * state, the object layouts that more than one file touches, and the small
+ * cross-file API.  Each function is prefixed by the file it lives in:
+ * mod_ (module.c), conn_ (conn.c), req_ (request.c), resp_ (response.c),
+ * router_ (router.c), aw_ (awaitable.c).
+ */
+#ifndef FULMEN_COMMON_H
+#define FULMEN_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "h1parse.h"
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define NOINLINE __attribute__((noinline))
+#define INLINE static inline __attribute__((always_inline))
+
+#define FULMEN_INLINE_HEADERS 16
+#define FULMEN_MAX_PARAMS 16
+#define FULMEN_FREELIST_MAX 256
+
+typedef struct RequestObject RequestObject;
+typedef struct ResponseObject ResponseObject;
+typedef struct ConnObject ConnObject;
+typedef struct ServerObject ServerObject;
+typedef struct RouteObject RouteObject;
+
+/* ------------------------------------------------------------------------
+ * Module state.  One per module object; hot objects cache a pointer to it.
+ */
+typedef struct {
+    PyTypeObject *ServerType;
+    PyTypeObject *ConnType;
+    PyTypeObject *RequestType;
+    PyTypeObject *ResponseType;
+    PyTypeObject *HeadersType;
+    PyTypeObject *RouteType;
+    PyTypeObject *MatcherType;
+    PyTypeObject *ResumeType;
+
+    /* interned attribute / method names */
+    PyObject *s_write;
+    PyObject *s_writelines;
+    PyObject *s_close;
+    PyObject *s_pause_reading;
+    PyObject *s_resume_reading;
+    PyObject *s_get_extra_info;
+    PyObject *s_peername;
+    PyObject *s_create_task;
+    PyObject *s_throw;
+    PyObject *s_close_gen;
+    PyObject *s_get_write_buffer_size;
+    PyObject *s_is_closing;
+
+    PyObject *kw_response[8]; /* Response() keyword names, interned */
+    PyObject *method_str[H1_M_TRACE + 1]; /* "GET", ... ([0] unused) */
+    PyObject *s_version10;
+    PyObject *s_version11;
+    PyObject *empty_bytes;
+    PyObject *empty_str;
+
+    /* Date: header value, refreshed when the second changes */
+    int64_t date_sec;
+    char date[32];
+
+    /* freelists of objects nobody else references */
+    RequestObject *req_free[FULMEN_FREELIST_MAX];
+    int n_req_free;
+    ResponseObject *resp_free[FULMEN_FREELIST_MAX];
+    int n_resp_free;
+
+    /* scratch output: all responses produced by one burst of work are
+     * appended here, then leave in one write */
+    char *out;
+    size_t out_len;
+    size_t out_cap;
+    PyObject *out_chunks; /* list, or NULL: large bodies passed by reference */
+} fulmen_state;
+
+/* ------------------------------------------------------------------------
+ * Shared object layouts.
+ */
+
+/* A route: one handler for one pattern and a set of methods. */
+struct RouteObject {
+    PyObject_HEAD
+    PyObject *pattern;     /* str */
+    PyObject *handler;     /* callable */
+    PyObject *methods;     /* frozenset of str, or None for any */
+    PyObject *name;        /* str or None */
+    PyObject *param_names; /* tuple of str */
+    PyObject *param_types; /* tuple of str ("str", "int", ...) */
+    PyObject *extra;       /* dict: route options (stream=, max_body_size=) */
+    int is_async;          /* handler is an async def */
+    uint64_t max_body;     /* 0 = the server's limit */
+};
+
+/* The per-server configuration and the factory of connections. */
+struct ServerObject {
+    PyObject_HEAD
+    fulmen_state *st;
+    PyObject *matcher;       /* MatcherObject */
+    PyObject *app;           /* the Python Application */
+    PyObject *loop;
+    PyObject *error_hook;    /* callable(request, exc) -> Response */
+    PyObject *not_found;     /* callable(request, code, allow) -> Response */
+    PyObject *conns;         /* set of live ConnObject, or NULL */
+    int debug;
+    uint32_t max_header_size;
+    uint32_t max_headers;
+    uint64_t max_body_size;
+    uint64_t n_requests;
+    int64_t n_conns;
+};
+
+/* Where a request's bytes live: `raw` owns them, `base` points at the
+ * request's first byte inside raw.  All h1 spans are relative to base. */
+struct RequestObject {
+    PyObject_HEAD
+    fulmen_state *st;
+    ConnObject *conn;        /* strong */
+    PyObject *raw;           /* bytes owning the request bytes */
+    const char *base;
+    h1_request h;
+    h1_parser parser;
+    h1_header inline_headers[FULMEN_INLINE_HEADERS];
+    uint32_t header_cap;
+    h1_span body;            /* decoded body, relative to base */
+    RouteObject *route;      /* borrowed from the matcher (kept alive) */
+    int n_params;
+    h1_span params[FULMEN_MAX_PARAMS]; /* relative to base */
+    /* lazy caches */
+    PyObject *py_method;
+    PyObject *py_path;
+    PyObject *py_qs;
+    PyObject *py_headers;
+    PyObject *py_body;
+    PyObject *py_match_dict;
+    PyObject *py_extra;
+    PyObject *done_callbacks;
+    PyObject *dict;
+};
+
+struct ResponseObject {
+    PyObject_HEAD
+    fulmen_state *st;
+    int code;
+    PyObject *body;          /* bytes, or str encoded as UTF-8 on output */
+    PyObject *content_type;  /* str or NULL */
+    PyObject *headers;       /* dict, list of pairs, or NULL */
+    PyObject *dict;
+    char *jbuf;              /* JSON output, reused across freelist cycles */
+    size_t jlen, jcap;
+    uint8_t kind;            /* RESP_TEXT, RESP_JSON, RESP_BODY, RESP_EMPTY */
+};
+
+enum { RESP_EMPTY = 0, RESP_TEXT, RESP_BODY, RESP_JSON };
+
+/* ------------------------------------------------------------------------
+ * Cross-file API.
+ */
+
+/* module.c */
+fulmen_state *mod_state_of_type(PyTypeObject *tp);
+void mod_refresh_date(fulmen_state *st);
+int mod_out_reserve(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
+INLINE int mod_out_put(fulmen_state *st, const char *s, size_t n)
+{
+    if (UNLIKELY(st->out_len + n > st->out_cap) && mod_out_reserve(st, n) < 0)
+        return -1;
+    memcpy(st->out + st->out_len, s, n);
+    st->out_len += n;
+    return 0;
+}
+int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p,
+                 size_t n);
+
+/* conn.c */
+extern PyType_Spec conn_server_spec;
+extern PyType_Spec conn_spec;
+void conn_deliver(ConnObject *c, uint32_t seq, PyObject *response);
+void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);
+
+/* request.c */
+extern PyType_Spec req_spec;
+extern PyType_Spec req_headers_spec;
+RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers);
+void req_release(RequestObject *r);
+int req_ensure_header_cap(RequestObject *r, uint32_t cap);
+
+/* response.c */
+extern PyType_Spec resp_spec;
+PyObject *resp_new_simple(fulmen_state *st, int code, const char *text,
+                          PyObject *extra_headers);
+/* Append the response's wire form to st->out.  head_only: HEAD request.
+ * conn_hdr: 0 none, 1 "Connection: close", 2 "Connection: keep-alive".
+ * Returns 0, -1 with an exception set, or -2 when the response has an
+ * unsafe header (nothing appended; the caller answers 500). */
+int resp_serialize(fulmen_state *st, PyObject *resp, int head_only,
+                   int conn_hdr);
+int resp_serialize_status(fulmen_state *st, int code, const char *text,
+                          int conn_hdr, const char *extra_hdrs);
+const char *resp_reason(int code);
+void resp_release(fulmen_state *st, PyObject *resp); /* drop a reference; reuse if unshared */
+void resp_type_ready(PyTypeObject *tp);
+
+/* router.c */
+extern PyType_Spec router_route_spec;
+extern PyType_Spec router_matcher_spec;
+/* Find the route for path[0..len) and method.  Returns the route (borrowed)
+ * and fills params (relative to path) and *n_params; NULL when nothing
+ * matches, with *allow set to a borrowed str of allowed methods when the
+ * path exists for other methods (405), else NULL (404). */
+RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
+                          int method_id, const char *method, size_t mlen,
+                          h1_span *params, int *n_params, PyObject **allow);
+
+/* awaitable.c */
+extern PyType_Spec aw_resume_spec;
+PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, uint32_t seq,
+                        RequestObject *req, PyObject *coro,
+                        PyObject *first);
+
+#endif

@@ -1,0 +1,1040 @@
+/*
+ * conn.c - the connection: an asyncio protocol written in C and driven by
+ * uvloop, plus the Server object that makes one per accepted socket.
+ *
+ * Bytes are parsed straight out of the bytes object uvloop hands to
+ * data_received(); only a request that arrives in pieces is copied into the
+ * connection's own buffer.  Every response produced while handling one read
+ * is appended to the module's output buffer and leaves in one write.
+ * Responses leave in request order: when an async view suspends, the
+ * requests behind it queue up in a ring of slots that drains in order as
+ * views finish.
+ */
+#include "common.h"
+
+#include <stddef.h>
+#include <structmember.h>
+
+/* Stop taking requests off the wire while this many responses are queued. */
+#define CONN_PIPELINE_HIGH 64
+#define CONN_PIPELINE_LOW 16
+
+enum {
+    CONN_PAUSE_WRITE = 1,    /* transport above its high-water mark */
+    CONN_PAUSE_PIPELINE = 2, /* too many responses waiting in the queue */
+};
+
+enum { STAGE_HEAD = 0, STAGE_BODY, STAGE_CHUNKED };
+
+typedef struct {
+    PyObject *obj;     /* Response when ready, else the pending Task */
+    RequestObject *req;
+    uint8_t ready;
+    uint8_t head_only;
+    uint8_t conn_hdr;  /* 0, 1 close, 2 keep-alive */
+    uint8_t close_after;
+    uint8_t interim;   /* a "100 Continue" to send in its turn */
+} conn_slot;
+
+struct ConnObject {
+    PyObject_HEAD
+    fulmen_state *st;
+    ServerObject *server;
+    PyObject *transport;
+    PyObject *write;       /* transport.write, bound once */
+    /* input that did not make a whole request yet */
+    char *buf;
+    size_t buf_len, buf_cap;
+    RequestObject *pending; /* its head or body is incomplete */
+    uint64_t body_need;     /* STAGE_BODY: bytes of body still missing */
+    uint32_t head_len;
+    uint8_t stage;
+    uint8_t continue_sent;
+    uint8_t closing;       /* no request after this one is read */
+    uint8_t closed;        /* connection_lost was called */
+    uint8_t close_after_flush;
+    uint8_t eof;
+    uint8_t pause;         /* CONN_PAUSE_* */
+    uint8_t reading_paused;
+    h1_chunked chunk;
+    size_t csrc, cdst;      /* STAGE_CHUNKED: raw consumed, decoded end */
+    /* response queue: a ring indexed by sequence number */
+    conn_slot *q;
+    uint32_t q_cap;        /* power of two */
+    uint32_t q_first;      /* seq of the oldest queued response */
+    uint32_t q_next;       /* seq the next request gets */
+};
+
+/* ========================================================================
+ * Output
+ */
+
+/* Hand st->out (and any large bodies in st->out_chunks) to the transport
+ * in one call.  Returns 0 or -1 with an exception set. */
+static int conn_flush(ConnObject *c)
+{
+    fulmen_state *st = c->st;
+    PyObject *b = NULL, *res = NULL;
+    int rc = -1;
+    if (st->out_len == 0 && st->out_chunks == NULL)
+        goto done_ok;
+    if (c->closed || c->transport == NULL) {
+        st->out_len = 0;
+        Py_CLEAR(st->out_chunks);
+        goto done_ok;
+    }
+    if (st->out_chunks != NULL) {
+        PyObject *chunks = st->out_chunks;
+        st->out_chunks = NULL;
+        if (st->out_len) {
+            b = PyBytes_FromStringAndSize(st->out, (Py_ssize_t)st->out_len);
+            st->out_len = 0;
+            if (b == NULL || PyList_Append(chunks, b) < 0) {
+                Py_DECREF(chunks);
+                goto error;
+            }
+        }
+        res = PyObject_CallMethodOneArg(c->transport, st->s_writelines, chunks);
+        Py_DECREF(chunks);
+    } else {
+        b = PyBytes_FromStringAndSize(st->out, (Py_ssize_t)st->out_len);
+        st->out_len = 0;
+        if (b == NULL)
+            goto error;
+        res = PyObject_CallOneArg(c->write, b);
+    }
+    if (res == NULL)
+        goto error;
+done_ok:
+    rc = 0;
+    if (c->close_after_flush && !c->closed && c->transport != NULL) {
+        c->close_after_flush = 0;
+        Py_XDECREF(res);
+        res = PyObject_CallMethodNoArgs(c->transport, st->s_close);
+        if (res == NULL)
+            rc = -1;
+    }
+error:
+    Py_XDECREF(b);
+    Py_XDECREF(res);
+    return rc;
+}
+
+/* Serialize one response for a request; unsafe or broken responses become
+ * a 500.  Consumes the reference to resp. */
+static void conn_write_response(ConnObject *c, PyObject *resp, int head_only,
+                                int conn_hdr)
+{
+    fulmen_state *st = c->st;
+    int rc;
+    if (LIKELY(Py_TYPE(resp) == st->ResponseType ||
+               PyObject_TypeCheck(resp, st->ResponseType))) {
+        rc = resp_serialize(st, resp, head_only, conn_hdr);
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "a view must return a Response, not %.100s",
+                     Py_TYPE(resp)->tp_name);
+        rc = -1;
+    }
+    if (UNLIKELY(rc != 0)) {
+        if (rc == -1)
+            PyErr_WriteUnraisable(resp);
+        else
+            PySys_WriteStderr("fulmen: a response header contained CR, LF or NUL; "
+                              "answered 500 instead\n");
+        if (resp_serialize_status(st, 500, "Internal Server Error", conn_hdr, NULL) < 0)
+            PyErr_WriteUnraisable(NULL);
+    }
+    resp_release(st, resp);
+}
+
+static void conn_request_done(RequestObject *req)
+{
+    if (UNLIKELY(req->done_callbacks != NULL)) {
+        PyObject *cbs = req->done_callbacks, *r;
+        Py_ssize_t i;
+        req->done_callbacks = NULL;
+        for (i = 0; i < PyList_GET_SIZE(cbs); i++) {
+            r = PyObject_CallOneArg(PyList_GET_ITEM(cbs, i), (PyObject *)req);
+            if (r == NULL)
+                PyErr_WriteUnraisable(PyList_GET_ITEM(cbs, i));
+            Py_XDECREF(r);
+        }
+        Py_DECREF(cbs);
+    }
+    req_release(req);
+}
+
+/* ========================================================================
+ * Response queue
+ */
+
+static int conn_q_grow(ConnObject *c)
+{
+    uint32_t cap = c->q_cap ? c->q_cap * 2 : 8, s;
+    conn_slot *q = PyMem_Calloc(cap, sizeof(conn_slot));
+    if (q == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (s = c->q_first; s != c->q_next; s++)
+        q[s & (cap - 1)] = c->q[s & (c->q_cap - 1)];
+    PyMem_Free(c->q);
+    c->q = q;
+    c->q_cap = cap;
+    return 0;
+}
+
+INLINE uint32_t conn_q_len(ConnObject *c)
+{
+    return c->q_next - c->q_first;
+}
+
+static void conn_set_pause(ConnObject *c, int bit, int on)
+{
+    PyObject *r;
+    int want;
+    if (on)
+        c->pause |= bit;
+    else
+        c->pause &= ~bit;
+    want = c->pause != 0;
+    if (want == c->reading_paused || c->closed || c->transport == NULL)
+        return;
+    c->reading_paused = (uint8_t)want;
+    r = PyObject_CallMethodNoArgs(c->transport, want ? c->st->s_pause_reading
+                                                     : c->st->s_resume_reading);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(r);
+}
+
+static void conn_process_buffer(ConnObject *c);
+
+/* Write every ready response at the head of the queue. */
+static void conn_q_drain(ConnObject *c)
+{
+    while (conn_q_len(c) > 0) {
+        conn_slot *s = &c->q[c->q_first & (c->q_cap - 1)];
+        PyObject *resp;
+        RequestObject *req;
+        if (!s->ready)
+            break;
+        resp = s->obj;
+        req = s->req;
+        s->obj = NULL;
+        s->req = NULL;
+        s->ready = 0;
+        c->q_first++;
+        if (s->interim) {
+            s->interim = 0;
+            if (mod_out_put(c->st, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
+                PyErr_WriteUnraisable((PyObject *)c);
+            continue;
+        }
+        conn_write_response(c, resp, s->head_only, s->conn_hdr);
+        if (s->close_after)
+            c->close_after_flush = 1;
+        if (req != NULL)
+            conn_request_done(req);
+    }
+}
+
+/* ========================================================================
+ * Dispatch
+ */
+
+static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
+                      int head_only, int conn_hdr, int close_after)
+{
+    uint32_t seq;
+    conn_slot *s;
+    if (LIKELY(conn_q_len(c) == 0)) {
+        conn_write_response(c, resp, head_only, conn_hdr);
+        if (close_after)
+            c->close_after_flush = 1;
+        if (req != NULL)
+            conn_request_done(req);
+        return;
+    }
+    if (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        Py_DECREF(resp);
+        if (req != NULL)
+            req_release(req);
+        c->closing = 1;
+        c->close_after_flush = 1;
+        return;
+    }
+    seq = c->q_next++;
+    s = &c->q[seq & (c->q_cap - 1)];
+    s->obj = resp;
+    s->req = req;
+    s->ready = 1;
+    s->interim = 0;
+    s->head_only = (uint8_t)head_only;
+    s->conn_hdr = (uint8_t)conn_hdr;
+    s->close_after = (uint8_t)close_after;
+}
+
+/* Turn the current exception into a response through the app's error hook
+ * (which applies the app's error handlers and debug tracebacks); a hook
+ * that fails too gives a plain 500.  Returns a new reference. */
+static PyObject *conn_error_response(ConnObject *c, RequestObject *req)
+{
+    PyObject *type, *value, *tb, *res = NULL, *hook = c->server->error_hook;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    if (hook != NULL && hook != Py_None && value != NULL) {
+        res = PyObject_CallFunctionObjArgs(hook, req ? (PyObject *)req : Py_None,
+                                           value, NULL);
+        if (res == NULL)
+            PyErr_WriteUnraisable(hook);
+    } else if (value != NULL) {
+        PyErr_Restore(type, value, tb);
+        type = value = tb = NULL;
+        PyErr_WriteUnraisable((PyObject *)c);
+    }
+    if (res == NULL)
+        res = resp_new_simple(c->st, 500, "Internal Server Error", NULL);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return res;
+}
+
+/* A view's result must be a Response; anything else goes through the
+ * error hook as a TypeError.  Consumes res, returns a new reference. */
+static PyObject *conn_check_response(ConnObject *c, RequestObject *req,
+                                     PyObject *res)
+{
+    if (LIKELY(Py_TYPE(res) == c->st->ResponseType ||
+               PyObject_TypeCheck(res, c->st->ResponseType)))
+        return res;
+    PyErr_Format(PyExc_TypeError, "a view must return a Response, not %.100s",
+                 Py_TYPE(res)->tp_name);
+    Py_DECREF(res);
+    return conn_error_response(c, req);
+}
+
+void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
+{
+    conn_slot *s = &c->q[seq & (c->q_cap - 1)];
+    PyObject *old = s->obj;
+    resp = conn_check_response(c, s->req, resp);
+    s->obj = resp; /* steals */
+    s->ready = 1;
+    Py_XDECREF(old); /* the Task: the loop holds it while it runs */
+    if (seq != c->q_first)
+        return;
+    if (c->closed) {
+        /* nobody to answer: drop everything that is ready */
+        while (conn_q_len(c) > 0) {
+            s = &c->q[c->q_first & (c->q_cap - 1)];
+            if (!s->ready)
+                break;
+            Py_CLEAR(s->obj);
+            if (s->req != NULL) {
+                RequestObject *r = s->req;
+                s->req = NULL;
+                req_release(r);
+            }
+            s->ready = 0;
+            c->q_first++;
+        }
+        return;
+    }
+    mod_refresh_date(c->st);
+    conn_q_drain(c);
+    if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE)) {
+        conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
+        conn_process_buffer(c);
+    }
+    if (c->eof && conn_q_len(c) == 0 && c->pending == NULL)
+        c->close_after_flush = 1;
+    if (conn_flush(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+}
+
+void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req)
+{
+    conn_deliver(c, seq, conn_error_response(c, req));
+}
+
+/* 404 or 405 (with Allow). */
+static PyObject *conn_not_found(ConnObject *c, PyObject *allow)
+{
+    PyObject *hdrs, *res;
+    if (allow == NULL)
+        return resp_new_simple(c->st, 404, "Not Found", NULL);
+    hdrs = PyDict_New();
+    if (hdrs == NULL)
+        return NULL;
+    if (PyDict_SetItemString(hdrs, "Allow", allow) < 0) {
+        Py_DECREF(hdrs);
+        return NULL;
+    }
+    res = resp_new_simple(c->st, 405, "Method Not Allowed", hdrs);
+    Py_DECREF(hdrs);
+    return res;
+}
+
+/* Park a view that suspended: it finishes in a Task that delivers its
+ * response to slot seq. */
+static void conn_suspend(ConnObject *c, RequestObject *req, PyObject *coro,
+                         PyObject *first, int head_only, int conn_hdr,
+                         int close_after)
+{
+    uint32_t seq;
+    conn_slot *s;
+    PyObject *aw = NULL, *task = NULL;
+    if (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0)
+        goto error;
+    seq = c->q_next++;
+    s = &c->q[seq & (c->q_cap - 1)];
+    s->obj = NULL;
+    s->req = req;
+    s->ready = 0;
+    s->interim = 0;
+    s->head_only = (uint8_t)head_only;
+    s->conn_hdr = (uint8_t)conn_hdr;
+    s->close_after = (uint8_t)close_after;
+    aw = aw_resume_new(c->st, c, seq, req, coro, first);
+    first = NULL;
+    if (aw == NULL) {
+        conn_deliver_error(c, seq, req);
+        goto done;
+    }
+    task = PyObject_CallMethodOneArg(c->server->loop, c->st->s_create_task, aw);
+    if (task == NULL) {
+        conn_deliver_error(c, seq, req);
+        goto done;
+    }
+    if (!s->ready) {
+        s = &c->q[seq & (c->q_cap - 1)];
+        s->obj = task;
+        task = NULL;
+    }
+    if (conn_q_len(c) >= CONN_PIPELINE_HIGH)
+        conn_set_pause(c, CONN_PAUSE_PIPELINE, 1);
+    goto done;
+error:
+    PyErr_WriteUnraisable((PyObject *)c);
+    req_release(req);
+    c->closing = 1;
+    c->close_after_flush = 1;
+done:
+    Py_XDECREF(first);
+    Py_XDECREF(coro);
+    Py_XDECREF(aw);
+    Py_XDECREF(task);
+}
+
+/* Run the view for a complete request.  Takes the reference to req. */
+static void conn_dispatch(ConnObject *c, RequestObject *req)
+{
+    fulmen_state *st = c->st;
+    RouteObject *route = req->route;
+    PyObject *res, *allow = NULL;
+    int head_only = req->h.method_id == H1_M_HEAD;
+    int keep = (req->h.flags & H1_F_KEEP_ALIVE) != 0;
+    int conn_hdr = keep ? (req->h.version_minor == 0 ? 2 : 0) : 1;
+    if (!keep)
+        c->closing = 1;
+    c->server->n_requests++;
+    Py_INCREF(c);
+    req->conn = c;
+    if (UNLIKELY(route == NULL)) {
+        h1_span params[FULMEN_MAX_PARAMS];
+        int np;
+        const char *path = req->base + req->h.path.off;
+        size_t plen = req->h.path.len;
+        if (plen == 0) {
+            path = "/";
+            plen = 1;
+        }
+        (void)router_match(c->server->matcher, path, plen, req->h.method_id,
+                           req->base + req->h.method.off, req->h.method.len,
+                           params, &np, &allow);
+        res = conn_not_found(c, allow);
+        if (res == NULL)
+            res = conn_error_response(c, req);
+        conn_emit(c, req, res, head_only, conn_hdr, !keep);
+        return;
+    }
+    res = PyObject_Vectorcall(route->handler, (PyObject **)&req, 1, NULL);
+    if (UNLIKELY(res == NULL)) {
+        res = conn_error_response(c, req);
+    } else if (Py_TYPE(res) != st->ResponseType &&
+               Py_TYPE(res)->tp_as_async != NULL &&
+               Py_TYPE(res)->tp_as_async->am_send != NULL) {
+        /* a coroutine: run it eagerly; only one that suspends gets a Task */
+        PyObject *val = NULL;
+        PySendResult r = PyIter_Send(res, Py_None, &val);
+        if (r == PYGEN_RETURN) {
+            Py_DECREF(res);
+            res = val;
+        } else if (r == PYGEN_ERROR) {
+            Py_DECREF(res);
+            res = conn_error_response(c, req);
+        } else {
+            conn_suspend(c, req, res, val, head_only, conn_hdr, !keep);
+            return;
+        }
+    }
+    res = conn_check_response(c, req, res);
+    conn_emit(c, req, res, head_only, conn_hdr, !keep);
+}
+
+/* A framing error: answer it (after the responses ahead of it) and close. */
+static void conn_protocol_error(ConnObject *c, int status)
+{
+    PyObject *r;
+    const char *reason = resp_reason(status);
+    c->closing = 1;
+    r = resp_new_simple(c->st, status, reason ? reason : "Bad Request", NULL);
+    if (r == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        c->close_after_flush = 1;
+        return;
+    }
+    conn_emit(c, NULL, r, 0, 1, 1);
+}
+
+/* Expect: 100-continue: send the interim response now, or in its turn
+ * behind the responses still queued ahead of this request. */
+static void conn_maybe_continue(ConnObject *c, RequestObject *req)
+{
+    conn_slot *s;
+    if (!(req->h.flags & H1_F_EXPECT_CONTINUE) || c->continue_sent ||
+        req->h.version_minor != 1)
+        return;
+    c->continue_sent = 1;
+    if (conn_q_len(c) == 0) {
+        if (mod_out_put(c->st, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        return;
+    }
+    if (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        return;
+    }
+    s = &c->q[c->q_next++ & (c->q_cap - 1)];
+    memset(s, 0, sizeof(*s));
+    s->ready = 1;
+    s->interim = 1;
+}
+
+/* Parse and dispatch whole requests from p[0..len).  owner is the bytes
+ * object p lives in (requests then reference it without a copy), or NULL
+ * when p is the connection's own buffer (requests get a copy, and chunked
+ * bodies are decoded in place).  Returns the bytes consumed; the caller
+ * keeps the rest. */
+static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
+{
+    fulmen_state *st = c->st;
+    ServerObject *srv = c->server;
+    size_t pos = 0;
+    while (pos < len && !c->closing && !(c->pause & CONN_PAUSE_PIPELINE)) {
+        RequestObject *req = c->pending;
+        size_t avail = len - pos, total, rawlen;
+        if (req == NULL) {
+            req = req_acquire(st, srv->max_headers);
+            if (req == NULL || req_ensure_header_cap(req, srv->max_headers) < 0) {
+                if (req != NULL)
+                    req_release(req);
+                PyErr_WriteUnraisable((PyObject *)c);
+                c->closing = 1;
+                c->close_after_flush = 1;
+                return len;
+            }
+            h1_parser_init(&req->parser, srv->max_header_size, srv->max_headers);
+            c->stage = STAGE_HEAD;
+            c->continue_sent = 0;
+            c->pending = req;
+        }
+        if (c->stage == STAGE_HEAD) {
+            int n = h1_parse_request(&req->parser, p + pos, avail, &req->h);
+            RouteObject *route;
+            uint64_t max_body;
+            PyObject *allow;
+            const char *path;
+            size_t plen;
+            int i;
+            if (n == H1_PARTIAL)
+                break;
+            if (UNLIKELY(n == H1_ERROR)) {
+                int status = req->h.error_status ? req->h.error_status : 400;
+                c->pending = NULL;
+                req_release(req);
+                conn_protocol_error(c, status);
+                return len;
+            }
+            c->head_len = (uint32_t)n;
+            path = p + pos + req->h.path.off;
+            plen = req->h.path.len;
+            if (plen == 0) {
+                path = "/";
+                plen = 1;
+            }
+            route = router_match(srv->matcher, path, plen, req->h.method_id,
+                                 p + pos + req->h.method.off, req->h.method.len,
+                                 req->params, &req->n_params, &allow);
+            if (route != NULL) {
+                Py_INCREF(route);
+                req->route = route;
+                for (i = 0; i < req->n_params; i++)
+                    req->params[i].off += req->h.path.off;
+            }
+            max_body = (route && route->max_body) ? route->max_body : srv->max_body_size;
+            if (req->h.flags & H1_F_CHUNKED) {
+                c->stage = STAGE_CHUNKED;
+                h1_chunked_init(&c->chunk, max_body);
+                c->csrc = c->cdst = c->head_len;
+            } else if ((req->h.flags & H1_F_HAS_CL) && req->h.content_length > 0) {
+                if (req->h.content_length > max_body) {
+                    c->pending = NULL;
+                    req_release(req);
+                    conn_protocol_error(c, 413);
+                    return len;
+                }
+                c->stage = STAGE_BODY;
+                c->body_need = req->h.content_length;
+            } else {
+                c->stage = STAGE_BODY;
+                c->body_need = 0;
+            }
+        }
+        if (c->stage == STAGE_BODY) {
+            total = c->head_len + c->body_need;
+            if (avail < total) {
+                conn_maybe_continue(c, req);
+                break;
+            }
+            req->body.off = c->head_len;
+            req->body.len = (uint32_t)c->body_need;
+            rawlen = total;
+        } else {
+            size_t src, dst;
+            int rc;
+            if (owner != NULL)
+                break; /* decoded in place: the caller moves it to our buffer */
+            src = c->csrc;
+            dst = c->cdst;
+            rc = h1_chunked_decode(&c->chunk, p + pos, avail, &src, &dst);
+            c->csrc = src;
+            c->cdst = dst;
+            if (rc == H1_CHUNK_PARTIAL) {
+                if (c->chunk.total == 0)
+                    conn_maybe_continue(c, req);
+                break;
+            }
+            if (rc != H1_CHUNK_DONE) {
+                c->pending = NULL;
+                req_release(req);
+                conn_protocol_error(c, rc == H1_CHUNK_TOO_BIG ? 413 : 400);
+                return len;
+            }
+            req->body.off = c->head_len;
+            req->body.len = (uint32_t)(dst - c->head_len);
+            total = src;
+            rawlen = dst;
+        }
+        /* a whole request: give it its bytes and run it */
+        c->pending = NULL;
+        if (owner != NULL) {
+            Py_INCREF(owner);
+            req->raw = owner;
+            req->base = p + pos;
+        } else {
+            req->raw = PyBytes_FromStringAndSize(p + pos, (Py_ssize_t)rawlen);
+            if (req->raw == NULL) {
+                PyErr_WriteUnraisable((PyObject *)c);
+                req_release(req);
+                c->closing = 1;
+                c->close_after_flush = 1;
+                return len;
+            }
+            req->base = PyBytes_AS_STRING(req->raw);
+        }
+        pos += total;
+        conn_dispatch(c, req);
+    }
+    return pos;
+}
+
+/* ========================================================================
+ * Buffering of partial requests
+ */
+
+static int conn_buf_append(ConnObject *c, const char *p, size_t n)
+{
+    size_t need = c->buf_len + n;
+    ServerObject *srv = c->server;
+    /* a hard bound on what one connection may make us hold */
+    size_t limit = (size_t)srv->max_header_size + (size_t)srv->max_body_size * 2 + 65536;
+    if (c->pending != NULL && c->pending->route != NULL && c->pending->route->max_body)
+        limit = (size_t)srv->max_header_size + (size_t)c->pending->route->max_body * 2 + 65536;
+    if (need > limit) {
+        conn_protocol_error(c, 413);
+        return -1;
+    }
+    if (need > c->buf_cap) {
+        size_t cap = c->buf_cap ? c->buf_cap : 1024;
+        char *b;
+        while (cap < need)
+            cap *= 2;
+        b = PyMem_Realloc(c->buf, cap);
+        if (b == NULL) {
+            PyErr_NoMemory();
+            PyErr_WriteUnraisable((PyObject *)c);
+            c->closing = 1;
+            c->close_after_flush = 1;
+            return -1;
+        }
+        c->buf = b;
+        c->buf_cap = cap;
+    }
+    memcpy(c->buf + c->buf_len, p, n);
+    c->buf_len += n;
+    return 0;
+}
+
+static void conn_buf_free(ConnObject *c)
+{
+    PyMem_Free(c->buf);
+    c->buf = NULL;
+    c->buf_len = c->buf_cap = 0;
+}
+
+static void conn_process_buffer(ConnObject *c)
+{
+    size_t n;
+    if (c->buf_len == 0 || c->closing)
+        return;
+    n = conn_process(c, c->buf, c->buf_len, NULL);
+    if (c->closing || n >= c->buf_len) {
+        conn_buf_free(c);
+        return;
+    }
+    if (n > 0) {
+        memmove(c->buf, c->buf + n, c->buf_len - n);
+        c->buf_len -= n;
+    }
+}
+
+/* ========================================================================
+ * Protocol methods called by uvloop
+ */
+
+static PyObject *conn_data_received(ConnObject *c, PyObject *data)
+{
+    fulmen_state *st = c->st;
+    Py_buffer view;
+    if (c->closing || c->closed)
+        Py_RETURN_NONE;
+    mod_refresh_date(st);
+    if (LIKELY(PyBytes_CheckExact(data))) {
+        char *p = PyBytes_AS_STRING(data);
+        size_t len = (size_t)PyBytes_GET_SIZE(data), n;
+        if (LIKELY(c->buf_len == 0)) {
+            n = conn_process(c, p, len, data);
+            if (n < len && !c->closing)
+                conn_buf_append(c, p + n, len - n);
+        } else {
+            conn_buf_append(c, p, len);
+        }
+    } else {
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        conn_buf_append(c, view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+    }
+    conn_process_buffer(c);
+    if (c->closing && c->pending != NULL) {
+        RequestObject *r = c->pending;
+        c->pending = NULL;
+        req_release(r);
+    }
+    if (c->closing && conn_q_len(c) == 0)
+        c->close_after_flush = 1;
+    if (conn_flush(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_RETURN_NONE;
+}
+
+static PyObject *conn_connection_made(ConnObject *c, PyObject *transport)
+{
+    Py_INCREF(transport);
+    Py_XSETREF(c->transport, transport);
+    Py_XSETREF(c->write, PyObject_GetAttr(transport, c->st->s_write));
+    if (c->write == NULL)
+        return NULL;
+    c->server->n_conns++;
+    Py_RETURN_NONE;
+}
+
+static void conn_drop_state(ConnObject *c)
+{
+    uint32_t s;
+    if (c->pending != NULL) {
+        RequestObject *r = c->pending;
+        c->pending = NULL;
+        req_release(r);
+    }
+    conn_buf_free(c);
+    for (s = c->q_first; s != c->q_next; s++) {
+        conn_slot *q = &c->q[s & (c->q_cap - 1)];
+        if (q->ready) {
+            Py_CLEAR(q->obj);
+            if (q->req != NULL) {
+                RequestObject *r = q->req;
+                q->req = NULL;
+                req_release(r);
+            }
+        }
+        /* pending slots keep their Task and request: the Task delivers to
+         * a closed connection, which drops the response */
+    }
+}
+
+static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
+{
+    if (!c->closed) {
+        c->closed = 1;
+        c->closing = 1;
+        c->server->n_conns--;
+    }
+    conn_drop_state(c);
+    Py_CLEAR(c->write);
+    Py_CLEAR(c->transport);
+    Py_RETURN_NONE;
+}
+
+static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
+{
+    /* The client will send nothing more.  Answer what is queued, then
+     * close; an incomplete request is dropped. */
+    c->eof = 1;
+    c->closing = 1;
+    if (conn_q_len(c) > 0)
+        Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+static PyObject *conn_pause_writing(ConnObject *c, PyObject *unused)
+{
+    conn_set_pause(c, CONN_PAUSE_WRITE, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
+{
+    conn_set_pause(c, CONN_PAUSE_WRITE, 0);
+    Py_RETURN_NONE;
+}
+
+PyObject *conn_get_transport(ConnObject *c)
+{
+    PyObject *t = c->transport ? c->transport : Py_None;
+    Py_INCREF(t);
+    return t;
+}
+
+PyObject *conn_get_app(ConnObject *c)
+{
+    PyObject *a = c->server->app ? c->server->app : Py_None;
+    Py_INCREF(a);
+    return a;
+}
+
+static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
+{
+    uint32_t s;
+    Py_VISIT(Py_TYPE(c));
+    Py_VISIT(c->server);
+    Py_VISIT(c->transport);
+    Py_VISIT(c->write);
+    Py_VISIT(c->pending);
+    for (s = c->q_first; s != c->q_next; s++) {
+        Py_VISIT(c->q[s & (c->q_cap - 1)].obj);
+        Py_VISIT(c->q[s & (c->q_cap - 1)].req);
+    }
+    return 0;
+}
+
+static int conn_clear(ConnObject *c)
+{
+    uint32_t s;
+    Py_CLEAR(c->transport);
+    Py_CLEAR(c->write);
+    Py_CLEAR(c->pending);
+    for (s = c->q_first; s != c->q_next; s++) {
+        Py_CLEAR(c->q[s & (c->q_cap - 1)].obj);
+        Py_CLEAR(c->q[s & (c->q_cap - 1)].req);
+    }
+    c->q_first = c->q_next;
+    return 0;
+}
+
+static void conn_dealloc(ConnObject *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    conn_clear(c);
+    Py_CLEAR(c->server);
+    PyMem_Free(c->buf);
+    PyMem_Free(c->q);
+    tp->tp_free(c);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef conn_methods[] = {
+    {"connection_made", (PyCFunction)conn_connection_made, METH_O, NULL},
+    {"data_received", (PyCFunction)conn_data_received, METH_O, NULL},
+    {"eof_received", (PyCFunction)conn_eof_received, METH_NOARGS, NULL},
+    {"connection_lost", (PyCFunction)conn_connection_lost, METH_O, NULL},
+    {"pause_writing", (PyCFunction)conn_pause_writing, METH_NOARGS, NULL},
+    {"resume_writing", (PyCFunction)conn_resume_writing, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyObject *conn_tp_new(PyTypeObject *tp, PyObject *a, PyObject *k)
+{
+    PyErr_SetString(PyExc_TypeError, "connections are made by a Server");
+    return NULL;
+}
+
+static PyType_Slot conn_slots[] = {
+    {Py_tp_new, conn_tp_new},
+    {Py_tp_dealloc, conn_dealloc},
+    {Py_tp_traverse, conn_traverse},
+    {Py_tp_clear, conn_clear},
+    {Py_tp_methods, conn_methods},
+    {0, NULL},
+};
+
+PyType_Spec conn_spec = {
+    .name = "fulmen._core.Connection",
+    .basicsize = sizeof(ConnObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = conn_slots,
+};
+
+/* ========================================================================
+ * Server: settings shared by the connections, and their factory
+ */
+
+static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"app", "matcher", "loop", "error_hook", "debug",
+                             "max_header_size", "max_headers", "max_body_size",
+                             NULL};
+    PyObject *app, *matcher, *loop, *hook;
+    int debug = 0;
+    unsigned int mhs = 16384, mh = 100;
+    unsigned long long mbs = 10 * 1024 * 1024;
+    ServerObject *s;
+    fulmen_state *st = mod_state_of_type(tp);
+    if (st == NULL)
+        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!OO|pIIK", kwlist, &app,
+                                     st->MatcherType, &matcher, &loop, &hook,
+                                     &debug, &mhs, &mh, &mbs))
+        return NULL;
+    if (mhs < 64 || mhs > (1u << 30) || mh < 1 || mh > 65536) {
+        PyErr_SetString(PyExc_ValueError, "bad header limits");
+        return NULL;
+    }
+    s = (ServerObject *)tp->tp_alloc(tp, 0);
+    if (s == NULL)
+        return NULL;
+    s->st = st;
+    Py_INCREF(app);
+    s->app = app;
+    Py_INCREF(matcher);
+    s->matcher = matcher;
+    Py_INCREF(loop);
+    s->loop = loop;
+    Py_INCREF(hook);
+    s->error_hook = hook;
+    s->debug = debug;
+    s->max_header_size = mhs;
+    s->max_headers = mh;
+    s->max_body_size = mbs;
+    return (PyObject *)s;
+}
+
+/* protocol_factory(): a new connection */
+static PyObject *conn_server_call(ServerObject *srv, PyObject *args, PyObject *kw)
+{
+    ConnObject *c = PyObject_GC_New(ConnObject, srv->st->ConnType);
+    if (c == NULL)
+        return NULL;
+    memset((char *)c + sizeof(PyObject), 0, sizeof(ConnObject) - sizeof(PyObject));
+    c->st = srv->st;
+    Py_INCREF(srv);
+    c->server = srv;
+    PyObject_GC_Track(c);
+    return (PyObject *)c;
+}
+
+static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(s));
+    Py_VISIT(s->matcher);
+    Py_VISIT(s->app);
+    Py_VISIT(s->loop);
+    Py_VISIT(s->error_hook);
+    Py_VISIT(s->not_found);
+    Py_VISIT(s->conns);
+    return 0;
+}
+
+static int conn_server_clear(ServerObject *s)
+{
+    Py_CLEAR(s->matcher);
+    Py_CLEAR(s->app);
+    Py_CLEAR(s->loop);
+    Py_CLEAR(s->error_hook);
+    Py_CLEAR(s->not_found);
+    Py_CLEAR(s->conns);
+    return 0;
+}
+
+static void conn_server_dealloc(ServerObject *s)
+{
+    PyTypeObject *tp = Py_TYPE(s);
+    PyObject_GC_UnTrack(s);
+    conn_server_clear(s);
+    tp->tp_free(s);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef conn_server_members[] = {
+    {"requests", T_ULONGLONG, offsetof(ServerObject, n_requests), READONLY,
+     "requests dispatched so far"},
+    {"connections", T_LONGLONG, offsetof(ServerObject, n_conns), READONLY,
+     "open connections"},
+    {"app", T_OBJECT, offsetof(ServerObject, app), READONLY, NULL},
+    {NULL},
+};
+
+static PyType_Slot conn_server_slots[] = {
+    {Py_tp_new, conn_server_new},
+    {Py_tp_call, conn_server_call},
+    {Py_tp_dealloc, conn_server_dealloc},
+    {Py_tp_traverse, conn_server_traverse},
+    {Py_tp_clear, conn_server_clear},
+    {Py_tp_members, conn_server_members},
+    {0, NULL},
+};
+
+PyType_Spec conn_server_spec = {
+    .name = "fulmen._core.Server",
+    .basicsize = sizeof(ServerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = conn_server_slots,
+};

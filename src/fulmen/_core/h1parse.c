@@ -1,0 +1,829 @@
+/*
+ * h1parse.c - strict, incremental, zero-copy HTTP/1.1 request-head parser.
+ *
+ * Pure C, no Python.h.  The public API is in h1parse.h; every other symbol
+ * here is static.  The chunked decoder lives in chunked.c, the byte-class
+ * scanners in simd.h.
+ *
+ * +---------------------------------------------------------------------+
+ * | Rules (RFC 9112 / RFC 9110), every violation is an error:           |
+ * +---------------------------------------------------------------------+
+ *  - CRLF line endings only; a bare LF or a bare CR anywhere is 400.
+ *  - At most one empty line (CRLF) before the request line, counted in the
+ *    returned head length (RFC 9112 2.2); a second one is 400.
+ *  - request-line = method SP request-target SP HTTP-version CRLF, with
+ *    exactly one SP each.  method is a token.  The target is VCHAR only:
+ *    no CTL, SP, DEL or byte >= 0x80.
+ *  - HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive.  1.0 and 1.1
+ *    are accepted, 1.2..1.9 report version_minor = 1, any other major is
+ *    505.  Everything else malformed is 400.
+ *  - Targets: origin-form "/..."; absolute-form "http://" or "https://"
+ *    (scheme case-insensitive, non-empty authority, H1_F_ABSOLUTE); the
+ *    authority-form "host:port" only for CONNECT (and CONNECT only takes
+ *    it); "*" only for OPTIONS or an extension method (H1_F_ASTERISK).
+ *    path/query split at the first '?'.  A fragment ("#...") is tolerated
+ *    and left out of path and query (target still spans it).
+ *    Spans when a part is absent:
+ *      absolute-form without a path: path = {end of authority, 0}, which
+ *        the caller treats as "/";
+ *      "*": path = the "*" itself;
+ *      authority-form: path = {end of target, 0};
+ *      no query: query = {end of path or fragment start, 0}.
+ *  - field-line = token ":" OWS value OWS CRLF.  No whitespace before ':'.
+ *    value bytes: HTAB, SP, VCHAR, obs-text.  A line starting with SP or
+ *    HTAB (obs-fold) is 400.
+ *  - Limits: a head longer than max_header_size is 431 (414 while still in
+ *    the request line), more than max_headers fields is 431.  Bytes past
+ *    max_header_size are never looked at.
+ *  - Semantics (field names case-insensitive):
+ *      Host: required in HTTP/1.1, at most one, value limited to authority
+ *        characters (reg-name / IP-literal / port).  An empty value is
+ *        allowed (RFC 9110 7.2).
+ *      Content-Length: 1*DIGIT up to 2^62, exactly one such field.
+ *      Transfer-Encoding: token list across all TE fields, in order;
+ *        "chunked" must be present, once, and last, else 400; any other
+ *        coding in front of it is 501 (we decode none); parameters are
+ *        400.  TE together with Content-Length is 400.  TE in HTTP/1.0
+ *        is honoured but the connection is not kept alive.
+ *      Connection: token list; close / keep-alive / upgrade flags.
+ *      Expect: 100-continue (HTTP/1.1 only).  Upgrade: presence.
+ *
+ * +---------------------------------------------------------------------+
+ * | Incremental parsing                                                 |
+ * +---------------------------------------------------------------------+
+ * The parse loop is a resumable state machine.  On H1_PARTIAL it saves
+ * where it stopped (p->stage, p->line_start, p->scan_pos, p->aux), so the
+ * next call continues at the first unexamined byte; at most the ten bytes
+ * of an incomplete "HTTP/1.1\r\n" or a lone trailing CR are looked at again.
+ *
+ * The loop is compiled once per SIMD level: this file includes itself with
+ * H1_LEVEL set to 0, 1 and 2 so that each copy inlines its scanners.
+ */
+
+#ifndef H1_LEVEL /* ======================= first pass: common code ====== */
+
+#include "h1parse.h"
+
+#include <string.h>
+
+#include "simd.h"
+
+/* ------------------------------------------------------------------------
+ * Private parser state.  h1_parser.stage holds where to resume.
+ */
+enum {
+    H1_ST_START = 0,   /* nothing examined yet                              */
+    H1_ST_METHOD,      /* in the method; scan_pos bytes are tchars          */
+    H1_ST_TARGET,      /* in the target; aux[1] = target start              */
+    H1_ST_VERSION,     /* aux[1] = version start                            */
+    H1_ST_HDR_LINE,    /* at the start of a field line or the final CRLF    */
+    H1_ST_HDR_NAME,    /* in a field name                                   */
+    H1_ST_HDR_VALUE,   /* in a field value; aux[1] = offset of the colon    */
+    H1_ST_DONE,        /* complete; line_start = head length                */
+    H1_ST_ERROR,       /* failed; req->error_status holds the verdict       */
+};
+
+/* p->aux[0]: Transfer-Encoding list state, carried across TE fields */
+#define H1_TE_CHUNKED 0x1 /* the last coding so far is chunked          */
+#define H1_TE_OTHER 0x2   /* some coding other than chunked was listed   */
+
+#define H1_CL_MAX (1ULL << 62)
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define H1_U32(a, b, c, d)                                                  \
+    (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | \
+     (uint32_t)(d))
+#else
+#define H1_U32(a, b, c, d)                                                  \
+    ((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) |         \
+     ((uint32_t)(d) << 24))
+#endif
+
+static H1_ALWAYS_INLINE uint32_t
+h1_load32(const unsigned char *s)
+{
+    uint32_t w;
+    memcpy(&w, s, 4);
+    return w;
+}
+
+static H1_ALWAYS_INLINE h1_span
+h1_mkspan(size_t off, size_t len)
+{
+    h1_span sp = {(uint32_t)off, (uint32_t)len};
+    return sp;
+}
+
+/* Characters of a Host value or authority-form target: unreserved,
+ * pct-encoded, sub-delims, ':' and the brackets of an IP-literal. */
+static const uint8_t h1_host_ok[256] = {
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1,
+    ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+    ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+    [':'] = 1, ['['] = 1, [']'] = 1,
+};
+
+/* For the field names the parser acts on, indexed by name length: the
+ * lower-case first letter.  A cheap filter before the full compare. */
+static const char h1_special_first[32] = {
+    [4] = 'h',  /* host */
+    [6] = 'e',  /* expect */
+    [7] = 'u',  /* upgrade */
+    [10] = 'c', /* connection */
+    [14] = 'c', /* content-length */
+    [17] = 't', /* transfer-encoding */
+};
+
+/* Case-insensitive compare of s[0..n) with lower-case lit.  Exact for
+ * tchars and field-value bytes: the only other byte that ORs to a letter,
+ * digit or '-' is a CTL, and neither class contains CTLs. */
+static H1_ALWAYS_INLINE int
+h1_lower_eq(const unsigned char *s, const char *lit, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((s[i] | 0x20) != (unsigned char)lit[i]) return 0;
+    return 1;
+}
+
+static H1_ALWAYS_INLINE int
+h1_is_ows(unsigned c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* ------------------------------------------------------------------------
+ * Request line helpers
+ */
+
+/* Identify a method token s[0..n).  Methods are case-sensitive. */
+static H1_ALWAYS_INLINE int
+h1_method_id(const unsigned char *s, size_t n)
+{
+    switch (n) {
+    case 3:
+        if (memcmp(s, "GET", 3) == 0) return H1_M_GET;
+        if (memcmp(s, "PUT", 3) == 0) return H1_M_PUT;
+        break;
+    case 4:
+        if (memcmp(s, "POST", 4) == 0) return H1_M_POST;
+        if (memcmp(s, "HEAD", 4) == 0) return H1_M_HEAD;
+        break;
+    case 5:
+        if (memcmp(s, "PATCH", 5) == 0) return H1_M_PATCH;
+        if (memcmp(s, "TRACE", 5) == 0) return H1_M_TRACE;
+        break;
+    case 6:
+        if (memcmp(s, "DELETE", 6) == 0) return H1_M_DELETE;
+        break;
+    case 7:
+        if (memcmp(s, "OPTIONS", 7) == 0) return H1_M_OPTIONS;
+        if (memcmp(s, "CONNECT", 7) == 0) return H1_M_CONNECT;
+        break;
+    }
+    return H1_M_OTHER;
+}
+
+/* Check the HTTP-version and its CRLF, s[pos..pos+avail), avail < 10 or a
+ * failed fast path.  Examines bytes in order so that a byte-by-byte feed
+ * and a whole buffer reach the same verdict.  Returns 0 when all ten bytes
+ * are present and valid (*minor set), -2 when more bytes are needed, or
+ * an HTTP status with *why set. */
+static NOINLINE int
+h1_version_slow(const unsigned char *s, size_t avail, int *minor,
+                const char **why)
+{
+    static const char pat[] = "HTTP/x.x\r\n";
+    size_t i, n = avail < 10 ? avail : 10;
+
+    for (i = 0; i < n; i++) {
+        unsigned c = s[i];
+        switch (i) {
+        case 5:
+            if (c < '0' || c > '9') goto bad;
+            if (c != '1') {
+                *why = "unsupported HTTP major version";
+                return 505;
+            }
+            break;
+        case 7:
+            if (c < '0' || c > '9') goto bad;
+            *minor = c == '0' ? 0 : 1;
+            break;
+        case 8:
+            if (c != '\r') {
+                *why = c == '\n' ? "bare LF" : "invalid HTTP version";
+                return 400;
+            }
+            break;
+        case 9:
+            if (c != '\n') {
+                *why = "bare CR";
+                return 400;
+            }
+            break;
+        default:
+            if (c != (unsigned char)pat[i]) goto bad;
+        }
+    }
+    return n == 10 ? 0 : -2;
+bad:
+    *why = "invalid HTTP version";
+    return 400;
+}
+
+/* Validate an authority-form target (CONNECT): host ":" port. */
+static int
+h1_authority_form(const unsigned char *s, size_t a, size_t b)
+{
+    size_t i, colon = b;
+
+    for (i = a; i < b; i++) {
+        if (!h1_host_ok[s[i]]) return 0;
+        if (s[i] == ':') colon = i;
+    }
+    if (colon == b || colon == a || colon + 1 == b) return 0;
+    for (i = colon + 1; i < b; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    return 1;
+}
+
+/* Classify the request-target s[t0..t1) (known non-empty, VCHAR only) and
+ * fill req->target/path/query and H1_F_ASTERISK / H1_F_ABSOLUTE.
+ * Returns 0, or 400 with *why set. */
+static H1_ALWAYS_INLINE int
+h1_target_form(h1_request *req, const unsigned char *s, size_t t0, size_t t1,
+               const char **why)
+{
+    const unsigned char *hit;
+    size_t a = t0, f, q;
+
+    req->target = h1_mkspan(t0, t1 - t0);
+    if (LIKELY(s[t0] == '/')) {
+        if (UNLIKELY(req->method_id == H1_M_CONNECT)) {
+            *why = "CONNECT requires an authority-form target";
+            return 400;
+        }
+    } else if (s[t0] == '*') {
+        if (t1 - t0 != 1 || (req->method_id != H1_M_OPTIONS &&
+                             req->method_id != H1_M_OTHER)) {
+            *why = "asterisk-form target is only for OPTIONS";
+            return 400;
+        }
+        req->flags |= H1_F_ASTERISK;
+        req->path = h1_mkspan(t0, 1);
+        req->query = h1_mkspan(t1, 0);
+        return 0;
+    } else if (req->method_id == H1_M_CONNECT) {
+        if (!h1_authority_form(s, t0, t1)) {
+            *why = "invalid authority-form target";
+            return 400;
+        }
+        req->path = h1_mkspan(t1, 0);
+        req->query = h1_mkspan(t1, 0);
+        return 0;
+    } else {
+        size_t n = t1 - t0;
+        if (n >= 7 && h1_lower_eq(s + t0, "http://", 7))
+            a = t0 + 7;
+        else if (n >= 8 && h1_lower_eq(s + t0, "https://", 8))
+            a = t0 + 8;
+        else {
+            *why = "invalid request-target";
+            return 400;
+        }
+        t0 = a;
+        while (a < t1 && s[a] != '/' && s[a] != '?' && s[a] != '#')
+            a++;
+        if (a == t0) {
+            *why = "absolute-form target without authority";
+            return 400;
+        }
+        req->flags |= H1_F_ABSOLUTE;
+    }
+    if (LIKELY(t1 - a <= 64)) {
+        /* short targets: one pass beats two memchr calls */
+        size_t i;
+        f = t1;
+        q = t1;
+        for (i = a; i < t1; i++) {
+            if (UNLIKELY(s[i] == '#')) {
+                f = i;
+                break;
+            }
+            if (s[i] == '?' && q == t1) q = i;
+        }
+        if (q > f) q = f;
+    } else {
+        hit = memchr(s + a, '#', t1 - a);
+        f = hit ? (size_t)(hit - s) : t1;
+        hit = memchr(s + a, '?', f - a);
+        q = hit ? (size_t)(hit - s) : f;
+    }
+    if (q < f) {
+        req->path = h1_mkspan(a, q - a);
+        req->query = h1_mkspan(q + 1, f - q - 1);
+    } else {
+        req->path = h1_mkspan(a, f - a);
+        req->query = h1_mkspan(f, 0);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Field semantics
+ */
+
+/* Iterate over a comma-separated token list s[*pos..b) ("#token", RFC 9110
+ * 5.6.1): elements are separated by OWS "," OWS, empty elements are
+ * skipped.  Returns 1 with the next element in s[*t0..*t1) and *pos moved
+ * past it, 0 at the end, -1 on a syntax error (a byte that is neither
+ * token, OWS nor ',' - which includes the ';' of parameters and quotes). */
+static int
+h1_list_next(const unsigned char *s, size_t *pos, size_t b, size_t *t0,
+             size_t *t1)
+{
+    size_t i = *pos;
+
+    for (;;) {
+        while (i < b && (h1_is_ows(s[i]) || s[i] == ','))
+            i++;
+        if (i == b) {
+            *pos = i;
+            return 0;
+        }
+        *t0 = i;
+        while (i < b && h1_tchar[s[i]])
+            i++;
+        if (i == *t0) return -1;
+        *t1 = i;
+        while (i < b && h1_is_ows(s[i]))
+            i++;
+        if (i < b && s[i] != ',') return -1;
+        *pos = i;
+        return 1;
+    }
+}
+
+/* Act on one of the fields named in h1_special_first.  idx is the field's
+ * index, [vs, ve) its OWS-stripped value.  Updates req and p->aux[0].
+ * Returns 0, or 400 with *why set. */
+static NOINLINE int
+h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
+                   size_t name, size_t nlen, size_t vs, size_t ve,
+                   uint32_t idx, const char **why)
+{
+    size_t i, t0, t1;
+    int r;
+
+    switch (nlen) {
+    case 4:
+        if (!h1_lower_eq(s + name, "host", 4)) break;
+        if (req->flags & H1_F_HAS_HOST) {
+            *why = "duplicate Host";
+            return 400;
+        }
+        for (i = vs; i < ve; i++)
+            if (!h1_host_ok[s[i]]) {
+                *why = "invalid Host";
+                return 400;
+            }
+        req->flags |= H1_F_HAS_HOST;
+        req->host_index = idx;
+        break;
+    case 6:
+        if (!h1_lower_eq(s + name, "expect", 6)) break;
+        if (ve - vs == 12 && h1_lower_eq(s + vs, "100-continue", 12) &&
+            req->version_minor == 1)
+            req->flags |= H1_F_EXPECT_CONTINUE;
+        break;
+    case 7:
+        if (h1_lower_eq(s + name, "upgrade", 7)) req->flags |= H1_F_UPGRADE;
+        break;
+    case 10:
+        if (!h1_lower_eq(s + name, "connection", 10)) break;
+        i = vs;
+        while ((r = h1_list_next(s, &i, ve, &t0, &t1)) > 0) {
+            size_t n = t1 - t0;
+            if (n == 5 && h1_lower_eq(s + t0, "close", 5))
+                req->flags |= H1_F_CONN_CLOSE;
+            else if (n == 10 && h1_lower_eq(s + t0, "keep-alive", 10))
+                req->flags |= H1_F_CONN_KEEPALIVE;
+            else if (n == 7 && h1_lower_eq(s + t0, "upgrade", 7))
+                req->flags |= H1_F_CONN_UPGRADE;
+        }
+        if (r < 0) {
+            *why = "invalid Connection";
+            return 400;
+        }
+        break;
+    case 14: {
+        uint64_t v = 0;
+        if (!h1_lower_eq(s + name, "content-length", 14)) break;
+        if (req->flags & H1_F_HAS_CL) {
+            *why = "duplicate Content-Length";
+            return 400;
+        }
+        if (vs == ve) {
+            *why = "empty Content-Length";
+            return 400;
+        }
+        for (i = vs; i < ve; i++) {
+            unsigned d = (unsigned)s[i] - '0';
+            if (d > 9) {
+                *why = "invalid Content-Length";
+                return 400;
+            }
+            if (v > (H1_CL_MAX - d) / 10) {
+                *why = "Content-Length too large";
+                return 400;
+            }
+            v = v * 10 + d;
+        }
+        req->content_length = v;
+        req->flags |= H1_F_HAS_CL;
+        break;
+    }
+    case 17:
+        if (!h1_lower_eq(s + name, "transfer-encoding", 17)) break;
+        req->flags |= H1_F_HAS_TE;
+        i = vs;
+        while ((r = h1_list_next(s, &i, ve, &t0, &t1)) > 0) {
+            if (p->aux[0] & H1_TE_CHUNKED) {
+                *why = "chunked is not the final transfer coding";
+                return 400;
+            }
+            if (t1 - t0 == 7 && h1_lower_eq(s + t0, "chunked", 7))
+                p->aux[0] |= H1_TE_CHUNKED;
+            else
+                p->aux[0] |= H1_TE_OTHER;
+        }
+        if (r < 0) {
+            *why = "invalid Transfer-Encoding";
+            return 400;
+        }
+        break;
+    }
+    return 0;
+}
+
+/* Checks that need the whole head; sets H1_F_CHUNKED and H1_F_KEEP_ALIVE.
+ * Returns 0, or an error status with *why set. */
+static H1_ALWAYS_INLINE int
+h1_head_semantics(h1_parser *p, h1_request *req, const char **why)
+{
+    uint32_t f = req->flags;
+
+    if (UNLIKELY(!(f & H1_F_HAS_HOST)) && req->version_minor == 1) {
+        *why = "missing Host";
+        return 400;
+    }
+    if (UNLIKELY(f & H1_F_HAS_TE)) {
+        if (f & H1_F_HAS_CL) {
+            *why = "Content-Length with Transfer-Encoding";
+            return 400;
+        }
+        if (!(p->aux[0] & H1_TE_CHUNKED)) {
+            *why = "chunked is not the final transfer coding";
+            return 400;
+        }
+        if (p->aux[0] & H1_TE_OTHER) {
+            *why = "unsupported transfer coding";
+            return 501;
+        }
+        f |= H1_F_CHUNKED;
+    }
+    if (req->version_minor == 1) {
+        if (!(f & H1_F_CONN_CLOSE)) f |= H1_F_KEEP_ALIVE;
+    } else if ((f & (H1_F_CONN_KEEPALIVE | H1_F_CONN_CLOSE | H1_F_HAS_TE)) ==
+               H1_F_CONN_KEEPALIVE) {
+        f |= H1_F_KEEP_ALIVE;
+    }
+    req->flags = (uint16_t)f;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The parse loop, once per SIMD level
+ */
+#define H1_LEVEL 0
+#include "h1parse.c"
+#undef H1_LEVEL
+#if H1_HAVE_X86
+#define H1_LEVEL 1
+#include "h1parse.c"
+#undef H1_LEVEL
+#define H1_LEVEL 2
+#include "h1parse.c"
+#undef H1_LEVEL
+#endif
+
+/* ------------------------------------------------------------------------
+ * Public API
+ */
+
+static int h1_simd_level = -1; /* -1: not detected yet */
+
+static int
+h1_best_level(void)
+{
+#if H1_HAVE_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) return H1_SIMD_AVX2;
+    if (__builtin_cpu_supports("sse4.2")) return H1_SIMD_SSE42;
+#endif
+    return H1_SIMD_SCALAR;
+}
+
+int
+h1_set_simd_level(int level)
+{
+    int best = h1_best_level();
+
+    if (level < 0 || level > best) level = best;
+    __atomic_store_n(&h1_simd_level, level, __ATOMIC_RELAXED);
+    return level;
+}
+
+void
+h1_parser_init(h1_parser *p, uint32_t max_header_size, uint32_t max_headers)
+{
+    memset(p, 0, sizeof(*p));
+    /* the head length is returned as an int */
+    if (max_header_size > 0x7fffffffu) max_header_size = 0x7fffffffu;
+    p->max_header_size = max_header_size;
+    p->max_headers = max_headers;
+}
+
+int
+h1_parse_request(h1_parser *p, const char *buf, size_t len, h1_request *req)
+{
+    int level = __atomic_load_n(&h1_simd_level, __ATOMIC_RELAXED);
+
+    if (UNLIKELY(level < 0)) level = h1_set_simd_level(-1);
+#if H1_HAVE_X86
+    if (LIKELY(level == H1_SIMD_AVX2))
+        return h1_parse_l2(p, (const unsigned char *)buf, len, req);
+    if (level == H1_SIMD_SSE42)
+        return h1_parse_l1(p, (const unsigned char *)buf, len, req);
+#endif
+    return h1_parse_l0(p, (const unsigned char *)buf, len, req);
+}
+
+#else /* ============================ per-level pass: H1_LEVEL = 0/1/2 == */
+
+#define H1_CAT2(a, b) a##_l##b
+#define H1_CAT(a, b) H1_CAT2(a, b)
+#define H1_FN(name) H1_CAT(name, H1_LEVEL)
+
+#undef H1_TARGET_ATTR
+#undef H1_SCAN_VALUE
+#undef H1_SCAN_TARGET
+#undef H1_SCAN_TOKEN
+#if H1_LEVEL == 2
+#define H1_TARGET_ATTR __attribute__((target("avx2")))
+#define H1_SCAN_VALUE h1_scan_value_avx2
+#define H1_SCAN_TARGET h1_scan_target_avx2
+#define H1_SCAN_TOKEN h1_scan_token_avx2
+#elif H1_LEVEL == 1
+#define H1_TARGET_ATTR __attribute__((target("sse4.2")))
+#define H1_SCAN_VALUE h1_scan_value_sse42
+#define H1_SCAN_TARGET h1_scan_target_sse42
+#define H1_SCAN_TOKEN h1_scan_token_sse42
+#else
+#define H1_TARGET_ATTR
+#define H1_SCAN_VALUE h1_scan_value_scalar
+#define H1_SCAN_TARGET h1_scan_target_scalar
+#define H1_SCAN_TOKEN h1_scan_token
+#endif
+
+/* h1_parse_l<N>: the body of h1_parse_request() for one scanner level.
+ * Same contract.  Resumes at p->stage; see the state enum above. */
+H1_TARGET_ATTR static int
+H1_FN(h1_parse)(h1_parser *p, const unsigned char *s, size_t len,
+                h1_request *req)
+{
+    size_t end = len, pos, line_start, mark, colon, vs, ve;
+    uint32_t nh;
+    unsigned stage;
+    const char *why = NULL;
+    int status = 400, r, limited = 0, minor = 1;
+
+    if (UNLIKELY(end > p->max_header_size)) {
+        end = p->max_header_size;
+        limited = 1;
+    }
+    line_start = p->line_start;
+    pos = line_start + p->scan_pos;
+    mark = p->aux[1];
+    nh = req->num_headers;
+
+    switch (p->stage) {
+    case H1_ST_START:
+        goto st_start;
+    case H1_ST_METHOD:
+        goto st_method;
+    case H1_ST_TARGET:
+        goto st_target;
+    case H1_ST_VERSION:
+        goto st_version;
+    case H1_ST_HDR_LINE:
+        goto st_hdr_line;
+    case H1_ST_HDR_NAME:
+        goto st_hdr_name;
+    case H1_ST_HDR_VALUE:
+        goto st_hdr_value;
+    case H1_ST_DONE:
+        return (int)p->line_start;
+    default:
+        return H1_ERROR;
+    }
+
+#define H1_NEED(st)    \
+    do {               \
+        stage = (st);  \
+        goto partial;  \
+    } while (0)
+#define H1_FAIL(code, reason) \
+    do {                      \
+        status = (code);      \
+        why = (reason);       \
+        goto fail;            \
+    } while (0)
+
+st_start: {
+    h1_header *hdrs = req->headers;
+    memset(req, 0, sizeof(*req));
+    req->headers = hdrs;
+    req->version_minor = 1;
+    nh = 0;
+    pos = 0;
+    if (UNLIKELY(end < 2)) {
+        if (end == 1 && s[0] == '\n') H1_FAIL(400, "bare LF");
+        H1_NEED(H1_ST_START);
+    }
+    if (UNLIKELY(s[0] == '\r' || s[0] == '\n')) {
+        if (s[0] == '\n') H1_FAIL(400, "bare LF");
+        if (s[1] != '\n') H1_FAIL(400, "bare CR");
+        p->leading_crlf = 1;
+        pos = 2;
+    }
+    line_start = pos;
+}
+
+st_method: {
+    size_t m0 = line_start;
+    int id;
+    if (LIKELY(pos == m0 && end - pos >= 4) &&
+        h1_load32(s + pos) == H1_U32('G', 'E', 'T', ' ')) {
+        pos += 3;
+        id = H1_M_GET;
+    } else {
+        pos = h1_scan_token(s, pos, end);
+        if (UNLIKELY(pos >= end)) H1_NEED(H1_ST_METHOD);
+        if (UNLIKELY(s[pos] != ' ' || pos == m0)) {
+            if (pos == m0 && (s[pos] == '\r' || s[pos] == '\n'))
+                H1_FAIL(400, s[pos] == '\n' ? "bare LF"
+                                            : "too many empty lines before request");
+            H1_FAIL(400, "invalid method");
+        }
+        id = h1_method_id(s + m0, pos - m0);
+    }
+    req->method = h1_mkspan(m0, pos - m0);
+    req->method_id = (uint8_t)id;
+    pos++;
+    mark = pos;
+}
+
+st_target:
+    pos = H1_SCAN_TARGET(s, pos, end);
+    if (UNLIKELY(pos >= end)) H1_NEED(H1_ST_TARGET);
+    if (UNLIKELY(s[pos] != ' ' || pos == mark)) {
+        if (s[pos] == '\r' || s[pos] == '\n')
+            H1_FAIL(400, "missing HTTP version");
+        H1_FAIL(400, pos == mark ? "empty request-target"
+                                 : "invalid character in request-target");
+    }
+    r = h1_target_form(req, s, mark, pos, &why);
+    if (UNLIKELY(r)) H1_FAIL(r, why);
+    pos++;
+    mark = pos;
+
+st_version:
+    pos = mark;
+    if (LIKELY(end - pos >= 10)) {
+        uint64_t w;
+        memcpy(&w, s + pos, 8);
+        if (LIKELY(w == ((uint64_t)H1_U32('H', 'T', 'T', 'P') |
+                         (uint64_t)H1_U32('/', '1', '.', '1') << 32)) &&
+            LIKELY(s[pos + 8] == '\r' && s[pos + 9] == '\n')) {
+            minor = 1;
+            goto version_ok;
+        }
+    }
+    r = h1_version_slow(s + pos, end - pos, &minor, &why);
+    if (r) {
+        if (r == -2) H1_NEED(H1_ST_VERSION);
+        H1_FAIL(r, why);
+    }
+version_ok:
+    req->version_minor = (uint8_t)minor;
+    pos += 10;
+
+    /* ---- field lines ---- */
+    for (;;) {
+        line_start = pos;
+    st_hdr_line:
+        if (UNLIKELY(end - pos < 2)) {
+            if (pos < end && s[pos] != '\r') goto name_start;
+            H1_NEED(H1_ST_HDR_LINE);
+        }
+        if (s[pos] == '\r') {
+            if (UNLIKELY(s[pos + 1] != '\n')) H1_FAIL(400, "bare CR");
+            pos += 2;
+            goto done;
+        }
+    name_start:
+        if (UNLIKELY(nh >= p->max_headers)) H1_FAIL(431, "too many header fields");
+    st_hdr_name:
+        pos = H1_SCAN_TOKEN(s, pos, end);
+        if (UNLIKELY(pos >= end)) H1_NEED(H1_ST_HDR_NAME);
+        if (UNLIKELY(s[pos] != ':' || pos == line_start)) {
+            unsigned c = s[pos];
+            if (pos == line_start && (c == ' ' || c == '\t'))
+                H1_FAIL(400, "obsolete line folding");
+            if (c == '\n') H1_FAIL(400, "bare LF");
+            if (c == ':') H1_FAIL(400, "empty header name");
+            H1_FAIL(400, "invalid header name");
+        }
+        mark = pos;
+        pos++;
+    st_hdr_value:
+        pos = H1_SCAN_VALUE(s, pos, end);
+        if (UNLIKELY(end - pos < 2)) {
+            if (pos < end && s[pos] != '\r') goto value_bad;
+            H1_NEED(H1_ST_HDR_VALUE);
+        }
+        if (UNLIKELY(s[pos] != '\r')) goto value_bad;
+        if (UNLIKELY(s[pos + 1] != '\n')) H1_FAIL(400, "bare CR");
+        colon = mark;
+        vs = colon + 1;
+        ve = pos;
+        while (vs < ve && h1_is_ows(s[vs]))
+            vs++;
+        while (ve > vs && h1_is_ows(s[ve - 1]))
+            ve--;
+        {
+            h1_header *h = &req->headers[nh];
+            size_t nlen = colon - line_start;
+            h->name = h1_mkspan(line_start, nlen);
+            h->value = h1_mkspan(vs, ve - vs);
+            if (nlen < 32 &&
+                UNLIKELY(h1_special_first[nlen] == (s[line_start] | 0x20))) {
+                r = h1_field_semantics(p, req, s, line_start, nlen, vs, ve, nh,
+                                       &why);
+                if (r) H1_FAIL(r, why);
+            }
+        }
+        nh++;
+        pos += 2;
+    }
+
+value_bad:
+    H1_FAIL(400, s[pos] == '\n' ? "bare LF" : "invalid character in header value");
+
+done:
+    req->num_headers = nh;
+    r = h1_head_semantics(p, req, &why);
+    if (UNLIKELY(r)) H1_FAIL(r, why);
+    p->stage = H1_ST_DONE;
+    p->line_start = (uint32_t)pos;
+    p->scan_pos = 0;
+    return (int)pos;
+
+partial:
+    if (limited) {
+        if (stage <= H1_ST_VERSION)
+            H1_FAIL(414, "request line too long");
+        H1_FAIL(431, "request head too large");
+    }
+    p->stage = (uint8_t)stage;
+    p->line_start = (uint32_t)line_start;
+    p->scan_pos = (uint32_t)(pos - line_start);
+    p->aux[1] = (uint32_t)mark;
+    req->num_headers = nh;
+    return H1_PARTIAL;
+
+fail:
+    p->stage = H1_ST_ERROR;
+    req->num_headers = nh;
+    req->error_status = (uint16_t)status;
+    req->error_reason = why;
+    return H1_ERROR;
+
+#undef H1_NEED
+#undef H1_FAIL
+}
+
+#endif /* H1_LEVEL */

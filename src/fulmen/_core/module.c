@@ -1,0 +1,303 @@
+/*
+ * module.c - fulmen._core: module state, type registration, multi-phase init,
+ * the cached Date header and the shared output buffer.
+ */
+#include "common.h"
+
+#include <time.h>
+
+static struct PyModuleDef mod_def;
+
+/* ========================================================================
+ * State access
+ */
+
+fulmen_state *mod_state_of_type(PyTypeObject *tp)
+{
+    PyObject *m = PyType_GetModuleByDef(tp, &mod_def);
+    if (m == NULL)
+        return NULL;
+    return (fulmen_state *)PyModule_GetState(m);
+}
+
+/* ========================================================================
+ * Date header: an IMF-fixdate, recomputed at most once a second.
+ */
+
+void mod_refresh_date(fulmen_state *st)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
+                                    "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                       "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    if ((int64_t)now == st->date_sec)
+        return;
+    st->date_sec = (int64_t)now;
+    gmtime_r(&now, &tm);
+    snprintf(st->date, sizeof(st->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* ========================================================================
+ * Output buffer
+ */
+
+NOINLINE int mod_out_reserve(fulmen_state *st, size_t extra)
+{
+    size_t need = st->out_len + extra;
+    size_t cap = st->out_cap ? st->out_cap : 16384;
+    char *p;
+    while (cap < need)
+        cap *= 2;
+    p = PyMem_Realloc(st->out, cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    st->out = p;
+    st->out_cap = cap;
+    return 0;
+}
+
+/* Append a body.  Small bodies are copied; a large one is passed to the
+ * transport by reference (writelines) to save the copy.  bytes_obj may be
+ * NULL (then p is always copied). */
+int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p, size_t n)
+{
+    PyObject *seg = NULL;
+    if (n < 65536 || bytes_obj == NULL || !PyBytes_CheckExact(bytes_obj))
+        return mod_out_put(st, p, n);
+    if (st->out_chunks == NULL) {
+        st->out_chunks = PyList_New(0);
+        if (st->out_chunks == NULL)
+            goto error;
+    }
+    seg = PyBytes_FromStringAndSize(st->out, (Py_ssize_t)st->out_len);
+    if (seg == NULL)
+        goto error;
+    if (PyList_Append(st->out_chunks, seg) < 0)
+        goto error;
+    if (PyList_Append(st->out_chunks, bytes_obj) < 0)
+        goto error;
+    st->out_len = 0;
+    Py_DECREF(seg);
+    return 0;
+error:
+    Py_XDECREF(seg);
+    return -1;
+}
+
+/* ========================================================================
+ * Module functions
+ */
+
+static PyObject *mod_http_date(PyObject *m, PyObject *unused)
+{
+    fulmen_state *st = PyModule_GetState(m);
+    mod_refresh_date(st);
+    return PyUnicode_FromString(st->date);
+}
+
+static PyObject *mod_parse_debug(PyObject *m, PyObject *args)
+{
+    /* _parse(bytes) -> (head_len_or_status, dict): for tests of the wiring
+     * between the parser and Python; the parser has its own C tests. */
+    Py_buffer buf;
+    h1_parser p;
+    h1_request r;
+    h1_header hs[128];
+    PyObject *res = NULL;
+    int n;
+    if (!PyArg_ParseTuple(args, "y*", &buf))
+        return NULL;
+    memset(&r, 0, sizeof(r));
+    r.headers = hs;
+    h1_parser_init(&p, 1 << 20, 128);
+    n = h1_parse_request(&p, buf.buf, (size_t)buf.len, &r);
+    if (n == H1_ERROR)
+        res = Py_BuildValue("(is)", -(int)r.error_status,
+                            r.error_reason ? r.error_reason : "");
+    else
+        res = Py_BuildValue("(iiiK)", n, (int)r.flags, (int)r.num_headers,
+                            (unsigned long long)r.content_length);
+    PyBuffer_Release(&buf);
+    return res;
+}
+
+static PyMethodDef mod_methods[] = {
+    {"http_date", mod_http_date, METH_NOARGS, "The cached Date header value."},
+    {"_parse", mod_parse_debug, METH_VARARGS, "Parse one request head (tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ========================================================================
+ * Init
+ */
+
+static int mod_add_type(PyObject *m, PyType_Spec *spec, PyObject *base,
+                        PyTypeObject **slot)
+{
+    PyObject *t = PyType_FromModuleAndSpec(m, spec, base);
+    if (t == NULL)
+        return -1;
+    *slot = (PyTypeObject *)t;
+    if (PyModule_AddType(m, (PyTypeObject *)t) < 0)
+        return -1;
+    return 0;
+}
+
+#define INTERN(field, s)                                   \
+    do {                                                   \
+        if ((st->field = PyUnicode_InternFromString(s)) == NULL) \
+            return -1;                                     \
+    } while (0)
+
+static int mod_exec(PyObject *m)
+{
+    fulmen_state *st = PyModule_GetState(m);
+    static const char *methods[] = {NULL,     "GET",   "HEAD",    "POST",
+                                    "PUT",    "DELETE", "PATCH",  "OPTIONS",
+                                    "CONNECT", "TRACE"};
+    static const char *kwnames[] = {"code", "text", "body", "json", "mime_type",
+                                    "encoding", "headers", "cookies"};
+    int i;
+
+    if (mod_add_type(m, &conn_server_spec, NULL, &st->ServerType) < 0 ||
+        mod_add_type(m, &conn_spec, NULL, &st->ConnType) < 0 ||
+        mod_add_type(m, &req_spec, NULL, &st->RequestType) < 0 ||
+        mod_add_type(m, &resp_spec, NULL, &st->ResponseType) < 0 ||
+        mod_add_type(m, &router_route_spec, NULL, &st->RouteType) < 0 ||
+        mod_add_type(m, &router_matcher_spec, NULL, &st->MatcherType) < 0 ||
+        mod_add_type(m, &aw_resume_spec, NULL, &st->ResumeType) < 0)
+        return -1;
+    resp_type_ready(st->ResponseType);
+    if (mod_add_type(m, &req_headers_spec, (PyObject *)&PyDict_Type,
+                     &st->HeadersType) < 0)
+        return -1;
+
+    INTERN(s_write, "write");
+    INTERN(s_writelines, "writelines");
+    INTERN(s_close, "close");
+    INTERN(s_pause_reading, "pause_reading");
+    INTERN(s_resume_reading, "resume_reading");
+    INTERN(s_get_extra_info, "get_extra_info");
+    INTERN(s_peername, "peername");
+    INTERN(s_create_task, "create_task");
+    INTERN(s_throw, "throw");
+    INTERN(s_close_gen, "close");
+    INTERN(s_get_write_buffer_size, "get_write_buffer_size");
+    INTERN(s_is_closing, "is_closing");
+    INTERN(s_version10, "1.0");
+    INTERN(s_version11, "1.1");
+    for (i = 1; i <= H1_M_TRACE; i++)
+        if ((st->method_str[i] = PyUnicode_InternFromString(methods[i])) == NULL)
+            return -1;
+    for (i = 0; i < 8; i++)
+        if ((st->kw_response[i] = PyUnicode_InternFromString(kwnames[i])) == NULL)
+            return -1;
+    if ((st->empty_bytes = PyBytes_FromStringAndSize("", 0)) == NULL)
+        return -1;
+    if ((st->empty_str = PyUnicode_FromStringAndSize("", 0)) == NULL)
+        return -1;
+    st->date_sec = -1;
+    mod_refresh_date(st);
+    if (PyModule_AddIntConstant(m, "SIMD_LEVEL", h1_set_simd_level(-1)) < 0)
+        return -1;
+    return 0;
+}
+
+static int mod_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    fulmen_state *st = PyModule_GetState(m);
+    int i;
+    Py_VISIT(st->ServerType);
+    Py_VISIT(st->ConnType);
+    Py_VISIT(st->RequestType);
+    Py_VISIT(st->ResponseType);
+    Py_VISIT(st->HeadersType);
+    Py_VISIT(st->RouteType);
+    Py_VISIT(st->MatcherType);
+    Py_VISIT(st->ResumeType);
+    for (i = 0; i < st->n_req_free; i++)
+        Py_VISIT(st->req_free[i]);
+    for (i = 0; i < st->n_resp_free; i++)
+        Py_VISIT(st->resp_free[i]);
+    Py_VISIT(st->out_chunks);
+    return 0;
+}
+
+static int mod_clear(PyObject *m)
+{
+    fulmen_state *st = PyModule_GetState(m);
+    int i;
+    for (i = 0; i < st->n_req_free; i++)
+        Py_CLEAR(st->req_free[i]);
+    st->n_req_free = 0;
+    for (i = 0; i < st->n_resp_free; i++)
+        Py_CLEAR(st->resp_free[i]);
+    st->n_resp_free = 0;
+    Py_CLEAR(st->ServerType);
+    Py_CLEAR(st->ConnType);
+    Py_CLEAR(st->RequestType);
+    Py_CLEAR(st->ResponseType);
+    Py_CLEAR(st->HeadersType);
+    Py_CLEAR(st->RouteType);
+    Py_CLEAR(st->MatcherType);
+    Py_CLEAR(st->ResumeType);
+    Py_CLEAR(st->s_write);
+    Py_CLEAR(st->s_writelines);
+    Py_CLEAR(st->s_close);
+    Py_CLEAR(st->s_pause_reading);
+    Py_CLEAR(st->s_resume_reading);
+    Py_CLEAR(st->s_get_extra_info);
+    Py_CLEAR(st->s_peername);
+    Py_CLEAR(st->s_create_task);
+    Py_CLEAR(st->s_throw);
+    Py_CLEAR(st->s_close_gen);
+    Py_CLEAR(st->s_get_write_buffer_size);
+    Py_CLEAR(st->s_is_closing);
+    Py_CLEAR(st->s_version10);
+    Py_CLEAR(st->s_version11);
+    for (i = 1; i <= H1_M_TRACE; i++)
+        Py_CLEAR(st->method_str[i]);
+    for (i = 0; i < 8; i++)
+        Py_CLEAR(st->kw_response[i]);
+    Py_CLEAR(st->empty_bytes);
+    Py_CLEAR(st->empty_str);
+    Py_CLEAR(st->out_chunks);
+    return 0;
+}
+
+static void mod_free(void *m)
+{
+    fulmen_state *st = PyModule_GetState((PyObject *)m);
+    mod_clear((PyObject *)m);
+    PyMem_Free(st->out);
+    st->out = NULL;
+}
+
+static PyModuleDef_Slot mod_slots[] = {
+    {Py_mod_exec, mod_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef mod_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "fulmen._core",
+    .m_doc = "fulmen's HTTP engine.",
+    .m_size = sizeof(fulmen_state),
+    .m_methods = mod_methods,
+    .m_slots = mod_slots,
+    .m_traverse = mod_traverse,
+    .m_clear = mod_clear,
+    .m_free = mod_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    return PyModuleDef_Init(&mod_def);
+}

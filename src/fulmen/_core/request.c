@@ -1,0 +1,556 @@
+/*
+ * request.c - the Request type and its Headers mapping.
+ *
+ * A Request is a set of spans into the bytes it came in (`raw`): nothing is
+ * decoded until a view asks, and what was decoded is cached.  Requests that
+ * nobody else holds when their response has left are reset and reused.
+ */
+#include "common.h"
+
+#include <stddef.h>
+#include <structmember.h>
+
+/* ========================================================================
+ * Headers: a dict with Title-Case keys whose lookups ignore case.
+ */
+
+/* Title-Case a header name into a new str ("content-type" -> "Content-Type"). */
+static PyObject *req_title(const char *s, Py_ssize_t n)
+{
+    PyObject *u = PyUnicode_New(n, 127);
+    Py_UCS1 *d;
+    Py_ssize_t i;
+    int up = 1;
+    if (u == NULL)
+        return NULL;
+    d = PyUnicode_1BYTE_DATA(u);
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (up && ch >= 'a' && ch <= 'z')
+            ch -= 32;
+        else if (!up && ch >= 'A' && ch <= 'Z')
+            ch += 32;
+        if (ch >= 0x80)
+            ch = '?';
+        d[i] = ch;
+        up = (ch == '-');
+    }
+    return u;
+}
+
+static PyObject *req_title_key(PyObject *key)
+{
+    Py_ssize_t n;
+    const char *s;
+    if (!PyUnicode_Check(key) || !PyUnicode_IS_ASCII(key))
+        return NULL;
+    s = PyUnicode_AsUTF8AndSize(key, &n);
+    if (s == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return req_title(s, n);
+}
+
+static PyObject *req_headers_subscript(PyObject *self, PyObject *key)
+{
+    PyObject *v = PyDict_GetItemWithError(self, key), *t;
+    if (v != NULL) {
+        Py_INCREF(v);
+        return v;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    t = req_title_key(key);
+    if (t != NULL) {
+        v = PyDict_GetItemWithError(self, t);
+        Py_DECREF(t);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    PyErr_SetObject(PyExc_KeyError, key);
+    return NULL;
+}
+
+static int req_headers_contains(PyObject *self, PyObject *key)
+{
+    int r = PyDict_Contains(self, key);
+    PyObject *t;
+    if (r != 0)
+        return r;
+    t = req_title_key(key);
+    if (t == NULL)
+        return 0;
+    r = PyDict_Contains(self, t);
+    Py_DECREF(t);
+    return r;
+}
+
+static PyObject *req_headers_get(PyObject *self, PyObject *const *args,
+                                 Py_ssize_t nargs)
+{
+    PyObject *v;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get() takes 1 or 2 arguments");
+        return NULL;
+    }
+    v = req_headers_subscript(self, args[0]);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
+        PyErr_Clear();
+        v = nargs == 2 ? args[1] : Py_None;
+        Py_INCREF(v);
+    }
+    return v;
+}
+
+static PyMethodDef req_headers_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))req_headers_get, METH_FASTCALL,
+     "get(name, default=None): case-insensitive lookup"},
+    {NULL},
+};
+
+static PyType_Slot req_headers_slots[] = {
+    {Py_mp_subscript, req_headers_subscript},
+    {Py_sq_contains, req_headers_contains},
+    {Py_tp_methods, req_headers_methods},
+    {Py_tp_doc, "Request headers: Title-Case keys, case-insensitive lookups."},
+    {0, NULL},
+};
+
+PyType_Spec req_headers_spec = {
+    .name = "fulmen.Headers",
+    .basicsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = req_headers_slots,
+};
+
+/* ========================================================================
+ * Request lifecycle
+ */
+
+static void req_clear_fields(RequestObject *r)
+{
+    Py_CLEAR(r->conn);
+    Py_CLEAR(r->raw);
+    Py_CLEAR(r->py_method);
+    Py_CLEAR(r->py_path);
+    Py_CLEAR(r->py_qs);
+    Py_CLEAR(r->py_headers);
+    Py_CLEAR(r->py_body);
+    Py_CLEAR(r->py_match_dict);
+    Py_CLEAR(r->py_extra);
+    Py_CLEAR(r->done_callbacks);
+    Py_CLEAR(r->dict);
+    Py_CLEAR(r->route);
+    r->base = NULL;
+    r->n_params = 0;
+    r->body.off = r->body.len = 0;
+}
+
+RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers)
+{
+    RequestObject *r;
+    if (st->n_req_free > 0) {
+        r = st->req_free[--st->n_req_free];
+    } else {
+        r = PyObject_GC_New(RequestObject, st->RequestType);
+        if (r == NULL)
+            return NULL;
+        memset((char *)r + sizeof(PyObject), 0,
+               sizeof(RequestObject) - sizeof(PyObject));
+        r->st = st;
+        r->h.headers = r->inline_headers;
+        r->header_cap = FULMEN_INLINE_HEADERS;
+        PyObject_GC_Track(r);
+    }
+    memset(&r->h, 0, offsetof(h1_request, headers));
+    r->h.num_headers = 0;
+    r->h.error_reason = NULL;
+    (void)max_headers;
+    return r;
+}
+
+int req_ensure_header_cap(RequestObject *r, uint32_t cap)
+{
+    h1_header *p;
+    if (cap <= r->header_cap)
+        return 0;
+    if (r->h.headers == r->inline_headers) {
+        p = PyMem_Malloc(sizeof(h1_header) * cap);
+        if (p != NULL)
+            memcpy(p, r->inline_headers, sizeof(r->inline_headers));
+    } else {
+        p = PyMem_Realloc(r->h.headers, sizeof(h1_header) * cap);
+    }
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    r->h.headers = p;
+    r->header_cap = cap;
+    return 0;
+}
+
+/* Drop the caller's reference; a request nobody else holds is reused. */
+void req_release(RequestObject *r)
+{
+    fulmen_state *st = r->st;
+    if (Py_REFCNT(r) == 1 && st->n_req_free < FULMEN_FREELIST_MAX) {
+        req_clear_fields(r);
+        if (r->h.headers != r->inline_headers && r->header_cap > 128) {
+            PyMem_Free(r->h.headers);
+            r->h.headers = r->inline_headers;
+            r->header_cap = FULMEN_INLINE_HEADERS;
+        }
+        st->req_free[st->n_req_free++] = r;
+        return;
+    }
+    Py_DECREF(r);
+}
+
+static int req_traverse(RequestObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->conn);
+    Py_VISIT(self->raw);
+    Py_VISIT(self->py_method);
+    Py_VISIT(self->py_path);
+    Py_VISIT(self->py_qs);
+    Py_VISIT(self->py_headers);
+    Py_VISIT(self->py_body);
+    Py_VISIT(self->py_match_dict);
+    Py_VISIT(self->py_extra);
+    Py_VISIT(self->done_callbacks);
+    Py_VISIT(self->dict);
+    Py_VISIT(self->route);
+    return 0;
+}
+
+static int req_clear(RequestObject *self)
+{
+    req_clear_fields(self);
+    return 0;
+}
+
+static void req_dealloc(RequestObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    req_clear_fields(self);
+    if (self->h.headers != self->inline_headers)
+        PyMem_Free(self->h.headers);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* ========================================================================
+ * Lazy attributes
+ */
+
+#define REQ_SPAN(r, s) ((r)->base + (s).off)
+
+static PyObject *req_get_method(RequestObject *r, void *c)
+{
+    if (r->py_method == NULL) {
+        if (r->h.method_id != H1_M_OTHER) {
+            r->py_method = r->st->method_str[r->h.method_id];
+            Py_INCREF(r->py_method);
+        } else {
+            r->py_method = PyUnicode_DecodeLatin1(REQ_SPAN(r, r->h.method),
+                                                  r->h.method.len, NULL);
+            if (r->py_method == NULL)
+                return NULL;
+        }
+    }
+    Py_INCREF(r->py_method);
+    return r->py_method;
+}
+
+static PyObject *req_get_path(RequestObject *r, void *c)
+{
+    if (r->py_path == NULL) {
+        if (r->h.path.len == 0)
+            r->py_path = PyUnicode_FromStringAndSize("/", 1);
+        else
+            r->py_path = PyUnicode_DecodeLatin1(REQ_SPAN(r, r->h.path),
+                                                r->h.path.len, NULL);
+        if (r->py_path == NULL)
+            return NULL;
+    }
+    Py_INCREF(r->py_path);
+    return r->py_path;
+}
+
+static PyObject *req_get_qs(RequestObject *r, void *c)
+{
+    if (r->py_qs == NULL) {
+        if (r->h.query.len == 0) {
+            r->py_qs = r->st->empty_str;
+            Py_INCREF(r->py_qs);
+        } else {
+            r->py_qs = PyUnicode_DecodeLatin1(REQ_SPAN(r, r->h.query),
+                                              r->h.query.len, NULL);
+            if (r->py_qs == NULL)
+                return NULL;
+        }
+    }
+    Py_INCREF(r->py_qs);
+    return r->py_qs;
+}
+
+static PyObject *req_get_version(RequestObject *r, void *c)
+{
+    PyObject *v = r->h.version_minor ? r->st->s_version11 : r->st->s_version10;
+    Py_INCREF(v);
+    return v;
+}
+
+static PyObject *req_get_target(RequestObject *r, void *c)
+{
+    return PyUnicode_DecodeLatin1(REQ_SPAN(r, r->h.target), r->h.target.len, NULL);
+}
+
+static PyObject *req_get_headers(RequestObject *r, void *c)
+{
+    PyObject *d = NULL, *k = NULL, *v = NULL, *old;
+    uint32_t i;
+    if (r->py_headers != NULL) {
+        Py_INCREF(r->py_headers);
+        return r->py_headers;
+    }
+    d = PyObject_CallNoArgs((PyObject *)r->st->HeadersType);
+    if (d == NULL)
+        goto error;
+    for (i = 0; i < r->h.num_headers; i++) {
+        const h1_header *h = &r->h.headers[i];
+        k = req_title(REQ_SPAN(r, h->name), h->name.len);
+        if (k == NULL)
+            goto error;
+        v = PyUnicode_DecodeLatin1(REQ_SPAN(r, h->value), h->value.len, NULL);
+        if (v == NULL)
+            goto error;
+        old = PyDict_GetItemWithError(d, k);
+        if (old != NULL) {
+            /* repeated field: combine as a list (RFC 9110 5.3) */
+            const char *sep = PyUnicode_CompareWithASCIIString(k, "Cookie") == 0 ? "; " : ", ";
+            PyObject *joined = PyUnicode_FromFormat("%U%s%U", old, sep, v);
+            if (joined == NULL)
+                goto error;
+            Py_SETREF(v, joined);
+        } else if (PyErr_Occurred()) {
+            goto error;
+        }
+        if (PyDict_SetItem(d, k, v) < 0)
+            goto error;
+        Py_CLEAR(k);
+        Py_CLEAR(v);
+    }
+    r->py_headers = d;
+    Py_INCREF(d);
+    return d;
+error:
+    Py_XDECREF(d);
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    return NULL;
+}
+
+static PyObject *req_get_body(RequestObject *r, void *c)
+{
+    if (r->py_body == NULL) {
+        if (r->body.len == 0) {
+            r->py_body = r->st->empty_bytes;
+            Py_INCREF(r->py_body);
+        } else {
+            r->py_body = PyBytes_FromStringAndSize(REQ_SPAN(r, r->body),
+                                                   r->body.len);
+            if (r->py_body == NULL)
+                return NULL;
+        }
+    }
+    Py_INCREF(r->py_body);
+    return r->py_body;
+}
+
+static PyObject *req_get_match_dict(RequestObject *r, void *c)
+{
+    PyObject *d, *v;
+    int i;
+    if (r->py_match_dict == NULL) {
+        d = PyDict_New();
+        if (d == NULL)
+            return NULL;
+        for (i = 0; r->route != NULL && i < r->n_params &&
+                    i < PyTuple_GET_SIZE(r->route->param_names); i++) {
+            v = PyUnicode_DecodeLatin1(REQ_SPAN(r, r->params[i]),
+                                       r->params[i].len, NULL);
+            if (v == NULL ||
+                PyDict_SetItem(d, PyTuple_GET_ITEM(r->route->param_names, i), v) < 0) {
+                Py_XDECREF(v);
+                Py_DECREF(d);
+                return NULL;
+            }
+            Py_DECREF(v);
+        }
+        r->py_match_dict = d;
+    }
+    Py_INCREF(r->py_match_dict);
+    return r->py_match_dict;
+}
+
+static PyObject *req_get_keep_alive(RequestObject *r, void *c)
+{
+    return PyBool_FromLong((r->h.flags & H1_F_KEEP_ALIVE) != 0);
+}
+
+static PyObject *req_get_response(RequestObject *r, void *c)
+{
+    Py_INCREF(r->st->ResponseType);
+    return (PyObject *)r->st->ResponseType;
+}
+
+static PyObject *req_get_extra(RequestObject *r, void *c)
+{
+    if (r->py_extra == NULL && (r->py_extra = PyDict_New()) == NULL)
+        return NULL;
+    Py_INCREF(r->py_extra);
+    return r->py_extra;
+}
+
+static PyObject *req_get_route(RequestObject *r, void *c)
+{
+    PyObject *o = r->route ? (PyObject *)r->route : Py_None;
+    Py_INCREF(o);
+    return o;
+}
+
+/* conn.c exposes these through the connection */
+PyObject *conn_get_transport(ConnObject *c);
+PyObject *conn_get_app(ConnObject *c);
+
+static PyObject *req_get_transport(RequestObject *r, void *c)
+{
+    if (r->conn == NULL)
+        Py_RETURN_NONE;
+    return conn_get_transport(r->conn);
+}
+
+static PyObject *req_get_app(RequestObject *r, void *c)
+{
+    if (r->conn == NULL)
+        Py_RETURN_NONE;
+    return conn_get_app(r->conn);
+}
+
+static PyObject *req_get_remote_addr(RequestObject *r, void *c)
+{
+    PyObject *t, *peer, *res;
+    t = req_get_transport(r, c);
+    if (t == NULL || t == Py_None)
+        return t;
+    peer = PyObject_CallMethodOneArg(t, r->st->s_get_extra_info, r->st->s_peername);
+    Py_DECREF(t);
+    if (peer == NULL)
+        return NULL;
+    if (PyTuple_Check(peer) && PyTuple_GET_SIZE(peer) >= 1) {
+        res = PyTuple_GET_ITEM(peer, 0);
+        Py_INCREF(res);
+    } else if (PyUnicode_Check(peer) || peer == Py_None) {
+        res = peer;
+        Py_INCREF(res);
+    } else {
+        res = PyObject_Str(peer);
+    }
+    Py_DECREF(peer);
+    return res;
+}
+
+static PyObject *req_add_done_callback(RequestObject *r, PyObject *cb)
+{
+    if (!PyCallable_Check(cb)) {
+        PyErr_SetString(PyExc_TypeError, "callback must be callable");
+        return NULL;
+    }
+    if (r->done_callbacks == NULL && (r->done_callbacks = PyList_New(0)) == NULL)
+        return NULL;
+    if (PyList_Append(r->done_callbacks, cb) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *req_repr(RequestObject *r)
+{
+    PyObject *m = req_get_method(r, NULL), *p, *res;
+    if (m == NULL)
+        return NULL;
+    p = req_get_path(r, NULL);
+    if (p == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    res = PyUnicode_FromFormat("<Request %U %U>", m, p);
+    Py_DECREF(m);
+    Py_DECREF(p);
+    return res;
+}
+
+static PyGetSetDef req_getset[] = {
+    {"method", (getter)req_get_method, NULL, "request method", NULL},
+    {"path", (getter)req_get_path, NULL, "request path", NULL},
+    {"query_string", (getter)req_get_qs, NULL, "raw query string", NULL},
+    {"version", (getter)req_get_version, NULL, "HTTP version, '1.0' or '1.1'", NULL},
+    {"target", (getter)req_get_target, NULL, "request-target as sent", NULL},
+    {"headers", (getter)req_get_headers, NULL, "request headers", NULL},
+    {"body", (getter)req_get_body, NULL, "request body bytes", NULL},
+    {"match_dict", (getter)req_get_match_dict, NULL, "route parameters", NULL},
+    {"keep_alive", (getter)req_get_keep_alive, NULL, "connection persists", NULL},
+    {"Response", (getter)req_get_response, NULL, "the Response class", NULL},
+    {"extra", (getter)req_get_extra, NULL, "a dict for the app", NULL},
+    {"route", (getter)req_get_route, NULL, "the matched route", NULL},
+    {"transport", (getter)req_get_transport, NULL, "the asyncio transport", NULL},
+    {"app", (getter)req_get_app, NULL, "the Application", NULL},
+    {"remote_addr", (getter)req_get_remote_addr, NULL, "the peer's address", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL},
+};
+
+static PyMethodDef req_methods[] = {
+    {"add_done_callback", (PyCFunction)req_add_done_callback, METH_O,
+     "Call cb(request) once the response has been written."},
+    {NULL},
+};
+
+static PyMemberDef req_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(RequestObject, dict), READONLY},
+    {NULL},
+};
+
+static PyObject *req_tp_new(PyTypeObject *tp, PyObject *a, PyObject *k)
+{
+    PyErr_SetString(PyExc_TypeError, "Request objects are made by the server");
+    return NULL;
+}
+
+static PyType_Slot req_slots[] = {
+    {Py_tp_new, req_tp_new},
+    {Py_tp_dealloc, req_dealloc},
+    {Py_tp_traverse, req_traverse},
+    {Py_tp_clear, req_clear},
+    {Py_tp_getset, req_getset},
+    {Py_tp_methods, req_methods},
+    {Py_tp_members, req_members},
+    {Py_tp_repr, req_repr},
+    {Py_tp_doc, "An HTTP request; attributes are decoded on first access."},
+    {0, NULL},
+};
+
+PyType_Spec req_spec = {
+    .name = "fulmen.Request",
+    .basicsize = sizeof(RequestObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = req_slots,
+};

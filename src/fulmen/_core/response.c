@@ -1,0 +1,1098 @@
+/*
+ * response.c - the Response type, its JSON encoder and its wire form.
+ *
+ * A Response stays an ordinary mutable object until the connection writes
+ * it: code, headers and body can be read and changed by hooks.  Writing
+ * appends the status line, headers and body to the module's output buffer
+ * (module.c), so a burst of pipelined responses leaves in one write.
+ */
+#include "common.h"
+
+#include <stddef.h>
+#include <structmember.h>
+
+/* ========================================================================
+ * Reason phrases (RFC 9110 section 15)
+ */
+
+const char *resp_reason(int code)
+{
+    switch (code) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    case 511: return "Network Authentication Required";
+    default: return NULL;
+    }
+}
+
+/* ========================================================================
+ * JSON encoding in C for dict, list, tuple, str, int, float, bool, None.
+ * Output matches json.dumps() with its defaults.  Returns 0, -1 with an
+ * exception, or 1 when a value needs the Python fallback.
+ */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} resp_jbuf;
+
+static NOINLINE int resp_jgrow(resp_jbuf *b, size_t extra)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    char *p;
+    while (cap < b->len + extra)
+        cap *= 2;
+    p = PyMem_Realloc(b->p, cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+INLINE int resp_jput(resp_jbuf *b, const char *s, size_t n)
+{
+    if (UNLIKELY(b->len + n > b->cap) && resp_jgrow(b, n) < 0)
+        return -1;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static const char resp_hex[] = "0123456789abcdef";
+
+static int resp_json_str(resp_jbuf *b, PyObject *s)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s), i;
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    if (resp_jput(b, "\"", 1) < 0)
+        return -1;
+    if (PyUnicode_IS_ASCII(s)) {
+        const char *a = data;
+        Py_ssize_t start = 0;
+        for (i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)a[i];
+            if (LIKELY(ch >= 0x20 && ch != '"' && ch != '\\'))
+                continue;
+            if (resp_jput(b, a + start, (size_t)(i - start)) < 0)
+                return -1;
+            start = i + 1;
+            if (ch == '"') { if (resp_jput(b, "\\\"", 2) < 0) return -1; }
+            else if (ch == '\\') { if (resp_jput(b, "\\\\", 2) < 0) return -1; }
+            else if (ch == '\n') { if (resp_jput(b, "\\n", 2) < 0) return -1; }
+            else if (ch == '\r') { if (resp_jput(b, "\\r", 2) < 0) return -1; }
+            else if (ch == '\t') { if (resp_jput(b, "\\t", 2) < 0) return -1; }
+            else if (ch == '\b') { if (resp_jput(b, "\\b", 2) < 0) return -1; }
+            else if (ch == '\f') { if (resp_jput(b, "\\f", 2) < 0) return -1; }
+            else {
+                char u[6] = {'\\', 'u', '0', '0', resp_hex[ch >> 4], resp_hex[ch & 15]};
+                if (resp_jput(b, u, 6) < 0)
+                    return -1;
+            }
+        }
+        if (resp_jput(b, a + start, (size_t)(n - start)) < 0)
+            return -1;
+    } else {
+        for (i = 0; i < n; i++) {
+            Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+            char c = (char)ch;
+            if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+                if (resp_jput(b, &c, 1) < 0)
+                    return -1;
+            } else if (ch == '"' || ch == '\\') {
+                char e[2] = {'\\', c};
+                if (resp_jput(b, e, 2) < 0)
+                    return -1;
+            } else if (ch == '\n' || ch == '\r' || ch == '\t' || ch == '\b' || ch == '\f') {
+                char e[2] = {'\\', ch == '\n' ? 'n' : ch == '\r' ? 'r' : ch == '\t' ? 't' : ch == '\b' ? 'b' : 'f'};
+                if (resp_jput(b, e, 2) < 0)
+                    return -1;
+            } else {
+                Py_UCS4 units[2];
+                int nu = 1, k;
+                if (ch >= 0x10000) {
+                    Py_UCS4 v = ch - 0x10000;
+                    units[0] = 0xD800 | (v >> 10);
+                    units[1] = 0xDC00 | (v & 0x3FF);
+                    nu = 2;
+                } else {
+                    units[0] = ch;
+                }
+                for (k = 0; k < nu; k++) {
+                    char u[6] = {'\\', 'u', resp_hex[(units[k] >> 12) & 15],
+                                 resp_hex[(units[k] >> 8) & 15],
+                                 resp_hex[(units[k] >> 4) & 15],
+                                 resp_hex[units[k] & 15]};
+                    if (resp_jput(b, u, 6) < 0)
+                        return -1;
+                }
+            }
+        }
+    }
+    return resp_jput(b, "\"", 1);
+}
+
+static int resp_json_value(resp_jbuf *b, PyObject *v, int depth)
+{
+    PyTypeObject *tp = Py_TYPE(v);
+    if (UNLIKELY(depth > 200))
+        return 1;
+    if (tp == &PyUnicode_Type)
+        return resp_json_str(b, v);
+    if (v == Py_None)
+        return resp_jput(b, "null", 4);
+    if (v == Py_True)
+        return resp_jput(b, "true", 4);
+    if (v == Py_False)
+        return resp_jput(b, "false", 5);
+    if (tp == &PyLong_Type) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        char tmp[24];
+        int n;
+        if (overflow)
+            return 1;
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        n = snprintf(tmp, sizeof(tmp), "%lld", x);
+        return resp_jput(b, tmp, (size_t)n);
+    }
+    if (tp == &PyFloat_Type) {
+        double d = PyFloat_AS_DOUBLE(v);
+        char *s;
+        int rc;
+        if (d != d)
+            return resp_jput(b, "NaN", 3);
+        if (d == 1.0 / 0.0)
+            return resp_jput(b, "Infinity", 8);
+        if (d == -1.0 / 0.0)
+            return resp_jput(b, "-Infinity", 9);
+        s = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (s == NULL)
+            return -1;
+        rc = resp_jput(b, s, strlen(s));
+        PyMem_Free(s);
+        return rc;
+    }
+    if (tp == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *val;
+        int first = 1, rc;
+        if (resp_jput(b, "{", 1) < 0)
+            return -1;
+        while (PyDict_Next(v, &pos, &k, &val)) {
+            if (Py_TYPE(k) != &PyUnicode_Type)
+                return 1;
+            if (!first && resp_jput(b, ", ", 2) < 0)
+                return -1;
+            first = 0;
+            if (resp_json_str(b, k) < 0 || resp_jput(b, ": ", 2) < 0)
+                return -1;
+            Py_INCREF(val);
+            rc = resp_json_value(b, val, depth + 1);
+            Py_DECREF(val);
+            if (rc)
+                return rc;
+        }
+        return resp_jput(b, "}", 1);
+    }
+    if (tp == &PyList_Type || tp == &PyTuple_Type) {
+        Py_ssize_t i;
+        int rc;
+        if (resp_jput(b, "[", 1) < 0)
+            return -1;
+        for (i = 0; i < PySequence_Fast_GET_SIZE(v); i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(v, i);
+            if (i && resp_jput(b, ", ", 2) < 0)
+                return -1;
+            Py_INCREF(item);
+            rc = resp_json_value(b, item, depth + 1);
+            Py_DECREF(item);
+            if (rc)
+                return rc;
+        }
+        return resp_jput(b, "]", 1);
+    }
+    return 1;
+}
+
+/* ========================================================================
+ * The Response type
+ */
+
+static int resp_set_json(ResponseObject *self, PyObject *json)
+{
+    resp_jbuf b = {self->jbuf, 0, self->jcap};
+    PyObject *mod = NULL, *dumps = NULL, *s = NULL;
+    int rc = resp_json_value(&b, json, 0);
+    self->jbuf = b.p;
+    self->jcap = b.cap;
+    self->jlen = b.len;
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        Py_CLEAR(self->body);
+        self->kind = RESP_JSON;
+        return 0;
+    }
+    /* fallback: json.dumps for what the C encoder does not know */
+    mod = PyImport_ImportModule("fulmen.app");
+    if (mod == NULL)
+        goto error;
+    dumps = PyObject_GetAttrString(mod, "_json_dumps");
+    if (dumps == NULL)
+        goto error;
+    s = PyObject_CallOneArg(dumps, json);
+    if (s == NULL)
+        goto error;
+    if (PyUnicode_Check(s)) {
+        Py_SETREF(s, PyUnicode_AsUTF8String(s));
+        if (s == NULL)
+            goto error;
+    }
+    if (!PyBytes_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "json_dumps must return str or bytes");
+        goto error;
+    }
+    Py_XSETREF(self->body, s);
+    s = NULL;
+    self->kind = RESP_BODY;
+    self->jlen = 0;
+    Py_DECREF(mod);
+    Py_DECREF(dumps);
+    return 0;
+error:
+    Py_XDECREF(mod);
+    Py_XDECREF(dumps);
+    Py_XDECREF(s);
+    return -1;
+}
+
+static ResponseObject *resp_alloc(fulmen_state *st)
+{
+    ResponseObject *r;
+    if (st->n_resp_free > 0) {
+        r = st->resp_free[--st->n_resp_free];
+        return r; /* refcount 1, fields cleared */
+    }
+    r = PyObject_GC_New(ResponseObject, st->ResponseType);
+    if (r == NULL)
+        return NULL;
+    r->st = st;
+    r->code = 200;
+    r->body = NULL;
+    r->content_type = NULL;
+    r->headers = NULL;
+    r->dict = NULL;
+    r->jbuf = NULL;
+    r->jlen = r->jcap = 0;
+    r->kind = RESP_EMPTY;
+    PyObject_GC_Track(r);
+    return r;
+}
+
+static void resp_clear_fields(ResponseObject *r)
+{
+    Py_CLEAR(r->body);
+    Py_CLEAR(r->content_type);
+    Py_CLEAR(r->headers);
+    Py_CLEAR(r->dict);
+    r->jlen = 0;
+    r->code = 200;
+    r->kind = RESP_EMPTY;
+}
+
+/* Called by the connection when it drops its reference: an object nobody
+ * else holds goes back to the freelist instead of being freed. */
+static void resp_recycle(ResponseObject *r)
+{
+    fulmen_state *st = r->st;
+    if (Py_REFCNT(r) == 1 && st->n_resp_free < FULMEN_FREELIST_MAX &&
+        Py_TYPE(r) == st->ResponseType) {
+        resp_clear_fields(r);
+        st->resp_free[st->n_resp_free++] = r;
+        return;
+    }
+    Py_DECREF(r);
+}
+
+static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
+                          PyObject *body, PyObject *json, PyObject *mime_type,
+                          PyObject *encoding, PyObject *headers,
+                          PyObject *cookies)
+{
+    int n_content = (text != NULL && text != Py_None) +
+                    (body != NULL && body != Py_None) +
+                    (json != NULL && json != Py_None);
+    if (n_content > 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Response() takes only one of text=, body= and json=");
+        return -1;
+    }
+    if (code != NULL && code != Py_None) {
+        long c = PyLong_AsLong(code);
+        if (c == -1 && PyErr_Occurred())
+            return -1;
+        if (c < 100 || c > 999) {
+            PyErr_Format(PyExc_ValueError,
+                         "Response code must be between 100 and 999, not %ld", c);
+            return -1;
+        }
+        self->code = (int)c;
+    }
+    if (mime_type != NULL && mime_type != Py_None) {
+        if (!PyUnicode_Check(mime_type)) {
+            PyErr_SetString(PyExc_TypeError, "mime_type must be a str");
+            return -1;
+        }
+        Py_INCREF(mime_type);
+        Py_XSETREF(self->content_type, mime_type);
+    }
+    if (headers != NULL && headers != Py_None) {
+        if (!PyDict_Check(headers) && !PyList_Check(headers) &&
+            !PyTuple_Check(headers)) {
+            PyObject *d = PyDict_New();
+            if (d == NULL || PyDict_Update(d, headers) < 0) {
+                Py_XDECREF(d);
+                PyErr_SetString(PyExc_TypeError,
+                                "headers must be a dict or a list of (name, value) pairs");
+                return -1;
+            }
+            headers = d;
+        } else {
+            Py_INCREF(headers);
+        }
+        Py_XSETREF(self->headers, headers);
+    }
+    if (cookies != NULL && cookies != Py_None) {
+        PyErr_SetString(PyExc_TypeError, "cookies= is not supported yet");
+        return -1;
+    }
+    if (text != NULL && text != Py_None) {
+        if (!PyUnicode_Check(text)) {
+            PyErr_Format(PyExc_TypeError, "text must be a str, not %.100s",
+                         Py_TYPE(text)->tp_name);
+            return -1;
+        }
+        if (encoding != NULL && encoding != Py_None) {
+            const char *enc;
+            if (!PyUnicode_Check(encoding)) {
+                PyErr_SetString(PyExc_TypeError, "encoding must be a str");
+                return -1;
+            }
+            enc = PyUnicode_AsUTF8(encoding);
+            if (enc == NULL)
+                return -1;
+            if (strcmp(enc, "utf-8") != 0 && strcmp(enc, "utf8") != 0) {
+                PyObject *b = PyUnicode_AsEncodedString(text, enc, "strict");
+                if (b == NULL)
+                    return -1;
+                Py_XSETREF(self->body, b);
+                self->kind = RESP_TEXT;
+                if (self->content_type == NULL) {
+                    self->content_type = PyUnicode_FromFormat("text/plain; charset=%U", encoding);
+                    if (self->content_type == NULL)
+                        return -1;
+                }
+                return 0;
+            }
+        }
+        Py_INCREF(text);
+        Py_XSETREF(self->body, text);
+        self->kind = RESP_TEXT;
+    } else if (body != NULL && body != Py_None) {
+        if (PyBytes_Check(body)) {
+            Py_INCREF(body);
+        } else if (PyByteArray_Check(body) || PyMemoryView_Check(body)) {
+            body = PyBytes_FromObject(body);
+            if (body == NULL)
+                return -1;
+        } else {
+            PyErr_Format(PyExc_TypeError, "body must be bytes, not %.100s",
+                         Py_TYPE(body)->tp_name);
+            return -1;
+        }
+        Py_XSETREF(self->body, body);
+        self->kind = RESP_BODY;
+    } else if (json != NULL && json != Py_None) {
+        if (resp_set_json(self, json) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static const char *resp_kwnames[] = {"code", "text", "body", "json",
+                                     "mime_type", "encoding", "headers",
+                                     "cookies", NULL};
+
+/* Response(code=200, text=None, body=None, json=None, mime_type=None,
+ *          encoding='utf-8', headers=None, cookies=None) */
+static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
+                                 size_t nargsf, PyObject *kwnames)
+{
+    PyObject *vals[8] = {NULL};
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), i, nkw;
+    fulmen_state *st = mod_state_of_type((PyTypeObject *)type);
+    ResponseObject *self;
+    if (st == NULL)
+        return NULL;
+    if (nargs > 8) {
+        PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 arguments");
+        return NULL;
+    }
+    for (i = 0; i < nargs; i++)
+        vals[i] = args[i];
+    nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        int j;
+        for (j = 0; j < 8; j++)
+            if (k == st->kw_response[j])
+                break;
+        if (j == 8)
+            for (j = 0; resp_kwnames[j]; j++)
+                if (PyUnicode_CompareWithASCIIString(k, resp_kwnames[j]) == 0)
+                    break;
+        if (resp_kwnames[j] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "Response() got an unexpected keyword argument '%U'", k);
+            return NULL;
+        }
+        if (vals[j] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "Response() got multiple values for argument '%U'", k);
+            return NULL;
+        }
+        vals[j] = args[nargs + i];
+    }
+    self = resp_alloc(st);
+    if (self == NULL)
+        return NULL;
+    if ((PyTypeObject *)type != st->ResponseType) {
+        /* a subclass: build it the ordinary way */
+        Py_DECREF(self);
+        self = (ResponseObject *)PyType_GenericAlloc((PyTypeObject *)type, 0);
+        if (self == NULL)
+            return NULL;
+        self->st = st;
+        self->code = 200;
+    }
+    if (resp_init_args(self, vals[0], vals[1], vals[2], vals[3], vals[4],
+                       vals[5], vals[6], vals[7]) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *resp_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *kwnames = NULL, *res = NULL;
+    PyObject *stack[16];
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args), nkw = kw ? PyDict_GET_SIZE(kw) : 0;
+    Py_ssize_t i = 0, pos = 0;
+    PyObject *k, *v;
+    if (nargs + nkw > 16) {
+        PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 arguments");
+        return NULL;
+    }
+    for (i = 0; i < nargs; i++)
+        stack[i] = PyTuple_GET_ITEM(args, i);
+    if (nkw) {
+        kwnames = PyTuple_New(nkw);
+        if (kwnames == NULL)
+            return NULL;
+        i = 0;
+        while (PyDict_Next(kw, &pos, &k, &v)) {
+            Py_INCREF(k);
+            PyTuple_SET_ITEM(kwnames, i, k);
+            stack[nargs + i] = v;
+            i++;
+        }
+    }
+    res = resp_vectorcall((PyObject *)type, stack, (size_t)nargs, kwnames);
+    Py_XDECREF(kwnames);
+    return res;
+}
+
+PyObject *resp_new_simple(fulmen_state *st, int code, const char *text,
+                          PyObject *extra_headers)
+{
+    ResponseObject *r = resp_alloc(st);
+    if (r == NULL)
+        return NULL;
+    r->code = code;
+    if (text != NULL) {
+        r->body = PyUnicode_FromString(text);
+        if (r->body == NULL) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        r->kind = RESP_TEXT;
+    }
+    if (extra_headers != NULL) {
+        Py_INCREF(extra_headers);
+        r->headers = extra_headers;
+    }
+    return (PyObject *)r;
+}
+
+static int resp_traverse(ResponseObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->body);
+    Py_VISIT(self->content_type);
+    Py_VISIT(self->headers);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int resp_clear(ResponseObject *self)
+{
+    resp_clear_fields(self);
+    return 0;
+}
+
+static void resp_dealloc(ResponseObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    resp_clear_fields(self);
+    PyMem_Free(self->jbuf);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* ---- attributes: mutable until written ---- */
+
+static PyObject *resp_get_body(ResponseObject *self, void *c)
+{
+    if (self->kind == RESP_JSON)
+        return PyBytes_FromStringAndSize(self->jbuf, (Py_ssize_t)self->jlen);
+    if (self->body == NULL)
+        return PyBytes_FromStringAndSize("", 0);
+    if (PyUnicode_Check(self->body))
+        return PyUnicode_AsUTF8String(self->body);
+    Py_INCREF(self->body);
+    return self->body;
+}
+
+static int resp_set_body(ResponseObject *self, PyObject *v, void *c)
+{
+    if (v == NULL || v == Py_None) {
+        Py_CLEAR(self->body);
+        self->kind = RESP_EMPTY;
+        return 0;
+    }
+    if (PyUnicode_Check(v)) {
+        self->kind = RESP_TEXT;
+    } else if (PyBytes_Check(v)) {
+        if (self->kind != RESP_TEXT)
+            self->kind = RESP_BODY;
+    } else {
+        PyErr_SetString(PyExc_TypeError, "body must be bytes or str");
+        return -1;
+    }
+    Py_INCREF(v);
+    Py_XSETREF(self->body, v);
+    self->jlen = 0;
+    return 0;
+}
+
+static PyObject *resp_get_text(ResponseObject *self, void *c)
+{
+    if (self->body != NULL && PyUnicode_Check(self->body)) {
+        Py_INCREF(self->body);
+        return self->body;
+    }
+    if (self->kind == RESP_JSON)
+        return PyUnicode_DecodeUTF8(self->jbuf, (Py_ssize_t)self->jlen, "replace");
+    if (self->body == NULL)
+        return PyUnicode_FromString("");
+    return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(self->body),
+                                PyBytes_GET_SIZE(self->body), "replace");
+}
+
+static int resp_set_text(ResponseObject *self, PyObject *v, void *c)
+{
+    if (v != NULL && !PyUnicode_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "text must be a str");
+        return -1;
+    }
+    if (resp_set_body(self, v, c) < 0)
+        return -1;
+    if (v != NULL)
+        self->kind = RESP_TEXT;
+    return 0;
+}
+
+static PyObject *resp_get_code(ResponseObject *self, void *c)
+{
+    return PyLong_FromLong(self->code);
+}
+
+static int resp_set_code(ResponseObject *self, PyObject *v, void *c)
+{
+    long x;
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete code");
+        return -1;
+    }
+    x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (x < 100 || x > 999) {
+        PyErr_SetString(PyExc_ValueError, "code must be between 100 and 999");
+        return -1;
+    }
+    self->code = (int)x;
+    return 0;
+}
+
+static PyObject *resp_get_headers(ResponseObject *self, void *c)
+{
+    if (self->headers == NULL) {
+        self->headers = PyDict_New();
+        if (self->headers == NULL)
+            return NULL;
+    }
+    Py_INCREF(self->headers);
+    return self->headers;
+}
+
+static int resp_set_headers(ResponseObject *self, PyObject *v, void *c)
+{
+    Py_XINCREF(v);
+    Py_XSETREF(self->headers, v);
+    return 0;
+}
+
+static PyObject *resp_get_mime(ResponseObject *self, void *c)
+{
+    const char *d;
+    if (self->content_type) {
+        Py_INCREF(self->content_type);
+        return self->content_type;
+    }
+    d = self->kind == RESP_TEXT ? "text/plain"
+        : self->kind == RESP_JSON ? "application/json"
+        : self->kind == RESP_BODY ? "application/octet-stream" : "text/plain";
+    return PyUnicode_FromString(d);
+}
+
+static int resp_set_mime(ResponseObject *self, PyObject *v, void *c)
+{
+    if (v != NULL && v != Py_None && !PyUnicode_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "mime_type must be a str");
+        return -1;
+    }
+    if (v == Py_None)
+        v = NULL;
+    Py_XINCREF(v);
+    Py_XSETREF(self->content_type, v);
+    return 0;
+}
+
+static PyObject *resp_get_json(ResponseObject *self, void *c)
+{
+    PyObject *mod, *res, *body = resp_get_body(self, c);
+    if (body == NULL)
+        return NULL;
+    mod = PyImport_ImportModule("json");
+    if (mod == NULL) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    res = PyObject_CallMethod(mod, "loads", "O", body);
+    Py_DECREF(mod);
+    Py_DECREF(body);
+    return res;
+}
+
+static PyObject *resp_repr(ResponseObject *self)
+{
+    return PyUnicode_FromFormat("<Response %d>", self->code);
+}
+
+static PyGetSetDef resp_getset[] = {
+    {"code", (getter)resp_get_code, (setter)resp_set_code, "status code", NULL},
+    {"status_code", (getter)resp_get_code, (setter)resp_set_code, "status code", NULL},
+    {"body", (getter)resp_get_body, (setter)resp_set_body, "body bytes", NULL},
+    {"text", (getter)resp_get_text, (setter)resp_set_text, "body as str", NULL},
+    {"json", (getter)resp_get_json, NULL, "body parsed as JSON", NULL},
+    {"headers", (getter)resp_get_headers, (setter)resp_set_headers, "extra headers", NULL},
+    {"mime_type", (getter)resp_get_mime, (setter)resp_set_mime, "media type", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL},
+};
+
+static PyMemberDef resp_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(ResponseObject, dict), READONLY},
+    {NULL},
+};
+
+static PyType_Slot resp_slots[] = {
+    {Py_tp_new, resp_tp_new},
+    {Py_tp_dealloc, resp_dealloc},
+    {Py_tp_traverse, resp_traverse},
+    {Py_tp_clear, resp_clear},
+    {Py_tp_getset, resp_getset},
+    {Py_tp_members, resp_members},
+    {Py_tp_repr, resp_repr},
+    {Py_tp_doc, "Response(code=200, text=None, body=None, json=None, "
+                "mime_type=None, encoding='utf-8', headers=None, cookies=None)"},
+    {0, NULL},
+};
+
+PyType_Spec resp_spec = {
+    .name = "fulmen.Response",
+    .basicsize = sizeof(ResponseObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = resp_slots,
+};
+
+/* ========================================================================
+ * Wire form
+ */
+
+/* A header name must be a token; a value must hold no CR, LF or NUL. */
+static int resp_header_safe(const char *n, Py_ssize_t nl, const char *v,
+                            Py_ssize_t vl)
+{
+    static const char *tchar = "!#$%&'*+-.^_`|~";
+    Py_ssize_t i;
+    if (nl == 0)
+        return 0;
+    for (i = 0; i < nl; i++) {
+        unsigned char ch = (unsigned char)n[i];
+        if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+              (ch && strchr(tchar, ch))))
+            return 0;
+    }
+    for (i = 0; i < vl; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch == '\r' || ch == '\n' || ch == 0)
+            return 0;
+    }
+    return 1;
+}
+
+static int resp_ieq(const char *a, Py_ssize_t al, const char *lower_b)
+{
+    Py_ssize_t i;
+    for (i = 0; i < al; i++) {
+        if (lower_b[i] == 0 || ((unsigned char)a[i] | 0x20) != (unsigned char)lower_b[i])
+            return 0;
+    }
+    return lower_b[al] == 0;
+}
+
+static const char *resp_str_utf8(PyObject *o, Py_ssize_t *n)
+{
+    if (PyUnicode_Check(o))
+        return PyUnicode_AsUTF8AndSize(o, n);
+    if (PyBytes_Check(o)) {
+        *n = PyBytes_GET_SIZE(o);
+        return PyBytes_AS_STRING(o);
+    }
+    PyErr_Format(PyExc_TypeError, "header names and values must be str, not %.100s",
+                 Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
+/* Emit one user header; returns 0, -1 (exception), -2 (unsafe), or 1 when
+ * it was a Content-Type (then *ct_seen is set). */
+static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *ct_seen)
+{
+    Py_ssize_t nl, vl;
+    const char *n, *val;
+    PyObject *vs = NULL;
+    int rc = -1;
+    n = resp_str_utf8(k, &nl);
+    if (n == NULL)
+        return -1;
+    if (!PyUnicode_Check(v) && !PyBytes_Check(v)) {
+        vs = PyObject_Str(v);
+        if (vs == NULL)
+            return -1;
+        v = vs;
+    }
+    val = resp_str_utf8(v, &vl);
+    if (val == NULL)
+        goto done;
+    if (!resp_header_safe(n, nl, val, vl)) {
+        rc = -2;
+        goto done;
+    }
+    /* framing is ours: the app cannot set it */
+    if (resp_ieq(n, nl, "content-length") || resp_ieq(n, nl, "transfer-encoding") ||
+        resp_ieq(n, nl, "connection")) {
+        rc = 0;
+        goto done;
+    }
+    if (resp_ieq(n, nl, "content-type"))
+        *ct_seen = 1;
+    if (mod_out_reserve(st, (size_t)(nl + vl + 4)) < 0)
+        goto done;
+    memcpy(st->out + st->out_len, n, (size_t)nl);
+    st->out_len += (size_t)nl;
+    memcpy(st->out + st->out_len, ": ", 2);
+    st->out_len += 2;
+    memcpy(st->out + st->out_len, val, (size_t)vl);
+    st->out_len += (size_t)vl;
+    memcpy(st->out + st->out_len, "\r\n", 2);
+    st->out_len += 2;
+    rc = 0;
+done:
+    Py_XDECREF(vs);
+    return rc;
+}
+
+static int resp_put_status(fulmen_state *st, int code)
+{
+    char line[64];
+    const char *reason = resp_reason(code);
+    int n;
+    if (code == 200)
+        return mod_out_put(st, "HTTP/1.1 200 OK\r\n", 17);
+    n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", code,
+                 reason ? reason : "Unknown");
+    return mod_out_put(st, line, (size_t)n);
+}
+
+static int resp_put_common(fulmen_state *st)
+{
+    char *o;
+    if (mod_out_reserve(st, 64) < 0)
+        return -1;
+    o = st->out + st->out_len;
+    memcpy(o, "Server: fulmen\r\nDate: ", 22);
+    memcpy(o + 22, st->date, 29);
+    memcpy(o + 51, "\r\n", 2);
+    st->out_len += 53;
+    return 0;
+}
+
+/* "Content-Length: N\r\n", the Connection header if any, and the blank
+ * line that ends the head. */
+static int resp_put_length(fulmen_state *st, size_t n, int conn_hdr)
+{
+    char digits[24], *d = digits + sizeof(digits), *o;
+    size_t nd;
+    do {
+        *--d = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    nd = (size_t)(digits + sizeof(digits) - d);
+    if (mod_out_reserve(st, 16 + nd + 28) < 0)
+        return -1;
+    o = st->out + st->out_len;
+    memcpy(o, "Content-Length: ", 16);
+    memcpy(o + 16, d, nd);
+    o += 16 + nd;
+#define RESP_LIT(lit) (memcpy(o, lit, sizeof(lit) - 1), o += sizeof(lit) - 1)
+    if (conn_hdr == 1)
+        RESP_LIT("\r\nConnection: close\r\n\r\n");
+    else if (conn_hdr == 2)
+        RESP_LIT("\r\nConnection: keep-alive\r\n\r\n");
+    else
+        RESP_LIT("\r\n\r\n");
+#undef RESP_LIT
+    st->out_len = (size_t)(o - st->out);
+    return 0;
+}
+
+int resp_serialize_status(fulmen_state *st, int code, const char *text,
+                          int conn_hdr, const char *extra_hdrs)
+{
+    size_t tl = text ? strlen(text) : 0;
+    if (resp_put_status(st, code) < 0 || resp_put_common(st) < 0)
+        return -1;
+    if (extra_hdrs && mod_out_put(st, extra_hdrs, strlen(extra_hdrs)) < 0)
+        return -1;
+    if (mod_out_put(st, "Content-Type: text/plain; charset=utf-8\r\n", 41) < 0)
+        return -1;
+    if (resp_put_length(st, tl, conn_hdr) < 0)
+        return -1;
+    return mod_out_put(st, text, tl);
+}
+
+int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
+{
+    ResponseObject *r = (ResponseObject *)obj;
+    size_t mark = st->out_len;
+    const char *body = NULL;
+    Py_ssize_t blen = 0;
+    PyObject *bobj = NULL;
+    int ct_seen = 0, rc, no_body;
+
+    if (r->kind == RESP_JSON) {
+        body = r->jbuf;
+        blen = (Py_ssize_t)r->jlen;
+    } else if (r->body != NULL) {
+        if (PyUnicode_Check(r->body)) {
+            body = PyUnicode_AsUTF8AndSize(r->body, &blen);
+            if (body == NULL)
+                return -1;
+        } else {
+            body = PyBytes_AS_STRING(r->body);
+            blen = PyBytes_GET_SIZE(r->body);
+            bobj = r->body;
+        }
+    }
+    if (resp_put_status(st, r->code) < 0 || resp_put_common(st) < 0)
+        goto error;
+    if (r->headers != NULL) {
+        if (PyDict_Check(r->headers)) {
+            Py_ssize_t pos = 0;
+            PyObject *k, *v;
+            while (PyDict_Next(r->headers, &pos, &k, &v)) {
+                rc = resp_put_header(st, k, v, &ct_seen);
+                if (rc < 0) {
+                    st->out_len = mark;
+                    return rc;
+                }
+            }
+        } else {
+            PyObject *seq = PySequence_Fast(r->headers, "headers must be a dict or a list of pairs");
+            Py_ssize_t i;
+            if (seq == NULL)
+                goto error;
+            for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+                PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+                if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                    if (!PyList_Check(pair) || PyList_GET_SIZE(pair) != 2) {
+                        Py_DECREF(seq);
+                        PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair");
+                        goto error;
+                    }
+                }
+                rc = resp_put_header(st, PySequence_Fast_GET_ITEM(pair, 0),
+                                     PySequence_Fast_GET_ITEM(pair, 1), &ct_seen);
+                if (rc < 0) {
+                    Py_DECREF(seq);
+                    st->out_len = mark;
+                    return rc;
+                }
+            }
+            Py_DECREF(seq);
+        }
+    }
+    if (!ct_seen) {
+        if (r->content_type != NULL) {
+            Py_ssize_t cl;
+            const char *ct = PyUnicode_AsUTF8AndSize(r->content_type, &cl);
+            if (ct == NULL)
+                goto error;
+            if (!resp_header_safe("a", 1, ct, cl)) {
+                st->out_len = mark;
+                return -2;
+            }
+            if (mod_out_put(st, "Content-Type: ", 14) < 0 ||
+                mod_out_put(st, ct, (size_t)cl) < 0)
+                goto error;
+            if (r->kind == RESP_TEXT && memchr(ct, ';', (size_t)cl) == NULL &&
+                cl >= 5 && memcmp(ct, "text/", 5) == 0) {
+                if (mod_out_put(st, "; charset=utf-8", 15) < 0)
+                    goto error;
+            }
+            if (mod_out_put(st, "\r\n", 2) < 0)
+                goto error;
+        } else if (r->kind == RESP_TEXT || r->kind == RESP_EMPTY) {
+            if (mod_out_put(st, "Content-Type: text/plain; charset=utf-8\r\n", 41) < 0)
+                goto error;
+        } else if (r->kind == RESP_JSON) {
+            if (mod_out_put(st, "Content-Type: application/json\r\n", 32) < 0)
+                goto error;
+        } else {
+            if (mod_out_put(st, "Content-Type: application/octet-stream\r\n", 40) < 0)
+                goto error;
+        }
+    }
+    /* HEAD: no body, and no Content-Length either (RFC 9110 9.3.2 lets a
+     * server omit fields it only knows from the content); a HEAD response
+     * then reads the same to every client, including those that do not
+     * track which request a response answers. */
+    no_body = (r->code < 200 || r->code == 204 || r->code == 304 || head_only);
+    if (no_body) {
+        const char *ch = conn_hdr == 1 ? "Connection: close\r\n\r\n"
+                         : conn_hdr == 2 ? "Connection: keep-alive\r\n\r\n" : "\r\n";
+        if (mod_out_put(st, ch, strlen(ch)) < 0)
+            goto error;
+        return 0;
+    }
+    if (resp_put_length(st, (size_t)blen, conn_hdr) < 0)
+        goto error;
+    if (!head_only && blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
+        goto error;
+    return 0;
+error:
+    st->out_len = mark;
+    return -1;
+}
+
+void resp_release(fulmen_state *st, PyObject *r)
+{
+    if (Py_TYPE(r) == st->ResponseType)
+        resp_recycle((ResponseObject *)r);
+    else
+        Py_DECREF(r);
+}
+
+/* Called once after the type is created: calls of the type go through
+ * resp_vectorcall, which skips tuple and dict packing. */
+void resp_type_ready(PyTypeObject *tp)
+{
+    tp->tp_vectorcall = resp_vectorcall;
+}

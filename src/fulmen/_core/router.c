@@ -1,0 +1,760 @@
+/*
+ * router.c - Route objects and the Matcher that finds them.
+ *
+ * Static paths live in an open-addressing hash table keyed by the raw path
+ * bytes: one hash and one memcmp per request, whatever the number of routes.
+ * Parametric patterns live in a segment trie in which literal children are
+ * tried before typed parameters, typed ones before plain {name}, and {x:path}
+ * last, so the most specific route wins.  Matching works on the raw
+ * (percent-encoded) path, so "%2F" never acts as a separator.
+ *
+ * Patterns are parsed in Python (fulmen/router.py), which hands the matcher
+ * a list of segments: a str for a literal segment, or an int kind for a
+ * parameter (ROUTER_P_*).
+ */
+#include "common.h"
+
+#include <stddef.h>
+#include <structmember.h>
+
+enum { ROUTER_P_STR = 0, ROUTER_P_INT, ROUTER_P_FLOAT, ROUTER_P_UUID,
+       ROUTER_P_PATH, ROUTER_P_KINDS };
+
+/* ========================================================================
+ * Route
+ */
+
+static int router_route_traverse(RouteObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->pattern);
+    Py_VISIT(self->handler);
+    Py_VISIT(self->methods);
+    Py_VISIT(self->name);
+    Py_VISIT(self->param_names);
+    Py_VISIT(self->param_types);
+    Py_VISIT(self->extra);
+    return 0;
+}
+
+static int router_route_clear(RouteObject *self)
+{
+    Py_CLEAR(self->pattern);
+    Py_CLEAR(self->handler);
+    Py_CLEAR(self->methods);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->param_names);
+    Py_CLEAR(self->param_types);
+    Py_CLEAR(self->extra);
+    return 0;
+}
+
+static void router_route_dealloc(RouteObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    router_route_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* Route(pattern, handler, methods, name, param_names, param_types,
+ *       is_async, extra) */
+static PyObject *router_route_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"pattern", "handler", "methods", "name",
+                             "param_names", "param_types", "is_async",
+                             "extra", NULL};
+    PyObject *pattern, *handler, *methods, *name, *pn, *pt, *extra = Py_None;
+    int is_async = 0;
+    unsigned long long max_body = 0;
+    RouteObject *self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UOOOO!O!|pO", kwlist, &pattern,
+                                     &handler, &methods, &name, &PyTuple_Type,
+                                     &pn, &PyTuple_Type, &pt, &is_async, &extra))
+        return NULL;
+    if (!PyCallable_Check(handler)) {
+        PyErr_SetString(PyExc_TypeError, "handler must be callable");
+        return NULL;
+    }
+    if (extra == Py_None) {
+        extra = PyDict_New();
+        if (extra == NULL)
+            return NULL;
+    } else if (!PyDict_Check(extra)) {
+        PyErr_SetString(PyExc_TypeError, "extra must be a dict");
+        return NULL;
+    } else {
+        PyObject *mb = PyDict_GetItemString(extra, "max_body_size");
+        if (mb != NULL && mb != Py_None) {
+            max_body = PyLong_AsUnsignedLongLong(mb);
+            if (max_body == (unsigned long long)-1 && PyErr_Occurred())
+                return NULL;
+        }
+        Py_INCREF(extra);
+    }
+    self = (RouteObject *)tp->tp_alloc(tp, 0);
+    if (self == NULL) {
+        Py_DECREF(extra);
+        return NULL;
+    }
+    Py_INCREF(pattern);
+    self->pattern = pattern;
+    Py_INCREF(handler);
+    self->handler = handler;
+    Py_INCREF(methods);
+    self->methods = methods;
+    Py_INCREF(name);
+    self->name = name;
+    Py_INCREF(pn);
+    self->param_names = pn;
+    Py_INCREF(pt);
+    self->param_types = pt;
+    self->extra = extra;
+    self->is_async = is_async;
+    self->max_body = max_body;
+    return (PyObject *)self;
+}
+
+static PyObject *router_route_repr(RouteObject *self)
+{
+    return PyUnicode_FromFormat("<Route %R %R>", self->pattern, self->methods);
+}
+
+static PyMemberDef router_route_members[] = {
+    {"pattern", T_OBJECT, offsetof(RouteObject, pattern), READONLY, NULL},
+    {"handler", T_OBJECT, offsetof(RouteObject, handler), READONLY, NULL},
+    {"methods", T_OBJECT, offsetof(RouteObject, methods), READONLY, NULL},
+    {"name", T_OBJECT, offsetof(RouteObject, name), READONLY, NULL},
+    {"param_names", T_OBJECT, offsetof(RouteObject, param_names), READONLY, NULL},
+    {"param_types", T_OBJECT, offsetof(RouteObject, param_types), READONLY, NULL},
+    {"extra", T_OBJECT, offsetof(RouteObject, extra), READONLY, NULL},
+    {"is_async", T_INT, offsetof(RouteObject, is_async), READONLY, NULL},
+    {NULL},
+};
+
+static PyType_Slot router_route_slots[] = {
+    {Py_tp_new, router_route_new},
+    {Py_tp_dealloc, router_route_dealloc},
+    {Py_tp_traverse, router_route_traverse},
+    {Py_tp_clear, router_route_clear},
+    {Py_tp_members, router_route_members},
+    {Py_tp_repr, router_route_repr},
+    {0, NULL},
+};
+
+PyType_Spec router_route_spec = {
+    .name = "fulmen._core.Route",
+    .basicsize = sizeof(RouteObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = router_route_slots,
+};
+
+/* ========================================================================
+ * Matcher data structures
+ */
+
+/* The routes that share one path, by method. */
+typedef struct {
+    RouteObject *by_method[H1_M_TRACE + 1]; /* [0]: routes with no method set */
+    PyObject *other;                        /* dict str -> route, or NULL */
+    PyObject *allow;                        /* str for 405's Allow */
+} router_endpoint;
+
+typedef struct router_node router_node;
+
+typedef struct {
+    char *seg;
+    uint32_t len;
+    router_node *child;
+} router_edge;
+
+struct router_node {
+    router_edge *edges;
+    uint32_t n_edges;
+    router_node *param[ROUTER_P_KINDS];
+    int endpoint; /* index into endpoints, or -1 */
+};
+
+typedef struct {
+    uint64_t hash;
+    char *key;
+    uint32_t len;
+    int endpoint; /* -1: empty slot */
+} router_slot;
+
+typedef struct {
+    PyObject_HEAD
+    router_endpoint *endpoints;
+    int n_endpoints, cap_endpoints;
+    router_slot *table;
+    uint32_t table_cap; /* power of two */
+    uint32_t table_used;
+    router_node *root;
+    PyObject *routes; /* list: keeps every route alive */
+} MatcherObject;
+
+static uint64_t router_hash(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static router_node *router_node_new(void)
+{
+    router_node *n = PyMem_Calloc(1, sizeof(router_node));
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    n->endpoint = -1;
+    return n;
+}
+
+static void router_node_free(router_node *n)
+{
+    uint32_t i;
+    int k;
+    if (n == NULL)
+        return;
+    for (i = 0; i < n->n_edges; i++) {
+        PyMem_Free(n->edges[i].seg);
+        router_node_free(n->edges[i].child);
+    }
+    PyMem_Free(n->edges);
+    for (k = 0; k < ROUTER_P_KINDS; k++)
+        router_node_free(n->param[k]);
+    PyMem_Free(n);
+}
+
+static int router_endpoint_new(MatcherObject *m)
+{
+    if (m->n_endpoints == m->cap_endpoints) {
+        int cap = m->cap_endpoints ? m->cap_endpoints * 2 : 16;
+        router_endpoint *e = PyMem_Realloc(m->endpoints, sizeof(*e) * (size_t)cap);
+        if (e == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        m->endpoints = e;
+        m->cap_endpoints = cap;
+    }
+    memset(&m->endpoints[m->n_endpoints], 0, sizeof(router_endpoint));
+    return m->n_endpoints++;
+}
+
+/* Find or create the static-table entry for key; returns the endpoint. */
+static int router_table_endpoint(MatcherObject *m, const char *key, uint32_t len)
+{
+    uint64_t h = router_hash(key, len);
+    uint32_t i, mask;
+    int e;
+    if ((m->table_used + 1) * 2 > m->table_cap) {
+        uint32_t cap = m->table_cap ? m->table_cap * 2 : 64, j;
+        router_slot *t = PyMem_Calloc(cap, sizeof(router_slot));
+        if (t == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (j = 0; j < cap; j++)
+            t[j].endpoint = -1;
+        for (j = 0; j < m->table_cap; j++) {
+            router_slot *s = &m->table[j];
+            uint32_t k;
+            if (s->endpoint < 0)
+                continue;
+            for (k = (uint32_t)s->hash & (cap - 1); t[k].endpoint >= 0; k = (k + 1) & (cap - 1))
+                ;
+            t[k] = *s;
+        }
+        PyMem_Free(m->table);
+        m->table = t;
+        m->table_cap = cap;
+    }
+    mask = m->table_cap - 1;
+    for (i = (uint32_t)h & mask; m->table[i].endpoint >= 0; i = (i + 1) & mask) {
+        router_slot *s = &m->table[i];
+        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
+            return s->endpoint;
+    }
+    e = router_endpoint_new(m);
+    if (e < 0)
+        return -1;
+    m->table[i].key = PyMem_Malloc(len ? len : 1);
+    if (m->table[i].key == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(m->table[i].key, key, len);
+    m->table[i].hash = h;
+    m->table[i].len = len;
+    m->table[i].endpoint = e;
+    m->table_used++;
+    return e;
+}
+
+static const char *const router_method_names[] = {
+    NULL, "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+    "CONNECT", "TRACE"};
+
+static int router_method_id(PyObject *s)
+{
+    int i;
+    for (i = 1; i <= H1_M_TRACE; i++)
+        if (PyUnicode_CompareWithASCIIString(s, router_method_names[i]) == 0)
+            return i;
+    return 0;
+}
+
+/* Recompute the Allow value of an endpoint: its methods, sorted. */
+static int router_endpoint_allow(router_endpoint *e)
+{
+    PyObject *names = PySet_New(NULL), *lst = NULL, *sep = NULL, *s = NULL;
+    int i, rc = -1;
+    if (names == NULL)
+        goto done;
+    for (i = 1; i <= H1_M_TRACE; i++) {
+        if (e->by_method[i] == NULL)
+            continue;
+        s = PyUnicode_FromString(router_method_names[i]);
+        if (s == NULL || PySet_Add(names, s) < 0)
+            goto done;
+        Py_CLEAR(s);
+    }
+    if (e->by_method[H1_M_GET] != NULL) {
+        s = PyUnicode_FromString("HEAD");
+        if (s == NULL || PySet_Add(names, s) < 0)
+            goto done;
+        Py_CLEAR(s);
+    }
+    if (e->other != NULL) {
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(e->other, &pos, &k, &v))
+            if (PySet_Add(names, k) < 0)
+                goto done;
+    }
+    lst = PySequence_List(names);
+    if (lst == NULL || PyList_Sort(lst) < 0)
+        goto done;
+    sep = PyUnicode_FromString(", ");
+    if (sep == NULL)
+        goto done;
+    s = PyUnicode_Join(sep, lst);
+    if (s == NULL)
+        goto done;
+    Py_XSETREF(e->allow, s);
+    s = NULL;
+    rc = 0;
+done:
+    Py_XDECREF(names);
+    Py_XDECREF(lst);
+    Py_XDECREF(sep);
+    Py_XDECREF(s);
+    return rc;
+}
+
+/* Put route into endpoint e for each of its methods; a method taken twice
+ * is a ValueError (an ambiguous route table fails at start-up). */
+static int router_endpoint_add(router_endpoint *e, RouteObject *route)
+{
+    PyObject *it = NULL, *meth;
+    int id;
+    if (route->methods == Py_None) {
+        if (e->by_method[0] != NULL) {
+            PyErr_Format(PyExc_ValueError,
+                         "route %R is defined twice for any method", route->pattern);
+            return -1;
+        }
+        Py_INCREF(route);
+        e->by_method[0] = route;
+        return router_endpoint_allow(e);
+    }
+    it = PyObject_GetIter(route->methods);
+    if (it == NULL)
+        return -1;
+    while ((meth = PyIter_Next(it)) != NULL) {
+        if (!PyUnicode_Check(meth)) {
+            PyErr_SetString(PyExc_TypeError, "methods must be str");
+            goto error;
+        }
+        id = router_method_id(meth);
+        if (id != 0) {
+            if (e->by_method[id] != NULL) {
+                PyErr_Format(PyExc_ValueError, "route %R is defined twice for %U",
+                             route->pattern, meth);
+                goto error;
+            }
+            Py_INCREF(route);
+            e->by_method[id] = route;
+        } else {
+            if (e->other == NULL && (e->other = PyDict_New()) == NULL)
+                goto error;
+            if (PyDict_Contains(e->other, meth)) {
+                PyErr_Format(PyExc_ValueError, "route %R is defined twice for %U",
+                             route->pattern, meth);
+                goto error;
+            }
+            if (PyDict_SetItem(e->other, meth, (PyObject *)route) < 0)
+                goto error;
+        }
+        Py_DECREF(meth);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return -1;
+    return router_endpoint_allow(e);
+error:
+    Py_XDECREF(meth);
+    Py_DECREF(it);
+    return -1;
+}
+
+/* ========================================================================
+ * Matcher type
+ */
+
+static PyObject *router_matcher_new(PyTypeObject *tp, PyObject *a, PyObject *k)
+{
+    MatcherObject *m = (MatcherObject *)tp->tp_alloc(tp, 0);
+    if (m == NULL)
+        return NULL;
+    m->root = router_node_new();
+    m->routes = PyList_New(0);
+    if (m->root == NULL || m->routes == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return (PyObject *)m;
+}
+
+static int router_matcher_traverse(MatcherObject *m, visitproc visit, void *arg)
+{
+    int i, j;
+    Py_VISIT(Py_TYPE(m));
+    Py_VISIT(m->routes);
+    for (i = 0; i < m->n_endpoints; i++) {
+        for (j = 0; j <= H1_M_TRACE; j++)
+            Py_VISIT(m->endpoints[i].by_method[j]);
+        Py_VISIT(m->endpoints[i].other);
+    }
+    return 0;
+}
+
+static int router_matcher_clear(MatcherObject *m)
+{
+    int i, j;
+    Py_CLEAR(m->routes);
+    for (i = 0; i < m->n_endpoints; i++) {
+        for (j = 0; j <= H1_M_TRACE; j++)
+            Py_CLEAR(m->endpoints[i].by_method[j]);
+        Py_CLEAR(m->endpoints[i].other);
+        Py_CLEAR(m->endpoints[i].allow);
+    }
+    return 0;
+}
+
+static void router_matcher_dealloc(MatcherObject *m)
+{
+    PyTypeObject *tp = Py_TYPE(m);
+    uint32_t i;
+    PyObject_GC_UnTrack(m);
+    router_matcher_clear(m);
+    PyMem_Free(m->endpoints);
+    for (i = 0; i < m->table_cap; i++)
+        if (m->table[i].endpoint >= 0)
+            PyMem_Free(m->table[i].key);
+    PyMem_Free(m->table);
+    router_node_free(m->root);
+    tp->tp_free(m);
+    Py_DECREF(tp);
+}
+
+/* add(route, segments): segments is a list of str (literal) and int (kind).
+ * A pattern with no parameter goes to the static table under `pattern`. */
+static PyObject *router_matcher_add(MatcherObject *m, PyObject *args)
+{
+    PyObject *route, *segs;
+    Py_ssize_t i, n;
+    router_node *node;
+    int e = -1, has_param = 0;
+    fulmen_state *st = mod_state_of_type(Py_TYPE(m));
+    if (st == NULL)
+        return NULL;
+    if (!PyArg_ParseTuple(args, "O!O!", st->RouteType, &route, &PyList_Type, &segs))
+        return NULL;
+    n = PyList_GET_SIZE(segs);
+    for (i = 0; i < n; i++)
+        if (PyLong_Check(PyList_GET_ITEM(segs, i)))
+            has_param = 1;
+    if (!has_param) {
+        Py_ssize_t len;
+        const char *p = PyUnicode_AsUTF8AndSize(((RouteObject *)route)->pattern, &len);
+        if (p == NULL)
+            return NULL;
+        e = router_table_endpoint(m, p, (uint32_t)len);
+        if (e < 0)
+            return NULL;
+    } else {
+        node = m->root;
+        for (i = 0; i < n; i++) {
+            PyObject *s = PyList_GET_ITEM(segs, i);
+            if (PyLong_Check(s)) {
+                long kind = PyLong_AsLong(s);
+                if (kind < 0 || kind >= ROUTER_P_KINDS) {
+                    PyErr_SetString(PyExc_ValueError, "bad parameter kind");
+                    return NULL;
+                }
+                if (kind == ROUTER_P_PATH && i != n - 1) {
+                    PyErr_Format(PyExc_ValueError,
+                                 "route %R: a {name:path} parameter must be last",
+                                 ((RouteObject *)route)->pattern);
+                    return NULL;
+                }
+                if (node->param[kind] == NULL &&
+                    (node->param[kind] = router_node_new()) == NULL)
+                    return NULL;
+                node = node->param[kind];
+            } else {
+                Py_ssize_t len;
+                uint32_t j;
+                const char *p = PyUnicode_AsUTF8AndSize(s, &len);
+                router_edge *ed;
+                if (p == NULL)
+                    return NULL;
+                for (j = 0; j < node->n_edges; j++)
+                    if (node->edges[j].len == (uint32_t)len &&
+                        memcmp(node->edges[j].seg, p, (size_t)len) == 0)
+                        break;
+                if (j == node->n_edges) {
+                    ed = PyMem_Realloc(node->edges, sizeof(router_edge) * (node->n_edges + 1));
+                    if (ed == NULL)
+                        return PyErr_NoMemory();
+                    node->edges = ed;
+                    ed[j].seg = PyMem_Malloc(len ? (size_t)len : 1);
+                    ed[j].child = router_node_new();
+                    if (ed[j].seg == NULL || ed[j].child == NULL) {
+                        PyMem_Free(ed[j].seg);
+                        router_node_free(ed[j].child);
+                        return PyErr_NoMemory();
+                    }
+                    memcpy(ed[j].seg, p, (size_t)len);
+                    ed[j].len = (uint32_t)len;
+                    node->n_edges++;
+                }
+                node = node->edges[j].child;
+            }
+        }
+        if (node->endpoint < 0) {
+            e = router_endpoint_new(m);
+            if (e < 0)
+                return NULL;
+            node->endpoint = e;
+        }
+        e = node->endpoint;
+    }
+    if (router_endpoint_add(&m->endpoints[e], (RouteObject *)route) < 0)
+        return NULL;
+    if (PyList_Append(m->routes, route) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ---- matching ---- */
+
+static int router_seg_ok(int kind, const char *s, size_t n)
+{
+    size_t i = 0;
+    int dot = 0, digits = 0;
+    switch (kind) {
+    case ROUTER_P_STR:
+        return n > 0;
+    case ROUTER_P_INT:
+        if (n > 0 && s[0] == '-')
+            i = 1;
+        if (i == n || n - i > 18)
+            return 0;
+        for (; i < n; i++)
+            if (s[i] < '0' || s[i] > '9')
+                return 0;
+        return 1;
+    case ROUTER_P_FLOAT:
+        if (n > 0 && s[0] == '-')
+            i = 1;
+        if (n - i > 64)
+            return 0;
+        for (; i < n; i++) {
+            if (s[i] == '.' && !dot)
+                dot = 1;
+            else if (s[i] >= '0' && s[i] <= '9')
+                digits++;
+            else
+                return 0;
+        }
+        return digits > 0;
+    case ROUTER_P_UUID:
+        if (n != 36)
+            return 0;
+        for (i = 0; i < 36; i++) {
+            char c = s[i];
+            if (i == 8 || i == 13 || i == 18 || i == 23) {
+                if (c != '-')
+                    return 0;
+            } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                         (c >= 'A' && c <= 'F'))) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Depth-first match of path[pos..len) below node; returns the endpoint
+ * index or -1.  Literal edges first, then typed parameters, then {name},
+ * then {name:path}. */
+static int router_walk(router_node *node, const char *path, size_t pos,
+                       size_t len, h1_span *params, int np, int *n_params)
+{
+    size_t end;
+    uint32_t j;
+    int e;
+    static const int order[] = {ROUTER_P_INT, ROUTER_P_FLOAT, ROUTER_P_UUID, ROUTER_P_STR};
+    if (pos > len) {
+        if (node->endpoint >= 0)
+            *n_params = np;
+        return node->endpoint;
+    }
+    end = pos;
+    while (end < len && path[end] != '/')
+        end++;
+    for (j = 0; j < node->n_edges; j++) {
+        router_edge *ed = &node->edges[j];
+        if (ed->len == end - pos && memcmp(ed->seg, path + pos, ed->len) == 0) {
+            e = router_walk(ed->child, path, end + 1, len, params, np, n_params);
+            if (e >= 0)
+                return e;
+        }
+    }
+    if (np < FULMEN_MAX_PARAMS) {
+        int k;
+        for (k = 0; k < 4; k++) {
+            router_node *child = node->param[order[k]];
+            if (child == NULL || !router_seg_ok(order[k], path + pos, end - pos))
+                continue;
+            params[np].off = (uint32_t)pos;
+            params[np].len = (uint32_t)(end - pos);
+            e = router_walk(child, path, end + 1, len, params, np + 1, n_params);
+            if (e >= 0)
+                return e;
+        }
+        if (node->param[ROUTER_P_PATH] != NULL && node->param[ROUTER_P_PATH]->endpoint >= 0 &&
+            len > pos) {
+            params[np].off = (uint32_t)pos;
+            params[np].len = (uint32_t)(len - pos);
+            *n_params = np + 1;
+            return node->param[ROUTER_P_PATH]->endpoint;
+        }
+    }
+    return -1;
+}
+
+RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
+                          int method_id, const char *method, size_t mlen,
+                          h1_span *params, int *n_params, PyObject **allow)
+{
+    MatcherObject *m = (MatcherObject *)matcher;
+    router_endpoint *ep;
+    RouteObject *r;
+    int e = -1;
+    *n_params = 0;
+    *allow = NULL;
+    if (m->table_cap) {
+        uint64_t h = router_hash(path, len);
+        uint32_t mask = m->table_cap - 1, i;
+        for (i = (uint32_t)h & mask; m->table[i].endpoint >= 0; i = (i + 1) & mask) {
+            router_slot *s = &m->table[i];
+            if (s->hash == h && s->len == len && memcmp(s->key, path, len) == 0) {
+                e = s->endpoint;
+                break;
+            }
+        }
+    }
+    if (e < 0 && len > 0 && path[0] == '/')
+        e = router_walk(m->root, path, 1, len, params, 0, n_params);
+    if (e < 0)
+        return NULL;
+    ep = &m->endpoints[e];
+    r = ep->by_method[method_id];
+    if (r == NULL && method_id == H1_M_HEAD)
+        r = ep->by_method[H1_M_GET];
+    if (r == NULL && method_id == H1_M_OTHER && ep->other != NULL) {
+        PyObject *ms = PyUnicode_DecodeLatin1(method, (Py_ssize_t)mlen, NULL);
+        if (ms != NULL) {
+            r = (RouteObject *)PyDict_GetItemWithError(ep->other, ms);
+            Py_DECREF(ms);
+        }
+        PyErr_Clear();
+    }
+    if (r == NULL)
+        r = ep->by_method[0];
+    if (r == NULL)
+        *allow = ep->allow;
+    return r;
+}
+
+/* match(path, method) -> (route, [param strs]) or (None, allow): for tests */
+static PyObject *router_matcher_match(MatcherObject *m, PyObject *args)
+{
+    const char *path, *method;
+    Py_ssize_t plen, mlen;
+    h1_span params[FULMEN_MAX_PARAMS];
+    int np = 0, i;
+    PyObject *allow, *lst;
+    RouteObject *r;
+    if (!PyArg_ParseTuple(args, "s#s#", &path, &plen, &method, &mlen))
+        return NULL;
+    r = router_match((PyObject *)m, path, (size_t)plen,
+                     mlen == 3 && !memcmp(method, "GET", 3) ? H1_M_GET
+                     : mlen == 4 && !memcmp(method, "HEAD", 4) ? H1_M_HEAD
+                     : mlen == 4 && !memcmp(method, "POST", 4) ? H1_M_POST : H1_M_OTHER,
+                     method, (size_t)mlen, params, &np, &allow);
+    if (r == NULL)
+        return Py_BuildValue("(OO)", Py_None, allow ? allow : Py_None);
+    lst = PyList_New(np);
+    if (lst == NULL)
+        return NULL;
+    for (i = 0; i < np; i++)
+        PyList_SET_ITEM(lst, i, PyUnicode_FromStringAndSize(path + params[i].off,
+                                                            params[i].len));
+    return Py_BuildValue("(ON)", (PyObject *)r, lst);
+}
+
+static PyMethodDef router_matcher_methods[] = {
+    {"add", (PyCFunction)router_matcher_add, METH_VARARGS,
+     "add(route, segments): register a route."},
+    {"match", (PyCFunction)router_matcher_match, METH_VARARGS,
+     "match(path, method) -> (route, params) or (None, allow)."},
+    {NULL},
+};
+
+static PyType_Slot router_matcher_slots[] = {
+    {Py_tp_new, router_matcher_new},
+    {Py_tp_dealloc, router_matcher_dealloc},
+    {Py_tp_traverse, router_matcher_traverse},
+    {Py_tp_clear, router_matcher_clear},
+    {Py_tp_methods, router_matcher_methods},
+    {0, NULL},
+};
+
+PyType_Spec router_matcher_spec = {
+    .name = "fulmen._core.Matcher",
+    .basicsize = sizeof(MatcherObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = router_matcher_slots,
+};

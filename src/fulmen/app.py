@@ -1,0 +1,196 @@
+"""The Application: settings, routes, error handling and serving.
+
+This is the thin Python shell around fulmen._core.  Nothing here runs per
+request except the error hook, which only runs when a view raised.
+"""
+import asyncio
+import json as _json
+import os
+import signal
+import socket
+import sys
+import traceback
+
+from . import _core
+from .router import Router
+
+Response = _core.Response
+
+_MiB = 1024 * 1024
+
+
+def _json_dumps(obj):
+    """Fallback for JSON the C encoder does not handle; replaced by json_dumps=."""
+    return _json.dumps(obj)
+
+
+class RouteNotFoundException(Exception):
+    """Raised (for error handlers) when no route matches the path."""
+
+
+class MethodNotAllowed(Exception):
+    """Raised (for error handlers) when the path exists for other methods."""
+
+
+def _check_size(name, value, minimum=0, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("%s must be an int, not %r" % (name, value))
+    if value < minimum:
+        raise ValueError("%s must be at least %d, not %d" % (name, minimum, value))
+    return value
+
+
+def _check_seconds(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("%s must be a number of seconds, not %r" % (name, value))
+    if not value > 0 or value != value:
+        raise ValueError("%s must be positive, not %r" % (name, value))
+    return float(value)
+
+
+class Application:
+    """A fulmen application: ``app = Application(); app.router.add_route(...)``."""
+
+    def __init__(self, *, debug=False, loop=None, max_header_size=16384,
+                 max_headers=100, max_body_size=10 * _MiB, header_timeout=10.0,
+                 body_timeout=30.0, keep_alive_timeout=60.0, max_connections=None,
+                 reaper_settings=None, json_dumps=None, log_request=None):
+        self.debug = bool(debug)
+        self._loop = loop
+        self.max_header_size = _check_size("max_header_size", max_header_size, 256)
+        if self.max_header_size > (1 << 30):
+            raise ValueError("max_header_size must be at most 1 GiB")
+        self.max_headers = _check_size("max_headers", max_headers, 1)
+        if self.max_headers > 65536:
+            raise ValueError("max_headers must be at most 65536")
+        self.max_body_size = _check_size("max_body_size", max_body_size, 0)
+        self.header_timeout = _check_seconds("header_timeout", header_timeout)
+        self.body_timeout = _check_seconds("body_timeout", body_timeout)
+        if reaper_settings is not None:
+            if not isinstance(reaper_settings, dict):
+                raise ValueError("reaper_settings must be a dict")
+            unknown = set(reaper_settings) - {"check_interval", "idle_timeout"}
+            if unknown:
+                raise ValueError("unknown reaper_settings: %s" % ", ".join(sorted(unknown)))
+            if "idle_timeout" in reaper_settings:
+                keep_alive_timeout = reaper_settings["idle_timeout"]
+            if "check_interval" in reaper_settings:
+                _check_seconds("reaper_settings['check_interval']",
+                               reaper_settings["check_interval"])
+        self.keep_alive_timeout = _check_seconds("keep_alive_timeout", keep_alive_timeout)
+        self.max_connections = _check_size("max_connections", max_connections, 1,
+                                           allow_none=True)
+        if json_dumps is not None:
+            if not callable(json_dumps):
+                raise ValueError("json_dumps must be callable")
+            global _json_dumps
+            _json_dumps = json_dumps
+        self.router = Router()
+        self._error_handlers = {}
+        self._server = None
+
+    @property
+    def loop(self):
+        if self._loop is None:
+            import uvloop
+            self._loop = uvloop.new_event_loop()
+        return self._loop
+
+    # ---- errors ------------------------------------------------------------
+
+    def add_error_handler(self, exc_type, handler):
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise TypeError("add_error_handler needs an exception class, not %r" % (exc_type,))
+        if not callable(handler):
+            raise TypeError("error handler must be callable")
+        self._error_handlers[exc_type] = handler
+
+    def _handle_error(self, request, exc):
+        """Called from C when a view raised: returns the Response to send."""
+        for cls in type(exc).__mro__:
+            handler = self._error_handlers.get(cls)
+            if handler is not None:
+                try:
+                    res = handler(request, exc)
+                    if isinstance(res, Response):
+                        return res
+                    raise TypeError("error handler %r returned %r, not a Response"
+                                    % (handler, res))
+                except Exception as e:  # a broken handler: fall through to 500
+                    exc = e
+                    break
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stderr.write("fulmen: error in view for %r:\n%s" % (request, tb))
+        if self.debug:
+            return Response(code=500, text="Internal Server Error\n\n" + tb)
+        return Response(code=500, text="Internal Server Error")
+
+    # ---- serving -----------------------------------------------------------
+
+    def _make_server(self, loop):
+        matcher = self.router.build()
+        return _core.Server(self, matcher, loop, self._handle_error, self.debug,
+                            self.max_header_size, self.max_headers,
+                            self.max_body_size)
+
+    def _bind(self, host, port, backlog):
+        family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return sock
+
+    def serve(self, sock, *, loop=None):
+        """Serve on an already bound, listening socket until SIGTERM/SIGINT."""
+        loop = loop or self.loop
+        asyncio.set_event_loop(loop)
+        factory = self._make_server(loop)
+        self._server = factory
+        server = loop.run_until_complete(
+            loop.create_server(factory, sock=sock, backlog=sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and 1024))
+        stopping = []
+
+        def stop(signum):
+            if stopping:
+                os._exit(0)
+            stopping.append(signum)
+            server.close()
+            loop.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop, sig)
+        host, port = sock.getsockname()[:2]
+        shown = "[%s]" % host if ":" in host else host
+        sys.stderr.write("fulmen: listening on http://%s:%d (pid %d)\n"
+                         % (shown, port, os.getpid()))
+        sys.stderr.flush()
+        try:
+            loop.run_forever()
+        finally:
+            server.close()
+            loop.run_until_complete(server.wait_closed()) if not server.is_serving() else None
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def run(self, host="0.0.0.0", port=8080, *, worker_num=None, debug=None,
+            backlog=1024, reload=False):
+        if debug is not None:
+            self.debug = bool(debug)
+        if worker_num is not None and (not isinstance(worker_num, int) or worker_num < 0):
+            raise ValueError("worker_num must be a non-negative int")
+        sock = self._bind(host, port, backlog)
+        try:
+            self.serve(sock)
+        finally:
+            sock.close()

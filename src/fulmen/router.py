@@ -1,0 +1,143 @@
+"""Route registration: parses patterns and hands them to the C matcher.
+
+Matching itself happens in C (fulmen/_core/router.c) on every request; this
+module only runs while the app is being set up.
+"""
+import functools
+import inspect
+import re
+
+from . import _core
+
+_KINDS = {"str": 0, "int": 1, "float": 2, "uuid": 3, "path": 4}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class RouteError(ValueError):
+    """A route pattern or route table that cannot work."""
+
+
+def _is_async(handler):
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None))
+
+
+def parse_pattern(pattern):
+    """Split a pattern into matcher segments.
+
+    Returns (segments, names, types): a segment is a str (literal) or an int
+    (a parameter kind).  '{{' and '}}' stand for literal braces.
+    """
+    if not isinstance(pattern, str):
+        raise TypeError("a route pattern must be a str, not %s" % type(pattern).__name__)
+    if not pattern.startswith("/"):
+        raise RouteError("route pattern %r must start with '/'" % pattern)
+    segments, names, types = [], [], []
+    for seg in pattern[1:].split("/"):
+        if "{" in seg.replace("{{", "") or "}" in seg.replace("}}", ""):
+            m = re.fullmatch(r"\{([^{}:]+)(?::([^{}]+))?\}", seg)
+            if m is None:
+                raise RouteError(
+                    "route pattern %r: a parameter must fill a whole segment, "
+                    "as in /users/{id} (got %r)" % (pattern, seg))
+            name, kind = m.group(1).strip(), (m.group(2) or "str").strip()
+            if not _NAME.match(name):
+                raise RouteError("route pattern %r: bad parameter name %r" % (pattern, name))
+            if kind not in _KINDS:
+                raise RouteError("route pattern %r: unknown parameter type %r (known: %s)"
+                                 % (pattern, kind, ", ".join(sorted(_KINDS))))
+            if name in names:
+                raise RouteError("route pattern %r: parameter %r appears twice" % (pattern, name))
+            segments.append(_KINDS[kind])
+            names.append(name)
+            types.append(kind)
+        else:
+            segments.append(seg.replace("{{", "{").replace("}}", "}"))
+    if "path" in types[:-1]:
+        raise RouteError("route pattern %r: a {name:path} parameter must be last" % pattern)
+    return segments, tuple(names), tuple(types)
+
+
+def _literal_path(segments):
+    return "/" + "/".join(segments)
+
+
+class Router:
+    """app.router: add_route() as in Japronto."""
+
+    def __init__(self):
+        self._routes = []
+        self._names = {}
+        self._matcher = None
+
+    def add_route(self, pattern, handler, method=None, methods=None, *, name=None,
+                  **options):
+        if self._matcher is not None:
+            raise RuntimeError("routes cannot be added once the app is serving")
+        if not callable(handler):
+            raise TypeError("handler for %r is not callable: %r" % (pattern, handler))
+        if method is not None and methods is not None:
+            raise TypeError("pass method= or methods=, not both")
+        if method is not None:
+            methods = [method]
+        if methods is not None:
+            if isinstance(methods, str):
+                methods = [methods]
+            methods = [m.upper() for m in methods]
+            for m in methods:
+                if not _METHOD.match(m):
+                    raise RouteError("route %r: %r is not a valid method" % (pattern, m))
+            methods = frozenset(methods)
+            if not methods:
+                raise RouteError("route %r: methods= is empty" % pattern)
+        segments, names, types = parse_pattern(pattern)
+        if not names:
+            pattern = _literal_path(segments)
+        for key in ("max_body_size",):
+            v = options.get(key)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ValueError("%s must be a non-negative int" % key)
+        route = _core.Route(pattern, handler, methods, name, names, types,
+                            _is_async(handler), options or None)
+        if name is not None:
+            if name in self._names:
+                raise RouteError("two routes are named %r" % name)
+            self._names[name] = route
+        self._routes.append((route, segments))
+        return route
+
+    @property
+    def routes(self):
+        return [r for r, _ in self._routes]
+
+    def url_for(self, name, **params):
+        try:
+            route = self._names[name]
+        except KeyError:
+            raise KeyError("no route is named %r" % name) from None
+        segs = parse_pattern(route.pattern)[0]
+        out, i = [], 0
+        missing = set(route.param_names) - set(params)
+        if missing:
+            raise KeyError("url_for(%r) needs %s" % (name, ", ".join(sorted(missing))))
+        from urllib.parse import quote
+        for seg in segs:
+            if isinstance(seg, int):
+                pname = route.param_names[i]
+                kind = route.param_types[i]
+                i += 1
+                out.append(quote(str(params[pname]), safe="/" if kind == "path" else ""))
+            else:
+                out.append(seg)
+        return "/" + "/".join(out)
+
+    def build(self):
+        """Compile the routes into the C matcher; errors surface here, at start-up."""
+        m = _core.Matcher()
+        for route, segments in self._routes:
+            m.add(route, segments)
+        self._matcher = m
+        return m
