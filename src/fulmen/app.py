@@ -133,7 +133,8 @@ class Application:
         matcher = self.router.build()
         return _core.Server(self, matcher, loop, self._handle_error, self.debug,
                             self.max_header_size, self.max_headers,
-                            self.max_body_size)
+                            self.max_body_size, self.header_timeout,
+                            self.body_timeout, self.keep_alive_timeout)
 
     def _bind(self, host, port, backlog):
         family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
@@ -150,26 +151,49 @@ class Application:
         sock.setblocking(False)
         return sock
 
-    def serve(self, sock, *, loop=None):
-        """Serve on an already bound, listening socket until SIGTERM/SIGINT."""
+    def serve(self, sock, *, loop=None, graceful_timeout=30.0):
+        """Serve on an already bound, listening socket until SIGTERM/SIGINT.
+
+        The first signal stops gracefully: no new connections, idle ones
+        close, requests in flight finish (up to graceful_timeout seconds).
+        A second SIGINT stops at once.
+        """
         loop = loop or self.loop
         asyncio.set_event_loop(loop)
         factory = self._make_server(loop)
         self._server = factory
         server = loop.run_until_complete(
-            loop.create_server(factory, sock=sock, backlog=sock.getsockopt(
-                socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and 1024))
+            loop.create_server(factory, sock=sock, backlog=1024))
         stopping = []
+        # one sweep over all connections a few times a second enforces every
+        # timeout: no timer per connection
+        interval = max(0.05, min(1.0, self.header_timeout / 4, self.body_timeout / 4,
+                                 self.keep_alive_timeout / 4))
+        sweeper = []
+
+        def sweep():
+            factory.sweep()
+            sweeper[:] = [loop.call_later(interval, sweep)]
+
+        def wait_idle(deadline):
+            if factory.connections <= 0 or loop.time() >= deadline:
+                loop.stop()
+            else:
+                loop.call_later(0.02, wait_idle, deadline)
 
         def stop(signum):
             if stopping:
-                os._exit(0)
+                if signum == signal.SIGINT:
+                    os._exit(1)
+                return
             stopping.append(signum)
             server.close()
-            loop.stop()
+            factory.stop()
+            wait_idle(loop.time() + graceful_timeout)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop, sig)
+        sweeper.append(loop.call_later(interval, sweep))
         host, port = sock.getsockname()[:2]
         shown = "[%s]" % host if ":" in host else host
         sys.stderr.write("fulmen: listening on http://%s:%d (pid %d)\n"
@@ -178,8 +202,9 @@ class Application:
         try:
             loop.run_forever()
         finally:
+            for h in sweeper:
+                h.cancel()
             server.close()
-            loop.run_until_complete(server.wait_closed()) if not server.is_serving() else None
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 

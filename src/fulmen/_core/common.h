@@ -109,8 +109,12 @@ struct ServerObject {
     PyObject *loop;
     PyObject *error_hook;    /* callable(request, exc) -> Response */
     PyObject *not_found;     /* callable(request, code, allow) -> Response */
-    PyObject *conns;         /* set of live ConnObject, or NULL */
+    ConnObject *conn_head;   /* live connections (intrusive list) */
     int debug;
+    int stopping;            /* graceful stop: finish, then close */
+    int64_t header_timeout_ms;
+    int64_t body_timeout_ms;
+    int64_t keep_alive_ms;
     uint32_t max_header_size;
     uint32_t max_headers;
     uint64_t max_body_size;
@@ -167,6 +171,7 @@ enum { RESP_EMPTY = 0, RESP_TEXT, RESP_BODY, RESP_JSON };
 
 /* module.c */
 fulmen_state *mod_state_of_type(PyTypeObject *tp);
+int64_t mod_now_ms(void); /* monotonic, coarse */
 void mod_refresh_date(fulmen_state *st);
 int mod_out_reserve(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
 INLINE int mod_out_put(fulmen_state *st, const char *s, size_t n)

@@ -26,6 +26,14 @@ enum {
 
 enum { STAGE_HEAD = 0, STAGE_BODY, STAGE_CHUNKED };
 
+enum {
+    CONN_T_NONE = 0,
+    CONN_T_IDLE,   /* keep_alive_timeout between requests */
+    CONN_T_HEAD,   /* header_timeout since the head's first byte */
+    CONN_T_BODY,   /* body_timeout since the last body bytes */
+    CONN_T_WRITE,  /* body_timeout while the peer does not read */
+};
+
 typedef struct {
     PyObject *obj;     /* Response when ready, else the pending Task */
     RequestObject *req;
@@ -56,6 +64,11 @@ struct ConnObject {
     uint8_t eof;
     uint8_t pause;         /* CONN_PAUSE_* */
     uint8_t reading_paused;
+    uint8_t answered;      /* a response has been written */
+    uint8_t timer;         /* CONN_T_*: what deadline guards */
+    int64_t deadline;      /* monotonic ms; 0 = none */
+    int64_t head_start;    /* first byte of the current head, ms; 0 = none */
+    ConnObject *prev, *next; /* the server's list of live connections */
     h1_chunked chunk;
     size_t csrc, cdst;      /* STAGE_CHUNKED: raw consumed, decoded end */
     /* response queue: a ring indexed by sequence number */
@@ -127,6 +140,7 @@ static void conn_write_response(ConnObject *c, PyObject *resp, int head_only,
 {
     fulmen_state *st = c->st;
     int rc;
+    c->answered = 1;
     if (LIKELY(Py_TYPE(resp) == st->ResponseType ||
                PyObject_TypeCheck(resp, st->ResponseType))) {
         rc = resp_serialize(st, resp, head_only, conn_hdr);
@@ -305,6 +319,37 @@ static PyObject *conn_error_response(ConnObject *c, RequestObject *req)
     return res;
 }
 
+/* Re-arm the connection's deadline from its state; now is mod_now_ms(). */
+static void conn_rearm(ConnObject *c, int64_t now)
+{
+    ServerObject *srv = c->server;
+    if (c->closed) {
+        c->timer = CONN_T_NONE;
+        c->deadline = 0;
+    } else if (c->pause & CONN_PAUSE_WRITE) {
+        if (c->timer != CONN_T_WRITE) {
+            c->timer = CONN_T_WRITE;
+            c->deadline = now + srv->body_timeout_ms;
+        }
+    } else if (c->pending != NULL || c->buf_len > 0) {
+        if (c->pending == NULL || c->stage == STAGE_HEAD) {
+            if (c->head_start == 0)
+                c->head_start = now;
+            c->timer = CONN_T_HEAD;
+            c->deadline = c->head_start + srv->header_timeout_ms;
+        } else {
+            c->timer = CONN_T_BODY;
+            c->deadline = now + srv->body_timeout_ms;
+        }
+    } else if (conn_q_len(c) > 0) {
+        c->timer = CONN_T_NONE; /* the app is working on it */
+        c->deadline = 0;
+    } else {
+        c->timer = CONN_T_IDLE;
+        c->deadline = now + srv->keep_alive_ms;
+    }
+}
+
 /* A view's result must be a Response; anything else goes through the
  * error hook as a TypeError.  Consumes res, returns a new reference. */
 static PyObject *conn_check_response(ConnObject *c, RequestObject *req,
@@ -354,8 +399,11 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
     }
     if (c->eof && conn_q_len(c) == 0 && c->pending == NULL)
         c->close_after_flush = 1;
+    if (c->server->stopping && conn_q_len(c) == 0)
+        c->close_after_flush = 1;
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
+    conn_rearm(c, mod_now_ms());
 }
 
 void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req)
@@ -644,6 +692,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
         }
         /* a whole request: give it its bytes and run it */
         c->pending = NULL;
+        c->head_start = 0;
         if (owner != NULL) {
             Py_INCREF(owner);
             req->raw = owner;
@@ -762,6 +811,7 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
         c->close_after_flush = 1;
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
+    conn_rearm(c, mod_now_ms());
     Py_RETURN_NONE;
 }
 
@@ -773,7 +823,28 @@ static PyObject *conn_connection_made(ConnObject *c, PyObject *transport)
     if (c->write == NULL)
         return NULL;
     c->server->n_conns++;
+    /* link into the server's list (the list holds no reference) */
+    c->prev = NULL;
+    c->next = c->server->conn_head;
+    if (c->next != NULL)
+        c->next->prev = c;
+    c->server->conn_head = c;
+    conn_rearm(c, mod_now_ms());
     Py_RETURN_NONE;
+}
+
+static void conn_unlink(ConnObject *c)
+{
+    ServerObject *srv = c->server;
+    if (srv == NULL || (c->prev == NULL && srv->conn_head != c))
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        srv->conn_head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
 }
 
 static void conn_drop_state(ConnObject *c)
@@ -806,8 +877,10 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         c->closed = 1;
         c->closing = 1;
         c->server->n_conns--;
+        conn_unlink(c);
     }
     conn_drop_state(c);
+    conn_rearm(c, 0);
     Py_CLEAR(c->write);
     Py_CLEAR(c->transport);
     Py_RETURN_NONE;
@@ -827,13 +900,45 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
 static PyObject *conn_pause_writing(ConnObject *c, PyObject *unused)
 {
     conn_set_pause(c, CONN_PAUSE_WRITE, 1);
+    conn_rearm(c, mod_now_ms());
     Py_RETURN_NONE;
 }
 
 static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
 {
     conn_set_pause(c, CONN_PAUSE_WRITE, 0);
+    c->timer = CONN_T_NONE;
+    conn_rearm(c, mod_now_ms());
+    if (!c->pause)
+        conn_process_buffer(c);
+    if (conn_flush(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
     Py_RETURN_NONE;
+}
+
+/* The sweep found c past its deadline. */
+static void conn_expire(ConnObject *c)
+{
+    fulmen_state *st = c->st;
+    PyObject *r;
+    if (c->timer == CONN_T_HEAD && !c->answered && conn_q_len(c) == 0) {
+        /* slow or stalled head: 408, then close */
+        c->closing = 1;
+        if (resp_serialize_status(st, 408, "Request Timeout", 1, NULL) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        c->close_after_flush = 1;
+        if (conn_flush(c) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+    } else {
+        c->closing = 1;
+        r = PyObject_CallMethod(c->transport,
+                                c->timer == CONN_T_WRITE ? "abort" : "close", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_XDECREF(r);
+    }
+    c->timer = CONN_T_NONE;
+    c->deadline = 0;
 }
 
 PyObject *conn_get_transport(ConnObject *c)
@@ -883,6 +988,7 @@ static void conn_dealloc(ConnObject *c)
 {
     PyTypeObject *tp = Py_TYPE(c);
     PyObject_GC_UnTrack(c);
+    conn_unlink(c);
     conn_clear(c);
     Py_CLEAR(c->server);
     PyMem_Free(c->buf);
@@ -931,19 +1037,25 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"app", "matcher", "loop", "error_hook", "debug",
                              "max_header_size", "max_headers", "max_body_size",
-                             NULL};
+                             "header_timeout", "body_timeout",
+                             "keep_alive_timeout", NULL};
     PyObject *app, *matcher, *loop, *hook;
     int debug = 0;
     unsigned int mhs = 16384, mh = 100;
     unsigned long long mbs = 10 * 1024 * 1024;
+    double ht = 10.0, bt = 30.0, kt = 60.0;
     ServerObject *s;
     fulmen_state *st = mod_state_of_type(tp);
     if (st == NULL)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!OO|pIIK", kwlist, &app,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!OO|pIIKddd", kwlist, &app,
                                      st->MatcherType, &matcher, &loop, &hook,
-                                     &debug, &mhs, &mh, &mbs))
+                                     &debug, &mhs, &mh, &mbs, &ht, &bt, &kt))
         return NULL;
+    if (!(ht > 0 && bt > 0 && kt > 0)) {
+        PyErr_SetString(PyExc_ValueError, "timeouts must be positive");
+        return NULL;
+    }
     if (mhs < 64 || mhs > (1u << 30) || mh < 1 || mh > 65536) {
         PyErr_SetString(PyExc_ValueError, "bad header limits");
         return NULL;
@@ -964,7 +1076,70 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     s->max_header_size = mhs;
     s->max_headers = mh;
     s->max_body_size = mbs;
+    s->header_timeout_ms = (int64_t)(ht * 1000);
+    s->body_timeout_ms = (int64_t)(bt * 1000);
+    s->keep_alive_ms = (int64_t)(kt * 1000);
     return (PyObject *)s;
+}
+
+/* sweep(): close every connection past its deadline.  Called by the app a
+ * few times a second: one pass over the list, no timer per connection. */
+static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
+{
+    int64_t now = mod_now_ms();
+    ConnObject *c, *next;
+    PyObject *keep = PyList_New(0);
+    if (keep == NULL)
+        return NULL;
+    for (c = srv->conn_head; c != NULL; c = next) {
+        next = c->next;
+        if (c->deadline != 0 && now >= c->deadline && !c->closed &&
+            c->transport != NULL) {
+            /* expiring may run code that unlinks c: hold it */
+            if (PyList_Append(keep, (PyObject *)c) < 0)
+                break;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keep); i++) {
+        c = (ConnObject *)PyList_GET_ITEM(keep, i);
+        if (!c->closed && c->transport != NULL)
+            conn_expire(c);
+    }
+    Py_DECREF(keep);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* stop(): graceful stop.  Idle connections close now; busy ones close once
+ * their queued responses are written.  Returns the number still open. */
+static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
+{
+    ConnObject *c;
+    PyObject *keep = PyList_New(0), *r;
+    Py_ssize_t i;
+    if (keep == NULL)
+        return NULL;
+    srv->stopping = 1;
+    for (c = srv->conn_head; c != NULL; c = c->next)
+        if (PyList_Append(keep, (PyObject *)c) < 0) {
+            Py_DECREF(keep);
+            return NULL;
+        }
+    for (i = 0; i < PyList_GET_SIZE(keep); i++) {
+        c = (ConnObject *)PyList_GET_ITEM(keep, i);
+        if (c->closed || c->transport == NULL)
+            continue;
+        c->closing = 1;
+        if (conn_q_len(c) == 0) {
+            r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
+            if (r == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(r);
+        }
+    }
+    Py_DECREF(keep);
+    return PyLong_FromLongLong(srv->n_conns);
 }
 
 /* protocol_factory(): a new connection */
@@ -989,7 +1164,6 @@ static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
     Py_VISIT(s->loop);
     Py_VISIT(s->error_hook);
     Py_VISIT(s->not_found);
-    Py_VISIT(s->conns);
     return 0;
 }
 
@@ -1000,7 +1174,6 @@ static int conn_server_clear(ServerObject *s)
     Py_CLEAR(s->loop);
     Py_CLEAR(s->error_hook);
     Py_CLEAR(s->not_found);
-    Py_CLEAR(s->conns);
     return 0;
 }
 
@@ -1022,7 +1195,16 @@ static PyMemberDef conn_server_members[] = {
     {NULL},
 };
 
+static PyMethodDef conn_server_methods[] = {
+    {"sweep", (PyCFunction)conn_server_sweep, METH_NOARGS,
+     "Close the connections whose timeout has passed."},
+    {"stop", (PyCFunction)conn_server_stop, METH_NOARGS,
+     "Graceful stop: close idle connections, finish busy ones."},
+    {NULL},
+};
+
 static PyType_Slot conn_server_slots[] = {
+    {Py_tp_methods, conn_server_methods},
     {Py_tp_new, conn_server_new},
     {Py_tp_call, conn_server_call},
     {Py_tp_dealloc, conn_server_dealloc},

@@ -580,22 +580,18 @@ h1_parse_request(h1_parser *p, const char *buf, size_t len, h1_request *req)
 #undef H1_TARGET_ATTR
 #undef H1_SCAN_VALUE
 #undef H1_SCAN_TARGET
-#undef H1_SCAN_TOKEN
 #if H1_LEVEL == 2
 #define H1_TARGET_ATTR __attribute__((target("avx2")))
 #define H1_SCAN_VALUE h1_scan_value_avx2
 #define H1_SCAN_TARGET h1_scan_target_avx2
-#define H1_SCAN_TOKEN h1_scan_token_avx2
 #elif H1_LEVEL == 1
 #define H1_TARGET_ATTR __attribute__((target("sse4.2")))
 #define H1_SCAN_VALUE h1_scan_value_sse42
 #define H1_SCAN_TARGET h1_scan_target_sse42
-#define H1_SCAN_TOKEN h1_scan_token_sse42
 #else
 #define H1_TARGET_ATTR
 #define H1_SCAN_VALUE h1_scan_value_scalar
 #define H1_SCAN_TARGET h1_scan_target_scalar
-#define H1_SCAN_TOKEN h1_scan_token
 #endif
 
 /* h1_parse_l<N>: the body of h1_parse_request() for one scanner level.
@@ -747,7 +743,7 @@ version_ok:
     name_start:
         if (UNLIKELY(nh >= p->max_headers)) H1_FAIL(431, "too many header fields");
     st_hdr_name:
-        pos = H1_SCAN_TOKEN(s, pos, end);
+        pos = h1_scan_token(s, pos, end);
         if (UNLIKELY(pos >= end)) H1_NEED(H1_ST_HDR_NAME);
         if (UNLIKELY(s[pos] != ':' || pos == line_start)) {
             unsigned c = s[pos];

@@ -20,6 +20,13 @@ fulmen_state *mod_state_of_type(PyTypeObject *tp)
     return (fulmen_state *)PyModule_GetState(m);
 }
 
+int64_t mod_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ========================================================================
  * Date header: an IMF-fixdate, recomputed at most once a second.
  */

@@ -178,27 +178,6 @@ h1_sse_target_bad(__m128i v)
     return (unsigned)_mm_movemask_epi8(_mm_or_si128(lo, del));
 }
 
-/* bit i set when byte i is not a tchar.  Nibble lookup: the high nibble
- * (rows 0x2..0x7) selects one bit, the low nibble's table entry holds the
- * bits of the rows where that column is a tchar.  Rows 0,1,8..f map to 0,
- * so CTLs and 8-bit bytes are never tchars. */
-#define H1_TOKEN_LO_NIBBLES \
-    0x3a, 0x3f, 0x3e, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3e, 0x3e, 0x3d, 0x15, 0x34, 0x15, 0x3d, 0x1c
-#define H1_TOKEN_HI_NIBBLES \
-    0, 0, 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0, 0, 0, 0, 0, 0, 0, 0
-
-__attribute__((target("sse4.2"))) static H1_ALWAYS_INLINE unsigned
-h1_sse_token_bad(__m128i v)
-{
-    const __m128i lo_t = _mm_setr_epi8(H1_TOKEN_LO_NIBBLES);
-    const __m128i hi_t = _mm_setr_epi8(H1_TOKEN_HI_NIBBLES);
-    const __m128i nib = _mm_set1_epi8(0x0f);
-    __m128i lo = _mm_shuffle_epi8(lo_t, _mm_and_si128(v, nib));
-    __m128i hi = _mm_shuffle_epi8(hi_t, _mm_and_si128(_mm_srli_epi16(v, 4), nib));
-    __m128i in = _mm_and_si128(lo, hi);
-    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(in, _mm_setzero_si128()));
-}
-
 #define H1_DEFINE_SSE_SCAN(name, badfn, scalar)                               \
     __attribute__((target("sse4.2"))) static H1_ALWAYS_INLINE size_t name(   \
         const unsigned char *s, size_t pos, size_t end)                       \
@@ -220,7 +199,6 @@ h1_sse_token_bad(__m128i v)
 H1_DEFINE_SSE_SCAN(h1_scan_value_sse42, h1_sse_value_bad, h1_scan_value_scalar)
 H1_DEFINE_SSE_SCAN(h1_scan_target_sse42, h1_sse_target_bad,
                    h1_scan_target_scalar)
-H1_DEFINE_SSE_SCAN(h1_scan_token_sse42, h1_sse_token_bad, h1_scan_token)
 
 /* ------------------------------------------------------------------------
  * AVX2 (256-bit)
@@ -244,25 +222,18 @@ h1_avx2_target_bad(__m256i v)
     return (uint32_t)_mm256_movemask_epi8(_mm256_or_si256(lo, del));
 }
 
-__attribute__((target("avx2"))) static H1_ALWAYS_INLINE uint32_t
-h1_avx2_token_bad(__m256i v)
-{
-    const __m256i lo_t = _mm256_setr_epi8(H1_TOKEN_LO_NIBBLES, H1_TOKEN_LO_NIBBLES);
-    const __m256i hi_t = _mm256_setr_epi8(H1_TOKEN_HI_NIBBLES, H1_TOKEN_HI_NIBBLES);
-    const __m256i nib = _mm256_set1_epi8(0x0f);
-    __m256i lo = _mm256_shuffle_epi8(lo_t, _mm256_and_si256(v, nib));
-    __m256i hi = _mm256_shuffle_epi8(
-        hi_t, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
-    __m256i in = _mm256_and_si256(lo, hi);
-    return (uint32_t)_mm256_movemask_epi8(
-        _mm256_cmpeq_epi8(in, _mm256_setzero_si256()));
-}
-
-#define H1_DEFINE_AVX2_SCAN(name, badfn, sse)                                 \
+/* Most field values are short ("keep-alive", "?0", "*\/\*"), so the first
+ * 16 bytes get one SSE compare before the 32-byte loop starts. */
+#define H1_DEFINE_AVX2_SCAN(name, badfn, ssebad, sse)                         \
     __attribute__((target("avx2"))) static H1_ALWAYS_INLINE size_t name(     \
         const unsigned char *s, size_t pos, size_t end)                       \
     {                                                                         \
         uint32_t m;                                                           \
+        if (LIKELY(end - pos >= 16)) {                                        \
+            m = ssebad(_mm_loadu_si128((const __m128i *)(s + pos)));          \
+            if (m) return pos + (size_t)__builtin_ctz(m);                     \
+            pos += 16;                                                        \
+        }                                                                     \
         while (end - pos >= 32) {                                             \
             m = badfn(_mm256_loadu_si256((const __m256i *)(s + pos)));        \
             if (m) return pos + (size_t)__builtin_ctz(m);                     \
@@ -275,10 +246,10 @@ h1_avx2_token_bad(__m256i v)
         return m ? pos + (size_t)__builtin_ctz(m) : end;                      \
     }
 
-H1_DEFINE_AVX2_SCAN(h1_scan_value_avx2, h1_avx2_value_bad, h1_scan_value_sse42)
+H1_DEFINE_AVX2_SCAN(h1_scan_value_avx2, h1_avx2_value_bad, h1_sse_value_bad,
+                    h1_scan_value_sse42)
 H1_DEFINE_AVX2_SCAN(h1_scan_target_avx2, h1_avx2_target_bad,
-                    h1_scan_target_sse42)
-H1_DEFINE_AVX2_SCAN(h1_scan_token_avx2, h1_avx2_token_bad, h1_scan_token_sse42)
+                    h1_sse_target_bad, h1_scan_target_sse42)
 
 #endif /* H1_HAVE_X86 */
 
