@@ -13,7 +13,8 @@ debug = os.environ.get("FULMEN_DEBUG") == "1"
 sanitize = os.environ.get("FULMEN_SANITIZE", "")
 
 cflags = ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
-          "-Wno-missing-field-initializers", "-fvisibility=hidden"]
+          "-Wno-missing-field-initializers", "-fvisibility=hidden",
+          "-Werror=implicit-function-declaration", "-Werror=int-conversion"]
 ldflags = []
 if debug or sanitize:
     cflags += ["-O1", "-g", "-fno-omit-frame-pointer"]

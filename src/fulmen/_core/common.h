@@ -42,6 +42,9 @@ typedef struct {
     PyTypeObject *RouteType;
     PyTypeObject *MatcherType;
     PyTypeObject *ResumeType;
+    PyTypeObject *QueryType;
+    PyObject *json_loads;  /* json.loads, imported on first use */
+    PyObject *uuid_type;   /* uuid.UUID, imported on first use */
 
     /* interned attribute / method names */
     PyObject *s_write;
@@ -145,6 +148,8 @@ struct RequestObject {
     PyObject *py_headers;
     PyObject *py_body;
     PyObject *py_match_dict;
+    PyObject *py_query;
+    PyObject *py_cookies;
     PyObject *py_extra;
     PyObject *done_callbacks;
     PyObject *dict;
@@ -194,6 +199,7 @@ void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);
 /* request.c */
 extern PyType_Spec req_spec;
 extern PyType_Spec req_headers_spec;
+extern PyType_Spec req_query_spec;
 RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers);
 void req_release(RequestObject *r);
 int req_ensure_header_cap(RequestObject *r, uint32_t cap);

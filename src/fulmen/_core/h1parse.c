@@ -249,88 +249,6 @@ h1_authority_form(const unsigned char *s, size_t a, size_t b)
     return 1;
 }
 
-/* Classify the request-target s[t0..t1) (known non-empty, VCHAR only) and
- * fill req->target/path/query and H1_F_ASTERISK / H1_F_ABSOLUTE.
- * Returns 0, or 400 with *why set. */
-static H1_ALWAYS_INLINE int
-h1_target_form(h1_request *req, const unsigned char *s, size_t t0, size_t t1,
-               const char **why)
-{
-    const unsigned char *hit;
-    size_t a = t0, f, q;
-
-    req->target = h1_mkspan(t0, t1 - t0);
-    if (LIKELY(s[t0] == '/')) {
-        if (UNLIKELY(req->method_id == H1_M_CONNECT)) {
-            *why = "CONNECT requires an authority-form target";
-            return 400;
-        }
-    } else if (s[t0] == '*') {
-        if (t1 - t0 != 1 || (req->method_id != H1_M_OPTIONS &&
-                             req->method_id != H1_M_OTHER)) {
-            *why = "asterisk-form target is only for OPTIONS";
-            return 400;
-        }
-        req->flags |= H1_F_ASTERISK;
-        req->path = h1_mkspan(t0, 1);
-        req->query = h1_mkspan(t1, 0);
-        return 0;
-    } else if (req->method_id == H1_M_CONNECT) {
-        if (!h1_authority_form(s, t0, t1)) {
-            *why = "invalid authority-form target";
-            return 400;
-        }
-        req->path = h1_mkspan(t1, 0);
-        req->query = h1_mkspan(t1, 0);
-        return 0;
-    } else {
-        size_t n = t1 - t0;
-        if (n >= 7 && h1_lower_eq(s + t0, "http://", 7))
-            a = t0 + 7;
-        else if (n >= 8 && h1_lower_eq(s + t0, "https://", 8))
-            a = t0 + 8;
-        else {
-            *why = "invalid request-target";
-            return 400;
-        }
-        t0 = a;
-        while (a < t1 && s[a] != '/' && s[a] != '?' && s[a] != '#')
-            a++;
-        if (a == t0) {
-            *why = "absolute-form target without authority";
-            return 400;
-        }
-        req->flags |= H1_F_ABSOLUTE;
-    }
-    if (LIKELY(t1 - a <= 64)) {
-        /* short targets: one pass beats two memchr calls */
-        size_t i;
-        f = t1;
-        q = t1;
-        for (i = a; i < t1; i++) {
-            if (UNLIKELY(s[i] == '#')) {
-                f = i;
-                break;
-            }
-            if (s[i] == '?' && q == t1) q = i;
-        }
-        if (q > f) q = f;
-    } else {
-        hit = memchr(s + a, '#', t1 - a);
-        f = hit ? (size_t)(hit - s) : t1;
-        hit = memchr(s + a, '?', f - a);
-        q = hit ? (size_t)(hit - s) : f;
-    }
-    if (q < f) {
-        req->path = h1_mkspan(a, q - a);
-        req->query = h1_mkspan(q + 1, f - q - 1);
-    } else {
-        req->path = h1_mkspan(a, f - a);
-        req->query = h1_mkspan(f, 0);
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------
  * Field semantics
  */
@@ -580,19 +498,89 @@ h1_parse_request(h1_parser *p, const char *buf, size_t len, h1_request *req)
 #undef H1_TARGET_ATTR
 #undef H1_SCAN_VALUE
 #undef H1_SCAN_TARGET
+#undef H1_SCAN_QF
 #if H1_LEVEL == 2
 #define H1_TARGET_ATTR __attribute__((target("avx2")))
 #define H1_SCAN_VALUE h1_scan_value_avx2
 #define H1_SCAN_TARGET h1_scan_target_avx2
+#define H1_SCAN_QF h1_scan_qf_avx2
 #elif H1_LEVEL == 1
 #define H1_TARGET_ATTR __attribute__((target("sse4.2")))
 #define H1_SCAN_VALUE h1_scan_value_sse42
 #define H1_SCAN_TARGET h1_scan_target_sse42
+#define H1_SCAN_QF h1_scan_qf_sse42
 #else
 #define H1_TARGET_ATTR
 #define H1_SCAN_VALUE h1_scan_value_scalar
 #define H1_SCAN_TARGET h1_scan_target_scalar
+#define H1_SCAN_QF h1_scan_qf_scalar
 #endif
+
+/* Classify the request-target s[t0..t1) (known non-empty, VCHAR only) and
+ * fill req->target/path/query and H1_F_ASTERISK / H1_F_ABSOLUTE.
+ * Returns 0, or 400 with *why set.  Compiled per level for H1_SCAN_QF. */
+H1_TARGET_ATTR static H1_ALWAYS_INLINE int
+H1_FN(h1_target_form)(h1_request *req, const unsigned char *s, size_t t0, size_t t1,
+               const char **why)
+{
+    size_t a = t0, f, q;
+
+    req->target = h1_mkspan(t0, t1 - t0);
+    if (LIKELY(s[t0] == '/')) {
+        if (UNLIKELY(req->method_id == H1_M_CONNECT)) {
+            *why = "CONNECT requires an authority-form target";
+            return 400;
+        }
+    } else if (s[t0] == '*') {
+        if (t1 - t0 != 1 || (req->method_id != H1_M_OPTIONS &&
+                             req->method_id != H1_M_OTHER)) {
+            *why = "asterisk-form target is only for OPTIONS";
+            return 400;
+        }
+        req->flags |= H1_F_ASTERISK;
+        req->path = h1_mkspan(t0, 1);
+        req->query = h1_mkspan(t1, 0);
+        return 0;
+    } else if (req->method_id == H1_M_CONNECT) {
+        if (!h1_authority_form(s, t0, t1)) {
+            *why = "invalid authority-form target";
+            return 400;
+        }
+        req->path = h1_mkspan(t1, 0);
+        req->query = h1_mkspan(t1, 0);
+        return 0;
+    } else {
+        size_t n = t1 - t0;
+        if (n >= 7 && h1_lower_eq(s + t0, "http://", 7))
+            a = t0 + 7;
+        else if (n >= 8 && h1_lower_eq(s + t0, "https://", 8))
+            a = t0 + 8;
+        else {
+            *why = "invalid request-target";
+            return 400;
+        }
+        t0 = a;
+        while (a < t1 && s[a] != '/' && s[a] != '?' && s[a] != '#')
+            a++;
+        if (a == t0) {
+            *why = "absolute-form target without authority";
+            return 400;
+        }
+        req->flags |= H1_F_ABSOLUTE;
+    }
+    q = H1_SCAN_QF(s, a, t1);
+    f = q;
+    while (f < t1 && s[f] == '?')
+        f = H1_SCAN_QF(s, f + 1, t1);
+    if (q < f) {
+        req->path = h1_mkspan(a, q - a);
+        req->query = h1_mkspan(q + 1, f - q - 1);
+    } else {
+        req->path = h1_mkspan(a, f - a);
+        req->query = h1_mkspan(f, 0);
+    }
+    return 0;
+}
 
 /* h1_parse_l<N>: the body of h1_parse_request() for one scanner level.
  * Same contract.  Resumes at p->stage; see the state enum above. */
@@ -701,7 +689,7 @@ st_target:
         H1_FAIL(400, pos == mark ? "empty request-target"
                                  : "invalid character in request-target");
     }
-    r = h1_target_form(req, s, mark, pos, &why);
+    r = H1_FN(h1_target_form)(req, s, mark, pos, &why);
     if (UNLIKELY(r)) H1_FAIL(r, why);
     pos++;
     mark = pos;

@@ -183,7 +183,9 @@ static int mod_exec(PyObject *m)
         return -1;
     resp_type_ready(st->ResponseType);
     if (mod_add_type(m, &req_headers_spec, (PyObject *)&PyDict_Type,
-                     &st->HeadersType) < 0)
+                     &st->HeadersType) < 0 ||
+        mod_add_type(m, &req_query_spec, (PyObject *)&PyDict_Type,
+                     &st->QueryType) < 0)
         return -1;
 
     INTERN(s_write, "write");
@@ -229,6 +231,9 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->RouteType);
     Py_VISIT(st->MatcherType);
     Py_VISIT(st->ResumeType);
+    Py_VISIT(st->QueryType);
+    Py_VISIT(st->json_loads);
+    Py_VISIT(st->uuid_type);
     for (i = 0; i < st->n_req_free; i++)
         Py_VISIT(st->req_free[i]);
     for (i = 0; i < st->n_resp_free; i++)
@@ -255,6 +260,9 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->RouteType);
     Py_CLEAR(st->MatcherType);
     Py_CLEAR(st->ResumeType);
+    Py_CLEAR(st->QueryType);
+    Py_CLEAR(st->json_loads);
+    Py_CLEAR(st->uuid_type);
     Py_CLEAR(st->s_write);
     Py_CLEAR(st->s_writelines);
     Py_CLEAR(st->s_close);

@@ -129,6 +129,195 @@ PyType_Spec req_headers_spec = {
 };
 
 /* ========================================================================
+ * Percent-decoding and the query mapping
+ */
+
+static int req_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decode s[0..n) (and '+' as space when plus) into a str, decoding
+ * the bytes as UTF-8 with invalid sequences replaced. */
+static PyObject *req_unquote(const char *s, size_t n, int plus)
+{
+    char stackbuf[256] = {0}, *buf = stackbuf;
+    size_t i, o = 0;
+    PyObject *res;
+    if (memchr(s, '%', n) == NULL && (!plus || memchr(s, '+', n) == NULL))
+        return PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
+    if (n > sizeof(stackbuf)) {
+        buf = PyMem_Malloc(n);
+        if (buf == NULL)
+            return PyErr_NoMemory();
+    }
+    for (i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n &&
+            (hi = req_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = req_hexval((unsigned char)s[i + 2])) >= 0) {
+            buf[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (plus && s[i] == '+') {
+            buf[o++] = ' ';
+        } else {
+            buf[o++] = s[i];
+        }
+    }
+    res = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)o, "replace");
+    if (buf != stackbuf)
+        PyMem_Free(buf);
+    return res;
+}
+
+/* Query: a dict of the last value of each key, plus getall(key). */
+static PyObject *req_list1(PyObject *v)
+{
+    PyObject *l = PyList_New(1);
+    if (l != NULL) {
+        Py_INCREF(v);
+        PyList_SET_ITEM(l, 0, v);
+    }
+    return l;
+}
+
+typedef struct {
+    PyDictObject dict;
+    PyObject *all; /* dict key -> list of values, for keys seen twice; or NULL */
+} QueryObject;
+
+static PyObject *req_query_getall(QueryObject *q, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    PyObject *v;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "getall() takes 1 or 2 arguments");
+        return NULL;
+    }
+    if (q->all != NULL) {
+        v = PyDict_GetItemWithError(q->all, args[0]);
+        if (v != NULL)
+            return PySequence_List(v);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    v = PyDict_GetItemWithError((PyObject *)q, args[0]);
+    if (v != NULL)
+        return req_list1(v);
+    if (PyErr_Occurred())
+        return NULL;
+    if (nargs == 2) {
+        Py_INCREF(args[1]);
+        return args[1];
+    }
+    PyErr_SetObject(PyExc_KeyError, args[0]);
+    return NULL;
+}
+
+static int req_query_traverse(QueryObject *q, visitproc visit, void *arg)
+{
+    Py_VISIT(q->all);
+    return PyDict_Type.tp_traverse((PyObject *)q, visit, arg);
+}
+
+static int req_query_clear(QueryObject *q)
+{
+    Py_CLEAR(q->all);
+    return PyDict_Type.tp_clear((PyObject *)q);
+}
+
+static void req_query_dealloc(QueryObject *q)
+{
+    PyTypeObject *tp = Py_TYPE(q);
+    PyObject_GC_UnTrack(q);
+    Py_CLEAR(q->all);
+    PyDict_Type.tp_dealloc((PyObject *)q);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef req_query_methods[] = {
+    {"getall", (PyCFunction)(void (*)(void))req_query_getall, METH_FASTCALL,
+     "getall(key[, default]): every value of key, in order"},
+    {NULL},
+};
+
+static PyType_Slot req_query_slots[] = {
+    {Py_tp_methods, req_query_methods},
+    {Py_tp_traverse, req_query_traverse},
+    {Py_tp_clear, req_query_clear},
+    {Py_tp_dealloc, req_query_dealloc},
+    {Py_tp_doc, "Query parameters: the last value of each key; getall(key) for all."},
+    {0, NULL},
+};
+
+PyType_Spec req_query_spec = {
+    .name = "fulmen.Query",
+    .basicsize = sizeof(QueryObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = req_query_slots,
+};
+
+/* Parse a query string: split on '&' and '=', then percent-decode. */
+static PyObject *req_parse_query(fulmen_state *st, const char *s, size_t n)
+{
+    QueryObject *q = (QueryObject *)PyObject_CallNoArgs((PyObject *)st->QueryType);
+    PyObject *k = NULL, *v = NULL, *lst;
+    size_t i = 0;
+    if (q == NULL)
+        return NULL;
+    while (i < n) {
+        size_t end = i, eq;
+        while (end < n && s[end] != '&')
+            end++;
+        eq = i;
+        while (eq < end && s[eq] != '=')
+            eq++;
+        if (end > i) {
+            k = req_unquote(s + i, eq - i, 1);
+            if (k == NULL)
+                goto error;
+            v = eq < end ? req_unquote(s + eq + 1, end - eq - 1, 1)
+                         : PyUnicode_FromStringAndSize("", 0);
+            if (v == NULL)
+                goto error;
+            if (PyDict_Contains((PyObject *)q, k)) {
+                if (q->all == NULL && (q->all = PyDict_New()) == NULL)
+                    goto error;
+                lst = PyDict_GetItemWithError(q->all, k);
+                if (lst == NULL) {
+                    if (PyErr_Occurred())
+                        goto error;
+                    lst = req_list1(PyDict_GetItem((PyObject *)q, k));
+                    if (lst == NULL || PyDict_SetItem(q->all, k, lst) < 0) {
+                        Py_XDECREF(lst);
+                        goto error;
+                    }
+                    Py_DECREF(lst);
+                }
+                if (PyList_Append(lst, v) < 0)
+                    goto error;
+            }
+            if (PyDict_SetItem((PyObject *)q, k, v) < 0)
+                goto error;
+            Py_CLEAR(k);
+            Py_CLEAR(v);
+        }
+        i = end + 1;
+    }
+    return (PyObject *)q;
+error:
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_DECREF(q);
+    return NULL;
+}
+
+/* ========================================================================
  * Request lifecycle
  */
 
@@ -142,6 +331,8 @@ static void req_clear_fields(RequestObject *r)
     Py_CLEAR(r->py_headers);
     Py_CLEAR(r->py_body);
     Py_CLEAR(r->py_match_dict);
+    Py_CLEAR(r->py_query);
+    Py_CLEAR(r->py_cookies);
     Py_CLEAR(r->py_extra);
     Py_CLEAR(r->done_callbacks);
     Py_CLEAR(r->dict);
@@ -223,6 +414,8 @@ static int req_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->py_headers);
     Py_VISIT(self->py_body);
     Py_VISIT(self->py_match_dict);
+    Py_VISIT(self->py_query);
+    Py_VISIT(self->py_cookies);
     Py_VISIT(self->py_extra);
     Py_VISIT(self->done_callbacks);
     Py_VISIT(self->dict);
@@ -253,6 +446,8 @@ static void req_dealloc(RequestObject *self)
 
 #define REQ_SPAN(r, s) ((r)->base + (s).off)
 
+static PyObject *req_get_body_obj(RequestObject *r);
+
 static PyObject *req_get_method(RequestObject *r, void *c)
 {
     if (r->py_method == NULL) {
@@ -270,19 +465,269 @@ static PyObject *req_get_method(RequestObject *r, void *c)
     return r->py_method;
 }
 
+/* The path, percent-decoded (routing already happened on the raw path, so
+ * an encoded "/" never separated segments). */
 static PyObject *req_get_path(RequestObject *r, void *c)
 {
     if (r->py_path == NULL) {
         if (r->h.path.len == 0)
             r->py_path = PyUnicode_FromStringAndSize("/", 1);
         else
-            r->py_path = PyUnicode_DecodeLatin1(REQ_SPAN(r, r->h.path),
-                                                r->h.path.len, NULL);
+            r->py_path = req_unquote(REQ_SPAN(r, r->h.path), r->h.path.len, 0);
         if (r->py_path == NULL)
             return NULL;
     }
     Py_INCREF(r->py_path);
     return r->py_path;
+}
+
+static PyObject *req_get_raw_path(RequestObject *r, void *c)
+{
+    if (r->h.path.len == 0)
+        return PyUnicode_FromStringAndSize("/", 1);
+    return PyUnicode_DecodeLatin1(REQ_SPAN(r, r->h.path), r->h.path.len, NULL);
+}
+
+static PyObject *req_get_query(RequestObject *r, void *c)
+{
+    if (r->py_query == NULL) {
+        r->py_query = req_parse_query(r->st, REQ_SPAN(r, r->h.query), r->h.query.len);
+        if (r->py_query == NULL)
+            return NULL;
+    }
+    Py_INCREF(r->py_query);
+    return r->py_query;
+}
+
+/* Index of the first header named `lname` (lower case), or -1. */
+static int req_find_header(RequestObject *r, const char *lname)
+{
+    size_t n = strlen(lname);
+    uint32_t i;
+    for (i = 0; i < r->h.num_headers; i++) {
+        const h1_header *h = &r->h.headers[i];
+        const char *p = REQ_SPAN(r, h->name);
+        size_t k;
+        if (h->name.len != n)
+            continue;
+        for (k = 0; k < n; k++)
+            if (((unsigned char)p[k] | 0x20) != (unsigned char)lname[k])
+                break;
+        if (k == n)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Split Content-Type into the media type and its charset parameter. */
+static void req_content_type(RequestObject *r, const char **mt, size_t *mtl,
+                             const char **cs, size_t *csl)
+{
+    int i = req_find_header(r, "content-type");
+    const char *v, *end, *p;
+    *mt = *cs = NULL;
+    *mtl = *csl = 0;
+    if (i < 0)
+        return;
+    v = REQ_SPAN(r, r->h.headers[i].value);
+    end = v + r->h.headers[i].value.len;
+    p = memchr(v, ';', (size_t)(end - v));
+    *mt = v;
+    *mtl = (size_t)((p ? p : end) - v);
+    while (*mtl > 0 && (v[*mtl - 1] == ' ' || v[*mtl - 1] == '\t'))
+        (*mtl)--;
+    while (p != NULL && p < end) {
+        const char *q = p + 1, *e;
+        while (q < end && (*q == ' ' || *q == '\t'))
+            q++;
+        e = memchr(q, ';', (size_t)(end - q));
+        if (e == NULL)
+            e = end;
+        if (e - q > 8 && strncasecmp(q, "charset=", 8) == 0) {
+            q += 8;
+            if (q < e && *q == '"')
+                q++;
+            *cs = q;
+            while (q < e && *q != '"' && *q != ' ' && *q != '\t')
+                q++;
+            *csl = (size_t)(q - *cs);
+            return;
+        }
+        p = e < end ? e : NULL;
+    }
+}
+
+static PyObject *req_get_mime_type(RequestObject *r, void *c)
+{
+    const char *mt, *cs;
+    size_t mtl, csl;
+    req_content_type(r, &mt, &mtl, &cs, &csl);
+    if (mt == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeLatin1(mt, (Py_ssize_t)mtl, NULL);
+}
+
+static PyObject *req_get_encoding(RequestObject *r, void *c)
+{
+    const char *mt, *cs;
+    size_t mtl, csl;
+    req_content_type(r, &mt, &mtl, &cs, &csl);
+    if (cs == NULL || csl == 0)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeLatin1(cs, (Py_ssize_t)csl, NULL);
+}
+
+static PyObject *req_get_text(RequestObject *r, void *c)
+{
+    const char *mt, *cs;
+    size_t mtl, csl;
+    char enc[64];
+    req_content_type(r, &mt, &mtl, &cs, &csl);
+    if (cs != NULL && csl > 0 && csl < sizeof(enc)) {
+        memcpy(enc, cs, csl);
+        enc[csl] = 0;
+        return PyUnicode_Decode(REQ_SPAN(r, r->body), r->body.len, enc, "replace");
+    }
+    return PyUnicode_DecodeUTF8(REQ_SPAN(r, r->body), r->body.len, "replace");
+}
+
+static PyObject *req_get_json(RequestObject *r, void *c)
+{
+    fulmen_state *st = r->st;
+    PyObject *body, *res;
+    if (st->json_loads == NULL) {
+        PyObject *mod = PyImport_ImportModule("json");
+        if (mod == NULL)
+            return NULL;
+        st->json_loads = PyObject_GetAttrString(mod, "loads");
+        Py_DECREF(mod);
+        if (st->json_loads == NULL)
+            return NULL;
+    }
+    body = req_get_body_obj(r);
+    if (body == NULL)
+        return NULL;
+    res = PyObject_CallOneArg(st->json_loads, body);
+    Py_DECREF(body);
+    return res;
+}
+
+/* Cookie header(s): "a=1; b=2" -> {"a": "1", "b": "2"} */
+static PyObject *req_get_cookies(RequestObject *r, void *c)
+{
+    uint32_t i;
+    PyObject *d, *k = NULL, *v = NULL;
+    if (r->py_cookies != NULL) {
+        Py_INCREF(r->py_cookies);
+        return r->py_cookies;
+    }
+    d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    for (i = 0; i < r->h.num_headers; i++) {
+        const h1_header *h = &r->h.headers[i];
+        const char *p, *end;
+        if (h->name.len != 6 || strncasecmp(REQ_SPAN(r, h->name), "cookie", 6) != 0)
+            continue;
+        p = REQ_SPAN(r, h->value);
+        end = p + h->value.len;
+        while (p < end) {
+            const char *e = memchr(p, ';', (size_t)(end - p)), *eq, *ks, *ke, *vs, *ve;
+            if (e == NULL)
+                e = end;
+            ks = p;
+            while (ks < e && (*ks == ' ' || *ks == '\t'))
+                ks++;
+            eq = memchr(ks, '=', (size_t)(e - ks));
+            if (eq != NULL && eq > ks) {
+                ke = eq;
+                while (ke > ks && (ke[-1] == ' ' || ke[-1] == '\t'))
+                    ke--;
+                vs = eq + 1;
+                ve = e;
+                while (vs < ve && (*vs == ' ' || *vs == '\t'))
+                    vs++;
+                while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\t'))
+                    ve--;
+                if (ve - vs >= 2 && *vs == '"' && ve[-1] == '"') {
+                    vs++;
+                    ve--;
+                }
+                k = PyUnicode_DecodeLatin1(ks, ke - ks, NULL);
+                v = k ? req_unquote(vs, (size_t)(ve - vs), 0) : NULL;
+                if (v == NULL || PyDict_SetItem(d, k, v) < 0)
+                    goto error;
+                Py_CLEAR(k);
+                Py_CLEAR(v);
+            }
+            p = e + 1;
+        }
+    }
+    r->py_cookies = d;
+    Py_INCREF(d);
+    return d;
+error:
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* Host header split into hostname and port. */
+static int req_host(RequestObject *r, const char **h, size_t *hl, const char **p,
+                    size_t *pl)
+{
+    const char *v, *end, *colon = NULL;
+    *h = *p = NULL;
+    *hl = *pl = 0;
+    if (!(r->h.flags & H1_F_HAS_HOST))
+        return 0;
+    v = REQ_SPAN(r, r->h.headers[r->h.host_index].value);
+    end = v + r->h.headers[r->h.host_index].value.len;
+    if (v < end && *v == '[') {
+        const char *rb = memchr(v, ']', (size_t)(end - v));
+        if (rb == NULL)
+            return 0;
+        *h = v + 1;
+        *hl = (size_t)(rb - v - 1);
+        if (rb + 1 < end && rb[1] == ':')
+            colon = rb + 1;
+    } else {
+        colon = memchr(v, ':', (size_t)(end - v));
+        *h = v;
+        *hl = (size_t)((colon ? colon : end) - v);
+    }
+    if (colon != NULL) {
+        *p = colon + 1;
+        *pl = (size_t)(end - colon - 1);
+    }
+    return 1;
+}
+
+static PyObject *req_get_hostname(RequestObject *r, void *c)
+{
+    const char *h, *p;
+    size_t hl, pl;
+    if (!req_host(r, &h, &hl, &p, &pl))
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeLatin1(h, (Py_ssize_t)hl, NULL);
+}
+
+static PyObject *req_get_port(RequestObject *r, void *c)
+{
+    const char *h, *p;
+    size_t hl, pl, i;
+    long port = 0;
+    if (!req_host(r, &h, &hl, &p, &pl) || p == NULL || pl == 0 || pl > 5)
+        Py_RETURN_NONE;
+    for (i = 0; i < pl; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            Py_RETURN_NONE;
+        port = port * 10 + (p[i] - '0');
+    }
+    if (port > 65535)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(port);
 }
 
 static PyObject *req_get_qs(RequestObject *r, void *c)
@@ -359,7 +804,13 @@ error:
     return NULL;
 }
 
+static PyObject *req_get_body_obj(RequestObject *r);
 static PyObject *req_get_body(RequestObject *r, void *c)
+{
+    return req_get_body_obj(r);
+}
+
+static PyObject *req_get_body_obj(RequestObject *r)
 {
     if (r->py_body == NULL) {
         if (r->body.len == 0) {
@@ -386,8 +837,25 @@ static PyObject *req_get_match_dict(RequestObject *r, void *c)
             return NULL;
         for (i = 0; r->route != NULL && i < r->n_params &&
                     i < PyTuple_GET_SIZE(r->route->param_names); i++) {
-            v = PyUnicode_DecodeLatin1(REQ_SPAN(r, r->params[i]),
-                                       r->params[i].len, NULL);
+            const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(r->route->param_types, i));
+            v = req_unquote(REQ_SPAN(r, r->params[i]), r->params[i].len, 0);
+            if (v != NULL && kind != NULL && strcmp(kind, "int") == 0)
+                Py_SETREF(v, PyLong_FromUnicodeObject(v, 10));
+            else if (v != NULL && kind != NULL && strcmp(kind, "float") == 0)
+                Py_SETREF(v, PyFloat_FromString(v));
+            else if (v != NULL && kind != NULL && strcmp(kind, "uuid") == 0) {
+                if (r->st->uuid_type == NULL) {
+                    PyObject *mod = PyImport_ImportModule("uuid");
+                    if (mod != NULL) {
+                        r->st->uuid_type = PyObject_GetAttrString(mod, "UUID");
+                        Py_DECREF(mod);
+                    }
+                }
+                if (r->st->uuid_type == NULL)
+                    Py_CLEAR(v);
+                else
+                    Py_SETREF(v, PyObject_CallOneArg(r->st->uuid_type, v));
+            }
             if (v == NULL ||
                 PyDict_SetItem(d, PyTuple_GET_ITEM(r->route->param_names, i), v) < 0) {
                 Py_XDECREF(v);
@@ -500,7 +968,16 @@ static PyObject *req_repr(RequestObject *r)
 
 static PyGetSetDef req_getset[] = {
     {"method", (getter)req_get_method, NULL, "request method", NULL},
-    {"path", (getter)req_get_path, NULL, "request path", NULL},
+    {"path", (getter)req_get_path, NULL, "request path, percent-decoded", NULL},
+    {"raw_path", (getter)req_get_raw_path, NULL, "request path as sent", NULL},
+    {"query", (getter)req_get_query, NULL, "query parameters (getall for repeats)", NULL},
+    {"text", (getter)req_get_text, NULL, "body decoded with its charset", NULL},
+    {"json", (getter)req_get_json, NULL, "body parsed as JSON", NULL},
+    {"mime_type", (getter)req_get_mime_type, NULL, "media type of the body", NULL},
+    {"encoding", (getter)req_get_encoding, NULL, "charset of the body, or None", NULL},
+    {"cookies", (getter)req_get_cookies, NULL, "cookies sent by the client", NULL},
+    {"hostname", (getter)req_get_hostname, NULL, "host from the Host header", NULL},
+    {"port", (getter)req_get_port, NULL, "port from the Host header, or None", NULL},
     {"query_string", (getter)req_get_qs, NULL, "raw query string", NULL},
     {"version", (getter)req_get_version, NULL, "HTTP version, '1.0' or '1.1'", NULL},
     {"target", (getter)req_get_target, NULL, "request-target as sent", NULL},

@@ -92,6 +92,16 @@ h1_scan_token(const unsigned char *s, size_t pos, size_t end)
     return pos;
 }
 
+/* "qf": the request-target bytes other than '?' and '#', used to split a
+ * target that the target scanner has already validated. */
+static H1_ALWAYS_INLINE size_t
+h1_scan_qf_scalar(const unsigned char *s, size_t pos, size_t end)
+{
+    while (pos < end && s[pos] != '?' && s[pos] != '#')
+        pos++;
+    return pos;
+}
+
 #define H1_ONES 0x0101010101010101ULL
 #define H1_HIGHS 0x8080808080808080ULL
 
@@ -178,6 +188,14 @@ h1_sse_target_bad(__m128i v)
     return (unsigned)_mm_movemask_epi8(_mm_or_si128(lo, del));
 }
 
+__attribute__((target("sse4.2"))) static H1_ALWAYS_INLINE unsigned
+h1_sse_qf_bad(__m128i v)
+{
+    return (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('?')),
+                     _mm_cmpeq_epi8(v, _mm_set1_epi8('#'))));
+}
+
 #define H1_DEFINE_SSE_SCAN(name, badfn, scalar)                               \
     __attribute__((target("sse4.2"))) static H1_ALWAYS_INLINE size_t name(   \
         const unsigned char *s, size_t pos, size_t end)                       \
@@ -199,6 +217,7 @@ h1_sse_target_bad(__m128i v)
 H1_DEFINE_SSE_SCAN(h1_scan_value_sse42, h1_sse_value_bad, h1_scan_value_scalar)
 H1_DEFINE_SSE_SCAN(h1_scan_target_sse42, h1_sse_target_bad,
                    h1_scan_target_scalar)
+H1_DEFINE_SSE_SCAN(h1_scan_qf_sse42, h1_sse_qf_bad, h1_scan_qf_scalar)
 
 /* ------------------------------------------------------------------------
  * AVX2 (256-bit)
@@ -220,6 +239,14 @@ h1_avx2_target_bad(__m256i v)
     __m256i lo = _mm256_cmpgt_epi8(_mm256_set1_epi8(0x21), v);
     __m256i del = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(0x7f));
     return (uint32_t)_mm256_movemask_epi8(_mm256_or_si256(lo, del));
+}
+
+__attribute__((target("avx2"))) static H1_ALWAYS_INLINE uint32_t
+h1_avx2_qf_bad(__m256i v)
+{
+    return (uint32_t)_mm256_movemask_epi8(
+        _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('?')),
+                        _mm256_cmpeq_epi8(v, _mm256_set1_epi8('#'))));
 }
 
 /* Most field values are short ("keep-alive", "?0", "*\/\*"), so the first
@@ -250,6 +277,8 @@ H1_DEFINE_AVX2_SCAN(h1_scan_value_avx2, h1_avx2_value_bad, h1_sse_value_bad,
                     h1_scan_value_sse42)
 H1_DEFINE_AVX2_SCAN(h1_scan_target_avx2, h1_avx2_target_bad,
                     h1_sse_target_bad, h1_scan_target_sse42)
+H1_DEFINE_AVX2_SCAN(h1_scan_qf_avx2, h1_avx2_qf_bad, h1_sse_qf_bad,
+                    h1_scan_qf_sse42)
 
 #endif /* H1_HAVE_X86 */
 
