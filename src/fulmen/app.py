@@ -4,19 +4,72 @@ This is the thin Python shell around fulmen._core.  Nothing here runs per
 request except the error hook, which only runs when a view raised.
 """
 import asyncio
+import builtins
+import inspect
 import json as _json
 import os
 import signal
 import socket
 import sys
 import traceback
+from http.cookies import Morsel, SimpleCookie
 
 from . import _core
-from .router import Router
+from .router import Router, _is_async
+
+builtins_property = builtins.property
+_EXTENDED = set()
 
 Response = _core.Response
 
 _MiB = 1024 * 1024
+
+
+def _render_cookies(cookies):
+    """Set-Cookie values for Response(cookies=...): a dict or SimpleCookie."""
+    if isinstance(cookies, SimpleCookie):
+        return [m.OutputString() for m in cookies.values()]
+    out = []
+    for k, v in cookies.items():
+        if isinstance(v, Morsel):
+            out.append(v.OutputString())
+        else:
+            c = SimpleCookie()
+            c[k] = v
+            out.append(c[k].OutputString())
+    return out
+
+
+def _set_cookie(self, name, value, *, max_age=None, expires=None, path="/",
+                domain=None, secure=False, httponly=False, samesite=None):
+    """response.set_cookie(name, value, ...): add a Set-Cookie header."""
+    jar = self.cookies
+    if not isinstance(jar, SimpleCookie):
+        new = SimpleCookie()
+        for k, v in (jar or {}).items():
+            new[k] = v
+        jar = new
+    jar[name] = value
+    m = jar[name]
+    for key, val in (("max-age", max_age), ("expires", expires), ("path", path),
+                     ("domain", domain), ("samesite", samesite)):
+        if val is not None:
+            m[key] = val
+    if secure:
+        m["secure"] = True
+    if httponly:
+        m["httponly"] = True
+    self.cookies = jar
+
+
+def _delete_cookie(self, name, *, path="/", domain=None):
+    """response.delete_cookie(name): expire the cookie on the client."""
+    _set_cookie(self, name, "", max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT",
+                path=path, domain=domain)
+
+
+Response.set_cookie = _set_cookie
+Response.delete_cookie = _delete_cookie
 
 
 def _json_dumps(obj):
@@ -89,6 +142,10 @@ class Application:
             _json_dumps = json_dumps
         self.router = Router()
         self._error_handlers = {}
+        self._request_hooks = []
+        self._response_hooks = []
+        self._startup = []
+        self._shutdown = []
         self._server = None
 
     @property
@@ -97,6 +154,98 @@ class Application:
             import uvloop
             self._loop = uvloop.new_event_loop()
         return self._loop
+
+    # ---- extension points ----------------------------------------------------
+
+    def extend_request(self, fn, *, name=None, property=False):
+        """Add a method (or, with property=True, a property) to every request."""
+        if not callable(fn):
+            raise TypeError("extend_request needs a callable")
+        name = name or fn.__name__
+        if not name.isidentifier() or name.startswith("__"):
+            raise ValueError("bad attribute name %r" % name)
+        if hasattr(_core.Request, name) and name not in _EXTENDED:
+            raise ValueError("Request already has an attribute %r" % name)
+        _EXTENDED.add(name)
+        setattr(_core.Request, name, builtins_property(fn) if property else fn)
+
+    def on_request(self, fn):
+        """fn(request), sync or async, runs before the view; a Response it
+        returns is sent instead of calling the view.  Usable as a decorator."""
+        self._add_hook(self._request_hooks, fn)
+        return fn
+
+    def on_response(self, fn):
+        """fn(request, response), sync or async, runs after the view; it may
+        change the response, or return a new one.  Usable as a decorator."""
+        self._add_hook(self._response_hooks, fn)
+        return fn
+
+    def on_startup(self, fn):
+        """fn(app), sync or async, runs once per worker before it serves."""
+        self._add_hook(self._startup, fn)
+        return fn
+
+    def on_shutdown(self, fn):
+        """fn(app), sync or async, runs once per worker after it stopped serving."""
+        self._add_hook(self._shutdown, fn)
+        return fn
+
+    def _add_hook(self, lst, fn):
+        if not callable(fn):
+            raise TypeError("a hook must be callable, not %r" % (fn,))
+        if self._server is not None:
+            raise RuntimeError("hooks cannot be added once the app is serving")
+        lst.append(fn)
+
+    def _wrap_view(self, view):
+        """Compose on_request/on_response hooks around a view, once, at
+        start-up; with no hook registered the view is called directly."""
+        pre, post = tuple(self._request_hooks), tuple(self._response_hooks)
+        if not pre and not post:
+            return view
+        if not any(map(_is_async, pre + post + (view,))):
+            def hooked(request):
+                for h in pre:
+                    r = h(request)
+                    if r is not None:
+                        response = r
+                        break
+                else:
+                    response = view(request)
+                for h in post:
+                    r = h(request, response)
+                    if r is not None:
+                        response = r
+                return response
+        else:
+            async def hooked(request):
+                for h in pre:
+                    r = h(request)
+                    if inspect.isawaitable(r):
+                        r = await r
+                    if r is not None:
+                        response = r
+                        break
+                else:
+                    response = view(request)
+                    if inspect.isawaitable(response):
+                        response = await response
+                for h in post:
+                    r = h(request, response)
+                    if inspect.isawaitable(r):
+                        r = await r
+                    if r is not None:
+                        response = r
+                return response
+        hooked.__wrapped__ = view
+        return hooked
+
+    async def _run_hooks(self, hooks):
+        for fn in hooks:
+            r = fn(self)
+            if inspect.isawaitable(r):
+                await r
 
     # ---- errors ------------------------------------------------------------
 
@@ -129,12 +278,31 @@ class Application:
 
     # ---- serving -----------------------------------------------------------
 
+    def _not_found(self, request, allow):
+        """Called from C for 404/405 when the app has a handler for them."""
+        exc = RouteNotFoundException() if allow is None else MethodNotAllowed(allow)
+        for cls in type(exc).__mro__:
+            handler = self._error_handlers.get(cls)
+            if handler is not None:
+                res = handler(request, exc)
+                if isinstance(res, Response):
+                    return res
+                raise TypeError("error handler %r returned %r, not a Response"
+                                % (handler, res))
+        if allow is None:
+            return Response(code=404, text="Not Found")
+        return Response(code=405, text="Method Not Allowed", headers={"Allow": allow})
+
     def _make_server(self, loop):
-        matcher = self.router.build()
+        matcher = self.router.build(self._wrap_view)
         return _core.Server(self, matcher, loop, self._handle_error, self.debug,
                             self.max_header_size, self.max_headers,
                             self.max_body_size, self.header_timeout,
-                            self.body_timeout, self.keep_alive_timeout)
+                            self.body_timeout, self.keep_alive_timeout,
+                            self._not_found if any(
+                                issubclass(c, (RouteNotFoundException, MethodNotAllowed))
+                                or c in (Exception, BaseException)
+                                for c in self._error_handlers) else None)
 
     def _bind(self, host, port, backlog):
         family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
@@ -162,6 +330,7 @@ class Application:
         asyncio.set_event_loop(loop)
         factory = self._make_server(loop)
         self._server = factory
+        loop.run_until_complete(self._run_hooks(self._startup))
         server = loop.run_until_complete(
             loop.create_server(factory, sock=sock, backlog=1024))
         stopping = []
@@ -207,6 +376,7 @@ class Application:
             server.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            loop.run_until_complete(self._run_hooks(self._shutdown))
 
     def run(self, host="0.0.0.0", port=8080, *, worker_num=None, debug=None,
             backlog=1024, reload=False):

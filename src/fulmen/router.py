@@ -134,10 +134,18 @@ class Router:
                 out.append(seg)
         return "/" + "/".join(out)
 
-    def build(self):
-        """Compile the routes into the C matcher; errors surface here, at start-up."""
+    def build(self, wrap=None):
+        """Compile the routes into the C matcher; errors surface here, at
+        start-up.  wrap(handler) composes the app's hooks around each view."""
         m = _core.Matcher()
         for route, segments in self._routes:
+            if wrap is not None:
+                handler = wrap(route.handler)
+                if handler is not route.handler:
+                    route = _core.Route(route.pattern, handler, route.methods,
+                                        route.name, route.param_names,
+                                        route.param_types, _is_async(handler),
+                                        route.extra)
             m.add(route, segments)
         self._matcher = m
         return m

@@ -162,6 +162,7 @@ struct ResponseObject {
     PyObject *body;          /* bytes, or str encoded as UTF-8 on output */
     PyObject *content_type;  /* str or NULL */
     PyObject *headers;       /* dict, list of pairs, or NULL */
+    PyObject *cookies;       /* dict or http.cookies.SimpleCookie, or NULL */
     PyObject *dict;
     char *jbuf;              /* JSON output, reused across freelist cycles */
     size_t jlen, jcap;

@@ -135,6 +135,16 @@ error:
 
 /* Serialize one response for a request; unsafe or broken responses become
  * a 500.  Consumes the reference to resp. */
+static void conn_log(ConnObject *c, RequestObject *req, PyObject *resp)
+{
+    int code = PyObject_TypeCheck(resp, c->st->ResponseType)
+                   ? ((ResponseObject *)resp)->code : 500;
+    PySys_WriteStderr("fulmen: %.*s %.*s -> %d\n", (int)req->h.method.len,
+                      req->base + req->h.method.off,
+                      (int)(req->h.target.len > 500 ? 500 : req->h.target.len),
+                      req->base + req->h.target.off, code);
+}
+
 static void conn_write_response(ConnObject *c, PyObject *resp, int head_only,
                                 int conn_hdr)
 {
@@ -246,6 +256,8 @@ static void conn_q_drain(ConnObject *c)
                 PyErr_WriteUnraisable((PyObject *)c);
             continue;
         }
+        if (UNLIKELY(c->server->debug) && req != NULL)
+            conn_log(c, req, resp);
         conn_write_response(c, resp, s->head_only, s->conn_hdr);
         if (s->close_after)
             c->close_after_flush = 1;
@@ -264,6 +276,8 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
     uint32_t seq;
     conn_slot *s;
     if (LIKELY(conn_q_len(c) == 0)) {
+        if (UNLIKELY(c->server->debug) && req != NULL)
+            conn_log(c, req, resp);
         conn_write_response(c, resp, head_only, conn_hdr);
         if (close_after)
             c->close_after_flush = 1;
@@ -411,10 +425,27 @@ void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req)
     conn_deliver(c, seq, conn_error_response(c, req));
 }
 
-/* 404 or 405 (with Allow). */
-static PyObject *conn_not_found(ConnObject *c, PyObject *allow)
+/* 404, 405 (with Allow), or the automatic answer to OPTIONS; through the
+ * app's handler when it registered one for these. */
+static PyObject *conn_not_found(ConnObject *c, RequestObject *req, PyObject *allow)
 {
     PyObject *hdrs, *res;
+    int options = req->h.method_id == H1_M_OPTIONS;
+    if (options && (allow != NULL || (req->h.flags & H1_F_ASTERISK))) {
+        hdrs = PyDict_New();
+        if (hdrs == NULL)
+            return NULL;
+        if (allow != NULL && PyDict_SetItemString(hdrs, "Allow", allow) < 0) {
+            Py_DECREF(hdrs);
+            return NULL;
+        }
+        res = resp_new_simple(c->st, 204, NULL, hdrs);
+        Py_DECREF(hdrs);
+        return res;
+    }
+    if (c->server->not_found != NULL)
+        return PyObject_CallFunctionObjArgs(c->server->not_found, (PyObject *)req,
+                                            allow ? allow : Py_None, NULL);
     if (allow == NULL)
         return resp_new_simple(c->st, 404, "Not Found", NULL);
     hdrs = PyDict_New();
@@ -506,7 +537,7 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
         (void)router_match(c->server->matcher, path, plen, req->h.method_id,
                            req->base + req->h.method.off, req->h.method.len,
                            params, &np, &allow);
-        res = conn_not_found(c, allow);
+        res = conn_not_found(c, req, allow);
         if (res == NULL)
             res = conn_error_response(c, req);
         conn_emit(c, req, res, head_only, conn_hdr, !keep);
@@ -1038,8 +1069,8 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"app", "matcher", "loop", "error_hook", "debug",
                              "max_header_size", "max_headers", "max_body_size",
                              "header_timeout", "body_timeout",
-                             "keep_alive_timeout", NULL};
-    PyObject *app, *matcher, *loop, *hook;
+                             "keep_alive_timeout", "not_found", NULL};
+    PyObject *app, *matcher, *loop, *hook, *not_found = Py_None;
     int debug = 0;
     unsigned int mhs = 16384, mh = 100;
     unsigned long long mbs = 10 * 1024 * 1024;
@@ -1048,9 +1079,10 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     fulmen_state *st = mod_state_of_type(tp);
     if (st == NULL)
         return NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!OO|pIIKddd", kwlist, &app,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!OO|pIIKdddO", kwlist, &app,
                                      st->MatcherType, &matcher, &loop, &hook,
-                                     &debug, &mhs, &mh, &mbs, &ht, &bt, &kt))
+                                     &debug, &mhs, &mh, &mbs, &ht, &bt, &kt,
+                                     &not_found))
         return NULL;
     if (!(ht > 0 && bt > 0 && kt > 0)) {
         PyErr_SetString(PyExc_ValueError, "timeouts must be positive");
@@ -1076,6 +1108,10 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     s->max_header_size = mhs;
     s->max_headers = mh;
     s->max_body_size = mbs;
+    if (not_found != Py_None) {
+        Py_INCREF(not_found);
+        s->not_found = not_found;
+    }
     s->header_timeout_ms = (int64_t)(ht * 1000);
     s->body_timeout_ms = (int64_t)(bt * 1000);
     s->keep_alive_ms = (int64_t)(kt * 1000);

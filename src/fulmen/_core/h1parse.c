@@ -135,9 +135,10 @@ static const char h1_special_first[32] = {
     [17] = 't', /* transfer-encoding */
 };
 
-/* Case-insensitive compare of s[0..n) with lower-case lit.  Exact for
- * tchars and field-value bytes: the only other byte that ORs to a letter,
- * digit or '-' is a CTL, and neither class contains CTLs. */
+/* Case-insensitive compare of s[0..n) with lower-case lit (letters, digits
+ * and '-' only).  ORing 0x20 into the input is exact for tchars and
+ * field-value bytes: the only other bytes that OR to a letter, digit or
+ * '-' are CTLs, and neither class contains CTLs. */
 static H1_ALWAYS_INLINE int
 h1_lower_eq(const unsigned char *s, const char *lit, size_t n)
 {
@@ -145,6 +146,33 @@ h1_lower_eq(const unsigned char *s, const char *lit, size_t n)
     for (i = 0; i < n; i++)
         if ((s[i] | 0x20) != (unsigned char)lit[i]) return 0;
     return 1;
+}
+
+static H1_ALWAYS_INLINE uint64_t
+h1_load64(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* h1_lower_eq() for 4 <= n <= 24, a word at a time (overlapping loads
+ * inside s[0..n) and lit[0..n) only). */
+static H1_ALWAYS_INLINE int
+h1_lower_eq_w(const unsigned char *s, const char *lit, size_t n)
+{
+    const uint64_t m64 = 0x2020202020202020ULL;
+    const uint32_t m32 = 0x20202020u;
+    uint32_t a, b;
+
+    if (n >= 8) {
+        if ((h1_load64(s) | m64) != h1_load64(lit)) return 0;
+        if (n > 16 && (h1_load64(s + 8) | m64) != h1_load64(lit + 8)) return 0;
+        return (h1_load64(s + n - 8) | m64) == h1_load64(lit + n - 8);
+    }
+    memcpy(&a, lit, 4);
+    memcpy(&b, lit + n - 4, 4);
+    return (h1_load32(s) | m32) == a && (h1_load32(s + n - 4) | m32) == b;
 }
 
 static H1_ALWAYS_INLINE int
@@ -264,24 +292,20 @@ h1_list_next(const unsigned char *s, size_t *pos, size_t b, size_t *t0,
 {
     size_t i = *pos;
 
-    for (;;) {
-        while (i < b && (h1_is_ows(s[i]) || s[i] == ','))
-            i++;
-        if (i == b) {
-            *pos = i;
-            return 0;
-        }
-        *t0 = i;
-        while (i < b && h1_tchar[s[i]])
-            i++;
-        if (i == *t0) return -1;
-        *t1 = i;
-        while (i < b && h1_is_ows(s[i]))
-            i++;
-        if (i < b && s[i] != ',') return -1;
-        *pos = i;
-        return 1;
-    }
+    while (i < b && (h1_is_ows(s[i]) || s[i] == ','))
+        i++;
+    *pos = i;
+    if (i == b) return 0;
+    *t0 = i;
+    while (i < b && h1_tchar[s[i]])
+        i++;
+    if (i == *t0) return -1;
+    *t1 = i;
+    while (i < b && h1_is_ows(s[i]))
+        i++;
+    if (i < b && s[i] != ',') return -1;
+    *pos = i;
+    return 1;
 }
 
 /* Act on one of the fields named in h1_special_first.  idx is the field's
@@ -297,7 +321,7 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
 
     switch (nlen) {
     case 4:
-        if (!h1_lower_eq(s + name, "host", 4)) break;
+        if (!h1_lower_eq_w(s + name, "host", 4)) break;
         if (req->flags & H1_F_HAS_HOST) {
             *why = "duplicate Host";
             return 400;
@@ -311,24 +335,28 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
         req->host_index = idx;
         break;
     case 6:
-        if (!h1_lower_eq(s + name, "expect", 6)) break;
-        if (ve - vs == 12 && h1_lower_eq(s + vs, "100-continue", 12) &&
+        if (!h1_lower_eq_w(s + name, "expect", 6)) break;
+        if (ve - vs == 12 && h1_lower_eq_w(s + vs, "100-continue", 12) &&
             req->version_minor == 1)
             req->flags |= H1_F_EXPECT_CONTINUE;
         break;
     case 7:
-        if (h1_lower_eq(s + name, "upgrade", 7)) req->flags |= H1_F_UPGRADE;
+        if (h1_lower_eq_w(s + name, "upgrade", 7)) req->flags |= H1_F_UPGRADE;
         break;
     case 10:
-        if (!h1_lower_eq(s + name, "connection", 10)) break;
+        if (!h1_lower_eq_w(s + name, "connection", 10)) break;
+        if (ve - vs == 10 && h1_lower_eq_w(s + vs, "keep-alive", 10)) {
+            req->flags |= H1_F_CONN_KEEPALIVE;
+            break;
+        }
         i = vs;
         while ((r = h1_list_next(s, &i, ve, &t0, &t1)) > 0) {
             size_t n = t1 - t0;
-            if (n == 5 && h1_lower_eq(s + t0, "close", 5))
+            if (n == 5 && h1_lower_eq_w(s + t0, "close", 5))
                 req->flags |= H1_F_CONN_CLOSE;
-            else if (n == 10 && h1_lower_eq(s + t0, "keep-alive", 10))
+            else if (n == 10 && h1_lower_eq_w(s + t0, "keep-alive", 10))
                 req->flags |= H1_F_CONN_KEEPALIVE;
-            else if (n == 7 && h1_lower_eq(s + t0, "upgrade", 7))
+            else if (n == 7 && h1_lower_eq_w(s + t0, "upgrade", 7))
                 req->flags |= H1_F_CONN_UPGRADE;
         }
         if (r < 0) {
@@ -338,7 +366,7 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
         break;
     case 14: {
         uint64_t v = 0;
-        if (!h1_lower_eq(s + name, "content-length", 14)) break;
+        if (!h1_lower_eq_w(s + name, "content-length", 14)) break;
         if (req->flags & H1_F_HAS_CL) {
             *why = "duplicate Content-Length";
             return 400;
@@ -364,7 +392,7 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
         break;
     }
     case 17:
-        if (!h1_lower_eq(s + name, "transfer-encoding", 17)) break;
+        if (!h1_lower_eq_w(s + name, "transfer-encoding", 17)) break;
         req->flags |= H1_F_HAS_TE;
         i = vs;
         while ((r = h1_list_next(s, &i, ve, &t0, &t1)) > 0) {
@@ -372,7 +400,7 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
                 *why = "chunked is not the final transfer coding";
                 return 400;
             }
-            if (t1 - t0 == 7 && h1_lower_eq(s + t0, "chunked", 7))
+            if (t1 - t0 == 7 && h1_lower_eq_w(s + t0, "chunked", 7))
                 p->aux[0] |= H1_TE_CHUNKED;
             else
                 p->aux[0] |= H1_TE_OTHER;

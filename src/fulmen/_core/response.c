@@ -334,6 +334,7 @@ static ResponseObject *resp_alloc(fulmen_state *st)
     r->body = NULL;
     r->content_type = NULL;
     r->headers = NULL;
+    r->cookies = NULL;
     r->dict = NULL;
     r->jbuf = NULL;
     r->jlen = r->jcap = 0;
@@ -347,6 +348,7 @@ static void resp_clear_fields(ResponseObject *r)
     Py_CLEAR(r->body);
     Py_CLEAR(r->content_type);
     Py_CLEAR(r->headers);
+    Py_CLEAR(r->cookies);
     Py_CLEAR(r->dict);
     r->jlen = 0;
     r->code = 200;
@@ -416,8 +418,13 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
         Py_XSETREF(self->headers, headers);
     }
     if (cookies != NULL && cookies != Py_None) {
-        PyErr_SetString(PyExc_TypeError, "cookies= is not supported yet");
-        return -1;
+        if (!PyDict_Check(cookies)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "cookies must be a dict or an http.cookies.SimpleCookie");
+            return -1;
+        }
+        Py_INCREF(cookies);
+        Py_XSETREF(self->cookies, cookies);
     }
     if (text != NULL && text != Py_None) {
         if (!PyUnicode_Check(text)) {
@@ -594,6 +601,7 @@ static int resp_traverse(ResponseObject *self, visitproc visit, void *arg)
     Py_VISIT(self->body);
     Py_VISIT(self->content_type);
     Py_VISIT(self->headers);
+    Py_VISIT(self->cookies);
     Py_VISIT(self->dict);
     return 0;
 }
@@ -718,6 +726,65 @@ static int resp_set_headers(ResponseObject *self, PyObject *v, void *c)
     return 0;
 }
 
+static PyObject *resp_get_cookies(ResponseObject *self, void *c)
+{
+    if (self->cookies == NULL && (self->cookies = PyDict_New()) == NULL)
+        return NULL;
+    Py_INCREF(self->cookies);
+    return self->cookies;
+}
+
+static int resp_set_cookies(ResponseObject *self, PyObject *v, void *c)
+{
+    if (v != NULL && v != Py_None && !PyDict_Check(v)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "cookies must be a dict or an http.cookies.SimpleCookie");
+        return -1;
+    }
+    if (v == Py_None)
+        v = NULL;
+    Py_XINCREF(v);
+    Py_XSETREF(self->cookies, v);
+    return 0;
+}
+
+static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *ct_seen);
+
+/* Set-Cookie headers, rendered by fulmen.app._render_cookies (cold path). */
+static int resp_put_cookies(fulmen_state *st, PyObject *cookies)
+{
+    PyObject *mod = NULL, *fn = NULL, *lst = NULL, *name = NULL;
+    Py_ssize_t i;
+    int rc = -1, ct = 0;
+    mod = PyImport_ImportModule("fulmen.app");
+    if (mod == NULL)
+        goto done;
+    fn = PyObject_GetAttrString(mod, "_render_cookies");
+    if (fn == NULL)
+        goto done;
+    lst = PyObject_CallOneArg(fn, cookies);
+    if (lst == NULL)
+        goto done;
+    Py_SETREF(lst, PySequence_Fast(lst, "cookies must render to a list"));
+    if (lst == NULL)
+        goto done;
+    name = PyUnicode_FromString("Set-Cookie");
+    if (name == NULL)
+        goto done;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(lst); i++) {
+        rc = resp_put_header(st, name, PySequence_Fast_GET_ITEM(lst, i), &ct);
+        if (rc < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(mod);
+    Py_XDECREF(fn);
+    Py_XDECREF(lst);
+    Py_XDECREF(name);
+    return rc;
+}
+
 static PyObject *resp_get_mime(ResponseObject *self, void *c)
 {
     const char *d;
@@ -773,6 +840,7 @@ static PyGetSetDef resp_getset[] = {
     {"json", (getter)resp_get_json, NULL, "body parsed as JSON", NULL},
     {"headers", (getter)resp_get_headers, (setter)resp_set_headers, "extra headers", NULL},
     {"mime_type", (getter)resp_get_mime, (setter)resp_set_mime, "media type", NULL},
+    {"cookies", (getter)resp_get_cookies, (setter)resp_set_cookies, "cookies to set", NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
@@ -1027,6 +1095,13 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
                 }
             }
             Py_DECREF(seq);
+        }
+    }
+    if (r->cookies != NULL && PyDict_GET_SIZE(r->cookies) > 0) {
+        rc = resp_put_cookies(st, r->cookies);
+        if (rc < 0) {
+            st->out_len = mark;
+            return rc;
         }
     }
     if (!ct_seen) {

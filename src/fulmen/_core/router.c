@@ -332,6 +332,11 @@ static int router_endpoint_allow(router_endpoint *e)
             goto done;
         Py_CLEAR(s);
     }
+    /* OPTIONS is answered automatically when no route takes it */
+    s = PyUnicode_FromString("OPTIONS");
+    if (s == NULL || PySet_Add(names, s) < 0)
+        goto done;
+    Py_CLEAR(s);
     if (e->other != NULL) {
         PyObject *k, *v;
         Py_ssize_t pos = 0;
