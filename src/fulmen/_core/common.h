@@ -70,6 +70,10 @@ typedef struct {
     /* Date: header value, refreshed when the second changes */
     int64_t date_sec;
     char date[32];
+    /* the head of a plain 200 up to "Content-Length: ", per RESP_* kind,
+     * rebuilt with the date */
+    char pfx[4][160];
+    uint8_t pfx_len[4];
 
     /* freelists of objects nobody else references */
     RequestObject *req_free[FULMEN_FREELIST_MAX];
@@ -179,10 +183,17 @@ enum { RESP_EMPTY = 0, RESP_TEXT, RESP_BODY, RESP_JSON };
 fulmen_state *mod_state_of_type(PyTypeObject *tp);
 int64_t mod_now_ms(void); /* monotonic, coarse */
 void mod_refresh_date(fulmen_state *st);
-int mod_out_reserve(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
+int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
+/* Make room for extra more bytes in st->out: 0, or -1 with MemoryError. */
+INLINE int mod_out_reserve(fulmen_state *st, size_t extra)
+{
+    if (LIKELY(st->out_len + extra <= st->out_cap))
+        return 0;
+    return mod_out_grow(st, extra);
+}
 INLINE int mod_out_put(fulmen_state *st, const char *s, size_t n)
 {
-    if (UNLIKELY(st->out_len + n > st->out_cap) && mod_out_reserve(st, n) < 0)
+    if (UNLIKELY(st->out_len + n > st->out_cap) && mod_out_grow(st, n) < 0)
         return -1;
     memcpy(st->out + st->out_len, s, n);
     st->out_len += n;

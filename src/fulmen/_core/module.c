@@ -47,17 +47,30 @@ void mod_refresh_date(fulmen_state *st)
     snprintf(st->date, sizeof(st->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
              days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
              tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    for (int k = 0; k < 4; k++) {
+        static const char *ct[4] = {"text/plain; charset=utf-8",
+                                    "text/plain; charset=utf-8",
+                                    "application/octet-stream",
+                                    "application/json"};
+        int n = snprintf(st->pfx[k], sizeof(st->pfx[k]),
+                         "HTTP/1.1 200 OK\r\nServer: fulmen\r\nDate: %s\r\n"
+                         "Content-Type: %s\r\nContent-Length: ",
+                         st->date, ct[k]);
+        st->pfx_len[k] = (uint8_t)n;
+    }
 }
 
 /* ========================================================================
  * Output buffer
  */
 
-NOINLINE int mod_out_reserve(fulmen_state *st, size_t extra)
+NOINLINE int mod_out_grow(fulmen_state *st, size_t extra)
 {
     size_t need = st->out_len + extra;
     size_t cap = st->out_cap ? st->out_cap : 16384;
     char *p;
+    if (need <= st->out_cap)
+        return 0;
     while (cap < need)
         cap *= 2;
     p = PyMem_Realloc(st->out, cap);

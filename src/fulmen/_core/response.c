@@ -490,7 +490,10 @@ static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
 {
     PyObject *vals[8] = {NULL};
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), i, nkw;
-    fulmen_state *st = mod_state_of_type((PyTypeObject *)type);
+    /* the exact type carries its module; a subclass looks it up */
+    fulmen_state *st = ((PyHeapTypeObject *)type)->ht_module
+        ? PyModule_GetState(((PyHeapTypeObject *)type)->ht_module)
+        : mod_state_of_type((PyTypeObject *)type);
     ResponseObject *self;
     if (st == NULL)
         return NULL;
@@ -992,9 +995,19 @@ static int resp_put_common(fulmen_state *st)
     return 0;
 }
 
+static int resp_put_digits_end(fulmen_state *st, size_t n, int conn_hdr);
+
 /* "Content-Length: N\r\n", the Connection header if any, and the blank
  * line that ends the head. */
 static int resp_put_length(fulmen_state *st, size_t n, int conn_hdr)
+{
+    if (mod_out_put(st, "Content-Length: ", 16) < 0)
+        return -1;
+    return resp_put_digits_end(st, n, conn_hdr);
+}
+
+/* N, CRLF, the Connection header if any, and the blank line. */
+static int resp_put_digits_end(fulmen_state *st, size_t n, int conn_hdr)
 {
     char digits[24], *d = digits + sizeof(digits), *o;
     size_t nd;
@@ -1003,12 +1016,11 @@ static int resp_put_length(fulmen_state *st, size_t n, int conn_hdr)
         n /= 10;
     } while (n);
     nd = (size_t)(digits + sizeof(digits) - d);
-    if (mod_out_reserve(st, 16 + nd + 28) < 0)
+    if (mod_out_reserve(st, nd + 30) < 0)
         return -1;
     o = st->out + st->out_len;
-    memcpy(o, "Content-Length: ", 16);
-    memcpy(o + 16, d, nd);
-    o += 16 + nd;
+    memcpy(o, d, nd);
+    o += nd;
 #define RESP_LIT(lit) (memcpy(o, lit, sizeof(lit) - 1), o += sizeof(lit) - 1)
     if (conn_hdr == 1)
         RESP_LIT("\r\nConnection: close\r\n\r\n");
@@ -1058,6 +1070,16 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
             blen = PyBytes_GET_SIZE(r->body);
             bobj = r->body;
         }
+    }
+    if (LIKELY(r->code == 200 && r->headers == NULL && r->cookies == NULL &&
+               r->content_type == NULL && !head_only)) {
+        /* the common case: one copy of a head cached with the date */
+        int k = r->kind;
+        if (mod_out_put(st, st->pfx[k], st->pfx_len[k]) < 0 ||
+            resp_put_digits_end(st, (size_t)blen, conn_hdr) < 0 ||
+            (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0))
+            goto error;
+        return 0;
     }
     if (resp_put_status(st, r->code) < 0 || resp_put_common(st) < 0)
         goto error;
