@@ -1,5 +1,6 @@
 # mk/cparser.mk - build, test, benchmark and fuzz the pure-C HTTP/1.1 parser
-# (src/fulmen/_core/h1parse.c + chunked.c) without Python.
+# (src/fulmen/_core/h1parse.c) and the multipart/form-data
+# parser (multipart.c) without Python.
 #
 # Included by the top-level Makefile; also usable alone:
 #     make -f mk/cparser.mk ctest
@@ -7,8 +8,9 @@
 #     make -f mk/cparser.mk fuzz FUZZ_SECONDS=60
 #
 # Targets:
-#   ctest         tests/c/test_h1parse, built with -O2 -Wall -Wextra -Werror,
-#                 run once plain and once under -fsanitize=address,undefined
+#   ctest         tests/c/test_h1parse and tests/c/test_multipart, built with
+#                 -O2 -Wall -Wextra -Werror, each run once plain and once
+#                 under -fsanitize=address,undefined
 #   parser-bench  bench/h1parse_bench at -O3
 #   fuzz          libFuzzer harness (clang), seeded from the h2o corpus
 #   cparser-clean remove what these targets build
@@ -24,13 +26,17 @@ FUZZ_JOBS ?= 1
 FUZZ_SEED_DIR ?= ../shared/conformance/h2o-http1-corpus
 
 CPARSER_DIR := src/fulmen/_core
-CPARSER_SRC := $(CPARSER_DIR)/h1parse.c $(CPARSER_DIR)/chunked.c
+CPARSER_SRC := $(CPARSER_DIR)/h1parse.c
 CPARSER_HDR := $(CPARSER_DIR)/h1parse.h $(CPARSER_DIR)/simd.h
 CPARSER_WARN := -Wall -Wextra -Werror
 CPARSER_INC := -I$(CPARSER_DIR)
 
 CTEST_BIN := tests/c/test_h1parse
 CTEST_ASAN_BIN := build/cparser/test_h1parse_asan
+MP_SRC := $(CPARSER_DIR)/multipart.c
+MP_HDR := $(CPARSER_DIR)/multipart.h
+MPTEST_BIN := tests/c/test_multipart
+MPTEST_ASAN_BIN := build/cparser/test_multipart_asan
 BENCH_BIN := bench/h1parse_bench
 FUZZ_BIN := tests/fuzz/fuzz_h1parse
 FUZZ_CORPUS := tests/fuzz/corpus
@@ -46,9 +52,20 @@ $(CTEST_ASAN_BIN): tests/c/test_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
 	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
 	    -o $@ tests/c/test_h1parse.c $(CPARSER_SRC)
 
-ctest: $(CTEST_BIN) $(CTEST_ASAN_BIN)
+$(MPTEST_BIN): tests/c/test_multipart.c $(MP_SRC) $(MP_HDR)
+	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_multipart.c $(MP_SRC)
+
+$(MPTEST_ASAN_BIN): tests/c/test_multipart.c $(MP_SRC) $(MP_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
+	    -o $@ tests/c/test_multipart.c $(MP_SRC)
+
+ctest: $(CTEST_BIN) $(CTEST_ASAN_BIN) $(MPTEST_BIN) $(MPTEST_ASAN_BIN)
 	./$(CTEST_BIN)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(CTEST_ASAN_BIN)
+	./$(MPTEST_BIN)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(MPTEST_ASAN_BIN)
 
 # PICO_DIR=/path/to/picohttpparser adds phr_parse_request() rows for
 # comparison (compiled on its own with -msse4.2, as it needs).
@@ -99,4 +116,5 @@ fuzz: $(FUZZ_BIN)
 	    -artifact_prefix=tests/fuzz/ $(FUZZ_CORPUS) $$seed
 
 cparser-clean:
-	rm -f $(CTEST_BIN) $(CTEST_ASAN_BIN) $(BENCH_BIN) $(FUZZ_BIN)
+	rm -f $(CTEST_BIN) $(CTEST_ASAN_BIN) $(MPTEST_BIN) $(MPTEST_ASAN_BIN) \
+	    $(BENCH_BIN) $(FUZZ_BIN)

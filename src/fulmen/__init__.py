@@ -10,10 +10,10 @@
     app.run()
 """
 from . import _core
-from ._core import Request, Response
+from ._core import BadRequest, File, Request, Response
 from .app import Application, MethodNotAllowed, RouteNotFoundException
 from .router import RouteError, Router
 
-__all__ = ["Application", "Request", "Response", "Router", "RouteError",
+__all__ = ["Application", "BadRequest", "File", "Request", "Response", "Router", "RouteError",
            "RouteNotFoundException", "MethodNotAllowed"]
 __version__ = "0.1.0"

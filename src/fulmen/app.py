@@ -270,6 +270,9 @@ class Application:
                 except Exception as e:  # a broken handler: fall through to 500
                     exc = e
                     break
+        if isinstance(exc, _core.BadRequest):
+            return Response(code=400, text="Bad Request: %s" % exc if self.debug
+                            else "Bad Request")
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         sys.stderr.write("fulmen: error in view for %r:\n%s" % (request, tb))
         if self.debug:

@@ -43,7 +43,9 @@ typedef struct {
     PyTypeObject *MatcherType;
     PyTypeObject *ResumeType;
     PyTypeObject *QueryType;
+    PyTypeObject *FileType;   /* struct sequence (name, type, body) */
     PyObject *json_loads;  /* json.loads, imported on first use */
+    PyObject *BadRequest;  /* exception: the client sent a malformed body */
     PyObject *uuid_type;   /* uuid.UUID, imported on first use */
 
     /* interned attribute / method names */
@@ -154,6 +156,8 @@ struct RequestObject {
     PyObject *py_match_dict;
     PyObject *py_query;
     PyObject *py_cookies;
+    PyObject *py_form;
+    PyObject *py_files;
     PyObject *py_extra;
     PyObject *done_callbacks;
     PyObject *dict;

@@ -61,7 +61,10 @@ typedef struct {
     h1_span method;
     h1_span target;       /* the whole request-target as sent              */
     h1_span path;         /* origin-form path (for absolute-form: the path  */
-                          /* part after the authority; "/" when empty)     */
+                          /* part after the authority; "/" when empty,     */
+                          /* which is reported as len 0 - treat as "/").   */
+                          /* "*" for H1_F_ASTERISK; len 0 for CONNECT.     */
+                          /* A "#fragment" is excluded from path and query */
     h1_span query;        /* after '?', without it; len 0 when absent       */
     uint8_t method_id;    /* enum h1_method                                */
     uint8_t version_minor; /* 0 or 1 (1.2..1.9 are reported as 1)          */
@@ -82,7 +85,7 @@ typedef struct {
     /* private resume state */
     uint32_t line_start;      /* offset of the first line not yet complete  */
     uint32_t scan_pos;        /* bytes of that line already checked         */
-    uint8_t stage;            /* 0 request line, 1 headers                  */
+    uint8_t stage;            /* resume point (enum in h1parse.c)           */
     uint8_t leading_crlf;     /* the leading empty line was consumed        */
     uint8_t pad[2];
     uint32_t aux[4];

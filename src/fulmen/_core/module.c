@@ -195,6 +195,25 @@ static int mod_exec(PyObject *m)
         mod_add_type(m, &aw_resume_spec, NULL, &st->ResumeType) < 0)
         return -1;
     resp_type_ready(st->ResponseType);
+    st->BadRequest = PyErr_NewExceptionWithDoc(
+        "fulmen.BadRequest",
+        "The request body cannot be parsed as asked (answered with 400).",
+        PyExc_ValueError, NULL);
+    if (st->BadRequest == NULL || PyModule_AddObjectRef(m, "BadRequest", st->BadRequest) < 0)
+        return -1;
+    {
+        static PyStructSequence_Field fields[] = {
+            {"name", "the file name the client sent"},
+            {"type", "the part's Content-Type, or None"},
+            {"body", "the file's content (bytes)"},
+            {NULL, NULL}};
+        static PyStructSequence_Desc desc = {
+            "fulmen.File", "An uploaded file from a multipart/form-data body.",
+            fields, 3};
+        st->FileType = PyStructSequence_NewType(&desc);
+        if (st->FileType == NULL || PyModule_AddType(m, st->FileType) < 0)
+            return -1;
+    }
     if (mod_add_type(m, &req_headers_spec, (PyObject *)&PyDict_Type,
                      &st->HeadersType) < 0 ||
         mod_add_type(m, &req_query_spec, (PyObject *)&PyDict_Type,
@@ -245,6 +264,8 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->MatcherType);
     Py_VISIT(st->ResumeType);
     Py_VISIT(st->QueryType);
+    Py_VISIT(st->FileType);
+    Py_VISIT(st->BadRequest);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->uuid_type);
     for (i = 0; i < st->n_req_free; i++)
@@ -274,6 +295,8 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->MatcherType);
     Py_CLEAR(st->ResumeType);
     Py_CLEAR(st->QueryType);
+    Py_CLEAR(st->FileType);
+    Py_CLEAR(st->BadRequest);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->uuid_type);
     Py_CLEAR(st->s_write);

@@ -33,7 +33,7 @@ typedef struct {
 } mp_parser;
 
 /* Extract the boundary parameter from a Content-Type value such as
- * `multipart/form-data; boundary="abc"`.  Returns 0 and sets *b/*bl (a span
+ * `multipart/form-data; boundary="abc"`.  Returns 0 and sets *b and *bl (a span
  * into ct, quotes removed) or -1 when there is none or it is invalid
  * (RFC 2046: 1..70 chars from bchars, not ending in space). */
 int mp_boundary(const char *ct, size_t ctlen, const char **b, size_t *bl);

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <structmember.h>
 
+#include "multipart.h"
+
 /* ========================================================================
  * Headers: a dict with Title-Case keys whose lookups ignore case.
  */
@@ -262,11 +264,13 @@ PyType_Spec req_query_spec = {
     .slots = req_query_slots,
 };
 
+static int req_query_add(QueryObject *q, PyObject *k, PyObject *v);
+
 /* Parse a query string: split on '&' and '=', then percent-decode. */
 static PyObject *req_parse_query(fulmen_state *st, const char *s, size_t n)
 {
     QueryObject *q = (QueryObject *)PyObject_CallNoArgs((PyObject *)st->QueryType);
-    PyObject *k = NULL, *v = NULL, *lst;
+    PyObject *k = NULL, *v = NULL;
     size_t i = 0;
     if (q == NULL)
         return NULL;
@@ -285,24 +289,7 @@ static PyObject *req_parse_query(fulmen_state *st, const char *s, size_t n)
                          : PyUnicode_FromStringAndSize("", 0);
             if (v == NULL)
                 goto error;
-            if (PyDict_Contains((PyObject *)q, k)) {
-                if (q->all == NULL && (q->all = PyDict_New()) == NULL)
-                    goto error;
-                lst = PyDict_GetItemWithError(q->all, k);
-                if (lst == NULL) {
-                    if (PyErr_Occurred())
-                        goto error;
-                    lst = req_list1(PyDict_GetItem((PyObject *)q, k));
-                    if (lst == NULL || PyDict_SetItem(q->all, k, lst) < 0) {
-                        Py_XDECREF(lst);
-                        goto error;
-                    }
-                    Py_DECREF(lst);
-                }
-                if (PyList_Append(lst, v) < 0)
-                    goto error;
-            }
-            if (PyDict_SetItem((PyObject *)q, k, v) < 0)
+            if (req_query_add(q, k, v) < 0)
                 goto error;
             Py_CLEAR(k);
             Py_CLEAR(v);
@@ -333,6 +320,8 @@ static void req_clear_fields(RequestObject *r)
     Py_CLEAR(r->py_match_dict);
     Py_CLEAR(r->py_query);
     Py_CLEAR(r->py_cookies);
+    Py_CLEAR(r->py_form);
+    Py_CLEAR(r->py_files);
     Py_CLEAR(r->py_extra);
     Py_CLEAR(r->done_callbacks);
     Py_CLEAR(r->dict);
@@ -416,6 +405,8 @@ static int req_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->py_match_dict);
     Py_VISIT(self->py_query);
     Py_VISIT(self->py_cookies);
+    Py_VISIT(self->py_form);
+    Py_VISIT(self->py_files);
     Py_VISIT(self->py_extra);
     Py_VISIT(self->done_callbacks);
     Py_VISIT(self->dict);
@@ -609,7 +600,157 @@ static PyObject *req_get_json(RequestObject *r, void *c)
         return NULL;
     res = PyObject_CallOneArg(st->json_loads, body);
     Py_DECREF(body);
+    if (res == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        /* the client's fault: BadRequest (400), chained to the cause */
+        PyObject *t, *v, *tb, *bad;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        bad = PyObject_CallFunction(st->BadRequest, "s", "request body is not valid JSON");
+        if (bad != NULL) {
+            PyException_SetCause(bad, v);
+            v = NULL;
+            PyErr_SetObject(st->BadRequest, bad);
+            Py_DECREF(bad);
+        }
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    }
     return res;
+}
+
+/* Add v under k to a Query (keeping every value for getall). */
+static int req_query_add(QueryObject *q, PyObject *k, PyObject *v)
+{
+    PyObject *lst;
+    if (PyDict_Contains((PyObject *)q, k)) {
+        if (q->all == NULL && (q->all = PyDict_New()) == NULL)
+            return -1;
+        lst = PyDict_GetItemWithError(q->all, k);
+        if (lst == NULL) {
+            if (PyErr_Occurred())
+                return -1;
+            lst = req_list1(PyDict_GetItem((PyObject *)q, k));
+            if (lst == NULL || PyDict_SetItem(q->all, k, lst) < 0) {
+                Py_XDECREF(lst);
+                return -1;
+            }
+            Py_DECREF(lst);
+        }
+        if (PyList_Append(lst, v) < 0)
+            return -1;
+    }
+    return PyDict_SetItem((PyObject *)q, k, v);
+}
+
+/* Parse the body as a form once: urlencoded or multipart/form-data.
+ * Sets py_form (a Query of str) and py_files (a Query of File). */
+static int req_parse_form(RequestObject *r)
+{
+    fulmen_state *st = r->st;
+    const char *mt, *cs, *b;
+    size_t mtl, csl, bl;
+    QueryObject *form = NULL, *files = NULL;
+    PyObject *k = NULL, *v = NULL;
+    mp_parser mp;
+    mp_part part;
+    int rc, ci;
+    if (r->py_form != NULL)
+        return 0;
+    files = (QueryObject *)PyObject_CallNoArgs((PyObject *)st->QueryType);
+    if (files == NULL)
+        goto error;
+    req_content_type(r, &mt, &mtl, &cs, &csl);
+    if (mt != NULL && mtl == 33 &&
+        strncasecmp(mt, "application/x-www-form-urlencoded", 33) == 0) {
+        form = (QueryObject *)req_parse_query(st, REQ_SPAN(r, r->body), r->body.len);
+        if (form == NULL)
+            goto error;
+    } else if (mt != NULL && mtl == 19 && strncasecmp(mt, "multipart/form-data", 19) == 0) {
+        form = (QueryObject *)PyObject_CallNoArgs((PyObject *)st->QueryType);
+        if (form == NULL)
+            goto error;
+        ci = req_find_header(r, "content-type");
+        if (mp_boundary(REQ_SPAN(r, r->h.headers[ci].value), r->h.headers[ci].value.len,
+                        &b, &bl) < 0) {
+            PyErr_SetString(st->BadRequest, "multipart/form-data without a valid boundary");
+            goto error;
+        }
+        mp_init(&mp, REQ_SPAN(r, r->body), r->body.len, b, bl);
+        while ((rc = mp_next(&mp, &part)) == 1) {
+            const char *base = REQ_SPAN(r, r->body);
+            k = PyUnicode_DecodeUTF8(base + part.name.off, (Py_ssize_t)part.name.len, "replace");
+            if (k == NULL)
+                goto error;
+            if (part.has_filename) {
+                PyObject *fname, *ftype, *fbody;
+                v = PyStructSequence_New(st->FileType);
+                if (v == NULL)
+                    goto error;
+                fname = PyUnicode_DecodeUTF8(base + part.filename.off,
+                                             (Py_ssize_t)part.filename.len, "replace");
+                if (part.content_type.len) {
+                    ftype = PyUnicode_DecodeLatin1(base + part.content_type.off,
+                                                   (Py_ssize_t)part.content_type.len, NULL);
+                } else {
+                    ftype = Py_None;
+                    Py_INCREF(ftype);
+                }
+                fbody = PyBytes_FromStringAndSize(base + part.data.off, (Py_ssize_t)part.data.len);
+                if (fname == NULL || ftype == NULL || fbody == NULL) {
+                    Py_XDECREF(fname);
+                    Py_XDECREF(ftype);
+                    Py_XDECREF(fbody);
+                    goto error;
+                }
+                PyStructSequence_SET_ITEM(v, 0, fname);
+                PyStructSequence_SET_ITEM(v, 1, ftype);
+                PyStructSequence_SET_ITEM(v, 2, fbody);
+                if (req_query_add(files, k, v) < 0)
+                    goto error;
+            } else {
+                v = PyUnicode_DecodeUTF8(base + part.data.off, (Py_ssize_t)part.data.len,
+                                         "replace");
+                if (v == NULL || req_query_add(form, k, v) < 0)
+                    goto error;
+            }
+            Py_CLEAR(k);
+            Py_CLEAR(v);
+        }
+        if (rc < 0) {
+            PyErr_SetString(st->BadRequest, "malformed multipart/form-data body");
+            goto error;
+        }
+    } else {
+        form = (QueryObject *)PyObject_CallNoArgs((PyObject *)st->QueryType);
+        if (form == NULL)
+            goto error;
+    }
+    r->py_form = (PyObject *)form;
+    r->py_files = (PyObject *)files;
+    return 0;
+error:
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    Py_XDECREF(form);
+    Py_XDECREF(files);
+    return -1;
+}
+
+static PyObject *req_get_form(RequestObject *r, void *c)
+{
+    if (req_parse_form(r) < 0)
+        return NULL;
+    Py_INCREF(r->py_form);
+    return r->py_form;
+}
+
+static PyObject *req_get_files(RequestObject *r, void *c)
+{
+    if (req_parse_form(r) < 0)
+        return NULL;
+    Py_INCREF(r->py_files);
+    return r->py_files;
 }
 
 /* Cookie header(s): "a=1; b=2" -> {"a": "1", "b": "2"} */
@@ -976,6 +1117,8 @@ static PyGetSetDef req_getset[] = {
     {"mime_type", (getter)req_get_mime_type, NULL, "media type of the body", NULL},
     {"encoding", (getter)req_get_encoding, NULL, "charset of the body, or None", NULL},
     {"cookies", (getter)req_get_cookies, NULL, "cookies sent by the client", NULL},
+    {"form", (getter)req_get_form, NULL, "form fields (urlencoded or multipart)", NULL},
+    {"files", (getter)req_get_files, NULL, "uploaded files (multipart)", NULL},
     {"hostname", (getter)req_get_hostname, NULL, "host from the Host header", NULL},
     {"port", (getter)req_get_port, NULL, "port from the Host header, or None", NULL},
     {"query_string", (getter)req_get_qs, NULL, "raw query string", NULL},
