@@ -1,6 +1,6 @@
 /*
  * test_h1parse.c - C unit tests for the HTTP/1.1 request parser and the
- * chunked decoder (src/fulmen/_core/h1parse.c, chunked.c).
+ * chunked decoder (src/fulmen/_core/h1parse.c).
  *
  * Every input is placed so that it ends exactly at a PROT_NONE guard page,
  * so an over-read crashes the test.  Each request is parsed whole, in every

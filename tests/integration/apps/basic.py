@@ -1,0 +1,175 @@
+"""The main test app: one route per behaviour the integration tests check."""
+import asyncio
+import base64
+import random
+
+from fulmen import Application, Response
+
+
+def hello(request):
+    return request.Response(text="Hello world!")
+
+
+async def ajson(request):
+    return request.Response(json={"a": 1, "s": "\u00e9"})
+
+
+def raw_body(request):
+    return request.Response(body=b"\x00\x01\xffbin")
+
+
+def mime(request):
+    return request.Response(text="<b>x</b>", mime_type="text/html")
+
+
+def extra_headers(request):
+    return request.Response(text="h", headers={"X-One": "1", "X-Two": "two words"})
+
+
+def code(request):
+    return request.Response(text="code", code=int(request.match_dict["n"]))
+
+
+def latin1(request):
+    return request.Response(text="caf\u00e9", encoding="latin-1")
+
+
+def module_response(request):
+    # fulmen.Response is the same class as request.Response.
+    return Response(text=str(Response is request.Response))
+
+
+def big(request):
+    n = int(request.match_dict["n"])
+    return request.Response(body=bytes(range(256)) * (n // 256) + b"x" * (n % 256))
+
+
+def big_header(request):
+    n = int(request.match_dict["n"])
+    return request.Response(text="h", headers={"X-Big": "h" * n, "X-After": "after"})
+
+
+def user(request):
+    return request.Response(json=request.match_dict)
+
+
+def two(request):
+    return request.Response(json=request.match_dict)
+
+
+def only_get(request):
+    return request.Response(text="get only")
+
+
+def get_or_post(request):
+    return request.Response(text=request.method)
+
+
+def echo(request):
+    h = request.headers
+    return request.Response(json={
+        "method": request.method,
+        "path": request.path,
+        "query_string": request.query_string,
+        "version": request.version,
+        "keep_alive": request.keep_alive,
+        "headers": [[k, h[k]] for k in h],
+        "content_type": h.get("content-type"),
+        "has_host": "host" in h,
+        "match_dict": request.match_dict,
+        "body": base64.b64encode(request.body).decode(),
+    })
+
+
+async def aecho(request):
+    await asyncio.sleep(0)
+    return echo(request)
+
+
+def sync_idx(request):
+    return request.Response(text=request.match_dict["i"],
+                            headers={"X-Idx": request.match_dict["i"]})
+
+
+async def async_idx(request):
+    await asyncio.sleep(random.random() * 0.005)
+    return sync_idx(request)
+
+
+async def async_now(request):
+    return sync_idx(request)
+
+
+def boom(request):
+    raise RuntimeError("boom from a sync view")
+
+
+async def aboom(request):
+    await asyncio.sleep(0)
+    raise ValueError("boom from an async view")
+
+
+def not_a_response(request):
+    return 42
+
+
+def header_crlf(request):
+    return request.Response(text="x", headers={"X-Bad": "a\r\nInjected: 1"})
+
+
+def header_lf(request):
+    return request.Response(text="x", headers={"X-Bad": "a\nInjected: 1"})
+
+
+def header_nul(request):
+    return request.Response(text="x", headers={"X-Bad": "a\x00b"})
+
+
+def header_name_crlf(request):
+    return request.Response(text="x", headers={"X-Bad\r\nInjected": "1"})
+
+
+async def sleepy(request):
+    await asyncio.sleep(0.05)
+    return request.Response(text="slept")
+
+
+def body_len(request):
+    return request.Response(json={"len": len(request.body),
+                                  "sum": sum(request.body) % 65521})
+
+
+app = Application(debug=False)
+r = app.router
+r.add_route("/", hello)
+r.add_route("/json", ajson)
+r.add_route("/bytes", raw_body)
+r.add_route("/mime", mime)
+r.add_route("/headers", extra_headers)
+r.add_route("/code/{n}", code)
+r.add_route("/latin1", latin1)
+r.add_route("/module-response", module_response)
+r.add_route("/big/{n}", big)
+r.add_route("/bigheader/{n}", big_header)
+r.add_route("/u/{id}", user)
+r.add_route("/two/{a}/x/{b}", two)
+r.add_route("/only-get", only_get, method="GET")
+r.add_route("/get-or-post", get_or_post, methods=["GET", "POST"])
+r.add_route("/echo", echo)
+r.add_route("/echo/{rest}", echo)
+r.add_route("/aecho", aecho)
+r.add_route("/p/{i}", sync_idx)
+r.add_route("/ap/{i}", async_idx)
+r.add_route("/an/{i}", async_now)
+r.add_route("/boom", boom)
+r.add_route("/aboom", aboom)
+r.add_route("/not-a-response", not_a_response)
+r.add_route("/header-crlf", header_crlf)
+r.add_route("/header-lf", header_lf)
+r.add_route("/header-nul", header_nul)
+r.add_route("/header-name-crlf", header_name_crlf)
+r.add_route("/sleepy", sleepy)
+r.add_route("/len", body_len)
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=0)

@@ -1,0 +1,18 @@
+"""Application(debug=True): a failing view's 500 carries the traceback."""
+from fulmen import Application
+
+
+def boom(request):
+    raise RuntimeError("debug-marker-7f3a")
+
+
+def ok(request):
+    return request.Response(text="ok")
+
+
+app = Application(debug=True)
+app.router.add_route("/boom", boom)
+app.router.add_route("/ok", ok)
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=0)

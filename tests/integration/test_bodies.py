@@ -1,0 +1,252 @@
+"""Request bodies: Content-Length, chunked (extensions, trailers), the body
+size limit and Expect: 100-continue."""
+import base64
+import json
+import random
+
+import pytest
+
+from .rawhttp import Conn, build_request, chunked
+
+LIMIT = 10 * 1024 * 1024
+
+
+def body_of(resp):
+    assert resp.status == 200, resp
+    return base64.b64decode(resp.json()["body"])
+
+
+def test_empty_content_length_body(basic):
+    with Conn(basic.port) as c:
+        assert body_of(c.request("POST", "/echo", body=b"")) == b""
+
+
+def test_body_in_pieces(basic):
+    rng = random.Random(5)
+    body = rng.randbytes(1024 * 1024)
+    data = build_request("POST", "/len", body=body)
+    with Conn(basic.port) as c:
+        c.send_pieces(data, rng.sample(range(1, len(data)), 50))
+        assert c.read_response().json() == {"len": len(body), "sum": sum(body) % 65521}
+
+
+def test_body_at_the_limit_is_accepted(basic):
+    body = b"\x07" * LIMIT
+    with Conn(basic.port, timeout=20) as c:
+        r = c.request("POST", "/len", body=body)
+        assert r.status == 200
+        assert r.json() == {"len": LIMIT, "sum": 7 * LIMIT % 65521}
+
+
+def test_body_over_the_limit_is_413_before_the_body(basic):
+    with Conn(basic.port) as c:
+        # Only the head is sent: the 413 must come without the body.
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (LIMIT + 1))
+        r = c.read_response()
+        assert r.status == 413
+        assert r.header("Connection").lower() == "close"
+        assert c.at_eof()
+
+
+def test_huge_content_length_is_413(basic):
+    with Conn(basic.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n")
+        assert c.read_response().status == 413
+        assert c.at_eof()
+
+
+def test_expect_100_over_the_limit_gets_413_not_100(basic):
+    with Conn(basic.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Length: %d\r\n\r\n" % (LIMIT + 1))
+        r = c.read_response()
+        assert r.status == 413, "got %d before the final answer" % r.status
+
+
+def test_chunked_body(basic):
+    raw = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n")
+    with Conn(basic.port) as c:
+        c.send(raw)
+        assert body_of(c.read_response()) == b"hello world"
+        # The connection is in sync afterwards.
+        assert c.request("GET", "/").body == b"Hello world!"
+
+
+def test_chunked_with_extensions_and_trailers(basic):
+    raw = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"A;name=value;flag\r\n0123456789\r\n"
+           b"a;quoted=\"s;t \\\"q\\\"\"\r\nabcdefghij\r\n"
+           b"0;last\r\nX-Trailer: t1\r\nX-Other: t2\r\n\r\n")
+    with Conn(basic.port) as c:
+        c.send(raw + build_request("GET", "/p/1"))
+        assert body_of(c.read_response()) == b"0123456789abcdefghij"
+        assert c.read_response().body == b"1"
+
+
+@pytest.mark.parametrize("ext", [b" ;a", b"\t;a", b"; a", b";a = b", b" ; a=b ; c"])
+def test_chunk_extension_whitespace_is_rejected(basic, ext):
+    # RFC 9112 7.1.1 lets a recipient accept BWS around ';' and '=' in
+    # chunk extensions; fulmen rejects it, as llhttp's strict mode does:
+    # senders must not generate it and parsers disagree about it, which is
+    # what request smuggling feeds on.  400, then the connection closes.
+    raw = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3" + ext + b"\r\nabc\r\n0\r\n\r\n" + build_request("GET", "/p/1"))
+    with Conn(basic.port) as c:
+        c.send(raw)
+        r = c.read_response()
+        assert r.status == 400
+        assert r.header("Connection") == "close"
+        assert c.at_eof()
+
+
+def test_chunked_uppercase_hex_and_leading_zeros(basic):
+    body = bytes(range(256)) * 2
+    raw = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"0000FF\r\n" + body[:255] + b"\r\n" + b"101\r\n" + body[255:] + b"\r\n0\r\n\r\n")
+    with Conn(basic.port) as c:
+        c.send(raw)
+        assert body_of(c.read_response()) == body
+
+
+def test_chunked_empty_body(basic):
+    with Conn(basic.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        assert body_of(c.read_response()) == b""
+
+
+def test_chunked_many_small_chunks_random_pieces(basic):
+    rng = random.Random(9)
+    body = rng.randbytes(200_000)
+    data = (build_request("POST", "/len", headers={"Transfer-Encoding": "chunked"})
+            + chunked(body, sizes=[1, 7, 100, 3000, 2]))
+    with Conn(basic.port) as c:
+        c.send_pieces(data, rng.sample(range(1, len(data)), 200))
+        assert c.read_response().json() == {"len": len(body), "sum": sum(body) % 65521}
+
+
+def test_chunked_large(basic):
+    body = random.Random(4).randbytes(3 * 1024 * 1024)
+    data = (build_request("POST", "/len", headers={"Transfer-Encoding": "chunked"})
+            + chunked(body, sizes=[65536, 100_000]))
+    with Conn(basic.port, timeout=20) as c:
+        c.send(data)
+        assert c.read_response().json() == {"len": len(body), "sum": sum(body) % 65521}
+
+
+def test_transfer_encoding_is_case_insensitive(basic):
+    with Conn(basic.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\ntransfer-encoding: Chunked\r\n\r\n"
+               b"2\r\nok\r\n0\r\n\r\n")
+        assert body_of(c.read_response()) == b"ok"
+
+
+@pytest.mark.parametrize("bad", [
+    b"zz\r\nhello\r\n0\r\n\r\n",                 # size not hex
+    b"5\r\nhelloXX0\r\n\r\n",                    # no CRLF after the data
+    b"5\nhello\n0\n\n",                          # bare LF
+    b"-5\r\nhello\r\n0\r\n\r\n",                 # negative size
+    b" 5\r\nhello\r\n0\r\n\r\n",                 # leading space
+    b"5 \r\nhello\r\n0\r\n\r\n",                 # trailing space, no extension
+    b"5;\r\nhello\r\n0\r\n\r\n",                 # ";" without a name
+    b"5;a=\"x\r\nhello\r\n0\r\n\r\n",             # unterminated quoted string
+    b"5\r\nhello\r\n0\r\nBad Trailer\r\n\r\n",   # trailer without colon
+])
+def test_malformed_chunked_is_400_and_close(basic, bad):
+    raw = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + bad
+    with Conn(basic.port) as c:
+        c.send(raw + build_request("GET", "/"))
+        r = c.read_response()
+        assert r.status == 400, r
+        assert r.header("Connection").lower() == "close"
+        assert c.at_eof()
+
+
+def test_chunk_size_overflow_is_rejected(basic):
+    raw = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"1ffffffffffffffffffff\r\nx\r\n")
+    with Conn(basic.port) as c:
+        c.send(raw)
+        assert c.read_response().status in (400, 413)
+        assert c.at_eof()
+
+
+def test_chunked_body_over_the_limit_is_413(basic):
+    # A single chunk that announces more than the limit is refused without
+    # waiting for its data.
+    raw = (b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"%x\r\n" % (LIMIT + 1))
+    with Conn(basic.port) as c:
+        c.send(raw)
+        r = c.read_response()
+        assert r.status == 413
+        assert r.header("Connection").lower() == "close"
+        assert c.at_eof()
+
+
+def test_chunked_body_over_the_limit_in_small_chunks_is_413(basic):
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b"c" * (1 << 20))
+    with Conn(basic.port, timeout=20) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(11):
+                c.send(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass            # the server may close as soon as it has answered
+        r = c.read_response()
+        assert r.status == 413
+        assert c.at_eof()
+
+
+def test_expect_100_continue(basic):
+    body = b"x" * 5000
+    with Conn(basic.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body))
+        interim = c.read_response()
+        assert interim.status == 100
+        assert interim.raw == b"HTTP/1.1 100 Continue\r\n\r\n"
+        c.send(body)
+        assert body_of(c.read_response()) == body
+        # Next request on the same connection, without Expect: no 100.
+        r = c.request("POST", "/echo", body=b"abc")
+        assert r.interim == [] and body_of(r) == b"abc"
+
+
+def test_expect_100_continue_chunked(basic):
+    with Conn(basic.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n")
+        assert c.read_response().status == 100
+        c.send(chunked(b"chunky body", sizes=[3]))
+        assert body_of(c.read_response()) == b"chunky body"
+
+
+def test_expect_100_continue_sent_with_body_anyway(basic):
+    # A client that does not wait: at most one 100, then the final response.
+    with Conn(basic.port) as c:
+        c.send(build_request("POST", "/echo", body=b"eager",
+                             headers={"Expect": "100-continue"}) + build_request("GET", "/p/2"))
+        r = c.read_final()
+        assert len(r.interim) <= 1 and body_of(r) == b"eager"
+        assert c.read_response().body == b"2"
+
+
+def test_expect_100_continue_pipelined_behind_async(basic):
+    # The 100 must not overtake the responses still owed for earlier requests.
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/sleepy")
+               + b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        first = c.read_response()
+        assert first.status == 200 and first.body == b"slept"
+        assert c.read_response().status == 100
+        c.send(b"abc")
+        assert body_of(c.read_response()) == b"abc"
+
+
+def test_json_body_round_trip(basic):
+    payload = {"k": ["v", 1, None, {"n": 2.5}]}
+    with Conn(basic.port) as c:
+        r = c.request("POST", "/echo", body=json.dumps(payload).encode(),
+                      headers={"Content-Type": "application/json"})
+        assert json.loads(body_of(r)) == payload

@@ -1,0 +1,155 @@
+"""Protocol errors get the right status, `Connection: close`, and the end of
+the connection: bytes after a bad request are never read as a request.
+View errors get a 500 and the connection goes on serving."""
+import pytest
+
+from .rawhttp import Conn, build_request
+
+GOOD = build_request("GET", "/p/99")
+
+
+def long_headers(total):
+    """A head whose size is about `total` bytes, in 100-byte headers."""
+    n = total // 100
+    return b"".join(b"X-H%05d: %s\r\n" % (i, b"v" * 89) for i in range(n))
+
+
+BAD_REQUESTS = [
+    # (id, raw request, status)
+    ("bare-lf", b"GET / HTTP/1.1\nHost: x\n\n", 400),
+    ("bare-lf-in-header", b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n", 400),
+    ("bare-cr", b"GET / HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n", 400),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
+    ("obs-fold-tab", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n", 400),
+    ("nul-in-value", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("ctl-in-value", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", 400),
+    ("del-in-value", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n", 400),
+    ("missing-host", b"GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", 400),
+    ("two-hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ("space-before-colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    ("bad-header-name", b"GET / HTTP/1.1\r\nHost: x\r\nX@Y: 1\r\n\r\n", 400),
+    ("empty-header-name", b"GET / HTTP/1.1\r\nHost: x\r\n: 1\r\n\r\n", 400),
+    ("no-colon", b"GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400),
+    ("leading-space-header", b"GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400),
+    ("bad-method", b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("missing-target", b"GET HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("double-space", b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("lowercase-version", b"GET / http/1.1\r\nHost: x\r\n\r\n", 400),
+    ("bad-version", b"GET / HTTP/1.x\r\nHost: x\r\n\r\n", 400),
+    ("space-in-target", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("tls-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, 400),
+    ("cl-not-a-number", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    ("cl-negative", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    ("cl-plus", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", 400),
+    ("cl-list", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\nabc", 400),
+    ("cl-duplicate-differs",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    ("cl-duplicate-same",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    ("cl-and-te",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3\r\nabc\r\n0\r\n\r\n", 400),
+    ("te-chunked-not-last",
+     b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+    ("te-gzip-chunked",
+     b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    ("http2-request-line", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ("header-section-too-large",
+     b"GET / HTTP/1.1\r\nHost: x\r\n" + long_headers(17000) + b"\r\n", 431),
+    ("one-header-too-large",
+     b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 17000 + b"\r\n\r\n", 431),
+    ("request-line-too-long",
+     b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ("too-many-headers",
+     b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150))
+     + b"\r\n", 431),
+]
+
+
+@pytest.mark.parametrize("raw,status", [c[1:] for c in BAD_REQUESTS],
+                         ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_request_gets_error_and_close(basic, raw, status):
+    with Conn(basic.port) as c:
+        c.send(raw + GOOD)
+        r = c.read_response()
+        assert r.status == status, r
+        assert r.header("Connection").lower() == "close"
+        assert int(r.header("Content-Length")) == len(r.body)
+        assert r.header("Server") == "fulmen"
+        # The good request after the bad one is never answered.
+        assert c.at_eof(), "bytes after the error response: %r" % bytes(c.buf[:200])
+
+
+@pytest.mark.parametrize("raw,status", [c[1:] for c in BAD_REQUESTS if c[2] in (431, 414)],
+                         ids=[c[0] for c in BAD_REQUESTS if c[2] in (431, 414)])
+def test_oversized_head_rejected_while_incomplete(basic, raw, status):
+    # The head never ends: the limit must trigger on what has arrived.
+    cut = raw.rfind(b"\r\n\r\n")
+    with Conn(basic.port) as c:
+        c.send(raw[:cut])
+        assert c.read_response().status == status
+        assert c.at_eof()
+
+
+def test_bad_request_after_good_ones(basic):
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/p/1") + build_request("GET", "/ap/2")
+               + b"GET / HTTP/1.1\r\nHost: x\r\nX-A: \x00\r\n\r\n" + GOOD)
+        assert c.read_response().body == b"1"
+        assert c.read_response().body == b"2"
+        assert c.read_response().status == 400
+        assert c.at_eof()
+
+
+def test_head_just_under_the_limit_is_accepted(basic):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/echo", headers=[
+            ("X-H%03d" % i, "v" * 89) for i in range(150)][:90] + [("X-Pad", "p" * 6000)])
+        assert r.status == 200
+
+
+def test_a_hundred_headers_are_accepted(basic):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/echo", headers=[("X-%d" % i, "1") for i in range(99)])
+        assert r.status == 200
+        assert len(r.json()["headers"]) == 100
+
+
+def test_long_request_line_under_the_limit(basic):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/echo?" + "q" * 8000)
+        assert r.status == 200 and len(r.json()["query_string"]) == 8000
+
+
+@pytest.mark.parametrize("path", ["/boom", "/aboom", "/not-a-response"])
+def test_view_error_is_500_and_connection_survives(basic, path):
+    with Conn(basic.port) as c:
+        r = c.request("GET", path)
+        assert r.status == 500
+        assert int(r.header("Content-Length")) == len(r.body)
+        assert r.header("Server") == "fulmen"
+        assert b"Traceback" not in r.body
+        assert (r.header("Connection") or "").lower() != "close"
+        assert c.request("GET", "/").body == b"Hello world!"
+
+
+def test_debug_500_has_traceback(debug_app):
+    with Conn(debug_app.port) as c:
+        r = c.request("GET", "/boom")
+        assert r.status == 500
+        assert b"Traceback" in r.body
+        assert b"debug-marker-7f3a" in r.body
+        assert c.request("GET", "/ok").body == b"ok"
+
+
+@pytest.mark.parametrize("path", ["/header-crlf", "/header-lf", "/header-nul",
+                                  "/header-name-crlf"])
+def test_response_header_injection_is_500(basic, path):
+    with Conn(basic.port) as c:
+        r = c.request("GET", path)
+        assert r.status == 500
+        head = r.raw.split(b"\r\n\r\n", 1)[0]
+        assert b"Injected" not in head and b"X-Bad" not in head
+        assert not r.header_all("Injected")
+        # The stream is still in sync.
+        assert c.request("GET", "/").body == b"Hello world!"

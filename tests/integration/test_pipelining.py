@@ -1,0 +1,125 @@
+"""Pipelining: any depth, sync and async views mixed, async views finishing
+out of order; responses must come back in request order."""
+import base64
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .rawhttp import Conn, build_request, chunked
+
+KINDS = ["p", "ap", "an"]          # sync, async with a random sleep, async without await
+
+
+def pipeline(kinds):
+    return [(i, "/%s/%d" % (k, i)) for i, k in enumerate(kinds)]
+
+
+def check_in_order(c, reqs):
+    for i, path in reqs:
+        r = c.read_response()
+        assert r.status == 200, (path, r)
+        assert r.body == str(i).encode() and r.header("X-Idx") == str(i), (
+            "response for request %d (%s) came back as %r" % (i, path, r.body))
+
+
+def test_pipeline_150_in_one_write(basic):
+    rng = random.Random(1)
+    reqs = pipeline(rng.choice(KINDS) for _ in range(150))
+    with Conn(basic.port) as c:
+        c.send(b"".join(build_request("GET", p) for _, p in reqs))
+        check_in_order(c, reqs)
+        assert c.request("GET", "/").status == 200
+
+
+def test_pipeline_all_async_behind_slow_view(basic):
+    # Japronto broke with more than 10 requests queued behind an async view.
+    reqs = [(0, "/sleepy")] + pipeline(["an"] * 300)[1:]
+    with Conn(basic.port) as c:
+        c.send(b"".join(build_request("GET", p) for _, p in reqs))
+        assert c.read_response().body == b"slept"
+        check_in_order(c, reqs[1:])
+
+
+def test_pipeline_random_pieces(basic):
+    rng = random.Random(2)
+    reqs = pipeline(rng.choice(KINDS) for _ in range(120))
+    data = b"".join(build_request("GET", p) for _, p in reqs)
+    cuts = rng.sample(range(1, len(data)), 60)
+    with Conn(basic.port) as c:
+        c.send_pieces(data, cuts)
+        check_in_order(c, reqs)
+
+
+def test_pipeline_with_bodies(basic):
+    # Content-Length and chunked bodies interleaved with bodiless requests and
+    # async views; each echo must carry its own body.
+    rng = random.Random(3)
+    data, expected = [], []
+    for i in range(60):
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 3000)))
+        kind = i % 4
+        if kind == 0:
+            data.append(build_request("POST", "/echo?i=%d" % i, body=body))
+        elif kind == 1:
+            data.append(build_request("POST", "/aecho?i=%d" % i,
+                                      headers={"Transfer-Encoding": "chunked"})
+                        + chunked(body, sizes=[rng.randrange(1, 500)]))
+        elif kind == 2:
+            body = b""
+            data.append(build_request("GET", "/echo?i=%d" % i))
+        else:
+            data.append(build_request("PUT", "/aecho?i=%d" % i, body=body))
+        expected.append((i, body))
+    blob = b"".join(data)
+    with Conn(basic.port) as c:
+        c.send_pieces(blob, rng.sample(range(1, len(blob)), 40))
+        for i, body in expected:
+            e = c.read_response().json()
+            assert e["query_string"] == "i=%d" % i
+            assert base64.b64decode(e["body"]) == body, i
+
+
+def test_pipeline_with_errors_in_the_middle(basic):
+    # 500s and 404s and 405s do not disturb the order or the connection.
+    paths = ["/p/0", "/boom", "/ap/2", "/aboom", "/nope", "/an/5", "/boom", "/p/7"]
+    with Conn(basic.port) as c:
+        c.send(b"".join(build_request("GET", p) for p in paths)
+               + build_request("POST", "/only-get", body=b"zz") + build_request("GET", "/p/9"))
+        statuses = [c.read_response() for _ in range(len(paths) + 2)]
+        assert [r.status for r in statuses] == [200, 500, 200, 500, 404, 200, 500, 200, 405, 200]
+        assert [r.body for r in statuses if r.status == 200] == [b"0", b"2", b"5", b"7", b"9"]
+
+
+def test_each_split_point_of_a_request(basic):
+    # Every byte boundary of a request with a chunked body, on one connection.
+    data = (b"POST /echo?s=1 HTTP/1.1\r\nHost: h\r\nX-Thing: v a l\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer-A: t\r\n\r\n")
+    with Conn(basic.port) as c:
+        for cut in range(1, len(data)):
+            c.send_pieces(data, [cut])
+            e = c.read_response().json()
+            assert base64.b64decode(e["body"]) == b"abcde", cut
+            assert ["X-Thing", "v a l"] in e["headers"], cut
+
+
+def test_every_byte_separately(basic):
+    data = build_request("POST", "/echo", body=b"0123456789", headers={"X-Y": "z"}) * 2
+    with Conn(basic.port) as c:
+        c.send_pieces(data, range(1, len(data)))
+        for _ in range(2):
+            assert base64.b64decode(c.read_response().json()["body"]) == b"0123456789"
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=60),
+       data=st.data())
+def test_pipeline_hypothesis(basic, kinds, data):
+    reqs = pipeline(kinds)
+    blob = b"".join(build_request("GET", p) for _, p in reqs)
+    cuts = data.draw(st.lists(st.integers(1, len(blob) - 1), max_size=10))
+    with Conn(basic.port) as c:
+        c.send_pieces(blob, cuts)
+        check_in_order(c, reqs)

@@ -1,0 +1,80 @@
+"""Starting and stopping: the listening line, SIGTERM, the CLI, IPv6."""
+import socket
+import sys
+
+import pytest
+
+from .rawhttp import Conn, build_request
+from .server import Server, clean_exit, describe
+
+
+def stop_cleanly(srv):
+    code = srv.stop()
+    assert clean_exit(code), "exit: %s\n%s" % (
+        describe(code) if code != "hung" else "hung after SIGTERM", srv.stderr())
+    assert not srv.crash_report()
+
+
+def test_listening_line_and_sigterm():
+    srv = Server.for_app("basic").start()
+    try:
+        assert srv.host == "127.0.0.1"
+        listening = [l for l in srv.lines if "listening on" in l]
+        assert listening == ["fulmen: listening on http://127.0.0.1:%d (pid %d)"
+                             % (srv.port, srv.pid)]
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/").status == 200
+    finally:
+        stop_cleanly(srv)
+
+
+def test_sigterm_with_open_and_busy_connections():
+    srv = Server.for_app("basic").start()
+    idle = busy = half = None
+    try:
+        idle = Conn(srv.port)
+        busy = Conn(srv.port)
+        assert idle.request("GET", "/").status == 200
+        busy.send(build_request("GET", "/sleepy") * 50)
+        half = Conn(srv.port)
+        half.send(b"GET / HTTP/1.1\r\nHo")
+    finally:
+        stop_cleanly(srv)
+        for c in (idle, busy, half):
+            if c:
+                c.close()
+
+
+def test_cli_module_app():
+    srv = Server([sys.executable, "-m", "fulmen", "basic:app",
+                  "--host", "127.0.0.1", "--port", "0"]).start()
+    try:
+        assert srv.host == "127.0.0.1"
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/").body == b"Hello world!"
+            assert c.request("GET", "/u/9").json() == {"id": "9"}
+    finally:
+        stop_cleanly(srv)
+
+
+def _ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+def test_cli_ipv6():
+    srv = Server([sys.executable, "-m", "fulmen", "basic:app",
+                  "--host", "::1", "--port", "0"]).start()
+    try:
+        assert srv.host == "[::1]"
+        with Conn(srv.port, host="::1") as c:
+            assert c.request("GET", "/").body == b"Hello world!"
+    finally:
+        stop_cleanly(srv)

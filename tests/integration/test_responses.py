@@ -1,0 +1,173 @@
+"""What a view returns and how it goes on the wire: status, headers, bodies."""
+import json
+from datetime import datetime
+
+import pytest
+
+from .rawhttp import Conn, build_request
+
+
+def get(port, path, **kw):
+    with Conn(port) as c:
+        return c.request("GET", path, **kw)
+
+
+def check_common_headers(r):
+    assert r.version == "1.1"
+    assert r.header("Server") == "fulmen"
+    assert int(r.header("Content-Length")) == len(r.body)
+    assert r.header("Content-Type")
+    # RFC 9110 5.6.7 IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+    date = r.header("Date")
+    parsed = datetime.strptime(date, "%a, %d %b %Y %H:%M:%S GMT")
+    assert parsed.strftime("%a, %d %b %Y %H:%M:%S GMT") == date, "weekday/padding off"
+
+
+def test_text_response(basic):
+    r = get(basic.port, "/")
+    assert (r.status, r.body) == (200, b"Hello world!")
+    assert r.header("Content-Type") == "text/plain; charset=utf-8"
+    check_common_headers(r)
+
+
+def test_async_json_response(basic):
+    r = get(basic.port, "/json")
+    assert r.status == 200
+    assert r.header("Content-Type") == "application/json"
+    assert json.loads(r.body) == {"a": 1, "s": "\u00e9"}
+    check_common_headers(r)
+
+
+def test_bytes_response(basic):
+    r = get(basic.port, "/bytes")
+    assert r.body == b"\x00\x01\xffbin"
+    assert r.header("Content-Type") == "application/octet-stream"
+    check_common_headers(r)
+
+
+def test_mime_type_overrides_content_type(basic):
+    r = get(basic.port, "/mime")
+    assert r.body == b"<b>x</b>"
+    assert r.header("Content-Type").split(";")[0] == "text/html"
+
+
+def test_extra_headers(basic):
+    r = get(basic.port, "/headers")
+    assert r.header("X-One") == "1"
+    assert r.header("X-Two") == "two words"
+    check_common_headers(r)
+
+
+@pytest.mark.parametrize("code", [201, 202, 400, 404, 418, 503])
+def test_status_code(basic, code):
+    r = get(basic.port, "/code/%d" % code)
+    assert r.status == code
+    assert r.body == b"code"
+    check_common_headers(r)
+
+
+def test_text_encoding(basic):
+    assert get(basic.port, "/latin1").body == b"caf\xe9"
+
+
+def test_fulmen_response_is_request_response(basic):
+    assert get(basic.port, "/module-response").body == b"True"
+
+
+@pytest.mark.parametrize("n", [0, 1, 1023, 1024 * 1024 + 7, 8 * 1024 * 1024])
+def test_large_response_body(basic, n):
+    r = get(basic.port, "/big/%d" % n)
+    expected = bytes(range(256)) * (n // 256) + b"x" * (n % 256)
+    assert len(r.body) == n
+    assert r.body == expected
+    check_common_headers(r)
+
+
+@pytest.mark.parametrize("n", [1000, 1100, 5000, 70000])
+def test_large_response_header(basic, n):
+    # Japronto wrote response heads into a fixed 1 KB buffer and crashed.
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/bigheader/%d" % n)
+        assert r.header("X-Big") == "h" * n
+        assert r.header("X-After") == "after"
+        assert r.body == b"h"
+        assert c.request("GET", "/").status == 200
+
+
+def test_match_dict_single(basic):
+    assert get(basic.port, "/u/42").json() == {"id": "42"}
+
+
+def test_match_dict_two_segments(basic):
+    assert get(basic.port, "/two/abc/x/d-e_f").json() == {"a": "abc", "b": "d-e_f"}
+
+
+def test_match_dict_empty_for_static_route(basic):
+    assert get(basic.port, "/echo").json()["match_dict"] == {}
+
+
+def test_unknown_path_is_404(basic):
+    r = get(basic.port, "/no/such/path")
+    assert r.status == 404
+    check_common_headers(r)
+
+
+def test_placeholder_does_not_cross_slash(basic):
+    assert get(basic.port, "/u/1/2").status == 404
+
+
+def test_wrong_method_is_405_with_allow(basic):
+    with Conn(basic.port) as c:
+        r = c.request("POST", "/only-get", body=b"x")
+        assert r.status == 405
+        allow = {m.strip() for m in r.header("Allow").split(",")}
+        assert "GET" in allow and "POST" not in allow
+        check_common_headers(r)
+        r = c.request("DELETE", "/get-or-post")
+        assert r.status == 405
+        allow = {m.strip() for m in r.header("Allow").split(",")}
+        assert {"GET", "POST"} <= allow and "DELETE" not in allow
+        # The connection is still usable after a 405.
+        assert c.request("GET", "/only-get").body == b"get only"
+
+
+def test_methods_list(basic):
+    with Conn(basic.port) as c:
+        assert c.request("GET", "/get-or-post").body == b"GET"
+        assert c.request("POST", "/get-or-post", body=b"").body == b"POST"
+
+
+def test_route_without_method_takes_any_token_method(basic):
+    with Conn(basic.port) as c:
+        for m in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "FOO", "M-SEARCH"]:
+            r = c.request(m, "/echo", body=b"")
+            assert r.status == 200, m
+            assert r.json()["method"] == m
+
+
+def test_head_on_get_route(basic):
+    with Conn(basic.port) as c:
+        for path in ["/", "/only-get", "/big/5000"]:
+            g = c.request("GET", path)
+            # HEAD then GET pipelined: a body wrongly sent after the HEAD
+            # response would be read as the next status line and fail.
+            c.send(build_request("HEAD", path) + build_request("GET", path))
+            h = c.read_response(head=True)
+            g2 = c.read_response()
+            assert h.status == g.status == g2.status == 200
+            # fulmen omits Content-Length on HEAD (RFC 9110 9.3.2 allows it),
+            # so the response reads the same to clients that do not track
+            # which request it answers
+            assert h.header("Content-Length") is None
+            assert h.header("Transfer-Encoding") is None
+            assert h.header("Content-Type") == g.header("Content-Type")
+            assert h.header("Server") == "fulmen"
+            assert g2.body == g.body
+
+
+def test_head_response_has_no_body_before_close(basic):
+    with Conn(basic.port) as c:
+        c.send(build_request("HEAD", "/big/3000", headers={"Connection": "close"}))
+        h = c.read_response(head=True)
+        assert h.status == 200 and h.header("Content-Length") is None
+        assert c.at_eof(), "bytes after a HEAD response: %r" % c.buf[:100]
