@@ -13,7 +13,8 @@ from . import _core
 from ._core import BadRequest, File, Request, Response
 from .app import Application, MethodNotAllowed, RouteNotFoundException
 from .router import RouteError, Router
+from .streams import FileResponse
 
-__all__ = ["Application", "BadRequest", "File", "Request", "Response", "Router", "RouteError",
+__all__ = ["Application", "BadRequest", "File", "FileResponse", "Request", "Response", "Router", "RouteError",
            "RouteNotFoundException", "MethodNotAllowed"]
 __version__ = "0.1.0"

@@ -307,22 +307,12 @@ class Application:
                                 or c in (Exception, BaseException)
                                 for c in self._error_handlers) else None)
 
-    def _bind(self, host, port, backlog):
-        family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        sock.listen(backlog)
-        sock.setblocking(False)
-        return sock
+    def _bind(self, host, port, backlog, *, reuseport=False):
+        """A listening TCP socket on (host, port); an IPv6 host (one with a
+        ':') gets an AF_INET6 socket, dual-stack when host is '::'."""
+        return _tcp_listener(host, port, backlog, reuseport=reuseport)
 
-    def serve(self, sock, *, loop=None, graceful_timeout=30.0):
+    def serve(self, sock, *, loop=None, graceful_timeout=30.0, ssl=None):
         """Serve on an already bound, listening socket until SIGTERM/SIGINT.
 
         The first signal stops gracefully: no new connections, idle ones
@@ -335,7 +325,8 @@ class Application:
         self._server = factory
         loop.run_until_complete(self._run_hooks(self._startup))
         server = loop.run_until_complete(
-            loop.create_server(factory, sock=sock, backlog=1024))
+            loop.create_server(factory, sock=sock, ssl=ssl,
+                               backlog=getattr(self, "_backlog", 1024)))
         stopping = []
         # one sweep over all connections a few times a second enforces every
         # timeout: no timer per connection
@@ -366,11 +357,7 @@ class Application:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop, sig)
         sweeper.append(loop.call_later(interval, sweep))
-        host, port = sock.getsockname()[:2]
-        shown = "[%s]" % host if ":" in host else host
-        sys.stderr.write("fulmen: listening on http://%s:%d (pid %d)\n"
-                         % (shown, port, os.getpid()))
-        sys.stderr.flush()
+        _announce(self, sock, ssl)
         try:
             loop.run_forever()
         finally:
@@ -382,13 +369,218 @@ class Application:
             loop.run_until_complete(self._run_hooks(self._shutdown))
 
     def run(self, host="0.0.0.0", port=8080, *, worker_num=None, debug=None,
-            backlog=1024, reload=False):
+            backlog=1024, reload=False, ssl=None, uds=None, fd=None,
+            graceful_timeout=30.0, max_requests=None, max_requests_jitter=0,
+            max_rss=None, proxy_headers=None, forwarded_allow_ips=None,
+            access_log=None, access_log_format=None):
+        """Bind and serve until SIGTERM/SIGINT.
+
+        worker_num=None serves in this process (the simplest to debug).  Any
+        number starts a supervisor instead: a master that serves nothing and
+        keeps worker_num forked workers running (0 means one per CPU).  So do
+        reload=True, max_requests and max_rss, which need someone to restart
+        the worker.
+
+        The socket is TCP on (host, port) (IPv4, or IPv6 when host has a
+        ':'), or the unix socket uds, or the inherited listening socket fd; a
+        systemd socket-activated unit (LISTEN_FDS/LISTEN_PID) serves fd 3.
+        ssl is an ssl.SSLContext or a (certfile, keyfile) pair.
+        """
         if debug is not None:
             self.debug = bool(debug)
-        if worker_num is not None and (not isinstance(worker_num, int) or worker_num < 0):
+        if worker_num is not None and (isinstance(worker_num, bool)
+                                       or not isinstance(worker_num, int) or worker_num < 0):
             raise ValueError("worker_num must be a non-negative int")
-        sock = self._bind(host, port, backlog)
+        graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
+        max_requests = _check_size("max_requests", max_requests, 1, allow_none=True)
+        max_requests_jitter = _check_size("max_requests_jitter", max_requests_jitter, 0)
+        if max_rss is not None:
+            max_rss = _check_seconds("max_rss", max_rss)     # MB, any positive number
+        _set_proxy_and_log_settings(self, proxy_headers, forwarded_allow_ips,
+                                    access_log, access_log_format)
+        ctx = _ssl_context(ssl)
+        self._backlog = _check_size("backlog", backlog, 1)
+        from . import supervisor
+        options = dict(graceful_timeout=graceful_timeout, ssl=ctx,
+                       max_requests=max_requests, max_requests_jitter=max_requests_jitter,
+                       max_rss=max_rss, reload=bool(reload))
+        if os.environ.get(supervisor.WORKER_ENV):
+            # a worker that a reloading master started by running us again
+            raise SystemExit(supervisor.exec_worker_main(self, **options))
+        sock = _listener(host, port, backlog, uds, fd)
         try:
-            self.serve(sock)
+            if worker_num is None and not (reload or max_requests or max_rss):
+                self.serve(sock, graceful_timeout=graceful_timeout, ssl=ctx)
+                code = 0
+            else:
+                workers = worker_num if worker_num else (
+                    1 if worker_num is None else os.cpu_count() or 1)
+                code = supervisor.Supervisor(self, sock, workers=workers, **options).run()
         finally:
-            sock.close()
+            _close_listener(sock, uds)
+        if code:
+            raise SystemExit(code)
+
+
+# ---- binding and serving helpers (used by run() and the supervisor) -------------
+
+# Settings the C engine reads from the Application; run() and the CLI set them.
+Application.proxy_headers = False
+Application.forwarded_allow_ips = ("127.0.0.1",)
+Application.access_log = False
+Application.access_log_format = "text"
+
+
+def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_log,
+                                access_log_format):
+    """Store the proxy and access-log settings on app; None keeps the current one.
+    forwarded_allow_ips is a comma-separated string or an iterable of
+    addresses; "*" trusts every peer."""
+    if proxy_headers is not None:
+        app.proxy_headers = bool(proxy_headers)
+    if forwarded_allow_ips is not None:
+        if isinstance(forwarded_allow_ips, str):
+            forwarded_allow_ips = forwarded_allow_ips.split(",")
+        ips = tuple(ip.strip() for ip in forwarded_allow_ips if ip.strip())
+        if not ips:
+            raise ValueError("forwarded_allow_ips is empty")
+        app.forwarded_allow_ips = ips
+    if access_log is not None:
+        app.access_log = bool(access_log)
+    if access_log_format is not None:
+        if access_log_format not in ("text", "json"):
+            raise ValueError("access_log_format must be 'text' or 'json', not %r"
+                             % (access_log_format,))
+        app.access_log_format = access_log_format
+
+
+def _ssl_context(ssl):
+    """None, an ssl.SSLContext (used as is) or a (certfile, keyfile) pair."""
+    if ssl is None:
+        return None
+    import ssl as _ssl
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    if isinstance(ssl, (tuple, list)) and len(ssl) == 2:
+        ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(ssl[0], ssl[1])
+        return ctx
+    raise ValueError("ssl must be an ssl.SSLContext or a (certfile, keyfile) pair")
+
+
+def _tcp_listener(host, port, backlog, *, reuseport=False):
+    family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            # '::' serves IPv4 too; '::1' and other addresses are IPv6 only anyway
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host.strip("[]") if family == socket.AF_INET6 else host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _unix_listener(path, backlog):
+    """A listening unix socket at path.  A socket file nobody listens on any
+    more (a crashed server's) is removed; a live one is an error.  The socket
+    is made 0o666 so that a proxy running as another user can connect:
+    restrict access with the permissions of the directory it is in."""
+    import stat
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError("fulmen: %s exists and is not a socket" % path)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)                     # stale
+        else:
+            raise OSError("fulmen: a server is already listening on %s" % path)
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o666)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _fd_listener(fd, backlog):
+    """The inherited socket fd, which must be a stream socket; it is made to
+    listen if it does not yet (systemd passes it listening)."""
+    sock = socket.socket(fileno=fd)
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise OSError("fulmen: fd %d is not a stream socket" % fd)
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def _systemd_fd():
+    """fd 3 when systemd passed us sockets (LISTEN_PID is us, LISTEN_FDS >= 1),
+    else None.  The variables are removed so that children do not see them."""
+    try:
+        pid = int(os.environ.get("LISTEN_PID", ""))
+        nfds = int(os.environ.get("LISTEN_FDS", ""))
+    except ValueError:
+        return None
+    if pid != os.getpid() or nfds < 1:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return 3
+
+
+def _listener(host, port, backlog, uds=None, fd=None):
+    """The listening socket run() serves: fd, then uds, then systemd's, then TCP."""
+    if fd is None and uds is None:
+        fd = _systemd_fd()
+    if fd is not None:
+        return _fd_listener(fd, backlog)
+    if uds is not None:
+        return _unix_listener(uds, backlog)
+    return _tcp_listener(host, port, backlog)
+
+
+def _close_listener(sock, uds):
+    """Close the socket run() made; a unix socket file we created goes too."""
+    try:
+        if uds is not None and sock.getsockname() == uds:
+            os.unlink(uds)
+    except OSError:
+        pass
+    sock.close()
+
+
+def _announce(app, sock, ssl):
+    """Print the listening line (tests and tools wait for it), then tell a
+    supervisor that this worker accepts connections."""
+    if sock.family == socket.AF_UNIX:
+        where = "unix:%s" % (sock.getsockname(),)
+    else:
+        host, port = sock.getsockname()[:2]
+        where = "%s://%s:%d" % ("https" if ssl else "http",
+                                "[%s]" % host if ":" in host else host, port)
+    sys.stderr.write("fulmen: listening on %s (pid %d)\n" % (where, os.getpid()))
+    sys.stderr.flush()
+    ready = getattr(app, "_on_listening", None)
+    if ready is not None:
+        ready()

@@ -32,12 +32,56 @@ def load_app(spec):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="fulmen", description="Serve a fulmen application.")
     p.add_argument("app", help="module:attribute of the Application (attribute defaults to app)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--backlog", type=int, default=1024)
+    g = p.add_argument_group("binding")
+    g.add_argument("--host", default="127.0.0.1",
+                   help="IPv4 or IPv6 address to listen on (default 127.0.0.1; :: for all)")
+    g.add_argument("--port", type=int, default=8080)
+    g.add_argument("--uds", metavar="PATH", help="listen on a unix socket instead")
+    g.add_argument("--fd", type=int, metavar="N",
+                   help="serve the inherited listening socket N (systemd socket "
+                        "activation is also detected from LISTEN_FDS)")
+    g.add_argument("--backlog", type=int, default=1024)
+    g.add_argument("--ssl-certfile", metavar="PEM")
+    g.add_argument("--ssl-keyfile", metavar="PEM")
+    g = p.add_argument_group("processes")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run a master and N worker processes (0: one per CPU); "
+                        "without it, serve in this process")
+    g.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long requests in flight may run after SIGTERM (default 30)")
+    g.add_argument("--max-requests", type=int, metavar="N",
+                   help="replace a worker after about N requests")
+    g.add_argument("--max-requests-jitter", type=int, default=0, metavar="N",
+                   help="add a random 0..N to --max-requests, per worker")
+    g.add_argument("--max-rss", type=float, metavar="MB",
+                   help="replace a worker whose resident memory exceeds MB")
+    g.add_argument("--reload", action="store_true",
+                   help="restart the worker when a .py file of the app changes")
+    g = p.add_argument_group("proxies and logging")
+    g.add_argument("--proxy-headers", action="store_true",
+                   help="trust X-Forwarded-For/-Proto/-Host and Forwarded from "
+                        "--forwarded-allow-ips")
+    g.add_argument("--forwarded-allow-ips", default="127.0.0.1", metavar="IPS",
+                   help="comma-separated proxy addresses to trust, * for all "
+                        "(default 127.0.0.1)")
+    g.add_argument("--access-log", action="store_true")
+    g.add_argument("--access-log-format", choices=("text", "json"), default="text")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        p.error("--ssl-certfile and --ssl-keyfile go together")
+    if args.uds is not None and args.fd is not None:
+        p.error("--uds and --fd exclude each other")
     app = load_app(args.app)
-    app.run(host=args.host, port=args.port, worker_num=args.workers,
-            debug=args.debug or None, backlog=args.backlog)
+    try:
+        app.run(host=args.host, port=args.port, worker_num=args.workers,
+                debug=args.debug or None, backlog=args.backlog, reload=args.reload,
+                ssl=(args.ssl_certfile, args.ssl_keyfile) if args.ssl_certfile else None,
+                uds=args.uds, fd=args.fd, graceful_timeout=args.graceful_timeout,
+                max_requests=args.max_requests,
+                max_requests_jitter=args.max_requests_jitter, max_rss=args.max_rss,
+                proxy_headers=args.proxy_headers,
+                forwarded_allow_ips=args.forwarded_allow_ips,
+                access_log=args.access_log, access_log_format=args.access_log_format)
+    except (OSError, ValueError) as e:
+        raise SystemExit("fulmen: %s" % e)

@@ -109,6 +109,16 @@ class Router:
         self._routes.append((route, segments))
         return route
 
+    def add_static(self, prefix, directory, *, name=None):
+        """Serve the files below directory at prefix/...: GET and HEAD, with
+        ETag, Last-Modified, 304 and Range; no listing, no path escaping."""
+        from .streams import static_handler
+        prefix = prefix.rstrip("/")
+        if not prefix.startswith("/"):
+            raise RouteError("static prefix %r must start with '/'" % prefix)
+        return self.add_route(prefix + "/{path:path}", static_handler(directory),
+                              methods=["GET"], name=name)
+
     @property
     def routes(self):
         return [r for r, _ in self._routes]

@@ -62,7 +62,7 @@ typedef struct {
     PyObject *s_get_write_buffer_size;
     PyObject *s_is_closing;
 
-    PyObject *kw_response[8]; /* Response() keyword names, interned */
+    PyObject *kw_response[10]; /* Response() keyword names, interned */
     PyObject *method_str[H1_M_TRACE + 1]; /* "GET", ... ([0] unused) */
     PyObject *s_version10;
     PyObject *s_version11;
@@ -171,13 +171,17 @@ struct ResponseObject {
     PyObject *content_type;  /* str or NULL */
     PyObject *headers;       /* dict, list of pairs, or NULL */
     PyObject *cookies;       /* dict or http.cookies.SimpleCookie, or NULL */
+    PyObject *stream;        /* RESP_STREAM: the iterable; RESP_FILE: the path */
     PyObject *dict;
     char *jbuf;              /* JSON output, reused across freelist cycles */
     size_t jlen, jcap;
     uint8_t kind;            /* RESP_TEXT, RESP_JSON, RESP_BODY, RESP_EMPTY */
 };
 
-enum { RESP_EMPTY = 0, RESP_TEXT, RESP_BODY, RESP_JSON };
+enum { RESP_EMPTY = 0, RESP_TEXT, RESP_BODY, RESP_JSON, RESP_STREAM, RESP_FILE };
+
+/* How a streamed body is framed (resp_serialize_stream_head). */
+enum { RESP_FRAME_CHUNKED = 1, RESP_FRAME_LENGTH, RESP_FRAME_CLOSE };
 
 /* ------------------------------------------------------------------------
  * Cross-file API.
@@ -230,6 +234,10 @@ PyObject *resp_new_simple(fulmen_state *st, int code, const char *text,
  * unsafe header (nothing appended; the caller answers 500). */
 int resp_serialize(fulmen_state *st, PyObject *resp, int head_only,
                    int conn_hdr);
+/* The head of a RESP_STREAM response; returns RESP_FRAME_*, -1 or -2 as
+ * resp_serialize.  chunked_ok: the client speaks HTTP/1.1. */
+int resp_serialize_stream_head(fulmen_state *st, PyObject *resp, int conn_hdr,
+                               int chunked_ok);
 int resp_serialize_status(fulmen_state *st, int code, const char *text,
                           int conn_hdr, const char *extra_hdrs);
 const char *resp_reason(int code);

@@ -69,6 +69,13 @@ struct ConnObject {
     int64_t deadline;      /* monotonic ms; 0 = none */
     int64_t head_start;    /* first byte of the current head, ms; 0 = none */
     ConnObject *prev, *next; /* the server's list of live connections */
+    /* a streamed response in progress: later responses wait behind it */
+    uint8_t streaming;
+    uint8_t stream_frame;  /* RESP_FRAME_* */
+    uint8_t stream_close;  /* close once it ends */
+    RequestObject *stream_req;
+    PyObject *stream_task;
+    PyObject *stream_waiter; /* future resolved when writing may resume */
     h1_chunked chunk;
     size_t csrc, cdst;      /* STAGE_CHUNKED: raw consumed, decoded end */
     /* response queue: a ring indexed by sequence number */
@@ -145,21 +152,54 @@ static void conn_log(ConnObject *c, RequestObject *req, PyObject *resp)
                       req->base + req->h.target.off, code);
 }
 
-static void conn_write_response(ConnObject *c, PyObject *resp, int head_only,
-                                int conn_hdr)
+static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
+                             int head_only, int conn_hdr, int close_after);
+
+/* A module-level function of fulmen.streams (imported on first use). */
+static PyObject *conn_streams_fn(const char *name)
+{
+    PyObject *mod = PyImport_ImportModule("fulmen.streams"), *fn;
+    if (mod == NULL)
+        return NULL;
+    fn = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    return fn;
+}
+
+/* Serialize one response for a request; unsafe or broken responses become
+ * a 500.  Consumes the reference to resp.  Returns 1 when a streamed body
+ * started (the stream then owns req and answers in its own time), else 0. */
+static int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp,
+                               int head_only, int conn_hdr, int close_after)
 {
     fulmen_state *st = c->st;
     int rc;
     c->answered = 1;
-    if (LIKELY(Py_TYPE(resp) == st->ResponseType ||
-               PyObject_TypeCheck(resp, st->ResponseType))) {
-        rc = resp_serialize(st, resp, head_only, conn_hdr);
-    } else {
-        PyErr_Format(PyExc_TypeError,
-                     "a view must return a Response, not %.100s",
-                     Py_TYPE(resp)->tp_name);
-        rc = -1;
+    if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM)) {
+        if (((ResponseObject *)resp)->kind == RESP_FILE) {
+            /* conditional and range requests need the request: Python */
+            PyObject *fn = conn_streams_fn("_file_response"), *r2 = NULL;
+            if (fn != NULL) {
+                r2 = PyObject_CallFunctionObjArgs(fn, req ? (PyObject *)req : Py_None,
+                                                  resp, NULL);
+                Py_DECREF(fn);
+            }
+            resp_release(st, resp);
+            if (r2 == NULL) {
+                PyErr_WriteUnraisable((PyObject *)c);
+                r2 = resp_new_simple(st, 500, "Internal Server Error", NULL);
+                if (r2 == NULL) {
+                    PyErr_WriteUnraisable((PyObject *)c);
+                    c->close_after_flush = 1;
+                    return 0;
+                }
+            }
+            resp = r2;
+        }
+        if (((ResponseObject *)resp)->kind == RESP_STREAM)
+            return conn_start_stream(c, req, resp, head_only, conn_hdr, close_after);
     }
+    rc = resp_serialize(st, resp, head_only, conn_hdr);
     if (UNLIKELY(rc != 0)) {
         if (rc == -1)
             PyErr_WriteUnraisable(resp);
@@ -170,6 +210,7 @@ static void conn_write_response(ConnObject *c, PyObject *resp, int head_only,
             PyErr_WriteUnraisable(NULL);
     }
     resp_release(st, resp);
+    return 0;
 }
 
 static void conn_request_done(RequestObject *req)
@@ -238,7 +279,7 @@ static void conn_process_buffer(ConnObject *c);
 /* Write every ready response at the head of the queue. */
 static void conn_q_drain(ConnObject *c)
 {
-    while (conn_q_len(c) > 0) {
+    while (conn_q_len(c) > 0 && !c->streaming) {
         conn_slot *s = &c->q[c->q_first & (c->q_cap - 1)];
         PyObject *resp;
         RequestObject *req;
@@ -258,7 +299,9 @@ static void conn_q_drain(ConnObject *c)
         }
         if (UNLIKELY(c->server->debug) && req != NULL)
             conn_log(c, req, resp);
-        conn_write_response(c, resp, s->head_only, s->conn_hdr);
+        if (conn_write_response(c, req, resp, s->head_only, s->conn_hdr,
+                                s->close_after))
+            break; /* a streamed body: the rest waits for its end */
         if (s->close_after)
             c->close_after_flush = 1;
         if (req != NULL)
@@ -275,10 +318,11 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
 {
     uint32_t seq;
     conn_slot *s;
-    if (LIKELY(conn_q_len(c) == 0)) {
+    if (LIKELY(conn_q_len(c) == 0 && !c->streaming)) {
         if (UNLIKELY(c->server->debug) && req != NULL)
             conn_log(c, req, resp);
-        conn_write_response(c, resp, head_only, conn_hdr);
+        if (conn_write_response(c, req, resp, head_only, conn_hdr, close_after))
+            return;
         if (close_after)
             c->close_after_flush = 1;
         if (req != NULL)
@@ -355,7 +399,7 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = CONN_T_BODY;
             c->deadline = now + srv->body_timeout_ms;
         }
-    } else if (conn_q_len(c) > 0) {
+    } else if (conn_q_len(c) > 0 || c->streaming) {
         c->timer = CONN_T_NONE; /* the app is working on it */
         c->deadline = 0;
     } else {
@@ -746,6 +790,184 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
 }
 
 /* ========================================================================
+ * Streamed responses
+ *
+ * The head goes out like any other; the body is produced by a Task running
+ * fulmen.streams._stream_body, which calls _stream_write() per item (framed
+ * here, in C) and awaits the future it returns while the transport is
+ * above its high-water mark.  _stream_end() finishes the framing and lets
+ * the responses queued behind the stream go.
+ */
+
+static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
+                             int head_only, int conn_hdr, int close_after)
+{
+    fulmen_state *st = c->st;
+    PyObject *fn = NULL, *coro = NULL, *task = NULL;
+    int frame = resp_serialize_stream_head(st, resp, conn_hdr,
+                                           req == NULL || req->h.version_minor >= 1);
+    if (frame < 0) {
+        if (frame == -1)
+            PyErr_WriteUnraisable(resp);
+        if (resp_serialize_status(st, 500, "Internal Server Error", conn_hdr, NULL) < 0)
+            PyErr_WriteUnraisable(NULL);
+        resp_release(st, resp);
+        return 0;
+    }
+    if (head_only) {
+        if (frame == RESP_FRAME_CLOSE)
+            c->close_after_flush = 1;
+        resp_release(st, resp);
+        return 0;
+    }
+    fn = conn_streams_fn("_stream_body");
+    if (fn != NULL)
+        coro = PyObject_CallFunctionObjArgs(fn, (PyObject *)c,
+                                            ((ResponseObject *)resp)->stream, NULL);
+    if (coro != NULL)
+        task = PyObject_CallMethodOneArg(c->server->loop, st->s_create_task, coro);
+    Py_XDECREF(fn);
+    Py_XDECREF(coro);
+    resp_release(st, resp);
+    if (task == NULL) {
+        /* the head is out but no body will follow: end the connection */
+        PyErr_WriteUnraisable((PyObject *)c);
+        c->closing = 1;
+        c->close_after_flush = 1;
+        return 0;
+    }
+    c->streaming = 1;
+    c->stream_frame = (uint8_t)frame;
+    c->stream_close = (uint8_t)(close_after || frame == RESP_FRAME_CLOSE);
+    c->stream_req = req;
+    c->stream_task = task;
+    return 1;
+}
+
+static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
+{
+    fulmen_state *st = c->st;
+    Py_buffer view;
+    PyObject *enc = NULL;
+    char hex[24];
+    int n;
+    if (c->closed || !c->streaming || c->transport == NULL) {
+        PyErr_SetString(PyExc_ConnectionResetError, "the client has gone");
+        return NULL;
+    }
+    if (PyUnicode_Check(data)) {
+        enc = PyUnicode_AsUTF8String(data);
+        if (enc == NULL)
+            return NULL;
+        data = enc;
+    }
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(enc);
+        PyErr_Format(PyExc_TypeError, "a stream must yield bytes or str, not %.100s",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (view.len > 0) {
+        int ok;
+        if (c->stream_frame == RESP_FRAME_CHUNKED) {
+            n = snprintf(hex, sizeof(hex), "%zx\r\n", (size_t)view.len);
+            ok = mod_out_put(st, hex, (size_t)n) == 0 &&
+                 mod_out_body(st, PyBytes_CheckExact(data) ? data : NULL, view.buf,
+                              (size_t)view.len) == 0 &&
+                 mod_out_put(st, "\r\n", 2) == 0;
+        } else {
+            ok = mod_out_body(st, PyBytes_CheckExact(data) ? data : NULL, view.buf,
+                              (size_t)view.len) == 0;
+        }
+        if (!ok || conn_flush(c) < 0) {
+            PyBuffer_Release(&view);
+            Py_XDECREF(enc);
+            return NULL;
+        }
+    }
+    PyBuffer_Release(&view);
+    Py_XDECREF(enc);
+    if (c->pause & CONN_PAUSE_WRITE) {
+        if (c->stream_waiter == NULL) {
+            c->stream_waiter = PyObject_CallMethod(c->server->loop, "create_future", NULL);
+            if (c->stream_waiter == NULL)
+                return NULL;
+        }
+        Py_INCREF(c->stream_waiter);
+        return c->stream_waiter;
+    }
+    Py_RETURN_NONE;
+}
+
+static void conn_wake_stream(ConnObject *c)
+{
+    PyObject *w = c->stream_waiter, *r;
+    if (w == NULL)
+        return;
+    c->stream_waiter = NULL;
+    r = PyObject_CallMethod(w, "done", NULL);
+    if (r == Py_False) {
+        Py_DECREF(r);
+        r = PyObject_CallMethod(w, "set_result", "O", Py_None);
+    }
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(r);
+    Py_DECREF(w);
+}
+
+static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
+{
+    int ok = PyObject_IsTrue(okobj);
+    RequestObject *req;
+    if (!c->streaming)
+        Py_RETURN_NONE;
+    c->streaming = 0;
+    Py_CLEAR(c->stream_task);
+    conn_wake_stream(c);
+    req = c->stream_req;
+    c->stream_req = NULL;
+    if (!c->closed && c->transport != NULL) {
+        if (ok && c->stream_frame == RESP_FRAME_CHUNKED &&
+            mod_out_put(c->st, "0\r\n\r\n", 5) < 0)
+            ok = 0;
+        if (!ok) {
+            /* the body is cut short: the client must not take it as whole */
+            PyObject *r;
+            c->st->out_len = 0;
+            c->closing = 1;
+            r = PyObject_CallMethod(c->transport, "abort", NULL);
+            if (r == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(r);
+        } else if (c->stream_close) {
+            c->closing = 1;
+            c->close_after_flush = 1;
+        }
+    }
+    if (req != NULL)
+        conn_request_done(req);
+    if (!c->closed) {
+        conn_q_drain(c);
+        if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE))
+            conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
+        if (!c->pause)
+            conn_process_buffer(c);
+        if ((c->eof || c->server->stopping) && conn_q_len(c) == 0 && !c->streaming)
+            c->close_after_flush = 1;
+        if (conn_flush(c) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        conn_rearm(c, mod_now_ms());
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *conn_get_closed(ConnObject *c, void *unused)
+{
+    return PyBool_FromLong(c->closed || c->transport == NULL);
+}
+
+/* ========================================================================
  * Buffering of partial requests
  */
 
@@ -911,6 +1133,7 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         conn_unlink(c);
     }
     conn_drop_state(c);
+    conn_wake_stream(c);
     conn_rearm(c, 0);
     Py_CLEAR(c->write);
     Py_CLEAR(c->transport);
@@ -923,7 +1146,7 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
      * close; an incomplete request is dropped. */
     c->eof = 1;
     c->closing = 1;
-    if (conn_q_len(c) > 0)
+    if (conn_q_len(c) > 0 || c->streaming)
         Py_RETURN_TRUE;
     Py_RETURN_FALSE;
 }
@@ -938,6 +1161,7 @@ static PyObject *conn_pause_writing(ConnObject *c, PyObject *unused)
 static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
 {
     conn_set_pause(c, CONN_PAUSE_WRITE, 0);
+    conn_wake_stream(c);
     c->timer = CONN_T_NONE;
     conn_rearm(c, mod_now_ms());
     if (!c->pause)
@@ -994,6 +1218,9 @@ static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->transport);
     Py_VISIT(c->write);
     Py_VISIT(c->pending);
+    Py_VISIT(c->stream_req);
+    Py_VISIT(c->stream_task);
+    Py_VISIT(c->stream_waiter);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_VISIT(c->q[s & (c->q_cap - 1)].obj);
         Py_VISIT(c->q[s & (c->q_cap - 1)].req);
@@ -1007,6 +1234,9 @@ static int conn_clear(ConnObject *c)
     Py_CLEAR(c->transport);
     Py_CLEAR(c->write);
     Py_CLEAR(c->pending);
+    Py_CLEAR(c->stream_req);
+    Py_CLEAR(c->stream_task);
+    Py_CLEAR(c->stream_waiter);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_CLEAR(c->q[s & (c->q_cap - 1)].obj);
         Py_CLEAR(c->q[s & (c->q_cap - 1)].req);
@@ -1035,6 +1265,16 @@ static PyMethodDef conn_methods[] = {
     {"connection_lost", (PyCFunction)conn_connection_lost, METH_O, NULL},
     {"pause_writing", (PyCFunction)conn_pause_writing, METH_NOARGS, NULL},
     {"resume_writing", (PyCFunction)conn_resume_writing, METH_NOARGS, NULL},
+    {"_stream_write", (PyCFunction)conn_stream_write, METH_O,
+     "Send one item of a streamed body; returns a future to await while "
+     "the client is not reading, else None."},
+    {"_stream_end", (PyCFunction)conn_stream_end, METH_O,
+     "End the streamed body (True) or cut it short (False)."},
+    {NULL},
+};
+
+static PyGetSetDef conn_getset[] = {
+    {"closed", (getter)conn_get_closed, NULL, "the connection is gone", NULL},
     {NULL},
 };
 
@@ -1050,6 +1290,7 @@ static PyType_Slot conn_slots[] = {
     {Py_tp_traverse, conn_traverse},
     {Py_tp_clear, conn_clear},
     {Py_tp_methods, conn_methods},
+    {Py_tp_getset, conn_getset},
     {0, NULL},
 };
 

@@ -183,7 +183,8 @@ static int mod_exec(PyObject *m)
                                     "PUT",    "DELETE", "PATCH",  "OPTIONS",
                                     "CONNECT", "TRACE"};
     static const char *kwnames[] = {"code", "text", "body", "json", "mime_type",
-                                    "encoding", "headers", "cookies"};
+                                    "encoding", "headers", "cookies", "stream",
+                                    "file"};
     int i;
 
     if (mod_add_type(m, &conn_server_spec, NULL, &st->ServerType) < 0 ||
@@ -237,7 +238,7 @@ static int mod_exec(PyObject *m)
     for (i = 1; i <= H1_M_TRACE; i++)
         if ((st->method_str[i] = PyUnicode_InternFromString(methods[i])) == NULL)
             return -1;
-    for (i = 0; i < 8; i++)
+    for (i = 0; i < 10; i++)
         if ((st->kw_response[i] = PyUnicode_InternFromString(kwnames[i])) == NULL)
             return -1;
     if ((st->empty_bytes = PyBytes_FromStringAndSize("", 0)) == NULL)
@@ -315,7 +316,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->s_version11);
     for (i = 1; i <= H1_M_TRACE; i++)
         Py_CLEAR(st->method_str[i]);
-    for (i = 0; i < 8; i++)
+    for (i = 0; i < 10; i++)
         Py_CLEAR(st->kw_response[i]);
     Py_CLEAR(st->empty_bytes);
     Py_CLEAR(st->empty_str);

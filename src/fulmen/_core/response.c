@@ -335,6 +335,7 @@ static ResponseObject *resp_alloc(fulmen_state *st)
     r->content_type = NULL;
     r->headers = NULL;
     r->cookies = NULL;
+    r->stream = NULL;
     r->dict = NULL;
     r->jbuf = NULL;
     r->jlen = r->jcap = 0;
@@ -349,6 +350,7 @@ static void resp_clear_fields(ResponseObject *r)
     Py_CLEAR(r->content_type);
     Py_CLEAR(r->headers);
     Py_CLEAR(r->cookies);
+    Py_CLEAR(r->stream);
     Py_CLEAR(r->dict);
     r->jlen = 0;
     r->code = 200;
@@ -479,16 +481,51 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
     return 0;
 }
 
+/* stream= (an iterable or async iterable of bytes/str) or file= (a path) */
+static int resp_init_stream(ResponseObject *self, PyObject *stream, PyObject *file)
+{
+    if (stream == Py_None)
+        stream = NULL;
+    if (file == Py_None)
+        file = NULL;
+    if (stream == NULL && file == NULL)
+        return 0;
+    if ((stream && file) || self->kind != RESP_EMPTY) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Response() takes only one of text=, body=, json=, stream= and file=");
+        return -1;
+    }
+    if (stream != NULL) {
+        if (PyUnicode_Check(stream) || PyBytes_Check(stream) ||
+            (!PyObject_HasAttrString(stream, "__aiter__") &&
+             !PyObject_HasAttrString(stream, "__iter__"))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "stream must be an iterable or async iterable of bytes or str");
+            return -1;
+        }
+        self->kind = RESP_STREAM;
+        Py_INCREF(stream);
+        Py_XSETREF(self->stream, stream);
+    } else {
+        PyObject *path = PyOS_FSPath(file);
+        if (path == NULL)
+            return -1;
+        self->kind = RESP_FILE;
+        Py_XSETREF(self->stream, path);
+    }
+    return 0;
+}
+
 static const char *resp_kwnames[] = {"code", "text", "body", "json",
                                      "mime_type", "encoding", "headers",
-                                     "cookies", NULL};
+                                     "cookies", "stream", "file", NULL};
 
 /* Response(code=200, text=None, body=None, json=None, mime_type=None,
  *          encoding='utf-8', headers=None, cookies=None) */
 static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
                                  size_t nargsf, PyObject *kwnames)
 {
-    PyObject *vals[8] = {NULL};
+    PyObject *vals[10] = {NULL};
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), i, nkw;
     /* the exact type carries its module; a subclass looks it up */
     fulmen_state *st = ((PyHeapTypeObject *)type)->ht_module
@@ -498,7 +535,7 @@ static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
     if (st == NULL)
         return NULL;
     if (nargs > 8) {
-        PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 arguments");
+        PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 positional arguments");
         return NULL;
     }
     for (i = 0; i < nargs; i++)
@@ -507,10 +544,10 @@ static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
     for (i = 0; i < nkw; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);
         int j;
-        for (j = 0; j < 8; j++)
+        for (j = 0; j < 10; j++)
             if (k == st->kw_response[j])
                 break;
-        if (j == 8)
+        if (j == 10)
             for (j = 0; resp_kwnames[j]; j++)
                 if (PyUnicode_CompareWithASCIIString(k, resp_kwnames[j]) == 0)
                     break;
@@ -539,7 +576,9 @@ static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
         self->code = 200;
     }
     if (resp_init_args(self, vals[0], vals[1], vals[2], vals[3], vals[4],
-                       vals[5], vals[6], vals[7]) < 0) {
+                       vals[5], vals[6], vals[7]) < 0 ||
+        (UNLIKELY(vals[8] != NULL || vals[9] != NULL) &&
+         resp_init_stream(self, vals[8], vals[9]) < 0)) {
         Py_DECREF(self);
         return NULL;
     }
@@ -605,6 +644,7 @@ static int resp_traverse(ResponseObject *self, visitproc visit, void *arg)
     Py_VISIT(self->content_type);
     Py_VISIT(self->headers);
     Py_VISIT(self->cookies);
+    Py_VISIT(self->stream);
     Py_VISIT(self->dict);
     return 0;
 }
@@ -751,14 +791,14 @@ static int resp_set_cookies(ResponseObject *self, PyObject *v, void *c)
     return 0;
 }
 
-static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *ct_seen);
+static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen);
 
 /* Set-Cookie headers, rendered by fulmen.app._render_cookies (cold path). */
 static int resp_put_cookies(fulmen_state *st, PyObject *cookies)
 {
     PyObject *mod = NULL, *fn = NULL, *lst = NULL, *name = NULL;
     Py_ssize_t i;
-    int rc = -1, ct = 0;
+    int rc = -1, seen = 0;
     mod = PyImport_ImportModule("fulmen.app");
     if (mod == NULL)
         goto done;
@@ -775,7 +815,7 @@ static int resp_put_cookies(fulmen_state *st, PyObject *cookies)
     if (name == NULL)
         goto done;
     for (i = 0; i < PySequence_Fast_GET_SIZE(lst); i++) {
-        rc = resp_put_header(st, name, PySequence_Fast_GET_ITEM(lst, i), &ct);
+        rc = resp_put_header(st, name, PySequence_Fast_GET_ITEM(lst, i), &seen);
         if (rc < 0)
             goto done;
     }
@@ -795,6 +835,8 @@ static PyObject *resp_get_mime(ResponseObject *self, void *c)
         Py_INCREF(self->content_type);
         return self->content_type;
     }
+    if (self->kind == RESP_FILE || self->kind == RESP_STREAM)
+        Py_RETURN_NONE; /* decided when it is sent */
     d = self->kind == RESP_TEXT ? "text/plain"
         : self->kind == RESP_JSON ? "application/json"
         : self->kind == RESP_BODY ? "application/octet-stream" : "text/plain";
@@ -835,7 +877,23 @@ static PyObject *resp_repr(ResponseObject *self)
     return PyUnicode_FromFormat("<Response %d>", self->code);
 }
 
+static PyObject *resp_get_file(ResponseObject *self, void *c)
+{
+    PyObject *o = self->kind == RESP_FILE ? self->stream : Py_None;
+    Py_INCREF(o);
+    return o;
+}
+
+static PyObject *resp_get_stream(ResponseObject *self, void *c)
+{
+    PyObject *o = self->kind == RESP_STREAM ? self->stream : Py_None;
+    Py_INCREF(o);
+    return o;
+}
+
 static PyGetSetDef resp_getset[] = {
+    {"file", (getter)resp_get_file, NULL, "the path of a file response, or None", NULL},
+    {"stream", (getter)resp_get_stream, NULL, "the iterable of a streamed response, or None", NULL},
     {"code", (getter)resp_get_code, (setter)resp_set_code, "status code", NULL},
     {"status_code", (getter)resp_get_code, (setter)resp_set_code, "status code", NULL},
     {"body", (getter)resp_get_body, (setter)resp_set_body, "body bytes", NULL},
@@ -922,9 +980,13 @@ static const char *resp_str_utf8(PyObject *o, Py_ssize_t *n)
     return NULL;
 }
 
-/* Emit one user header; returns 0, -1 (exception), -2 (unsafe), or 1 when
- * it was a Content-Type (then *ct_seen is set). */
-static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *ct_seen)
+#define RESP_SEEN_CT 1      /* the app set Content-Type */
+#define RESP_SEEN_CL 2      /* the app set Content-Length (kept: streams) */
+#define RESP_ALLOW_CL 4     /* in: a streamed body may carry the app's length */
+
+/* Emit one user header; returns 0, -1 (exception) or -2 (unsafe).  *seen
+ * collects RESP_SEEN_* and may carry RESP_ALLOW_CL in. */
+static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen)
 {
     Py_ssize_t nl, vl;
     const char *n, *val;
@@ -946,14 +1008,25 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *ct_s
         rc = -2;
         goto done;
     }
-    /* framing is ours: the app cannot set it */
-    if (resp_ieq(n, nl, "content-length") || resp_ieq(n, nl, "transfer-encoding") ||
-        resp_ieq(n, nl, "connection")) {
+    /* framing is ours: the app cannot set it (but a stream may say its
+     * length, which must then be a plain decimal) */
+    if (resp_ieq(n, nl, "content-length")) {
+        Py_ssize_t i;
+        rc = 0;
+        if (!(*seen & RESP_ALLOW_CL) || (*seen & RESP_SEEN_CL))
+            goto done;
+        for (i = 0; i < vl; i++)
+            if (val[i] < '0' || val[i] > '9')
+                goto done;
+        if (vl == 0 || vl > 18)
+            goto done;
+        *seen |= RESP_SEEN_CL;
+    } else if (resp_ieq(n, nl, "transfer-encoding") || resp_ieq(n, nl, "connection")) {
         rc = 0;
         goto done;
     }
     if (resp_ieq(n, nl, "content-type"))
-        *ct_seen = 1;
+        *seen |= RESP_SEEN_CT;
     if (mod_out_reserve(st, (size_t)(nl + vl + 4)) < 0)
         goto done;
     memcpy(st->out + st->out_len, n, (size_t)nl);
@@ -1048,6 +1121,79 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
     return mod_out_put(st, text, tl);
 }
 
+/* Status line, Server, Date, the app's headers and cookies, Content-Type.
+ * *seen carries RESP_ALLOW_CL in and RESP_SEEN_* out.  Returns 0, -1 or -2
+ * (unsafe header); on failure the caller rewinds st->out. */
+static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen)
+{
+    int rc;
+    if (resp_put_status(st, r->code) < 0 || resp_put_common(st) < 0)
+        return -1;
+    if (r->headers != NULL) {
+        if (PyDict_Check(r->headers)) {
+            Py_ssize_t pos = 0;
+            PyObject *k, *v;
+            while (PyDict_Next(r->headers, &pos, &k, &v))
+                if ((rc = resp_put_header(st, k, v, seen)) < 0)
+                    return rc;
+        } else {
+            PyObject *seq = PySequence_Fast(r->headers, "headers must be a dict or a list of pairs");
+            Py_ssize_t i;
+            if (seq == NULL)
+                return -1;
+            for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+                PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+                if (!((PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) ||
+                      (PyList_Check(pair) && PyList_GET_SIZE(pair) == 2))) {
+                    Py_DECREF(seq);
+                    PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair");
+                    return -1;
+                }
+                rc = resp_put_header(st, PySequence_Fast_GET_ITEM(pair, 0),
+                                     PySequence_Fast_GET_ITEM(pair, 1), seen);
+                if (rc < 0) {
+                    Py_DECREF(seq);
+                    return rc;
+                }
+            }
+            Py_DECREF(seq);
+        }
+    }
+    if (r->cookies != NULL && PyDict_GET_SIZE(r->cookies) > 0 &&
+        (rc = resp_put_cookies(st, r->cookies)) < 0)
+        return rc;
+    if (*seen & RESP_SEEN_CT)
+        return 0;
+    if (r->content_type != NULL) {
+        Py_ssize_t cl;
+        const char *ct = PyUnicode_AsUTF8AndSize(r->content_type, &cl);
+        if (ct == NULL)
+            return -1;
+        if (!resp_header_safe("a", 1, ct, cl))
+            return -2;
+        if (mod_out_put(st, "Content-Type: ", 14) < 0 ||
+            mod_out_put(st, ct, (size_t)cl) < 0)
+            return -1;
+        if (r->kind == RESP_TEXT && memchr(ct, ';', (size_t)cl) == NULL &&
+            cl >= 5 && memcmp(ct, "text/", 5) == 0 &&
+            mod_out_put(st, "; charset=utf-8", 15) < 0)
+            return -1;
+        return mod_out_put(st, "\r\n", 2);
+    }
+    if (r->kind == RESP_TEXT || r->kind == RESP_EMPTY)
+        return mod_out_put(st, "Content-Type: text/plain; charset=utf-8\r\n", 41);
+    if (r->kind == RESP_JSON)
+        return mod_out_put(st, "Content-Type: application/json\r\n", 32);
+    return mod_out_put(st, "Content-Type: application/octet-stream\r\n", 40);
+}
+
+static int resp_put_conn_end(fulmen_state *st, int conn_hdr)
+{
+    const char *ch = conn_hdr == 1 ? "Connection: close\r\n\r\n"
+                     : conn_hdr == 2 ? "Connection: keep-alive\r\n\r\n" : "\r\n";
+    return mod_out_put(st, ch, strlen(ch));
+}
+
 int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
 {
     ResponseObject *r = (ResponseObject *)obj;
@@ -1055,7 +1201,7 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
     const char *body = NULL;
     Py_ssize_t blen = 0;
     PyObject *bobj = NULL;
-    int ct_seen = 0, rc, no_body;
+    int seen = 0, rc;
 
     if (r->kind == RESP_JSON) {
         body = r->jbuf;
@@ -1072,7 +1218,7 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
         }
     }
     if (LIKELY(r->code == 200 && r->headers == NULL && r->cookies == NULL &&
-               r->content_type == NULL && !head_only)) {
+               r->content_type == NULL && !head_only && r->kind <= RESP_JSON)) {
         /* the common case: one copy of a head cached with the date */
         int k = r->kind;
         if (mod_out_put(st, st->pfx[k], st->pfx_len[k]) < 0 ||
@@ -1081,99 +1227,55 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
             goto error;
         return 0;
     }
-    if (resp_put_status(st, r->code) < 0 || resp_put_common(st) < 0)
-        goto error;
-    if (r->headers != NULL) {
-        if (PyDict_Check(r->headers)) {
-            Py_ssize_t pos = 0;
-            PyObject *k, *v;
-            while (PyDict_Next(r->headers, &pos, &k, &v)) {
-                rc = resp_put_header(st, k, v, &ct_seen);
-                if (rc < 0) {
-                    st->out_len = mark;
-                    return rc;
-                }
-            }
-        } else {
-            PyObject *seq = PySequence_Fast(r->headers, "headers must be a dict or a list of pairs");
-            Py_ssize_t i;
-            if (seq == NULL)
-                goto error;
-            for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-                PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-                if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-                    if (!PyList_Check(pair) || PyList_GET_SIZE(pair) != 2) {
-                        Py_DECREF(seq);
-                        PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair");
-                        goto error;
-                    }
-                }
-                rc = resp_put_header(st, PySequence_Fast_GET_ITEM(pair, 0),
-                                     PySequence_Fast_GET_ITEM(pair, 1), &ct_seen);
-                if (rc < 0) {
-                    Py_DECREF(seq);
-                    st->out_len = mark;
-                    return rc;
-                }
-            }
-            Py_DECREF(seq);
-        }
-    }
-    if (r->cookies != NULL && PyDict_GET_SIZE(r->cookies) > 0) {
-        rc = resp_put_cookies(st, r->cookies);
-        if (rc < 0) {
-            st->out_len = mark;
-            return rc;
-        }
-    }
-    if (!ct_seen) {
-        if (r->content_type != NULL) {
-            Py_ssize_t cl;
-            const char *ct = PyUnicode_AsUTF8AndSize(r->content_type, &cl);
-            if (ct == NULL)
-                goto error;
-            if (!resp_header_safe("a", 1, ct, cl)) {
-                st->out_len = mark;
-                return -2;
-            }
-            if (mod_out_put(st, "Content-Type: ", 14) < 0 ||
-                mod_out_put(st, ct, (size_t)cl) < 0)
-                goto error;
-            if (r->kind == RESP_TEXT && memchr(ct, ';', (size_t)cl) == NULL &&
-                cl >= 5 && memcmp(ct, "text/", 5) == 0) {
-                if (mod_out_put(st, "; charset=utf-8", 15) < 0)
-                    goto error;
-            }
-            if (mod_out_put(st, "\r\n", 2) < 0)
-                goto error;
-        } else if (r->kind == RESP_TEXT || r->kind == RESP_EMPTY) {
-            if (mod_out_put(st, "Content-Type: text/plain; charset=utf-8\r\n", 41) < 0)
-                goto error;
-        } else if (r->kind == RESP_JSON) {
-            if (mod_out_put(st, "Content-Type: application/json\r\n", 32) < 0)
-                goto error;
-        } else {
-            if (mod_out_put(st, "Content-Type: application/octet-stream\r\n", 40) < 0)
-                goto error;
-        }
+    rc = resp_put_head(st, r, &seen);
+    if (rc < 0) {
+        st->out_len = mark;
+        return rc;
     }
     /* HEAD: no body, and no Content-Length either (RFC 9110 9.3.2 lets a
      * server omit fields it only knows from the content); a HEAD response
      * then reads the same to every client, including those that do not
      * track which request a response answers. */
-    no_body = (r->code < 200 || r->code == 204 || r->code == 304 || head_only);
-    if (no_body) {
-        const char *ch = conn_hdr == 1 ? "Connection: close\r\n\r\n"
-                         : conn_hdr == 2 ? "Connection: keep-alive\r\n\r\n" : "\r\n";
-        if (mod_out_put(st, ch, strlen(ch)) < 0)
+    if (r->code < 200 || r->code == 204 || r->code == 304 || head_only) {
+        if (resp_put_conn_end(st, conn_hdr) < 0)
             goto error;
         return 0;
     }
     if (resp_put_length(st, (size_t)blen, conn_hdr) < 0)
         goto error;
-    if (!head_only && blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
+    if (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
         goto error;
     return 0;
+error:
+    st->out_len = mark;
+    return -1;
+}
+
+int resp_serialize_stream_head(fulmen_state *st, PyObject *obj, int conn_hdr,
+                               int chunked_ok)
+{
+    ResponseObject *r = (ResponseObject *)obj;
+    size_t mark = st->out_len;
+    int seen = RESP_ALLOW_CL, rc, frame;
+    rc = resp_put_head(st, r, &seen);
+    if (rc < 0) {
+        st->out_len = mark;
+        return rc;
+    }
+    if (seen & RESP_SEEN_CL) {
+        frame = RESP_FRAME_LENGTH;
+    } else if (chunked_ok) {
+        frame = RESP_FRAME_CHUNKED;
+        if (mod_out_put(st, "Transfer-Encoding: chunked\r\n", 28) < 0)
+            goto error;
+    } else {
+        /* HTTP/1.0 and no length: the body ends when the connection does */
+        frame = RESP_FRAME_CLOSE;
+        conn_hdr = 1;
+    }
+    if (resp_put_conn_end(st, conn_hdr) < 0)
+        goto error;
+    return frame;
 error:
     st->out_len = mark;
     return -1;

@@ -1,0 +1,200 @@
+"""Streamed response bodies and file responses.
+
+The connection (C) frames and writes every item and tells this coroutine
+when to wait: _stream_body only pulls items from the app's iterator.  File
+responses are resolved here once per request (stat, conditional and range
+headers); their bodies then go out through the same streaming path.
+"""
+import email.utils
+import mimetypes
+import os
+import sys
+import traceback
+
+from . import _core
+
+Response = _core.Response
+
+CHUNK = 256 * 1024
+SMALL_FILE = 64 * 1024
+
+
+async def _stream_body(conn, source):
+    """Pull items from source (iterable or async iterable) into conn."""
+    ok = False
+    try:
+        if hasattr(source, "__aiter__"):
+            async for item in source:
+                waiter = conn._stream_write(item)
+                if waiter is not None:
+                    await waiter
+        else:
+            for item in source:
+                waiter = conn._stream_write(item)
+                if waiter is not None:
+                    await waiter
+        ok = not conn.closed
+    except ConnectionError:
+        pass  # the client left: stop producing
+    except Exception:
+        sys.stderr.write("fulmen: error while streaming a response:\n%s"
+                         % traceback.format_exc())
+    finally:
+        try:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            else:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            sys.stderr.write("fulmen: error while closing a stream:\n%s"
+                             % traceback.format_exc())
+        conn._stream_end(ok)
+
+
+def _read_file(path, start, length):
+    with open(path, "rb") as f:
+        f.seek(start)
+        while length > 0:
+            data = f.read(min(CHUNK, length))
+            if not data:
+                break
+            length -= len(data)
+            yield data
+
+
+def _etag(st):
+    return '"%x-%x"' % (st.st_mtime_ns, st.st_size)
+
+
+def _headers_list(resp):
+    h = resp.headers
+    if isinstance(h, dict):
+        return list(h.items())
+    return [tuple(p) for p in h]
+
+
+def _not_modified(request, st, etag):
+    h = request.headers
+    inm = h.get("If-None-Match")
+    if inm is not None:
+        tags = [t.strip() for t in inm.split(",")]
+        return "*" in tags or etag in tags or ("W/" + etag) in tags
+    ims = h.get("If-Modified-Since")
+    if ims is not None:
+        try:
+            t = email.utils.parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+        return int(st.st_mtime) <= t
+    return False
+
+
+def _parse_range(value, size):
+    """A single 'bytes=a-b' range -> (start, end) inclusive; None to serve
+    the whole file; 'bad' when unsatisfiable."""
+    if not value.startswith("bytes=") or "," in value:
+        return None
+    spec = value[6:].strip()
+    first, sep, last = spec.partition("-")
+    if not sep:
+        return None
+    first, last = first.strip(), last.strip()
+    if (first and not first.isdigit()) or (last and not last.isdigit()):
+        return None
+    if not first:
+        if not last:
+            return None
+        n = int(last)
+        if n == 0 or size == 0:
+            return "bad"
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start > end:
+        return None
+    if start >= size:
+        return "bad"
+    return start, min(end, size - 1)
+
+
+def _file_response(request, resp):
+    """Resolve Response(file=path) for this request: 200, 206, 304, 404 or 416."""
+    path = resp.file
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return Response(code=404, text="Not Found")
+    except PermissionError:
+        return Response(code=403, text="Forbidden")
+    if not os.path.isfile(path):
+        return Response(code=404, text="Not Found")
+    if not os.access(path, os.R_OK):
+        return Response(code=403, text="Forbidden")
+    etag = _etag(st)
+    headers = _headers_list(resp)
+    headers += [("ETag", etag),
+                ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
+                ("Accept-Ranges", "bytes")]
+    ctype = resp.mime_type
+    if ctype is None:
+        ctype, enc = mimetypes.guess_type(str(path))
+        ctype = ctype or "application/octet-stream"
+        if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
+            ctype += "; charset=utf-8"
+    code = resp.code
+    if request is not None and request.method in ("GET", "HEAD") and code == 200:
+        if _not_modified(request, st, etag):
+            return Response(code=304, headers=headers)
+        rng = request.headers.get("Range")
+        if rng is not None:
+            if_range = request.headers.get("If-Range")
+            if if_range is None or if_range.strip() == etag:
+                r = _parse_range(rng.strip(), st.st_size)
+                if r == "bad":
+                    headers.append(("Content-Range", "bytes */%d" % st.st_size))
+                    return Response(code=416, text="Range Not Satisfiable", headers=headers)
+                if r is not None:
+                    start, end = r
+                    n = end - start + 1
+                    headers += [("Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size)),
+                                ("Content-Length", str(n))]
+                    return Response(code=206, stream=_read_file(path, start, n),
+                                    mime_type=ctype, headers=headers)
+    if request is not None and request.method == "HEAD":
+        headers.append(("Content-Length", str(st.st_size)))
+        return Response(code=code, stream=iter(()), mime_type=ctype, headers=headers)
+    if st.st_size <= SMALL_FILE:
+        with open(path, "rb") as f:
+            data = f.read()
+        return Response(code=code, body=data, mime_type=ctype, headers=headers)
+    headers.append(("Content-Length", str(st.st_size)))
+    return Response(code=code, stream=_read_file(path, 0, st.st_size),
+                    mime_type=ctype, headers=headers)
+
+
+def FileResponse(path, *, code=200, mime_type=None, headers=None):
+    """Response(file=path): a file with ETag, Last-Modified, 304 and Range."""
+    return Response(code=code, file=path, mime_type=mime_type, headers=headers)
+
+
+def static_handler(directory):
+    """A view serving files below directory; no listing, no escaping it."""
+    root = os.path.realpath(directory)
+    if not os.path.isdir(root):
+        raise ValueError("add_static: %r is not a directory" % directory)
+
+    def serve_static(request):
+        rel = request.match_dict.get("path", "")
+        parts = rel.split("/")
+        if (not rel or "\x00" in rel or "\\" in rel
+                or any(p in ("..", ".") for p in parts) or rel.startswith("/")):
+            return Response(code=404, text="Not Found")
+        full = os.path.realpath(os.path.join(root, *parts))
+        if not full.startswith(root + os.sep) or not os.path.isfile(full):
+            return Response(code=404, text="Not Found")
+        return Response(file=full)
+
+    return serve_static
