@@ -89,6 +89,11 @@ typedef struct {
     size_t out_len;
     size_t out_cap;
     PyObject *out_chunks; /* list, or NULL: large bodies passed by reference */
+
+    /* access log lines, written out in batches */
+    char *log;
+    size_t log_len, log_cap;
+    int log_fd;
 } fulmen_state;
 
 /* ------------------------------------------------------------------------
@@ -121,6 +126,10 @@ struct ServerObject {
     ConnObject *conn_head;   /* live connections (intrusive list) */
     int debug;
     int stopping;            /* graceful stop: finish, then close */
+    int proxy_headers;       /* trust X-Forwarded-* / Forwarded ... */
+    PyObject *forwarded_allow; /* ... from these peers (set of str), None = any */
+    int access_log;          /* 0 off, 1 text, 2 JSON lines */
+    int access_log_fd;
     int64_t header_timeout_ms;
     int64_t body_timeout_ms;
     int64_t keep_alive_ms;
@@ -144,6 +153,7 @@ struct RequestObject {
     h1_header inline_headers[FULMEN_INLINE_HEADERS];
     uint32_t header_cap;
     h1_span body;            /* decoded body, relative to base */
+    int64_t start_ns;        /* when dispatched (access log only) */
     RouteObject *route;      /* borrowed from the matcher (kept alive) */
     int n_params;
     h1_span params[FULMEN_MAX_PARAMS]; /* relative to base */
@@ -212,6 +222,7 @@ int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p,
 
 /* conn.c */
 extern PyType_Spec conn_server_spec;
+int conn_peer_trusted(ConnObject *c, PyObject *peer_host);
 extern PyType_Spec conn_spec;
 void conn_deliver(ConnObject *c, uint32_t seq, PyObject *response);
 void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);

@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 #include <structmember.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Stop taking requests off the wire while this many responses are queued. */
 #define CONN_PIPELINE_HIGH 64
@@ -76,6 +78,7 @@ struct ConnObject {
     RequestObject *stream_req;
     PyObject *stream_task;
     PyObject *stream_waiter; /* future resolved when writing may resume */
+    PyObject *peer;          /* peer host (str), fetched for the access log */
     h1_chunked chunk;
     size_t csrc, cdst;      /* STAGE_CHUNKED: raw consumed, decoded end */
     /* response queue: a ring indexed by sequence number */
@@ -140,8 +143,7 @@ error:
     return rc;
 }
 
-/* Serialize one response for a request; unsafe or broken responses become
- * a 500.  Consumes the reference to resp. */
+/* Debug mode: one line per request on stderr. */
 static void conn_log(ConnObject *c, RequestObject *req, PyObject *resp)
 {
     int code = PyObject_TypeCheck(resp, c->st->ResponseType)
@@ -164,6 +166,142 @@ static PyObject *conn_streams_fn(const char *name)
     fn = PyObject_GetAttrString(mod, name);
     Py_DECREF(mod);
     return fn;
+}
+
+/* ========================================================================
+ * Access log: one line per response, formatted here into a buffer that is
+ * written out when it fills and on every sweep.
+ */
+
+static int64_t conn_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void conn_log_flush(fulmen_state *st)
+{
+    size_t off = 0;
+    while (off < st->log_len) {
+        ssize_t n = write(st->log_fd ? st->log_fd : 2, st->log + off, st->log_len - off);
+        if (n <= 0)
+            break; /* a log we cannot write must not stop the server */
+        off += (size_t)n;
+    }
+    st->log_len = 0;
+}
+
+static void conn_log_put(fulmen_state *st, const char *p, size_t n)
+{
+    if (st->log_len + n > st->log_cap) {
+        size_t cap = st->log_cap ? st->log_cap : 65536;
+        char *b;
+        while (cap < st->log_len + n)
+            cap *= 2;
+        b = PyMem_Realloc(st->log, cap);
+        if (b == NULL)
+            return;
+        st->log = b;
+        st->log_cap = cap;
+    }
+    memcpy(st->log + st->log_len, p, n);
+    st->log_len += n;
+}
+
+/* JSON-escape s into the log (quotes included). */
+static void conn_log_jstr(fulmen_state *st, const char *p, size_t n)
+{
+    size_t i, start = 0;
+    conn_log_put(st, "\"", 1);
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
+            char esc[8];
+            conn_log_put(st, p + start, i - start);
+            snprintf(esc, sizeof(esc), "\\u%04x", ch);
+            conn_log_put(st, esc, 6);
+            start = i + 1;
+        }
+    }
+    conn_log_put(st, p + start, n - start);
+    conn_log_put(st, "\"", 1);
+}
+
+static void conn_access_log(ConnObject *c, RequestObject *req, int code,
+                            long long nbytes)
+{
+    fulmen_state *st = c->st;
+    char line[256], ts[64];
+    const char *peer = "-";
+    Py_ssize_t peerlen = 1;
+    double ms = 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    int n;
+    if (c->peer == NULL && c->transport != NULL) {
+        PyObject *p = PyObject_CallMethodOneArg(c->transport, st->s_get_extra_info,
+                                                st->s_peername);
+        if (p != NULL && PyTuple_Check(p) && PyTuple_GET_SIZE(p) >= 1)
+            c->peer = PyObject_Str(PyTuple_GET_ITEM(p, 0));
+        else if (p != NULL && PyUnicode_Check(p))
+            c->peer = Py_NewRef(p);
+        Py_XDECREF(p);
+        PyErr_Clear();
+    }
+    if (c->peer != NULL) {
+        peer = PyUnicode_AsUTF8AndSize(c->peer, &peerlen);
+        if (peer == NULL) {
+            PyErr_Clear();
+            peer = "-";
+            peerlen = 1;
+        }
+    }
+    if (req != NULL && req->start_ns)
+        ms = (double)(conn_now_ns() - req->start_ns) / 1e6;
+    gmtime_r(&now, &tm);
+    if (c->server->access_log == 2) {
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        n = snprintf(line, sizeof(line), "{\"time\": \"%s\", \"client\": ", ts);
+        conn_log_put(st, line, (size_t)n);
+        conn_log_jstr(st, peer, (size_t)peerlen);
+        conn_log_put(st, ", \"method\": ", 12);
+        if (req != NULL)
+            conn_log_jstr(st, req->base + req->h.method.off, req->h.method.len);
+        else
+            conn_log_put(st, "null", 4);
+        conn_log_put(st, ", \"target\": ", 12);
+        if (req != NULL)
+            conn_log_jstr(st, req->base + req->h.target.off, req->h.target.len);
+        else
+            conn_log_put(st, "null", 4);
+        n = snprintf(line, sizeof(line),
+                     ", \"version\": \"1.%d\", \"status\": %d, \"bytes\": %lld, "
+                     "\"duration_ms\": %.3f}\n",
+                     req ? req->h.version_minor : 1, code, nbytes, ms);
+        conn_log_put(st, line, (size_t)n);
+    } else {
+        strftime(ts, sizeof(ts), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        conn_log_put(st, peer, (size_t)peerlen);
+        n = snprintf(line, sizeof(line), " - - [%s] \"", ts);
+        conn_log_put(st, line, (size_t)n);
+        if (req != NULL) {
+            conn_log_put(st, req->base + req->h.method.off, req->h.method.len);
+            conn_log_put(st, " ", 1);
+            conn_log_put(st, req->base + req->h.target.off, req->h.target.len);
+            n = snprintf(line, sizeof(line), " HTTP/1.%d\"", req->h.version_minor);
+        } else {
+            n = snprintf(line, sizeof(line), "-\"");
+        }
+        conn_log_put(st, line, (size_t)n);
+        if (nbytes >= 0)
+            n = snprintf(line, sizeof(line), " %d %lld %.3f\n", code, nbytes, ms);
+        else
+            n = snprintf(line, sizeof(line), " %d - %.3f\n", code, ms);
+        conn_log_put(st, line, (size_t)n);
+    }
+    if (st->log_len >= 32768)
+        conn_log_flush(st);
 }
 
 /* Serialize one response for a request; unsafe or broken responses become
@@ -196,10 +334,20 @@ static int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp
             }
             resp = r2;
         }
-        if (((ResponseObject *)resp)->kind == RESP_STREAM)
+        if (((ResponseObject *)resp)->kind == RESP_STREAM) {
+            if (UNLIKELY(c->server->access_log))
+                conn_access_log(c, req, ((ResponseObject *)resp)->code, -1);
             return conn_start_stream(c, req, resp, head_only, conn_hdr, close_after);
+        }
     }
-    rc = resp_serialize(st, resp, head_only, conn_hdr);
+    if (UNLIKELY(c->server->access_log)) {
+        size_t mark = st->out_len;
+        rc = resp_serialize(st, resp, head_only, conn_hdr);
+        conn_access_log(c, req, rc == 0 ? ((ResponseObject *)resp)->code : 500,
+                        rc == 0 ? (long long)(st->out_len - mark) : 0);
+    } else {
+        rc = resp_serialize(st, resp, head_only, conn_hdr);
+    }
     if (UNLIKELY(rc != 0)) {
         if (rc == -1)
             PyErr_WriteUnraisable(resp);
@@ -569,6 +717,7 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
     c->server->n_requests++;
     Py_INCREF(c);
     req->conn = c;
+    req->start_ns = UNLIKELY(c->server->access_log) ? conn_now_ns() : 0;
     if (UNLIKELY(route == NULL)) {
         h1_span params[FULMEN_MAX_PARAMS];
         int np;
@@ -1203,6 +1352,25 @@ PyObject *conn_get_transport(ConnObject *c)
     return t;
 }
 
+PyObject *conn_get_server(ConnObject *c)
+{
+    return (PyObject *)c->server;
+}
+
+int conn_peer_trusted(ConnObject *c, PyObject *peer_host)
+{
+    PyObject *allow = c->server->forwarded_allow;
+    int r;
+    if (allow == NULL || allow == Py_None)
+        return 1;
+    r = PySequence_Contains(allow, peer_host);
+    if (r < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return r;
+}
+
 PyObject *conn_get_app(ConnObject *c)
 {
     PyObject *a = c->server->app ? c->server->app : Py_None;
@@ -1221,6 +1389,7 @@ static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->stream_req);
     Py_VISIT(c->stream_task);
     Py_VISIT(c->stream_waiter);
+    Py_VISIT(c->peer);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_VISIT(c->q[s & (c->q_cap - 1)].obj);
         Py_VISIT(c->q[s & (c->q_cap - 1)].req);
@@ -1237,6 +1406,7 @@ static int conn_clear(ConnObject *c)
     Py_CLEAR(c->stream_req);
     Py_CLEAR(c->stream_task);
     Py_CLEAR(c->stream_waiter);
+    Py_CLEAR(c->peer);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_CLEAR(c->q[s & (c->q_cap - 1)].obj);
         Py_CLEAR(c->q[s & (c->q_cap - 1)].req);
@@ -1383,6 +1553,8 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
             conn_expire(c);
     }
     Py_DECREF(keep);
+    if (srv->st->log_len)
+        conn_log_flush(srv->st);
     if (PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
@@ -1398,6 +1570,8 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
     if (keep == NULL)
         return NULL;
     srv->stopping = 1;
+    if (srv->st->log_len)
+        conn_log_flush(srv->st);
     for (c = srv->conn_head; c != NULL; c = c->next)
         if (PyList_Append(keep, (PyObject *)c) < 0) {
             Py_DECREF(keep);
@@ -1441,6 +1615,7 @@ static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
     Py_VISIT(s->loop);
     Py_VISIT(s->error_hook);
     Py_VISIT(s->not_found);
+    Py_VISIT(s->forwarded_allow);
     return 0;
 }
 
@@ -1451,6 +1626,7 @@ static int conn_server_clear(ServerObject *s)
     Py_CLEAR(s->loop);
     Py_CLEAR(s->error_hook);
     Py_CLEAR(s->not_found);
+    Py_CLEAR(s->forwarded_allow);
     return 0;
 }
 
@@ -1469,10 +1645,24 @@ static PyMemberDef conn_server_members[] = {
     {"connections", T_LONGLONG, offsetof(ServerObject, n_conns), READONLY,
      "open connections"},
     {"app", T_OBJECT, offsetof(ServerObject, app), READONLY, NULL},
+    {"proxy_headers", T_INT, offsetof(ServerObject, proxy_headers), 0,
+     "take the client address, scheme and host from proxy headers"},
+    {"forwarded_allow", T_OBJECT, offsetof(ServerObject, forwarded_allow), 0,
+     "peers whose proxy headers are trusted (a set of str), None for any"},
+    {"access_log", T_INT, offsetof(ServerObject, access_log), 0,
+     "0 off, 1 text lines, 2 JSON lines"},
     {NULL},
 };
 
+static PyObject *conn_server_flush_log(ServerObject *srv, PyObject *unused)
+{
+    conn_log_flush(srv->st);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef conn_server_methods[] = {
+    {"flush_log", (PyCFunction)conn_server_flush_log, METH_NOARGS,
+     "Write out the buffered access log lines."},
     {"sweep", (PyCFunction)conn_server_sweep, METH_NOARGS,
      "Close the connections whose timeout has passed."},
     {"stop", (PyCFunction)conn_server_stop, METH_NOARGS,

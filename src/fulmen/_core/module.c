@@ -330,6 +330,8 @@ static void mod_free(void *m)
     mod_clear((PyObject *)m);
     PyMem_Free(st->out);
     st->out = NULL;
+    PyMem_Free(st->log);
+    st->log = NULL;
 }
 
 static PyModuleDef_Slot mod_slots[] = {

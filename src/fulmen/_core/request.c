@@ -438,6 +438,8 @@ static void req_dealloc(RequestObject *self)
 #define REQ_SPAN(r, s) ((r)->base + (s).off)
 
 static PyObject *req_get_body_obj(RequestObject *r);
+static int req_trust_proxy(RequestObject *r);
+static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *fparam);
 
 static PyObject *req_get_method(RequestObject *r, void *c)
 {
@@ -849,6 +851,18 @@ static PyObject *req_get_hostname(RequestObject *r, void *c)
 {
     const char *h, *p;
     size_t hl, pl;
+    if (req_trust_proxy(r)) {
+        PyObject *f = req_forwarded(r, "x-forwarded-host", "host");
+        if (f != NULL) {
+            /* drop a port */
+            Py_ssize_t n = PyUnicode_GET_LENGTH(f), i = PyUnicode_FindChar(f, ':', 0, n, -1);
+            if (i > 0 && PyUnicode_FindChar(f, ']', 0, n, -1) < i)
+                Py_SETREF(f, PyUnicode_Substring(f, 0, i));
+            return f;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
     if (!req_host(r, &h, &hl, &p, &pl))
         Py_RETURN_NONE;
     return PyUnicode_DecodeLatin1(h, (Py_ssize_t)hl, NULL);
@@ -1040,6 +1054,7 @@ static PyObject *req_get_route(RequestObject *r, void *c)
 /* conn.c exposes these through the connection */
 PyObject *conn_get_transport(ConnObject *c);
 PyObject *conn_get_app(ConnObject *c);
+PyObject *conn_get_server(ConnObject *c); /* borrowed */
 
 static PyObject *req_get_transport(RequestObject *r, void *c)
 {
@@ -1055,11 +1070,14 @@ static PyObject *req_get_app(RequestObject *r, void *c)
     return conn_get_app(r->conn);
 }
 
-static PyObject *req_get_remote_addr(RequestObject *r, void *c)
+/* The peer's host as the transport sees it (str), or None. */
+static PyObject *req_peer_host(RequestObject *r)
 {
     PyObject *t, *peer, *res;
-    t = req_get_transport(r, c);
-    if (t == NULL || t == Py_None)
+    if (r->conn == NULL)
+        Py_RETURN_NONE;
+    t = conn_get_transport(r->conn);
+    if (t == Py_None)
         return t;
     peer = PyObject_CallMethodOneArg(t, r->st->s_get_extra_info, r->st->s_peername);
     Py_DECREF(t);
@@ -1076,6 +1094,115 @@ static PyObject *req_get_remote_addr(RequestObject *r, void *c)
     }
     Py_DECREF(peer);
     return res;
+}
+
+/* The value of one parameter (for=, proto=, host=) of the last element of
+ * the Forwarded header, or of the last X-Forwarded-* list element: the one
+ * the trusted proxy in front of us wrote.  Returns a new str or NULL (no
+ * exception) when absent. */
+static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *fparam)
+{
+    int i = req_find_header(r, "forwarded");
+    const char *v, *end, *p;
+    size_t plen = strlen(fparam);
+    if (i >= 0) {
+        v = REQ_SPAN(r, r->h.headers[i].value);
+        end = v + r->h.headers[i].value.len;
+        p = end;
+        while (p > v && p[-1] != ',')
+            p--;
+        while (p < end) {
+            const char *e = memchr(p, ';', (size_t)(end - p)), *q;
+            if (e == NULL)
+                e = end;
+            while (p < e && (*p == ' ' || *p == '\t'))
+                p++;
+            if ((size_t)(e - p) > plen && strncasecmp(p, fparam, plen) == 0 && p[plen] == '=') {
+                q = p + plen + 1;
+                while (e > q && (e[-1] == ' ' || e[-1] == '\t'))
+                    e--;
+                if (e - q >= 2 && *q == '"' && e[-1] == '"') {
+                    q++;
+                    e--;
+                }
+                if (e - q >= 2 && *q == '[') { /* for="[::1]:port" */
+                    const char *rb = memchr(q, ']', (size_t)(e - q));
+                    if (rb != NULL) {
+                        q++;
+                        e = rb;
+                    }
+                }
+                return PyUnicode_DecodeLatin1(q, e - q, NULL);
+            }
+            p = e + 1;
+        }
+    }
+    i = req_find_header(r, xname);
+    if (i < 0)
+        return NULL;
+    v = REQ_SPAN(r, r->h.headers[i].value);
+    end = v + r->h.headers[i].value.len;
+    p = end;
+    while (p > v && p[-1] != ',')
+        p--;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (end == p)
+        return NULL;
+    return PyUnicode_DecodeLatin1(p, end - p, NULL);
+}
+
+/* Proxy headers count only with --proxy-headers and a trusted peer. */
+static int req_trust_proxy(RequestObject *r)
+{
+    PyObject *peer;
+    int ok;
+    if (r->conn == NULL || !((ServerObject *)conn_get_server(r->conn))->proxy_headers)
+        return 0;
+    peer = req_peer_host(r);
+    if (peer == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    ok = conn_peer_trusted(r->conn, peer);
+    Py_DECREF(peer);
+    return ok;
+}
+
+static PyObject *req_get_remote_addr(RequestObject *r, void *c)
+{
+    if (req_trust_proxy(r)) {
+        PyObject *f = req_forwarded(r, "x-forwarded-for", "for");
+        if (f != NULL || PyErr_Occurred())
+            return f;
+    }
+    return req_peer_host(r);
+}
+
+static PyObject *req_get_scheme(RequestObject *r, void *c)
+{
+    PyObject *t, *ssl;
+    if (req_trust_proxy(r)) {
+        PyObject *f = req_forwarded(r, "x-forwarded-proto", "proto");
+        if (f != NULL || PyErr_Occurred())
+            return f;
+    }
+    if (r->conn == NULL)
+        return PyUnicode_FromString("http");
+    t = conn_get_transport(r->conn);
+    if (t == Py_None) {
+        Py_DECREF(t);
+        return PyUnicode_FromString("http");
+    }
+    ssl = PyObject_CallMethod(t, "get_extra_info", "s", "sslcontext");
+    Py_DECREF(t);
+    if (ssl == NULL)
+        return NULL;
+    t = PyUnicode_FromString(ssl != Py_None ? "https" : "http");
+    Py_DECREF(ssl);
+    return t;
 }
 
 static PyObject *req_add_done_callback(RequestObject *r, PyObject *cb)
@@ -1133,7 +1260,8 @@ static PyGetSetDef req_getset[] = {
     {"route", (getter)req_get_route, NULL, "the matched route", NULL},
     {"transport", (getter)req_get_transport, NULL, "the asyncio transport", NULL},
     {"app", (getter)req_get_app, NULL, "the Application", NULL},
-    {"remote_addr", (getter)req_get_remote_addr, NULL, "the peer's address", NULL},
+    {"remote_addr", (getter)req_get_remote_addr, NULL, "the client's address", NULL},
+    {"scheme", (getter)req_get_scheme, NULL, "'http' or 'https'", NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
