@@ -1,6 +1,7 @@
 # mk/cparser.mk - build, test, benchmark and fuzz the pure-C HTTP/1.1 parser
-# (src/fulmen/_core/h1parse.c) and the multipart/form-data
-# parser (multipart.c) without Python.
+# (src/fulmen/_core/h1parse.c), the multipart/form-data
+# parser (multipart.c) and the WebSocket frame codec (wsframe.c) without
+# Python.
 #
 # Included by the top-level Makefile; also usable alone:
 #     make -f mk/cparser.mk ctest
@@ -8,10 +9,12 @@
 #     make -f mk/cparser.mk fuzz FUZZ_SECONDS=60
 #
 # Targets:
-#   ctest         tests/c/test_h1parse and tests/c/test_multipart, built with
-#                 -O2 -Wall -Wextra -Werror, each run once plain and once
-#                 under -fsanitize=address,undefined
+#   ctest         tests/c/test_h1parse, tests/c/test_multipart and
+#                 tests/c/test_wsframe, built with -O2 -Wall -Wextra -Werror,
+#                 each run once plain and once under
+#                 -fsanitize=address,undefined
 #   parser-bench  bench/h1parse_bench at -O3
+#   ws-bench      bench/ws_bench at -O3 (unmask and UTF-8 GB/s per SIMD level)
 #   fuzz          libFuzzer harness (clang), seeded from the h2o corpus
 #   cparser-clean remove what these targets build
 
@@ -37,11 +40,16 @@ MP_SRC := $(CPARSER_DIR)/multipart.c
 MP_HDR := $(CPARSER_DIR)/multipart.h
 MPTEST_BIN := tests/c/test_multipart
 MPTEST_ASAN_BIN := build/cparser/test_multipart_asan
+WS_SRC := $(CPARSER_DIR)/wsframe.c
+WS_HDR := $(CPARSER_DIR)/wsframe.h
+WSTEST_BIN := tests/c/test_wsframe
+WSTEST_ASAN_BIN := build/cparser/test_wsframe_asan
+WSBENCH_BIN := bench/ws_bench
 BENCH_BIN := bench/h1parse_bench
 FUZZ_BIN := tests/fuzz/fuzz_h1parse
 FUZZ_CORPUS := tests/fuzz/corpus
 
-.PHONY: ctest parser-bench fuzz cparser-clean
+.PHONY: ctest parser-bench ws-bench fuzz cparser-clean
 
 $(CTEST_BIN): tests/c/test_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
 	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_h1parse.c $(CPARSER_SRC)
@@ -61,11 +69,23 @@ $(MPTEST_ASAN_BIN): tests/c/test_multipart.c $(MP_SRC) $(MP_HDR)
 	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
 	    -o $@ tests/c/test_multipart.c $(MP_SRC)
 
-ctest: $(CTEST_BIN) $(CTEST_ASAN_BIN) $(MPTEST_BIN) $(MPTEST_ASAN_BIN)
+$(WSTEST_BIN): tests/c/test_wsframe.c $(WS_SRC) $(WS_HDR)
+	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_wsframe.c $(WS_SRC)
+
+$(WSTEST_ASAN_BIN): tests/c/test_wsframe.c $(WS_SRC) $(WS_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
+	    -o $@ tests/c/test_wsframe.c $(WS_SRC)
+
+ctest: $(CTEST_BIN) $(CTEST_ASAN_BIN) $(MPTEST_BIN) $(MPTEST_ASAN_BIN) \
+       $(WSTEST_BIN) $(WSTEST_ASAN_BIN)
 	./$(CTEST_BIN)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(CTEST_ASAN_BIN)
 	./$(MPTEST_BIN)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(MPTEST_ASAN_BIN)
+	./$(WSTEST_BIN)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(WSTEST_ASAN_BIN)
 
 # PICO_DIR=/path/to/picohttpparser adds phr_parse_request() rows for
 # comparison (compiled on its own with -msse4.2, as it needs).
@@ -85,6 +105,12 @@ $(BENCH_BIN): bench/h1parse_bench.c $(CPARSER_SRC) $(CPARSER_HDR) $(BENCH_PICO_O
 
 parser-bench: $(BENCH_BIN)
 	./$(BENCH_BIN)
+
+$(WSBENCH_BIN): bench/ws_bench.c $(WS_SRC) $(WS_HDR)
+	$(CC) -O3 $(CPARSER_WARN) $(CPARSER_INC) -o $@ bench/ws_bench.c $(WS_SRC)
+
+ws-bench: $(WSBENCH_BIN)
+	./$(WSBENCH_BIN)
 
 # clang with libFuzzer: use $(FUZZ_CC) if given, else clang or clang-14,
 # installing clang-14 + its runtime (Debian bookworm) when neither exists.
@@ -112,9 +138,9 @@ fuzz: $(FUZZ_BIN)
 	    echo "note: seed corpus $(FUZZ_SEED_DIR) not found"; seed=; fi; \
 	par=; [ "$(FUZZ_JOBS)" -gt 1 ] && par="-fork=$(FUZZ_JOBS)"; \
 	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) $$par \
-	    -max_len=16384 -print_final_stats=1 \
+	    -max_len=16384 -print_final_stats=1 -dict=tests/fuzz/h1parse.dict \
 	    -artifact_prefix=tests/fuzz/ $(FUZZ_CORPUS) $$seed
 
 cparser-clean:
 	rm -f $(CTEST_BIN) $(CTEST_ASAN_BIN) $(MPTEST_BIN) $(MPTEST_ASAN_BIN) \
-	    $(BENCH_BIN) $(FUZZ_BIN)
+	    $(WSTEST_BIN) $(WSTEST_ASAN_BIN) $(BENCH_BIN) $(WSBENCH_BIN) $(FUZZ_BIN)

@@ -5,8 +5,9 @@
  *   - frame headers: parse (with every protocol check RFC 6455 5.2/5.5 and
  *     RFC 7692 6.1 ask of a receiver) and build
  *   - unmasking: scalar twin, SSE2 and AVX2, picked at run time
- *   - UTF-8: ASCII fast path (same three levels) in front of a DFA that
- *     fails at the first byte that cannot start or continue a valid sequence
+ *   - UTF-8: ASCII fast path (same three levels) and a whole-sequence
+ *     path in front of a DFA that fails at the first byte that cannot
+ *     start or continue a valid sequence
  *   - close frames, handshake (SHA-1 and base64, written for this file)
  *
  * Bounds: no function reads p[n] or beyond.  The vector loops stop at the
@@ -112,7 +113,9 @@ ws_parse_header(const uint8_t *buf, size_t len, unsigned flags, ws_header *h)
     if (UNLIKELY((flags & WS_HDR_REQUIRE_MASK) && !masked))
         return WS_ERR_UNMASKED;
     if (UNLIKELY((flags & WS_HDR_FORBID_MASK) && masked)) return WS_ERR_MASKED;
-    /* 126 and 127 announce at least 126 bytes: too long already. */
+    /* A minimal encoder uses 126/127 only for 126+ bytes: a control frame
+     * announcing one is too long (or non-minimal) - fail without waiting
+     * for the extended length. */
     if (UNLIKELY((op & 0x8) && len7 > WS_MAX_CONTROL_PAYLOAD))
         return WS_ERR_CTRL_TOO_LONG;
 
@@ -383,6 +386,38 @@ ws_ascii_scan(const uint8_t *p, size_t i, size_t n, int level)
     return ws_ascii_scalar(p, i, n);
 }
 
+/* Whole sequences, for speed on non-ASCII text: the DFA is one dependent
+ * load per byte, while here the bytes of a sequence are checked in
+ * parallel.  Per lead byte: sequence length (0 when it cannot lead) and the
+ * range its second byte must fall in (RFC 3629 section 4). */
+typedef struct {
+    uint8_t len, lo, hi;
+} ws_u8_lead;
+
+static const ws_u8_lead ws_u8_leads[256] = {
+    [0xC2 ... 0xDF] = {2, 0x80, 0xBF}, [0xE0] = {3, 0xA0, 0xBF},
+    [0xE1 ... 0xEC] = {3, 0x80, 0xBF}, [0xED] = {3, 0x80, 0x9F},
+    [0xEE ... 0xEF] = {3, 0x80, 0xBF}, [0xF0] = {4, 0x90, 0xBF},
+    [0xF1 ... 0xF3] = {4, 0x80, 0xBF}, [0xF4] = {4, 0x80, 0x8F},
+};
+
+/* From a code-point boundary at p[i], skip valid multi-byte sequences while
+ * 4 bytes remain.  Returns where it stopped: at ASCII, near the end, or at
+ * a sequence it does not like, which the DFA then takes byte by byte (and
+ * rejects at the exact byte if it is invalid). */
+static size_t
+ws_u8_fast(const uint8_t *p, size_t i, size_t n)
+{
+    while (i + 4 <= n) {
+        const ws_u8_lead *l = &ws_u8_leads[p[i]];
+        if (l->len == 0 || p[i + 1] < l->lo || p[i + 1] > l->hi) break;
+        if (l->len >= 3 && (p[i + 2] & 0xC0) != 0x80) break;
+        if (l->len == 4 && (p[i + 3] & 0xC0) != 0x80) break;
+        i += l->len;
+    }
+    return i;
+}
+
 void
 ws_utf8_init(ws_utf8_state *s)
 {
@@ -402,16 +437,19 @@ ws_utf8_validate(ws_utf8_state *s, const uint8_t *p, size_t n)
         if (st == U8_ACCEPT) {
             i = ws_ascii_scan(p, i, n, level);
             if (i == n) break;
+            i = ws_u8_fast(p, i, n);
+            if (i == n) break;
+            if (p[i] < 0x80) continue;
         }
-        /* Run the DFA across the non-ASCII stretch; go back to the fast
-         * path only at a code-point boundary followed by ASCII. */
+        /* The DFA finishes the sequence at hand: one split across calls,
+         * one near the end, or one ws_u8_fast() declined. */
         do {
             st = ws_u8_next[st + ws_u8_class[p[i++]]];
             if (UNLIKELY(st == U8_REJECT)) {
                 s->state = U8_REJECT;
                 return -1;
             }
-        } while (i < n && (st != U8_ACCEPT || p[i] >= 0x80));
+        } while (i < n && st != U8_ACCEPT);
     }
     s->state = st;
     return 0;

@@ -60,8 +60,9 @@ typedef struct {
  * flags: WS_HDR_*.  RSV1 is accepted only with WS_HDR_ALLOW_RSV1 and only on
  * TEXT/BINARY frames (RFC 7692 6.1: not on control frames nor continuations);
  * RSV2/RSV3 are always errors.  Non-minimal length encodings are accepted
- * (RFC 6455 binds the sender only).  The caller enforces its own size limit
- * on h->payload_len. */
+ * on data frames (RFC 6455 binds the sender only); on a control frame any
+ * extended length is WS_ERR_CTRL_TOO_LONG, decided at byte 2.  The caller
+ * enforces its own size limit on h->payload_len. */
 int ws_parse_header(const uint8_t *buf, size_t len, unsigned flags,
                     ws_header *h);
 
