@@ -8,7 +8,7 @@ PORT ?= 8080
 C_SOURCES := $(wildcard src/fulmen/_core/*.c src/fulmen/_core/*.h)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all venv build run test pytest asan bench bench-peers clean
+.PHONY: all venv build run test pytest asan bench bench-all bench-instr bench-plot bench-peers clean
 
 all: build
 
@@ -50,8 +50,23 @@ asan: venv
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYTHONMALLOC=malloc $(PY) -m pytest tests -q -p no:cacheprovider
 
+# Benchmarks (bench/RESULTS.md): wrk, 100 connections, plain and 24-deep pipelined,
+# server pinned to CPU 0 and wrk to CPU 1; peers from /tmp/fulmen-peers when installed.
+# BENCH_ARGS passes options to run.py, e.g. make bench BENCH_ARGS="--quick".
 bench: build
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-all: build
+	$(PY) bench/run.py --all $(BENCH_ARGS)
+
+# instructions per request under valgrind --tool=callgrind (deterministic)
+bench-instr: build
+	$(PY) bench/instr.py
+
+# PNG bar charts of the latest run (bench/out/plot-*.png); matplotlib is optional
+bench-plot: venv
+	$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q matplotlib
+	$(PY) bench/plot.py
 
 clean:
 	rm -rf build src/fulmen/_core*.so $(VENV)/.built

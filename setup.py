@@ -32,6 +32,7 @@ setup(
             depends=glob.glob("src/fulmen/_core/*.h"),
             extra_compile_args=cflags,
             extra_link_args=ldflags,
+            libraries=["z"],  # permessage-deflate
         )
     ],
 )

@@ -15,7 +15,7 @@ import traceback
 from http.cookies import Morsel, SimpleCookie
 
 from . import _core
-from .router import Router, _is_async
+from .router import MethodNotAllowed, RouteNotFoundException, Router, _is_async
 
 builtins_property = builtins.property
 _EXTENDED = set()
@@ -77,12 +77,6 @@ def _json_dumps(obj):
     return _json.dumps(obj)
 
 
-class RouteNotFoundException(Exception):
-    """Raised (for error handlers) when no route matches the path."""
-
-
-class MethodNotAllowed(Exception):
-    """Raised (for error handlers) when the path exists for other methods."""
 
 
 def _check_size(name, value, minimum=0, allow_none=False):
@@ -140,6 +134,8 @@ class Application:
                 raise ValueError("json_dumps must be callable")
             global _json_dumps
             _json_dumps = json_dumps
+        if log_request:  # Japronto's name for a per-request log line
+            self.access_log = True
         self.router = Router()
         self._error_handlers = {}
         self._request_hooks = []
@@ -154,6 +150,10 @@ class Application:
             import uvloop
             self._loop = uvloop.new_event_loop()
         return self._loop
+
+    def url_for(self, name, /, **params):
+        """The path of the route named name, with its parameters filled in."""
+        return self.router.url_for(name, **params)
 
     # ---- extension points ----------------------------------------------------
 
@@ -298,7 +298,7 @@ class Application:
 
     def _make_server(self, loop):
         matcher = self.router.build(self._wrap_view)
-        return _core.Server(self, matcher, loop, self._handle_error, self.debug,
+        server = _core.Server(self, matcher, loop, self._handle_error, self.debug,
                             self.max_header_size, self.max_headers,
                             self.max_body_size, self.header_timeout,
                             self.body_timeout, self.keep_alive_timeout,
@@ -306,6 +306,17 @@ class Application:
                                 issubclass(c, (RouteNotFoundException, MethodNotAllowed))
                                 or c in (Exception, BaseException)
                                 for c in self._error_handlers) else None)
+        server.proxy_headers = bool(getattr(self, "proxy_headers", False))
+        allow = getattr(self, "forwarded_allow_ips", None) or "127.0.0.1"
+        if isinstance(allow, str):
+            allow = [a.strip() for a in allow.split(",") if a.strip()]
+        server.forwarded_allow = None if "*" in allow else frozenset(allow)
+        if getattr(self, "access_log", False):
+            fmt = getattr(self, "access_log_format", "text")
+            if fmt not in ("text", "json"):
+                raise ValueError("access_log_format must be 'text' or 'json', not %r" % (fmt,))
+            server.access_log = 2 if fmt == "json" else 1
+        return server
 
     def _bind(self, host, port, backlog, *, reuseport=False):
         """A listening TCP socket on (host, port); an IPv6 host (one with a
@@ -357,7 +368,9 @@ class Application:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop, sig)
         sweeper.append(loop.call_later(interval, sweep))
-        _announce(self, sock, ssl)
+        # announced from inside the running loop: uvloop only sees signals
+        # while it runs, and a SIGTERM sent on seeing the line must count
+        loop.call_soon(_announce, self, sock, ssl)
         try:
             loop.run_forever()
         finally:
@@ -367,6 +380,7 @@ class Application:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             loop.run_until_complete(self._run_hooks(self._shutdown))
+            factory.flush_log()
 
     def run(self, host="0.0.0.0", port=8080, *, worker_num=None, debug=None,
             backlog=1024, reload=False, ssl=None, uds=None, fd=None,
@@ -407,9 +421,12 @@ class Application:
         if os.environ.get(supervisor.WORKER_ENV):
             # a worker that a reloading master started by running us again
             raise SystemExit(supervisor.exec_worker_main(self, **options))
-        sock = _listener(host, port, backlog, uds, fd)
+        inprocess = worker_num is None and not (reload or max_requests or max_rss)
+        # a supervisor makes one SO_REUSEPORT socket per worker (supervisor.py)
+        sock = _listener(host, port, backlog, uds, fd, reuseport=not inprocess)
+        made = _file_id(uds)
         try:
-            if worker_num is None and not (reload or max_requests or max_rss):
+            if inprocess:
                 self.serve(sock, graceful_timeout=graceful_timeout, ssl=ctx)
                 code = 0
             else:
@@ -417,7 +434,7 @@ class Application:
                     1 if worker_num is None else os.cpu_count() or 1)
                 code = supervisor.Supervisor(self, sock, workers=workers, **options).run()
         finally:
-            _close_listener(sock, uds)
+            _close_listener(sock, uds, made)
         if code:
             raise SystemExit(code)
 
@@ -549,7 +566,7 @@ def _systemd_fd():
     return 3
 
 
-def _listener(host, port, backlog, uds=None, fd=None):
+def _listener(host, port, backlog, uds=None, fd=None, reuseport=False):
     """The listening socket run() serves: fd, then uds, then systemd's, then TCP."""
     if fd is None and uds is None:
         fd = _systemd_fd()
@@ -557,17 +574,27 @@ def _listener(host, port, backlog, uds=None, fd=None):
         return _fd_listener(fd, backlog)
     if uds is not None:
         return _unix_listener(uds, backlog)
-    return _tcp_listener(host, port, backlog)
+    return _tcp_listener(host, port, backlog, reuseport=reuseport)
 
 
-def _close_listener(sock, uds):
-    """Close the socket run() made; a unix socket file we created goes too."""
+def _file_id(path):
+    """(device, inode) of path, or None."""
     try:
-        if uds is not None and sock.getsockname() == uds:
-            os.unlink(uds)
-    except OSError:
-        pass
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _close_listener(sock, uds, made):
+    """Close the socket run() made; the unix socket file goes too, unless
+    another server has replaced it since (made is its _file_id)."""
     sock.close()
+    if made is not None and _file_id(uds) == made:
+        try:
+            os.unlink(uds)
+        except OSError:
+            pass
 
 
 def _announce(app, sock, ssl):

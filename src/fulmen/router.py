@@ -18,6 +18,14 @@ class RouteError(ValueError):
     """A route pattern or route table that cannot work."""
 
 
+class RouteNotFoundException(Exception):
+    """No route matches the path (404); for add_error_handler."""
+
+
+class MethodNotAllowed(Exception):
+    """The path exists for other methods (405); args[0] is the Allow value."""
+
+
 def _is_async(handler):
     while isinstance(handler, functools.partial):
         handler = handler.func
@@ -109,6 +117,27 @@ class Router:
         self._routes.append((route, segments))
         return route
 
+    def add_websocket(self, pattern, handler, *, subprotocols=None,
+                      max_message_size=1024 * 1024, compression=True, name=None):
+        """A WebSocket endpoint: ``async def handler(ws)`` runs once the
+        upgrade is done.  subprotocols: the ones the server speaks, in order
+        of preference.  A message over max_message_size closes with 1009."""
+        if not _is_async(handler):
+            raise TypeError("a WebSocket handler must be an async def, not %r" % (handler,))
+        if subprotocols is not None:
+            if isinstance(subprotocols, str):
+                subprotocols = [subprotocols]
+            subprotocols = tuple(subprotocols)
+            for p in subprotocols:
+                if not isinstance(p, str) or not _METHOD.match(p):
+                    raise RouteError("subprotocol %r is not a token" % (p,))
+        if not isinstance(max_message_size, int) or max_message_size < 1:
+            raise ValueError("max_message_size must be a positive int")
+        return self.add_route(pattern, handler, methods=["GET"], name=name,
+                              websocket=True, subprotocols=subprotocols,
+                              max_message_size=max_message_size,
+                              compression=bool(compression))
+
     def add_static(self, prefix, directory, *, name=None):
         """Serve the files below directory at prefix/...: GET and HEAD, with
         ETag, Last-Modified, 304 and Range; no listing, no path escaping."""
@@ -123,7 +152,7 @@ class Router:
     def routes(self):
         return [r for r, _ in self._routes]
 
-    def url_for(self, name, **params):
+    def url_for(self, name, /, **params):
         try:
             route = self._names[name]
         except KeyError:
@@ -156,6 +185,9 @@ class Router:
                                         route.name, route.param_names,
                                         route.param_types, _is_async(handler),
                                         route.extra)
-            m.add(route, segments)
+            try:
+                m.add(route, segments)
+            except ValueError as e:
+                raise RouteError(str(e)) from None
         self._matcher = m
         return m

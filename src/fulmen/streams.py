@@ -5,6 +5,7 @@ when to wait: _stream_body only pulls items from the app's iterator.  File
 responses are resolved here once per request (stat, conditional and range
 headers); their bodies then go out through the same streaming path.
 """
+import asyncio
 import email.utils
 import mimetypes
 import os
@@ -16,23 +17,31 @@ from . import _core
 Response = _core.Response
 
 CHUNK = 256 * 1024
+YIELD_EVERY = 4  # items written between two turns of the event loop
 SMALL_FILE = 64 * 1024
 
 
 async def _stream_body(conn, source):
     """Pull items from source (iterable or async iterable) into conn."""
     ok = False
+    n = 0
     try:
         if hasattr(source, "__aiter__"):
             async for item in source:
                 waiter = conn._stream_write(item)
+                n += 1
                 if waiter is not None:
                     await waiter
+                elif n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a producer that never waits must not starve the loop
         else:
             for item in source:
                 waiter = conn._stream_write(item)
+                n += 1
                 if waiter is not None:
                     await waiter
+                elif n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
         ok = not conn.closed
     except ConnectionError:
         pass  # the client left: stop producing
@@ -113,10 +122,10 @@ def _parse_range(value, size):
         return max(0, size - n), size - 1
     start = int(first)
     end = int(last) if last else size - 1
-    if start > end:
-        return None
     if start >= size:
         return "bad"
+    if start > end:
+        return None
     return start, min(end, size - 1)
 
 
@@ -198,3 +207,26 @@ def static_handler(directory):
         return Response(file=full)
 
     return serve_static
+
+
+async def _run_websocket(ws, handler):
+    """Run a WebSocket handler; close the socket when it returns (1000) or
+    raises (1011).  Runs once per connection, not per message."""
+    try:
+        await handler(ws)
+    except _core.WebSocketClosed:
+        pass
+    except Exception:
+        sys.stderr.write("fulmen: error in WebSocket handler %r:\n%s"
+                         % (handler, traceback.format_exc()))
+        if not ws.closed:
+            try:
+                await ws.close(1011)
+            except Exception:
+                pass
+        return
+    if not ws.closed:
+        try:
+            await ws.close(1000)
+        except Exception:
+            pass

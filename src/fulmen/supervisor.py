@@ -10,9 +10,15 @@ file descriptor:
     (--max-requests, --max-rss),
   * with --reload, the file watcher (reloader.py).
 
-All workers accept from the one listening socket, which the master keeps
-open: a worker that stops never takes queued connections down with it, and a
-connection that arrives while every worker restarts waits in the backlog.
+Load spreading: a TCP address gets one SO_REUSEPORT listening socket per
+worker "slot", all made and kept open by the master; the kernel spreads new
+connections over them by hash.  One socket shared by all workers spreads
+badly under uvloop: the worker that wakes first accepts everything queued,
+and with wrk -c100 one of two workers often got every connection.  Because
+the master keeps every slot's socket open, a worker that stops or dies never
+takes its socket (and the connections queued in it) down: the replacement
+for that slot accepts them.  A unix socket or an inherited --fd is one
+socket, shared by every worker.
 
 Replacing a worker (SIGHUP, recycling, a code change) always starts the new
 one first, waits for its "ready", and only then stops the old one gracefully,
@@ -183,10 +189,12 @@ def module_files():
 # ---- the master ------------------------------------------------------------------
 
 class _Worker:
-    __slots__ = ("pid", "conn", "gen", "ready", "stale", "retiring", "kill_at", "buf", "proc")
+    __slots__ = ("pid", "slot", "conn", "gen", "ready", "stale", "retiring", "kill_at", "buf",
+                 "proc")
 
-    def __init__(self, pid, conn, gen, proc=None):
+    def __init__(self, pid, slot, conn, gen, proc=None):
         self.pid = pid
+        self.slot = slot
         self.conn = conn            # master's end of the control socket
         self.gen = gen
         self.ready = False
@@ -204,8 +212,19 @@ class Supervisor:
     def __init__(self, app, sock, *, workers=1, graceful_timeout=30.0, ssl=None,
                  max_requests=None, max_requests_jitter=0, max_rss=None, reload=False):
         self.app = app
-        self.sock = sock
         self.n = max(1, workers)
+        self.socks = [sock]
+        if sock.family != socket.AF_UNIX and sock.getsockopt(socket.SOL_SOCKET,
+                                                              socket.SO_REUSEPORT):
+            host, port = sock.getsockname()[:2]
+            backlog = getattr(app, "_backlog", 1024)
+            try:
+                for _ in range(self.n - 1):
+                    self.socks.append(app._bind(host, port, backlog, reuseport=True))
+            except OSError:
+                for s in self.socks[1:]:
+                    s.close()
+                raise
         self.graceful_timeout = graceful_timeout
         self.reload = reload
         self.worker_options = dict(graceful_timeout=graceful_timeout, ssl=ssl,
@@ -255,6 +274,8 @@ class Supervisor:
                 self.watcher.close()
             for w in self.workers.values():
                 w.conn.close()
+            for s in self.socks[1:]:
+                s.close()
             os.close(sig_r)
             os.close(sig_w)
 
@@ -362,11 +383,12 @@ class Supervisor:
         self.failures = 0
         if w.retiring or self.stopping or self._is_stale(w):
             return
-        # a fresh worker is accepting: now one stale worker may stop, the oldest
+        # a fresh worker is accepting: now one stale worker may stop, the
+        # one of the same slot if there is one
         stale = [o for o in self.workers.values()
                  if o.ready and not o.retiring and self._is_stale(o)]
         if stale:
-            self._retire(min(stale, key=lambda o: (o.gen, o.pid)))
+            self._retire(min(stale, key=lambda o: (o.slot != w.slot, o.gen)))
 
     # -- keeping N workers -----------------------------------------------------------
 
@@ -381,7 +403,8 @@ class Supervisor:
             if not w.ready:             # started with code that is already outdated
                 self._retire(w)
         stale_ready = [w for w in stale if w.ready]
-        if len(fresh) >= self.n:
+        free = sorted(set(range(self.n)) - {w.slot for w in fresh})
+        if not free:
             if all(w.ready for w in fresh):
                 for w in stale_ready:
                     self._retire(w)
@@ -390,10 +413,10 @@ class Supervisor:
             return
         if stale_ready:                 # rolling: one new worker at a time
             if all(w.ready for w in fresh):
-                self._spawn()
+                self._spawn(free[0])
         else:
-            for _ in range(self.n - len(fresh)):
-                self._spawn()
+            for slot in free:
+                self._spawn(slot)
 
     def _retire(self, w):
         if not w.retiring:
@@ -437,29 +460,30 @@ class Supervisor:
             if block:
                 return
 
-    def _spawn(self):
+    def _spawn(self, slot):
+        sock = self.socks[slot % len(self.socks)]
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         proc = None
         try:
             if self.reload:
-                proc = self._exec_worker(child)
+                proc = self._exec_worker(sock, child)
                 pid = proc.pid
             else:
                 pid = os.fork()
                 if pid == 0:
-                    self._forked_worker(parent, child)   # never returns
+                    self._forked_worker(sock, parent, child)   # never returns
         except BaseException:
             parent.close()
             raise
         finally:
             child.close()
         parent.setblocking(False)
-        w = _Worker(pid, parent, self.gen, proc)
+        w = _Worker(pid, slot, parent, self.gen, proc)
         self.workers[pid] = w
         self.sel.register(parent, selectors.EVENT_READ, self._on_message)
         return w
 
-    def _forked_worker(self, parent, child):
+    def _forked_worker(self, sock, parent, child):
         code = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -475,7 +499,10 @@ class Supervisor:
             self.sel.close()
             for fd in self._wakeup:
                 os.close(fd)
-            code = worker_main(self.app, self.sock, child, self.pid, **self.worker_options)
+            for s in self.socks:
+                if s is not sock:
+                    s.close()
+            code = worker_main(self.app, sock, child, self.pid, **self.worker_options)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
         except BaseException:
@@ -487,11 +514,11 @@ class Supervisor:
             finally:
                 os._exit(code)
 
-    def _exec_worker(self, child):
+    def _exec_worker(self, sock, child):
         argv = [sys.executable] + list(getattr(sys, "orig_argv", sys.argv)[1:])
         env = dict(os.environ)
-        env[WORKER_ENV] = "%d:%d:%d" % (self.sock.fileno(), child.fileno(), self.pid)
-        return subprocess.Popen(argv, env=env, pass_fds=(self.sock.fileno(), child.fileno()))
+        env[WORKER_ENV] = "%d:%d:%d" % (sock.fileno(), child.fileno(), self.pid)
+        return subprocess.Popen(argv, env=env, pass_fds=(sock.fileno(), child.fileno()))
 
 
 def _noop(signum, frame):

@@ -18,17 +18,18 @@ class ServerPool:
         self.stopped = []
         self.failed_start = {}
 
-    def get(self, name):
-        """The running server for app `name`, started if need be.  An app
-        that failed to start is not retried: its later tests fail at once
-        with a pointer to the first error instead of repeating it."""
+    def get(self, name, env=None):
+        """The running server for app `name`, started if need be (with the
+        extra environment variables `env`).  An app that failed to start is
+        not retried: its later tests fail at once with a pointer to the
+        first error instead of repeating it."""
         if name in self.failed_start:
             pytest.fail("app %r failed to start earlier in this session: %s"
                         % (name, self.failed_start[name]), pytrace=False)
         srv = self.running.get(name)
         if srv is None or not srv.alive():
             try:
-                srv = Server.for_app(name).start()
+                srv = Server.for_app(name, env=env).start()
             except RuntimeError as e:
                 self.failed_start[name] = str(e).splitlines()[-1]
                 raise

@@ -225,3 +225,67 @@ PyType_Spec aw_resume_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .slots = aw_slots,
 };
+
+/* ========================================================================
+ * Ready: an awaitable that is already done (await gives its value without
+ * suspending); cheaper than a Future for results known at once.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} ReadyObject;
+
+PyObject *aw_ready_new(fulmen_state *st, PyObject *value)
+{
+    ReadyObject *r = PyObject_New(ReadyObject, st->ReadyType);
+    if (r == NULL)
+        return NULL;
+    Py_INCREF(value);
+    r->value = value;
+    return (PyObject *)r;
+}
+
+static PySendResult aw_ready_send(ReadyObject *r, PyObject *arg, PyObject **result)
+{
+    *result = r->value ? r->value : Py_None;
+    Py_INCREF(*result);
+    Py_CLEAR(r->value);
+    return PYGEN_RETURN;
+}
+
+static PyObject *aw_ready_iternext(ReadyObject *r)
+{
+    PyObject *v = r->value ? r->value : Py_None, *exc;
+    exc = PyObject_CallOneArg(PyExc_StopIteration, v);
+    Py_CLEAR(r->value);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static void aw_ready_dealloc(ReadyObject *r)
+{
+    PyTypeObject *tp = Py_TYPE(r);
+    Py_XDECREF(r->value);
+    PyObject_Free(r);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot aw_ready_slots[] = {
+    {Py_am_await, aw_await},
+    {Py_am_send, aw_ready_send},
+    {Py_tp_iter, aw_await},
+    {Py_tp_iternext, aw_ready_iternext},
+    {Py_tp_dealloc, aw_ready_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec aw_ready_spec = {
+    .name = "fulmen._core.Ready",
+    .basicsize = sizeof(ReadyObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = aw_ready_slots,
+};

@@ -29,6 +29,14 @@ typedef struct ResponseObject ResponseObject;
 typedef struct ConnObject ConnObject;
 typedef struct ServerObject ServerObject;
 typedef struct RouteObject RouteObject;
+typedef struct WebSocketObject WebSocketObject;
+
+/* permessage-deflate as negotiated in the handshake */
+typedef struct {
+    int enabled;
+    int server_no_ctx, client_no_ctx;
+    int server_bits, client_bits;
+} ws_deflate_params;
 
 /* ------------------------------------------------------------------------
  * Module state.  One per module object; hot objects cache a pointer to it.
@@ -44,6 +52,9 @@ typedef struct {
     PyTypeObject *ResumeType;
     PyTypeObject *QueryType;
     PyTypeObject *FileType;   /* struct sequence (name, type, body) */
+    PyTypeObject *WebSocketType;
+    PyTypeObject *ReadyType;
+    PyObject *WebSocketClosed; /* exception (code, reason) */
     PyObject *json_loads;  /* json.loads, imported on first use */
     PyObject *BadRequest;  /* exception: the client sent a malformed body */
     PyObject *uuid_type;   /* uuid.UUID, imported on first use */
@@ -111,6 +122,7 @@ struct RouteObject {
     PyObject *param_types; /* tuple of str ("str", "int", ...) */
     PyObject *extra;       /* dict: route options (stream=, max_body_size=) */
     int is_async;          /* handler is an async def */
+    int is_ws;             /* a WebSocket endpoint (add_websocket) */
     uint64_t max_body;     /* 0 = the server's limit */
 };
 
@@ -225,6 +237,13 @@ extern PyType_Spec conn_server_spec;
 int conn_peer_trusted(ConnObject *c, PyObject *peer_host);
 extern PyType_Spec conn_spec;
 void conn_deliver(ConnObject *c, uint32_t seq, PyObject *response);
+/* for ws.c: the connection as a byte pipe */
+int conn_flush_out(ConnObject *c);           /* write st->out now; 0 or -1 */
+void conn_close_transport(ConnObject *c, int abort);
+void conn_pause_reading(ConnObject *c, int on);
+PyObject *conn_drain_waiter(ConnObject *c);  /* future while paused, else NULL */
+PyObject *conn_get_loop(ConnObject *c);      /* borrowed */
+void conn_set_close_deadline(ConnObject *c);
 void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);
 
 /* request.c */
@@ -266,8 +285,18 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
                           int method_id, const char *method, size_t mlen,
                           h1_span *params, int *n_params, PyObject **allow);
 
+/* ws.c */
+extern PyType_Spec ws_spec;
+WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
+                        PyObject *subprotocol, uint64_t max_message,
+                        const ws_deflate_params *dp);
+int ws_feed(WebSocketObject *ws, const char *data, size_t n);
+void ws_connection_lost(WebSocketObject *ws);
+
 /* awaitable.c */
 extern PyType_Spec aw_resume_spec;
+extern PyType_Spec aw_ready_spec;
+PyObject *aw_ready_new(fulmen_state *st, PyObject *value); /* steals nothing */
 PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, uint32_t seq,
                         RequestObject *req, PyObject *coro,
                         PyObject *first);

@@ -12,6 +12,8 @@
  */
 #include "common.h"
 
+#include "wsframe.h"
+
 #include <stddef.h>
 #include <structmember.h>
 #include <time.h>
@@ -34,6 +36,7 @@ enum {
     CONN_T_HEAD,   /* header_timeout since the head's first byte */
     CONN_T_BODY,   /* body_timeout since the last body bytes */
     CONN_T_WRITE,  /* body_timeout while the peer does not read */
+    CONN_T_WSCLOSE, /* we sent a WebSocket close: the peer has 5 s to answer */
 };
 
 typedef struct {
@@ -79,6 +82,8 @@ struct ConnObject {
     PyObject *stream_task;
     PyObject *stream_waiter; /* future resolved when writing may resume */
     PyObject *peer;          /* peer host (str), fetched for the access log */
+    WebSocketObject *ws;     /* after a 101: every byte goes to it */
+    PyObject *ws_task;       /* the handler's Task */
     h1_chunked chunk;
     size_t csrc, cdst;      /* STAGE_CHUNKED: raw consumed, decoded end */
     /* response queue: a ring indexed by sequence number */
@@ -532,6 +537,14 @@ static void conn_rearm(ConnObject *c, int64_t now)
     if (c->closed) {
         c->timer = CONN_T_NONE;
         c->deadline = 0;
+    } else if (c->ws != NULL) {
+        if (c->timer != CONN_T_WSCLOSE && !(c->pause & CONN_PAUSE_WRITE)) {
+            c->timer = CONN_T_NONE; /* the handler decides how long */
+            c->deadline = 0;
+        } else if (c->timer != CONN_T_WSCLOSE && c->timer != CONN_T_WRITE) {
+            c->timer = CONN_T_WRITE;
+            c->deadline = now + srv->body_timeout_ms;
+        }
     } else if (c->pause & CONN_PAUSE_WRITE) {
         if (c->timer != CONN_T_WRITE) {
             c->timer = CONN_T_WRITE;
@@ -603,9 +616,7 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
         conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
         conn_process_buffer(c);
     }
-    if (c->eof && conn_q_len(c) == 0 && c->pending == NULL)
-        c->close_after_flush = 1;
-    if (c->server->stopping && conn_q_len(c) == 0)
+    if ((c->eof || c->server->stopping) && conn_q_len(c) == 0 && !c->streaming)
         c->close_after_flush = 1;
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -703,6 +714,265 @@ done:
     Py_XDECREF(task);
 }
 
+/* ========================================================================
+ * WebSocket upgrade (RFC 6455 4.2, RFC 7692 5)
+ */
+
+/* Does the comma-separated header value v[0..n) hold token tok? */
+static int conn_has_token(const char *v, size_t n, const char *tok)
+{
+    size_t tl = strlen(tok), i = 0;
+    while (i < n) {
+        size_t s, e;
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int conn_find_header(RequestObject *r, const char *lname, const char **v,
+                            size_t *n)
+{
+    size_t ln = strlen(lname);
+    uint32_t i;
+    for (i = 0; i < r->h.num_headers; i++) {
+        const h1_header *h = &r->h.headers[i];
+        if (h->name.len == ln && strncasecmp(r->base + h->name.off, lname, ln) == 0) {
+            *v = r->base + h->value.off;
+            *n = h->value.len;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Pick the first acceptable permessage-deflate offer (RFC 7692 7.1). */
+static void conn_ws_deflate(const char *v, size_t n, ws_deflate_params *dp,
+                            char *resp, size_t rcap)
+{
+    size_t i = 0;
+    memset(dp, 0, sizeof(*dp));
+    while (i < n) {
+        size_t s = i, e;
+        int ok = 1, is_pmd = 0, sbits = 15, cbits = 15, sno = 0, cno = 0,
+            sbits_set = 0, cbits_set = 0, first = 1;
+        while (i < n && v[i] != ',') {
+            if (v[i] == '"') { /* quoted values: skip to the closing quote */
+                i++;
+                while (i < n && v[i] != '"')
+                    i++;
+            }
+            if (i < n)
+                i++;
+        }
+        e = i;
+        if (i < n)
+            i++;
+        /* params separated by ';' */
+        while (s < e) {
+            size_t ps, pe, eq;
+            char name[40], val[16];
+            size_t nl, vl = 0;
+            while (s < e && (v[s] == ' ' || v[s] == '\t'))
+                s++;
+            ps = s;
+            while (s < e && v[s] != ';')
+                s++;
+            pe = s;
+            if (s < e)
+                s++;
+            while (pe > ps && (v[pe - 1] == ' ' || v[pe - 1] == '\t'))
+                pe--;
+            for (eq = ps; eq < pe && v[eq] != '='; eq++)
+                ;
+            nl = eq;
+            while (nl > ps && (v[nl - 1] == ' ' || v[nl - 1] == '\t'))
+                nl--;
+            nl -= ps;
+            if (nl == 0 || nl >= sizeof(name)) {
+                ok = 0;
+                continue;
+            }
+            memcpy(name, v + ps, nl);
+            name[nl] = 0;
+            if (eq < pe) {
+                size_t vs = eq + 1, ve = pe;
+                while (vs < ve && (v[vs] == ' ' || v[vs] == '\t'))
+                    vs++;
+                if (ve - vs >= 2 && v[vs] == '"' && v[ve - 1] == '"') {
+                    vs++;
+                    ve--;
+                }
+                vl = ve - vs;
+                if (vl == 0 || vl >= sizeof(val)) {
+                    ok = 0;
+                    continue;
+                }
+                memcpy(val, v + vs, vl);
+                val[vl] = 0;
+            }
+            if (first) {
+                first = 0;
+                is_pmd = strcasecmp(name, "permessage-deflate") == 0 && vl == 0;
+                continue;
+            }
+            if (!strcasecmp(name, "server_no_context_takeover") && vl == 0 && !sno)
+                sno = 1;
+            else if (!strcasecmp(name, "client_no_context_takeover") && vl == 0 && !cno)
+                cno = 1;
+            else if (!strcasecmp(name, "server_max_window_bits") && vl && !sbits_set) {
+                sbits = atoi(val);
+                sbits_set = 1;
+                if (vl > 2 || sbits < 8 || sbits > 15 || val[0] < '0' || val[0] > '9')
+                    ok = 0;
+                else if (sbits == 8)
+                    ok = 0; /* zlib cannot deflate with a 256-byte window */
+            } else if (!strcasecmp(name, "client_max_window_bits") && !cbits_set) {
+                cbits_set = 1;
+                if (vl) {
+                    cbits = atoi(val);
+                    if (vl > 2 || cbits < 8 || cbits > 15 || val[0] < '0' || val[0] > '9')
+                        ok = 0;
+                }
+            } else {
+                ok = 0;
+            }
+        }
+        if (is_pmd && ok) {
+            int k;
+            dp->enabled = 1;
+            dp->server_no_ctx = sno;
+            dp->client_no_ctx = cno;
+            dp->server_bits = sbits;
+            dp->client_bits = 15; /* inflate with the largest window reads any */
+            k = snprintf(resp, rcap, "Sec-WebSocket-Extensions: permessage-deflate%s%s",
+                         sno ? "; server_no_context_takeover" : "",
+                         cno ? "; client_no_context_takeover" : "");
+            if (sbits_set && k > 0 && (size_t)k < rcap)
+                k += snprintf(resp + k, rcap - (size_t)k, "; server_max_window_bits=%d", sbits);
+            if (k > 0 && (size_t)k < rcap)
+                snprintf(resp + k, rcap - (size_t)k, "\r\n");
+            return;
+        }
+    }
+}
+
+/* The request is for a WebSocket route: answer 101 and hand the connection
+ * to a WebSocket, or refuse (426/400).  Takes the reference to req. */
+static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
+{
+    fulmen_state *st = c->st;
+    const char *v, *key;
+    size_t n, keylen;
+    char accept[29], ext[200] = "", proto_hdr[160] = "";
+    PyObject *subprotocol = Py_None, *res, *fn = NULL, *coro = NULL, *task = NULL,
+             *opt;
+    ws_deflate_params dp = {0};
+    uint64_t max_message = 1 << 20;
+    WebSocketObject *ws;
+    int upgrade = (req->h.flags & H1_F_CONN_UPGRADE) &&
+                  conn_find_header(req, "upgrade", &v, &n) &&
+                  conn_has_token(v, n, "websocket");
+    if (!upgrade) {
+        PyObject *h = Py_BuildValue("{ssss}", "Upgrade", "websocket", "Connection", "Upgrade");
+        res = h ? resp_new_simple(st, 426, "Upgrade Required", h) : NULL;
+        Py_XDECREF(h);
+        goto answer;
+    }
+    if (req->h.method_id != H1_M_GET || req->h.version_minor != 1 ||
+        (req->h.flags & (H1_F_CHUNKED | H1_F_HAS_CL) && req->body.len) ||
+        !conn_find_header(req, "sec-websocket-key", &key, &keylen) ||
+        ws_accept_key(key, keylen, accept) < 0 || conn_q_len(c) > 0 || c->streaming) {
+        res = resp_new_simple(st, 400, "Bad Request", NULL);
+        goto answer;
+    }
+    accept[28] = 0;
+    if (!conn_find_header(req, "sec-websocket-version", &v, &n) || n != 2 ||
+        memcmp(v, "13", 2) != 0) {
+        PyObject *h = Py_BuildValue("{ss}", "Sec-WebSocket-Version", "13");
+        res = h ? resp_new_simple(st, 426, "Upgrade Required", h) : NULL;
+        Py_XDECREF(h);
+        goto answer;
+    }
+    /* subprotocol: the first of the route's, in its order, that the client offers */
+    opt = PyDict_GetItemString(route->extra, "subprotocols");
+    if (opt != NULL && opt != Py_None && conn_find_header(req, "sec-websocket-protocol", &v, &n)) {
+        Py_ssize_t i;
+        for (i = 0; i < PySequence_Size(opt); i++) {
+            PyObject *p = PySequence_GetItem(opt, i);
+            const char *ps = p && PyUnicode_Check(p) ? PyUnicode_AsUTF8(p) : NULL;
+            if (ps != NULL && strlen(ps) < 100 && conn_has_token(v, n, ps)) {
+                subprotocol = p;
+                snprintf(proto_hdr, sizeof(proto_hdr), "Sec-WebSocket-Protocol: %s\r\n", ps);
+                break;
+            }
+            Py_XDECREF(p);
+            PyErr_Clear();
+        }
+        if (subprotocol != Py_None)
+            Py_DECREF(subprotocol); /* the route's tuple keeps it alive */
+    }
+    opt = PyDict_GetItemString(route->extra, "compression");
+    if ((opt == NULL || PyObject_IsTrue(opt) == 1) &&
+        conn_find_header(req, "sec-websocket-extensions", &v, &n))
+        conn_ws_deflate(v, n, &dp, ext, sizeof(ext));
+    opt = PyDict_GetItemString(route->extra, "max_message_size");
+    if (opt != NULL && PyLong_Check(opt))
+        max_message = PyLong_AsUnsignedLongLong(opt);
+    PyErr_Clear();
+    ws = ws_new(st, c, (PyObject *)req, subprotocol, max_message, &dp);
+    if (ws == NULL)
+        goto fail;
+    fn = conn_streams_fn("_run_websocket");
+    if (fn != NULL)
+        coro = PyObject_CallFunctionObjArgs(fn, (PyObject *)ws, route->handler, NULL);
+    if (coro != NULL)
+        task = PyObject_CallMethodOneArg(c->server->loop, st->s_create_task, coro);
+    Py_XDECREF(fn);
+    Py_XDECREF(coro);
+    if (task == NULL) {
+        Py_DECREF(ws);
+        goto fail;
+    }
+    {
+        char head[512];
+        int k = snprintf(head, sizeof(head),
+                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s\r\n",
+                         accept, proto_hdr, ext);
+        if (mod_out_put(st, head, (size_t)k) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+    }
+    c->answered = 1;
+    c->ws = ws;
+    c->ws_task = task;
+    if (UNLIKELY(c->server->access_log))
+        conn_access_log(c, req, 101, -1);
+    conn_request_done(req);
+    return;
+fail:
+    PyErr_WriteUnraisable((PyObject *)c);
+    res = resp_new_simple(st, 500, "Internal Server Error", NULL);
+answer:
+    if (res == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        req_release(req);
+        c->closing = 1;
+        c->close_after_flush = 1;
+        return;
+    }
+    c->closing = 1;
+    conn_emit(c, req, res, 0, 1, 1);
+}
+
 /* Run the view for a complete request.  Takes the reference to req. */
 static void conn_dispatch(ConnObject *c, RequestObject *req)
 {
@@ -734,6 +1004,10 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
         if (res == NULL)
             res = conn_error_response(c, req);
         conn_emit(c, req, res, head_only, conn_hdr, !keep);
+        return;
+    }
+    if (UNLIKELY(route->is_ws)) {
+        conn_upgrade_ws(c, req, route);
         return;
     }
     res = PyObject_Vectorcall(route->handler, (PyObject **)&req, 1, NULL);
@@ -934,6 +1208,12 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
         }
         pos += total;
         conn_dispatch(c, req);
+        if (UNLIKELY(c->ws != NULL)) {
+            /* upgraded: what follows the request is WebSocket frames */
+            if (pos < len)
+                ws_feed(c->ws, p + pos, len - pos);
+            return len;
+        }
     }
     return pos;
 }
@@ -1186,6 +1466,15 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
     Py_buffer view;
     if (c->closing || c->closed)
         Py_RETURN_NONE;
+    if (UNLIKELY(c->ws != NULL)) {
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        ws_feed(c->ws, view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+        if (conn_flush(c) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_RETURN_NONE;
+    }
     mod_refresh_date(st);
     if (LIKELY(PyBytes_CheckExact(data))) {
         char *p = PyBytes_AS_STRING(data);
@@ -1209,7 +1498,7 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
         c->pending = NULL;
         req_release(r);
     }
-    if (c->closing && conn_q_len(c) == 0)
+    if (c->closing && conn_q_len(c) == 0 && !c->streaming)
         c->close_after_flush = 1;
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -1283,6 +1572,13 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
     }
     conn_drop_state(c);
     conn_wake_stream(c);
+    if (c->ws != NULL) {
+        WebSocketObject *ws = c->ws;
+        c->ws = NULL;
+        ws_connection_lost(ws);
+        Py_DECREF(ws);
+        Py_CLEAR(c->ws_task);
+    }
     conn_rearm(c, 0);
     Py_CLEAR(c->write);
     Py_CLEAR(c->transport);
@@ -1295,6 +1591,8 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
      * close; an incomplete request is dropped. */
     c->eof = 1;
     c->closing = 1;
+    if (c->ws != NULL)
+        Py_RETURN_FALSE;
     if (conn_q_len(c) > 0 || c->streaming)
         Py_RETURN_TRUE;
     Py_RETURN_FALSE;
@@ -1336,7 +1634,8 @@ static void conn_expire(ConnObject *c)
     } else {
         c->closing = 1;
         r = PyObject_CallMethod(c->transport,
-                                c->timer == CONN_T_WRITE ? "abort" : "close", NULL);
+                                c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE
+                                    ? "abort" : "close", NULL);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(r);
@@ -1350,6 +1649,54 @@ PyObject *conn_get_transport(ConnObject *c)
     PyObject *t = c->transport ? c->transport : Py_None;
     Py_INCREF(t);
     return t;
+}
+
+int conn_flush_out(ConnObject *c)
+{
+    return conn_flush(c);
+}
+
+void conn_close_transport(ConnObject *c, int abort)
+{
+    PyObject *r;
+    c->closing = 1;
+    if (c->closed || c->transport == NULL)
+        return;
+    if (conn_flush(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    r = PyObject_CallMethod(c->transport, abort ? "abort" : "close", NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(r);
+}
+
+void conn_pause_reading(ConnObject *c, int on)
+{
+    conn_set_pause(c, CONN_PAUSE_PIPELINE, on);
+}
+
+PyObject *conn_drain_waiter(ConnObject *c)
+{
+    if (!(c->pause & CONN_PAUSE_WRITE) || c->closed)
+        return NULL;
+    if (c->stream_waiter == NULL) {
+        c->stream_waiter = PyObject_CallMethod(c->server->loop, "create_future", NULL);
+        if (c->stream_waiter == NULL)
+            return NULL;
+    }
+    Py_INCREF(c->stream_waiter);
+    return c->stream_waiter;
+}
+
+PyObject *conn_get_loop(ConnObject *c)
+{
+    return c->server->loop;
+}
+
+void conn_set_close_deadline(ConnObject *c)
+{
+    c->timer = CONN_T_WSCLOSE;
+    c->deadline = mod_now_ms() + 5000;
 }
 
 PyObject *conn_get_server(ConnObject *c)
@@ -1390,6 +1737,8 @@ static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->stream_task);
     Py_VISIT(c->stream_waiter);
     Py_VISIT(c->peer);
+    Py_VISIT(c->ws);
+    Py_VISIT(c->ws_task);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_VISIT(c->q[s & (c->q_cap - 1)].obj);
         Py_VISIT(c->q[s & (c->q_cap - 1)].req);
@@ -1407,6 +1756,8 @@ static int conn_clear(ConnObject *c)
     Py_CLEAR(c->stream_task);
     Py_CLEAR(c->stream_waiter);
     Py_CLEAR(c->peer);
+    Py_CLEAR(c->ws);
+    Py_CLEAR(c->ws_task);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_CLEAR(c->q[s & (c->q_cap - 1)].obj);
         Py_CLEAR(c->q[s & (c->q_cap - 1)].req);

@@ -193,7 +193,9 @@ static int mod_exec(PyObject *m)
         mod_add_type(m, &resp_spec, NULL, &st->ResponseType) < 0 ||
         mod_add_type(m, &router_route_spec, NULL, &st->RouteType) < 0 ||
         mod_add_type(m, &router_matcher_spec, NULL, &st->MatcherType) < 0 ||
-        mod_add_type(m, &aw_resume_spec, NULL, &st->ResumeType) < 0)
+        mod_add_type(m, &aw_resume_spec, NULL, &st->ResumeType) < 0 ||
+        mod_add_type(m, &aw_ready_spec, NULL, &st->ReadyType) < 0 ||
+        mod_add_type(m, &ws_spec, NULL, &st->WebSocketType) < 0)
         return -1;
     resp_type_ready(st->ResponseType);
     st->BadRequest = PyErr_NewExceptionWithDoc(
@@ -201,6 +203,13 @@ static int mod_exec(PyObject *m)
         "The request body cannot be parsed as asked (answered with 400).",
         PyExc_ValueError, NULL);
     if (st->BadRequest == NULL || PyModule_AddObjectRef(m, "BadRequest", st->BadRequest) < 0)
+        return -1;
+    st->WebSocketClosed = PyErr_NewExceptionWithDoc(
+        "fulmen.WebSocketClosed",
+        "The WebSocket is closed; args are (code, reason).",
+        PyExc_ConnectionError, NULL);
+    if (st->WebSocketClosed == NULL ||
+        PyModule_AddObjectRef(m, "WebSocketClosed", st->WebSocketClosed) < 0)
         return -1;
     {
         static PyStructSequence_Field fields[] = {
@@ -267,6 +276,9 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->QueryType);
     Py_VISIT(st->FileType);
     Py_VISIT(st->BadRequest);
+    Py_VISIT(st->WebSocketType);
+    Py_VISIT(st->ReadyType);
+    Py_VISIT(st->WebSocketClosed);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->uuid_type);
     for (i = 0; i < st->n_req_free; i++)
@@ -298,6 +310,9 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->QueryType);
     Py_CLEAR(st->FileType);
     Py_CLEAR(st->BadRequest);
+    Py_CLEAR(st->WebSocketType);
+    Py_CLEAR(st->ReadyType);
+    Py_CLEAR(st->WebSocketClosed);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->uuid_type);
     Py_CLEAR(st->s_write);

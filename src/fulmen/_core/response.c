@@ -123,7 +123,7 @@ static int resp_json_str(resp_jbuf *b, PyObject *s)
         Py_ssize_t start = 0;
         for (i = 0; i < n; i++) {
             unsigned char ch = (unsigned char)a[i];
-            if (LIKELY(ch >= 0x20 && ch != '"' && ch != '\\'))
+            if (LIKELY(ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f))
                 continue;
             if (resp_jput(b, a + start, (size_t)(i - start)) < 0)
                 return -1;
@@ -305,10 +305,22 @@ static int resp_set_json(ResponseObject *self, PyObject *json)
         PyErr_SetString(PyExc_TypeError, "json_dumps must return str or bytes");
         goto error;
     }
-    Py_XSETREF(self->body, s);
+    /* keep it a JSON response: copy the text into the JSON buffer */
+    b.p = self->jbuf;
+    b.len = 0;
+    b.cap = self->jcap;
+    if (resp_jput(&b, PyBytes_AS_STRING(s), (size_t)PyBytes_GET_SIZE(s)) < 0) {
+        self->jbuf = b.p;
+        self->jcap = b.cap;
+        goto error;
+    }
+    self->jbuf = b.p;
+    self->jcap = b.cap;
+    self->jlen = b.len;
+    Py_CLEAR(self->body);
+    self->kind = RESP_JSON;
+    Py_DECREF(s);
     s = NULL;
-    self->kind = RESP_BODY;
-    self->jlen = 0;
     Py_DECREF(mod);
     Py_DECREF(dumps);
     return 0;
@@ -1180,6 +1192,8 @@ static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen)
             return -1;
         return mod_out_put(st, "\r\n", 2);
     }
+    if (r->kind == RESP_EMPTY && (r->code < 200 || r->code == 204 || r->code == 304))
+        return 0; /* no content, no type */
     if (r->kind == RESP_TEXT || r->kind == RESP_EMPTY)
         return mod_out_put(st, "Content-Type: text/plain; charset=utf-8\r\n", 41);
     if (r->kind == RESP_JSON)

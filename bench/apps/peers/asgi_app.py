@@ -1,0 +1,118 @@
+"""Raw ASGI apps (no framework) for every scenario, served by uvicorn
+(uvicorn_run.py) and by granian's ASGI interface (granian_asgi.py).
+
+The scenario comes from $BENCH_SCENARIO (hello, json, params, post-json,
+async, async-sleep); `app` is the ASGI callable for it.  ASGI apps are always
+coroutines, so `async` is the same code as `hello`, and `async-sleep` adds one
+real suspension.
+
+params: the router a hand-written ASGI micro-app typically has - static paths
+in a dict, then the parameterised routes as compiled regexes tried in
+registration order (as Starlette's router does).  The requested route is the
+81st of the 161 regexes.
+"""
+import asyncio
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from routes200 import (OTHER_BODY, TARGET, answer, is_static, patterns,  # noqa: E402
+                       split_query, to_regex)
+
+SCENARIO = os.environ.get("BENCH_SCENARIO", "hello")
+
+TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+JSON = [(b"content-type", b"application/json")]
+
+
+def start(headers, body):
+    return {"type": "http.response.start", "status": 200,
+            "headers": headers + [(b"content-length", str(len(body)).encode())]}
+
+
+HELLO_BODY = b"Hello world!"
+HELLO_START = start(TEXT, HELLO_BODY)
+HELLO_MSG = {"type": "http.response.body", "body": HELLO_BODY}
+
+
+async def hello(scope, receive, send):
+    await send(HELLO_START)
+    await send(HELLO_MSG)
+
+
+async def hello_sleep(scope, receive, send):
+    await asyncio.sleep(0)
+    await send(HELLO_START)
+    await send(HELLO_MSG)
+
+
+async def hello_json(scope, receive, send):
+    body = json.dumps({"message": "Hello, World!"}).encode()
+    await send(start(JSON, body))
+    await send({"type": "http.response.body", "body": body})
+
+
+async def post_json(scope, receive, send):
+    chunks = []
+    while True:
+        msg = await receive()
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            break
+    data = json.loads(b"".join(chunks))
+    body = json.dumps(data).encode()
+    await send(start(JSON, body))
+    await send({"type": "http.response.body", "body": body})
+
+
+STATIC = {}
+DYNAMIC = []
+
+
+def _target(scope, params):
+    token = None
+    for k, v in scope["headers"]:
+        if k == b"x-token":
+            token = v.decode("latin-1")
+            break
+    page = split_query(scope["query_string"].decode("latin-1")).get("page")
+    return answer(params["id"], params["slug"], page, token)
+
+
+def _other(scope, params):
+    return OTHER_BODY
+
+
+for _p in patterns():
+    _view = _target if _p == TARGET else _other
+    if is_static(_p):
+        STATIC[_p] = _view
+    else:
+        DYNAMIC.append((to_regex(_p).match, _view))
+
+NOT_FOUND = b"Not Found"
+
+
+async def params(scope, receive, send):
+    path = scope["path"]
+    view = STATIC.get(path)
+    args = None
+    if view is None:
+        for match, v in DYNAMIC:
+            m = match(path)
+            if m is not None:
+                view, args = v, m.groupdict()
+                break
+    if view is None:
+        await send({"type": "http.response.start", "status": 404,
+                    "headers": [(b"content-length", b"9")]})
+        await send({"type": "http.response.body", "body": NOT_FOUND})
+        return
+    body = view(scope, args).encode()
+    await send(start(TEXT, body))
+    await send({"type": "http.response.body", "body": body})
+
+
+app = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
+       "async": hello, "async-sleep": hello_sleep}[SCENARIO]

@@ -1,0 +1,13 @@
+"""granian's ASGI interface serving asgi_app.py, one worker, one runtime thread
+(started like /work/shared/bench/servers/granian_asgi.py: exec the granian CLI).
+Usage: granian_asgi.py PORT SCENARIO"""
+import os
+import sys
+
+os.environ["BENCH_SCENARIO"] = sys.argv[2] if len(sys.argv) > 2 else "hello"
+here = os.path.dirname(os.path.abspath(__file__))
+os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "asgi",
+                           "--host", "127.0.0.1", "--port", sys.argv[1], "--workers", "1",
+                           "--runtime-threads", "1", "--http", "1", "--no-ws",
+                           "--loop", "uvloop", "--log-level", "warning",
+                           "--working-dir", here, "asgi_app:app"])

@@ -1,0 +1,86 @@
+"""granian's own RSGI interface (its fastest Python path), one worker, one
+runtime thread.  As a script it execs the granian CLI on this module, with the
+scenario in $BENCH_SCENARIO.  Usage: granian_rsgi.py PORT SCENARIO
+
+params: the same dict-then-regex-list router as asgi_app.py.
+"""
+import asyncio
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from routes200 import (OTHER_BODY, TARGET, answer, is_static, patterns,  # noqa: E402
+                       split_query, to_regex)
+
+TEXT = [("content-type", "text/plain; charset=utf-8")]
+JSON = [("content-type", "application/json")]
+
+
+async def hello(scope, proto):
+    proto.response_str(200, TEXT, "Hello world!")
+
+
+async def hello_sleep(scope, proto):
+    await asyncio.sleep(0)
+    proto.response_str(200, TEXT, "Hello world!")
+
+
+async def hello_json(scope, proto):
+    proto.response_bytes(200, JSON, json.dumps({"message": "Hello, World!"}).encode())
+
+
+async def post_json(scope, proto):
+    data = json.loads(await proto())
+    proto.response_bytes(200, JSON, json.dumps(data).encode())
+
+
+STATIC = {}
+DYNAMIC = []
+
+
+def _target(scope, params):
+    page = split_query(scope.query_string).get("page")
+    return answer(params["id"], params["slug"], page, scope.headers.get("x-token"))
+
+
+def _other(scope, params):
+    return OTHER_BODY
+
+
+for _p in patterns():
+    _view = _target if _p == TARGET else _other
+    if is_static(_p):
+        STATIC[_p] = _view
+    else:
+        DYNAMIC.append((to_regex(_p).match, _view))
+
+
+async def params(scope, proto):
+    path = scope.path
+    view = STATIC.get(path)
+    args = None
+    if view is None:
+        for match, v in DYNAMIC:
+            m = match(path)
+            if m is not None:
+                view, args = v, m.groupdict()
+                break
+    if view is None:
+        proto.response_str(404, TEXT, "Not Found")
+        return
+    proto.response_str(200, TEXT, view(scope, args))
+
+
+APPS = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
+        "async": hello, "async-sleep": hello_sleep}
+app = APPS[os.environ.get("BENCH_SCENARIO", "hello")]
+
+if __name__ == "__main__":
+    os.environ["BENCH_SCENARIO"] = sys.argv[2] if len(sys.argv) > 2 else "hello"
+    os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "rsgi",
+                               "--host", "127.0.0.1", "--port", sys.argv[1], "--workers", "1",
+                               "--runtime-threads", "1", "--http", "1", "--no-ws",
+                               "--loop", "uvloop", "--log-level", "warning",
+                               "--working-dir", HERE, "granian_rsgi:app"])

@@ -1,0 +1,79 @@
+"""socketify.py (uWebSockets core, one process) in its own idiom: uWS's router
+with :name parameters, req.get_query / req.get_header, res.send / res.end(dict).
+Usage: socketify_app.py PORT SCENARIO
+
+`async` is an async def handler; `async-sleep` awaits asyncio.sleep(0) (after
+reading everything it needs from req, which uWS frees once the handler yields).
+"""
+import asyncio
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from routes200 import OTHER_BODY, TARGET, answer, patterns, to_colon  # noqa: E402
+
+from socketify import App  # noqa: E402
+
+TEXT = b"text/plain; charset=utf-8"
+
+
+def hello(res, req):
+    res.send("Hello world!", content_type=TEXT)
+
+
+async def hello_async(res, req):
+    res.send("Hello world!", content_type=TEXT)
+
+
+async def hello_sleep(res, req):
+    await asyncio.sleep(0)
+    res.send("Hello world!", content_type=TEXT)
+
+
+def hello_json(res, req):
+    res.end({"message": "Hello, World!"})          # dict -> JSON + content-type
+
+
+def post_json(res, req):
+    # res.on_data, not `await res.get_json()`: with socketify 0.0.31 the async
+    # variant died under wrk load ("Fatal Python error: b_from_handle:
+    # ffi.from_handle() ... points to garbage" in uws_generic_on_data_handler)
+    chunks = []
+
+    def on_data(res, chunk, is_end):
+        if chunk:
+            chunks.append(chunk)
+        if is_end:
+            res.end(json.loads(b"".join(chunks)))     # dict -> JSON + content-type
+
+    res.on_data(on_data)
+
+
+def target(res, req):
+    res.send(answer(req.get_parameter(0), req.get_parameter(1), req.get_query("page"),
+                    req.get_header("x-token")), content_type=TEXT)
+
+
+def other(res, req):
+    res.send(OTHER_BODY, content_type=TEXT)
+
+
+def main():
+    port = int(sys.argv[1])
+    scenario = sys.argv[2] if len(sys.argv) > 2 else "hello"
+    app = App()
+    if scenario == "params":
+        for p in patterns():
+            app.get(to_colon(p), target if p == TARGET else other)
+    elif scenario == "post-json":
+        app.post("/", post_json)
+    else:
+        app.get("/", {"hello": hello, "json": hello_json, "async": hello_async,
+                      "async-sleep": hello_sleep}[scenario])
+    app.listen(port, lambda config: None)
+    app.run()
+
+
+if __name__ == "__main__":
+    main()

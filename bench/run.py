@@ -1,0 +1,668 @@
+"""fulmen's performance lab: fulmen and its peers, side by side, under wrk.
+
+    .venv/bin/python bench/run.py                  # make bench: hello (examples/hello.py) + peers
+    .venv/bin/python bench/run.py --all            # every scenario
+    .venv/bin/python bench/run.py --scenarios params,post-json --servers fulmen,uvicorn
+    .venv/bin/python bench/run.py --quick          # 2 s runs, for a smoke test
+
+For each scenario and server: start the server pinned to CPU 0 (taskset) in
+its own process group, wait until it answers, check its answers (one request,
+then 24 pipelined in one write), run wrk pinned to CPU 1 with 100 connections
+in plain keep-alive mode and 24-deep pipelined mode, and read the server's CPU
+time (utime+stime of its whole process tree, /proc/PID/stat) before and after.
+
+The figure to quote is `us/req`, the server's CPU time per response: on a
+2-core machine wrk is the ceiling for requests/s, so fast servers all show
+the same rps while their CPU cost per request still differs.  CPU used by
+*other* processes during a run is measured too; above --noise-max % of one
+core the run is repeated (--retries) and the least-disturbed attempt kept.
+
+Results: a table on stdout and bench/out/results-<stamp>.{json,tsv}
+(bench/out/latest.json points at the newest).  Only the standard library is
+used; the peers run with $PEERS_VENV/bin/python (/tmp/fulmen-peers).
+"""
+import argparse
+import datetime
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+APPS = os.path.join(HERE, "apps")
+PEER_APPS = os.path.join(APPS, "peers")
+OUT = os.path.join(HERE, "out")
+SHARED = os.environ.get("BENCH_SHARED", os.path.join(os.path.dirname(ROOT), "shared", "bench"))
+PEERS_VENV = os.environ.get("PEERS_VENV", "/tmp/fulmen-peers")
+PEER_PY = os.path.join(PEERS_VENV, "bin", "python")
+FULMEN_PY = os.environ.get("FULMEN_PY", os.path.join(ROOT, ".venv", "bin", "python"))
+SERVER_CPU, WRK_CPU = "0", "1"
+CONNS, DEPTH = 100, 24
+HZ = os.sysconf("SC_CLK_TCK")
+
+sys.path.insert(0, APPS)
+sys.path.insert(0, HERE)
+import httpprobe  # noqa: E402
+import routes200  # noqa: E402
+
+with open(os.path.join(HERE, "payload-1k.json"), "rb") as _f:
+    PAYLOAD = _f.read()
+
+# ---------------------------------------------------------------------------
+# Scenarios: what wrk sends, and what a correct answer is.
+
+HELLO_TEXT = b"Hello world!"
+
+
+def _is_text(h):
+    return h.get("content-type", "").startswith("text/plain")
+
+
+def _is_json(h):
+    return h.get("content-type", "").startswith("application/json")
+
+
+def check_hello(status, headers, body):
+    return status == 200 and body == HELLO_TEXT and _is_text(headers)
+
+
+def check_json(status, headers, body):
+    try:
+        return status == 200 and _is_json(headers) and \
+            json.loads(body) == {"message": "Hello, World!"}
+    except ValueError:
+        return False
+
+
+def check_params(status, headers, body):
+    return status == 200 and body == routes200.EXPECTED_BODY and _is_text(headers)
+
+
+_PAYLOAD_OBJ = json.loads(PAYLOAD)
+
+
+def check_post(status, headers, body):
+    try:
+        return status == 200 and _is_json(headers) and json.loads(body) == _PAYLOAD_OBJ
+    except ValueError:
+        return False
+
+
+GET = {"method": "GET", "path": "/", "headers": (), "body": b""}
+SCENARIOS = {
+    "hello": dict(GET, check=check_hello, app="hello.py",
+                  doc='sync view, text "Hello world!"'),
+    "json": dict(GET, check=check_json, app="json_msg.py",
+                 doc='sync view, Response(json={"message": "Hello, World!"})'),
+    "params": dict(GET, path=routes200.REQUEST_PATH, headers=(routes200.REQUEST_HEADER,),
+                   check=check_params, app="params.py",
+                   doc="200 routes, the middle one; one query parameter, one header"),
+    "post-json": dict(GET, method="POST", headers=(("Content-Type", "application/json"),),
+                      body=PAYLOAD, check=check_post, app="post_json.py",
+                      doc="POST 1 KB JSON, parsed and echoed with Response(json=...)"),
+    "async": dict(GET, check=check_hello, app="async_nothing.py",
+                  doc='async def view awaiting nothing, text "Hello world!"'),
+    "async-sleep": dict(GET, check=check_hello, app="async_sleep.py",
+                        doc="async def view, await asyncio.sleep(0), same text"),
+}
+# --scenarios async reports the sync hello next to both async variants
+GROUPS = {"async": ["hello", "async", "async-sleep"]}
+ALL_SCENARIOS = ["hello", "json", "params", "post-json", "async", "async-sleep"]
+
+# ---------------------------------------------------------------------------
+# Servers
+
+PEERS = {
+    # name: (import that must work, launcher script in apps/peers/)
+    "uvicorn": ("uvicorn, httptools, uvloop", "uvicorn_run.py"),
+    "granian-asgi": ("granian", "granian_asgi.py"),
+    "granian-rsgi": ("granian", "granian_rsgi.py"),
+    "socketify": ("socketify", "socketify_app.py"),
+}
+ALL_SERVERS = ["fulmen"] + list(PEERS)
+_available = {}
+
+
+def server_available(name):
+    """None when the server can run, else why not."""
+    if name in _available:
+        return _available[name]
+    why = None
+    if name == "fulmen":
+        if not os.access(FULMEN_PY, os.X_OK):
+            why = "%s missing (make build)" % FULMEN_PY
+    elif not os.access(PEER_PY, os.X_OK):
+        why = "%s missing (run /work/shared/bench/setup-peers.sh)" % PEER_PY
+    else:
+        r = subprocess.run([PEER_PY, "-c", "import " + PEERS[name][0]],
+                           capture_output=True, text=True)
+        if r.returncode:
+            why = "not installed (%s)" % r.stderr.strip().splitlines()[-1]
+    _available[name] = why
+    return why
+
+
+def server_cmd(name, scenario, port, fulmen_hello):
+    if name == "fulmen":
+        if scenario == "hello" and fulmen_hello:
+            return [FULMEN_PY, fulmen_hello, "--port", str(port)]
+        return [FULMEN_PY, os.path.join(APPS, SCENARIOS[scenario]["app"]), str(port)]
+    return [PEER_PY, os.path.join(PEER_APPS, PEERS[name][1]), str(port), scenario]
+
+
+FULMEN_ENV = {}   # {"PYTHONPATH": <tree>/src} when measuring a snapshot (--head)
+
+
+def server_env(name):
+    return FULMEN_ENV if name == "fulmen" else None
+
+
+def head_snapshot():
+    """Build the committed HEAD (not the working tree) into bench/out/head-<sha>/.
+
+    Other people edit and rebuild the working tree while benchmarks run; a
+    snapshot keeps the measured code fixed and named.  Returns (src dir, sha).
+    """
+    sha = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    tree = os.path.join(OUT, "head-" + sha)
+    stamp = os.path.join(tree, ".built")
+    if not os.path.exists(stamp):
+        subprocess.run("rm -rf '%s' && mkdir -p '%s' && git -C '%s' archive HEAD | tar -x -C '%s'"
+                       % (tree, tree, ROOT, tree), shell=True, check=True)
+        subprocess.run([FULMEN_PY, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree,
+                       check=True, stdout=subprocess.DEVNULL)
+        open(stamp, "w").close()
+    return os.path.join(tree, "src"), sha
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    """A server process in its own session, pinned to SERVER_CPU."""
+
+    def __init__(self, cmd, log_path, extra_env=None):
+        self.log = open(log_path, "wb")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        env.pop("PYTHONPATH", None)
+        env.update(extra_env or {})
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + cmd, cwd=ROOT, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        """TERM the whole process group, KILL it after 5 s."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:   # children (granian workers) may outlive the leader
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+        self.log.close()
+
+
+_running = []
+
+
+def _stop_all():
+    while _running:
+        _running.pop().stop()
+
+
+def _on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------
+# CPU accounting from /proc
+
+def tree_pids(root):
+    """root and all its descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def tree_ticks(root):
+    """(utime, stime) clock ticks summed over the process tree."""
+    u = s = 0
+    for p in tree_pids(root):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        u += int(fields[11])
+        s += int(fields[12])
+    return u, s
+
+
+def busy_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]   # user nice system irq softirq steal
+
+
+# ---------------------------------------------------------------------------
+# Probes and wrk
+
+def probe(port, sc, depth=DEPTH):
+    """Check one answer, then `depth` pipelined in one write.
+
+    Returns "ok", "FAIL single: ..." (wrong answer: the server is not measured)
+    or "FAIL pipelined: ..." (measured in plain mode only).
+    """
+    req = httpprobe.build_request(sc["method"], sc["path"], port, sc["headers"], sc["body"])
+    for stage, n in (("single", 1), ("pipelined", depth)):
+        try:
+            r = httpprobe.exchange(port, req * n, n)
+        except (OSError, ValueError) as e:
+            return "FAIL %s: %s: %s" % (stage, type(e).__name__, e)
+        good = sum(1 for x in r if sc["check"](*x))
+        if good != n:
+            bad = next((x for x in r if not sc["check"](*x)), None)
+            why = "%d/%d good" % (good, n)
+            if bad is not None:
+                why += ", e.g. %d %r %r" % (bad[0], bad[1].get("content-type"), bad[2][:60])
+            return "FAIL %s: %s" % (stage, why)
+    return "ok"
+
+
+def wait_ready(srv, port, sc, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    req = httpprobe.build_request(sc["method"], sc["path"], port, sc["headers"], sc["body"])
+    while time.monotonic() < deadline and srv.alive():
+        try:
+            if httpprobe.exchange(port, req, 1, timeout=1.0):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def wrk_cmd(port, sc, mode, seconds):
+    url = "http://127.0.0.1:%d%s" % (port, sc["path"])
+    cmd = ["taskset", "-c", WRK_CPU, "wrk", "-t1", "-c%d" % CONNS, "-d%ss" % seconds,
+           "--latency", "--timeout", "5s"]
+    for k, v in sc["headers"]:
+        if sc["method"] == "GET":          # wrk-post.lua sets its own Content-Type
+            cmd += ["-H", "%s: %s" % (k, v)]
+    env = dict(os.environ)
+    if sc["method"] == "POST":
+        env["BENCH_WRKSTATS"] = os.path.join(SHARED, "wrkstats.lua")
+        env["BENCH_DEPTH"] = str(DEPTH if mode == "pipe" else 1)
+        cmd += ["-s", os.path.join(HERE, "wrk-post.lua"), url, "--", str(CONNS)]
+    elif mode == "pipe":
+        cmd += ["-s", os.path.join(SHARED, "pipeline.lua"), url, "--", str(DEPTH), str(CONNS)]
+    else:
+        cmd += ["-s", os.path.join(SHARED, "stats.lua"), url, "--", str(CONNS)]
+    return cmd, env
+
+
+def run_wrk(cmd, env, seconds):
+    """Run wrk; returns (stdout, wall seconds)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = t0 + float(seconds) + 15
+    out = b""
+    try:
+        out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    wall = time.monotonic() - t0
+    return out.decode(errors="replace"), wall
+
+
+def parse_wrkstats(text):
+    for line in text.splitlines():
+        if line.startswith("WRKSTATS "):
+            return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    return None
+
+
+def measure(srv, port, sc, mode, args):
+    """One mode against a running server: warm up, then up to 1+retries attempts."""
+    if args.warmup > 0:
+        cmd, env = wrk_cmd(port, sc, mode, args.warmup)
+        run_wrk(cmd, env, args.warmup)
+    best = None
+    for attempt in range(1 + args.retries):
+        cmd, env = wrk_cmd(port, sc, mode, args.duration)
+        ru0 = os.times()
+        su0, sy0 = tree_ticks(srv.pid)
+        b0 = busy_ticks()
+        text, wall = run_wrk(cmd, env, args.duration)
+        b1 = busy_ticks()
+        su1, sy1 = tree_ticks(srv.pid)
+        ru1 = os.times()
+        st = parse_wrkstats(text)
+        if st is None:
+            return {"error": "wrk produced no stats: " + text.strip()[-300:]}
+        wrk_s = (ru1.children_user - ru0.children_user) + (ru1.children_system - ru0.children_system)
+        srv_s = ((su1 - su0) + (sy1 - sy0)) / HZ
+        busy_s = (b1 - b0) / HZ
+        other = max(0.0, busy_s - srv_s - wrk_s) / wall * 100
+        rps = st["rps"]
+        requests = st["requests"]
+        res = {
+            "rps": rps,
+            "us_per_req": srv_s * 1e6 / requests if requests else None,
+            "p50_ms": st["raw_p50_us"] / 1000 if st["raw_samples"] > 0 else None,
+            "p99_ms": st["raw_p99_us"] / 1000 if st["raw_samples"] > 0 else None,
+            "requests": int(requests),
+            "bytes_per_resp": st["bytes"] / requests if requests else None,
+            "errors": int(st["err_connect"] + st["err_read"] + st["err_write"] + st["err_timeout"]),
+            "non2xx": int(st["err_status"]),
+            "srv_cpu_pct": srv_s / wall * 100,
+            "srv_user_pct": (su1 - su0) / HZ / wall * 100,
+            "srv_sys_pct": (sy1 - sy0) / HZ / wall * 100,
+            "wrk_cpu_pct": wrk_s / wall * 100,
+            "other_cpu_pct": other,
+            "attempts": attempt + 1,
+        }
+        if best is None or res["other_cpu_pct"] < best["other_cpu_pct"]:
+            best = res
+        if other <= args.noise_max:
+            break
+        print("    (%s attempt %d: other processes used %.0f%% CPU, repeating)"
+              % (mode, attempt + 1, other), file=sys.stderr, flush=True)
+    best["attempts"] = attempt + 1
+    return best
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+
+def fmt(v, f):
+    return "-" if v is None else f % v
+
+
+ROW = "%-12s %-13s %-5s %10s %8s %8s %8s %9s %6s  %s"
+
+
+def print_row_header():
+    print(ROW % ("scenario", "server", "mode", "req/s", "us/req", "p50 ms", "p99 ms",
+                 "err/non2xx", "other%", "check"))
+
+
+def print_row(r):
+    m = r.get("result") or {}
+    if "error" in m or not m:
+        print(ROW % (r["scenario"], r["server"], r["mode"], "-", "-", "-", "-", "-", "-",
+                     m.get("error", r.get("note", ""))), flush=True)
+        return
+    print(ROW % (r["scenario"], r["server"], r["mode"], fmt(m["rps"], "%.0f"),
+                 fmt(m["us_per_req"], "%.2f"), fmt(m["p50_ms"], "%.2f"), fmt(m["p99_ms"], "%.2f"),
+                 "%d/%d" % (m["errors"], m["non2xx"]), "%.0f" % m["other_cpu_pct"],
+                 r.get("check", "")), flush=True)
+
+
+def summary(rows, scenarios, servers, modes):
+    """Side by side per scenario: plain and pipe, and each peer's cost / fulmen's."""
+    idx = {(r["scenario"], r["server"], r["mode"]): r.get("result") or {} for r in rows}
+    print("\n# summary: server CPU us/request (lower is better) and req/s; "
+          "x = us/req relative to fulmen in the same run")
+    for sc in scenarios:
+        print("\n## %s: %s" % (sc, SCENARIOS[sc]["doc"]))
+        hdr = "%-13s" % "server"
+        for mode in modes:
+            hdr += " | %-6s %9s %8s %6s" % (mode, "req/s", "us/req", "x")
+        print(hdr)
+        for name in servers:
+            line = "%-13s" % name
+            have = False
+            for mode in modes:
+                m = idx.get((sc, name, mode), {})
+                f = idx.get((sc, "fulmen", mode), {})
+                us, fus = m.get("us_per_req"), f.get("us_per_req")
+                ratio = us / fus if us and fus else None
+                have = have or us is not None
+                line += " | %-6s %9s %8s %6s" % ("", fmt(m.get("rps"), "%.0f"), fmt(us, "%.2f"),
+                                                 fmt(ratio, "%.2f"))
+            if have:
+                print(line)
+    if "hello" in scenarios and "async" in scenarios:
+        print()
+        for mode in modes:
+            h = idx.get(("hello", "fulmen", mode), {}).get("us_per_req")
+            for v in ("async", "async-sleep"):
+                a = idx.get((v, "fulmen", mode), {}).get("us_per_req")
+                if h and a:
+                    tag = ""
+                    if v == "async":
+                        tag = "  (target <= 1.15: %s)" % ("met" if a / h <= 1.15 else "NOT met")
+                    print("fulmen %-5s %-11s / sync hello = %.2f us / %.2f us = %.2f%s"
+                          % (mode, v, a, h, a / h, tag))
+
+
+def git_commit():
+    r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True)
+    head = r.stdout.strip() if r.returncode == 0 else "no commit yet"
+    r = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], capture_output=True, text=True)
+    return head + (" (dirty tree)" if r.stdout.strip() else "")
+
+
+def versions(servers):
+    r = subprocess.run([FULMEN_PY, "-c", "import sys, uvloop, fulmen; print(sys.version.split()[0], "
+                        "'uvloop', uvloop.__version__, 'fulmen from', fulmen.__file__)"],
+                       capture_output=True, text=True, env=dict(os.environ, **FULMEN_ENV))
+    v = {"python(fulmen)": r.stdout.strip() or r.stderr.strip().splitlines()[-1]}
+    if any(s != "fulmen" for s in servers) and os.access(PEER_PY, os.X_OK):
+        code = ("import importlib, sys\nout=[sys.version.split()[0]]\n"
+                "for m in ('uvloop','httptools','uvicorn','granian','socketify'):\n"
+                "  try: out.append('%s %s' % (m, importlib.metadata.version(m)))\n"
+                "  except Exception: pass\nprint(', '.join(out))")
+        v["python(peers)"] = subprocess.run([PEER_PY, "-c", "import importlib.metadata\n" + code],
+                                            capture_output=True, text=True).stdout.strip()
+    v["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return v
+
+
+# ---------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", help="comma list of %s (default: hello, served by "
+                    "examples/hello.py)" % ",".join(ALL_SCENARIOS))
+    ap.add_argument("--all", action="store_true", help="every scenario")
+    ap.add_argument("--servers", default=",".join(ALL_SERVERS),
+                    help="comma list (default: %(default)s)")
+    ap.add_argument("--modes", default="plain,pipe", help="plain,pipe")
+    ap.add_argument("--duration", type=float, default=5, help="seconds per measured run")
+    ap.add_argument("--warmup", type=float, default=1, help="seconds of wrk before each mode")
+    ap.add_argument("--quick", action="store_true", help="2 s runs, 0.5 s warm-up, 1 retry")
+    ap.add_argument("--noise-max", type=float, default=15,
+                    help="%% of one core other processes may use before a run is repeated")
+    ap.add_argument("--retries", type=int, default=2)
+    ap.add_argument("--check-only", action="store_true", help="start, probe, stop; no wrk")
+    ap.add_argument("--head", action="store_true",
+                    help="measure the committed HEAD, built into bench/out/head-<sha>/, "
+                    "instead of the working tree")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.retries = 2, 0.5, min(args.retries, 1)
+    args.duration = int(args.duration) if args.duration == int(args.duration) else args.duration
+
+    fulmen_hello = None
+    if args.all:
+        scenarios = list(ALL_SCENARIOS)
+    elif args.scenarios:
+        scenarios = []
+        for s in args.scenarios.split(","):
+            for x in GROUPS.get(s.strip(), [s.strip()]):
+                if x not in SCENARIOS:
+                    ap.error("unknown scenario %r" % x)
+                if x not in scenarios:
+                    scenarios.append(x)
+    else:   # make bench: the engine issue's run
+        scenarios = ["hello"]
+        fulmen_hello = os.path.join(ROOT, "examples", "hello.py")
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for s in servers:
+        if s not in ALL_SERVERS:
+            ap.error("unknown server %r (known: %s)" % (s, ", ".join(ALL_SERVERS)))
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("plain", "pipe"):
+            ap.error("unknown mode %r" % m)
+    for f in ("stats.lua", "pipeline.lua", "wrkstats.lua"):
+        if not os.path.exists(os.path.join(SHARED, f)):
+            sys.exit("run.py: %s not found; set BENCH_SHARED to the shared bench directory"
+                     % os.path.join(SHARED, f))
+
+    commit = git_commit()
+    if args.head:
+        src, sha = head_snapshot()
+        FULMEN_ENV["PYTHONPATH"] = src
+        commit = sha + " (HEAD snapshot)"
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    logdir = os.path.join(OUT, "logs-" + stamp)
+    os.makedirs(logdir, exist_ok=True)
+    meta = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "commit": commit, "host": os.uname().nodename, "cpus": os.cpu_count(),
+        "kernel": os.uname().release, "duration_s": args.duration, "warmup_s": args.warmup,
+        "conns": CONNS, "depth": DEPTH, "server_cpu": SERVER_CPU, "wrk_cpu": WRK_CPU,
+        "noise_max_pct": args.noise_max, "argv": sys.argv[1:], "versions": versions(servers),
+    }
+    print("# fulmen bench %s  commit=%s  cpus=%s  duration=%ss warmup=%ss conns=%d depth=%d  "
+          "server on cpu %s, wrk on cpu %s" % (meta["date"], meta["commit"], meta["cpus"],
+                                               args.duration, args.warmup, CONNS, DEPTH,
+                                               SERVER_CPU, WRK_CPU))
+    for k, v in meta["versions"].items():
+        print("# %s: %s" % (k, v))
+    print("# logs: %s" % logdir)
+    signal.signal(signal.SIGTERM, _on_signal)
+    rows = []
+    print_row_header()
+    try:
+        for sc_name in scenarios:
+            sc = SCENARIOS[sc_name]
+            for name in servers:
+                why = server_available(name)
+                if why:
+                    print("%-12s %-13s skipped: %s" % (sc_name, name, why), flush=True)
+                    rows.append({"scenario": sc_name, "server": name, "mode": "-",
+                                 "note": "skipped: " + why})
+                    continue
+                port = free_port()
+                cmd = server_cmd(name, sc_name, port, fulmen_hello)
+                srv = Server(cmd, os.path.join(logdir, "%s-%s.log" % (sc_name, name)),
+                             server_env(name))
+                _running.append(srv)
+                try:
+                    if not wait_ready(srv, port, sc):
+                        with open(srv.log.name, "rb") as f:
+                            tail = f.read()[-400:].decode(errors="replace").strip()
+                        print("%-12s %-13s did not come up: %s" % (sc_name, name, tail), flush=True)
+                        rows.append({"scenario": sc_name, "server": name, "mode": "-",
+                                     "note": "did not come up"})
+                        continue
+                    check = probe(port, sc)
+                    if check.startswith("FAIL pipelined") and not args.check_only:
+                        # the failed probe may have wedged it (socketify stops
+                        # listening): measure plain mode on a fresh server
+                        srv.stop()
+                        _running.remove(srv)
+                        port = free_port()
+                        cmd = server_cmd(name, sc_name, port, fulmen_hello)
+                        srv = Server(cmd, os.path.join(logdir, "%s-%s.2.log" % (sc_name, name)),
+                                     server_env(name))
+                        _running.append(srv)
+                        wait_ready(srv, port, sc)
+                    if args.check_only:
+                        print("%-12s %-13s check: %s" % (sc_name, name, check), flush=True)
+                        rows.append({"scenario": sc_name, "server": name, "mode": "-",
+                                     "check": check, "cmd": cmd})
+                        continue
+                    for mode in modes:
+                        r = {"scenario": sc_name, "server": name, "mode": mode, "check": check,
+                             "cmd": " ".join(cmd)}
+                        # wrong answers are not measured; a server that fails only
+                        # the pipelined probe is measured in plain mode only
+                        if check.startswith("FAIL single") or \
+                                (mode == "pipe" and check != "ok"):
+                            r["note"] = "not measured: " + check
+                            rows.append(r)
+                            print_row(r)
+                            continue
+                        r["result"] = measure(srv, port, sc, mode, args)
+                        rows.append(r)
+                        print_row(r)
+                finally:
+                    srv.stop()
+                    _running.remove(srv)
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping servers", file=sys.stderr)
+        _stop_all()
+        raise SystemExit(130)
+    finally:
+        _stop_all()
+
+    if not args.check_only:
+        summary(rows, scenarios, servers, modes)
+    path = os.path.join(OUT, "results-%s.json" % stamp)
+    with open(path, "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    with open(os.path.join(OUT, "results-%s.tsv" % stamp), "w") as f:
+        cols = ["rps", "us_per_req", "p50_ms", "p99_ms", "errors", "non2xx", "bytes_per_resp",
+                "srv_cpu_pct", "srv_user_pct", "srv_sys_pct", "wrk_cpu_pct", "other_cpu_pct",
+                "attempts"]
+        f.write("\t".join(["scenario", "server", "mode"] + cols + ["check"]) + "\n")
+        for r in rows:
+            m = r.get("result") or {}
+            f.write("\t".join([r["scenario"], r["server"], r["mode"]] +
+                              ["" if m.get(c) is None else str(round(m[c], 3)) for c in cols] +
+                              [r.get("check", r.get("note", ""))]) + "\n")
+    latest = os.path.join(OUT, "latest.json")
+    try:
+        os.remove(latest)
+    except FileNotFoundError:
+        pass
+    os.symlink(os.path.basename(path), latest)
+    print("\n# results: %s (and .tsv); logs: %s" % (path, logdir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""fulmen: a Python micro-framework for microservices, with its HTTP engine in C."""
+from . import _core as _core
+from ._core import BadRequest as BadRequest
+from ._core import File as File
+from ._core import Request as Request
+from ._core import Response as Response
+from ._core import WebSocket as WebSocket
+from ._core import WebSocketClosed as WebSocketClosed
+from .app import Application as Application
+from .app import MethodNotAllowed as MethodNotAllowed
+from .app import RouteNotFoundException as RouteNotFoundException
+from .router import RouteError as RouteError
+from .router import Router as Router
+from .streams import FileResponse as FileResponse
+
+__all__ = ["Application", "BadRequest", "File", "FileResponse", "Request", "Response", "Router", "WebSocket", "WebSocketClosed",
+           "RouteError", "RouteNotFoundException", "MethodNotAllowed"]
+__version__: str

@@ -1,0 +1,760 @@
+/*
+ * ws.c - WebSocket connections (RFC 6455, RFC 7692 permessage-deflate).
+ *
+ * After the 101 answer the connection hands every byte it reads to the
+ * WebSocket object here.  Frames are parsed, unmasked and checked by the
+ * pure-C codec (wsframe.c); messages are reassembled here, validated as
+ * UTF-8 while they arrive, inflated when compressed, and queued for the
+ * handler's receive().  Pings are answered and the close handshake is
+ * done without the handler's help.  send() frames (and deflates) in C and
+ * returns an awaitable that waits only while the client is not reading.
+ */
+#include "common.h"
+
+#include <zlib.h>
+
+#include "wsframe.h"
+
+enum { WS_OPEN = 0, WS_CLOSING, WS_CLOSED };
+
+#define WS_QUEUE_HIGH 32 /* stop reading while this many messages wait */
+#define WS_QUEUE_LOW 8
+
+struct WebSocketObject {
+    PyObject_HEAD
+    fulmen_state *st;
+    ConnObject *conn;        /* strong; NULL once the connection is gone */
+    PyObject *request;
+    PyObject *subprotocol;   /* str or None */
+    /* receiving */
+    uint8_t *in;             /* bytes not yet parsed into frames */
+    size_t in_len, in_cap;
+    uint8_t *msg;            /* the message being reassembled */
+    size_t msg_len, msg_cap;
+    int msg_op;              /* 0, WS_OP_TEXT or WS_OP_BINARY */
+    int msg_deflated;
+    ws_utf8_state utf8;
+    PyObject *queue;         /* list of received messages */
+    PyObject *waiter;        /* future of a pending receive() */
+    PyObject *close_waiter;  /* future of a pending close() */
+    uint64_t max_message;
+    int state;
+    int close_code;          /* the peer's, or ours when we failed it */
+    PyObject *close_reason;
+    int reading_paused;
+    /* permessage-deflate */
+    int deflate;
+    int server_no_ctx, client_no_ctx;
+    int server_bits, client_bits;
+    z_stream zin, zout;
+    int zin_ready, zout_ready;
+};
+
+/* ========================================================================
+ * Helpers
+ */
+
+static PyObject *ws_closed_error(WebSocketObject *ws)
+{
+    PyObject *args = Py_BuildValue("(iO)", ws->close_code ? ws->close_code : 1006,
+                                   ws->close_reason ? ws->close_reason : Py_None);
+    if (args != NULL) {
+        PyErr_SetObject(ws->st->WebSocketClosed, args);
+        Py_DECREF(args);
+    }
+    return NULL;
+}
+
+static int ws_grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    size_t c = *cap ? *cap : 4096;
+    uint8_t *p;
+    if (need <= *cap)
+        return 0;
+    while (c < need)
+        c *= 2;
+    p = PyMem_Realloc(*buf, c);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *buf = p;
+    *cap = c;
+    return 0;
+}
+
+/* Write one frame: header, then payload (deflated by the caller). */
+static int ws_write_frame(WebSocketObject *ws, int opcode, int rsv1,
+                          const uint8_t *p, size_t n)
+{
+    uint8_t hdr[10];
+    size_t hl;
+    if (ws->conn == NULL)
+        return 0;
+    hl = ws_build_header(hdr, 1, rsv1, opcode, n);
+    if (mod_out_put(ws->st, (const char *)hdr, hl) < 0 ||
+        mod_out_put(ws->st, (const char *)p, n) < 0)
+        return -1;
+    return conn_flush_out(ws->conn);
+}
+
+static void ws_wake(PyObject **fut, PyObject *result, PyObject *exc)
+{
+    PyObject *f = *fut, *r = NULL;
+    if (f == NULL)
+        return;
+    *fut = NULL;
+    r = PyObject_CallMethod(f, "done", NULL);
+    if (r == Py_False) {
+        Py_DECREF(r);
+        if (exc != NULL)
+            r = PyObject_CallMethod(f, "set_exception", "O", exc);
+        else
+            r = PyObject_CallMethod(f, "set_result", "O", result ? result : Py_None);
+    }
+    if (r == NULL)
+        PyErr_WriteUnraisable(f);
+    Py_XDECREF(r);
+    Py_DECREF(f);
+}
+
+/* Everything the handler may wait on learns that the socket is closed. */
+static void ws_wake_all(WebSocketObject *ws)
+{
+    if (ws->waiter != NULL) {
+        PyObject *t, *v, *tb;
+        ws_closed_error(ws);
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        ws_wake(&ws->waiter, NULL, v);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    }
+    ws_wake(&ws->close_waiter, Py_None, NULL);
+}
+
+/* Close the TCP connection once what is written has gone out. */
+static void ws_end_transport(WebSocketObject *ws, int abort)
+{
+    if (ws->conn != NULL)
+        conn_close_transport(ws->conn, abort);
+}
+
+/* A protocol violation by the client: send a close frame with code, then
+ * close (RFC 6455 7.1.7: "fail the WebSocket connection"). */
+static void ws_fail(WebSocketObject *ws, int code)
+{
+    uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    if (ws->state == WS_CLOSED)
+        return;
+    if (ws->state == WS_OPEN && ws_write_frame(ws, WS_OP_CLOSE, 0, payload, 2) < 0)
+        PyErr_WriteUnraisable((PyObject *)ws);
+    ws->state = WS_CLOSED;
+    ws->close_code = code;
+    ws_end_transport(ws, 0);
+    ws_wake_all(ws);
+}
+
+/* ========================================================================
+ * permessage-deflate (RFC 7692)
+ */
+
+static int ws_inflate(WebSocketObject *ws, PyObject **out)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    uint8_t *res = NULL;
+    size_t cap = 0, len = 0;
+    int rc, pass;
+    if (!ws->zin_ready) {
+        memset(&ws->zin, 0, sizeof(ws->zin));
+        if (inflateInit2(&ws->zin, -ws->client_bits) != Z_OK) {
+            PyErr_SetString(PyExc_MemoryError, "inflateInit2 failed");
+            return -1;
+        }
+        ws->zin_ready = 1;
+    }
+    for (pass = 0; pass < 2; pass++) {
+        ws->zin.next_in = pass == 0 ? ws->msg : (uint8_t *)tail;
+        ws->zin.avail_in = (uInt)(pass == 0 ? ws->msg_len : 4);
+        do {
+            if (ws_grow(&res, &cap, len + 16384) < 0)
+                goto error;
+            ws->zin.next_out = res + len;
+            ws->zin.avail_out = (uInt)(cap - len);
+            rc = inflate(&ws->zin, Z_SYNC_FLUSH);
+            len = cap - ws->zin.avail_out;
+            if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) {
+                PyMem_Free(res);
+                return 1; /* corrupt: the caller fails the connection */
+            }
+            if (len > ws->max_message) {
+                PyMem_Free(res);
+                return 2; /* too big once inflated */
+            }
+        } while (ws->zin.avail_out == 0 || ws->zin.avail_in > 0);
+    }
+    if (ws->client_no_ctx)
+        inflateReset(&ws->zin);
+    PyMem_Free(ws->msg);
+    ws->msg = res;
+    ws->msg_cap = cap;
+    ws->msg_len = len;
+    *out = NULL;
+    return 0;
+error:
+    PyMem_Free(res);
+    return -1;
+}
+
+static int ws_send_deflated(WebSocketObject *ws, int opcode, const uint8_t *p, size_t n)
+{
+    uint8_t *res = NULL;
+    size_t cap = 0, len = 0;
+    int rc;
+    if (!ws->zout_ready) {
+        memset(&ws->zout, 0, sizeof(ws->zout));
+        if (deflateInit2(&ws->zout, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -ws->server_bits,
+                         8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            PyErr_SetString(PyExc_MemoryError, "deflateInit2 failed");
+            return -1;
+        }
+        ws->zout_ready = 1;
+    }
+    ws->zout.next_in = (uint8_t *)p;
+    ws->zout.avail_in = (uInt)n;
+    do {
+        if (ws_grow(&res, &cap, len + n / 2 + 64) < 0)
+            return -1;
+        ws->zout.next_out = res + len;
+        ws->zout.avail_out = (uInt)(cap - len);
+        rc = deflate(&ws->zout, Z_SYNC_FLUSH);
+        len = cap - ws->zout.avail_out;
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            PyMem_Free(res);
+            PyErr_SetString(PyExc_RuntimeError, "deflate failed");
+            return -1;
+        }
+    } while (ws->zout.avail_out == 0);
+    if (len >= 4 && memcmp(res + len - 4, "\x00\x00\xff\xff", 4) == 0)
+        len -= 4;
+    if (ws->server_no_ctx)
+        deflateReset(&ws->zout);
+    rc = ws_write_frame(ws, opcode, 1, res, len);
+    PyMem_Free(res);
+    return rc;
+}
+
+/* ========================================================================
+ * Receiving
+ */
+
+static void ws_deliver(WebSocketObject *ws, PyObject *m)
+{
+    if (ws->waiter != NULL) {
+        ws_wake(&ws->waiter, m, NULL);
+        Py_DECREF(m);
+        return;
+    }
+    if (PyList_Append(ws->queue, m) < 0)
+        PyErr_WriteUnraisable((PyObject *)ws);
+    Py_DECREF(m);
+    if (PyList_GET_SIZE(ws->queue) >= WS_QUEUE_HIGH && !ws->reading_paused &&
+        ws->conn != NULL) {
+        ws->reading_paused = 1;
+        conn_pause_reading(ws->conn, 1);
+    }
+}
+
+/* The final frame of a message arrived: decode it and hand it over. */
+static void ws_message_done(WebSocketObject *ws)
+{
+    PyObject *m = NULL;
+    if (ws->msg_deflated) {
+        int rc = ws_inflate(ws, &m);
+        if (rc < 0) {
+            PyErr_WriteUnraisable((PyObject *)ws);
+            ws_fail(ws, 1011);
+            return;
+        }
+        if (rc == 1) {
+            ws_fail(ws, 1007);
+            return;
+        }
+        if (rc == 2) {
+            ws_fail(ws, 1009);
+            return;
+        }
+        if (ws->msg_op == WS_OP_TEXT) {
+            ws_utf8_state s;
+            ws_utf8_init(&s);
+            if (ws_utf8_validate(&s, ws->msg, ws->msg_len) < 0 || ws_utf8_finish(&s) < 0) {
+                ws_fail(ws, 1007);
+                return;
+            }
+        }
+    } else if (ws->msg_op == WS_OP_TEXT && ws_utf8_finish(&ws->utf8) < 0) {
+        ws_fail(ws, 1007);
+        return;
+    }
+    if (ws->msg_op == WS_OP_TEXT)
+        m = PyUnicode_DecodeUTF8((const char *)ws->msg, (Py_ssize_t)ws->msg_len, "strict");
+    else
+        m = PyBytes_FromStringAndSize((const char *)ws->msg, (Py_ssize_t)ws->msg_len);
+    ws->msg_len = 0;
+    ws->msg_op = 0;
+    ws->msg_deflated = 0;
+    if (ws->msg_cap > 1 << 20) {
+        PyMem_Free(ws->msg);
+        ws->msg = NULL;
+        ws->msg_cap = 0;
+    }
+    if (m == NULL) {
+        PyErr_WriteUnraisable((PyObject *)ws);
+        ws_fail(ws, 1011);
+        return;
+    }
+    ws_deliver(ws, m);
+}
+
+static void ws_on_close_frame(WebSocketObject *ws, const uint8_t *p, size_t n)
+{
+    unsigned code;
+    const uint8_t *reason;
+    size_t rlen;
+    int rc = ws_parse_close(p, n, &code, &reason, &rlen);
+    if (rc < 0) {
+        ws_fail(ws, (int)ws_error_status(rc));
+        return;
+    }
+    ws->close_code = (int)code;
+    Py_XSETREF(ws->close_reason,
+               PyUnicode_DecodeUTF8((const char *)reason, (Py_ssize_t)rlen, "replace"));
+    if (ws->close_reason == NULL)
+        PyErr_Clear();
+    if (ws->state == WS_OPEN) {
+        /* echo the code (none when the peer sent none) */
+        uint8_t echo[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+        if (ws_write_frame(ws, WS_OP_CLOSE, 0, echo, code == 1005 ? 0 : 2) < 0)
+            PyErr_WriteUnraisable((PyObject *)ws);
+    }
+    ws->state = WS_CLOSED;
+    ws_end_transport(ws, 0);
+    ws_wake_all(ws);
+}
+
+/* Bytes from the connection.  Returns 0. */
+int ws_feed(WebSocketObject *ws, const char *data, size_t n)
+{
+    size_t pos = 0;
+    unsigned flags = WS_HDR_REQUIRE_MASK | (ws->deflate ? WS_HDR_ALLOW_RSV1 : 0);
+    if (ws->state == WS_CLOSED)
+        return 0;
+    if (ws_grow(&ws->in, &ws->in_cap, ws->in_len + n) < 0) {
+        PyErr_WriteUnraisable((PyObject *)ws);
+        ws_fail(ws, 1011);
+        return 0;
+    }
+    memcpy(ws->in + ws->in_len, data, n);
+    ws->in_len += n;
+    while (ws->state != WS_CLOSED) {
+        ws_header h;
+        uint8_t *payload;
+        int hl = ws_parse_header(ws->in + pos, ws->in_len - pos, flags, &h);
+        if (hl == 0)
+            break;
+        if (hl < 0) {
+            ws_fail(ws, (int)ws_error_status(hl));
+            return 0;
+        }
+        if (h.opcode < 8) {
+            /* data frame: size checks before buffering its payload */
+            if (h.opcode == WS_OP_CONT ? ws->msg_op == 0 : ws->msg_op != 0) {
+                ws_fail(ws, 1002);
+                return 0;
+            }
+            if (h.opcode == WS_OP_CONT && h.rsv1) {
+                ws_fail(ws, 1002);
+                return 0;
+            }
+            if (h.payload_len > ws->max_message ||
+                ws->msg_len + h.payload_len > ws->max_message) {
+                ws_fail(ws, 1009);
+                return 0;
+            }
+        }
+        if (h.payload_len > ws->in_len - pos - (size_t)hl)
+            break;
+        payload = ws->in + pos + hl;
+        ws_unmask(payload, (size_t)h.payload_len, h.mask, 0);
+        switch (h.opcode) {
+        case WS_OP_TEXT:
+        case WS_OP_BINARY:
+            ws->msg_op = h.opcode;
+            ws->msg_deflated = h.rsv1;
+            ws_utf8_init(&ws->utf8);
+            /* fall through */
+        case WS_OP_CONT:
+            if (ws_grow(&ws->msg, &ws->msg_cap, ws->msg_len + (size_t)h.payload_len + 1) < 0) {
+                PyErr_WriteUnraisable((PyObject *)ws);
+                ws_fail(ws, 1011);
+                return 0;
+            }
+            memcpy(ws->msg + ws->msg_len, payload, (size_t)h.payload_len);
+            if (ws->msg_op == WS_OP_TEXT && !ws->msg_deflated &&
+                ws_utf8_validate(&ws->utf8, payload, (size_t)h.payload_len) < 0) {
+                ws_fail(ws, 1007); /* fail fast, mid-message */
+                return 0;
+            }
+            ws->msg_len += (size_t)h.payload_len;
+            if (h.fin)
+                ws_message_done(ws);
+            break;
+        case WS_OP_PING:
+            if (ws->state == WS_OPEN &&
+                ws_write_frame(ws, WS_OP_PONG, 0, payload, (size_t)h.payload_len) < 0)
+                PyErr_WriteUnraisable((PyObject *)ws);
+            break;
+        case WS_OP_PONG:
+            break;
+        case WS_OP_CLOSE:
+            ws_on_close_frame(ws, payload, (size_t)h.payload_len);
+            break;
+        }
+        pos += (size_t)hl + (size_t)h.payload_len;
+    }
+    if (pos > 0 && ws->in != NULL) {
+        memmove(ws->in, ws->in + pos, ws->in_len - pos);
+        ws->in_len -= pos;
+    }
+    return 0;
+}
+
+void ws_connection_lost(WebSocketObject *ws)
+{
+    if (ws->state != WS_CLOSED) {
+        ws->state = WS_CLOSED;
+        if (!ws->close_code)
+            ws->close_code = 1006;
+    }
+    Py_CLEAR(ws->conn);
+    ws_wake_all(ws);
+}
+
+/* ========================================================================
+ * The handler's API
+ */
+
+/* An awaitable for send(): done now, or the connection's drain future. */
+static PyObject *ws_drain(WebSocketObject *ws)
+{
+    PyObject *f = ws->conn ? conn_drain_waiter(ws->conn) : NULL;
+    if (f != NULL || PyErr_Occurred())
+        return f;
+    return aw_ready_new(ws->st, Py_None);
+}
+
+static PyObject *ws_send(WebSocketObject *ws, PyObject *data)
+{
+    Py_buffer view;
+    int opcode, rc;
+    const char *p;
+    Py_ssize_t n;
+    if (ws->state != WS_OPEN || ws->conn == NULL)
+        return ws_closed_error(ws);
+    if (PyUnicode_Check(data)) {
+        p = PyUnicode_AsUTF8AndSize(data, &n);
+        if (p == NULL)
+            return NULL;
+        opcode = WS_OP_TEXT;
+        rc = ws->deflate ? ws_send_deflated(ws, opcode, (const uint8_t *)p, (size_t)n)
+                         : ws_write_frame(ws, opcode, 0, (const uint8_t *)p, (size_t)n);
+    } else {
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            PyErr_Format(PyExc_TypeError, "send() takes str or bytes, not %.100s",
+                         Py_TYPE(data)->tp_name);
+            return NULL;
+        }
+        opcode = WS_OP_BINARY;
+        rc = ws->deflate ? ws_send_deflated(ws, opcode, view.buf, (size_t)view.len)
+                         : ws_write_frame(ws, opcode, 0, view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+    }
+    if (rc < 0)
+        return NULL;
+    return ws_drain(ws);
+}
+
+static PyObject *ws_ping(WebSocketObject *ws, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view = {0};
+    int rc;
+    if (ws->state != WS_OPEN || ws->conn == NULL)
+        return ws_closed_error(ws);
+    if (nargs > 0 && PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (view.len > 125) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "a ping carries at most 125 bytes");
+        return NULL;
+    }
+    rc = ws_write_frame(ws, WS_OP_PING, 0, view.buf, (size_t)view.len);
+    if (nargs > 0)
+        PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    return ws_drain(ws);
+}
+
+static PyObject *ws_pop(WebSocketObject *ws)
+{
+    PyObject *m = PyList_GET_ITEM(ws->queue, 0);
+    Py_INCREF(m);
+    if (PySequence_DelItem(ws->queue, 0) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (ws->reading_paused && PyList_GET_SIZE(ws->queue) <= WS_QUEUE_LOW &&
+        ws->conn != NULL) {
+        ws->reading_paused = 0;
+        conn_pause_reading(ws->conn, 0);
+    }
+    return m;
+}
+
+/* receive(): an awaitable for the next message (str or bytes). */
+static PyObject *ws_receive_impl(WebSocketObject *ws, int stop_async)
+{
+    PyObject *m;
+    if (PyList_GET_SIZE(ws->queue) > 0) {
+        m = ws_pop(ws);
+        if (m == NULL)
+            return NULL;
+        Py_SETREF(m, aw_ready_new(ws->st, m));
+        return m;
+    }
+    if (ws->state == WS_CLOSED || ws->conn == NULL) {
+        if (stop_async && (ws->close_code == 1000 || ws->close_code == 1001 ||
+                           ws->close_code == 1005)) {
+            PyErr_SetNone(PyExc_StopAsyncIteration);
+            return NULL;
+        }
+        return ws_closed_error(ws);
+    }
+    if (ws->waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "receive() is already being awaited");
+        return NULL;
+    }
+    ws->waiter = PyObject_CallMethod(conn_get_loop(ws->conn), "create_future", NULL);
+    if (ws->waiter == NULL)
+        return NULL;
+    Py_INCREF(ws->waiter);
+    return ws->waiter;
+}
+
+static PyObject *ws_receive(WebSocketObject *ws, PyObject *unused)
+{
+    return ws_receive_impl(ws, 0);
+}
+
+static PyObject *ws_anext(WebSocketObject *ws)
+{
+    return ws_receive_impl(ws, 1);
+}
+
+static PyObject *ws_aiter(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+/* close(code=1000, reason=""): start the closing handshake; the awaitable
+ * finishes when the peer answers or the connection is gone. */
+static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"code", "reason", NULL};
+    int code = 1000;
+    const char *reason = "";
+    Py_ssize_t rlen = 0;
+    uint8_t payload[125];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|is#", kwlist, &code, &reason, &rlen))
+        return NULL;
+    if (!ws_close_code_valid((unsigned)code)) {
+        PyErr_Format(PyExc_ValueError, "%d is not a close code an endpoint may send", code);
+        return NULL;
+    }
+    if (rlen > 123) {
+        PyErr_SetString(PyExc_ValueError, "a close reason is at most 123 bytes of UTF-8");
+        return NULL;
+    }
+    if (ws->state != WS_OPEN || ws->conn == NULL) {
+        if (ws->close_waiter != NULL) {
+            Py_INCREF(ws->close_waiter);
+            return ws->close_waiter;
+        }
+        return aw_ready_new(ws->st, Py_None);
+    }
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    memcpy(payload + 2, reason, (size_t)rlen);
+    if (ws_write_frame(ws, WS_OP_CLOSE, 0, payload, (size_t)rlen + 2) < 0)
+        return NULL;
+    ws->state = WS_CLOSING;
+    ws->close_code = code;
+    ws->close_waiter = PyObject_CallMethod(conn_get_loop(ws->conn), "create_future", NULL);
+    if (ws->close_waiter == NULL)
+        return NULL;
+    conn_set_close_deadline(ws->conn);
+    Py_INCREF(ws->close_waiter);
+    return ws->close_waiter;
+}
+
+static PyObject *ws_get_closed(WebSocketObject *ws, void *c)
+{
+    return PyBool_FromLong(ws->state != WS_OPEN || ws->conn == NULL);
+}
+
+static PyObject *ws_get_close_code(WebSocketObject *ws, void *c)
+{
+    if (ws->state == WS_OPEN && ws->conn != NULL)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(ws->close_code ? ws->close_code : 1006);
+}
+
+static PyObject *ws_get_close_reason(WebSocketObject *ws, void *c)
+{
+    PyObject *r = ws->close_reason ? ws->close_reason : Py_None;
+    Py_INCREF(r);
+    return r;
+}
+
+static PyObject *ws_get_request(WebSocketObject *ws, void *c)
+{
+    Py_INCREF(ws->request);
+    return ws->request;
+}
+
+static PyObject *ws_get_subprotocol(WebSocketObject *ws, void *c)
+{
+    Py_INCREF(ws->subprotocol);
+    return ws->subprotocol;
+}
+
+static int ws_traverse(WebSocketObject *ws, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(ws));
+    Py_VISIT(ws->conn);
+    Py_VISIT(ws->request);
+    Py_VISIT(ws->subprotocol);
+    Py_VISIT(ws->queue);
+    Py_VISIT(ws->waiter);
+    Py_VISIT(ws->close_waiter);
+    Py_VISIT(ws->close_reason);
+    return 0;
+}
+
+static int ws_clear(WebSocketObject *ws)
+{
+    Py_CLEAR(ws->conn);
+    Py_CLEAR(ws->request);
+    Py_CLEAR(ws->subprotocol);
+    Py_CLEAR(ws->queue);
+    Py_CLEAR(ws->waiter);
+    Py_CLEAR(ws->close_waiter);
+    Py_CLEAR(ws->close_reason);
+    return 0;
+}
+
+static void ws_dealloc(WebSocketObject *ws)
+{
+    PyTypeObject *tp = Py_TYPE(ws);
+    PyObject_GC_UnTrack(ws);
+    ws_clear(ws);
+    PyMem_Free(ws->in);
+    PyMem_Free(ws->msg);
+    if (ws->zin_ready)
+        inflateEnd(&ws->zin);
+    if (ws->zout_ready)
+        deflateEnd(&ws->zout);
+    tp->tp_free(ws);
+    Py_DECREF(tp);
+}
+
+WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
+                        PyObject *subprotocol, uint64_t max_message,
+                        const ws_deflate_params *dp)
+{
+    WebSocketObject *ws = PyObject_GC_New(WebSocketObject, st->WebSocketType);
+    if (ws == NULL)
+        return NULL;
+    memset((char *)ws + sizeof(PyObject), 0, sizeof(WebSocketObject) - sizeof(PyObject));
+    ws->st = st;
+    Py_INCREF(c);
+    ws->conn = c;
+    Py_INCREF(request);
+    ws->request = request;
+    Py_INCREF(subprotocol);
+    ws->subprotocol = subprotocol;
+    ws->max_message = max_message;
+    ws->queue = PyList_New(0);
+    if (dp != NULL && dp->enabled) {
+        ws->deflate = 1;
+        ws->server_no_ctx = dp->server_no_ctx;
+        ws->client_no_ctx = dp->client_no_ctx;
+        ws->server_bits = dp->server_bits;
+        ws->client_bits = dp->client_bits;
+    }
+    PyObject_GC_Track(ws);
+    if (ws->queue == NULL) {
+        Py_DECREF(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+static PyMethodDef ws_methods[] = {
+    {"send", (PyCFunction)ws_send, METH_O,
+     "send(message): a text frame for str, binary for bytes; await it."},
+    {"receive", (PyCFunction)ws_receive, METH_NOARGS,
+     "await receive(): the next message, str or bytes."},
+    {"ping", (PyCFunction)(void (*)(void))ws_ping, METH_FASTCALL,
+     "ping(data=b''): send a ping."},
+    {"close", (PyCFunction)(void (*)(void))ws_close, METH_VARARGS | METH_KEYWORDS,
+     "await close(code=1000, reason=''): the closing handshake."},
+    {NULL},
+};
+
+static PyGetSetDef ws_getset[] = {
+    {"closed", (getter)ws_get_closed, NULL, "the socket is closed or closing", NULL},
+    {"close_code", (getter)ws_get_close_code, NULL, "the close code, None while open", NULL},
+    {"close_reason", (getter)ws_get_close_reason, NULL, "the peer's close reason", NULL},
+    {"request", (getter)ws_get_request, NULL, "the upgrade request", NULL},
+    {"subprotocol", (getter)ws_get_subprotocol, NULL, "the chosen subprotocol, or None", NULL},
+    {NULL},
+};
+
+static PyObject *ws_tp_new(PyTypeObject *tp, PyObject *a, PyObject *k)
+{
+    PyErr_SetString(PyExc_TypeError, "WebSocket objects are made by the server");
+    return NULL;
+}
+
+static PyType_Slot ws_slots[] = {
+    {Py_tp_new, ws_tp_new},
+    {Py_tp_dealloc, ws_dealloc},
+    {Py_tp_traverse, ws_traverse},
+    {Py_tp_clear, ws_clear},
+    {Py_tp_methods, ws_methods},
+    {Py_tp_getset, ws_getset},
+    {Py_am_aiter, ws_aiter},
+    {Py_am_anext, ws_anext},
+    {Py_tp_doc, "A WebSocket connection: async for message in ws; await ws.send(...)."},
+    {0, NULL},
+};
+
+PyType_Spec ws_spec = {
+    .name = "fulmen.WebSocket",
+    .basicsize = sizeof(WebSocketObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = ws_slots,
+};

@@ -1,0 +1,661 @@
+"""The API an app sees (apps/api.py): request attributes, responses, JSON
+encoding and routing.  Also home of the `api` fixture that the hook,
+stream and file tests share."""
+import json
+import os
+import uuid
+
+import pytest
+
+from .rawhttp import Conn, build_request
+
+# ---- the api app: one server for the whole session ------------------------------
+
+SECRET = b"TOP-SECRET-CONTENT-0d5e"
+_TREE = {}
+
+
+def _make_tree(root):
+    """Files for the api app: a static directory, a file outside it that
+    escapes must not reach, symlinks pointing out, and a big file."""
+    static = root / "static"
+    (static / "sub").mkdir(parents=True)
+    (root / "outside").mkdir()
+    (root / "secret.txt").write_bytes(SECRET)
+    (root / "outside" / "outside.txt").write_bytes(SECRET)
+    files = {
+        "hello.txt": b"hello static\n",
+        "style.css": b"body { color: red }\n",
+        "data.json": b'{"k": [1, 2]}',
+        "image.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
+        "noext": b"no extension",
+        "sub/nested.txt": b"nested file",
+        "sub/empty.txt": b"",
+        "digits.txt": b"0123456789abcdefghijklmnopqrstuvwxyz",
+    }
+    for name, data in files.items():
+        (static / name).write_bytes(data)
+    big = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(65536)) * 64   # 4 MiB
+    (static / "big.bin").write_bytes(big)
+    files["big.bin"] = big
+    os.symlink(root / "secret.txt", static / "link.txt")
+    os.symlink(root / "outside", static / "linkdir")
+    os.symlink("hello.txt", static / "inner-link.txt")
+    page = b"<html><body>file response</body></html>\n"
+    (root / "page.html").write_bytes(page)
+    return {
+        "root": str(root), "static": str(static), "files": files,
+        "page": str(root / "page.html"), "page_body": page,
+        "env": {"FULMEN_API_STATIC": str(static),
+                "FULMEN_API_FILE": str(root / "page.html")},
+    }
+
+
+def api_tree(tmp_path_factory):
+    if not _TREE:
+        _TREE.update(_make_tree(tmp_path_factory.mktemp("api")))
+    return _TREE
+
+
+def _answers(srv):
+    try:
+        with Conn(srv.port, timeout=2) as c:
+            return c.request("GET", "/plain").body == b"plain"
+    except (OSError, EOFError, AssertionError):
+        return False
+
+
+@pytest.fixture
+def api(server_pool, tmp_path_factory):
+    """The running apps/api.py server (.tree has the files it serves).
+    Besides the crash checks of conftest, the server must still answer
+    after the test; a hung one is killed so that later tests get a fresh
+    process."""
+    tree = api_tree(tmp_path_factory)
+    srv = server_pool.get("api", env=tree["env"])
+    srv.tree = tree
+    yield srv
+    problem = srv.problem()
+    if problem:
+        server_pool.retire("api")
+        pytest.fail("after this test: " + problem, pytrace=False)
+    if not _answers(srv):
+        srv.proc.kill()
+        srv.proc.wait()
+        server_pool.running.pop("api", None)
+        pytest.fail("after this test the server no longer answers (killed it)",
+                    pytrace=False)
+
+
+def get(srv, path, method="GET", **kw):
+    with Conn(srv.port) as c:
+        return c.request(method, path, **kw)
+
+
+def info(srv, path="/r/info", **kw):
+    resp = get(srv, path, **kw)
+    assert resp.status == 200, resp
+    return resp.json()
+
+
+# ---- request: path, query, match_dict -----------------------------------------
+
+def test_path_is_decoded_raw_path_is_not(api):
+    e = info(api, "/r/info?x=1")
+    assert e["path"] == e["raw_path"] == "/r/info"
+    e = info(api, "/enc/caf%C3%A9%20x")
+    assert e["path"] == "/enc/caf\u00e9 x"
+    assert e["raw_path"] == "/enc/caf%C3%A9%20x"
+    assert e["match_dict"] == {"x": ["caf\u00e9 x", "str"]}
+
+
+def test_encoded_slash_does_not_split_segments(api):
+    assert get(api, "/enc/a/b").body == b"static a/b"
+    e = info(api, "/enc/a%2Fb")             # one segment: the {x} route
+    assert e["route_pattern"] == "/enc/{x}"
+    assert e["path"] == "/enc/a/b"
+    assert e["raw_path"] == "/enc/a%2Fb"
+    assert e["match_dict"] == {"x": ["a/b", "str"]}
+    assert get(api, "/enc/a%2fb").json()["match_dict"] == {"x": ["a/b", "str"]}
+
+
+def test_query_string_raw_and_query_decoded(api):
+    qs = "a=1&a=2&b=x+y&c=%26%3D%2B&d&e=&k%3Dx=v&&u=%C3%A9&a=3"
+    e = info(api, "/r/info?" + qs)
+    assert e["query_string"] == qs
+    assert e["query_is_dict"] is True
+    assert e["query"] == {"a": "3", "b": "x y", "c": "&=+", "d": "", "e": "",
+                          "k=x": "v", "u": "\u00e9"}
+    assert e["query_all"]["a"] == ["1", "2", "3"]
+    assert e["query_all"]["b"] == ["x y"]
+    assert e["getall_default"] == "dflt"
+
+
+def test_query_invalid_utf8_is_replaced(api):
+    e = info(api, "/r/info?k=%FF%FEx&bad=%zz%4")
+    assert e["query"] == {"k": "\ufffd\ufffdx", "bad": "%zz%4"}
+
+
+@pytest.mark.parametrize("path,name,value,typ", [
+    ("/t/int/42", "id", "42", "int"),
+    ("/t/int/-7", "id", "-7", "int"),
+    ("/t/float/2.5", "x", "2.5", "float"),
+    ("/t/float/-0.125", "x", "-0.125", "float"),
+    ("/t/uuid/12345678-1234-5678-1234-567812345678", "u",
+     "12345678-1234-5678-1234-567812345678", "UUID"),
+    ("/t/path/a", "rest", "a", "str"),
+    ("/t/path/a/b/c.txt", "rest", "a/b/c.txt", "str"),
+    ("/t/path/a%20b/c", "rest", "a b/c", "str"),
+])
+def test_typed_params(api, path, name, value, typ):
+    e = info(api, path)
+    assert e["match_dict"] == {name: [value, typ]}
+
+
+def test_uuid_param_is_normalised(api):
+    u = "12345678-1234-5678-1234-56781234ABCD"
+    e = info(api, "/t/uuid/" + u)
+    assert e["match_dict"]["u"] == [str(uuid.UUID(u)), "UUID"]
+
+
+def test_two_params_mixed_types(api):
+    e = info(api, "/t/two/5/five")
+    assert e["match_dict"] == {"a": ["5", "int"], "b": ["five", "str"]}
+
+
+@pytest.mark.parametrize("path", [
+    "/t/int/abc", "/t/int/1.5", "/t/int/", "/t/int/12x",
+    "/t/float/abc", "/t/float/",
+    "/t/uuid/not-a-uuid", "/t/uuid/12345678123456781234567812345678zz",
+    "/t/two/x/five",
+    "/t/path/",
+])
+def test_typed_param_mismatch_is_404(api, path):
+    assert get(api, path).status == 404
+
+
+def test_literal_braces_in_pattern(api):
+    e = info(api, "/t/{lit}/v")
+    assert e["route_pattern"] == "/t/{{lit}}/{x}"
+    assert e["path"] == "/t/{lit}/v"
+    assert e["match_dict"] == {"x": ["v", "str"]}
+    assert get(api, "/t/lit/v").status == 404
+
+
+def test_static_route_wins_over_parametric(api):
+    assert get(api, "/users/me").body == b"me"
+    assert get(api, "/users/you").body == b"user you"
+    assert get(api, "/users/mee").body == b"user mee"
+
+
+# ---- request: bodies ----------------------------------------------------------
+
+def test_text_decoded_with_charset(api):
+    body = "caf\u00e9 \u00fc".encode("latin-1")
+    e = get(api, "/r/text", "POST", body=body,
+            headers={"Content-Type": "text/plain; charset=latin-1"}).json()
+    assert e == {"text": "caf\u00e9 \u00fc", "mime_type": "text/plain", "encoding": "latin-1"}
+
+
+def test_text_default_utf8_and_quoted_charset(api):
+    body = "\u20ac\U0001F600".encode("utf-8")
+    e = get(api, "/r/text", "POST", body=body).json()
+    assert e == {"text": "\u20ac\U0001F600", "mime_type": None, "encoding": None}
+    e = get(api, "/r/text", "POST", body="\u00e9".encode("utf-16-le"),
+            headers={"Content-Type": 'text/plain;charset="utf-16-le"'}).json()
+    assert e["text"] == "\u00e9"
+    assert e["encoding"] == "utf-16-le"
+
+
+def test_mime_type_and_encoding(api):
+    e = info(api, headers={"Content-Type": "application/json ; charset=UTF-8; q=1"})
+    assert e["mime_type"] == "application/json"
+    assert e["encoding"] == "UTF-8"
+
+
+def test_json_body(api):
+    doc = {"a": [1, 2.5, None, True], "\u00e9": "\U0001F600"}
+    r = get(api, "/r/json", "POST", body=json.dumps(doc).encode(),
+            headers={"Content-Type": "application/json"})
+    assert r.status == 200
+    assert r.json() == {"json": doc}
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"[1,", b"\xff\xfe"])
+def test_invalid_json_is_400(api, body):
+    with Conn(api.port) as c:
+        r = c.request("POST", "/r/json", body=body,
+                      headers={"Content-Type": "application/json"})
+        assert r.status == 400, r
+        assert b"Traceback" not in r.body
+        # the connection survives a client error raised by a view
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_urlencoded_form(api):
+    body = b"a=1&b=two+words&a=2&c=%26%3D&empty="
+    r = get(api, "/r/form", "POST", body=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    e = r.json()
+    assert e["form"] == {"a": "2", "b": "two words", "c": "&=", "empty": ""}
+    assert e["form_all"]["a"] == ["1", "2"]
+    assert e["files"] == {}
+
+
+def test_form_of_other_content_type_is_empty(api):
+    e = get(api, "/r/form", "POST", body=b"a=1",
+            headers={"Content-Type": "text/plain"}).json()
+    assert e == {"form": {}, "form_all": {}, "files": {}}
+
+
+def _multipart(parts, boundary="----fulmenBoundary7MA4YWxk"):
+    out = []
+    for headers, data in parts:
+        out.append(b"--" + boundary.encode() + b"\r\n")
+        for h in headers:
+            out.append(h.encode() + b"\r\n")
+        out.append(b"\r\n" + data + b"\r\n")
+    out.append(b"--" + boundary.encode() + b"--\r\n")
+    return b"".join(out), "multipart/form-data; boundary=" + boundary
+
+
+def test_multipart_form_and_files(api):
+    import base64
+    blob = bytes(range(256)) + b"\r\n--not-the-boundary\r\n"
+    body, ctype = _multipart([
+        (['Content-Disposition: form-data; name="field"'], b"value 1"),
+        (['Content-Disposition: form-data; name="field"'], "caf\u00e9".encode()),
+        (['Content-Disposition: form-data; name="single"'], b""),
+        (['Content-Disposition: form-data; name="up"; filename="a.bin"',
+          "Content-Type: application/octet-stream"], blob),
+        (['Content-Disposition: form-data; name="up"; filename="b.txt"'], b"text file"),
+    ])
+    r = get(api, "/r/form", "POST", body=body, headers={"Content-Type": ctype})
+    assert r.status == 200, r
+    e = r.json()
+    assert e["form"] == {"field": "caf\u00e9", "single": ""}
+    assert e["form_all"]["field"] == ["value 1", "caf\u00e9"]
+    assert e["files"] == {"up": [
+        ["a.bin", "application/octet-stream", base64.b64encode(blob).decode()],
+        ["b.txt", None, base64.b64encode(b"text file").decode()],
+    ]}
+
+
+@pytest.mark.parametrize("ctype,body", [
+    # no boundary parameter
+    ("multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x--\r\n"),
+    # the close delimiter never comes
+    ("multipart/form-data; boundary=x",
+     b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n"),
+    # a part without Content-Disposition
+    ("multipart/form-data; boundary=x", b"--x\r\nX-Other: 1\r\n\r\n1\r\n--x--\r\n"),
+    # garbage instead of a delimiter
+    ("multipart/form-data; boundary=x", b"garbage"),
+])
+def test_malformed_multipart_is_400(api, ctype, body):
+    with Conn(api.port) as c:
+        r = c.request("POST", "/r/form", body=body, headers={"Content-Type": ctype})
+        assert r.status == 400, r
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_cookies(api):
+    e = info(api, headers=[("Cookie", 'a=1; b="quoted"; c=x%20y'), ("Cookie", "d=4")])
+    assert e["cookies"] == {"a": "1", "b": "quoted", "c": "x y", "d": "4"}
+    assert info(api)["cookies"] == {}
+
+
+@pytest.mark.parametrize("host,hostname,port", [
+    ("example.com:8080", "example.com", 8080),
+    ("example.com", "example.com", None),
+    ("[::1]:8080", "::1", 8080),
+    ("[::1]", "::1", None),
+    ("10.0.0.1:1", "10.0.0.1", 1),
+])
+def test_hostname_and_port(api, host, hostname, port):
+    e = info(api, host=host)
+    assert (e["hostname"], e["port"]) == (hostname, port)
+
+
+def test_remote_addr_version_keep_alive(api):
+    e = info(api)
+    assert e["remote_addr"] == "127.0.0.1"
+    assert e["version"] == "1.1"
+    assert e["keep_alive"] is True
+    e = info(api, version="1.0")
+    assert e["version"] == "1.0"
+    assert e["keep_alive"] is False
+
+
+def test_route_app_extra_and_response_class(api):
+    e = info(api)
+    assert e["route_pattern"] == "/r/info"
+    assert e["route_name"] == "info"
+    assert e["app_is_app"] is True
+    assert e["response_is_fulmen_response"] is True
+    # extra is a per-request dict (here filled by the app's on_request hooks)
+    assert e["extra"] == {"pre": ["sync", "async"]}
+
+
+def test_add_done_callback_runs_after_response(api):
+    key = "k%d" % os.getpid()
+    with Conn(api.port) as c:
+        r = c.request("GET", "/r/done/" + key)
+        # the view saw the state before its callback ran...
+        assert r.body == b"view ran"
+        # ...which ran once the response was written, with the request
+        r2 = c.request("GET", "/r/done-state/" + key)
+    assert r2.body == ("callback got /r/done/%s" % key).encode()
+
+
+# ---- responses ----------------------------------------------------------------
+
+def test_cookies_dict(api):
+    r = get(api, "/resp/cookies-dict")
+    assert sorted(r.header_all("Set-Cookie")) == ['a=1', 'b="two words"']
+
+
+def test_cookies_simple_cookie(api):
+    r = get(api, "/resp/cookies-simple")
+    assert r.header_all("Set-Cookie") == ["sc=v; HttpOnly; Path=/p"]
+
+
+def test_set_cookie_and_delete_cookie(api):
+    r = get(api, "/resp/set-cookie")
+    cookies = {v.split("=", 1)[0]: v for v in r.header_all("Set-Cookie")}
+    assert set(cookies) == {"sid", "plain", "old"}
+    attrs = [a.strip() for a in cookies["sid"].split(";")]
+    assert attrs[0] == "sid=abc"
+    assert set(attrs[1:]) == {"HttpOnly", "Max-Age=60", "Path=/", "SameSite=Lax", "Secure"}
+    assert [a.strip() for a in cookies["plain"].split(";")] == ["plain=1", "Path=/"]
+    old = [a.strip() for a in cookies["old"].split(";")]
+    assert old[0] == 'old=""'
+    assert "Max-Age=0" in old
+    assert "expires=Thu, 01 Jan 1970 00:00:00 GMT" in old
+
+
+def test_headers_as_list_of_pairs_repeat(api):
+    r = get(api, "/resp/headers-list")
+    assert r.header_all("X-Rep") == ["1", "2"]
+    assert r.header("Link") == "<a>"
+    names = [k for k, _ in r.headers]
+    assert names.index("X-Rep") < names.index("Link")
+
+
+@pytest.mark.parametrize("n", [65, 200])
+def test_response_headers_over_64k(api, n):
+    with Conn(api.port) as c:
+        r = c.request("GET", "/resp/headers-big/%d" % n)
+        assert r.status == 200
+        assert r.body == b"big"
+        assert len(r.header_all("X-Big-%d" % (n - 1))) == 1
+        assert r.header("X-Big-0") == "v" * 1000
+        assert r.header("X-Last") == "last"
+        assert len(r.raw) > n * 1000
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("path", ["/resp/text-and-body", "/resp/json-and-text",
+                                  "/resp/json-and-body"])
+def test_conflicting_content_arguments_are_500(api, path):
+    with Conn(api.port) as c:
+        r = c.request("GET", path)
+        assert r.status == 500
+        assert r.body == b"Internal Server Error"
+        assert c.request("GET", "/plain").status == 200
+    assert "TypeError" in api.stderr()
+
+
+@pytest.mark.parametrize("code,reason", [(599, "Unknown"), (299, "Unknown"),
+                                         (999, "Unknown"), (418, "I'm a teapot"),
+                                         (201, "Created")])
+def test_status_line_for_any_code(api, code, reason):
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/resp/code/%d" % code))
+        r = c.read_final()
+        assert r.raw.startswith(b"HTTP/1.1 %d %s\r\n" % (code, reason.encode()))
+        assert r.body == b"code"
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_response_encoding_sets_charset(api):
+    r = get(api, "/resp/latin1")
+    assert r.body == "caf\u00e9 \u00fc".encode("latin-1")
+    assert r.header("Content-Type") == "text/plain; charset=latin-1"
+    r = get(api, "/resp/latin1-mime")
+    assert r.body == "caf\u00e9".encode("latin-1")
+    assert r.header("Content-Type") == "text/html; charset=latin-1"
+
+
+# ---- JSON encoding --------------------------------------------------------------
+
+def _json_names(srv):
+    return get(srv, "/json-names").json()
+
+
+def _json_pairs(srv):
+    """(name, response of /json/name, response of /json-ref/name) for every
+    case of apps/api.py JSON_CASES and CUSTOM_CASES."""
+    names = _json_names(srv)
+    assert len(names["plain"]) > 30
+    out = []
+    with Conn(srv.port) as c:
+        for name in names["plain"] + names["custom"]:
+            got = c.request("GET", "/json/" + name)
+            want = c.request("GET", "/json-ref/" + name)
+            assert got.status == want.status == 200, (name, got)
+            out.append((name, got, want))
+    return out
+
+
+def test_json_encoding_matches_json_dumps(api):
+    """The C encoder's bytes (or the fallback's) equal json.dumps() (the
+    app's json_dumps= for the custom cases) run in the server on the same
+    value."""
+    bad = [(name, got.body[:120], want.body[:120])
+           for name, got, want in _json_pairs(api) if got.body != want.body]
+    assert not bad
+
+
+def test_json_content_type(api):
+    """Response(json=...) is application/json, also when the value went
+    through the Python fallback encoder."""
+    bad = [(name, got.header("Content-Type")) for name, got, _ in _json_pairs(api)
+           if got.header("Content-Type") != "application/json"]
+    assert not bad
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("nan-in-list", b"[NaN, Infinity, -Infinity]"),
+    ("neg-zero", b"-0.0"),
+    ("float-1e16", b"1e+16"),
+    ("int64-min", b"-9223372036854775808"),
+    ("big-int", b"18446744073709551617"),
+    ("astral", b'"\\ud83d\\ude00 \\ud834\\udd1e \\udbff\\udfff"'),
+    ("lone-surrogate", b'"a\\ud800b\\udfffc"'),
+    ("escapes", b'"q\\"b\\\\s/\\b\\f\\n\\r\\t"'),
+    ("tuple", b'[1, [2, 3], "x"]'),
+    ("non-str-keys", b'{"1": "a", "2.5": "b", "null": "c", "false": "d"}'),
+    ("int-enum", b"1"),
+    # only the app's json_dumps= knows these
+    ("set", b'{"s": [1, 2, 3]}'),
+    ("date", b'["2020-01-02"]'),
+    ("decimal", b'{"d": "1.50"}'),
+])
+def test_json_encoding_literals(api, name, expected):
+    assert get(api, "/json/" + name).body == expected
+
+
+def test_json_control_characters(api):
+    body = get(api, "/json/control").body
+    assert body == json.dumps("".join(chr(i) for i in range(32)) + "\x7f").encode()
+    assert b"\\u0000" in body and b"\\u001f" in body and b"\\u007f" in body
+
+
+# ---- routing ----------------------------------------------------------------------
+
+def _allow(resp):
+    return {m.strip() for m in resp.header("Allow").split(",")}
+
+
+def test_method_restriction_and_405(api):
+    with Conn(api.port) as c:
+        assert c.request("GET", "/m/get").body == b"GET"
+        r = c.request("POST", "/m/get")
+        assert r.status == 405
+        assert _allow(r) == {"GET", "HEAD", "OPTIONS"}
+        assert c.request("POST", "/m/post-put").body == b"POST"
+        assert c.request("PUT", "/m/post-put").body == b"PUT"
+        r = c.request("GET", "/m/post-put")
+        assert r.status == 405
+        assert _allow(r) == {"POST", "PUT", "OPTIONS"}       # no GET, so no HEAD
+        r = c.request("HEAD", "/m/post-put")
+        assert r.status == 405
+
+
+def test_same_pattern_split_over_routes(api):
+    with Conn(api.port) as c:
+        assert c.request("GET", "/m/split").body == b"GET"
+        assert c.request("DELETE", "/m/split").body == b"DELETE"
+        r = c.request("PATCH", "/m/split")
+        assert r.status == 405
+        assert _allow(r) == {"GET", "HEAD", "DELETE", "OPTIONS"}
+
+
+def test_options_automatic_204(api):
+    with Conn(api.port) as c:
+        r = c.request("OPTIONS", "/m/post-put")
+        assert r.status == 204
+        assert r.body == b""
+        assert _allow(r) == {"POST", "PUT", "OPTIONS"}
+        r = c.request("OPTIONS", "*")
+        assert r.status == 204
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_options_handled_by_route(api):
+    r = get(api, "/m/own-options", "OPTIONS")
+    assert r.status == 200
+    assert r.body == b"my options"
+    assert r.header("X-Own") == "1"
+    r = get(api, "/m/own-options", "POST")
+    assert r.status == 405
+    assert _allow(r) == {"GET", "HEAD", "OPTIONS"}
+
+
+def test_route_without_methods_takes_options_and_any(api):
+    with Conn(api.port) as c:
+        for m in ("GET", "POST", "DELETE", "PURGE"):
+            assert c.request(m, "/m/any").body == m.encode()
+        assert c.request("OPTIONS", "/m/any").body == b"OPTIONS"
+
+
+def test_head_served_by_get_route(api):
+    with Conn(api.port) as c:
+        r = c.request("HEAD", "/m/get")
+        assert r.status == 200
+        assert r.header("Content-Length") is None      # fulmen omits it on HEAD
+        assert r.header("Content-Type") == "text/plain; charset=utf-8"
+        # nothing followed the head: the next response parses cleanly
+        assert c.request("GET", "/m/get").body == b"GET"
+
+
+def test_url_for(api):
+    e = get(api, "/urlfor").json()
+    assert e["item"] == "/items/3"
+    assert e["file"] == "/files/a%20b/c.txt"
+    assert e["plain"] == "/plain"
+    assert e["app_item"] == "/items/4", "Application.url_for is missing"
+    # and the URLs route back to their views
+    assert get(api, e["item"]).body == b"item 3"
+    assert get(api, e["file"]).body == b"file a b/c.txt"
+
+
+# ---- route table errors, in-process (no server) -------------------------------------
+
+def _view(request):
+    return None
+
+
+def test_duplicate_route_fails_at_build():
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/dup", _view, method="GET")
+    app.router.add_route("/dup", _view, method="GET")
+    with pytest.raises(ValueError):
+        app.router.build()
+
+
+def test_duplicate_parametric_route_fails_at_build():
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/p/{a}", _view)
+    app.router.add_route("/p/{b}", _view)
+    with pytest.raises(ValueError):
+        app.router.build()
+
+
+def test_same_pattern_other_methods_builds():
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/x/{a}", _view, method="GET")
+    app.router.add_route("/x/{a}", _view, method="POST")
+    app.router.build()
+
+
+@pytest.mark.parametrize("pattern", [
+    "/a{b}c", "/{a", "/a}", "/{a:nosuchtype}", "/{1bad}", "/{a}/{a}",
+    "no-slash", "/{a:int}x",
+])
+def test_bad_pattern_fails_at_add_route(pattern):
+    from fulmen import Application, RouteError
+    app = Application()
+    with pytest.raises(RouteError):
+        app.router.add_route(pattern, _view)
+
+
+def test_path_param_not_last_fails_at_start():
+    # rejected by add_route or, at the latest, when the table is built
+    from fulmen import Application
+    app = Application()
+    with pytest.raises(ValueError):
+        app.router.add_route("/{p:path}/x", _view)
+        app.router.build()
+
+
+def test_bad_route_arguments():
+    from fulmen import Application, RouteError
+    app = Application()
+    with pytest.raises(TypeError):
+        app.router.add_route("/x", "not callable")
+    with pytest.raises(TypeError):
+        app.router.add_route("/x", _view, method="GET", methods=["POST"])
+    with pytest.raises(RouteError):
+        app.router.add_route("/x", _view, methods=[])
+    with pytest.raises(RouteError):
+        app.router.add_route("/x", _view, method="G E T")
+    app.router.add_route("/n", _view, name="n")
+    with pytest.raises(RouteError):
+        app.router.add_route("/m", _view, name="n")
+
+
+def test_url_for_errors_in_process():
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/u/{id:int}", _view, name="u")
+    assert app.router.url_for("u", id=5) == "/u/5"
+    assert app.router.url_for("u", id="a/b") == "/u/a%2Fb"
+    with pytest.raises(KeyError):
+        app.router.url_for("nope")
+    with pytest.raises(KeyError):
+        app.router.url_for("u")
+    assert app.url_for("u", id=6) == "/u/6"
+
+
+def test_routes_closed_after_build():
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/a", _view)
+    app.router.build()
+    with pytest.raises(RuntimeError):
+        app.router.add_route("/b", _view)

@@ -1,0 +1,275 @@
+"""File responses: Response(file=...), FileResponse and add_static
+(apps/api.py; the files come from the `api` fixture's tree)."""
+import email.utils
+import os
+import re
+
+import pytest
+
+from .rawhttp import Conn, build_request
+from .test_api import SECRET, api, get  # noqa: F401  (the shared fixture)
+
+
+def static(srv, name):
+    return srv.tree["files"][name]
+
+
+# ---- content and headers ------------------------------------------------------------
+
+@pytest.mark.parametrize("name,ctype", [
+    ("hello.txt", "text/plain; charset=utf-8"),
+    ("style.css", "text/css; charset=utf-8"),
+    ("data.json", "application/json; charset=utf-8"),
+    ("image.png", "image/png"),
+    ("noext", "application/octet-stream"),
+    ("sub/nested.txt", "text/plain; charset=utf-8"),
+    ("big.bin", "application/octet-stream"),
+])
+def test_static_file_content_and_type(api, name, ctype):
+    with Conn(api.port) as c:
+        r = c.request("GET", "/static/" + name)
+        assert r.status == 200
+        assert r.header("Content-Type") == ctype
+        assert r.body == static(api, name)
+        assert r.header("Content-Length") == str(len(static(api, name)))
+        assert r.header("Accept-Ranges") == "bytes"
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_etag_and_last_modified(api):
+    r = get(api, "/static/hello.txt")
+    etag = r.header("ETag")
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', etag), etag
+    st = os.stat(os.path.join(api.tree["static"], "hello.txt"))
+    lm = r.header("Last-Modified")
+    assert lm.endswith(" GMT")
+    assert email.utils.parsedate_to_datetime(lm).timestamp() == int(st.st_mtime)
+    # stable across requests, different for another file
+    assert get(api, "/static/hello.txt").header("ETag") == etag
+    assert get(api, "/static/style.css").header("ETag") != etag
+
+
+def test_empty_file(api):
+    r = get(api, "/static/sub/empty.txt")
+    assert r.status == 200
+    assert r.body == b""
+    assert r.header("Content-Length") == "0"
+
+
+def test_symlink_inside_directory_is_served(api):
+    assert get(api, "/static/inner-link.txt").body == static(api, "hello.txt")
+
+
+def test_response_file(api):
+    r = get(api, "/f/file")
+    assert r.status == 200
+    assert r.body == api.tree["page_body"]
+    assert r.header("Content-Type") == "text/html; charset=utf-8"
+    assert r.header("ETag")
+
+
+def test_file_response_helper(api):
+    r = get(api, "/f/fileresponse")
+    assert r.body == api.tree["page_body"]
+    assert r.header("X-File") == "1"
+    assert r.header("Content-Type") == "text/html; charset=utf-8"
+    r = get(api, "/f/mime")
+    assert r.header("Content-Type") == "application/x-custom"
+    assert r.body == api.tree["page_body"]
+
+
+def test_missing_file_or_directory_is_404(api):
+    assert get(api, "/f/missing").status == 404
+    assert get(api, "/f/dir").status == 404
+
+
+def test_head_on_file(api):
+    size = len(static(api, "big.bin"))
+    with Conn(api.port) as c:
+        r = c.request("HEAD", "/static/big.bin")
+        assert r.status == 200
+        assert r.header("Content-Length") == str(size)
+        assert r.header("ETag")
+        r = c.request("HEAD", "/static/hello.txt")
+        assert r.status == 200
+        assert r.header("Content-Type") == "text/plain; charset=utf-8"
+        # nothing followed either head
+        assert c.request("GET", "/static/hello.txt").body == static(api, "hello.txt")
+
+
+def test_static_is_get_and_head_only(api):
+    r = get(api, "/static/hello.txt", "POST", body=b"x")
+    assert r.status == 405
+    assert {m.strip() for m in r.header("Allow").split(",")} == {"GET", "HEAD", "OPTIONS"}
+
+
+# ---- conditional requests ------------------------------------------------------------
+
+def test_if_none_match(api):
+    with Conn(api.port) as c:
+        r = c.request("GET", "/static/hello.txt")
+        etag, lm = r.header("ETag"), r.header("Last-Modified")
+        for value in (etag, "W/" + etag, '"other", ' + etag, "*"):
+            r = c.request("GET", "/static/hello.txt", headers={"If-None-Match": value})
+            assert r.status == 304, value
+            assert r.body == b""
+            assert r.header("ETag") == etag
+        r = c.request("GET", "/static/hello.txt", headers={"If-None-Match": '"nope"'})
+        assert r.status == 200
+        assert r.body == static(api, "hello.txt")
+        # If-None-Match wins over If-Modified-Since
+        r = c.request("GET", "/static/hello.txt",
+                      headers={"If-None-Match": '"nope"', "If-Modified-Since": lm})
+        assert r.status == 200
+        # the connection is in step after the bodiless 304s
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_if_modified_since(api):
+    with Conn(api.port) as c:
+        lm = c.request("GET", "/static/hello.txt").header("Last-Modified")
+        r = c.request("GET", "/static/hello.txt", headers={"If-Modified-Since": lm})
+        assert r.status == 304
+        assert r.body == b""
+        later = "Fri, 01 Jan 2100 00:00:00 GMT"
+        assert c.request("GET", "/static/hello.txt",
+                         headers={"If-Modified-Since": later}).status == 304
+        earlier = "Thu, 01 Jan 1970 00:00:01 GMT"
+        r = c.request("GET", "/static/hello.txt", headers={"If-Modified-Since": earlier})
+        assert r.status == 200
+        assert r.body == static(api, "hello.txt")
+        r = c.request("GET", "/static/hello.txt", headers={"If-Modified-Since": "garbage"})
+        assert r.status == 200
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_conditional_on_response_file(api):
+    etag = get(api, "/f/file").header("ETag")
+    assert get(api, "/f/file", headers={"If-None-Match": etag}).status == 304
+
+
+# ---- ranges ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rng,start,end", [
+    ("bytes=0-9", 0, 9),
+    ("bytes=-5", 31, 35),
+    ("bytes=10-", 10, 35),
+    ("bytes=5-5", 5, 5),
+    ("bytes=30-1000", 30, 35),          # end clamped to the size
+    ("bytes=-1000", 0, 35),             # suffix longer than the file
+])
+def test_range(api, rng, start, end):
+    data = static(api, "digits.txt")
+    assert len(data) == 36
+    with Conn(api.port) as c:
+        r = c.request("GET", "/static/digits.txt", headers={"Range": rng})
+        assert r.status == 206
+        assert r.header("Content-Range") == "bytes %d-%d/%d" % (start, end, len(data))
+        assert r.header("Content-Length") == str(end - start + 1)
+        assert r.body == data[start:end + 1]
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("rng", ["bytes=36-", "bytes=100-", "bytes=100-200", "bytes=36-40", "bytes=-0"])
+def test_unsatisfiable_range_is_416(api, rng):
+    with Conn(api.port) as c:
+        r = c.request("GET", "/static/digits.txt", headers={"Range": rng})
+        assert r.status == 416
+        assert r.header("Content-Range") == "bytes */36"
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("rng", ["bytes=5-2", "items=0-1", "bytes=0-1,3-4", "bytes=a-b",
+                                 "bytes=-"])
+def test_ignored_range_serves_whole_file(api, rng):
+    r = get(api, "/static/digits.txt", headers={"Range": rng})
+    assert r.status == 200
+    assert r.body == static(api, "digits.txt")
+
+
+def test_if_range(api):
+    data = static(api, "digits.txt")
+    etag = get(api, "/static/digits.txt").header("ETag")
+    r = get(api, "/static/digits.txt", headers={"Range": "bytes=0-1", "If-Range": etag})
+    assert (r.status, r.body) == (206, data[:2])
+    r = get(api, "/static/digits.txt", headers={"Range": "bytes=0-1", "If-Range": '"stale"'})
+    assert (r.status, r.body) == (200, data)
+
+
+def test_big_file_whole_and_ranges(api):
+    data = static(api, "big.bin")
+    size = len(data)
+    with Conn(api.port, timeout=10) as c:
+        r = c.request("GET", "/static/big.bin")
+        assert r.status == 200
+        assert r.body == data
+        for rng, (a, b) in [("bytes=1000000-2999999", (1000000, 2999999)),
+                            ("bytes=%d-" % (size - 300000), (size - 300000, size - 1)),
+                            ("bytes=-70000", (size - 70000, size - 1)),
+                            ("bytes=262140-262150", (262140, 262150))]:
+            r = c.request("GET", "/static/big.bin", headers={"Range": rng})
+            assert r.status == 206
+            assert r.header("Content-Range") == "bytes %d-%d/%d" % (a, b, size)
+            assert r.body == data[a:b + 1], rng
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_range_on_response_file(api):
+    page = api.tree["page_body"]
+    r = get(api, "/f/file", headers={"Range": "bytes=1-4"})
+    assert (r.status, r.body) == (206, page[1:5])
+
+
+# ---- no escaping the directory, no listing -----------------------------------------------------
+
+@pytest.mark.parametrize("target", [
+    "/static/../secret.txt",
+    "/static/sub/../../secret.txt",
+    "/static/%2e%2e/secret.txt",
+    "/static/%2E%2E/%2e%2e/secret.txt",
+    "/static/..%2Fsecret.txt",
+    "/static/sub%2F..%2F..%2Fsecret.txt",
+    "/static/..%2fsecret.txt",
+    "/static/..%5Csecret.txt",
+    "/static/sub%5C..%5C..%5Csecret.txt",
+    "/static/%2Fetc%2Fpasswd",
+    "/static//etc/passwd",
+    "/static/%00",
+    "/static/hello.txt%00",
+    "/static/hello.txt%00.png",
+    "/static/link.txt",                  # a symlink to a file outside
+    "/static/linkdir/outside.txt",       # through a symlinked directory
+    "/static/./hello.txt",
+    "/static/sub/./nested.txt",
+])
+def test_traversal_refused(api, target):
+    with Conn(api.port) as c:
+        r = c.request("GET", target)
+        assert r.status == 404, r
+        assert SECRET not in r.body
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_raw_backslash_traversal_refused(api):
+    with Conn(api.port) as c:
+        c.send(b"GET /static/..\\secret.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_final()
+        assert r.status in (400, 404), r            # refused by the parser or the view
+        assert SECRET not in r.body
+
+
+@pytest.mark.parametrize("target", ["/static/sub", "/static/sub/", "/static/",
+                                    "/static", "/static/linkdir", "/static/linkdir/"])
+def test_directories_not_listed(api, target):
+    r = get(api, target)
+    assert r.status == 404, r
+    assert b"nested" not in r.body and b"hello" not in r.body
+
+
+def test_add_static_needs_a_directory(tmp_path):
+    from fulmen import Application
+    app = Application()
+    with pytest.raises(ValueError):
+        app.router.add_static("/s", str(tmp_path / "missing"))
+    with pytest.raises(ValueError):
+        app.router.add_static("no-slash", str(tmp_path))

@@ -1,0 +1,284 @@
+"""Streamed responses: Response(stream=...) with sync and async iterables
+(apps/api.py)."""
+import socket
+import struct
+import time
+
+import pytest
+
+from .rawhttp import Conn, build_request
+from .test_api import api, get  # noqa: F401  (the shared fixture)
+
+POLL_DEADLINE = 5.0
+MiB = 1024 * 1024
+
+
+def counters(srv, key):
+    return get(srv, "/s/counters/" + key).json()
+
+
+def wait_counter(srv, key, name, value):
+    """Poll /s/counters/key until counter `name` reaches value."""
+    deadline = time.monotonic() + POLL_DEADLINE
+    while True:
+        c = counters(srv, key)
+        if c[name] >= value:
+            return c
+        if time.monotonic() > deadline:
+            pytest.fail("counter %s of %s stayed at %r" % (name, key, c))
+        time.sleep(0.01)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def read_chunked_raw(c):
+    """Read one chunked response off Conn c by hand: (head, [chunk], trailer
+    lines), checking the framing byte by byte."""
+    head = c._read_until(b"\r\n\r\n").decode("latin-1") + "\r\n"
+    assert "\r\nTransfer-Encoding: chunked\r\n" in head, head
+    chunks = []
+    while True:
+        line = c._read_until(b"\r\n")
+        assert line == b"%x" % int(line, 16), line          # bare lower-case hex
+        n = int(line, 16)
+        if n == 0:
+            break
+        chunks.append(c._read_exact(n))
+        assert c._read_exact(2) == b"\r\n"
+    assert c._read_until(b"\r\n") == b""                    # no trailers
+    return head, chunks
+
+
+def test_sync_iterable_is_chunked(api):
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/sync/5"))
+        head, chunks = read_chunked_raw(c)
+        assert head.startswith("HTTP/1.1 200 OK\r\n")
+        assert "\r\nContent-Length:" not in head
+        assert "\r\nContent-Type: text/plain\r\n" in head
+        # one chunk per item
+        assert chunks == [b"chunk %d\n" % i for i in range(5)]
+        # keep-alive after the stream
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_async_generator_is_chunked(api):
+    with Conn(api.port) as c:
+        r = c.request("GET", "/s/async/100")
+        assert r.header("Transfer-Encoding") == "chunked"
+        assert r.body == b"".join(b"achunk %d\n" % i for i in range(100))
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_empty_stream(api):
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/sync/0"))
+        head, chunks = read_chunked_raw(c)
+        assert head.startswith("HTTP/1.1 200 OK\r\n")
+        assert chunks == []
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_stream_of_str_and_buffers(api):
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/str"))
+        head, chunks = read_chunked_raw(c)
+        # str is sent as UTF-8; the empty item sends no (terminating) chunk
+        assert chunks == ["caf\u00e9 ".encode(), "\U0001F600".encode(), b" bytes", b" ba"]
+
+
+def test_stream_with_content_length_is_raw(api):
+    with Conn(api.port) as c:
+        r = c.request("GET", "/s/length")
+        assert r.header("Content-Length") == "50"
+        assert r.header("Transfer-Encoding") is None
+        assert r.body == b"0123456789" * 5
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_stream_http10_raw_body_then_close(api):
+    with Conn(api.port) as c:
+        c.send(b"GET /s/sync/3 HTTP/1.0\r\n\r\n")
+        r = c.read_final()
+        assert r.status == 200
+        assert r.header("Transfer-Encoding") is None
+        assert r.header("Content-Length") is None
+        assert r.header("Connection") == "close"
+        assert r.body == b"chunk 0\nchunk 1\nchunk 2\n"     # read until EOF
+        assert c.at_eof()
+
+
+def test_stream_http10_keep_alive_still_closes(api):
+    # no length and no chunked coding for 1.0: only the close can end the body
+    with Conn(api.port) as c:
+        c.send(b"GET /s/async/2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = c.read_final()
+        assert r.header("Connection") == "close"
+        assert r.body == b"achunk 0\nachunk 1\n"
+        assert c.at_eof()
+
+
+def test_stream_head_has_no_body(api):
+    with Conn(api.port) as c:
+        r = c.request("HEAD", "/s/sync/3")
+        assert r.status == 200
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_streams_keep_pipeline_order(api):
+    reqs = [("/s/async/50", b"".join(b"achunk %d\n" % i for i in range(50))),
+            ("/plain", b"plain"),
+            ("/s/sync/20", b"".join(b"chunk %d\n" % i for i in range(20))),
+            ("/users/me", b"me"),
+            ("/s/length", b"0123456789" * 5),
+            ("/plain", b"plain")]
+    with Conn(api.port) as c:
+        c.send(b"".join(build_request("GET", p) for p, _ in reqs))
+        bodies = [c.read_final().body for _ in reqs]
+        assert bodies == [b for _, b in reqs]
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_stream_then_close_in_pipeline(api):
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/async/3")
+               + build_request("GET", "/s/sync/2", headers={"Connection": "close"})
+               + build_request("GET", "/plain"))
+        assert c.read_final().body == b"achunk 0\nachunk 1\nachunk 2\n"
+        assert c.read_final().body == b"chunk 0\nchunk 1\n"
+        assert c.at_eof()
+
+
+# A disconnect races with the server's writes, so each case is tried a few
+# times: a server that misses the disconnect in any of them fails the test.
+ATTEMPTS = 8
+
+
+@pytest.mark.parametrize("route", ["forever", "aforever"])
+def test_client_disconnect_closes_generator(api, route):
+    for attempt in range(ATTEMPTS):
+        key = "disc-%s-%d" % (route, time.monotonic_ns())
+        with Conn(api.port) as c:
+            c.send(build_request("GET", "/s/%s/%s" % (route, key)))
+            got = 0
+            while got < 1 * MiB:
+                data = c.sock.recv(65536)
+                assert data
+                got += len(data)
+            assert counters(api, key)["closed"] == 0      # still streaming
+        wait_counter(api, key, "closed", 1)
+
+
+@pytest.mark.parametrize("route", ["forever", "aforever"])
+def test_client_reset_closes_generator(api, route):
+    for attempt in range(ATTEMPTS):
+        key = "reset-%s-%d" % (route, time.monotonic_ns())
+        c = Conn(api.port)
+        c.send(build_request("GET", "/s/%s/%s" % (route, key)))
+        assert c.sock.recv(65536)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()                                          # RST
+        wait_counter(api, key, "closed", 1)
+
+
+def test_slow_reader_does_not_make_server_buffer(api):
+    """A client that stops reading: the generator is paused by flow control
+    instead of the server buffering the whole stream."""
+    key = "slow-%d" % time.monotonic_ns()
+    total_chunks = 1024                               # 256 MiB if all produced
+    before = rss_kib(api.pid)
+    with Conn(api.port) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.send(build_request("GET", "/s/big/%d?key=%s" % (total_chunks, key)))
+        # wait until production stops advancing (or runs away)
+        deadline = time.monotonic() + POLL_DEADLINE
+        last, stable = -1, 0
+        while stable < 10:
+            n = counters(api, key)["progress"]
+            assert n < 200, "produced %d chunks (%d MiB) for a client that reads nothing" % (
+                n, n // 4)
+            stable = stable + 1 if n == last else 0
+            last = n
+            assert time.monotonic() < deadline, "production never stalled (%d chunks)" % n
+            time.sleep(0.02)
+        growth = rss_kib(api.pid) - before
+        assert growth < 50 * 1024, "server RSS grew by %d KiB" % growth
+        assert last < total_chunks
+        # now read it all: the stream resumes and completes
+        c.sock.settimeout(10)
+        head = c._read_until(b"\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in head
+        expected = total_chunks * (len(b"40000\r\n") + 256 * 1024 + 2) + len(b"0\r\n\r\n")
+        got = len(c.buf)
+        c.buf.clear()
+        while got < expected:
+            data = c.sock.recv(1 << 20)
+            assert data, "EOF after %d of %d bytes" % (got, expected)
+            got += len(data)
+        assert got == expected
+    wait_counter(api, key, "closed", 1)
+
+
+def test_one_gigabyte_stream_with_bounded_memory(api):
+    n_chunks = 4096                                   # 4096 * 256 KiB = 1 GiB
+    chunk = 256 * 1024
+    expected = n_chunks * (len(b"%x\r\n" % chunk) + chunk + 2) + len(b"0\r\n\r\n")
+    before = rss_kib(api.pid)
+    peak = before
+    with Conn(api.port, timeout=10) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MiB)
+        c.send(build_request("GET", "/s/big/%d" % n_chunks))
+        head = c._read_until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"\r\nTransfer-Encoding: chunked" in head
+        got = len(c.buf)
+        tail = bytes(c.buf[-16:])
+        c.buf.clear()
+        buf = bytearray(4 * MiB)
+        view = memoryview(buf)
+        next_sample = 0
+        while got < expected:
+            n = c.sock.recv_into(view, min(len(buf), expected - got))
+            assert n, "EOF after %d of %d bytes" % (got, expected)
+            got += n
+            if got >= next_sample:
+                peak = max(peak, rss_kib(api.pid))
+                next_sample += 32 * MiB
+            if n >= 16:
+                tail = bytes(view[n - 16:n])
+            else:
+                tail = (tail + bytes(view[:n]))[-16:]
+        assert got == expected
+        assert tail.endswith(b"\xab\r\n0\r\n\r\n")
+        # the connection is still usable: nothing extra was sent
+        assert c.request("GET", "/plain").body == b"plain"
+    growth = peak - before
+    assert growth < 50 * 1024, "server RSS grew by %d KiB while streaming 1 GiB" % growth
+
+
+def test_sse_events_arrive_one_by_one(api):
+    key = "sse-%d" % time.monotonic_ns()
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/sse/%s?n=3" % key,
+                             headers={"Accept": "text/event-stream"}))
+        head = c._read_until(b"\r\n\r\n").decode("latin-1") + "\r\n"
+        assert "\r\nContent-Type: text/event-stream\r\n" in head
+        assert "\r\nCache-Control: no-cache\r\n" in head
+        assert "\r\nTransfer-Encoding: chunked\r\n" in head
+        for i in range(3):
+            if i:
+                # the generator waits for this before it yields event i
+                assert get(api, "/s/sse-next/" + key).body == b"ok"
+            size = int(c._read_until(b"\r\n"), 16)
+            event = c._read_exact(size)
+            assert c._read_exact(2) == b"\r\n"
+            assert event == b"id: %d\nevent: tick\ndata: event %d\n\n" % (i, i)
+        assert c._read_until(b"\r\n") == b"0"
+        assert c._read_until(b"\r\n") == b""
+        assert c.request("GET", "/plain").body == b"plain"
