@@ -268,6 +268,7 @@ class Application:
                     raise TypeError("error handler %r returned %r, not a Response"
                                     % (handler, res))
                 except Exception as e:  # a broken handler: fall through to 500
+                    e.__context__ = exc
                     exc = e
                     break
         if isinstance(exc, _core.BadRequest):

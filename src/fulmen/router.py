@@ -6,6 +6,7 @@ module only runs while the app is being set up.
 import functools
 import inspect
 import re
+from urllib.parse import quote
 
 from . import _core
 
@@ -64,7 +65,7 @@ def parse_pattern(pattern):
             types.append(kind)
         else:
             segments.append(seg.replace("{{", "{").replace("}}", "}"))
-    if "path" in types[:-1]:
+    if "path" in types and segments[-1] != _KINDS["path"]:
         raise RouteError("route pattern %r: a {name:path} parameter must be last" % pattern)
     return segments, tuple(names), tuple(types)
 
@@ -162,7 +163,6 @@ class Router:
         missing = set(route.param_names) - set(params)
         if missing:
             raise KeyError("url_for(%r) needs %s" % (name, ", ".join(sorted(missing))))
-        from urllib.parse import quote
         for seg in segs:
             if isinstance(seg, int):
                 pname = route.param_names[i]
@@ -187,6 +187,12 @@ class Router:
                                         route.extra)
             try:
                 m.add(route, segments)
+                if not route.param_names:
+                    # matching runs on the raw path: a static route is also
+                    # found the way clients send it, percent-encoded
+                    encoded = quote(route.pattern, safe="/!$&'()*+,;=:@-._~")
+                    if encoded != route.pattern:
+                        m.add(route, segments, encoded)
             except ValueError as e:
                 raise RouteError(str(e)) from None
         self._matcher = m

@@ -488,14 +488,14 @@ static void router_matcher_dealloc(MatcherObject *m)
  * A pattern with no parameter goes to the static table under `pattern`. */
 static PyObject *router_matcher_add(MatcherObject *m, PyObject *args)
 {
-    PyObject *route, *segs;
+    PyObject *route, *segs, *key = NULL;
     Py_ssize_t i, n;
     router_node *node;
     int e = -1, has_param = 0;
     fulmen_state *st = mod_state_of_type(Py_TYPE(m));
     if (st == NULL)
         return NULL;
-    if (!PyArg_ParseTuple(args, "O!O!", st->RouteType, &route, &PyList_Type, &segs))
+    if (!PyArg_ParseTuple(args, "O!O!|U", st->RouteType, &route, &PyList_Type, &segs, &key))
         return NULL;
     n = PyList_GET_SIZE(segs);
     for (i = 0; i < n; i++)
@@ -503,7 +503,7 @@ static PyObject *router_matcher_add(MatcherObject *m, PyObject *args)
             has_param = 1;
     if (!has_param) {
         Py_ssize_t len;
-        const char *p = PyUnicode_AsUTF8AndSize(((RouteObject *)route)->pattern, &len);
+        const char *p = PyUnicode_AsUTF8AndSize(key ? key : ((RouteObject *)route)->pattern, &len);
         if (p == NULL)
             return NULL;
         e = router_table_endpoint(m, p, (uint32_t)len);
@@ -624,6 +624,34 @@ static int router_seg_ok(int kind, const char *s, size_t n)
     return 0;
 }
 
+static int router_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decode s[0..n) into out; returns the length, or -1 when it does
+ * not fit. */
+static size_t router_unquote(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        int hi, lo;
+        if (o == cap)
+            return (size_t)-1;
+        if (s[i] == '%' && i + 2 < n && (hi = router_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = router_hexval((unsigned char)s[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    return o;
+}
+
 /* Depth-first match of path[pos..len) below node; returns the endpoint
  * index or -1.  Literal edges first, then typed parameters, then {name},
  * then {name:path}. */
@@ -648,6 +676,20 @@ static int router_walk(router_node *node, const char *path, size_t pos,
             e = router_walk(ed->child, path, end + 1, len, params, np, n_params);
             if (e >= 0)
                 return e;
+        }
+    }
+    if (UNLIKELY(node->n_edges > 0 && memchr(path + pos, '%', end - pos) != NULL)) {
+        /* a percent-encoded segment: compare its decoded form with the
+         * literals ("%2F" decodes to '/', which no literal holds) */
+        char dec[256];
+        size_t dl = router_unquote(path + pos, end - pos, dec, sizeof(dec));
+        for (j = 0; dl != (size_t)-1 && j < node->n_edges; j++) {
+            router_edge *ed = &node->edges[j];
+            if (ed->len == dl && memcmp(ed->seg, dec, dl) == 0) {
+                e = router_walk(ed->child, path, end + 1, len, params, np, n_params);
+                if (e >= 0)
+                    return e;
+            }
         }
     }
     if (np < FULMEN_MAX_PARAMS) {
