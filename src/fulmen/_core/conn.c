@@ -530,6 +530,13 @@ static PyObject *conn_error_response(ConnObject *c, RequestObject *req)
     return res;
 }
 
+/* Nothing in flight: no queued response, no partial request, no stream. */
+INLINE int conn_idle(ConnObject *c)
+{
+    return conn_q_len(c) == 0 && !c->streaming && c->pending == NULL &&
+           c->buf_len == 0 && c->ws == NULL;
+}
+
 /* Re-arm the connection's deadline from its state; now is mod_now_ms(). */
 static void conn_rearm(ConnObject *c, int64_t now)
 {
@@ -563,6 +570,12 @@ static void conn_rearm(ConnObject *c, int64_t now)
     } else if (conn_q_len(c) > 0 || c->streaming) {
         c->timer = CONN_T_NONE; /* the app is working on it */
         c->deadline = 0;
+    } else if (srv->stopping) {
+        /* idle while stopping: a short drain, then the sweep closes it */
+        if (c->timer != CONN_T_IDLE || c->deadline == 0 || c->deadline > now + 1000) {
+            c->timer = CONN_T_IDLE;
+            c->deadline = now + 1000;
+        }
     } else {
         c->timer = CONN_T_IDLE;
         c->deadline = now + srv->keep_alive_ms;
@@ -616,7 +629,8 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
         conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
         conn_process_buffer(c);
     }
-    if ((c->eof || c->server->stopping) && conn_q_len(c) == 0 && !c->streaming)
+    if ((c->eof && conn_q_len(c) == 0 && !c->streaming) ||
+        (c->server->stopping && c->answered && conn_idle(c)))
         c->close_after_flush = 1;
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -981,7 +995,10 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
     PyObject *res, *allow = NULL;
     int head_only = req->h.method_id == H1_M_HEAD;
     int keep = (req->h.flags & H1_F_KEEP_ALIVE) != 0;
-    int conn_hdr = keep ? (req->h.version_minor == 0 ? 2 : 0) : 1;
+    /* while stopping, every answer says close: the client takes its next
+     * request elsewhere instead of racing our close */
+    int conn_hdr = (keep && !c->server->stopping)
+                       ? (req->h.version_minor == 0 ? 2 : 0) : 1;
     if (!keep)
         c->closing = 1;
     c->server->n_requests++;
@@ -1382,7 +1399,8 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
             conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
         if (!c->pause)
             conn_process_buffer(c);
-        if ((c->eof || c->server->stopping) && conn_q_len(c) == 0 && !c->streaming)
+        if ((c->eof && conn_q_len(c) == 0 && !c->streaming) ||
+            (c->server->stopping && conn_idle(c)))
             c->close_after_flush = 1;
         if (conn_flush(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
@@ -1498,7 +1516,8 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
         c->pending = NULL;
         req_release(r);
     }
-    if (c->closing && conn_q_len(c) == 0 && !c->streaming)
+    if ((c->closing && conn_q_len(c) == 0 && !c->streaming) ||
+        (c->server->stopping && c->answered && conn_idle(c)))
         c->close_after_flush = 1;
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -1709,6 +1728,10 @@ int conn_peer_trusted(ConnObject *c, PyObject *peer_host)
     PyObject *allow = c->server->forwarded_allow;
     int r;
     if (allow == NULL || allow == Py_None)
+        return 1;
+    /* a unix socket (no peer address): only the proxy can reach it */
+    if (peer_host == Py_None ||
+        (PyUnicode_Check(peer_host) && PyUnicode_GET_LENGTH(peer_host) == 0))
         return 1;
     r = PySequence_Contains(allow, peer_host);
     if (r < 0) {
@@ -1928,17 +1951,22 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
             Py_DECREF(keep);
             return NULL;
         }
+    /* Busy connections finish what they were sent (answers say "close");
+     * idle keep-alive ones get a short drain in which a request that was
+     * already on its way is still answered, then the sweep closes them. */
     for (i = 0; i < PyList_GET_SIZE(keep); i++) {
         c = (ConnObject *)PyList_GET_ITEM(keep, i);
         if (c->closed || c->transport == NULL)
             continue;
-        c->closing = 1;
-        if (conn_q_len(c) == 0) {
+        if (c->ws != NULL) {
             r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
             Py_XDECREF(r);
+            continue;
         }
+        c->timer = CONN_T_NONE;
+        conn_rearm(c, mod_now_ms());
     }
     Py_DECREF(keep);
     return PyLong_FromLongLong(srv->n_conns);
@@ -2002,6 +2030,8 @@ static PyMemberDef conn_server_members[] = {
      "peers whose proxy headers are trusted (a set of str), None for any"},
     {"access_log", T_INT, offsetof(ServerObject, access_log), 0,
      "0 off, 1 text lines, 2 JSON lines"},
+    {"stopping", T_INT, offsetof(ServerObject, stopping), READONLY,
+     "stop() was called: answers say close, idle connections drain"},
     {NULL},
 };
 

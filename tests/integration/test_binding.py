@@ -1,0 +1,232 @@
+"""Binding: unix sockets, IPv6, inherited sockets (--fd and systemd's
+LISTEN_FDS), TLS with a certificate made at test time, and the proxy and
+access-log settings the CLI hands to the application."""
+import os
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from .rawhttp import Conn
+from .test_supervisor import Proc, app_dir, fulmen_proc, stop_master, wait_gone  # noqa: F401
+
+
+def conn_over(sock):
+    """A rawhttp.Conn on an already connected socket (unix, TLS)."""
+    c = Conn.__new__(Conn)
+    c.sock, c.buf, c.eof = sock, bytearray(), False
+    sock.settimeout(5.0)
+    return c
+
+
+def unix_conn(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return conn_over(s)
+
+
+def _ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+# ---- unix sockets ------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_unix_socket(app_dir, tmp_path, workers):
+    path = str(tmp_path / "app.sock")
+    args = ["--uds", path] + (["--workers", workers] if workers else [])
+    srv = fulmen_proc(app_dir, *args).start()
+    try:
+        pids = srv.wait_workers(int(workers or 1))
+        assert srv.addr == "unix:" + path
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
+        seen = set()
+        for _ in range(20):
+            with unix_conn(path) as c:
+                r = c.request("GET", "/pid")
+                assert r.status == 200
+                seen.add(int(r.body))
+            with unix_conn(path) as c:
+                assert c.request("GET", "/").body == b"Hello world!"
+        assert seen <= set(pids)
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    assert not os.path.exists(path), "the socket file outlived the server"
+
+
+def test_unix_socket_stale_file_is_replaced_live_one_is_not(app_dir, tmp_path):
+    path = str(tmp_path / "app.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()                       # a socket file nobody listens on
+    srv = fulmen_proc(app_dir, "--uds", path).start()
+    try:
+        with unix_conn(path) as c:
+            assert c.request("GET", "/").status == 200
+        # a second server on the same path refuses to steal it
+        other = subprocess.run(
+            [sys.executable, "-m", "fulmen", "supapp:app", "--uds", path],
+            cwd=str(app_dir), env=dict(srv.env), capture_output=True, text=True, timeout=20)
+        assert other.returncode != 0
+        assert "already listening on %s" % path in other.stderr
+        with unix_conn(path) as c:
+            assert c.request("GET", "/").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+# ---- IPv6 ------------------------------------------------------------------------
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+def test_ipv6_with_workers(app_dir):
+    srv = fulmen_proc(app_dir, "--workers", "2")
+    srv.argv[srv.argv.index("127.0.0.1")] = "::1"
+    srv.start()
+    try:
+        srv.wait_workers(2)
+        assert srv.host == "[::1]"
+        with Conn(srv.port, host="::1") as c:
+            assert c.request("GET", "/").body == b"Hello world!"
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+# ---- inherited sockets -------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_fd(app_dir, workers):
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    fd = lsock.fileno()
+    os.set_inheritable(fd, True)
+    srv = fulmen_proc(app_dir, "--fd", str(fd), *(["--workers", workers] if workers else []))
+    srv.start(pass_fds=[fd])
+    lsock.close()                       # the server has its own copy now
+    try:
+        pids = srv.wait_workers(int(workers or 1))
+        assert srv.port == port
+        with Conn(port) as c:
+            assert c.request("GET", "/").body == b"Hello world!"
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    assert wait_gone(pids, 5) == []
+
+
+def test_systemd_socket_activation(app_dir):
+    """LISTEN_PID/LISTEN_FDS: the socket is fd 3 of the server process."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    fd = lsock.fileno()
+    os.set_inheritable(fd, True)
+    srv = fulmen_proc(app_dir, "--workers", "1")
+    # a small launcher puts the socket at fd 3 and sets LISTEN_PID to its own
+    # pid, which exec hands on to the server; --host/--port are then ignored
+    launcher = ("import os, sys; os.dup2(%d, 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+                "os.environ['LISTEN_FDS'] = '1'; os.execv(sys.argv[1], sys.argv[1:])" % fd)
+    srv.argv = [sys.executable, "-c", launcher] + srv.argv
+    srv.start(pass_fds=[fd])
+    lsock.close()
+    try:
+        srv.wait_workers(1)
+        assert srv.port == port
+        with Conn(port) as c:
+            assert c.request("GET", "/").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+# ---- TLS --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed: no test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", keyfile, "-out", certfile],
+                   check=True, capture_output=True, timeout=30)
+    return certfile, keyfile
+
+
+def tls_conn(port, certfile):
+    ctx = ssl.create_default_context(cafile=certfile)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return conn_over(ctx.wrap_socket(s, server_hostname="localhost"))
+
+
+@pytest.mark.parametrize("workers", [None, "2"])
+def test_tls(app_dir, cert, workers):
+    certfile, keyfile = cert
+    srv = fulmen_proc(app_dir, "--ssl-certfile", certfile, "--ssl-keyfile", keyfile,
+                      *(["--workers", workers] if workers else [])).start()
+    try:
+        srv.wait_workers(int(workers or 1))
+        assert srv.addr.startswith("https://127.0.0.1:")
+        with tls_conn(srv.port, certfile) as c:
+            for _ in range(3):          # keep-alive over TLS
+                assert c.request("GET", "/").body == b"Hello world!"
+            big = c.request("GET", "/headers", headers=[("X-Pad", "p" * 8000)])
+            assert big.json()["headers"]["X-Pad"] == "p" * 8000
+        # plain HTTP on a TLS port gets no HTTP answer
+        with Conn(srv.port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                data = c.sock.recv(100)
+            except OSError:
+                data = b""
+            assert not data.startswith(b"HTTP/1.1 200")
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+def test_tls_from_app_run(tmp_path, cert):
+    from .test_supervisor import APP, write_app
+    certfile, keyfile = cert
+    write_app(tmp_path, "tlsapp", APP + '\nif __name__ == "__main__":\n'
+              '    app.run(host="127.0.0.1", port=0, ssl=(%r, %r))\n' % (certfile, keyfile))
+    srv = Proc([sys.executable, str(tmp_path / "tlsapp.py")], cwd=str(tmp_path)).start()
+    try:
+        with tls_conn(srv.port, certfile) as c:
+            assert c.request("GET", "/").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+# ---- settings plumbed to the application ------------------------------------------
+
+def test_proxy_and_access_log_settings(app_dir):
+    srv = fulmen_proc(app_dir, "--proxy-headers", "--forwarded-allow-ips", "10.0.0.1, 10.0.0.2",
+                      "--access-log", "--access-log-format", "json").start()
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/settings").json() == {
+                "proxy_headers": True, "forwarded_allow_ips": ["10.0.0.1", "10.0.0.2"],
+                "access_log": True, "access_log_format": "json"}
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    srv = fulmen_proc(app_dir).start()
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/settings").json() == {
+                "proxy_headers": False, "forwarded_allow_ips": ["127.0.0.1"],
+                "access_log": False, "access_log_format": "text"}
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
