@@ -271,6 +271,8 @@ class Application:
                     e.__context__ = exc
                     exc = e
                     break
+        if isinstance(exc, asyncio.CancelledError):
+            return Response(code=503, text="Service Unavailable")
         if isinstance(exc, _core.BadRequest):
             return Response(code=400, text="Bad Request: %s" % exc if self.debug
                             else "Bad Request")
@@ -336,9 +338,12 @@ class Application:
         factory = self._make_server(loop)
         self._server = factory
         loop.run_until_complete(self._run_hooks(self._startup))
-        server = loop.run_until_complete(
-            loop.create_server(factory, sock=sock, ssl=ssl,
-                               backlog=getattr(self, "_backlog", 1024)))
+        if self.max_connections is None:
+            server = loop.run_until_complete(
+                loop.create_server(factory, sock=sock, ssl=ssl,
+                                   backlog=getattr(self, "_backlog", 1024)))
+        else:
+            server = _LimitedAcceptor(loop, sock, factory, ssl, self.max_connections)
         stopping = []
         # one sweep over all connections a few times a second enforces every
         # timeout: no timer per connection
@@ -351,8 +356,14 @@ class Application:
             sweeper[:] = [loop.call_later(interval, sweep)]
 
         def wait_idle(deadline):
-            if factory.connections <= 0 or loop.time() >= deadline:
+            if factory.connections <= 0:
                 loop.stop()
+            elif loop.time() >= deadline:
+                # past the grace period: what still runs is cancelled and
+                # answered 503, then the loop gets a moment to send that
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+                loop.call_later(0.2, loop.stop)
             else:
                 loop.call_later(0.02, wait_idle, deadline)
 
@@ -612,3 +623,64 @@ def _announce(app, sock, ssl):
     ready = getattr(app, "_on_listening", None)
     if ready is not None:
         ready()
+
+
+class _LimitedAcceptor:
+    """Accepts connections itself, for max_connections: at the limit it stops
+    watching the listening socket (new clients wait in the backlog) and
+    resumes when a connection closes.  Without the setting, uvloop's own
+    server accepts, at no cost per connection."""
+
+    def __init__(self, loop, sock, factory, ssl, limit):
+        self.loop, self.sock, self.factory, self.ssl = loop, sock, factory, ssl
+        self.limit = limit
+        self.pending = 0
+        self.watching = False
+        self.closed = False
+        factory.on_connection_lost = self._on_lost
+        self._watch()
+
+    def _watch(self):
+        if not self.watching and not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._on_readable)
+            self.watching = True
+
+    def _unwatch(self):
+        if self.watching:
+            self.loop.remove_reader(self.sock.fileno())
+            self.watching = False
+
+    def _on_readable(self):
+        while self.factory.connections + self.pending < self.limit:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and the like: try again later
+                sys.stderr.write("fulmen: accept failed: %s\n" % e)
+                self._unwatch()
+                self.loop.call_later(0.1, self._watch)
+                return
+            self.pending += 1
+            self.loop.create_task(self._start(conn))
+        self._unwatch()
+
+    async def _start(self, conn):
+        try:
+            await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl)
+        except Exception as e:
+            sys.stderr.write("fulmen: could not start a connection: %s\n" % e)
+            conn.close()
+        finally:
+            self.pending -= 1
+
+    def _on_lost(self):
+        if self.factory.connections + self.pending < self.limit:
+            self._watch()
+
+    def close(self):
+        self.closed = True
+        self._unwatch()
+
+    def is_serving(self):
+        return not self.closed

@@ -23,6 +23,7 @@
 #define FULMEN_INLINE_HEADERS 16
 #define FULMEN_MAX_PARAMS 16
 #define FULMEN_FREELIST_MAX 256
+#define JSON_KEY_CACHE_BITS 9 /* json.c: 512 cached object keys */
 
 typedef struct RequestObject RequestObject;
 typedef struct ResponseObject ResponseObject;
@@ -105,6 +106,10 @@ typedef struct {
     char *log;
     size_t log_len, log_cap;
     int log_fd;
+
+    /* json.c */
+    PyObject *InvalidJSON; /* fulmen.InvalidJSON(BadRequest, json.JSONDecodeError) */
+    PyObject *json_keys[1 << JSON_KEY_CACHE_BITS]; /* recent object keys (str) */
 } fulmen_state;
 
 /* ------------------------------------------------------------------------
@@ -142,6 +147,7 @@ struct ServerObject {
     PyObject *forwarded_allow; /* ... from these peers (set of str), None = any */
     int access_log;          /* 0 off, 1 text, 2 JSON lines */
     int access_log_fd;
+    PyObject *on_conn_lost;  /* called after a connection closes, or NULL */
     int64_t header_timeout_ms;
     int64_t body_timeout_ms;
     int64_t keep_alive_ms;
@@ -292,6 +298,24 @@ WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
                         const ws_deflate_params *dp);
 int ws_feed(WebSocketObject *ws, const char *data, size_t n);
 void ws_connection_lost(WebSocketObject *ws);
+
+/* json.c */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} json_buf;
+/* Parse the JSON text p[0..n).  Returns a new reference, or NULL with an
+ * exception set: fulmen.InvalidJSON (a BadRequest and a json.JSONDecodeError)
+ * for any malformed input, else e.g. MemoryError. */
+PyObject *json_decode(fulmen_state *st, const char *p, size_t n);
+/* Append json.dumps(obj) (default settings) to b.  Returns 0, -1 with an
+ * exception set, or 1 when obj holds something only json.dumps handles
+ * (b then holds partial output). */
+int json_encode(fulmen_state *st, json_buf *b, PyObject *obj);
+int json_buf_grow(json_buf *b, size_t extra); /* 0 or -1 (MemoryError) */
+PyObject *json_py_loads(PyObject *m, PyObject *arg); /* _json_loads (tests) */
+int json_init(PyObject *m, fulmen_state *st); /* after st->BadRequest */
+void json_clear(fulmen_state *st);
 
 /* awaitable.c */
 extern PyType_Spec aw_resume_spec;

@@ -1588,6 +1588,12 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         c->closing = 1;
         c->server->n_conns--;
         conn_unlink(c);
+        if (UNLIKELY(c->server->on_conn_lost != NULL && c->server->on_conn_lost != Py_None)) {
+            PyObject *r = PyObject_CallNoArgs(c->server->on_conn_lost);
+            if (r == NULL)
+                PyErr_WriteUnraisable(c->server->on_conn_lost);
+            Py_XDECREF(r);
+        }
     }
     conn_drop_state(c);
     conn_wake_stream(c);
@@ -1995,6 +2001,7 @@ static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
     Py_VISIT(s->error_hook);
     Py_VISIT(s->not_found);
     Py_VISIT(s->forwarded_allow);
+    Py_VISIT(s->on_conn_lost);
     return 0;
 }
 
@@ -2006,6 +2013,7 @@ static int conn_server_clear(ServerObject *s)
     Py_CLEAR(s->error_hook);
     Py_CLEAR(s->not_found);
     Py_CLEAR(s->forwarded_allow);
+    Py_CLEAR(s->on_conn_lost);
     return 0;
 }
 
@@ -2030,6 +2038,8 @@ static PyMemberDef conn_server_members[] = {
      "peers whose proxy headers are trusted (a set of str), None for any"},
     {"access_log", T_INT, offsetof(ServerObject, access_log), 0,
      "0 off, 1 text lines, 2 JSON lines"},
+    {"on_connection_lost", T_OBJECT, offsetof(ServerObject, on_conn_lost), 0,
+     "called with no argument after a connection closes (max_connections)"},
     {"stopping", T_INT, offsetof(ServerObject, stopping), READONLY,
      "stop() was called: answers say close, idle connections drain"},
     {NULL},
