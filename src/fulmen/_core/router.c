@@ -198,15 +198,54 @@ typedef struct {
     PyObject *routes; /* list: keeps every route alive */
 } MatcherObject;
 
+/* A multiplicative hash over 8-byte words (paths are short). */
 static uint64_t router_hash(const char *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ULL;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
+    while (n >= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        w = 0;
+        memcpy(&w, p, n);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
     }
     return h;
+}
+
+/* Order of literal edges: by length, then bytes (binary search). */
+static int router_edge_cmp(const char *a, uint32_t al, const char *b, uint32_t bl)
+{
+    if (al != bl)
+        return al < bl ? -1 : 1;
+    return memcmp(a, b, al);
+}
+
+/* Index of the edge equal to s[0..n), or where it would be inserted
+ * (with *found = 0). */
+static uint32_t router_edge_find(const router_node *node, const char *s, uint32_t n,
+                                 int *found)
+{
+    uint32_t lo = 0, hi = node->n_edges;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        int c = router_edge_cmp(node->edges[mid].seg, node->edges[mid].len, s, n);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
 }
 
 static router_node *router_node_new(void)
@@ -536,24 +575,27 @@ static PyObject *router_matcher_add(MatcherObject *m, PyObject *args)
                 router_edge *ed;
                 if (p == NULL)
                     return NULL;
-                for (j = 0; j < node->n_edges; j++)
-                    if (node->edges[j].len == (uint32_t)len &&
-                        memcmp(node->edges[j].seg, p, (size_t)len) == 0)
-                        break;
-                if (j == node->n_edges) {
+                int found;
+                char *seg;
+                router_node *child;
+                j = router_edge_find(node, p, (uint32_t)len, &found);
+                if (!found) {
+                    seg = PyMem_Malloc(len ? (size_t)len : 1);
+                    child = router_node_new();
                     ed = PyMem_Realloc(node->edges, sizeof(router_edge) * (node->n_edges + 1));
-                    if (ed == NULL)
-                        return PyErr_NoMemory();
-                    node->edges = ed;
-                    ed[j].seg = PyMem_Malloc(len ? (size_t)len : 1);
-                    ed[j].child = router_node_new();
-                    if (ed[j].seg == NULL || ed[j].child == NULL) {
-                        PyMem_Free(ed[j].seg);
-                        router_node_free(ed[j].child);
+                    if (seg == NULL || child == NULL || ed == NULL) {
+                        PyMem_Free(seg);
+                        router_node_free(child);
+                        if (ed != NULL)
+                            node->edges = ed;
                         return PyErr_NoMemory();
                     }
-                    memcpy(ed[j].seg, p, (size_t)len);
+                    node->edges = ed;
+                    memmove(&ed[j + 1], &ed[j], sizeof(router_edge) * (node->n_edges - j));
+                    memcpy(seg, p, (size_t)len);
+                    ed[j].seg = seg;
                     ed[j].len = (uint32_t)len;
+                    ed[j].child = child;
                     node->n_edges++;
                 }
                 node = node->edges[j].child;
@@ -670,10 +712,11 @@ static int router_walk(router_node *node, const char *path, size_t pos,
     end = pos;
     while (end < len && path[end] != '/')
         end++;
-    for (j = 0; j < node->n_edges; j++) {
-        router_edge *ed = &node->edges[j];
-        if (ed->len == end - pos && memcmp(ed->seg, path + pos, ed->len) == 0) {
-            e = router_walk(ed->child, path, end + 1, len, params, np, n_params);
+    if (node->n_edges > 0) {
+        int found;
+        j = router_edge_find(node, path + pos, (uint32_t)(end - pos), &found);
+        if (found) {
+            e = router_walk(node->edges[j].child, path, end + 1, len, params, np, n_params);
             if (e >= 0)
                 return e;
         }
@@ -683,10 +726,12 @@ static int router_walk(router_node *node, const char *path, size_t pos,
          * literals ("%2F" decodes to '/', which no literal holds) */
         char dec[256];
         size_t dl = router_unquote(path + pos, end - pos, dec, sizeof(dec));
-        for (j = 0; dl != (size_t)-1 && j < node->n_edges; j++) {
-            router_edge *ed = &node->edges[j];
-            if (ed->len == dl && memcmp(ed->seg, dec, dl) == 0) {
-                e = router_walk(ed->child, path, end + 1, len, params, np, n_params);
+        if (dl != (size_t)-1) {
+            int found;
+            j = router_edge_find(node, dec, (uint32_t)dl, &found);
+            if (found) {
+                e = router_walk(node->edges[j].child, path, end + 1, len, params, np,
+                                n_params);
                 if (e >= 0)
                     return e;
             }
