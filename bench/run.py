@@ -4,6 +4,8 @@
     .venv/bin/python bench/run.py --all            # every scenario
     .venv/bin/python bench/run.py --scenarios params,post-json --servers fulmen,uvicorn
     .venv/bin/python bench/run.py --quick          # 2 s runs, for a smoke test
+    .venv/bin/python bench/run.py --scenarios ws-echo   # make bench-ws: WebSocket echo
+
 
 For each scenario and server: start the server pinned to CPU 0 (taskset) in
 its own process group, wait until it answers, check its answers (one request,
@@ -17,6 +19,14 @@ the same rps while their CPU cost per request still differs.  CPU used by
 *other* processes during a run is measured too; above --noise-max % of one
 core the run is repeated (--retries) and the least-disturbed attempt kept.
 
+The WebSocket scenario (ws-echo; not part of --all) has its own peers
+(websockets, picows) and load generator, bench/ws_load (make bench/ws_load):
+100 connections keep `depth` 64-byte binary messages in flight each, in
+modes depth1 and depth16 (any depthN works); the probe (bench/wsprobe.py)
+checks one echo, then 16 sent in one write.  The figures are messages/s and
+server CPU us per message, read over exactly the measured window (ws_load
+prints a line when it starts and ends; handshakes and warm-up are outside).
+
 Results: a table on stdout and bench/out/results-<stamp>.{json,tsv}
 (bench/out/latest.json points at the newest).  Only the standard library is
 used; the peers run with $PEERS_VENV/bin/python (/tmp/fulmen-peers).
@@ -29,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,6 +59,10 @@ sys.path.insert(0, APPS)
 sys.path.insert(0, HERE)
 import httpprobe  # noqa: E402
 import routes200  # noqa: E402
+import wsprobe  # noqa: E402
+
+WS_LOAD = os.path.join(HERE, "ws_load")
+WS_CONNS, WS_SIZE, WS_PROBE_DEPTH = 100, 64, 16
 
 with open(os.path.join(HERE, "payload-1k.json"), "rb") as _f:
     PAYLOAD = _f.read()
@@ -109,6 +124,9 @@ SCENARIOS = {
     "async-sleep": dict(GET, check=check_hello, app="async_sleep.py",
                         doc="async def view, await asyncio.sleep(0), same text"),
 }
+SCENARIOS["ws-echo"] = dict(kind="ws", path="/ws", app="ws_echo.py",
+                            doc="WebSocket echo at /ws, %d-byte binary messages, %d connections, "
+                            "no compression" % (WS_SIZE, WS_CONNS))
 # --scenarios async reports the sync hello next to both async variants
 GROUPS = {"async": ["hello", "async", "async-sleep"]}
 ALL_SCENARIOS = ["hello", "json", "params", "post-json", "async", "async-sleep"]
@@ -123,8 +141,26 @@ PEERS = {
     "granian-rsgi": ("granian", "granian_rsgi.py"),
     "socketify": ("socketify", "socketify_app.py"),
 }
-ALL_SERVERS = ["fulmen"] + list(PEERS)
+WS_PEERS = {
+    # WebSocket servers, for the ws-echo scenario only
+    "websockets": ("websockets, uvloop", "websockets_echo.py"),
+    "picows": ("picows, uvloop", "picows_echo.py"),
+}
+ALL_SERVERS = ["fulmen"] + list(PEERS) + list(WS_PEERS)
 _available = {}
+
+
+def kind(scenario):
+    return SCENARIOS[scenario].get("kind", "http")
+
+
+def serves(name, scenario):
+    """Whether the server takes part in the scenario (peers are HTTP or WebSocket)."""
+    return name == "fulmen" or name in (WS_PEERS if kind(scenario) == "ws" else PEERS)
+
+
+def peer(name):
+    return PEERS.get(name) or WS_PEERS[name]
 
 
 def server_available(name):
@@ -138,7 +174,7 @@ def server_available(name):
     elif not os.access(PEER_PY, os.X_OK):
         why = "%s missing (run /work/shared/bench/setup-peers.sh)" % PEER_PY
     else:
-        r = subprocess.run([PEER_PY, "-c", "import " + PEERS[name][0]],
+        r = subprocess.run([PEER_PY, "-c", "import " + peer(name)[0]],
                            capture_output=True, text=True)
         if r.returncode:
             why = "not installed (%s)" % r.stderr.strip().splitlines()[-1]
@@ -151,7 +187,7 @@ def server_cmd(name, scenario, port, fulmen_hello):
         if scenario == "hello" and fulmen_hello:
             return [FULMEN_PY, fulmen_hello, "--port", str(port)]
         return [FULMEN_PY, os.path.join(APPS, SCENARIOS[scenario]["app"]), str(port)]
-    return [PEER_PY, os.path.join(PEER_APPS, PEERS[name][1]), str(port), scenario]
+    return [PEER_PY, os.path.join(PEER_APPS, peer(name)[1]), str(port), scenario]
 
 
 FULMEN_ENV = {}   # {"PYTHONPATH": <tree>/src} when measuring a snapshot (--head)
@@ -282,12 +318,40 @@ def busy_ticks():
 # ---------------------------------------------------------------------------
 # Probes and wrk
 
+def ws_messages(n):
+    """n distinct 64-byte messages, binary and text (UTF-8, some non-ASCII)."""
+    out = []
+    for i in range(n):
+        if i % 2:
+            out.append((1, ("#%03d héllo wörld " % i).encode().ljust(WS_SIZE, b".")))
+        else:
+            out.append((2, bytes((i * 7 + j) & 0xFF for j in range(WS_SIZE))))
+    return out
+
+
+def probe_ws(port, sc):
+    for stage, n in (("single", 1), ("pipelined", WS_PROBE_DEPTH)):
+        sent = ws_messages(n)
+        try:
+            got = wsprobe.exchange(port, sent, sc["path"])
+        except (OSError, ValueError) as e:
+            return "FAIL %s: %s: %s" % (stage, type(e).__name__, e)
+        good = sum(1 for a, b in zip(sent, got) if a == b)
+        if good != n:
+            bad = next((b for a, b in zip(sent, got) if a != b), None)
+            return "FAIL %s: %d/%d echoed exactly, e.g. opcode %s %r" % (
+                stage, good, n, bad[0], bad[1][:40])
+    return "ok"
+
+
 def probe(port, sc, depth=DEPTH):
     """Check one answer, then `depth` pipelined in one write.
 
     Returns "ok", "FAIL single: ..." (wrong answer: the server is not measured)
     or "FAIL pipelined: ..." (measured in plain mode only).
     """
+    if sc.get("kind") == "ws":
+        return probe_ws(port, sc)
     req = httpprobe.build_request(sc["method"], sc["path"], port, sc["headers"], sc["body"])
     for stage, n in (("single", 1), ("pipelined", depth)):
         try:
@@ -306,6 +370,15 @@ def probe(port, sc, depth=DEPTH):
 
 def wait_ready(srv, port, sc, timeout=20.0):
     deadline = time.monotonic() + timeout
+    if sc.get("kind") == "ws":
+        while time.monotonic() < deadline and srv.alive():
+            try:
+                wsprobe.Conn(port, sc["path"], timeout=1.0).close()
+                return True
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        return False
     req = httpprobe.build_request(sc["method"], sc["path"], port, sc["headers"], sc["body"])
     while time.monotonic() < deadline and srv.alive():
         try:
@@ -358,8 +431,89 @@ def parse_wrkstats(text):
     return None
 
 
+def ws_depth(mode):
+    """depthN -> N (a ws-echo mode), else None."""
+    if mode.startswith("depth") and mode[5:].isdigit() and int(mode[5:]) > 0:
+        return int(mode[5:])
+    return None
+
+
+def ws_load_once(srv_pid, port, sc, mode, args):
+    """One ws_load run (its own warm-up, then the measured window).
+
+    Samples the server tree's, ws_load's and the whole machine's CPU ticks
+    when ws_load says the measurement starts and ends.  Returns a result dict.
+    """
+    cmd = ["taskset", "-c", WRK_CPU, WS_LOAD, "-p", str(port), "-P", sc["path"],
+           "-c", str(WS_CONNS), "-D", str(ws_depth(mode)), "-s", str(WS_SIZE),
+           "-d", str(args.duration), "-w", str(args.warmup)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, marks = [], {}
+    # bounded: 5 s handshake + warm-up + run + 2 s teardown, and some slack
+    timer = threading.Timer(args.duration + args.warmup + 20, p.kill)
+    timer.start()
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            if line.startswith("WSLOAD phase="):
+                marks[line.split("=", 1)[1].strip()] = (
+                    time.monotonic(), tree_ticks(srv_pid), tree_ticks(p.pid), busy_ticks())
+        p.wait()
+    finally:
+        timer.cancel()
+    text = "".join(lines)
+    st = None
+    for line in lines:
+        if line.startswith("WSSTATS "):
+            st = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    if st is None or "measure" not in marks or "done" not in marks:
+        return {"error": "ws_load produced no stats: " + text.strip()[-300:]}
+    (t0, (su0, sy0), (lu0, ly0), b0), (t1, (su1, sy1), (lu1, ly1), b1) = marks["measure"], marks["done"]
+    wall = t1 - t0
+    srv_s = ((su1 - su0) + (sy1 - sy0)) / HZ
+    load_s = ((lu1 - lu0) + (ly1 - ly0)) / HZ
+    busy_s = (b1 - b0) / HZ
+    msgs = st["messages"]
+    return {
+        "rps": st["rate"],
+        "us_per_req": srv_s * 1e6 / msgs if msgs else None,
+        "p50_ms": st["p50_us"] / 1000 if msgs else None,
+        "p99_ms": st["p99_us"] / 1000 if msgs else None,
+        "requests": int(msgs),
+        "bytes_per_resp": WS_SIZE + 2,   # an unmasked server frame: 2-byte header + payload
+        "errors": int(st["errors"]),
+        "non2xx": 0,
+        "srv_cpu_pct": srv_s / wall * 100,
+        "srv_user_pct": (su1 - su0) / HZ / wall * 100,
+        "srv_sys_pct": (sy1 - sy0) / HZ / wall * 100,
+        "wrk_cpu_pct": load_s / wall * 100,
+        "other_cpu_pct": max(0.0, busy_s - srv_s - load_s) / wall * 100,
+        "unit": "message", "conns_open": int(st["open"]), "depth": ws_depth(mode),
+    }
+
+
+def measure_ws(srv, port, sc, mode, args):
+    """Like measure(), with bench/ws_load instead of wrk."""
+    best = None
+    for attempt in range(1 + args.retries):
+        res = ws_load_once(srv.pid, port, sc, mode, args)
+        if "error" in res:
+            return res
+        res["attempts"] = attempt + 1
+        if best is None or res["other_cpu_pct"] < best["other_cpu_pct"]:
+            best = res
+        if res["other_cpu_pct"] <= args.noise_max:
+            break
+        print("    (%s attempt %d: other processes used %.0f%% CPU, repeating)"
+              % (mode, attempt + 1, res["other_cpu_pct"]), file=sys.stderr, flush=True)
+    best["attempts"] = attempt + 1
+    return best
+
+
 def measure(srv, port, sc, mode, args):
     """One mode against a running server: warm up, then up to 1+retries attempts."""
+    if sc.get("kind") == "ws":
+        return measure_ws(srv, port, sc, mode, args)
     if args.warmup > 0:
         cmd, env = wrk_cmd(port, sc, mode, args.warmup)
         run_wrk(cmd, env, args.warmup)
@@ -415,12 +569,14 @@ def fmt(v, f):
     return "-" if v is None else f % v
 
 
-ROW = "%-12s %-13s %-5s %10s %8s %8s %8s %9s %6s  %s"
+ROW = "%-12s %-13s %-7s %10s %8s %8s %8s %9s %6s  %s"
 
 
-def print_row_header():
+def print_row_header(ws=False):
     print(ROW % ("scenario", "server", "mode", "req/s", "us/req", "p50 ms", "p99 ms",
                  "err/non2xx", "other%", "check"))
+    if ws:
+        print("%-12s (ws-echo: req/s and us/req are per message, p50/p99 per message round trip)" % "")
 
 
 def print_row(r):
@@ -435,18 +591,22 @@ def print_row(r):
                  r.get("check", "")), flush=True)
 
 
-def summary(rows, scenarios, servers, modes):
-    """Side by side per scenario: plain and pipe, and each peer's cost / fulmen's."""
+def summary(rows, scenarios, servers, modes_of):
+    """Side by side per scenario: its modes, and each peer's cost / fulmen's."""
     idx = {(r["scenario"], r["server"], r["mode"]): r.get("result") or {} for r in rows}
     print("\n# summary: server CPU us/request (lower is better) and req/s; "
           "x = us/req relative to fulmen in the same run")
     for sc in scenarios:
+        modes = modes_of(sc)
+        unit = "msg" if kind(sc) == "ws" else "req"
         print("\n## %s: %s" % (sc, SCENARIOS[sc]["doc"]))
         hdr = "%-13s" % "server"
         for mode in modes:
-            hdr += " | %-6s %9s %8s %6s" % (mode, "req/s", "us/req", "x")
+            hdr += " | %-7s %9s %8s %6s" % (mode, unit + "/s", "us/" + unit, "x")
         print(hdr)
         for name in servers:
+            if not serves(name, sc):
+                continue
             line = "%-13s" % name
             have = False
             for mode in modes:
@@ -455,13 +615,13 @@ def summary(rows, scenarios, servers, modes):
                 us, fus = m.get("us_per_req"), f.get("us_per_req")
                 ratio = us / fus if us and fus else None
                 have = have or us is not None
-                line += " | %-6s %9s %8s %6s" % ("", fmt(m.get("rps"), "%.0f"), fmt(us, "%.2f"),
+                line += " | %-7s %9s %8s %6s" % ("", fmt(m.get("rps"), "%.0f"), fmt(us, "%.2f"),
                                                  fmt(ratio, "%.2f"))
             if have:
                 print(line)
     if "hello" in scenarios and "async" in scenarios:
         print()
-        for mode in modes:
+        for mode in modes_of("hello"):
             h = idx.get(("hello", "fulmen", mode), {}).get("us_per_req")
             for v in ("async", "async-sleep"):
                 a = idx.get((v, "fulmen", mode), {}).get("us_per_req")
@@ -481,19 +641,24 @@ def git_commit():
     return head + (" (dirty tree)" if r.stdout.strip() else "")
 
 
-def versions(servers):
+def versions(servers, scenarios):
     r = subprocess.run([FULMEN_PY, "-c", "import sys, uvloop, fulmen; print(sys.version.split()[0], "
                         "'uvloop', uvloop.__version__, 'fulmen from', fulmen.__file__)"],
                        capture_output=True, text=True, env=dict(os.environ, **FULMEN_ENV))
     v = {"python(fulmen)": r.stdout.strip() or r.stderr.strip().splitlines()[-1]}
     if any(s != "fulmen" for s in servers) and os.access(PEER_PY, os.X_OK):
         code = ("import importlib, sys\nout=[sys.version.split()[0]]\n"
-                "for m in ('uvloop','httptools','uvicorn','granian','socketify'):\n"
+                "for m in ('uvloop','httptools','uvicorn','granian','socketify','websockets',\n"
+                "          'picows','aiofastnet'):\n"
                 "  try: out.append('%s %s' % (m, importlib.metadata.version(m)))\n"
                 "  except Exception: pass\nprint(', '.join(out))")
         v["python(peers)"] = subprocess.run([PEER_PY, "-c", "import importlib.metadata\n" + code],
                                             capture_output=True, text=True).stdout.strip()
-    v["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    if any(kind(s) == "http" for s in scenarios):
+        v["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True,
+                                  text=True).stdout.split("\n")[0]
+    if any(kind(s) == "ws" for s in scenarios):
+        v["ws_load"] = "bench/ws_load (bench/ws_load.c, this tree)"
     return v
 
 
@@ -504,12 +669,14 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", help="comma list of %s (default: hello, served by "
                     "examples/hello.py)" % ",".join(ALL_SCENARIOS))
-    ap.add_argument("--all", action="store_true", help="every scenario")
+    ap.add_argument("--all", action="store_true", help="every HTTP scenario (not ws-echo)")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS),
                     help="comma list (default: %(default)s)")
-    ap.add_argument("--modes", default="plain,pipe", help="plain,pipe")
+    ap.add_argument("--modes", help="HTTP: plain,pipe (the default); ws-echo: depth1,depth16 "
+                    "(the default; any depthN); each scenario takes the modes of its kind")
     ap.add_argument("--duration", type=float, default=5, help="seconds per measured run")
-    ap.add_argument("--warmup", type=float, default=1, help="seconds of wrk before each mode")
+    ap.add_argument("--warmup", type=float, default=1,
+                    help="seconds of wrk before each mode (ws-echo: of ws_load before each run)")
     ap.add_argument("--quick", action="store_true", help="2 s runs, 0.5 s warm-up, 1 retry")
     ap.add_argument("--noise-max", type=float, default=15,
                     help="%% of one core other processes may use before a run is repeated")
@@ -541,14 +708,26 @@ def main():
     for s in servers:
         if s not in ALL_SERVERS:
             ap.error("unknown server %r (known: %s)" % (s, ", ".join(ALL_SERVERS)))
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = [m.strip() for m in (args.modes or "").split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "pipe"):
+        if m not in ("plain", "pipe") and not ws_depth(m):
             ap.error("unknown mode %r" % m)
-    for f in ("stats.lua", "pipeline.lua", "wrkstats.lua"):
-        if not os.path.exists(os.path.join(SHARED, f)):
-            sys.exit("run.py: %s not found; set BENCH_SHARED to the shared bench directory"
-                     % os.path.join(SHARED, f))
+
+    def modes_of(scenario):
+        if kind(scenario) == "ws":
+            return [m for m in modes if ws_depth(m)] or (["depth1", "depth16"] if not modes else [])
+        return [m for m in modes if not ws_depth(m)] or (["plain", "pipe"] if not modes else [])
+
+    for s in scenarios:
+        if not modes_of(s):
+            ap.error("no mode in --modes applies to %s" % s)
+    if any(kind(s) == "http" for s in scenarios):
+        for f in ("stats.lua", "pipeline.lua", "wrkstats.lua"):
+            if not os.path.exists(os.path.join(SHARED, f)):
+                sys.exit("run.py: %s not found; set BENCH_SHARED to the shared bench directory"
+                         % os.path.join(SHARED, f))
+    if any(kind(s) == "ws" for s in scenarios) and not os.access(WS_LOAD, os.X_OK):
+        sys.exit("run.py: %s not found; build it with: make bench/ws_load" % WS_LOAD)
 
     commit = git_commit()
     if args.head:
@@ -563,22 +742,30 @@ def main():
         "commit": commit, "host": os.uname().nodename, "cpus": os.cpu_count(),
         "kernel": os.uname().release, "duration_s": args.duration, "warmup_s": args.warmup,
         "conns": CONNS, "depth": DEPTH, "server_cpu": SERVER_CPU, "wrk_cpu": WRK_CPU,
-        "noise_max_pct": args.noise_max, "argv": sys.argv[1:], "versions": versions(servers),
+        "noise_max_pct": args.noise_max, "argv": sys.argv[1:],
+        "versions": versions(servers, scenarios),
     }
     print("# fulmen bench %s  commit=%s  cpus=%s  duration=%ss warmup=%ss conns=%d depth=%d  "
           "server on cpu %s, wrk on cpu %s" % (meta["date"], meta["commit"], meta["cpus"],
                                                args.duration, args.warmup, CONNS, DEPTH,
                                                SERVER_CPU, WRK_CPU))
+    if any(kind(s) == "ws" for s in scenarios):
+        meta["ws"] = {"conns": WS_CONNS, "size": WS_SIZE, "opcode": "binary",
+                      "modes": modes_of("ws-echo"), "load": "bench/ws_load"}
+        print("# ws-echo: bench/ws_load on cpu %s, %d connections, %d-byte binary messages, "
+              "modes %s" % (WRK_CPU, WS_CONNS, WS_SIZE, ",".join(modes_of("ws-echo"))))
     for k, v in meta["versions"].items():
         print("# %s: %s" % (k, v))
     print("# logs: %s" % logdir)
     signal.signal(signal.SIGTERM, _on_signal)
     rows = []
-    print_row_header()
+    print_row_header(any(kind(s) == "ws" for s in scenarios))
     try:
         for sc_name in scenarios:
             sc = SCENARIOS[sc_name]
             for name in servers:
+                if not serves(name, sc_name):
+                    continue
                 why = server_available(name)
                 if why:
                     print("%-12s %-13s skipped: %s" % (sc_name, name, why), flush=True)
@@ -615,13 +802,13 @@ def main():
                         rows.append({"scenario": sc_name, "server": name, "mode": "-",
                                      "check": check, "cmd": cmd})
                         continue
-                    for mode in modes:
+                    for mode in modes_of(sc_name):
                         r = {"scenario": sc_name, "server": name, "mode": mode, "check": check,
                              "cmd": " ".join(cmd)}
                         # wrong answers are not measured; a server that fails only
                         # the pipelined probe is measured in plain mode only
                         if check.startswith("FAIL single") or \
-                                (mode == "pipe" and check != "ok"):
+                                ((mode == "pipe" or (ws_depth(mode) or 1) > 1) and check != "ok"):
                             r["note"] = "not measured: " + check
                             rows.append(r)
                             print_row(r)
@@ -641,7 +828,7 @@ def main():
         _stop_all()
 
     if not args.check_only:
-        summary(rows, scenarios, servers, modes)
+        summary(rows, scenarios, servers, modes_of)
     path = os.path.join(OUT, "results-%s.json" % stamp)
     with open(path, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)

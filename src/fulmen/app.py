@@ -86,14 +86,21 @@ def _check_size(name, value, minimum=0, allow_none=False):
         raise ValueError("%s must be an int, not %r" % (name, value))
     if value < minimum:
         raise ValueError("%s must be at least %d, not %d" % (name, minimum, value))
+    if value > _MAX_SIZE:
+        raise ValueError("%s must be at most 2**62, not %d" % (name, value))
     return value
+
+
+_MAX_SECONDS = 365 * 24 * 3600.0
+_MAX_SIZE = 1 << 62
 
 
 def _check_seconds(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("%s must be a number of seconds, not %r" % (name, value))
-    if not value > 0 or value != value:
-        raise ValueError("%s must be positive, not %r" % (name, value))
+    if not 0 < value <= _MAX_SECONDS:  # also NaN and infinity
+        raise ValueError("%s must be more than 0 and at most %d seconds, not %r"
+                         % (name, _MAX_SECONDS, value))
     return float(value)
 
 

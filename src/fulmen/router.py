@@ -107,8 +107,9 @@ class Router:
             pattern = _literal_path(segments)
         for key in ("max_body_size",):
             v = options.get(key)
-            if v is not None and (not isinstance(v, int) or v < 0):
-                raise ValueError("%s must be a non-negative int" % key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                                  or not 0 <= v <= 1 << 62):
+                raise ValueError("%s must be an int from 0 to 2**62, not %r" % (key, v))
         route = _core.Route(pattern, handler, methods, name, names, types,
                             _is_async(handler), options or None)
         if name is not None:

@@ -43,8 +43,8 @@ async def _stream_body(conn, source):
                 elif n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
         ok = not conn.closed
-    except ConnectionError:
-        pass  # the client left: stop producing
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # the client left (or the server is stopping): stop producing
     except Exception:
         sys.stderr.write("fulmen: error while streaming a response:\n%s"
                          % traceback.format_exc())

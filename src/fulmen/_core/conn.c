@@ -557,19 +557,26 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = CONN_T_WRITE;
             c->deadline = now + srv->body_timeout_ms;
         }
+    } else if (conn_q_len(c) > 0 || c->streaming) {
+        /* the app is working on answers: no timer may cut them (a partial
+         * request behind them is timed from its first byte once they are
+         * out) */
+        if (c->head_start == 0 && (c->pending != NULL || c->buf_len > 0))
+            c->head_start = now;
+        c->timer = CONN_T_NONE;
+        c->deadline = 0;
     } else if (c->pending != NULL || c->buf_len > 0) {
         if (c->pending == NULL || c->stage == STAGE_HEAD) {
             if (c->head_start == 0)
                 c->head_start = now;
             c->timer = CONN_T_HEAD;
             c->deadline = c->head_start + srv->header_timeout_ms;
+            if (srv->stopping && c->deadline > now + 1000)
+                c->deadline = now + 1000; /* stopping: a head gets a short drain */
         } else {
             c->timer = CONN_T_BODY;
             c->deadline = now + srv->body_timeout_ms;
         }
-    } else if (conn_q_len(c) > 0 || c->streaming) {
-        c->timer = CONN_T_NONE; /* the app is working on it */
-        c->deadline = 0;
     } else if (srv->stopping) {
         /* idle while stopping: a short drain, then the sweep closes it */
         if (c->timer != CONN_T_IDLE || c->deadline == 0 || c->deadline > now + 1000) {
@@ -1418,18 +1425,12 @@ static PyObject *conn_get_closed(ConnObject *c, void *unused)
  * Buffering of partial requests
  */
 
+/* Append to the connection's buffer.  What the buffer may hold is bounded
+ * by the parser's limits, checked as it parses (431/413); this only grows
+ * it. */
 static int conn_buf_append(ConnObject *c, const char *p, size_t n)
 {
     size_t need = c->buf_len + n;
-    ServerObject *srv = c->server;
-    /* a hard bound on what one connection may make us hold */
-    size_t limit = (size_t)srv->max_header_size + (size_t)srv->max_body_size * 2 + 65536;
-    if (c->pending != NULL && c->pending->route != NULL && c->pending->route->max_body)
-        limit = (size_t)srv->max_header_size + (size_t)c->pending->route->max_body * 2 + 65536;
-    if (need > limit) {
-        conn_protocol_error(c, 413);
-        return -1;
-    }
     if (need > c->buf_cap) {
         size_t cap = c->buf_cap ? c->buf_cap : 1024;
         char *b;
@@ -1460,7 +1461,9 @@ static void conn_buf_free(ConnObject *c)
 
 static void conn_process_buffer(ConnObject *c)
 {
-    size_t n;
+    size_t n, limit;
+    ServerObject *srv = c->server;
+    uint64_t body;
     if (c->buf_len == 0 || c->closing)
         return;
     n = conn_process(c, c->buf, c->buf_len, NULL);
@@ -1471,6 +1474,17 @@ static void conn_process_buffer(ConnObject *c)
     if (n > 0) {
         memmove(c->buf, c->buf + n, c->buf_len - n);
         c->buf_len -= n;
+    }
+    /* What is left is one incomplete request (its head is bounded by the
+     * parser, its body by the body limit, a chunked one by twice that for
+     * framing) plus, while paused, unread pipelined bytes of at most a few
+     * reads.  Anything past that is a bug or an attack: 413 and close. */
+    body = (c->pending != NULL && c->pending->route != NULL && c->pending->route->max_body)
+               ? c->pending->route->max_body : srv->max_body_size;
+    limit = (size_t)srv->max_header_size + (size_t)body * 2 + (1u << 20);
+    if (c->buf_len > limit) {
+        conn_buf_free(c);
+        conn_protocol_error(c, 413);
     }
 }
 
@@ -1618,6 +1632,16 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
     c->closing = 1;
     if (c->ws != NULL)
         Py_RETURN_FALSE;
+    if (c->streaming && c->stream_task != NULL) {
+        /* the client stopped sending while a body streams to it: it has in
+         * all likelihood gone, and a stream (SSE, say) may not write again
+         * for a long time; stop producing now instead of at that write */
+        PyObject *r = PyObject_CallMethod(c->stream_task, "cancel", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_XDECREF(r);
+        Py_RETURN_TRUE;
+    }
     if (conn_q_len(c) > 0 || c->streaming)
         Py_RETURN_TRUE;
     Py_RETURN_FALSE;
@@ -1965,6 +1989,16 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
         if (c->closed || c->transport == NULL)
             continue;
         if (c->ws != NULL) {
+            r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
+            if (r == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(r);
+            continue;
+        }
+        if (conn_q_len(c) == 0 && !c->streaming && c->pending != NULL &&
+            c->stage == STAGE_HEAD) {
+            /* half a head and nothing in flight: no request to finish */
+            c->closing = 1;
             r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);

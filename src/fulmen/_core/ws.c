@@ -165,7 +165,7 @@ static int ws_inflate(WebSocketObject *ws, PyObject **out)
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     uint8_t *res = NULL;
     size_t cap = 0, len = 0;
-    int rc, pass;
+    int rc, pass, ended = 0;
     if (!ws->zin_ready) {
         memset(&ws->zin, 0, sizeof(ws->zin));
         if (inflateInit2(&ws->zin, -ws->client_bits) != Z_OK) {
@@ -174,10 +174,11 @@ static int ws_inflate(WebSocketObject *ws, PyObject **out)
         }
         ws->zin_ready = 1;
     }
-    for (pass = 0; pass < 2; pass++) {
+    for (pass = 0; pass < 2 && !ended; pass++) {
         ws->zin.next_in = pass == 0 ? ws->msg : (uint8_t *)tail;
         ws->zin.avail_in = (uInt)(pass == 0 ? ws->msg_len : 4);
-        do {
+        for (;;) {
+            uInt in_before = ws->zin.avail_in;
             if (ws_grow(&res, &cap, len + 16384) < 0)
                 goto error;
             ws->zin.next_out = res + len;
@@ -192,9 +193,25 @@ static int ws_inflate(WebSocketObject *ws, PyObject **out)
                 PyMem_Free(res);
                 return 2; /* too big once inflated */
             }
-        } while (ws->zin.avail_out == 0 || ws->zin.avail_in > 0);
+            if (rc == Z_STREAM_END) {
+                /* a final block (BFINAL, RFC 7692 7.2.3.4): the message
+                 * ends here; bytes after it are not deflate data */
+                ended = 1;
+                if (pass == 0 && ws->zin.avail_in > 0) {
+                    PyMem_Free(res);
+                    return 1;
+                }
+                break;
+            }
+            if (ws->zin.avail_out > 0 && ws->zin.avail_in == 0)
+                break; /* all input consumed and flushed */
+            if (ws->zin.avail_out > 0 && ws->zin.avail_in == in_before)
+                break; /* no progress: inflate wants input we do not have */
+        }
     }
-    if (ws->client_no_ctx)
+    if (ended)
+        inflateReset(&ws->zin); /* the next message starts a new stream */
+    if (ws->client_no_ctx && !ended)
         inflateReset(&ws->zin);
     PyMem_Free(ws->msg);
     ws->msg = res;

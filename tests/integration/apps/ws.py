@@ -1,0 +1,108 @@
+"""WebSocket test app: one route per behaviour test_websocket.py checks that
+the plain echo example cannot show.  HTTP routes under /events give the tests
+a side channel into what the handlers saw."""
+import asyncio
+import json
+
+from fulmen import Application, WebSocketClosed
+
+app = Application()
+r = app.router
+events = {}   # tag -> list of strings the handlers recorded
+
+
+def record(tag, what):
+    events.setdefault(tag, []).append(what)
+
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+
+async def proto(ws):
+    await ws.send(repr(ws.subprotocol))
+
+
+async def info(ws):
+    req = ws.request
+    await ws.send(json.dumps({
+        "path": req.path, "query": dict(req.query), "match": dict(req.match_dict),
+        "method": req.method, "x_test": req.headers.get("X-Test"),
+        "closed": ws.closed, "close_code": ws.close_code}))
+    msg = await ws.receive()
+    await ws.send("got " + msg)
+
+
+async def boom(ws):
+    msg = await ws.receive()
+    await asyncio.sleep(0.01)
+    raise RuntimeError("boom after " + msg)
+
+
+async def wait_recv(ws):
+    tag = ws.request.match_dict["tag"]
+    record(tag, "started")
+    await ws.send("ready")
+    try:
+        while True:
+            msg = await ws.receive()
+            record(tag, "message " + msg)
+    except WebSocketClosed as e:
+        record(tag, "closed %r %s %s" % (e.args[0], ws.closed, ws.close_code))
+        raise
+
+
+async def server_close(ws):
+    """The handler closes with 4000 'bye' and waits for the client's answer."""
+    tag = ws.request.match_dict["tag"]
+    await ws.send("closing")
+    await ws.close(4000, "bye")
+    record(tag, "close done %s %s %r" % (ws.closed, ws.close_code, ws.close_reason))
+
+
+async def returns(ws):
+    await ws.send("bye")   # then returns: the server closes with 1000
+
+
+async def flood(ws):
+    """Send n MB in 1 MB binary messages, awaiting each send (backpressure)."""
+    tag = ws.request.match_dict["tag"]
+    n = int(ws.request.match_dict["mb"])
+    chunk = b"x" * (1 << 20)
+    try:
+        for i in range(n):
+            await ws.send(chunk)
+            events[tag] = [str(i + 1)]
+        await ws.receive()
+    except BaseException as e:
+        record(tag, "stopped by %s" % type(e).__name__)
+        raise
+
+
+async def ping_me(ws):
+    await ws.ping(b"server-ping")
+    await ws.send("pinged")
+    async for message in ws:
+        await ws.send(message)
+
+
+def get_events(request):
+    return request.Response(json=events.get(request.match_dict["tag"], []))
+
+
+r.add_websocket("/echo", echo)
+r.add_websocket("/small", echo, max_message_size=1000)
+r.add_websocket("/nocomp", echo, compression=False)
+r.add_websocket("/proto", proto, subprotocols=["chat.v2", "chat.v1", "superchat"])
+r.add_websocket("/info/{name}", info)
+r.add_websocket("/boom", boom)
+r.add_websocket("/wait/{tag}", wait_recv)
+r.add_websocket("/server-close/{tag}", server_close)
+r.add_websocket("/returns", returns)
+r.add_websocket("/flood/{mb:int}/{tag}", flood)
+r.add_websocket("/ping", ping_me)
+r.add_route("/events/{tag}", get_events)
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=0)

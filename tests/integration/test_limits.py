@@ -1,0 +1,741 @@
+"""Every limit and timeout of the engine, over real sockets, against the
+`limits` app (apps/limits.py): max_header_size=2048, max_headers=20,
+max_body_size=1000 (a route raises it to 5000, one lowers it to 10),
+header_timeout=0.5, body_timeout=0.5, keep_alive_timeout=0.7,
+max_connections=3.
+
+Waiting for the server is always waiting for an event (a response, or the
+server closing the connection) with a socket timeout as the upper bound.
+Timing assertions are generous upper bounds on what the settings define, plus
+lower bounds where closing early would be the bug (a timeout may not fire
+before its time)."""
+import math
+import os
+import select
+import socket
+import time
+import uuid
+
+import pytest
+
+from .conftest import _app_fixture
+from .rawhttp import Conn, ProtocolError, build_request
+
+limits = pytest.fixture(_app_fixture("limits"), name="limits")
+
+MAX_HEAD = 2048
+MAX_HEADERS = 20
+MAX_BODY = 1000
+ROUTE_BODY = 5000
+HEADER_TIMEOUT = 0.5
+BODY_TIMEOUT = 0.5
+KEEP_ALIVE = 0.7
+# The most a timeout may take to fire: its value plus sweep granularity and a
+# loaded CI machine.  Generous on purpose.
+LATE = 5.0
+
+
+# ---- helpers -------------------------------------------------------------
+
+def proc_field(pid, fname, key):
+    with open("/proc/%d/%s" % (pid, fname)) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def rss_kb(pid):
+    return proc_field(pid, "status", "VmRSS")
+
+
+def rchar(pid):
+    """Bytes the process has read with read(2) (libuv reads TCP with read)."""
+    return proc_field(pid, "io", "rchar")
+
+
+def hits(port, name):
+    """How often /hit/<name> ran, asked on a fresh connection."""
+    with Conn(port) as c:
+        r = c.request("GET", "/count/" + name, headers={"Connection": "close"})
+        assert r.status == 200
+        return int(r.body)
+
+
+def smuggle():
+    """A request that must never run, and its name for hits()."""
+    name = "s" + uuid.uuid4().hex[:12]
+    return name, build_request("GET", "/hit/" + name)
+
+
+def closes_within(conn, seconds):
+    """Wait for the server to close `conn`; return the time it took.  Fails
+    if bytes arrive instead or if it stays open for `seconds`."""
+    t0 = time.monotonic()
+    conn.sock.settimeout(seconds)
+    try:
+        assert conn.at_eof(), "server sent %r instead of closing" % bytes(conn.buf[:200])
+    except TimeoutError:
+        pytest.fail("server did not close the connection within %.1f s" % seconds)
+    elapsed = time.monotonic() - t0
+    assert elapsed < seconds, "server kept the connection open for %.1f s" % elapsed
+    return elapsed
+
+
+def quiet_for(conn, seconds):
+    """True if the server neither sends nor closes for `seconds`."""
+    conn.sock.settimeout(seconds)
+    try:
+        conn.sock.recv(1, socket.MSG_PEEK)    # data, or b"" for a close
+    except TimeoutError:
+        return True
+    except ConnectionResetError:
+        pass
+    finally:
+        conn.sock.settimeout(LATE)
+    return False
+
+
+def head_of_size(total, path="/"):
+    base = b"GET %s HTTP/1.1\r\nHost: x\r\nX-Pad: \r\n\r\n" % path.encode()
+    head = base.replace(b"X-Pad: ", b"X-Pad: " + b"p" * (total - len(base)))
+    assert len(head) == total
+    return head
+
+
+def assert_error_and_close(conn, status):
+    r = conn.read_response()
+    assert r.status == status, r
+    assert r.version == "1.1"
+    assert r.header("Connection").lower() == "close"
+    assert int(r.header("Content-Length")) == len(r.body)
+    assert conn.at_eof(), "bytes after the %d: %r" % (status, bytes(conn.buf[:200]))
+    return r
+
+
+# ---- max_header_size / max_headers ----------------------------------------
+
+def test_head_at_the_limit_is_accepted_one_over_is_431(limits):
+    with Conn(limits.port) as c:
+        r = c.request("GET", "/", headers={"X-Pad": "p" * 1900})
+        assert r.status == 200
+        c.send(head_of_size(MAX_HEAD))
+        assert c.read_response().status == 200
+    name, smug = smuggle()
+    with Conn(limits.port) as c:
+        c.send(head_of_size(MAX_HEAD + 1) + smug)
+        assert_error_and_close(c, 431)
+    assert hits(limits.port, name) == 0
+
+
+def test_request_line_over_the_limit_is_414(limits):
+    name, smug = smuggle()
+    line = b"GET /?" + b"q" * (MAX_HEAD - 16) + b" HTTP/1.1\r\n"
+    assert len(line) == MAX_HEAD + 1
+    with Conn(limits.port) as c:
+        c.send(line + b"Host: x\r\n\r\n" + smug)
+        assert_error_and_close(c, 414)
+    # The request line alone, never finished: 414 from what has arrived.
+    with Conn(limits.port) as c:
+        c.send(b"GET /?" + b"q" * (MAX_HEAD + 100))
+        assert_error_and_close(c, 414)
+    assert hits(limits.port, name) == 0
+
+
+def test_request_line_under_the_limit_but_head_over_is_431(limits):
+    line = b"GET /?" + b"q" * (MAX_HEAD - 17) + b" HTTP/1.1\r\n"
+    assert len(line) == MAX_HEAD
+    with Conn(limits.port) as c:
+        c.send(line + b"Host: x\r\n\r\n")
+        assert_error_and_close(c, 431)
+
+
+def test_max_headers(limits):
+    with Conn(limits.port) as c:
+        r = c.request("GET", "/", headers=[("X-%d" % i, "1") for i in range(MAX_HEADERS - 1)])
+        assert r.status == 200
+    name, smug = smuggle()
+    with Conn(limits.port) as c:
+        c.send(build_request("GET", "/", headers=[("X-%d" % i, "1") for i in range(MAX_HEADERS)])
+               + smug)
+        assert_error_and_close(c, 431)
+    # Many empty-valued headers, still incomplete: counted as they arrive.
+    with Conn(limits.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"A:\r\n" * (MAX_HEADERS + 5))
+        assert_error_and_close(c, 431)
+    assert hits(limits.port, name) == 0
+
+
+def test_header_limits_hold_for_the_second_request_on_a_connection(limits):
+    with Conn(limits.port) as c:
+        assert c.request("GET", "/").status == 200
+        c.send(head_of_size(MAX_HEAD + 1))
+        assert_error_and_close(c, 431)
+
+
+FLOODS = {
+    # name: (prefix, filler repeated to 64 MB)
+    "one-header-value": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Flood: ", b"a"),
+    "many-header-lines": (b"GET / HTTP/1.1\r\nHost: x\r\n", b"X-Aaaaaaaa: bbbbbbbbbbbbbbbbbbbbbbbbb\r\n"),
+    "request-line": (b"GET /", b"a"),
+    "header-name": (b"GET / HTTP/1.1\r\nHost: x\r\nX", b"a"),
+}
+FLOOD_BYTES = 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("kind", sorted(FLOODS))
+def test_64mb_header_flood(limits, kind):
+    """Send up to 64 MB of head as fast as the server reads it.  The server
+    must answer 431/414 and close after reading about the limit (read(2)
+    granularity allowed), and its memory must not grow."""
+    prefix, filler = FLOODS[kind]
+    pid = limits.pid
+    piece = filler * (65536 // len(filler))
+    rss0, read0 = rss_kb(pid), rchar(pid)
+    sent = 0
+    with Conn(limits.port, timeout=LATE) as c:
+        try:
+            c.send(prefix)
+            sent = len(prefix)
+            while sent < FLOOD_BYTES:
+                sent += c.sock.send(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except TimeoutError:
+            pytest.fail("the server stopped reading the flood after %d bytes but "
+                        "neither answered nor closed" % sent)
+        read = rchar(pid) - read0
+        rss = rss_kb(pid)
+        assert sent < FLOOD_BYTES, "the server read all 64 MB of head"
+        r = c.read_response()
+        assert r.status == (414 if kind == "request-line" else 431)
+        assert r.header("Connection").lower() == "close"
+        assert c.at_eof()
+    # The server read the limit plus at most a few read buffers, not 64 MB.
+    assert read <= MAX_HEAD + 512 * 1024, "server read %d bytes of a flooded head" % read
+    assert rss - rss0 < 4 * 1024, "RSS grew by %d kB during a head flood" % (rss - rss0)
+
+
+def test_head_flood_in_one_big_write_is_431(limits):
+    """The head starts, the server reads that much, then the rest of the
+    flood comes in one write, so one read brings far more than the limit:
+    still 431 (the bound on buffered bytes must not turn it into 413)."""
+    pid = limits.pid
+    prefix = b"GET / HTTP/1.1\r\nHost: x\r\nX-Flood: "
+    with Conn(limits.port) as c:
+        read0 = rchar(pid)
+        c.send(prefix)
+        deadline = time.monotonic() + LATE
+        while rchar(pid) - read0 < len(prefix):     # the server has read it
+            assert time.monotonic() < deadline, "the server did not read the head"
+            time.sleep(0.001)
+        try:
+            c.send(b"f" * 1_000_000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert_error_and_close(c, 431)
+
+
+def test_head_flood_on_three_connections_at_once(limits):
+    pid = limits.pid
+    rss0 = rss_kb(pid)
+    conns = [Conn(limits.port) for _ in range(3)]
+    try:
+        for c in conns:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Flood: ")
+        piece = b"f" * 65536
+        open_ = list(conns)
+        for _ in range(64):          # up to 4 MB each, round robin
+            for c in list(open_):
+                try:
+                    c.sock.send(piece)
+                except (BrokenPipeError, ConnectionResetError):
+                    open_.remove(c)
+            if not open_:
+                break
+        assert not open_, "a flooded connection was still reading after 4 MB"
+        for c in conns:
+            assert_error_and_close(c, 431)
+    finally:
+        for c in conns:
+            c.close()
+    assert rss_kb(pid) - rss0 < 4 * 1024
+
+
+def test_head_flood_that_waited_in_the_backlog_gets_431(limits):
+    """The flood is already in the kernel when the connection is accepted
+    (max_connections reached), so the first read brings ~100 KB at once:
+    still a 431, not another status."""
+    busy = [Conn(limits.port) for _ in range(3)]
+    try:
+        for c in busy:
+            assert c.request("GET", "/").status == 200
+            c.send(build_request("GET", "/sleep/500", headers={"Connection": "close"}))
+        with Conn(limits.port) as c:
+            c.sock.setblocking(False)
+            data = b"GET / HTTP/1.1\r\nHost: x\r\nX-Flood: " + b"f" * 100000
+            sent = 0
+            try:
+                while sent < len(data):
+                    sent += c.sock.send(data[sent:])
+            except BlockingIOError:
+                pass
+            c.sock.settimeout(LATE)
+            assert sent > 70000
+            assert_error_and_close(c, 431)
+        for c in busy:
+            assert c.read_response().body == b"slept"
+    finally:
+        for c in busy:
+            c.close()
+
+
+def test_deep_pipeline_in_one_write_is_answered_in_full(limits):
+    """20000 GETs (~540 KB) in one write: bounded buffering must pause
+    reading, not cut the pipeline (the body limit is 1000 here)."""
+    n = 20000
+    with Conn(limits.port, timeout=LATE) as c:
+        c.send(build_request("GET", "/") * n)
+        for i in range(n):
+            try:
+                r = c.read_response()
+            except (EOFError, ProtocolError) as e:
+                pytest.fail("pipeline cut after %d of %d responses: %s" % (i, n, e))
+            assert r.status == 200, "response %d: %r" % (i, r)
+
+
+# ---- max_body_size ----------------------------------------------------------
+
+def test_body_at_the_limit_is_accepted(limits):
+    with Conn(limits.port) as c:
+        r = c.request("POST", "/len", body=b"\x01" * MAX_BODY)
+        assert r.json() == {"len": MAX_BODY, "sum": MAX_BODY}
+        r = c.request("POST", "/alen", body=b"\x01" * MAX_BODY)
+        assert r.json() == {"len": MAX_BODY, "sum": MAX_BODY}
+
+
+@pytest.mark.parametrize("path,limit", [("/len", MAX_BODY), ("/alen", MAX_BODY),
+                                        ("/len5000", ROUTE_BODY), ("/len10", 10),
+                                        ("/no-such-route", MAX_BODY)])
+def test_content_length_over_the_limit_is_413_before_the_body(limits, path, limit):
+    name, smug = smuggle()
+    with Conn(limits.port) as c:
+        # Only the head: the 413 must come without any of the body.
+        c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+               % (path.encode(), limit + 1))
+        r = c.read_response()
+        assert r.status == 413, r
+        assert r.header("Connection").lower() == "close"
+        # A body sent anyway (holding a request) is never read as requests.
+        try:
+            c.send(smug * 3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert c.at_eof()
+    assert hits(limits.port, name) == 0
+
+
+def test_route_limit_raises_and_lowers_the_app_limit(limits):
+    with Conn(limits.port) as c:
+        body = bytes(range(250)) * 20
+        assert c.request("POST", "/len5000", body=body).json() == {
+            "len": 5000, "sum": sum(body) % 65521}
+        assert c.request("POST", "/len10", body=b"x" * 10).json()["len"] == 10
+        # The raised limit is the route's, not the connection's.
+        c.send(build_request("POST", "/len", body=b"x" * (MAX_BODY + 1)))
+        assert_error_and_close(c, 413)
+    with Conn(limits.port) as c:
+        c.send(build_request("POST", "/len5000", headers={"Transfer-Encoding": "chunked"})
+               + b"".join(b"3e8\r\n" + b"c" * 1000 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n")
+        assert c.read_response().json()["len"] == 5000
+
+
+def test_expect_100_over_the_limit_gets_413_and_no_100(limits):
+    name, smug = smuggle()
+    for path, limit in (("/len", MAX_BODY), ("/len5000", ROUTE_BODY)):
+        with Conn(limits.port) as c:
+            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                   b"Content-Length: %d\r\n\r\n" % (path.encode(), limit + 1))
+            r = c.read_response()
+            assert r.status == 413, "got %d, not 413, before any body" % r.status
+            assert r.header("Connection").lower() == "close"
+            try:
+                c.send(smug)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            assert c.at_eof()
+    assert hits(limits.port, name) == 0
+
+
+def test_expect_100_under_a_raised_route_limit_gets_100(limits):
+    with Conn(limits.port) as c:
+        c.send(b"POST /len5000 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 3000\r\n\r\n")
+        assert c.read_response().status == 100
+        c.send(b"e" * 3000)
+        assert c.read_final().json()["len"] == 3000
+
+
+def test_chunked_body_passing_the_limit_mid_stream_is_413(limits):
+    """The 413 comes as soon as the running total passes the limit: the
+    terminating chunk is never sent and the connection stays open."""
+    name, smug = smuggle()
+    with Conn(limits.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(MAX_BODY // 100):
+            c.send(b"64\r\n" + b"d" * 100 + b"\r\n")
+        assert quiet_for(c, 0.2), "answered before the body passed the limit"
+        c.send(b"1\r\nX\r\n" + smug)
+        assert_error_and_close(c, 413)
+    # Exactly the limit in the same pieces is fine.
+    with Conn(limits.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"64\r\n" + b"d" * 100 + b"\r\n" + b"".join(
+                   b"64\r\n" + b"d" * 100 + b"\r\n" for _ in range(MAX_BODY // 100 - 1))
+               + b"0\r\n\r\n")
+        assert c.read_response().json()["len"] == MAX_BODY
+    # On the route that lowers the limit.
+    with Conn(limits.port) as c:
+        c.send(b"POST /len10 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\naaaaa\r\n6\r\n")
+        assert_error_and_close(c, 413)
+    assert hits(limits.port, name) == 0
+
+
+def test_chunk_announcing_more_than_a_route_limit_is_413_before_its_data(limits):
+    with Conn(limits.port) as c:
+        c.send(b"POST /len5000 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"1389\r\n")                         # 5001
+        assert_error_and_close(c, 413)
+
+
+def test_chunk_framing_overhead_counts(limits):
+    # 1-byte chunks with huge extensions: the wire bytes are what must stay
+    # bounded, whatever the decoded size.
+    with Conn(limits.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(2000):
+                c.send(b"1;e=" + b"x" * 500 + b"\r\na\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        r = c.read_response()
+        assert r.status in (400, 413), r
+        assert c.at_eof()
+
+
+# ---- header_timeout (slowloris) ---------------------------------------------
+
+def test_slowloris_gets_408_and_close_while_others_are_served(limits):
+    """One byte every 100 ms: the trickle does not reset header_timeout."""
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"s" * 200 + b"\r\n\r\n"
+    with Conn(limits.port) as slow:
+        t0 = time.monotonic()
+        sent = 0
+        served_meanwhile = 0
+        slow.sock.settimeout(0.1)
+        while True:
+            try:
+                slow.sock.send(head[sent:sent + 1])
+                sent += 1
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                slow.sock.recv(1, socket.MSG_PEEK)
+                break               # the server answered (or closed)
+            except TimeoutError:
+                pass                # 100 ms of silence: next byte
+            if sent == 2:
+                with Conn(limits.port) as other:
+                    assert other.request("GET", "/").status == 200
+                    served_meanwhile += 1
+            assert time.monotonic() - t0 < LATE, "no 408 after %.1f s of trickling" % LATE
+            assert sent < len(head), "the whole trickled head arrived before the timeout"
+        elapsed = time.monotonic() - t0
+        slow.sock.settimeout(LATE)
+        r = assert_error_and_close(slow, 408)
+        assert r.header("Server") == "fulmen"
+    assert served_meanwhile == 1
+    assert elapsed >= HEADER_TIMEOUT * 0.8, "408 after %.2f s, before header_timeout" % elapsed
+    assert sent >= 3
+
+
+def test_stalled_head_gets_408(limits):
+    for partial in (b"G", b"GET / HTTP/1.1\r\nHost: x\r\n"):
+        with Conn(limits.port) as c:
+            c.send(partial)
+            t0 = time.monotonic()
+            r = c.read_response()
+            assert r.status == 408
+            assert time.monotonic() - t0 < LATE
+            assert c.at_eof()
+
+
+def test_slow_head_after_an_answered_request_is_closed_without_408(limits):
+    with Conn(limits.port) as c:
+        assert c.request("GET", "/").status == 200
+        c.send(b"GET / HT")
+        elapsed = closes_within(c, LATE)
+        assert elapsed >= HEADER_TIMEOUT * 0.8
+
+
+def test_idle_connection_never_sent_anything_is_closed(limits):
+    # No byte at all: the keep-alive (or header) timer closes it; a 408 is
+    # allowed here but nothing else.
+    with Conn(limits.port) as c:
+        c.sock.settimeout(LATE)
+        t0 = time.monotonic()
+        try:
+            r = c.read_response()
+            assert r.status == 408
+            assert c.at_eof()
+        except EOFError:
+            pass
+        assert time.monotonic() - t0 < LATE
+
+
+def test_slow_view_is_not_cut_by_any_timer(limits):
+    # 1.5 s: longer than every timeout of the app, but the app is working.
+    with Conn(limits.port) as c:
+        r = c.request("GET", "/sleep/1500")
+        assert r.body == b"slept"
+        assert c.request("GET", "/").status == 200
+
+
+def test_pipelined_requests_behind_a_slow_view_are_not_cut(limits):
+    with Conn(limits.port) as c:
+        c.send(build_request("GET", "/sleep/1200") + build_request("GET", "/") * 50
+               + build_request("POST", "/len", body=b"b" * 900) * 20)
+        assert c.read_response().body == b"slept"
+        for _ in range(50):
+            assert c.read_response().body == b"ok"
+        for _ in range(20):
+            assert c.read_response().json()["len"] == 900
+
+
+@pytest.mark.parametrize("partial", [
+    b"G",
+    b"GET / HTTP/1.1\r\nHost: x\r\n",
+    b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+], ids=["one-byte", "partial-head", "partial-body"])
+def test_a_stalled_pipelined_request_does_not_drop_the_one_in_flight(limits, partial):
+    """A complete request whose view outlives header_timeout/body_timeout,
+    followed by the start of a next one that then stalls.  The stall may
+    close the connection, but only after the complete request's response:
+    a valid request is never left unanswered."""
+    with Conn(limits.port) as c:
+        c.send(build_request("GET", "/sleep/1500") + partial)
+        try:
+            r = c.read_response()
+        except EOFError:
+            pytest.fail("connection closed without answering the complete request")
+        assert r.status == 200 and r.body == b"slept", r
+        # Then a 408 or a plain close.
+        try:
+            r2 = c.read_response()
+            assert r2.status == 408 and r2.header("Connection").lower() == "close"
+            assert c.at_eof()
+        except EOFError:
+            pass
+
+
+# ---- body_timeout -----------------------------------------------------------
+
+@pytest.mark.parametrize("sent", [b"", b"ab"])
+def test_stalled_body_is_closed(limits, sent):
+    name, smug = smuggle()
+    with Conn(limits.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n" + sent)
+        elapsed = closes_within(c, LATE)
+        assert elapsed >= BODY_TIMEOUT * 0.8
+        # Too late: the rest of the body and a request behind it go nowhere.
+        try:
+            c.send(b"x" * (10 - len(sent)) + smug)
+        except OSError:
+            pass
+    assert hits(limits.port, name) == 0
+
+
+def test_stalled_chunked_body_is_closed(limits):
+    for sent in (b"", b"5\r\nab", b"5\r\nabcde\r\n", b"5\r\nabcde\r\n0\r\n"):
+        with Conn(limits.port) as c:
+            c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + sent)
+            closes_within(c, LATE)
+
+
+def test_trickled_body_is_not_cut(limits):
+    """body_timeout is about bytes not arriving: a body trickled one byte
+    every ~100 ms for longer than body_timeout is received."""
+    body = b"0123456789"
+    with Conn(limits.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        t0 = time.monotonic()
+        for b in body:
+            # 100 ms of pacing that also checks the server stays quiet
+            assert quiet_for(c, 0.1), "server gave up on a body that is still arriving"
+            c.send(bytes([b]))
+        assert time.monotonic() - t0 > BODY_TIMEOUT
+        assert c.read_response().json() == {"len": 10, "sum": sum(body)}
+
+
+# ---- keep_alive_timeout -----------------------------------------------------
+
+def test_idle_keep_alive_connection_is_closed(limits):
+    with Conn(limits.port) as c:
+        r = c.request("GET", "/")
+        assert r.status == 200 and (r.header("Connection") or "").lower() != "close"
+        elapsed = closes_within(c, LATE)
+        assert elapsed >= KEEP_ALIVE * 0.7, "idle close after %.2f s" % elapsed
+
+
+def test_keep_alive_timer_restarts_with_each_request(limits):
+    with Conn(limits.port) as c:
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < KEEP_ALIVE * 2.5:
+            assert c.request("GET", "/").status == 200
+            n += 1
+            assert quiet_for(c, KEEP_ALIVE / 2), "closed while in use"
+        assert n >= 4
+
+
+# ---- slow readers -------------------------------------------------------------
+
+def test_peer_that_never_reads_is_dropped_without_buffering(limits):
+    """200 pipelined 1 MB responses and a client that never reads: the server
+    stops reading requests (bounded memory) and gives the connection up
+    after body_timeout without progress.  Seen from outside: the connection
+    slot frees up (max_connections=3) long before the busy ones end."""
+    pid = limits.pid
+    rss0 = rss_kb(pid)
+    busy = [Conn(limits.port) for _ in range(2)]
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.settimeout(LATE)
+    try:
+        for c in busy:
+            assert c.request("GET", "/").status == 200
+            c.send(build_request("GET", "/sleep/4000"))
+        stuck.connect(("127.0.0.1", limits.port))
+        stuck.sendall(build_request("GET", "/big/1000000") * 200)
+        with Conn(limits.port) as fourth:
+            t0 = time.monotonic()
+            r = fourth.request("GET", "/")
+            assert r.status == 200
+            assert time.monotonic() - t0 < 3.5, "the stuck connection was not dropped"
+        grown = rss_kb(pid) - rss0
+        assert grown < 8 * 1024, "RSS grew by %d kB for a client that does not read" % grown
+        for c in busy:
+            c.sock.settimeout(LATE)
+            assert c.read_response().body == b"slept"
+        # What reached the stuck client is a small part of 200 MB, then EOF.
+        got = 0
+        while True:
+            try:
+                data = stuck.recv(1 << 20)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            got += len(data)
+        assert got < 40 * 1024 * 1024
+    finally:
+        stuck.close()
+        for c in busy:
+            c.close()
+
+
+# ---- max_connections ----------------------------------------------------------
+
+def test_max_connections_fourth_client_waits_then_is_served(limits):
+    conns = [Conn(limits.port) for _ in range(3)]
+    try:
+        for c in conns:         # all three accepted and served
+            assert c.request("GET", "/").status == 200
+        conns[0].send(build_request("GET", "/sleep/800", headers={"Connection": "close"}))
+        for c in conns[1:]:
+            c.send(build_request("GET", "/sleep/3000"))
+        with Conn(limits.port) as fourth:   # connect() succeeds: the backlog
+            fourth.send(build_request("GET", "/"))
+            assert quiet_for(fourth, 0.4), "a 4th connection was served at max_connections=3"
+            # The first closes after its response; then the 4th is served,
+            # while the other two are still busy.
+            assert conns[0].read_response().body == b"slept"
+            assert conns[0].at_eof()
+            fourth.sock.settimeout(LATE)
+            assert fourth.read_response().body == b"ok"
+            readable, _, _ = select.select([c.sock for c in conns[1:]], [], [], 0)
+            assert not readable, "the 4th was served only after the 3 s views ended"
+        for c in conns[1:]:
+            c.sock.settimeout(LATE)
+            assert c.read_response().body == b"slept"
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_max_connections_many_waiting_clients_are_all_served(limits):
+    clients = [Conn(limits.port) for _ in range(12)]
+    try:
+        for i, c in enumerate(clients):
+            c.send(build_request("GET", "/sleep/50", headers={"Connection": "close"}))
+        for c in clients:
+            assert c.read_response().body == b"slept"
+            assert c.at_eof()
+    finally:
+        for c in clients:
+            c.close()
+
+
+# ---- settings validation (in-process) -------------------------------------------
+
+BAD_SETTINGS = [
+    {"max_header_size": -1}, {"max_header_size": 0}, {"max_header_size": 1.5},
+    {"max_header_size": "16384"}, {"max_header_size": True}, {"max_header_size": None},
+    {"max_header_size": 1 << 40},
+    {"max_headers": -1}, {"max_headers": 0}, {"max_headers": False}, {"max_headers": 2.0},
+    {"max_body_size": -1}, {"max_body_size": 1.0}, {"max_body_size": True},
+    {"max_body_size": "10"}, {"max_body_size": 2 ** 64 + 5},
+    {"header_timeout": 0}, {"header_timeout": -1}, {"header_timeout": True},
+    {"header_timeout": "1"}, {"header_timeout": None}, {"header_timeout": math.nan},
+    {"header_timeout": math.inf}, {"header_timeout": 1e300},
+    {"body_timeout": 0}, {"body_timeout": -0.5}, {"body_timeout": math.nan},
+    {"body_timeout": math.inf},
+    {"keep_alive_timeout": 0}, {"keep_alive_timeout": -1}, {"keep_alive_timeout": False},
+    {"keep_alive_timeout": math.inf},
+    {"max_connections": 0}, {"max_connections": -1}, {"max_connections": True},
+    {"max_connections": 1.5}, {"max_connections": "3"},
+    {"reaper_settings": {"bogus": 1}}, {"reaper_settings": {"idle_timeout": 0}},
+    {"reaper_settings": {"idle_timeout": -1}}, {"reaper_settings": {"check_interval": -1}},
+    {"reaper_settings": {"check_interval": 0}}, {"reaper_settings": "x"},
+    {"reaper_settings": [("idle_timeout", 1)]},
+]
+
+
+@pytest.mark.parametrize("kw", BAD_SETTINGS, ids=lambda kw: "%s=%r" % next(iter(kw.items())))
+def test_bad_setting_is_value_error_at_creation(kw):
+    from fulmen import Application
+    with pytest.raises(ValueError):
+        Application(**kw)
+
+
+GOOD_SETTINGS = [
+    {"max_header_size": 256}, {"max_headers": 1}, {"max_body_size": 0},
+    {"header_timeout": 1}, {"body_timeout": 0.01}, {"keep_alive_timeout": 3600},
+    {"max_connections": None}, {"max_connections": 1},
+    {"reaper_settings": {"idle_timeout": 5, "check_interval": 1}}, {"reaper_settings": {}},
+]
+
+
+@pytest.mark.parametrize("kw", GOOD_SETTINGS, ids=lambda kw: "%s=%r" % next(iter(kw.items())))
+def test_good_setting_is_accepted(kw):
+    from fulmen import Application
+    Application(**kw)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "10", True, 2 ** 64 + 5])
+def test_bad_route_body_limit_is_value_error(value):
+    from fulmen import Application
+    app = Application()
+    with pytest.raises(ValueError):
+        app.router.add_route("/x", lambda r: None, max_body_size=value)

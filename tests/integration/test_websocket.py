@@ -1,0 +1,1030 @@
+"""WebSockets (RFC 6455, RFC 7692) over real sockets, modelled on Autobahn's
+fuzzingclient groups 1-7 and 9-13 (Autobahn's wstest needs Python 2.7, which
+this machine cannot install; `make autobahn` runs it where it can).
+
+The raw client in wsclient.py sends exactly the frames each case needs,
+including broken ones.  Most cases run against examples/websocket_echo.py,
+the app Autobahn is pointed at; the rest against tests/integration/apps/ws.py
+(subprotocols, the request, failing and slow handlers, limits, backpressure),
+whose /events/{tag} route tells the tests what the handlers saw.
+
+Every case that makes the server fail the connection checks the close code
+and that the server then closes the TCP connection.  After every test the
+servers must still be alive and must not have printed a C-level crash.
+"""
+import json
+import os
+import socket
+import struct
+import sys
+import time
+import zlib
+
+import pytest
+
+from .conftest import _app_fixture
+from .rawhttp import Conn, build_request
+from .server import REPO, Server, clean_exit, describe
+from .wsclient import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+                       Closed, HandshakeError, Inflate, WSClient, build_frame,
+                       close_payload)
+
+EXAMPLE = os.path.join(REPO, "examples", "websocket_echo.py")
+
+ws_app = pytest.fixture(_app_fixture("ws"), name="ws_app")
+
+
+@pytest.fixture(scope="module")
+def echo_server():
+    srv = Server([sys.executable, EXAMPLE, "--port", "0"]).start()
+    yield srv
+    code = srv.stop()
+    assert clean_exit(code), "websocket_echo.py: %s\n%s" % (
+        describe(code) if code != "hung" else "hung after SIGTERM", srv.stderr())
+    assert not srv.crash_report(), srv.stderr()
+
+
+@pytest.fixture
+def echo(echo_server):
+    """The port of examples/websocket_echo.py; checked after each test."""
+    yield echo_server.port
+    problem = echo_server.problem()
+    assert not problem, "after this test: " + problem
+
+
+def connect(port, path="/", **kw):
+    return WSClient(port, path, **kw).connect()
+
+
+def roundtrip(ws, opcode, payload, **kw):
+    ws.send_frame(opcode, payload, **kw)
+    return ws.recv_message()
+
+
+def fails_with(port, data, code, path="/", **kw):
+    """Open a socket, send the bytes (or list of frames), expect close `code`."""
+    with connect(port, path, **kw) as ws:
+        ws.send_raw(data if isinstance(data, bytes) else b"".join(data))
+        return ws.expect_close(code)
+
+
+def echo_then_close(ws, message, code):
+    """A good message then a bad frame in the same write: the echo may come
+    before the close (Autobahn's OK) or be dropped because the connection
+    failed first (Autobahn's NON-STRICT); nothing else may come."""
+    op, data = ws.recv_message()
+    if op != OP_CLOSE:
+        assert (op, data) == message
+        op, data = ws.recv_message()
+    assert op == OP_CLOSE, (op, data)
+    assert struct.unpack("!H", data[:2])[0] == code, data
+    ws.expect_eof()
+
+
+def events(port, tag, want=None, timeout=5.0):
+    """What the ws app's handlers recorded under tag (polled until a line
+    starting with `want` shows up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with Conn(port) as c:
+            ev = c.request("GET", "/events/" + tag).json()
+        if want is None or any(e.startswith(want) for e in ev) or time.monotonic() > deadline:
+            return ev
+        time.sleep(0.02)
+
+
+# ==========================================================================
+# 1: framing
+# ==========================================================================
+
+LENGTHS = [0, 1, 125, 126, 127, 128, 65535, 65536]
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_1_text_lengths(echo, n):
+    text = ("*" * n).encode()
+    with connect(echo) as ws:
+        assert roundtrip(ws, OP_TEXT, text) == (OP_TEXT, text)
+        ws.close()
+        ws.expect_close(1000)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_1_binary_lengths(echo, n):
+    data = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+    with connect(echo) as ws:
+        assert roundtrip(ws, OP_BINARY, data) == (OP_BINARY, data)
+        ws.close()
+        ws.expect_close(1000)
+
+
+def test_1_server_uses_minimal_length_encodings(echo):
+    with connect(echo) as ws:
+        for n, marker, ext in [(0, 0, b""), (125, 125, b""), (126, 126, struct.pack("!H", 126)),
+                               (65535, 126, struct.pack("!H", 65535)),
+                               (65536, 127, struct.pack("!Q", 65536))]:
+            ws.send_binary(b"a" * n)
+            ws._need(2 + len(ext))
+            assert ws.buf[0] == 0x82 and ws.buf[1] == marker, bytes(ws.buf[:2])
+            assert bytes(ws.buf[2:2 + len(ext)]) == ext
+            f = ws.recv_frame()
+            assert (f.fin, f.rsv, f.opcode, f.masked, f.payload) == (1, 0, OP_BINARY, False, b"a" * n)
+
+
+def test_1_non_minimal_length_encodings_accepted(echo):
+    with connect(echo) as ws:
+        for enc in ("16", "64"):
+            assert roundtrip(ws, OP_TEXT, b"hello", len_encoding=enc) == (OP_TEXT, b"hello")
+
+
+def test_1_frame_chopped_into_single_bytes(echo):
+    frame = build_frame(OP_TEXT, b"chopped " * 20)
+    with connect(echo) as ws:
+        for i in range(len(frame)):
+            ws.send_raw(frame[i:i + 1])
+        assert ws.recv_message() == (OP_TEXT, b"chopped " * 20)
+
+
+def test_1_frames_in_the_handshake_write(echo):
+    ws = WSClient(echo, "/")
+    with ws:
+        ws.connect(extra=build_frame(OP_TEXT, b"early") + build_frame(OP_PING, b"p"))
+        # the pong comes from C at once, the echo from the handler: any order
+        got = {ws.recv_message(return_controls=True) for _ in range(2)}
+        assert got == {(OP_TEXT, b"early"), (OP_PONG, b"p")}
+
+
+def test_1_large_16mb_echo(echo):
+    data = os.urandom(1 << 16) * 256   # 16 MiB
+    with connect(echo, timeout=20) as ws:
+        ws.send_binary(data)
+        op, got = ws.recv_message()
+        assert op == OP_BINARY and len(got) == len(data) and got == data
+        ws.close()
+        ws.expect_close(1000)
+
+
+def test_1_unmasked_client_frame_fails_1002(echo):
+    fails_with(echo, build_frame(OP_TEXT, b"hi", mask=False), 1002)
+
+
+def test_1_length_with_msb_set_fails_1002(echo):
+    head = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 1 << 63) + b"\0\0\0\0"
+    fails_with(echo, head, 1002)
+
+
+# ==========================================================================
+# 2: pings and pongs
+# ==========================================================================
+
+@pytest.mark.parametrize("payload", [b"", b"hello", bytes(range(125)), b"\xff\xfe\x00 binary"])
+def test_2_ping_payload_echoed_in_pong(echo, payload):
+    with connect(echo) as ws:
+        ws.send_frame(OP_PING, payload)
+        f = ws.recv_frame()
+        assert (f.fin, f.rsv, f.opcode, f.payload) == (1, 0, OP_PONG, payload)
+
+
+def test_2_ping_over_125_bytes_fails_1002(echo):
+    fails_with(echo, build_frame(OP_PING, b"x" * 126), 1002)
+
+
+def test_2_ping_with_extended_length_encoding_fails_1002(echo):
+    # a control frame's length always fits in 7 bits
+    fails_with(echo, build_frame(OP_PING, b"x" * 5, len_encoding="16"), 1002)
+
+
+def test_2_unsolicited_pong_ignored(echo):
+    with connect(echo) as ws:
+        ws.send_frame(OP_PONG, b"unsolicited")
+        ws.send_frame(OP_PONG, b"")
+        assert roundtrip(ws, OP_TEXT, b"after pong") == (OP_TEXT, b"after pong")
+        ws.close()
+        ws.expect_close(1000)
+
+
+def test_2_ten_pings_ten_pongs(echo):
+    with connect(echo) as ws:
+        ws.send_raw(b"".join(build_frame(OP_PING, b"p%d" % i) for i in range(10)))
+        for i in range(10):
+            assert ws.recv_message(return_controls=True) == (OP_PONG, b"p%d" % i)
+
+
+def test_2_ping_between_fragments(echo):
+    with connect(echo) as ws:
+        ws.send_frame(OP_TEXT, b"frag", fin=False)
+        ws.send_frame(OP_PING, b"mid")
+        assert ws.recv_message(return_controls=True) == (OP_PONG, b"mid")
+        ws.send_frame(OP_CONT, b"ment", fin=True)
+        assert ws.recv_message() == (OP_TEXT, b"fragment")
+
+
+def test_2_server_ping_answered_with_pong(ws_app):
+    with connect(ws_app.port, "/ping") as ws:
+        f = ws.recv_frame()
+        assert (f.opcode, f.payload) == (OP_PING, b"server-ping")
+        ws.send_frame(OP_PONG, f.payload)
+        assert ws.recv_message() == (OP_TEXT, b"pinged")
+        assert roundtrip(ws, OP_TEXT, b"still open") == (OP_TEXT, b"still open")
+
+
+# ==========================================================================
+# 3: reserved bits
+# ==========================================================================
+
+@pytest.mark.parametrize("rsv", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY, OP_PING, OP_CLOSE])
+def test_3_rsv_without_extension_fails_1002(echo, rsv, opcode):
+    payload = close_payload(1000) if opcode == OP_CLOSE else b"rsv"
+    fails_with(echo, build_frame(opcode, payload, rsv=rsv), 1002)
+
+
+def test_3_rsv_after_a_good_message(echo):
+    # Autobahn 3.2: the good message is echoed, then the connection fails
+    with connect(echo) as ws:
+        ws.send_raw(build_frame(OP_TEXT, b"good") + build_frame(OP_TEXT, b"bad", rsv=2)
+                    + build_frame(OP_PING, b""))
+        echo_then_close(ws, (OP_TEXT, b"good"), 1002)
+
+
+# ==========================================================================
+# 4: opcodes
+# ==========================================================================
+
+@pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 11, 12, 13, 14, 15])
+def test_4_reserved_opcode_fails_1002(echo, opcode):
+    with connect(echo) as ws:
+        ws.send_raw(build_frame(OP_TEXT, b"before") + build_frame(opcode, b"reserved")
+                    + build_frame(OP_PING, b""))
+        echo_then_close(ws, (OP_TEXT, b"before"), 1002)
+
+
+# ==========================================================================
+# 5: fragmentation
+# ==========================================================================
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_5_fragmented_message(echo, opcode):
+    with connect(echo) as ws:
+        ws.send_fragments(opcode, [b"frag", b"ment", b"ed"])
+        assert ws.recv_message() == (opcode, b"fragmented")
+
+
+def test_5_fragments_of_one_byte_and_empty_ones(echo):
+    text = "Hello-\u00b5@\u00df\u00f6\u00e4\u00fc\u00e0\u00e1-UTF-8!!".encode()
+    with connect(echo) as ws:
+        ws.send_fragments(OP_TEXT, [text[i:i + 1] for i in range(len(text))])
+        assert ws.recv_message() == (OP_TEXT, text)
+        ws.send_fragments(OP_BINARY, [b"", b"a", b"", b"", b"b", b""])
+        assert ws.recv_message() == (OP_BINARY, b"ab")
+        ws.send_fragments(OP_TEXT, [b"", b""])
+        assert ws.recv_message() == (OP_TEXT, b"")
+
+
+def test_5_control_frames_between_fragments(echo):
+    with connect(echo) as ws:
+        ws.send_raw(build_frame(OP_BINARY, b"a", fin=False) + build_frame(OP_PONG, b"x")
+                    + build_frame(OP_CONT, b"b", fin=False) + build_frame(OP_PING, b"y")
+                    + build_frame(OP_CONT, b"c", fin=True))
+        assert ws.recv_message(return_controls=True) == (OP_PONG, b"y")
+        assert ws.recv_message() == (OP_BINARY, b"abc")
+
+
+def test_5_fragmented_message_pieces_sent_slowly(echo):
+    with connect(echo) as ws:
+        for i, piece in enumerate([b"one ", b"two ", b"three"]):
+            ws.send_frame(OP_CONT if i else OP_TEXT, piece, fin=i == 2)
+            time.sleep(0.02)
+        assert ws.recv_message() == (OP_TEXT, b"one two three")
+
+
+@pytest.mark.parametrize("fin", [True, False])
+def test_5_continuation_without_start_fails_1002(echo, fin):
+    fails_with(echo, build_frame(OP_CONT, b"orphan", fin=fin), 1002)
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_5_new_data_frame_while_fragmented_fails_1002(echo, opcode):
+    fails_with(echo, [build_frame(OP_TEXT, b"first", fin=False),
+                      build_frame(opcode, b"second")], 1002)
+
+
+@pytest.mark.parametrize("opcode", [OP_PING, OP_PONG, OP_CLOSE])
+def test_5_fragmented_control_frame_fails_1002(echo, opcode):
+    payload = close_payload(1000) if opcode == OP_CLOSE else b"ctl"
+    fails_with(echo, [build_frame(opcode, payload, fin=False),
+                      build_frame(OP_CONT, b"more")], 1002)
+
+
+def test_5_continuation_after_a_complete_message_fails_1002(echo):
+    with connect(echo) as ws:
+        ws.send_raw(build_frame(OP_TEXT, b"whole") + build_frame(OP_CONT, b"extra"))
+        echo_then_close(ws, (OP_TEXT, b"whole"), 1002)
+
+
+# ==========================================================================
+# 6: UTF-8
+# ==========================================================================
+
+VALID_UTF8 = [
+    "\u03ba\u1f79\u03c3\u03bc\u03b5",          # κόσμε
+    "Hello-\u00b5@\u00df\u00f6\u00e4\u00fc\u00e0\u00e1-UTF-8!!",
+    "\U0001F600 \U00010000 \U0010FFFF",
+    "\u0080 \u07ff \u0800 \uffff \ufffd \ue000",
+    "\x00\x7f",
+]
+
+INVALID_UTF8 = [
+    b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited",  # surrogate
+    b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf",                 # overlong '/'
+    b"\xc1\xbf", b"\xe0\x9f\xbf", b"\xf0\x8f\xbf\xbf",                 # overlong maxima
+    b"\xf4\x90\x80\x80",                                               # > U+10FFFF
+    b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xed\xa0\x80\xed\xb0\x80",     # surrogates
+    b"\x80", b"\xbf", b"\x80\xbf\x80",                                  # stray continuations
+    b"\xc0 ", b"\xe0\x80 ", b"\xf0\x80\x80 ",                           # truncated then space
+    b"\xce", b"\xe1\xbd", b"\xf0\x9f\x98",                               # truncated at the end
+    b"\xfe", b"\xff", b"\xfe\xfe\xff\xff", b"\xf8\x88\x80\x80\x80",   # never valid
+    b"\xf5\x80\x80\x80",
+]
+
+
+@pytest.mark.parametrize("text", VALID_UTF8)
+def test_6_valid_utf8_echoed(echo, text):
+    data = text.encode("utf-8")
+    with connect(echo) as ws:
+        assert roundtrip(ws, OP_TEXT, data) == (OP_TEXT, data)
+        # split at every byte, code points cut across frames
+        ws.send_fragments(OP_TEXT, [data[i:i + 1] for i in range(len(data))])
+        assert ws.recv_message() == (OP_TEXT, data)
+
+
+@pytest.mark.parametrize("data", INVALID_UTF8, ids=lambda b: b.hex())
+def test_6_invalid_utf8_fails_1007(echo, data):
+    fails_with(echo, build_frame(OP_TEXT, data), 1007)
+
+
+@pytest.mark.parametrize("data", INVALID_UTF8[:10], ids=lambda b: b.hex())
+def test_6_invalid_utf8_fragmented_fails_1007(echo, data):
+    fails_with(echo, [build_frame(OP_TEXT, data[:1], fin=False)]
+               + [build_frame(OP_CONT, data[i:i + 1], fin=i == len(data) - 1)
+                  for i in range(1, len(data))], 1007)
+
+
+def test_6_invalid_utf8_fails_fast_on_the_first_fragment(echo):
+    """The first fragment holds an invalid sequence: the close 1007 arrives
+    before the message's other fragments are sent (Autobahn 6.4)."""
+    with connect(echo) as ws:
+        ws.send_frame(OP_TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80",
+                      fin=False)
+        f = ws.recv_frame(timeout=2.0)   # nothing else sent: the server decided alone
+        assert f.opcode == OP_CLOSE and f.close_code == 1007, f
+        ws.expect_eof()
+
+
+def test_6_binary_is_not_checked(echo):
+    with connect(echo) as ws:
+        assert roundtrip(ws, OP_BINARY, b"\xff\xfe\xc0\xaf") == (OP_BINARY, b"\xff\xfe\xc0\xaf")
+
+
+# ==========================================================================
+# 7: close handling
+# ==========================================================================
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
+                                  3000, 3999, 4000, 4999])
+def test_7_valid_close_code_echoed(echo, code):
+    with connect(echo) as ws:
+        ws.close(code, b"reason")
+        f = ws.expect_close(code)
+        assert f.payload[:2] == struct.pack("!H", code)
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 1100, 2000,
+                                  2999, 5000, 65535])
+def test_7_invalid_close_code_fails_1002(echo, code):
+    fails_with(echo, build_frame(OP_CLOSE, close_payload(code)), 1002)
+
+
+def test_7_close_without_payload(echo):
+    with connect(echo) as ws:
+        ws.send_frame(OP_CLOSE, b"")
+        f = ws.expect_close((1000, 1005))
+        assert len(f.payload) in (0, 2)
+
+
+def test_7_close_payload_of_one_byte_fails_1002(echo):
+    fails_with(echo, build_frame(OP_CLOSE, b"\x03"), 1002)
+
+
+def test_7_close_with_longest_reason(echo):
+    with connect(echo) as ws:
+        ws.close(1000, b"r" * 123)
+        ws.expect_close(1000)
+
+
+def test_7_close_reason_too_long_fails_1002(echo):
+    fails_with(echo, build_frame(OP_CLOSE, close_payload(1000, b"r" * 124)), 1002)
+
+
+def test_7_close_reason_with_multibyte_utf8(echo):
+    with connect(echo) as ws:
+        ws.close(1000, "\u03ba\u1f79\u03c3\u03bc\u03b5 \U0001F600")
+        ws.expect_close(1000)
+
+
+@pytest.mark.parametrize("reason", [b"\xce\xba\xed\xa0\x80", b"\xff", b"ok\xc0\xaf"])
+def test_7_close_reason_invalid_utf8_fails_1007(echo, reason):
+    fails_with(echo, build_frame(OP_CLOSE, close_payload(1000, reason)), 1007)
+
+
+def test_7_data_after_close_ignored(echo):
+    with connect(echo) as ws:
+        ws.send_raw(build_frame(OP_CLOSE, close_payload(1000)) + build_frame(OP_TEXT, b"late")
+                    + build_frame(OP_PING, b"late") + build_frame(OP_CLOSE, close_payload(1001)))
+        ws.expect_close(1000)   # and nothing else: no echo, no pong, one close
+
+
+def test_7_close_in_the_middle_of_a_fragmented_message(echo):
+    with connect(echo) as ws:
+        ws.send_raw(build_frame(OP_TEXT, b"part", fin=False) + build_frame(OP_CLOSE, close_payload(1000)))
+        ws.expect_close(1000)
+
+
+def test_7_message_before_close_reaches_the_handler(ws_app):
+    # message and close in one write: the close is answered at once (RFC
+    # 6455 5.5.1 allows it), but the handler still gets the message first
+    with connect(ws_app.port, "/wait/lastwords") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"ready")
+        ws.send_raw(build_frame(OP_TEXT, b"last words") + build_frame(OP_CLOSE, close_payload(1000)))
+        ws.expect_close(1000)
+    ev = events(ws_app.port, "lastwords", "closed")
+    assert ev == ["started", "message last words", "closed 1000 True 1000"], ev
+
+
+def test_7_message_then_close_in_separate_writes_is_echoed(echo):
+    # Autobahn 7.1.1's order of events, with the echo awaited
+    with connect(echo) as ws:
+        ws.send_text(b"Hello World!")
+        assert ws.recv_message() == (OP_TEXT, b"Hello World!")
+        ws.close(1000)
+        ws.expect_close(1000)
+
+
+def test_7_server_closes_tcp_after_the_closing_handshake(echo):
+    with connect(echo) as ws:
+        ws.close(1000)
+        f = ws.recv_frame()
+        assert f.opcode == OP_CLOSE and f.close_code == 1000
+        t = time.monotonic()
+        ws.expect_eof(2.0)   # the server, not the client, drops TCP (RFC 6455 7.1.1)
+        assert time.monotonic() - t < 1.0
+
+
+def test_7_handler_return_closes_1000(ws_app):
+    with connect(ws_app.port, "/returns") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"bye")
+        f = ws.recv_frame()
+        assert f.opcode == OP_CLOSE and f.close_code == 1000
+        ws.close(1000)
+        ws.expect_eof()
+
+
+def test_7_server_initiated_close(ws_app):
+    with connect(ws_app.port, "/server-close/srvclose") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"closing")
+        f = ws.recv_frame()
+        assert (f.opcode, f.close_code, f.close_reason) == (OP_CLOSE, 4000, "bye")
+        ws.close(4000)
+        ws.expect_eof()
+    ev = events(ws_app.port, "srvclose", "close done")
+    assert ev and ev[-1].startswith("close done True 4000"), ev
+
+
+# ==========================================================================
+# 9: limits and performance
+# ==========================================================================
+
+def test_9_message_at_the_limit_is_echoed(ws_app):
+    with connect(ws_app.port, "/small") as ws:   # max_message_size=1000
+        assert roundtrip(ws, OP_BINARY, b"m" * 1000) == (OP_BINARY, b"m" * 1000)
+
+
+def test_9_message_over_the_limit_fails_1009(ws_app):
+    fails_with(ws_app.port, build_frame(OP_BINARY, b"m" * 1001), 1009, "/small")
+
+
+def test_9_fragmented_message_over_the_limit_fails_1009(ws_app):
+    fails_with(ws_app.port, [build_frame(OP_TEXT, b"m" * 600, fin=False),
+                             build_frame(OP_CONT, b"m" * 600)], 1009, "/small")
+
+
+def test_9_huge_announced_length_fails_1009_at_once(ws_app):
+    # only the header is sent: the server must not wait for 2^62 bytes
+    head = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 1 << 62) + b"\x01\x02\x03\x04"
+    fails_with(ws_app.port, head, 1009, "/small")
+
+
+def test_9_default_limit_is_1mib(ws_app):
+    with connect(ws_app.port, "/echo") as ws:
+        assert roundtrip(ws, OP_BINARY, b"d" * (1 << 20))[1] == b"d" * (1 << 20)
+    # the header decides: the payload is not even sent
+    fails_with(ws_app.port, build_frame(OP_BINARY, b"d" * ((1 << 20) + 1))[:100], 1009, "/echo")
+
+
+def test_9_many_small_messages_pipelined_in_one_write(echo):
+    n = 2000
+    msgs = [("msg %d" % i).encode() for i in range(n)]
+    with connect(echo) as ws:
+        ws.send_raw(b"".join(build_frame(OP_TEXT if i % 2 else OP_BINARY, m)
+                             for i, m in enumerate(msgs)))
+        for i, m in enumerate(msgs):
+            assert ws.recv_message() == (OP_TEXT if i % 2 else OP_BINARY, m)
+        ws.close()
+        ws.expect_close(1000)
+
+
+def test_9_many_concurrent_websockets(echo):
+    clients = [connect(echo) for _ in range(100)]
+    try:
+        for i, ws in enumerate(clients):
+            ws.send_text(b"client %d" % i)
+        for i, ws in enumerate(clients):
+            ws.send_frame(OP_BINARY, b"second %d" % i)
+        for i, ws in enumerate(reversed(clients)):
+            j = len(clients) - 1 - i
+            assert ws.recv_message() == (OP_TEXT, b"client %d" % j)
+            assert ws.recv_message() == (OP_BINARY, b"second %d" % j)
+        for ws in clients:
+            ws.close()
+        for ws in clients:
+            ws.expect_close(1000)
+    finally:
+        for ws in clients:
+            ws.abort()
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_9_send_backpressure_bounds_memory(ws_app):
+    """The handler sends 100 MB in 1 MB messages to a client that does not
+    read: send() waits, and the server's RSS stays bounded."""
+    before = rss_kb(ws_app.pid)
+    ws = WSClient(ws_app.port, "/flood/100/flood", timeout=20)
+    with ws:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.settimeout(20)
+        s.connect(("127.0.0.1", ws_app.port))
+        ws.sock = s
+        s.sendall(ws.handshake_request())
+        assert ws.read_response()[0] == 101
+        # wait until the handler's progress stops moving
+        last, stable_since = None, time.monotonic()
+        while time.monotonic() - stable_since < 0.4:
+            ev = events(ws_app.port, "flood")
+            if ev != last:
+                last, stable_since = ev, time.monotonic()
+            time.sleep(0.05)
+        sent = int(last[0]) if last else 0
+        grown_mb = (rss_kb(ws_app.pid) - before) / 1024
+        print("flood: %d MB sent while the client did not read; RSS +%.1f MB" % (sent, grown_mb))
+        assert sent < 20, "send() did not wait: %d MB sent to a client that reads nothing" % sent
+        assert grown_mb < 40, "server RSS grew by %.0f MB" % grown_mb
+        # now read it all: every message arrives, and the handler finishes
+        total = 0
+        for _ in range(100):
+            op, data = ws.recv_message()
+            assert op == OP_BINARY and len(data) == 1 << 20
+            total += len(data)
+        assert total == 100 << 20
+        assert events(ws_app.port, "flood") == ["100"]
+        ws.close()
+        ws.expect_close(1000)
+
+
+def test_9_client_gone_while_send_waits(ws_app):
+    """The client stops reading, then drops the connection: the handler's
+    pending send() ends (it does not wait forever) and the worker is fine."""
+    ws = connect(ws_app.port, "/flood/100/gone-flood")
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    deadline = time.monotonic() + 5
+    while not events(ws_app.port, "gone-flood") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.abort()   # RST
+    ev = events(ws_app.port, "gone-flood", "stopped by")
+    assert ev[-1].startswith("stopped by"), ev
+    assert int(ev[0]) < 100, ev
+    with connect(ws_app.port, "/echo") as other:
+        assert roundtrip(other, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
+
+
+def test_7_server_close_unanswered_drops_tcp(ws_app):
+    """The handler closes; the client never answers: the server gives up
+    after its close timeout (5 s) and drops the TCP connection."""
+    with connect(ws_app.port, "/server-close/unanswered") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"closing")
+        assert ws.recv_frame().close_code == 4000
+        t = time.monotonic()
+        ws.expect_eof(10.0)
+        assert time.monotonic() - t < 8.0
+    ev = events(ws_app.port, "unanswered", "close done")
+    assert ev and ev[-1].startswith("close done True"), ev
+
+
+# ==========================================================================
+# 12/13: permessage-deflate (RFC 7692)
+# ==========================================================================
+
+def pmd(port, offer, path="/"):
+    return connect(port, path, extensions=offer)
+
+
+@pytest.mark.parametrize("offer, answer", [
+    ("permessage-deflate", {}),
+    ("permessage-deflate; client_max_window_bits", {}),
+    ("permessage-deflate; client_max_window_bits=10", {}),
+    ("permessage-deflate; server_max_window_bits=10", {"server_max_window_bits": "10"}),
+    ("permessage-deflate; server_max_window_bits=9", {"server_max_window_bits": "9"}),
+    ('permessage-deflate; server_max_window_bits="12"', {"server_max_window_bits": "12"}),
+    ("permessage-deflate; server_no_context_takeover", {"server_no_context_takeover": None}),
+    ("permessage-deflate; client_no_context_takeover", {"client_no_context_takeover": None}),
+    ("permessage-deflate; client_no_context_takeover; server_no_context_takeover;"
+     " client_max_window_bits=9; server_max_window_bits=11",
+     {"client_no_context_takeover": None, "server_no_context_takeover": None,
+      "server_max_window_bits": "11"}),
+    # the first acceptable offer wins
+    ("permessage-deflate; server_max_window_bits=8, permessage-deflate; server_no_context_takeover",
+     {"server_no_context_takeover": None}),
+])
+def test_12_negotiation(echo, offer, answer):
+    with pmd(echo, offer) as ws:
+        assert ws.pmd_params is not None, "no extension for %r: %r" % (offer, ws.headers)
+        params = dict(ws.pmd_params)
+        # client_max_window_bits may come back (with a value <= the offer)
+        cmwb = params.pop("client_max_window_bits", None)
+        if cmwb is not None:
+            assert "client_max_window_bits" in offer
+        assert params == answer
+        for text in ["Hello, permessage-deflate!", "Hello, permessage-deflate!" * 50, ""]:
+            ws.send_compressed(OP_TEXT, text)
+            assert ws.recv_message() == (OP_TEXT, text.encode())
+
+
+@pytest.mark.parametrize("offer", [
+    "permessage-deflate; server_max_window_bits=8",
+    "permessage-deflate; server_max_window_bits=16",
+    "permessage-deflate; server_max_window_bits=7",
+    "permessage-deflate; server_max_window_bits",            # needs a value
+    "permessage-deflate; client_max_window_bits=16",
+    "permessage-deflate; client_max_window_bits=abc",
+    "permessage-deflate; unknown_param=1",
+    "permessage-deflate; unknown_flag",
+    "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+    "permessage-deflate; server_no_context_takeover=1",
+    "x-webkit-deflate-frame",
+    "deflate-frame; no_context_takeover",
+])
+def test_12_offer_declined(echo, offer):
+    with pmd(echo, offer) as ws:
+        assert "sec-websocket-extensions" not in ws.headers, ws.headers
+        # no extension: RSV1 is a protocol error again
+        ws.send_text(b"plain")
+        assert ws.recv_message() == (OP_TEXT, b"plain")
+        ws.send_frame(OP_TEXT, zlib.compress(b"x")[2:], rsv=4)
+        ws.expect_close(1002)
+
+
+def test_12_route_without_compression_declines(ws_app):
+    with pmd(ws_app.port, "permessage-deflate", "/nocomp") as ws:
+        assert "sec-websocket-extensions" not in ws.headers, ws.headers
+
+
+def test_12_server_messages_are_compressed(echo):
+    with pmd(echo, "permessage-deflate") as ws:
+        ws.send_text(b"a" * 10000)   # an uncompressed message is fine too
+        f = ws.recv_frame()
+        assert f.rsv == 4 and f.opcode == OP_TEXT and len(f.payload) < 200, f
+        assert ws.deflate[1](f.payload) == b"a" * 10000
+
+
+def test_13_context_takeover_across_messages(echo):
+    text = ("The quick brown fox jumps over the lazy dog %s. " % os.urandom(8).hex()) * 4
+    with pmd(echo, "permessage-deflate") as ws:
+        sizes_in, sizes_out = [], []
+        for _ in range(3):
+            comp = ws.deflate[0](text)
+            sizes_in.append(len(comp))
+            ws.send_frame(OP_TEXT, comp, rsv=4)
+            f = ws.recv_frame()
+            assert f.rsv == 4
+            sizes_out.append(len(f.payload))
+            assert ws.deflate[1](f.payload) == text.encode()
+        # the client's later messages refer back into the first: the server
+        # kept its inflate window; and its own replies shrink the same way
+        assert sizes_in[1] < sizes_in[0] / 2, sizes_in
+        assert sizes_out[1] < sizes_out[0] / 2, sizes_out
+
+
+def test_13_server_no_context_takeover(echo):
+    text = "no context takeover, no context takeover " * 10
+    with pmd(echo, "permessage-deflate; server_no_context_takeover") as ws:
+        assert ws.deflate[1].no_ctx
+        sizes = []
+        for _ in range(3):
+            ws.send_compressed(OP_TEXT, text)
+            f = ws.recv_frame()
+            sizes.append(len(f.payload))
+            # a fresh inflater per message reads every one
+            assert Inflate(15)(f.payload) == text.encode()
+        assert sizes[0] == sizes[1] == sizes[2], sizes
+
+
+def test_13_client_no_context_takeover(echo):
+    with pmd(echo, "permessage-deflate; client_no_context_takeover") as ws:
+        assert ws.deflate[0].no_ctx
+        for i in range(5):
+            ws.send_compressed(OP_BINARY, b"same same same %d" % (i % 2))
+            assert ws.recv_message() == (OP_BINARY, b"same same same %d" % (i % 2))
+
+
+def test_13_server_max_window_bits_10_is_honoured(echo):
+    # repeats 2000 bytes apart: a window over 1024 bytes would refer back
+    # past what a 10-bit inflater keeps, and the client's inflate would fail
+    block = os.urandom(1000).hex().encode()   # 2000 bytes
+    data = block * 20
+    with pmd(echo, "permessage-deflate; server_max_window_bits=10") as ws:
+        for _ in range(2):
+            ws.send_compressed(OP_BINARY, data)
+            assert ws.recv_message() == (OP_BINARY, data)   # Inflate(10) for the replies
+
+
+def test_13_client_max_window_bits_9(echo):
+    block = os.urandom(300).hex().encode()
+    data = block * 30
+    with pmd(echo, "permessage-deflate; client_max_window_bits=9") as ws:
+        ws.deflate = (type(ws.deflate[0])(9), ws.deflate[1])
+        for _ in range(2):
+            ws.send_compressed(OP_TEXT, data)
+            assert ws.recv_message() == (OP_TEXT, data)
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 1 << 20])
+def test_13_compressed_echo_sizes(echo, n):
+    data = (os.urandom(n // 2) + b"z" * (n - n // 2))
+    with pmd(echo, "permessage-deflate") as ws:
+        ws.send_compressed(OP_BINARY, data)
+        assert ws.recv_message() == (OP_BINARY, data)
+
+
+def test_13_fragmented_compressed_message(echo):
+    text = "fragmented and compressed \u00e9\u00e8 " * 200
+    with pmd(echo, "permessage-deflate") as ws:
+        for frags in (2, 7, 50):
+            ws.send_compressed(OP_TEXT, text, fragments=frags)
+            assert ws.recv_message() == (OP_TEXT, text.encode())
+
+
+def test_13_compressed_and_plain_messages_mixed(echo):
+    with pmd(echo, "permessage-deflate") as ws:
+        for i in range(6):
+            if i % 2:
+                ws.send_compressed(OP_TEXT, "compressed %d" % i)
+            else:
+                ws.send_text("plain %d" % i)
+        for i in range(6):
+            want = ("compressed %d" if i % 2 else "plain %d") % i
+            assert ws.recv_message() == (OP_TEXT, want.encode())
+
+
+def test_13_corrupted_deflate_data_fails_1007(echo):
+    with pmd(echo, "permessage-deflate") as ws:
+        ws.send_frame(OP_BINARY, b"\xff\xff\xff\xff not deflate at all", rsv=4)
+        ws.expect_close(1007)
+
+
+def test_13_compressed_text_with_invalid_utf8_fails_1007(echo):
+    with pmd(echo, "permessage-deflate") as ws:
+        ws.send_compressed(OP_TEXT, b"valid then \xed\xa0\x80")
+        ws.expect_close(1007)
+
+
+def test_13_inflated_size_over_the_limit_fails_1009(ws_app):
+    with pmd(ws_app.port, "permessage-deflate", "/small") as ws:   # max 1000
+        ws.send_compressed(OP_BINARY, b"\0" * 900)
+        assert ws.recv_message() == (OP_BINARY, b"\0" * 900)
+        comp = ws.deflate[0](b"\0" * 100000)
+        assert len(comp) < 1000
+        ws.send_frame(OP_BINARY, comp, rsv=4)
+        ws.expect_close(1009)
+
+
+def test_13_zip_bomb_fails_1009_without_inflating_it_all(echo):
+    # 64 MiB max on the example; 96 MiB of zeros deflate to ~100 kB
+    z = zlib.compressobj(1, zlib.DEFLATED, -15)
+    chunk = b"\0" * (1 << 20)
+    comp = b"".join(z.compress(chunk) for _ in range(96)) + z.flush(zlib.Z_SYNC_FLUSH)
+    with pmd(echo, "permessage-deflate", ) as ws:
+        t = time.monotonic()
+        ws.send_frame(OP_BINARY, comp[:-4], rsv=4)
+        ws.expect_close(1009)
+        assert time.monotonic() - t < 5
+
+
+def test_13_rsv1_on_continuation_fails_1002(echo):
+    with pmd(echo, "permessage-deflate") as ws:
+        comp = ws.deflate[0]("abcdef")
+        ws.send_frame(OP_TEXT, comp[:2], fin=False, rsv=4)
+        ws.send_frame(OP_CONT, comp[2:], rsv=4)
+        ws.expect_close(1002)
+
+
+@pytest.mark.parametrize("opcode", [OP_PING, OP_PONG, OP_CLOSE])
+def test_13_rsv1_on_control_frame_fails_1002(echo, opcode):
+    payload = close_payload(1000) if opcode == OP_CLOSE else b""
+    with pmd(echo, "permessage-deflate") as ws:
+        ws.send_frame(opcode, payload, rsv=4)
+        ws.expect_close(1002)
+
+
+def test_13_rsv2_with_deflate_fails_1002(echo):
+    with pmd(echo, "permessage-deflate") as ws:
+        ws.send_frame(OP_TEXT, ws.deflate[0]("x"), rsv=4 | 2)
+        ws.expect_close(1002)
+
+
+def test_13_final_deflate_block_bfinal_1():
+    """RFC 7692 7.2.3.4: a sender may end a message with a DEFLATE block that
+    has BFINAL set; the RFC's own example is "Hello" as f3 48 cd c9 c9 07 00.
+    Runs on its own server: a server that loops on it must not hang the
+    other tests."""
+    srv = Server([sys.executable, EXAMPLE, "--port", "0"]).start()
+    try:
+        with pmd(srv.port, "permessage-deflate") as ws:
+            ws.send_frame(OP_TEXT, bytes.fromhex("f348cdc9c90700"), rsv=4)
+            try:
+                got = ws.recv_message(timeout=2.0)
+            except socket.timeout:
+                got = "no answer within 2 s"
+            # a second client must still be served either way
+            try:
+                with connect(srv.port, timeout=2.0) as other:
+                    other_ok = roundtrip(other, OP_TEXT, b"x") == (OP_TEXT, b"x")
+            except (OSError, Closed) as e:
+                other_ok = repr(e)
+            assert got == (OP_TEXT, b"Hello") and other_ok is True, (
+                "BFINAL=1 message: got %r; another client: %r" % (got, other_ok))
+            # the next message of the connection starts a new DEFLATE stream
+            # (the old one ended), compressed without context
+            ws.send_compressed(OP_TEXT, "after bfinal")
+            assert ws.recv_message() == (OP_TEXT, b"after bfinal")
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+
+
+# ==========================================================================
+# Handshake
+# ==========================================================================
+
+def upgrade_headers(**override):
+    h = {"Upgrade": "websocket", "Connection": "Upgrade",
+         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+    h.update(override)
+    return [(k, v) for k, v in h.items() if v is not None]
+
+
+def http(port, method, path, headers):
+    """The first response (a 101 included) to one request."""
+    with Conn(port) as c:
+        c.send(build_request(method, path, headers))
+        return c.read_response()
+
+
+def test_handshake_rfc_example_accept_key(echo):
+    r = http(echo, "GET", "/ws", upgrade_headers())
+    # the RFC 6455 1.3 example pair
+    assert r.status == 101 and r.header("Sec-WebSocket-Accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_handshake_header_case_and_token_lists(echo):
+    r = http(echo, "GET", "/", upgrade_headers(Upgrade="WebSocket",
+                                               Connection="keep-alive, Upgrade"))
+    assert r.status == 101, r
+
+
+def test_handshake_without_upgrade_is_426(echo):
+    r = http(echo, "GET", "/", [])
+    assert r.status == 426, r
+    assert r.header("Upgrade", "").lower() == "websocket", r
+    r = http(echo, "GET", "/", upgrade_headers(Upgrade="h2c"))
+    assert r.status == 426, r
+
+
+@pytest.mark.parametrize("key", ["abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ==x",
+                                 "!!!!!!!!!!!!!!!!!!!!!!==", None])
+def test_handshake_bad_key_is_400(echo, key):
+    r = http(echo, "GET", "/", upgrade_headers(**{"Sec-WebSocket-Key": key}))
+    assert r.status == 400, r
+
+
+@pytest.mark.parametrize("version", ["8", "7", "14", None])
+def test_handshake_other_version_is_426(echo, version):
+    r = http(echo, "GET", "/", upgrade_headers(**{"Sec-WebSocket-Version": version}))
+    assert r.status == 426, r
+    assert r.header("Sec-WebSocket-Version") == "13", r
+
+
+def test_handshake_post_is_refused(echo):
+    r = http(echo, "POST", "/", upgrade_headers())
+    assert r.status in (400, 405), r
+
+
+def test_handshake_http10_is_refused(echo):
+    with Conn(echo) as c:
+        c.send(build_request("GET", "/", upgrade_headers(), version="1.0"))
+        r = c.read_response()
+    assert r.status in (400, 426), r
+
+
+# ==========================================================================
+# Subprotocols, the request, failing and disconnecting handlers
+# ==========================================================================
+
+@pytest.mark.parametrize("offer, chosen", [
+    (["chat.v1", "chat.v2"], "chat.v2"),    # the server's preference wins
+    (["superchat", "chat.v1"], "chat.v1"),
+    (["superchat"], "superchat"),
+    (["other", "nope"], None),
+    (None, None),
+])
+def test_subprotocol_selection(ws_app, offer, chosen):
+    with connect(ws_app.port, "/proto", protocols=offer) as ws:
+        assert ws.headers.get("sec-websocket-protocol") == chosen, ws.headers
+        assert ws.recv_message() == (OP_TEXT, repr(chosen).encode())
+        ws.expect_close(1000)
+
+
+def test_no_subprotocol_on_a_route_without_them(echo):
+    with connect(echo, protocols=["chat"]) as ws:
+        assert "sec-websocket-protocol" not in ws.headers
+
+
+def test_request_attributes(ws_app):
+    with connect(ws_app.port, "/info/alice?room=7&x=%C3%A9",
+                 headers=[("X-Test", "yes")]) as ws:
+        op, data = ws.recv_message()
+        info = json.loads(data)
+        assert info == {"path": "/info/alice", "query": {"room": "7", "x": "\u00e9"},
+                        "match": {"name": "alice"}, "method": "GET", "x_test": "yes",
+                        "closed": False, "close_code": None}, info
+        assert roundtrip(ws, OP_TEXT, b"hi") == (OP_TEXT, b"got hi")
+        ws.expect_close(1000)
+
+
+def test_exception_after_await_closes_1011_and_worker_keeps_serving(ws_app):
+    for i in range(3):
+        with connect(ws_app.port, "/boom") as ws:
+            ws.send_text("go %d" % i)
+            ws.expect_close(1011)
+    assert "boom after go 2" in ws_app.stderr()
+    with connect(ws_app.port, "/echo") as ws:
+        assert roundtrip(ws, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
+    with Conn(ws_app.port) as c:
+        assert c.request("GET", "/events/none").status == 200
+
+
+def test_client_disconnect_while_handler_awaits(ws_app):
+    ws = connect(ws_app.port, "/wait/gone")
+    assert ws.recv_message() == (OP_TEXT, b"ready")
+    ws.send_text("one")
+    time.sleep(0.05)
+    ws.abort()   # no close frame: the TCP connection just goes away
+    ev = events(ws_app.port, "gone", "closed")
+    assert ev[:2] == ["started", "message one"], ev
+    assert ev[-1] == "closed 1006 True 1006", ev
+
+
+def test_client_close_while_handler_awaits(ws_app):
+    with connect(ws_app.port, "/wait/closing") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"ready")
+        ws.close(4321)
+        ws.expect_close(4321)
+    ev = events(ws_app.port, "closing", "closed")
+    assert ev[-1] == "closed 4321 True 4321", ev
+
+
+def test_upgrade_on_a_plain_route_or_unknown_path_is_not_switched(ws_app):
+    with pytest.raises(HandshakeError) as e:
+        connect(ws_app.port, "/events/nothing")
+    assert e.value.status == 200 and e.value.body == b"[]", e.value.body
+    with pytest.raises(HandshakeError) as e:
+        connect(ws_app.port, "/no-such-socket")
+    assert e.value.status == 404
