@@ -120,10 +120,19 @@ class Router:
         return route
 
     def add_websocket(self, pattern, handler, *, subprotocols=None,
-                      max_message_size=1024 * 1024, compression=True, name=None):
+                      max_message_size=1024 * 1024, compression=True,
+                      ping_interval=20.0, ping_timeout=20.0, name=None):
         """A WebSocket endpoint: ``async def handler(ws)`` runs once the
         upgrade is done.  subprotocols: the ones the server speaks, in order
-        of preference.  A message over max_message_size closes with 1009."""
+        of preference.  A message over max_message_size closes with 1009.
+        After ping_interval seconds without a frame from the client the
+        server pings; with no frame within ping_timeout more it closes
+        (1011).  None turns the keep-alive off."""
+        for label, v in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not 0 < v <= 365 * 24 * 3600):
+                raise ValueError("%s must be a positive number of seconds or None, not %r"
+                                 % (label, v))
         if not _is_async(handler):
             raise TypeError("a WebSocket handler must be an async def, not %r" % (handler,))
         if subprotocols is not None:
@@ -138,7 +147,9 @@ class Router:
         return self.add_route(pattern, handler, methods=["GET"], name=name,
                               websocket=True, subprotocols=subprotocols,
                               max_message_size=max_message_size,
-                              compression=bool(compression))
+                              compression=bool(compression),
+                              ping_interval=None if ping_interval is None else float(ping_interval),
+                              ping_timeout=None if ping_timeout is None else float(ping_timeout))
 
     def add_static(self, prefix, directory, *, name=None):
         """Serve the files below directory at prefix/...: GET and HEAD, with

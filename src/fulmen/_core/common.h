@@ -23,6 +23,7 @@
 #define FULMEN_INLINE_HEADERS 16
 #define FULMEN_MAX_PARAMS 16
 #define FULMEN_FREELIST_MAX 256
+#define FULMEN_COMMON_HEADERS 28
 #define JSON_KEY_CACHE_BITS 9 /* json.c: 512 cached object keys */
 
 typedef struct RequestObject RequestObject;
@@ -75,6 +76,7 @@ typedef struct {
     PyObject *s_is_closing;
 
     PyObject *kw_response[10]; /* Response() keyword names, interned */
+    PyObject *hdr_names[FULMEN_COMMON_HEADERS]; /* request.c: Title-Case names */
     PyObject *method_str[H1_M_TRACE + 1]; /* "GET", ... ([0] unused) */
     PyObject *s_version10;
     PyObject *s_version11;
@@ -295,7 +297,10 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
 extern PyType_Spec ws_spec;
 WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
                         PyObject *subprotocol, uint64_t max_message,
-                        const ws_deflate_params *dp);
+                        const ws_deflate_params *dp, double ping_interval,
+                        double ping_timeout);
+int64_t ws_deadline(WebSocketObject *ws); /* 0: none */
+void ws_timer(WebSocketObject *ws, int64_t now); /* the deadline passed */
 int ws_feed(WebSocketObject *ws, const char *data, size_t n);
 void ws_connection_lost(WebSocketObject *ws);
 

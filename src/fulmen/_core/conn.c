@@ -37,6 +37,7 @@ enum {
     CONN_T_BODY,   /* body_timeout since the last body bytes */
     CONN_T_WRITE,  /* body_timeout while the peer does not read */
     CONN_T_WSCLOSE, /* we sent a WebSocket close: the peer has 5 s to answer */
+    CONN_T_WSPING, /* WebSocket keep-alive: ping, then wait for traffic */
 };
 
 typedef struct {
@@ -546,8 +547,9 @@ static void conn_rearm(ConnObject *c, int64_t now)
         c->deadline = 0;
     } else if (c->ws != NULL) {
         if (c->timer != CONN_T_WSCLOSE && !(c->pause & CONN_PAUSE_WRITE)) {
-            c->timer = CONN_T_NONE; /* the handler decides how long */
-            c->deadline = 0;
+            int64_t d = ws_deadline(c->ws);
+            c->timer = d ? CONN_T_WSPING : CONN_T_NONE; /* else the handler decides */
+            c->deadline = d;
         } else if (c->timer != CONN_T_WSCLOSE && c->timer != CONN_T_WRITE) {
             c->timer = CONN_T_WRITE;
             c->deadline = now + srv->body_timeout_ms;
@@ -949,7 +951,17 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
     if (opt != NULL && PyLong_Check(opt))
         max_message = PyLong_AsUnsignedLongLong(opt);
     PyErr_Clear();
-    ws = ws_new(st, c, (PyObject *)req, subprotocol, max_message, &dp);
+    {
+        double pi = 20.0, pt = 20.0;
+        opt = PyDict_GetItemString(route->extra, "ping_interval");
+        if (opt != NULL)
+            pi = opt == Py_None ? 0 : PyFloat_AsDouble(opt);
+        opt = PyDict_GetItemString(route->extra, "ping_timeout");
+        if (opt != NULL)
+            pt = opt == Py_None ? 0 : PyFloat_AsDouble(opt);
+        PyErr_Clear();
+        ws = ws_new(st, c, (PyObject *)req, subprotocol, max_message, &dp, pi, pt);
+    }
     if (ws == NULL)
         goto fail;
     fn = conn_streams_fn("_run_websocket");
@@ -975,6 +987,7 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
     c->answered = 1;
     c->ws = ws;
     c->ws_task = task;
+    c->timer = CONN_T_NONE;
     if (UNLIKELY(c->server->access_log))
         conn_access_log(c, req, 101, -1);
     conn_request_done(req);
@@ -1505,6 +1518,8 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
         PyBuffer_Release(&view);
         if (conn_flush(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
+        if (c->ws != NULL)
+            conn_rearm(c, mod_now_ms());
         Py_RETURN_NONE;
     }
     mod_refresh_date(st);
@@ -1672,6 +1687,14 @@ static void conn_expire(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *r;
+    if (c->timer == CONN_T_WSPING && c->ws != NULL) {
+        ws_timer(c->ws, mod_now_ms());
+        if (conn_flush(c) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        c->timer = CONN_T_NONE;
+        conn_rearm(c, mod_now_ms());
+        return;
+    }
     if (c->timer == CONN_T_HEAD && !c->answered && conn_q_len(c) == 0) {
         /* slow or stalled head: 408, then close */
         c->closing = 1;

@@ -42,6 +42,11 @@ struct WebSocketObject {
     int close_code;          /* the peer's, or ours when we failed it */
     PyObject *close_reason;
     int reading_paused;
+    /* keep-alive: a ping after ping_interval without traffic, closed when
+     * no frame comes back within ping_timeout (0: off) */
+    int64_t ping_interval_ms, ping_timeout_ms;
+    int64_t last_rx;
+    int ping_out;
     /* permessage-deflate */
     int deflate;
     int server_no_ctx, client_no_ctx;
@@ -367,6 +372,8 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
     unsigned flags = WS_HDR_REQUIRE_MASK | (ws->deflate ? WS_HDR_ALLOW_RSV1 : 0);
     if (ws->state == WS_CLOSED)
         return 0;
+    ws->last_rx = mod_now_ms();
+    ws->ping_out = 0; /* any frame shows the peer is alive */
     if (ws_grow(&ws->in, &ws->in_cap, ws->in_len + n) < 0) {
         PyErr_WriteUnraisable((PyObject *)ws);
         ws_fail(ws, 1011);
@@ -445,6 +452,29 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
         ws->in_len -= pos;
     }
     return 0;
+}
+
+int64_t ws_deadline(WebSocketObject *ws)
+{
+    if (ws->ping_interval_ms <= 0 || ws->state != WS_OPEN)
+        return 0;
+    if (ws->ping_out)
+        return ws->last_rx + ws->ping_interval_ms + ws->ping_timeout_ms;
+    return ws->last_rx + ws->ping_interval_ms;
+}
+
+void ws_timer(WebSocketObject *ws, int64_t now)
+{
+    if (ws->state != WS_OPEN)
+        return;
+    if (!ws->ping_out) {
+        ws->ping_out = 1;
+        if (ws_write_frame(ws, WS_OP_PING, 0, (const uint8_t *)"fulmen", 6) < 0)
+            PyErr_WriteUnraisable((PyObject *)ws);
+        return;
+    }
+    /* no answer to our ping: the peer is gone (RFC 6455 7.1.7 lets us fail) */
+    ws_fail(ws, 1011);
 }
 
 void ws_connection_lost(WebSocketObject *ws)
@@ -699,7 +729,8 @@ static void ws_dealloc(WebSocketObject *ws)
 
 WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
                         PyObject *subprotocol, uint64_t max_message,
-                        const ws_deflate_params *dp)
+                        const ws_deflate_params *dp, double ping_interval,
+                        double ping_timeout)
 {
     WebSocketObject *ws = PyObject_GC_New(WebSocketObject, st->WebSocketType);
     if (ws == NULL)
@@ -713,6 +744,9 @@ WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
     Py_INCREF(subprotocol);
     ws->subprotocol = subprotocol;
     ws->max_message = max_message;
+    ws->ping_interval_ms = ping_interval > 0 ? (int64_t)(ping_interval * 1000) : 0;
+    ws->ping_timeout_ms = ping_timeout > 0 ? (int64_t)(ping_timeout * 1000) : 0;
+    ws->last_rx = mod_now_ms();
     ws->queue = PyList_New(0);
     if (dp != NULL && dp->enabled) {
         ws->deflate = 1;
