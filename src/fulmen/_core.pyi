@@ -19,6 +19,12 @@ def http_date() -> str:
 class BadRequest(ValueError):
     """The request body cannot be parsed as asked (answered with 400)."""
 
+import json as _json
+
+class InvalidJSON(BadRequest, _json.JSONDecodeError):
+    """request.json on a body that is not JSON: a BadRequest (400) and a
+    json.JSONDecodeError (msg, doc, pos, lineno, colno)."""
+
 class File(tuple[str, str | None, bytes]):
     """An uploaded file from a multipart/form-data body."""
     @property

@@ -151,6 +151,7 @@ static PyObject *mod_parse_debug(PyObject *m, PyObject *args)
 static PyMethodDef mod_methods[] = {
     {"http_date", mod_http_date, METH_NOARGS, "The cached Date header value."},
     {"_parse", mod_parse_debug, METH_VARARGS, "Parse one request head (tests)."},
+    {"_json_loads", json_py_loads, METH_O, "json_decode(bytes) (tests)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -203,6 +204,8 @@ static int mod_exec(PyObject *m)
         "The request body cannot be parsed as asked (answered with 400).",
         PyExc_ValueError, NULL);
     if (st->BadRequest == NULL || PyModule_AddObjectRef(m, "BadRequest", st->BadRequest) < 0)
+        return -1;
+    if (json_init(m, st) < 0) /* fulmen.InvalidJSON(BadRequest, JSONDecodeError) */
         return -1;
     st->WebSocketClosed = PyErr_NewExceptionWithDoc(
         "fulmen.WebSocketClosed",
@@ -276,6 +279,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->QueryType);
     Py_VISIT(st->FileType);
     Py_VISIT(st->BadRequest);
+    Py_VISIT(st->InvalidJSON);
     Py_VISIT(st->WebSocketType);
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->WebSocketClosed);
@@ -310,6 +314,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->QueryType);
     Py_CLEAR(st->FileType);
     Py_CLEAR(st->BadRequest);
+    json_clear(st);
     Py_CLEAR(st->WebSocketType);
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->WebSocketClosed);
@@ -333,6 +338,8 @@ static int mod_clear(PyObject *m)
         Py_CLEAR(st->method_str[i]);
     for (i = 0; i < 10; i++)
         Py_CLEAR(st->kw_response[i]);
+    for (i = 0; i < FULMEN_COMMON_HEADERS; i++)
+        Py_CLEAR(st->hdr_names[i]);
     Py_CLEAR(st->empty_bytes);
     Py_CLEAR(st->empty_str);
     Py_CLEAR(st->out_chunks);

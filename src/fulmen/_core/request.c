@@ -16,8 +16,42 @@
  * Headers: a dict with Title-Case keys whose lookups ignore case.
  */
 
-/* Title-Case a header name into a new str ("content-type" -> "Content-Type"). */
-static PyObject *req_title(const char *s, Py_ssize_t n)
+/* Title-Case a header name into a new str ("content-type" -> "Content-Type").
+ * Common names come from a table of interned strings. */
+static PyObject *req_title_slow(const char *s, Py_ssize_t n);
+/* Header names common enough to keep one interned str each (module state
+ * holds them, in this order). */
+static const struct {
+    const char *name;
+    uint8_t len;
+} req_common[FULMEN_COMMON_HEADERS] = {
+    {"Host", 4}, {"Accept", 6}, {"Cookie", 6}, {"Origin", 6}, {"Referer", 7},
+    {"Upgrade", 7}, {"Connection", 10}, {"User-Agent", 10}, {"Content-Type", 12},
+    {"Content-Length", 14}, {"Authorization", 13}, {"Accept-Encoding", 15},
+    {"Accept-Language", 15}, {"Cache-Control", 13}, {"X-Forwarded-For", 15},
+    {"X-Forwarded-Proto", 17}, {"X-Request-Id", 12}, {"If-None-Match", 13},
+    {"If-Modified-Since", 17}, {"Sec-Fetch-Mode", 14}, {"Sec-Fetch-Site", 14},
+    {"Sec-Fetch-Dest", 14}, {"Pragma", 6}, {"Transfer-Encoding", 17},
+    {"Expect", 6}, {"Range", 5}, {"X-Token", 7}, {"Dnt", 3},
+};
+
+static PyObject *req_title(fulmen_state *st, const char *s, Py_ssize_t n)
+{
+    int i;
+    for (i = 0; i < FULMEN_COMMON_HEADERS; i++) {
+        if (req_common[i].len != n || ((s[0] ^ req_common[i].name[0]) & ~0x20) != 0 ||
+            strncasecmp(req_common[i].name, s, (size_t)n) != 0)
+            continue;
+        if (st->hdr_names[i] == NULL &&
+            (st->hdr_names[i] = PyUnicode_InternFromString(req_common[i].name)) == NULL)
+            return NULL;
+        Py_INCREF(st->hdr_names[i]);
+        return st->hdr_names[i];
+    }
+    return req_title_slow(s, n);
+}
+
+static PyObject *req_title_slow(const char *s, Py_ssize_t n)
 {
     PyObject *u = PyUnicode_New(n, 127);
     Py_UCS1 *d;
@@ -51,7 +85,7 @@ static PyObject *req_title_key(PyObject *key)
         PyErr_Clear();
         return NULL;
     }
-    return req_title(s, n);
+    return req_title_slow(s, n);
 }
 
 static PyObject *req_headers_subscript(PyObject *self, PyObject *key)
@@ -584,41 +618,12 @@ static PyObject *req_get_text(RequestObject *r, void *c)
     return PyUnicode_DecodeUTF8(REQ_SPAN(r, r->body), r->body.len, "replace");
 }
 
+/* request.json: the body parsed by json.c.  Malformed JSON raises
+ * fulmen.InvalidJSON, a BadRequest (answered with 400) that is also a
+ * json.JSONDecodeError. */
 static PyObject *req_get_json(RequestObject *r, void *c)
 {
-    fulmen_state *st = r->st;
-    PyObject *body, *res;
-    if (st->json_loads == NULL) {
-        PyObject *mod = PyImport_ImportModule("json");
-        if (mod == NULL)
-            return NULL;
-        st->json_loads = PyObject_GetAttrString(mod, "loads");
-        Py_DECREF(mod);
-        if (st->json_loads == NULL)
-            return NULL;
-    }
-    body = req_get_body_obj(r);
-    if (body == NULL)
-        return NULL;
-    res = PyObject_CallOneArg(st->json_loads, body);
-    Py_DECREF(body);
-    if (res == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
-        /* the client's fault: BadRequest (400), chained to the cause */
-        PyObject *t, *v, *tb, *bad;
-        PyErr_Fetch(&t, &v, &tb);
-        PyErr_NormalizeException(&t, &v, &tb);
-        bad = PyObject_CallFunction(st->BadRequest, "s", "request body is not valid JSON");
-        if (bad != NULL) {
-            PyException_SetCause(bad, v);
-            v = NULL;
-            PyErr_SetObject(st->BadRequest, bad);
-            Py_DECREF(bad);
-        }
-        Py_XDECREF(t);
-        Py_XDECREF(v);
-        Py_XDECREF(tb);
-    }
-    return res;
+    return json_decode(r->st, REQ_SPAN(r, r->body), r->body.len);
 }
 
 /* Add v under k to a Query (keeping every value for getall). */
@@ -927,7 +932,7 @@ static PyObject *req_get_headers(RequestObject *r, void *c)
         goto error;
     for (i = 0; i < r->h.num_headers; i++) {
         const h1_header *h = &r->h.headers[i];
-        k = req_title(REQ_SPAN(r, h->name), h->name.len);
+        k = req_title(r->st, REQ_SPAN(r, h->name), h->name.len);
         if (k == NULL)
             goto error;
         v = PyUnicode_DecodeLatin1(REQ_SPAN(r, h->value), h->value.len, NULL);
@@ -993,8 +998,18 @@ static PyObject *req_get_match_dict(RequestObject *r, void *c)
         for (i = 0; r->route != NULL && i < r->n_params &&
                     i < PyTuple_GET_SIZE(r->route->param_names); i++) {
             const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(r->route->param_types, i));
+            if (kind != NULL && strcmp(kind, "int") == 0 && r->params[i].len <= 18) {
+                /* the router checked it: [-]digits, at most 18 */
+                const char *d = REQ_SPAN(r, r->params[i]);
+                uint32_t k = 0, n = r->params[i].len;
+                long long x = 0;
+                int neg = n > 0 && d[0] == '-';
+                for (k = (uint32_t)neg; k < n; k++)
+                    x = x * 10 + (d[k] - '0');
+                v = PyLong_FromLongLong(neg ? -x : x);
+            } else
             v = req_unquote(REQ_SPAN(r, r->params[i]), r->params[i].len, 0);
-            if (v != NULL && kind != NULL && strcmp(kind, "int") == 0)
+            if (v != NULL && kind != NULL && strcmp(kind, "int") == 0 && !PyLong_Check(v))
                 Py_SETREF(v, PyLong_FromUnicodeObject(v, 10));
             else if (v != NULL && kind != NULL && strcmp(kind, "float") == 0)
                 Py_SETREF(v, PyFloat_FromString(v));

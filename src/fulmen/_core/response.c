@@ -1,5 +1,6 @@
 /*
- * response.c - the Response type, its JSON encoder and its wire form.
+ * response.c - the Response type and its wire form (JSON text comes from
+ * json.c).
  *
  * A Response stays an ordinary mutable object until the connection writes
  * it: code, headers and body can be read and changed by hooks.  Writing
@@ -74,208 +75,16 @@ const char *resp_reason(int code)
 }
 
 /* ========================================================================
- * JSON encoding in C for dict, list, tuple, str, int, float, bool, None.
- * Output matches json.dumps() with its defaults.  Returns 0, -1 with an
- * exception, or 1 when a value needs the Python fallback.
- */
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-} resp_jbuf;
-
-static NOINLINE int resp_jgrow(resp_jbuf *b, size_t extra)
-{
-    size_t cap = b->cap ? b->cap : 256;
-    char *p;
-    while (cap < b->len + extra)
-        cap *= 2;
-    p = PyMem_Realloc(b->p, cap);
-    if (p == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-INLINE int resp_jput(resp_jbuf *b, const char *s, size_t n)
-{
-    if (UNLIKELY(b->len + n > b->cap) && resp_jgrow(b, n) < 0)
-        return -1;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-static const char resp_hex[] = "0123456789abcdef";
-
-static int resp_json_str(resp_jbuf *b, PyObject *s)
-{
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s), i;
-    int kind = PyUnicode_KIND(s);
-    const void *data = PyUnicode_DATA(s);
-    if (resp_jput(b, "\"", 1) < 0)
-        return -1;
-    if (PyUnicode_IS_ASCII(s)) {
-        const char *a = data;
-        Py_ssize_t start = 0;
-        for (i = 0; i < n; i++) {
-            unsigned char ch = (unsigned char)a[i];
-            if (LIKELY(ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f))
-                continue;
-            if (resp_jput(b, a + start, (size_t)(i - start)) < 0)
-                return -1;
-            start = i + 1;
-            if (ch == '"') { if (resp_jput(b, "\\\"", 2) < 0) return -1; }
-            else if (ch == '\\') { if (resp_jput(b, "\\\\", 2) < 0) return -1; }
-            else if (ch == '\n') { if (resp_jput(b, "\\n", 2) < 0) return -1; }
-            else if (ch == '\r') { if (resp_jput(b, "\\r", 2) < 0) return -1; }
-            else if (ch == '\t') { if (resp_jput(b, "\\t", 2) < 0) return -1; }
-            else if (ch == '\b') { if (resp_jput(b, "\\b", 2) < 0) return -1; }
-            else if (ch == '\f') { if (resp_jput(b, "\\f", 2) < 0) return -1; }
-            else {
-                char u[6] = {'\\', 'u', '0', '0', resp_hex[ch >> 4], resp_hex[ch & 15]};
-                if (resp_jput(b, u, 6) < 0)
-                    return -1;
-            }
-        }
-        if (resp_jput(b, a + start, (size_t)(n - start)) < 0)
-            return -1;
-    } else {
-        for (i = 0; i < n; i++) {
-            Py_UCS4 ch = PyUnicode_READ(kind, data, i);
-            char c = (char)ch;
-            if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-                if (resp_jput(b, &c, 1) < 0)
-                    return -1;
-            } else if (ch == '"' || ch == '\\') {
-                char e[2] = {'\\', c};
-                if (resp_jput(b, e, 2) < 0)
-                    return -1;
-            } else if (ch == '\n' || ch == '\r' || ch == '\t' || ch == '\b' || ch == '\f') {
-                char e[2] = {'\\', ch == '\n' ? 'n' : ch == '\r' ? 'r' : ch == '\t' ? 't' : ch == '\b' ? 'b' : 'f'};
-                if (resp_jput(b, e, 2) < 0)
-                    return -1;
-            } else {
-                Py_UCS4 units[2];
-                int nu = 1, k;
-                if (ch >= 0x10000) {
-                    Py_UCS4 v = ch - 0x10000;
-                    units[0] = 0xD800 | (v >> 10);
-                    units[1] = 0xDC00 | (v & 0x3FF);
-                    nu = 2;
-                } else {
-                    units[0] = ch;
-                }
-                for (k = 0; k < nu; k++) {
-                    char u[6] = {'\\', 'u', resp_hex[(units[k] >> 12) & 15],
-                                 resp_hex[(units[k] >> 8) & 15],
-                                 resp_hex[(units[k] >> 4) & 15],
-                                 resp_hex[units[k] & 15]};
-                    if (resp_jput(b, u, 6) < 0)
-                        return -1;
-                }
-            }
-        }
-    }
-    return resp_jput(b, "\"", 1);
-}
-
-static int resp_json_value(resp_jbuf *b, PyObject *v, int depth)
-{
-    PyTypeObject *tp = Py_TYPE(v);
-    if (UNLIKELY(depth > 200))
-        return 1;
-    if (tp == &PyUnicode_Type)
-        return resp_json_str(b, v);
-    if (v == Py_None)
-        return resp_jput(b, "null", 4);
-    if (v == Py_True)
-        return resp_jput(b, "true", 4);
-    if (v == Py_False)
-        return resp_jput(b, "false", 5);
-    if (tp == &PyLong_Type) {
-        int overflow = 0;
-        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-        char tmp[24];
-        int n;
-        if (overflow)
-            return 1;
-        if (x == -1 && PyErr_Occurred())
-            return -1;
-        n = snprintf(tmp, sizeof(tmp), "%lld", x);
-        return resp_jput(b, tmp, (size_t)n);
-    }
-    if (tp == &PyFloat_Type) {
-        double d = PyFloat_AS_DOUBLE(v);
-        char *s;
-        int rc;
-        if (d != d)
-            return resp_jput(b, "NaN", 3);
-        if (d == 1.0 / 0.0)
-            return resp_jput(b, "Infinity", 8);
-        if (d == -1.0 / 0.0)
-            return resp_jput(b, "-Infinity", 9);
-        s = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (s == NULL)
-            return -1;
-        rc = resp_jput(b, s, strlen(s));
-        PyMem_Free(s);
-        return rc;
-    }
-    if (tp == &PyDict_Type) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *val;
-        int first = 1, rc;
-        if (resp_jput(b, "{", 1) < 0)
-            return -1;
-        while (PyDict_Next(v, &pos, &k, &val)) {
-            if (Py_TYPE(k) != &PyUnicode_Type)
-                return 1;
-            if (!first && resp_jput(b, ", ", 2) < 0)
-                return -1;
-            first = 0;
-            if (resp_json_str(b, k) < 0 || resp_jput(b, ": ", 2) < 0)
-                return -1;
-            Py_INCREF(val);
-            rc = resp_json_value(b, val, depth + 1);
-            Py_DECREF(val);
-            if (rc)
-                return rc;
-        }
-        return resp_jput(b, "}", 1);
-    }
-    if (tp == &PyList_Type || tp == &PyTuple_Type) {
-        Py_ssize_t i;
-        int rc;
-        if (resp_jput(b, "[", 1) < 0)
-            return -1;
-        for (i = 0; i < PySequence_Fast_GET_SIZE(v); i++) {
-            PyObject *item = PySequence_Fast_GET_ITEM(v, i);
-            if (i && resp_jput(b, ", ", 2) < 0)
-                return -1;
-            Py_INCREF(item);
-            rc = resp_json_value(b, item, depth + 1);
-            Py_DECREF(item);
-            if (rc)
-                return rc;
-        }
-        return resp_jput(b, "]", 1);
-    }
-    return 1;
-}
-
-/* ========================================================================
  * The Response type
  */
 
+/* Response(json=...): the C encoder (json.c) into the response's reusable
+ * JSON buffer, else the app's json_dumps (fulmen.app._json_dumps). */
 static int resp_set_json(ResponseObject *self, PyObject *json)
 {
-    resp_jbuf b = {self->jbuf, 0, self->jcap};
+    json_buf b = {self->jbuf, 0, self->jcap};
     PyObject *mod = NULL, *dumps = NULL, *s = NULL;
-    int rc = resp_json_value(&b, json, 0);
+    int rc = json_encode(self->st, &b, json);
     self->jbuf = b.p;
     self->jcap = b.cap;
     self->jlen = b.len;
@@ -309,18 +118,19 @@ static int resp_set_json(ResponseObject *self, PyObject *json)
     b.p = self->jbuf;
     b.len = 0;
     b.cap = self->jcap;
-    if (resp_jput(&b, PyBytes_AS_STRING(s), (size_t)PyBytes_GET_SIZE(s)) < 0) {
+    if (b.cap < (size_t)PyBytes_GET_SIZE(s) &&
+        json_buf_grow(&b, (size_t)PyBytes_GET_SIZE(s)) < 0) {
         self->jbuf = b.p;
         self->jcap = b.cap;
         goto error;
     }
+    memcpy(b.p, PyBytes_AS_STRING(s), (size_t)PyBytes_GET_SIZE(s));
     self->jbuf = b.p;
     self->jcap = b.cap;
-    self->jlen = b.len;
+    self->jlen = (size_t)PyBytes_GET_SIZE(s);
     Py_CLEAR(self->body);
     self->kind = RESP_JSON;
     Py_DECREF(s);
-    s = NULL;
     Py_DECREF(mod);
     Py_DECREF(dumps);
     return 0;
