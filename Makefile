@@ -46,7 +46,7 @@ asan: venv
 	cp -r src/fulmen build/asan/
 	rm -f build/asan/fulmen/_core*.so
 	FULMEN_SANITIZE=address,undefined $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp --force
-	PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD=$(ASAN_LIB) \
+	FULMEN_SANITIZED=1 PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD=$(ASAN_LIB) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYTHONMALLOC=malloc $(PY) -m pytest tests -q -p no:cacheprovider
 

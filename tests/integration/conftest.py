@@ -7,6 +7,8 @@ printed a C-level crash; if it died, the test errors and the next test gets a
 fresh process.  At the end of the session every server is stopped with SIGTERM
 and must exit cleanly (0 or -SIGTERM) within the timeout.
 """
+import os
+
 import pytest
 
 from .server import Server, clean_exit, describe
@@ -76,3 +78,11 @@ def _app_fixture(name):
 
 basic = pytest.fixture(_app_fixture("basic"), name="basic")
 debug_app = pytest.fixture(_app_fixture("debug"), name="debug_app")
+
+
+# Under AddressSanitizer (make asan) memory is held in quarantine and every
+# step is several times slower: RSS figures and sub-second timers mean
+# nothing there.  Tests that measure those skip under it, and say so.
+SANITIZED = bool(os.environ.get("FULMEN_SANITIZED"))
+skip_if_sanitized = pytest.mark.skipif(
+    SANITIZED, reason="RSS and sub-second timing are not meaningful under ASan")

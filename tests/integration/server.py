@@ -51,6 +51,7 @@ class Server:
         self.host = self.port = self.pid = None
         self._listening = threading.Event()
         self._lock = threading.Lock()
+        self._new_line = threading.Condition(self._lock)
 
     @classmethod
     def for_app(cls, name, *args, **kw):
@@ -73,11 +74,18 @@ class Server:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             with self._lock:
                 self.lines.append(line)
+                self._new_line.notify_all()
             m = LISTENING.search(line)
             if m and self.port is None:
                 self.host, self.port, self.pid = m.group(1), int(m.group(2)), int(m.group(3))
                 self._listening.set()
         self._listening.set()
+
+    def wait_for_stderr(self, text, timeout=5.0):
+        """Wait until text appears in the server's stderr; True if it did."""
+        with self._lock:
+            return self._new_line.wait_for(
+                lambda: any(text in l for l in self.lines), timeout)
 
     def stderr(self):
         with self._lock:

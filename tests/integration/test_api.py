@@ -403,7 +403,7 @@ def test_conflicting_content_arguments_are_500(api, path):
         assert r.status == 500
         assert r.body == b"Internal Server Error"
         assert c.request("GET", "/plain").status == 200
-    assert "TypeError" in api.stderr()
+    assert api.wait_for_stderr("TypeError"), api.stderr()
 
 
 @pytest.mark.parametrize("code,reason", [(599, "Unknown"), (299, "Unknown"),

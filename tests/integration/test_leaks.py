@@ -12,6 +12,7 @@ import pytest
 
 from .rawhttp import Conn, build_request, chunked
 from .server import Server, clean_exit, describe
+from .conftest import skip_if_sanitized
 
 BATCH = 50
 CONNS = 4
@@ -134,6 +135,7 @@ def refcounts(port):
         return c.request("GET", "/refcounts", headers={"Connection": "close"}).json()
 
 
+@skip_if_sanitized
 def test_rss_settles_over_200k_mixed_requests(server):
     batches = [make_batch(k) for k in range(10)]
     pid = server.pid
@@ -177,6 +179,7 @@ def test_requests_leave_no_reference_behind(server):
     assert refcounts(port) == before
 
 
+@skip_if_sanitized
 def test_many_connections_opened_and_dropped(server):
     pid = server.pid
     def churn(n):

@@ -20,6 +20,7 @@ import pytest
 
 from .conftest import _app_fixture
 from .rawhttp import Conn, ProtocolError, build_request
+from .conftest import skip_if_sanitized
 
 limits = pytest.fixture(_app_fixture("limits"), name="limits")
 
@@ -601,6 +602,7 @@ def test_keep_alive_timer_restarts_with_each_request(limits):
 
 # ---- slow readers -------------------------------------------------------------
 
+@skip_if_sanitized
 def test_peer_that_never_reads_is_dropped_without_buffering(limits):
     """200 pipelined 1 MB responses and a client that never reads: the server
     stops reading requests (bounded memory) and gives the connection up
@@ -647,6 +649,7 @@ def test_peer_that_never_reads_is_dropped_without_buffering(limits):
 
 # ---- max_connections ----------------------------------------------------------
 
+@skip_if_sanitized
 def test_max_connections_fourth_client_waits_then_is_served(limits):
     conns = [Conn(limits.port) for _ in range(3)]
     try:
