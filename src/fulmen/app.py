@@ -280,6 +280,10 @@ class Application:
                     break
         if isinstance(exc, asyncio.CancelledError):
             return Response(code=503, text="Service Unavailable")
+        if isinstance(exc, _core.RequestTooLarge):
+            return Response(code=413, text="Content Too Large")
+        if isinstance(exc, TimeoutError):
+            return Response(code=408, text="Request Timeout")
         if isinstance(exc, _core.BadRequest):
             return Response(code=400, text="Bad Request: %s" % exc if self.debug
                             else "Bad Request")

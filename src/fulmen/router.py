@@ -102,6 +102,9 @@ class Router:
             methods = frozenset(methods)
             if not methods:
                 raise RouteError("route %r: methods= is empty" % pattern)
+        if options.get("stream") and not _is_async(handler):
+            raise TypeError("a stream=True route needs an async def view "
+                            "(it reads with `async for chunk in request.stream()`)")
         segments, names, types = parse_pattern(pattern)
         if not names:
             pattern = _literal_path(segments)

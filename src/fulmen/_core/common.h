@@ -59,6 +59,8 @@ typedef struct {
     PyObject *WebSocketClosed; /* exception (code, reason) */
     PyObject *json_loads;  /* json.loads, imported on first use */
     PyObject *BadRequest;  /* exception: the client sent a malformed body */
+    PyObject *RequestTooLarge; /* BadRequest subclass: over the body limit (413) */
+    PyTypeObject *BodyStreamType;
     PyObject *uuid_type;   /* uuid.UUID, imported on first use */
 
     /* interned attribute / method names */
@@ -130,6 +132,7 @@ struct RouteObject {
     PyObject *extra;       /* dict: route options (stream=, max_body_size=) */
     int is_async;          /* handler is an async def */
     int is_ws;             /* a WebSocket endpoint (add_websocket) */
+    int is_stream;         /* the view reads the body as it arrives */
     uint64_t max_body;     /* 0 = the server's limit */
 };
 
@@ -188,6 +191,7 @@ struct RequestObject {
     PyObject *py_cookies;
     PyObject *py_form;
     PyObject *py_files;
+    PyObject *body_stream;   /* BodyStream of a stream=True route, or NULL */
     PyObject *py_extra;
     PyObject *done_callbacks;
     PyObject *dict;
@@ -251,6 +255,7 @@ void conn_close_transport(ConnObject *c, int abort);
 void conn_pause_reading(ConnObject *c, int on);
 PyObject *conn_drain_waiter(ConnObject *c);  /* future while paused, else NULL */
 PyObject *conn_get_loop(ConnObject *c);      /* borrowed */
+void conn_body_drained(ConnObject *c);       /* a body stream wants more */
 void conn_set_close_deadline(ConnObject *c);
 void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);
 
@@ -261,6 +266,13 @@ extern PyType_Spec req_query_spec;
 RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers);
 void req_release(RequestObject *r);
 int req_ensure_header_cap(RequestObject *r, uint32_t cap);
+
+/* request.c: request bodies read as they arrive (stream=True routes) */
+extern PyType_Spec req_stream_spec;
+PyObject *req_stream_new(fulmen_state *st, ConnObject *c);
+int req_stream_push(PyObject *bs, const char *p, size_t n); /* 0 or -1 */
+void req_stream_end(PyObject *bs, PyObject *exc); /* exc NULL: the end */
+size_t req_stream_buffered(PyObject *bs);
 
 /* response.c */
 extern PyType_Spec resp_spec;

@@ -26,6 +26,7 @@
 enum {
     CONN_PAUSE_WRITE = 1,    /* transport above its high-water mark */
     CONN_PAUSE_PIPELINE = 2, /* too many responses waiting in the queue */
+    CONN_PAUSE_BODY = 4,     /* a streamed request body is not being read */
 };
 
 enum { STAGE_HEAD = 0, STAGE_BODY, STAGE_CHUNKED };
@@ -84,6 +85,11 @@ struct ConnObject {
     PyObject *stream_waiter; /* future resolved when writing may resume */
     PyObject *peer;          /* peer host (str), fetched for the access log */
     WebSocketObject *ws;     /* after a 101: every byte goes to it */
+    /* a stream=True request whose body is still arriving */
+    PyObject *bstream;       /* its BodyStream */
+    RequestObject *bs_req;   /* borrowed: identity only */
+    uint64_t bs_remaining;   /* Content-Length bytes still to come */
+    uint8_t bs_chunked;
     PyObject *ws_task;       /* the handler's Task */
     h1_chunked chunk;
     size_t csrc, cdst;      /* STAGE_CHUNKED: raw consumed, decoded end */
@@ -429,6 +435,8 @@ static void conn_set_pause(ConnObject *c, int bit, int on)
 }
 
 static void conn_process_buffer(ConnObject *c);
+static void conn_fail_body_stream(ConnObject *c, PyObject *type, const char *msg);
+void req_stream_mark_paused(PyObject *obj);
 
 /* Write every ready response at the head of the queue. */
 static void conn_q_drain(ConnObject *c)
@@ -450,6 +458,17 @@ static void conn_q_drain(ConnObject *c)
             if (mod_out_put(c->st, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
                 PyErr_WriteUnraisable((PyObject *)c);
             continue;
+        }
+        if (UNLIKELY(req != NULL && c->bstream != NULL && c->bs_req == req)) {
+            /* answered before its body ended: what follows is unknown */
+            s->conn_hdr = 1;
+            s->close_after = 1;
+            conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
+        }
+        if (UNLIKELY(c->closing && conn_q_len(c) == 0 && !c->eof)) {
+            /* the last answer before a close says so */
+            s->conn_hdr = 1;
+            s->close_after = 1;
         }
         if (UNLIKELY(c->server->debug) && req != NULL)
             conn_log(c, req, resp);
@@ -473,6 +492,11 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
     uint32_t seq;
     conn_slot *s;
     if (LIKELY(conn_q_len(c) == 0 && !c->streaming)) {
+        if (UNLIKELY(req != NULL && c->bstream != NULL && c->bs_req == req)) {
+            conn_hdr = 1;
+            close_after = 1;
+            conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
+        }
         if (UNLIKELY(c->server->debug) && req != NULL)
             conn_log(c, req, resp);
         if (conn_write_response(c, req, resp, head_only, conn_hdr, close_after))
@@ -559,6 +583,9 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = CONN_T_WRITE;
             c->deadline = now + srv->body_timeout_ms;
         }
+    } else if (c->bstream != NULL && !(c->pause & CONN_PAUSE_BODY)) {
+        c->timer = CONN_T_BODY; /* a streamed body: bytes must keep coming */
+        c->deadline = now + srv->body_timeout_ms;
     } else if (conn_q_len(c) > 0 || c->streaming) {
         /* the app is working on answers: no timer may cut them (a partial
          * request behind them is timed from its first byte once they are
@@ -638,7 +665,7 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
         conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
         conn_process_buffer(c);
     }
-    if ((c->eof && conn_q_len(c) == 0 && !c->streaming) ||
+    if (((c->eof || c->closing) && conn_q_len(c) == 0 && !c->streaming) ||
         (c->server->stopping && c->answered && conn_idle(c)))
         c->close_after_flush = 1;
     if (conn_flush(c) < 0)
@@ -1110,6 +1137,139 @@ static void conn_maybe_continue(ConnObject *c, RequestObject *req)
     s->interim = 1;
 }
 
+/* ========================================================================
+ * Request bodies read as they arrive (stream=True routes)
+ */
+
+/* The head of req is complete: run its view now and feed it the body as it
+ * comes.  Takes the reference to req.  Returns 0, or -1 when the
+ * connection must close. */
+static int conn_start_body_stream(ConnObject *c, RequestObject *req, char *p,
+                                  PyObject *owner, uint64_t max_body)
+{
+    PyObject *bs;
+    c->pending = NULL;
+    c->head_start = 0;
+    if (owner != NULL) {
+        Py_INCREF(owner);
+        req->raw = owner;
+        req->base = p;
+    } else {
+        req->raw = PyBytes_FromStringAndSize(p, (Py_ssize_t)c->head_len);
+        if (req->raw == NULL)
+            goto fail;
+        req->base = PyBytes_AS_STRING(req->raw);
+    }
+    req->body.off = c->head_len;
+    req->body.len = 0;
+    bs = req_stream_new(c->st, c);
+    if (bs == NULL)
+        goto fail;
+    req->body_stream = bs;
+    Py_INCREF(bs);
+    c->bstream = bs;
+    c->bs_req = req;
+    if (req->h.flags & H1_F_CHUNKED) {
+        c->bs_chunked = 1;
+        h1_chunked_init(&c->chunk, max_body);
+    } else {
+        c->bs_chunked = 0;
+        c->bs_remaining = req->h.content_length;
+    }
+    conn_maybe_continue(c, req); /* the view is about to read it */
+    conn_dispatch(c, req);
+    return 0;
+fail:
+    PyErr_WriteUnraisable((PyObject *)c);
+    req_release(req);
+    c->closing = 1;
+    c->close_after_flush = 1;
+    return -1;
+}
+
+/* The stream is over: with exc NULL the body ended, else it failed. */
+static void conn_end_body_stream(ConnObject *c, PyObject *exc)
+{
+    PyObject *bs = c->bstream;
+    if (bs == NULL)
+        return;
+    c->bstream = NULL;
+    c->bs_req = NULL;
+    req_stream_end(bs, exc);
+    Py_DECREF(bs);
+    conn_set_pause(c, CONN_PAUSE_BODY, 0);
+}
+
+static void conn_fail_body_stream(ConnObject *c, PyObject *type, const char *msg)
+{
+    PyObject *exc = PyObject_CallFunction(type, "s", msg);
+    if (exc == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    conn_end_body_stream(c, exc);
+    Py_XDECREF(exc);
+    /* the rest of the body is unknown: nothing after it can be trusted */
+    c->closing = 1;
+}
+
+/* Feed body bytes p[0..n) to the current body stream.  Returns the bytes
+ * consumed, or -1 when the connection must close.  immutable: p may not be
+ * decoded in place (chunked bodies then wait for the connection's buffer). */
+static size_t conn_stream_body(ConnObject *c, char *p, size_t n, int immutable)
+{
+    size_t used;
+    if (!c->bs_chunked) {
+        used = n < c->bs_remaining ? n : (size_t)c->bs_remaining;
+        if (req_stream_push(c->bstream, p, used) < 0) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            conn_fail_body_stream(c, PyExc_MemoryError, "out of memory");
+            return (size_t)-1;
+        }
+        c->bs_remaining -= used;
+        if (c->bs_remaining == 0)
+            conn_end_body_stream(c, NULL);
+    } else {
+        size_t src = 0, dst = 0;
+        int rc;
+        if (immutable)
+            return 0;
+        rc = h1_chunked_decode(&c->chunk, p, n, &src, &dst);
+        if (dst > 0 && req_stream_push(c->bstream, p, dst) < 0) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            conn_fail_body_stream(c, PyExc_MemoryError, "out of memory");
+            return (size_t)-1;
+        }
+        used = src;
+        if (rc == H1_CHUNK_DONE) {
+            conn_end_body_stream(c, NULL);
+        } else if (rc == H1_CHUNK_TOO_BIG) {
+            conn_fail_body_stream(c, c->st->RequestTooLarge, "request body over the limit");
+            return (size_t)-1;
+        } else if (rc == H1_CHUNK_ERROR) {
+            conn_fail_body_stream(c, c->st->BadRequest, "malformed chunked body");
+            return (size_t)-1;
+        }
+    }
+    if (c->bstream != NULL && req_stream_buffered(c->bstream) > 0) {
+        /* the view is behind: stop reading until it catches up */
+        req_stream_mark_paused(c->bstream);
+        conn_set_pause(c, CONN_PAUSE_BODY, 1);
+    }
+    return used;
+}
+
+void conn_body_drained(ConnObject *c)
+{
+    if (!(c->pause & CONN_PAUSE_BODY))
+        return;
+    conn_set_pause(c, CONN_PAUSE_BODY, 0);
+    if (c->closed)
+        return;
+    conn_process_buffer(c);
+    if (conn_flush(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    conn_rearm(c, mod_now_ms());
+}
+
 /* Parse and dispatch whole requests from p[0..len).  owner is the bytes
  * object p lives in (requests then reference it without a copy), or NULL
  * when p is the connection's own buffer (requests get a copy, and chunked
@@ -1120,9 +1280,21 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
     fulmen_state *st = c->st;
     ServerObject *srv = c->server;
     size_t pos = 0;
-    while (pos < len && !c->closing && !(c->pause & CONN_PAUSE_PIPELINE)) {
-        RequestObject *req = c->pending;
+    while (pos < len && !c->closing &&
+           !(c->pause & (CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY))) {
+        RequestObject *req;
         size_t avail = len - pos, total, rawlen;
+        if (UNLIKELY(c->bstream != NULL)) {
+            /* the body of a request already handed to its view */
+            size_t used = conn_stream_body(c, p + pos, avail, owner != NULL);
+            if (used == (size_t)-1)
+                return len;
+            pos += used;
+            if (c->bstream != NULL)
+                break; /* more to come, or the view must read first */
+            continue;
+        }
+        req = c->pending;
         if (req == NULL) {
             req = req_acquire(st, srv->max_headers);
             if (req == NULL || req_ensure_header_cap(req, srv->max_headers) < 0) {
@@ -1172,6 +1344,20 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                     req->params[i].off += req->h.path.off;
             }
             max_body = (route && route->max_body) ? route->max_body : srv->max_body_size;
+            if (UNLIKELY(route != NULL && route->is_stream &&
+                         ((req->h.flags & H1_F_CHUNKED) ||
+                          ((req->h.flags & H1_F_HAS_CL) && req->h.content_length > 0)))) {
+                if (!(req->h.flags & H1_F_CHUNKED) && req->h.content_length > max_body) {
+                    c->pending = NULL;
+                    req_release(req);
+                    conn_protocol_error(c, 413);
+                    return len;
+                }
+                if (conn_start_body_stream(c, req, p + pos, owner, max_body) < 0)
+                    return len;
+                pos += c->head_len;
+                continue;
+            }
             if (req->h.flags & H1_F_CHUNKED) {
                 c->stage = STAGE_CHUNKED;
                 h1_chunked_init(&c->chunk, max_body);
@@ -1626,6 +1812,12 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
     }
     conn_drop_state(c);
     conn_wake_stream(c);
+    if (c->bstream != NULL) {
+        PyObject *exc = PyObject_CallFunction(PyExc_ConnectionResetError, "s",
+                                              "the client has gone");
+        conn_end_body_stream(c, exc);
+        Py_XDECREF(exc);
+    }
     if (c->ws != NULL) {
         WebSocketObject *ws = c->ws;
         c->ws = NULL;
@@ -1704,6 +1896,8 @@ static void conn_expire(ConnObject *c)
         if (conn_flush(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
     } else {
+        if (c->bstream != NULL)
+            conn_fail_body_stream(c, PyExc_TimeoutError, "the request body stopped arriving");
         c->closing = 1;
         r = PyObject_CallMethod(c->transport,
                                 c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE
@@ -1815,6 +2009,7 @@ static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->peer);
     Py_VISIT(c->ws);
     Py_VISIT(c->ws_task);
+    Py_VISIT(c->bstream);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_VISIT(c->q[s & (c->q_cap - 1)].obj);
         Py_VISIT(c->q[s & (c->q_cap - 1)].req);
@@ -1834,6 +2029,7 @@ static int conn_clear(ConnObject *c)
     Py_CLEAR(c->peer);
     Py_CLEAR(c->ws);
     Py_CLEAR(c->ws_task);
+    Py_CLEAR(c->bstream);
     for (s = c->q_first; s != c->q_next; s++) {
         Py_CLEAR(c->q[s & (c->q_cap - 1)].obj);
         Py_CLEAR(c->q[s & (c->q_cap - 1)].req);

@@ -207,6 +207,15 @@ static int mod_exec(PyObject *m)
         return -1;
     if (json_init(m, st) < 0) /* fulmen.InvalidJSON(BadRequest, JSONDecodeError) */
         return -1;
+    st->RequestTooLarge = PyErr_NewExceptionWithDoc(
+        "fulmen.RequestTooLarge",
+        "The request body passed its size limit (answered with 413).",
+        st->BadRequest, NULL);
+    if (st->RequestTooLarge == NULL ||
+        PyModule_AddObjectRef(m, "RequestTooLarge", st->RequestTooLarge) < 0)
+        return -1;
+    if (mod_add_type(m, &req_stream_spec, NULL, &st->BodyStreamType) < 0)
+        return -1;
     st->WebSocketClosed = PyErr_NewExceptionWithDoc(
         "fulmen.WebSocketClosed",
         "The WebSocket is closed; args are (code, reason).",
@@ -283,6 +292,8 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->WebSocketType);
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->WebSocketClosed);
+    Py_VISIT(st->RequestTooLarge);
+    Py_VISIT(st->BodyStreamType);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->uuid_type);
     for (i = 0; i < st->n_req_free; i++)
@@ -318,6 +329,8 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->WebSocketType);
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->WebSocketClosed);
+    Py_CLEAR(st->RequestTooLarge);
+    Py_CLEAR(st->BodyStreamType);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->uuid_type);
     Py_CLEAR(st->s_write);

@@ -356,6 +356,7 @@ static void req_clear_fields(RequestObject *r)
     Py_CLEAR(r->py_cookies);
     Py_CLEAR(r->py_form);
     Py_CLEAR(r->py_files);
+    Py_CLEAR(r->body_stream);
     Py_CLEAR(r->py_extra);
     Py_CLEAR(r->done_callbacks);
     Py_CLEAR(r->dict);
@@ -441,6 +442,7 @@ static int req_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->py_cookies);
     Py_VISIT(self->py_form);
     Py_VISIT(self->py_files);
+    Py_VISIT(self->body_stream);
     Py_VISIT(self->py_extra);
     Py_VISIT(self->done_callbacks);
     Py_VISIT(self->dict);
@@ -1281,7 +1283,36 @@ static PyGetSetDef req_getset[] = {
     {NULL},
 };
 
+/* request.stream(): the body as an async iterator of bytes.  On a
+ * stream=True route the chunks arrive as the client sends them; elsewhere
+ * the whole body (already read) comes as one chunk. */
+static PyObject *req_stream(RequestObject *r, PyObject *unused)
+{
+    PyObject *bs, *body;
+    if (r->body_stream != NULL) {
+        Py_INCREF(r->body_stream);
+        return r->body_stream;
+    }
+    bs = req_stream_new(r->st, NULL);
+    if (bs == NULL)
+        return NULL;
+    body = req_get_body_obj(r);
+    if (body == NULL || req_stream_push(bs, PyBytes_AS_STRING(body),
+                                        (size_t)PyBytes_GET_SIZE(body)) < 0) {
+        Py_XDECREF(body);
+        Py_DECREF(bs);
+        return NULL;
+    }
+    Py_DECREF(body);
+    req_stream_end(bs, NULL);
+    r->body_stream = bs;
+    Py_INCREF(bs);
+    return bs;
+}
+
 static PyMethodDef req_methods[] = {
+    {"stream", (PyCFunction)req_stream, METH_NOARGS,
+     "The body as an async iterator of bytes chunks."},
     {"add_done_callback", (PyCFunction)req_add_done_callback, METH_O,
      "Call cb(request) once the response has been written."},
     {NULL},
@@ -1316,4 +1347,223 @@ PyType_Spec req_spec = {
     .basicsize = sizeof(RequestObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .slots = req_slots,
+};
+
+/* ========================================================================
+ * BodyStream: the body of a stream=True route, read as it arrives.
+ *
+ * The connection pushes decoded chunks in (req_stream_push) and ends it;
+ * the view pulls them with `async for chunk in request.stream()`.  While
+ * more than REQ_STREAM_HIGH bytes wait here the connection stops reading,
+ * so an upload of any size takes constant memory.
+ */
+
+#define REQ_STREAM_HIGH (256 * 1024)
+#define REQ_STREAM_LOW (64 * 1024)
+
+typedef struct {
+    PyObject_HEAD
+    fulmen_state *st;
+    ConnObject *conn;   /* strong while the body is arriving, else NULL */
+    PyObject *chunks;   /* list of bytes not yet taken */
+    size_t buffered;
+    int eof;
+    int paused;         /* the connection stopped reading for us */
+    PyObject *error;    /* exception instance ending the stream, or NULL */
+    PyObject *waiter;   /* the future of a pending __anext__ */
+    PyObject *loop;
+} BodyStreamObject;
+
+PyObject *req_stream_new(fulmen_state *st, ConnObject *c)
+{
+    BodyStreamObject *b = PyObject_GC_New(BodyStreamObject, st->BodyStreamType);
+    if (b == NULL)
+        return NULL;
+    b->st = st;
+    b->conn = c;
+    Py_XINCREF(c);
+    b->chunks = PyList_New(0);
+    b->buffered = 0;
+    b->eof = 0;
+    b->paused = 0;
+    b->error = NULL;
+    b->waiter = NULL;
+    b->loop = c ? conn_get_loop(c) : NULL;
+    Py_XINCREF(b->loop);
+    PyObject_GC_Track(b);
+    if (b->chunks == NULL) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    return (PyObject *)b;
+}
+
+static void req_stream_settle(BodyStreamObject *b, PyObject *result, PyObject *exc)
+{
+    PyObject *f = b->waiter, *r;
+    if (f == NULL)
+        return;
+    b->waiter = NULL;
+    r = PyObject_CallMethod(f, "done", NULL);
+    if (r == Py_False) {
+        Py_DECREF(r);
+        r = exc ? PyObject_CallMethod(f, "set_exception", "O", exc)
+                : PyObject_CallMethod(f, "set_result", "O", result);
+    }
+    if (r == NULL)
+        PyErr_WriteUnraisable(f);
+    Py_XDECREF(r);
+    Py_DECREF(f);
+}
+
+int req_stream_push(PyObject *obj, const char *p, size_t n)
+{
+    BodyStreamObject *b = (BodyStreamObject *)obj;
+    PyObject *chunk;
+    if (n == 0 || b->eof || b->error)
+        return 0;
+    chunk = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+    if (chunk == NULL)
+        return -1;
+    if (b->waiter != NULL) {
+        req_stream_settle(b, chunk, NULL);
+        Py_DECREF(chunk);
+        return 0;
+    }
+    if (PyList_Append(b->chunks, chunk) < 0) {
+        Py_DECREF(chunk);
+        return -1;
+    }
+    Py_DECREF(chunk);
+    b->buffered += n;
+    return 0;
+}
+
+size_t req_stream_buffered(PyObject *obj)
+{
+    BodyStreamObject *b = (BodyStreamObject *)obj;
+    return b->buffered >= REQ_STREAM_HIGH ? b->buffered : 0;
+}
+
+void req_stream_end(PyObject *obj, PyObject *exc)
+{
+    BodyStreamObject *b = (BodyStreamObject *)obj;
+    PyObject *stop;
+    if (b->eof || b->error)
+        return;
+    if (exc != NULL) {
+        Py_INCREF(exc);
+        b->error = exc;
+        req_stream_settle(b, NULL, exc);
+    } else {
+        b->eof = 1;
+        if (b->waiter != NULL) {
+            stop = PyObject_CallNoArgs(PyExc_StopAsyncIteration);
+            if (stop != NULL)
+                req_stream_settle(b, NULL, stop);
+            Py_XDECREF(stop);
+        }
+    }
+    Py_CLEAR(b->conn);
+}
+
+static PyObject *req_stream_anext(BodyStreamObject *b)
+{
+    PyObject *chunk;
+    if (PyList_GET_SIZE(b->chunks) > 0) {
+        chunk = PyList_GET_ITEM(b->chunks, 0);
+        Py_INCREF(chunk);
+        if (PySequence_DelItem(b->chunks, 0) < 0) {
+            Py_DECREF(chunk);
+            return NULL;
+        }
+        b->buffered -= (size_t)PyBytes_GET_SIZE(chunk);
+        if (b->paused && b->buffered <= REQ_STREAM_LOW && b->conn != NULL) {
+            b->paused = 0;
+            conn_body_drained(b->conn);
+        }
+        Py_SETREF(chunk, aw_ready_new(b->st, chunk));
+        return chunk;
+    }
+    if (b->error != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(b->error), b->error);
+        return NULL;
+    }
+    if (b->eof) {
+        PyErr_SetNone(PyExc_StopAsyncIteration);
+        return NULL;
+    }
+    if (b->waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the body is already being read");
+        return NULL;
+    }
+    if (b->paused && b->conn != NULL) {
+        b->paused = 0;
+        conn_body_drained(b->conn);
+    }
+    b->waiter = PyObject_CallMethod(b->loop, "create_future", NULL);
+    if (b->waiter == NULL)
+        return NULL;
+    Py_INCREF(b->waiter);
+    return b->waiter;
+}
+
+/* for conn.c: the connection paused reading because we hold too much */
+void req_stream_mark_paused(PyObject *obj);
+void req_stream_mark_paused(PyObject *obj)
+{
+    ((BodyStreamObject *)obj)->paused = 1;
+}
+
+static PyObject *req_stream_aiter(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static int req_stream_traverse(BodyStreamObject *b, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(b));
+    Py_VISIT(b->conn);
+    Py_VISIT(b->chunks);
+    Py_VISIT(b->error);
+    Py_VISIT(b->waiter);
+    Py_VISIT(b->loop);
+    return 0;
+}
+
+static int req_stream_clear(BodyStreamObject *b)
+{
+    Py_CLEAR(b->conn);
+    Py_CLEAR(b->chunks);
+    Py_CLEAR(b->error);
+    Py_CLEAR(b->waiter);
+    Py_CLEAR(b->loop);
+    return 0;
+}
+
+static void req_stream_dealloc(BodyStreamObject *b)
+{
+    PyTypeObject *tp = Py_TYPE(b);
+    PyObject_GC_UnTrack(b);
+    req_stream_clear(b);
+    tp->tp_free(b);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot req_stream_slots[] = {
+    {Py_am_aiter, req_stream_aiter},
+    {Py_am_anext, req_stream_anext},
+    {Py_tp_dealloc, req_stream_dealloc},
+    {Py_tp_traverse, req_stream_traverse},
+    {Py_tp_clear, req_stream_clear},
+    {Py_tp_doc, "The request body as it arrives: async for chunk in request.stream()."},
+    {0, NULL},
+};
+
+PyType_Spec req_stream_spec = {
+    .name = "fulmen.BodyStream",
+    .basicsize = sizeof(BodyStreamObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = req_stream_slots,
 };

@@ -66,7 +66,7 @@ static PyObject *router_route_new(PyTypeObject *tp, PyObject *args, PyObject *kw
                              "param_names", "param_types", "is_async",
                              "extra", NULL};
     PyObject *pattern, *handler, *methods, *name, *pn, *pt, *extra = Py_None;
-    int is_async = 0, is_ws = 0;
+    int is_async = 0, is_ws = 0, is_stream = 0;
     unsigned long long max_body = 0;
     RouteObject *self;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "UOOOO!O!|pO", kwlist, &pattern,
@@ -89,6 +89,9 @@ static PyObject *router_route_new(PyTypeObject *tp, PyObject *args, PyObject *kw
         PyObject *wsflag = PyDict_GetItemString(extra, "websocket");
         if (wsflag != NULL && PyObject_IsTrue(wsflag) == 1)
             is_ws = 1;
+        wsflag = PyDict_GetItemString(extra, "stream");
+        if (wsflag != NULL && PyObject_IsTrue(wsflag) == 1)
+            is_stream = 1;
         if (mb != NULL && mb != Py_None) {
             max_body = PyLong_AsUnsignedLongLong(mb);
             if (max_body == (unsigned long long)-1 && PyErr_Occurred())
@@ -116,6 +119,7 @@ static PyObject *router_route_new(PyTypeObject *tp, PyObject *args, PyObject *kw
     self->extra = extra;
     self->is_async = is_async;
     self->is_ws = is_ws;
+    self->is_stream = is_stream;
     self->max_body = max_body;
     return (PyObject *)self;
 }

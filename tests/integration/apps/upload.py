@@ -1,0 +1,42 @@
+"""Request bodies read as they arrive (add_route(..., stream=True))."""
+import asyncio
+import hashlib
+
+from fulmen import Application
+
+app = Application(max_body_size=4096, body_timeout=5.0)
+
+
+async def digest(request):
+    h = hashlib.sha256()
+    n = chunks = 0
+    async for chunk in request.stream():
+        h.update(chunk)
+        n += len(chunk)
+        chunks += 1
+        await asyncio.sleep(0)   # a slow consumer: the server must wait for it
+    return request.Response(json={"n": n, "sha256": h.hexdigest(), "chunks": chunks})
+
+
+async def early(request):
+    return request.Response(text="early")
+
+
+async def whole(request):
+    parts = [c async for c in request.stream()]
+    return request.Response(json={"parts": len(parts), "body": b"".join(parts).decode()})
+
+
+def hello(request):
+    return request.Response(text="hi")
+
+
+r = app.router
+r.add_route("/digest", digest, method="POST", stream=True, max_body_size=1 << 34)
+r.add_route("/limited", digest, method="POST", stream=True)      # 4096 bytes
+r.add_route("/early", early, method="POST", stream=True, max_body_size=1 << 20)
+r.add_route("/whole", whole, method="POST")                       # not streamed
+r.add_route("/", hello)
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=0)

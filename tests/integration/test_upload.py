@@ -1,0 +1,104 @@
+"""Request-body streaming: `add_route(..., stream=True)` and
+`async for chunk in request.stream()`, with backpressure, limits and
+pipelining."""
+import hashlib
+import os
+
+import pytest
+
+from .conftest import skip_if_sanitized
+from .rawhttp import Conn, build_request
+
+
+@pytest.fixture
+def up(server_pool):
+    return server_pool.get("upload")
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def chunked(data, size):
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size])
+                    for i in range(0, len(data), size)) + b"0\r\n\r\n"
+
+
+def test_content_length_body_streams_and_pipeline_follows(up):
+    data = os.urandom(3 * 1024 * 1024)
+    with Conn(up.port) as c:
+        c.send(build_request("POST", "/digest", body=data) + build_request("GET", "/"))
+        r = c.read_response().json()
+        assert r["n"] == len(data) and r["sha256"] == hashlib.sha256(data).hexdigest()
+        assert r["chunks"] > 1          # it really arrived in pieces
+        assert c.read_response().body == b"hi"
+
+
+def test_chunked_body_streams(up):
+    data = os.urandom(1024 * 1024 + 7)
+    with Conn(up.port) as c:
+        c.send(b"POST /digest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + chunked(data, 70000) + build_request("GET", "/"))
+        r = c.read_response().json()
+        assert r["n"] == len(data) and r["sha256"] == hashlib.sha256(data).hexdigest()
+        assert c.read_response().body == b"hi"
+
+
+@skip_if_sanitized
+def test_large_upload_uses_constant_memory(up):
+    """200 MB through a view that reads slowly: reading pauses while the
+    view is behind, so the server never holds the body."""
+    block = os.urandom(1 << 20)
+    total = 200 * len(block)
+    before = rss_kb(up.pid)
+    with Conn(up.port) as c:
+        c.send(b"POST /digest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
+        h = hashlib.sha256()
+        for _ in range(200):
+            c.sock.sendall(block)
+            h.update(block)
+        r = c.read_response().json()
+    assert r["n"] == total and r["sha256"] == h.hexdigest()
+    assert rss_kb(up.pid) - before < 30 * 1024
+
+
+def test_chunked_body_over_the_route_limit_is_413(up):
+    with Conn(up.port) as c:
+        c.send(b"POST /limited HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + chunked(b"x" * 5000, 1000))
+        assert c.read_response().status == 413
+        assert c.at_eof()
+
+
+def test_content_length_over_the_route_limit_is_413_before_the_body(up):
+    with Conn(up.port) as c:
+        c.send(b"POST /limited HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 413 and r.header("Connection") == "close"
+
+
+def test_answer_before_the_body_ends_closes_the_connection(up):
+    with Conn(up.port) as c:
+        # half the body, then a request that must never be taken as one
+        c.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+               + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r.body == b"early" and r.header("Connection") == "close"
+        assert c.at_eof()
+
+
+def test_stream_on_an_ordinary_route_gives_the_whole_body(up):
+    with Conn(up.port) as c:
+        assert c.request("POST", "/whole", body=b"abc").json() == {"parts": 1, "body": "abc"}
+        assert c.request("POST", "/whole", body=b"").json() == {"parts": 0, "body": ""}
+
+
+def test_stream_route_needs_an_async_view():
+    from fulmen import Application
+    app = Application()
+    with pytest.raises(TypeError):
+        app.router.add_route("/x", lambda r: None, stream=True)
