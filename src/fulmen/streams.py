@@ -26,7 +26,9 @@ async def _stream_body(conn, source):
     ok = False
     n = 0
     try:
-        if hasattr(source, "__aiter__"):
+        if isinstance(source, _FileBody):
+            await _send_file(conn, source)
+        elif hasattr(source, "__aiter__"):
             async for item in source:
                 waiter = conn._stream_write(item)
                 n += 1
@@ -61,6 +63,73 @@ async def _stream_body(conn, source):
             sys.stderr.write("fulmen: error while closing a stream:\n%s"
                              % traceback.format_exc())
         conn._stream_end(ok)
+
+
+class _FileBody:
+    """A byte range of a file, sent with sendfile(2) over plain TCP and
+    read block by block under TLS (or wherever sendfile cannot go)."""
+
+    __slots__ = ("path", "start", "length")
+
+    def __init__(self, path, start, length):
+        self.path, self.start, self.length = path, start, length
+
+    def __iter__(self):
+        return _read_file(self.path, self.start, self.length)
+
+
+async def _send_file(conn, body):
+    transport = conn.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if (sock is None or transport.get_extra_info("sslcontext") is not None
+            or not hasattr(os, "sendfile")):
+        for i, block in enumerate(body):
+            waiter = conn._stream_write(block)
+            if waiter is not None:
+                await waiter
+            elif i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+        return
+    fd = sock.fileno()
+    # With a high-water mark of 0 the transport pauses us whenever it holds
+    # bytes and resumes us when it has written them all: the only way to
+    # learn that the socket took everything without watching the fd.
+    transport.set_write_buffer_limits(high=0)
+    try:
+        with open(body.path, "rb") as f:
+            offset, left, rounds = body.start, body.length, 0
+            while left > 0:
+                waiter = conn._stream_write(b"")   # raises once the client left
+                if waiter is not None:
+                    await waiter
+                    continue
+                try:
+                    sent = os.sendfile(fd, f.fileno(), offset, min(left, 1 << 20))
+                except (BlockingIOError, InterruptedError):
+                    sent = -1
+                if sent == 0:
+                    break  # the file got shorter: the response is cut (it was promised whole)
+                if sent < 0:
+                    # the socket is full: hand one block to the transport; it
+                    # writes it when the socket drains and then resumes us
+                    block = os.pread(f.fileno(), min(left, 65536), offset)
+                    if not block:
+                        break
+                    waiter = conn._stream_write(block)
+                    sent = len(block)
+                    if waiter is not None:
+                        offset, left = offset + sent, left - sent
+                        await waiter
+                        continue
+                offset, left = offset + sent, left - sent
+                rounds += 1
+                if rounds % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            if left > 0:
+                raise ConnectionResetError("file shorter than announced")
+    finally:
+        if not conn.closed:
+            transport.set_write_buffer_limits()
 
 
 def _read_file(path, start, length):
@@ -170,7 +239,7 @@ def _file_response(request, resp):
                     n = end - start + 1
                     headers += [("Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size)),
                                 ("Content-Length", str(n))]
-                    return Response(code=206, stream=_read_file(path, start, n),
+                    return Response(code=206, stream=_FileBody(path, start, n),
                                     mime_type=ctype, headers=headers)
     if request is not None and request.method == "HEAD":
         headers.append(("Content-Length", str(st.st_size)))
@@ -180,7 +249,7 @@ def _file_response(request, resp):
             data = f.read()
         return Response(code=code, body=data, mime_type=ctype, headers=headers)
     headers.append(("Content-Length", str(st.st_size)))
-    return Response(code=code, stream=_read_file(path, 0, st.st_size),
+    return Response(code=code, stream=_FileBody(path, 0, st.st_size),
                     mime_type=ctype, headers=headers)
 
 

@@ -1615,6 +1615,8 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
     Py_RETURN_NONE;
 }
 
+PyObject *conn_get_transport(ConnObject *c);
+
 static PyObject *conn_get_closed(ConnObject *c, void *unused)
 {
     return PyBool_FromLong(c->closed || c->transport == NULL);
@@ -2066,8 +2068,14 @@ static PyMethodDef conn_methods[] = {
     {NULL},
 };
 
+static PyObject *conn_get_transport_attr(ConnObject *c, void *unused)
+{
+    return conn_get_transport(c);
+}
+
 static PyGetSetDef conn_getset[] = {
     {"closed", (getter)conn_get_closed, NULL, "the connection is gone", NULL},
+    {"transport", (getter)conn_get_transport_attr, NULL, "the uvloop transport", NULL},
     {NULL},
 };
 
