@@ -3,6 +3,7 @@ from . import _core as _core
 from ._core import BadRequest as BadRequest
 from ._core import File as File
 from ._core import InvalidJSON as InvalidJSON
+from ._core import RequestTooLarge as RequestTooLarge
 from ._core import Request as Request
 from ._core import Response as Response
 from ._core import WebSocket as WebSocket
@@ -14,6 +15,6 @@ from .router import RouteError as RouteError
 from .router import Router as Router
 from .streams import FileResponse as FileResponse
 
-__all__ = ["Application", "BadRequest", "File", "FileResponse", "InvalidJSON", "Request", "Response", "Router", "WebSocket", "WebSocketClosed",
+__all__ = ["Application", "BadRequest", "File", "FileResponse", "InvalidJSON", "RequestTooLarge", "Request", "Response", "Router", "WebSocket", "WebSocketClosed",
            "RouteError", "RouteNotFoundException", "MethodNotAllowed"]
 __version__: str

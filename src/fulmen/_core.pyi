@@ -183,6 +183,17 @@ class Request:
     def add_done_callback(self, cb: Callable[[Request], object], /) -> None:
         """Call cb(request) once the response has been written."""
         ...
+    def stream(self) -> BodyStream:
+        """The body as an async iterator of bytes (as it arrives on a
+        stream=True route)."""
+        ...
+
+class BodyStream:
+    def __aiter__(self) -> BodyStream: ...
+    def __anext__(self) -> Awaitable[bytes]: ...
+
+class RequestTooLarge(BadRequest):
+    """The request body passed its limit (answered with 413)."""
 
 _HeadersArg = Mapping[str, str] | Sequence[tuple[str, str]]
 _StreamArg = Iterable[bytes | str] | AsyncIterable[bytes | str]
