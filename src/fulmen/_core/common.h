@@ -243,6 +243,14 @@ INLINE int mod_out_put(fulmen_state *st, const char *s, size_t n)
 }
 int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p,
                  size_t n);
+/* The value of a hex digit, or -1 (percent-decoding, JSON \u escapes). */
+INLINE int mod_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
 
 /* conn.c */
 extern PyType_Spec conn_server_spec;

@@ -219,21 +219,12 @@ INLINE int json_push(json_dec *d, PyObject *o)
 
 /* ---- strings ---------------------------------------------------------- */
 
-INLINE int json_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
 
 /* The 4 hex digits at p (p + 4 <= end checked by the caller), or -1. */
 INLINE int json_hex4(const unsigned char *p)
 {
-    int a = json_hexval(p[0]), b = json_hexval(p[1]), c = json_hexval(p[2]),
-        e = json_hexval(p[3]);
+    int a = mod_hexval(p[0]), b = mod_hexval(p[1]), c = mod_hexval(p[2]),
+        e = mod_hexval(p[3]);
     if ((a | b | c | e) < 0)
         return -1;
     return (a << 12) | (b << 8) | (c << 4) | e;

@@ -168,15 +168,6 @@ PyType_Spec req_headers_spec = {
  * Percent-decoding and the query mapping
  */
 
-static int req_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
 
 /* Percent-decode s[0..n) (and '+' as space when plus) into a str, decoding
  * the bytes as UTF-8 with invalid sequences replaced. */
@@ -195,8 +186,8 @@ static PyObject *req_unquote(const char *s, size_t n, int plus)
     for (i = 0; i < n; i++) {
         int hi, lo;
         if (s[i] == '%' && i + 2 < n &&
-            (hi = req_hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = req_hexval((unsigned char)s[i + 2])) >= 0) {
+            (hi = mod_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = mod_hexval((unsigned char)s[i + 2])) >= 0) {
             buf[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else if (plus && s[i] == '+') {

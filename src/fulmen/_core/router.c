@@ -670,13 +670,6 @@ static int router_seg_ok(int kind, const char *s, size_t n)
     return 0;
 }
 
-static int router_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-}
 
 /* Percent-decode s[0..n) into out; returns the length, or -1 when it does
  * not fit. */
@@ -687,8 +680,8 @@ static size_t router_unquote(const char *s, size_t n, char *out, size_t cap)
         int hi, lo;
         if (o == cap)
             return (size_t)-1;
-        if (s[i] == '%' && i + 2 < n && (hi = router_hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = router_hexval((unsigned char)s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < n && (hi = mod_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = mod_hexval((unsigned char)s[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
