@@ -1028,3 +1028,32 @@ def test_upgrade_on_a_plain_route_or_unknown_path_is_not_switched(ws_app):
     with pytest.raises(HandshakeError) as e:
         connect(ws_app.port, "/no-such-socket")
     assert e.value.status == 404
+
+
+# ---- keep-alive: ping_interval / ping_timeout ----------------------------------
+
+def test_keepalive_pings_a_silent_client_then_closes_1011(ws_app):
+    ws = connect(ws_app.port, "/keepalive")
+    try:
+        f = ws.recv_frame(timeout=5)           # after 0.3 s of silence: a ping
+        assert f.opcode == OP_PING
+        while True:                            # no pong from us: 1011, then EOF
+            f = ws.recv_frame(timeout=5)
+            if f.opcode == OP_CLOSE:
+                break
+        assert f.close_code == 1011
+    finally:
+        ws.sock.close()
+
+
+def test_keepalive_spares_a_client_that_answers(ws_app):
+    ws = connect(ws_app.port, "/keepalive")
+    try:
+        for _ in range(4):                     # four rounds of ping / pong
+            f = ws.recv_frame(timeout=5)
+            assert f.opcode == OP_PING
+            ws.send_frame(OP_PONG, f.payload)
+        ws.send_text("still here")
+        assert ws.recv_message(timeout=5) == (OP_TEXT, b"still here")
+    finally:
+        ws.sock.close()

@@ -102,6 +102,7 @@ r.add_websocket("/server-close/{tag}", server_close)
 r.add_websocket("/returns", returns)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/ping", ping_me)
+r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
 r.add_route("/events/{tag}", get_events)
 
 if __name__ == "__main__":
