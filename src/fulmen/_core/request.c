@@ -1038,12 +1038,6 @@ static PyObject *req_get_keep_alive(RequestObject *r, void *c)
     return PyBool_FromLong((r->h.flags & H1_F_KEEP_ALIVE) != 0);
 }
 
-static PyObject *req_get_response(RequestObject *r, void *c)
-{
-    Py_INCREF(r->st->ResponseType);
-    return (PyObject *)r->st->ResponseType;
-}
-
 static PyObject *req_get_extra(RequestObject *r, void *c)
 {
     if (r->py_extra == NULL && (r->py_extra = PyDict_New()) == NULL)
@@ -1263,7 +1257,6 @@ static PyGetSetDef req_getset[] = {
     {"body", (getter)req_get_body, NULL, "request body bytes", NULL},
     {"match_dict", (getter)req_get_match_dict, NULL, "route parameters", NULL},
     {"keep_alive", (getter)req_get_keep_alive, NULL, "connection persists", NULL},
-    {"Response", (getter)req_get_response, NULL, "the Response class", NULL},
     {"extra", (getter)req_get_extra, NULL, "a dict for the app", NULL},
     {"route", (getter)req_get_route, NULL, "the matched route", NULL},
     {"transport", (getter)req_get_transport, NULL, "the asyncio transport", NULL},
