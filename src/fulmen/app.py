@@ -296,7 +296,14 @@ class Application:
     # ---- serving -----------------------------------------------------------
 
     def _not_found(self, request, allow):
-        """Called from C for 404/405 when the app has a handler for them."""
+        """Called from C for the answers no route gives (404, 405, the
+        automatic OPTIONS) when the app has hooks or handlers for them: the
+        on_request/on_response hooks see these too (CORS preflights)."""
+        return self._wrap_view(lambda r: self._automatic_answer(r, allow))(request)
+
+    def _automatic_answer(self, request, allow):
+        if request.method == "OPTIONS" and (allow is not None or request.target == "*"):
+            return Response(code=204, headers={"Allow": allow} if allow else None)
         exc = RouteNotFoundException() if allow is None else MethodNotAllowed(allow)
         for cls in type(exc).__mro__:
             handler = self._error_handlers.get(cls)
@@ -316,10 +323,11 @@ class Application:
                             self.max_header_size, self.max_headers,
                             self.max_body_size, self.header_timeout,
                             self.body_timeout, self.keep_alive_timeout,
-                            self._not_found if any(
-                                issubclass(c, (RouteNotFoundException, MethodNotAllowed))
-                                or c in (Exception, BaseException)
-                                for c in self._error_handlers) else None)
+                            self._not_found if (
+                                self._request_hooks or self._response_hooks or any(
+                                    issubclass(c, (RouteNotFoundException, MethodNotAllowed))
+                                    or c in (Exception, BaseException)
+                                    for c in self._error_handlers)) else None)
         server.proxy_headers = bool(getattr(self, "proxy_headers", False))
         allow = getattr(self, "forwarded_allow_ips", None) or "127.0.0.1"
         if isinstance(allow, str):

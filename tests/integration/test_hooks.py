@@ -220,3 +220,20 @@ def test_hook_and_handler_registration_errors():
         app.add_error_handler("ValueError", lambda r, e: None)
     with pytest.raises(TypeError):
         app.add_error_handler(ValueError, None)
+
+
+# ---- hooks also see the answers no route gives ----------------------------------
+
+def test_hooks_see_404_405_and_automatic_options(api):
+    with Conn(api.port) as c:
+        # on_request can answer a request no route takes (a CORS preflight)
+        r = c.request("GET", "/no-such-route-at-all", headers={"X-Short": "1"})
+        assert (r.status, r.body) == (203, b"short-circuited by sync hook")
+        # on_response sees the automatic 404, 405 and OPTIONS answers
+        r = c.request("GET", "/no-such-route-at-all", headers={"X-Replace": "1"})
+        assert r.text == "replaced; was 404"
+        r = c.request("OPTIONS", "/m/get", headers={"X-Replace": "1"})
+        assert r.text == "replaced; was 204"
+        r = c.request("OPTIONS", "/m/get")
+        assert r.status == 204 and "GET" in r.header("Allow")
+        assert c.request("GET", "/plain").body == b"plain"

@@ -684,6 +684,9 @@ static PyObject *conn_not_found(ConnObject *c, RequestObject *req, PyObject *all
 {
     PyObject *hdrs, *res;
     int options = req->h.method_id == H1_M_OPTIONS;
+    if (c->server->not_found != NULL)
+        return PyObject_CallFunctionObjArgs(c->server->not_found, (PyObject *)req,
+                                            allow ? allow : Py_None, NULL);
     if (options && (allow != NULL || (req->h.flags & H1_F_ASTERISK))) {
         hdrs = PyDict_New();
         if (hdrs == NULL)
@@ -696,9 +699,6 @@ static PyObject *conn_not_found(ConnObject *c, RequestObject *req, PyObject *all
         Py_DECREF(hdrs);
         return res;
     }
-    if (c->server->not_found != NULL)
-        return PyObject_CallFunctionObjArgs(c->server->not_found, (PyObject *)req,
-                                            allow ? allow : Py_None, NULL);
     if (allow == NULL)
         return resp_new_simple(c->st, 404, "Not Found", NULL);
     hdrs = PyDict_New();
@@ -1064,17 +1064,14 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
         (void)router_match(c->server->matcher, path, plen, req->h.method_id,
                            req->base + req->h.method.off, req->h.method.len,
                            params, &np, &allow);
+        /* the app's hook (hooks and handlers apply; it may be async) */
         res = conn_not_found(c, req, allow);
-        if (res == NULL)
-            res = conn_error_response(c, req);
-        conn_emit(c, req, res, head_only, conn_hdr, !keep);
-        return;
-    }
-    if (UNLIKELY(route->is_ws)) {
+    } else if (UNLIKELY(route->is_ws)) {
         conn_upgrade_ws(c, req, route);
         return;
+    } else {
+        res = PyObject_Vectorcall(route->handler, (PyObject **)&req, 1, NULL);
     }
-    res = PyObject_Vectorcall(route->handler, (PyObject **)&req, 1, NULL);
     if (UNLIKELY(res == NULL)) {
         res = conn_error_response(c, req);
     } else if (Py_TYPE(res) != st->ResponseType &&
