@@ -51,28 +51,28 @@ FUZZ_CORPUS := tests/fuzz/corpus
 
 .PHONY: ctest parser-bench ws-bench fuzz cparser-clean
 
-$(CTEST_BIN): tests/c/test_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
+$(CTEST_BIN): tests/c/test_h1parse.c tests/c/testutil.h $(CPARSER_SRC) $(CPARSER_HDR)
 	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_h1parse.c $(CPARSER_SRC)
 
-$(CTEST_ASAN_BIN): tests/c/test_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
+$(CTEST_ASAN_BIN): tests/c/test_h1parse.c tests/c/testutil.h $(CPARSER_SRC) $(CPARSER_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
 	    -o $@ tests/c/test_h1parse.c $(CPARSER_SRC)
 
-$(MPTEST_BIN): tests/c/test_multipart.c $(MP_SRC) $(MP_HDR)
+$(MPTEST_BIN): tests/c/test_multipart.c tests/c/testutil.h $(MP_SRC) $(MP_HDR)
 	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_multipart.c $(MP_SRC)
 
-$(MPTEST_ASAN_BIN): tests/c/test_multipart.c $(MP_SRC) $(MP_HDR)
+$(MPTEST_ASAN_BIN): tests/c/test_multipart.c tests/c/testutil.h $(MP_SRC) $(MP_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
 	    -o $@ tests/c/test_multipart.c $(MP_SRC)
 
-$(WSTEST_BIN): tests/c/test_wsframe.c $(WS_SRC) $(WS_HDR)
+$(WSTEST_BIN): tests/c/test_wsframe.c tests/c/testutil.h $(WS_SRC) $(WS_HDR)
 	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_wsframe.c $(WS_SRC)
 
-$(WSTEST_ASAN_BIN): tests/c/test_wsframe.c $(WS_SRC) $(WS_HDR)
+$(WSTEST_ASAN_BIN): tests/c/test_wsframe.c tests/c/testutil.h $(WS_SRC) $(WS_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \

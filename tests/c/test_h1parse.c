@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "h1parse.h"
+#include "testutil.h"
 
-static int n_pass, n_fail;
 static int cur_level;
 
 static void
@@ -36,7 +36,7 @@ fail(const char *name, const char *mode, const char *fmt, ...)
 }
 
 static void
-check(int ok, const char *name, const char *mode, const char *what)
+check_mode(int ok, const char *name, const char *mode, const char *what)
 {
     if (ok)
         n_pass++;
@@ -44,46 +44,6 @@ check(int ok, const char *name, const char *mode, const char *what)
         n_fail++;
         fail(name, mode, "%s", what);
     }
-}
-
-/* ------------------------------------------------------------------------
- * Guard-page buffer
- */
-#define GUARD_CAP (256 * 1024)
-
-static char *guard_base; /* start of the writable area */
-static char *guard_end;  /* first byte of the PROT_NONE page */
-
-static void
-guard_init(void)
-{
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t n = GUARD_CAP + (size_t)pg;
-    char *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
-    if (m == MAP_FAILED) {
-        perror("mmap");
-        exit(2);
-    }
-    if (mprotect(m + GUARD_CAP, (size_t)pg, PROT_NONE) != 0) {
-        perror("mprotect");
-        exit(2);
-    }
-    guard_base = m;
-    guard_end = m + GUARD_CAP;
-}
-
-/* Copy len bytes so that they end at the guard page; returns their start. */
-static char *
-guard_place(const char *src, size_t len)
-{
-    char *p = guard_end - len;
-    if (len > GUARD_CAP) {
-        fprintf(stderr, "input too large for the guard buffer\n");
-        exit(2);
-    }
-    memmove(p, src, len);
-    return p;
 }
 
 /* ------------------------------------------------------------------------
@@ -144,7 +104,7 @@ parse_whole(const char *raw, size_t len, limits lim, char *out, size_t cap,
             h1_request *req, h1_header *hdrs)
 {
     h1_parser p;
-    char *b = guard_place(raw, len);
+    char *b = guard_at(raw, len, 1);
     int rc;
     h1_parser_init(&p, lim.max_size, lim.max_headers);
     req->headers = hdrs;
@@ -182,7 +142,7 @@ parse_steps(const char *raw, size_t len, const size_t *steps, size_t nsteps,
     req.headers = hdrs;
     for (i = 0; i < nsteps; i++) {
         size_t k = steps[i];
-        b = guard_place(raw, k); /* moves the bytes: offsets must survive */
+        b = guard_at(raw, k, 1); /* moves the bytes: offsets must survive */
         rc = h1_parse_request(&p, b, k, &req);
         if (rc != H1_PARTIAL) break;
     }
@@ -228,7 +188,7 @@ run_request(const char *name, const char *raw, size_t len, limits lim,
             fail(name, "split", "at %zu:\n   got:  %s\n   whole: %s", k, got, whole);
         }
     }
-    check(ok, name, "split", "split result differs");
+    check_mode(ok, name, "split", "split result differs");
 
     /* byte by byte */
     for (k = 0; k < len; k++)
@@ -236,7 +196,7 @@ run_request(const char *name, const char *raw, size_t len, limits lim,
     parse_steps(raw, len, steps, len, lim, got, sizeof(got));
     ok = strcmp(got, whole) == 0;
     if (!ok) fail(name, "bytewise", "\n   got:  %s\n   whole: %s", got, whole);
-    check(ok, name, "bytewise", "bytewise result differs");
+    check_mode(ok, name, "bytewise", "bytewise result differs");
 
     /* a prefix shorter than the head must be PARTIAL (or the same error) */
     if (rc > 0) {
@@ -244,11 +204,11 @@ run_request(const char *name, const char *raw, size_t len, limits lim,
         h1_request r2;
         h1_header h2[MAXH];
         int rc2;
-        char *b = guard_place(raw, (size_t)rc - 1);
+        char *b = guard_at(raw, (size_t)rc - 1, 1);
         h1_parser_init(&p, lim.max_size, lim.max_headers);
         r2.headers = h2;
         rc2 = h1_parse_request(&p, b, (size_t)rc - 1, &r2);
-        check(rc2 == H1_PARTIAL, name, "prefix", "head minus one byte not PARTIAL");
+        check_mode(rc2 == H1_PARTIAL, name, "prefix", "head minus one byte not PARTIAL");
     }
 }
 
@@ -631,20 +591,20 @@ run_generated(void)
     lim.max_size = 65536;
     lim.max_headers = 100;
     rc = parse_once(buf, n, lim, &req, hdrs);
-    check(rc == (int)n && req.num_headers == 100, "gen 100 headers", "whole", "not parsed");
+    check_mode(rc == (int)n && req.num_headers == 100, "gen 100 headers", "whole", "not parsed");
     run_request("gen 100 headers", buf, n, lim, NULL);
     lim.max_headers = 99;
     rc = parse_once(buf, n, lim, &req, hdrs);
-    check(rc == H1_ERROR && req.error_status == 431, "gen 101 headers", "whole", "not 431");
+    check_mode(rc == H1_ERROR && req.error_status == 431, "gen 101 headers", "whole", "not 431");
 
     /* exact size limit */
     lim.max_headers = 100;
     lim.max_size = (uint32_t)n;
     rc = parse_once(buf, n, lim, &req, hdrs);
-    check(rc == (int)n, "gen exact size", "whole", "not accepted at exact size");
+    check_mode(rc == (int)n, "gen exact size", "whole", "not accepted at exact size");
     lim.max_size = (uint32_t)n - 1;
     rc = parse_once(buf, n, lim, &req, hdrs);
-    check(rc == H1_ERROR && req.error_status == 431, "gen size-1", "whole", "not 431");
+    check_mode(rc == H1_ERROR && req.error_status == 431, "gen size-1", "whole", "not 431");
 
     /* one 16 KB header value, trickled one byte at a time */
     n = build(buf, sizeof(buf), "GET / HTTP/1.1", 1, 16384);
@@ -652,7 +612,7 @@ run_generated(void)
     run_request("gen 16KB value", buf, n, lim, NULL);
     lim.max_size = 16000;
     rc = parse_once(buf, n, lim, &req, hdrs);
-    check(rc == H1_ERROR && req.error_status == 431, "gen 16KB value over", "whole", "not 431");
+    check_mode(rc == H1_ERROR && req.error_status == 431, "gen 16KB value over", "whole", "not 431");
 
     /* long target: 8000 bytes, ok under 16 KB, 414 under 4 KB */
     memcpy(line, "GET /", 5);
@@ -661,12 +621,12 @@ run_generated(void)
     n = build(buf, sizeof(buf), line, 3, 10);
     lim.max_size = 16384;
     rc = parse_once(buf, n, lim, &req, hdrs);
-    check(rc == (int)n && req.path.len == 8001 && req.query.len == 3,
+    check_mode(rc == (int)n && req.path.len == 8001 && req.query.len == 3,
           "gen long target", "whole", "not parsed");
     run_request("gen long target", buf, n, lim, NULL);
     lim.max_size = 4096;
     rc = parse_once(buf, n, lim, &req, hdrs);
-    check(rc == H1_ERROR && req.error_status == 414, "gen long target 414", "whole", "not 414");
+    check_mode(rc == H1_ERROR && req.error_status == 414, "gen long target 414", "whole", "not 414");
 
     /* value lengths 0..100 around every vector width, with a bad byte at
      * every position of the value */
@@ -677,7 +637,7 @@ run_generated(void)
             lim.max_size = 8192;
             lim.max_headers = 8;
             rc = parse_once(buf, n, lim, &req, hdrs);
-            check(rc == (int)n && req.headers[1].value.len == vl, "gen value len",
+            check_mode(rc == (int)n && req.headers[1].value.len == vl, "gen value len",
                   "whole", "value length");
             for (bad = 0; bad < vl; bad++) {
                 static const char badc[] = {0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f};
@@ -685,14 +645,14 @@ run_generated(void)
                 char keep = *v;
                 *v = badc[bad % sizeof(badc)];
                 rc = parse_once(buf, n, lim, &req, hdrs);
-                check(rc == H1_ERROR && req.error_status == 400, "gen bad value byte",
+                check_mode(rc == H1_ERROR && req.error_status == 400, "gen bad value byte",
                       "whole", "not rejected");
                 *v = '\t'; /* HTAB is fine */
                 rc = parse_once(buf, n, lim, &req, hdrs);
-                check(rc == (int)n, "gen tab value byte", "whole", "tab rejected");
+                check_mode(rc == (int)n, "gen tab value byte", "whole", "tab rejected");
                 *v = (char)0xff; /* obs-text is fine */
                 rc = parse_once(buf, n, lim, &req, hdrs);
-                check(rc == (int)n, "gen obs-text value byte", "whole", "obs-text rejected");
+                check_mode(rc == (int)n, "gen obs-text value byte", "whole", "obs-text rejected");
                 *v = keep;
             }
         }
@@ -708,13 +668,13 @@ run_generated(void)
             n = build(buf, sizeof(buf), line, 0, 0);
             lim.max_size = 8192;
             rc = parse_once(buf, n, lim, &req, hdrs);
-            check(rc == (int)n && req.target.len == tl, "gen target len", "whole", "target");
+            check_mode(rc == (int)n && req.target.len == tl, "gen target len", "whole", "target");
             for (bad = 1; bad < tl; bad++) {
                 static const char badc[] = {0x00, 0x09, 0x7f, (char)0x80, (char)0xff, 0x1f};
                 char keep = buf[4 + bad];
                 buf[4 + bad] = badc[bad % sizeof(badc)];
                 rc = parse_once(buf, n, lim, &req, hdrs);
-                check(rc == H1_ERROR && req.error_status == 400, "gen bad target byte",
+                check_mode(rc == H1_ERROR && req.error_status == 400, "gen bad target byte",
                       "whole", "not rejected");
                 buf[4 + bad] = keep;
             }
@@ -730,7 +690,7 @@ run_generated(void)
                                       "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n%s", i,
                                       i % 7 == 3 ? "\r\n" : "");
         {
-            char *b = guard_place(buf, total);
+            char *b = guard_at(buf, total, 1);
             for (i = 0; i < 50 && ok; i++) {
                 h1_parser p;
                 char want[32];
@@ -744,7 +704,7 @@ run_generated(void)
                 off += rc > 0 ? (size_t)rc : 0;
             }
         }
-        check(ok && off == total, "gen pipelined", "whole", "pipeline");
+        check_mode(ok && off == total, "gen pipelined", "whole", "pipeline");
     }
 }
 
@@ -844,7 +804,7 @@ chunk_steps(const char *raw, size_t len, const size_t *steps, size_t nsteps,
         size_t k = steps[i];
         memcpy(work + have, raw + have, k - have); /* new raw bytes */
         have = k;
-        b = guard_place(work, k);
+        b = guard_at(work, k, 1);
         rc = h1_chunked_decode(&c, b, k, &src, &dst);
         memcpy(work, b, k);
         if (dst > src || src > k) *inv_ok = 0;
@@ -918,14 +878,14 @@ run_chunked(void)
             steps[k] = k + 1;
         rc = chunk_steps(raw, n, steps, n, 1 << 20, out, &olen, &cons, &inv);
         ok = rc == H1_CHUNK_DONE && inv && olen == bl && memcmp(out, body, bl) == 0 && cons == n;
-        check(ok, "many chunks", "bytewise", "mismatch");
+        check_mode(ok, "many chunks", "bytewise", "mismatch");
         for (k = 1; k < n && ok; k += 7) {
             steps[0] = k;
             steps[1] = n;
             rc = chunk_steps(raw, n, steps, 2, 1 << 20, out, &olen, &cons, &inv);
             ok = rc == H1_CHUNK_DONE && inv && olen == bl && memcmp(out, body, bl) == 0;
         }
-        check(ok, "many chunks", "split", "mismatch");
+        check_mode(ok, "many chunks", "split", "mismatch");
     }
 
     /* size line and trailer bounds */
@@ -940,7 +900,7 @@ run_chunked(void)
         n += 10;
         steps[0] = n;
         rc = chunk_steps(raw, n, steps, 1, 1 << 20, out, &olen, &cons, &inv);
-        check(rc == H1_CHUNK_ERROR, "size line over 4096", "whole", "not rejected");
+        check_mode(rc == H1_CHUNK_ERROR, "size line over 4096", "whole", "not rejected");
 
         n = (size_t)snprintf(raw, sizeof(raw), "0\r\n");
         for (k = 0; k < 400; k++)
@@ -949,7 +909,7 @@ run_chunked(void)
         n += 2;
         steps[0] = n;
         rc = chunk_steps(raw, n, steps, 1, 1 << 20, out, &olen, &cons, &inv);
-        check(rc == H1_CHUNK_ERROR, "trailers over 16 KB", "whole", "not rejected");
+        check_mode(rc == H1_CHUNK_ERROR, "trailers over 16 KB", "whole", "not rejected");
     }
 }
 

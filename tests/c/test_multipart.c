@@ -20,62 +20,8 @@
 #include <unistd.h>
 
 #include "multipart.h"
+#include "testutil.h"
 
-static int n_pass, n_fail;
-
-static void
-check(int ok, const char *name, const char *what)
-{
-    if (ok)
-        n_pass++;
-    else {
-        n_fail++;
-        fprintf(stderr, "FAIL [%s]: %s\n", name, what);
-    }
-}
-
-/* ------------------------------------------------------------------------
- * Guard pages: [PROT_NONE][GUARD_CAP writable][PROT_NONE]
- */
-#define GUARD_CAP (2 * 1024 * 1024)
-
-static char *guard_base; /* first writable byte, right after a guard page */
-static char *guard_end;  /* first byte of the trailing guard page */
-
-static void
-guard_init(void)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    size_t n = GUARD_CAP + 2 * pg;
-    char *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
-    if (m == MAP_FAILED) {
-        perror("mmap");
-        exit(2);
-    }
-    if (mprotect(m, pg, PROT_NONE) != 0 ||
-        mprotect(m + pg + GUARD_CAP, pg, PROT_NONE) != 0) {
-        perror("mprotect");
-        exit(2);
-    }
-    guard_base = m + pg;
-    guard_end = m + pg + GUARD_CAP;
-}
-
-/* Copy len bytes to end at the trailing guard page (at_end) or to start at
- * the leading one; returns their start. */
-static char *
-guard_place(const char *src, size_t len, int at_end)
-{
-    char *p;
-    if (len > GUARD_CAP) {
-        fprintf(stderr, "input too large for the guard buffer\n");
-        exit(2);
-    }
-    p = at_end ? guard_end - len : guard_base;
-    memmove(p, src, len);
-    return p;
-}
 
 /* ------------------------------------------------------------------------
  * Running the parser
@@ -94,7 +40,7 @@ static void
 run(const char *name, const char *body, size_t len, const char *bnd,
     size_t blen, int at_end, result *r)
 {
-    char *buf = guard_place(body, len, at_end);
+    char *buf = guard_at(body, len, at_end);
     mp_parser p;
     int calls = 0;
 
@@ -218,8 +164,7 @@ expect_ok(const char *name, const char *body, size_t len, const char *bnd,
         check(0, name, msg);
         return;
     }
-    buf = guard_end - len; /* run2's last run was at the front; re-place */
-    memmove(buf, body, len);
+    buf = guard_at(body, len, 1); /* run2's last run was at the front; re-place */
     for (i = 0; i < nw; i++) {
         const mp_part *p = &r.parts[i];
         size_t dl = w[i].dlen ? w[i].dlen : strlen(w[i].data);
@@ -695,7 +640,7 @@ expect_boundary(const char *ct, const char *want)
     size_t bl = 0, len = strlen(ct);
     int pass, at_end;
     for (at_end = 0; at_end < 2; at_end++) {
-        char *buf = guard_place(ct, len, at_end);
+        char *buf = guard_at(ct, len, at_end);
         int rc = mp_boundary(buf, len, &b, &bl);
         if (want == NULL)
             pass = rc == -1;

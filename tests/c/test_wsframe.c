@@ -21,61 +21,8 @@
 #include <unistd.h>
 
 #include "wsframe.h"
+#include "testutil.h"
 
-static int n_pass, n_fail;
-
-static void
-check(int ok, const char *name, const char *what)
-{
-    if (ok)
-        n_pass++;
-    else {
-        n_fail++;
-        fprintf(stderr, "FAIL [%s]: %s\n", name, what);
-    }
-}
-
-/* ------------------------------------------------------------------------
- * Guard pages: [PROT_NONE][GUARD_CAP writable][PROT_NONE]
- */
-#define GUARD_CAP (2 * 1024 * 1024)
-
-static uint8_t *guard_base; /* first writable byte, right after a guard page */
-static uint8_t *guard_end;  /* first byte of the trailing guard page */
-
-static void
-guard_init(void)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    size_t n = GUARD_CAP + 2 * pg;
-    uint8_t *m = mmap(NULL, n, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        perror("mmap");
-        exit(2);
-    }
-    if (mprotect(m, pg, PROT_NONE) != 0 ||
-        mprotect(m + pg + GUARD_CAP, pg, PROT_NONE) != 0) {
-        perror("mprotect");
-        exit(2);
-    }
-    guard_base = m + pg;
-    guard_end = m + pg + GUARD_CAP;
-}
-
-/* Copy len bytes so that they end at the trailing guard page. */
-static uint8_t *
-guard_place(const void *src, size_t len)
-{
-    uint8_t *p;
-    if (len > GUARD_CAP) {
-        fprintf(stderr, "input too large for the guard buffer\n");
-        exit(2);
-    }
-    p = guard_end - len;
-    memmove(p, src, len);
-    return p;
-}
 
 /* xorshift64*: deterministic test data */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -129,12 +76,12 @@ check_valid_header(const char *name, const uint8_t *hdr, size_t n,
     static const uint8_t zero[4];
 
     for (size_t k = 0; k < n; k++) {
-        p = guard_place(hdr, k);
+        p = guard_at(hdr, k, 1);
         if (ws_parse_header(p, k, flags, &h) != 0) prefix_ok = 0;
     }
     check(prefix_ok, name, "a strict prefix did not return 0");
 
-    p = guard_place(hdr, n);
+    p = guard_at(hdr, n, 1);
     memset(&h, 0xEE, sizeof h);
     rc = ws_parse_header(p, n, flags, &h);
     check(rc == (int)n, name, "header size");
@@ -193,7 +140,7 @@ test_header_valid(void)
                             ws_header h;
                             memcpy(buf, hdr, n);
                             memset(buf + n, 0x5A, sizeof buf - n);
-                            check(ws_parse_header(guard_place(buf, sizeof buf),
+                            check(ws_parse_header(guard_at(buf, sizeof buf, 1),
                                                   sizeof buf, flags,
                                                   &h) == (int)n,
                                   name, "with trailing bytes");
@@ -276,7 +223,7 @@ test_header_errors(void)
         int ok = 1;
         ws_header h;
         for (size_t k = 0; k <= tc->len; k++) {
-            uint8_t *p = guard_place(tc->bytes, k);
+            uint8_t *p = guard_at(tc->bytes, k, 1);
             int want = k < tc->err_at ? 0 : tc->err;
             int rc = ws_parse_header(p, k, tc->flags, &h);
             if (rc != want) {
@@ -290,7 +237,7 @@ test_header_errors(void)
     {
         const uint8_t b[] = {0x88, 0xFD, 9, 9, 9, 9};
         ws_header h;
-        check(ws_parse_header(guard_place(b, 6), 6, WS_HDR_REQUIRE_MASK, &h) ==
+        check(ws_parse_header(guard_at(b, 6, 1), 6, WS_HDR_REQUIRE_MASK, &h) ==
                       6 &&
                   h.payload_len == 125,
               "close len 125", "accepted");
@@ -304,7 +251,7 @@ test_header_errors(void)
             unsigned op = b0 & 15;
             int known = op <= 2 || (op >= 8 && op <= 10);
             int good = known && !(b0 & 0x70) && (!(op & 8) || (b0 & 0x80));
-            int rc = ws_parse_header(guard_place(b, 2), 2, 0, &h);
+            int rc = ws_parse_header(guard_at(b, 2, 1), 2, 0, &h);
             if ((rc == 2) != good || (rc != 2 && rc >= 0)) ok = 0;
         }
         check(ok, "first byte sweep", "valid iff defined opcode, no RSV, "
@@ -350,7 +297,7 @@ test_build_header(void)
                         ws_header h;
                         size_t n = ws_build_header(out, fin, rsv1, op, lens[li]);
                         int rc = ws_parse_header(
-                            guard_place(out, n), n,
+                            guard_at(out, n, 1), n,
                             WS_HDR_FORBID_MASK | WS_HDR_ALLOW_RSV1, &h);
                         if (rc != (int)n || h.fin != fin || h.rsv1 != rsv1 ||
                             h.opcode != op || h.masked ||
@@ -545,7 +492,7 @@ static void
 u8_run(u8_tally *t, const uint8_t *src, size_t n, int want, size_t want_bad)
 {
     size_t bad = (size_t)-1;
-    const uint8_t *s = guard_place(src, n);
+    const uint8_t *s = guard_at(src, n, 1);
     int r = ref_utf8(s, n, &bad);
     ws_utf8_state st;
     int rc;
@@ -565,7 +512,7 @@ u8_run(u8_tally *t, const uint8_t *src, size_t n, int want, size_t want_bad)
     /* byte by byte, each byte at the guard */
     ws_utf8_init(&st);
     for (size_t i = 0; i < n; i++) {
-        rc = ws_utf8_validate(&st, guard_place(src + i, 1), 1);
+        rc = ws_utf8_validate(&st, guard_at(src + i, 1, 1), 1);
         if (rc != 0) {
             if (r >= 0 || i != bad) u8_fail(t, src, n, "bytewise fail point");
             /* sticky */
@@ -596,7 +543,7 @@ u8_run_chunked(u8_tally *t, const uint8_t *src, size_t n)
         size_t piece = 1 + (size_t)(rng() % 80);
         int rc;
         if (piece > n - pos) piece = n - pos;
-        rc = ws_utf8_validate(&st, guard_place(src + pos, piece), piece);
+        rc = ws_utf8_validate(&st, guard_at(src + pos, piece, 1), piece);
         if (rc != 0) {
             if (r >= 0 || bad < pos || bad >= pos + piece)
                 u8_fail(t, src, n, "chunked fail point");
@@ -789,8 +736,8 @@ test_utf8(void)
         int ok = 1;
         for (size_t cut = 0; cut <= n; cut++) {
             ws_utf8_state st = {0};
-            if (ws_utf8_validate(&st, guard_place(txt, cut), cut) != 0 ||
-                ws_utf8_validate(&st, guard_place(txt + cut, n - cut),
+            if (ws_utf8_validate(&st, guard_at(txt, cut, 1), cut) != 0 ||
+                ws_utf8_validate(&st, guard_at(txt + cut, n - cut, 1),
                                  n - cut) != 0 ||
                 ws_utf8_finish(&st) != 0)
                 ok = 0;
@@ -850,7 +797,7 @@ test_sha1(void)
         size_t n;
         if (v[i].msg) {
             n = strlen(v[i].msg);
-            p = guard_place(v[i].msg, n);
+            p = guard_at(v[i].msg, n, 1);
             snprintf(name, sizeof name, "sha1 \"%.20s\"", v[i].msg);
         } else {
             n = v[i].repeat_a;
@@ -894,7 +841,7 @@ test_accept_key(void)
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         char out[29] = {0};
         size_t n = strlen(ok[i].key);
-        int rc = ws_accept_key((const char *)guard_place(ok[i].key, n), n, out);
+        int rc = ws_accept_key((const char *)guard_at(ok[i].key, n, 1), n, out);
         snprintf(name, sizeof name, "accept %s", ok[i].key);
         check(rc == 0 && strcmp(out, ok[i].accept) == 0, name, out);
     }
@@ -903,7 +850,7 @@ test_accept_key(void)
         size_t n = i == sizeof bad / sizeof *bad - 1 ? 24 : strlen(bad[i]);
         memset(out, 'Z', sizeof out);
         snprintf(name, sizeof name, "accept rejects #%zu", i);
-        check(ws_accept_key((const char *)guard_place(bad[i], n), n, out) ==
+        check(ws_accept_key((const char *)guard_at(bad[i], n, 1), n, out) ==
                       -1 &&
                   out[0] == 'Z',
               name, "invalid key rejected, out untouched");
@@ -956,7 +903,7 @@ test_close(void)
         const uint8_t *reason;
         size_t rlen;
         const uint8_t b[] = {0x03};
-        check(ws_parse_close(guard_place(b, 1), 1, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 1, 1), 1, &code, &reason, &rlen) ==
                       WS_ERR_CLOSE_PAYLOAD &&
                   code == 7,
               "close 1 byte", "rejected");
@@ -969,10 +916,10 @@ test_close(void)
         b[0] = 0x03;
         b[1] = 0xE8;
         memset(b + 2, '*', sizeof b - 2);
-        check(ws_parse_close(guard_place(b, 126), 126, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 126, 1), 126, &code, &reason, &rlen) ==
                   WS_ERR_CLOSE_PAYLOAD,
               "close 126 bytes", "rejected");
-        check(ws_parse_close(guard_place(b, 125), 125, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 125, 1), 125, &code, &reason, &rlen) ==
                       0 &&
                   code == 1000 && rlen == 123,
               "close 125 bytes", "accepted");
@@ -982,7 +929,7 @@ test_close(void)
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        const uint8_t *p = guard_place(b, sizeof b);
+        const uint8_t *p = guard_at(b, sizeof b, 1);
         check(ws_parse_close(p, sizeof b, &code, &reason, &rlen) == 0 &&
                   code == 1000 && reason == p + 2 && rlen == 3 &&
                   memcmp(reason, "bye", 3) == 0,
@@ -993,7 +940,7 @@ test_close(void)
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        check(ws_parse_close(guard_place(b, 2), 2, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 2, 1), 2, &code, &reason, &rlen) ==
                   WS_ERR_CLOSE_CODE,
               "close 1004", "rejected");
     }
@@ -1002,7 +949,7 @@ test_close(void)
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        check(ws_parse_close(guard_place(b, 2), 2, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 2, 1), 2, &code, &reason, &rlen) ==
                           0 &&
                   code == 4000 && rlen == 0,
               "close 4000", "accepted");
@@ -1016,11 +963,11 @@ test_close(void)
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        int rc = ws_parse_close(guard_place(b, sizeof b), sizeof b, &code,
+        int rc = ws_parse_close(guard_at(b, sizeof b, 1), sizeof b, &code,
                                 &reason, &rlen);
         check(rc == WS_ERR_UTF8 && ws_error_status(rc) == 1007,
               "close bad utf8 reason", "WS_ERR_UTF8, status 1007");
-        check(ws_parse_close(guard_place(t, sizeof t), sizeof t, &code,
+        check(ws_parse_close(guard_at(t, sizeof t, 1), sizeof t, &code,
                              &reason, &rlen) == WS_ERR_UTF8,
               "close truncated utf8 reason", "WS_ERR_UTF8");
     }
