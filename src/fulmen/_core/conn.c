@@ -410,6 +410,17 @@ static int conn_q_grow(ConnObject *c)
     return 0;
 }
 
+/* Forget a ready slot's answer and release its request (nobody to send
+ * it to). */
+static void conn_slot_drop(conn_slot *s)
+{
+    RequestObject *r = s->req;
+    Py_CLEAR(s->obj);
+    s->req = NULL;
+    if (r != NULL)
+        req_release(r);
+}
+
 INLINE uint32_t conn_q_len(ConnObject *c)
 {
     return c->q_next - c->q_first;
@@ -648,12 +659,7 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
             s = &c->q[c->q_first & (c->q_cap - 1)];
             if (!s->ready)
                 break;
-            Py_CLEAR(s->obj);
-            if (s->req != NULL) {
-                RequestObject *r = s->req;
-                s->req = NULL;
-                req_release(r);
-            }
+            conn_slot_drop(s);
             s->ready = 0;
             c->q_first++;
         }
@@ -1782,14 +1788,8 @@ static void conn_drop_state(ConnObject *c)
     conn_buf_free(c);
     for (s = c->q_first; s != c->q_next; s++) {
         conn_slot *q = &c->q[s & (c->q_cap - 1)];
-        if (q->ready) {
-            Py_CLEAR(q->obj);
-            if (q->req != NULL) {
-                RequestObject *r = q->req;
-                q->req = NULL;
-                req_release(r);
-            }
-        }
+        if (q->ready)
+            conn_slot_drop(q);
         /* pending slots keep their Task and request: the Task delivers to
          * a closed connection, which drops the response */
     }
