@@ -274,6 +274,8 @@ extern PyType_Spec req_query_spec;
 RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers);
 void req_release(RequestObject *r);
 int req_ensure_header_cap(RequestObject *r, uint32_t cap);
+/* Index of the first header named lname (lower case), or -1. */
+int req_find_header(RequestObject *r, const char *lname);
 
 /* request.c: request bodies read as they arrive (stream=True routes) */
 extern PyType_Spec req_stream_spec;

@@ -797,17 +797,12 @@ static int conn_has_token(const char *v, size_t n, const char *tok)
 static int conn_find_header(RequestObject *r, const char *lname, const char **v,
                             size_t *n)
 {
-    size_t ln = strlen(lname);
-    uint32_t i;
-    for (i = 0; i < r->h.num_headers; i++) {
-        const h1_header *h = &r->h.headers[i];
-        if (h->name.len == ln && strncasecmp(r->base + h->name.off, lname, ln) == 0) {
-            *v = r->base + h->value.off;
-            *n = h->value.len;
-            return 1;
-        }
-    }
-    return 0;
+    int i = req_find_header(r, lname);
+    if (i < 0)
+        return 0;
+    *v = r->base + r->h.headers[i].value.off;
+    *n = r->h.headers[i].value.len;
+    return 1;
 }
 
 /* Pick the first acceptable permessage-deflate offer (RFC 7692 7.1). */

@@ -520,7 +520,7 @@ static PyObject *req_get_query(RequestObject *r, void *c)
 }
 
 /* Index of the first header named `lname` (lower case), or -1. */
-static int req_find_header(RequestObject *r, const char *lname)
+int req_find_header(RequestObject *r, const char *lname)
 {
     size_t n = strlen(lname);
     uint32_t i;
