@@ -343,19 +343,14 @@ static const char *resp_kwnames[] = {"code", "text", "body", "json",
                                      "cookies", "stream", "file", NULL};
 
 /* Response(code=200, text=None, body=None, json=None, mime_type=None,
- *          encoding='utf-8', headers=None, cookies=None) */
-static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
-                                 size_t nargsf, PyObject *kwnames)
+ *          encoding='utf-8', headers=None, cookies=None, stream=None,
+ *          file=None) as an instance of type (Response or a subclass). */
+static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *vals[10] = {NULL};
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), i, nkw;
-    /* the exact type carries its module; a subclass looks it up */
-    fulmen_state *st = ((PyHeapTypeObject *)type)->ht_module
-        ? PyModule_GetState(((PyHeapTypeObject *)type)->ht_module)
-        : mod_state_of_type((PyTypeObject *)type);
+    Py_ssize_t i, nkw;
     ResponseObject *self;
-    if (st == NULL)
-        return NULL;
     if (nargs > 8) {
         PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 positional arguments");
         return NULL;
@@ -388,10 +383,10 @@ static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
     self = resp_alloc(st);
     if (self == NULL)
         return NULL;
-    if ((PyTypeObject *)type != st->ResponseType) {
+    if (type != st->ResponseType) {
         /* a subclass: build it the ordinary way */
         Py_DECREF(self);
-        self = (ResponseObject *)PyType_GenericAlloc((PyTypeObject *)type, 0);
+        self = (ResponseObject *)PyType_GenericAlloc(type, 0);
         if (self == NULL)
             return NULL;
         self->st = st;
@@ -405,6 +400,24 @@ static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
         return NULL;
     }
     return (PyObject *)self;
+}
+
+static PyObject *resp_vectorcall(PyObject *type, PyObject *const *args,
+                                 size_t nargsf, PyObject *kwnames)
+{
+    /* the exact type carries its module; a subclass looks it up */
+    fulmen_state *st = ((PyHeapTypeObject *)type)->ht_module
+        ? PyModule_GetState(((PyHeapTypeObject *)type)->ht_module)
+        : mod_state_of_type((PyTypeObject *)type);
+    if (st == NULL)
+        return NULL;
+    return resp_build(st, (PyTypeObject *)type, args, PyVectorcall_NARGS(nargsf), kwnames);
+}
+
+PyObject *resp_make(fulmen_state *st, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    return resp_build(st, st->ResponseType, args, nargs, kwnames);
 }
 
 static PyObject *resp_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -1045,8 +1058,13 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
                r->content_type == NULL && !head_only && r->kind <= RESP_JSON)) {
         /* the common case: one copy of a head cached with the date */
         int k = r->kind;
-        if (mod_out_put(st, st->pfx[k], st->pfx_len[k]) < 0 ||
-            resp_put_digits_end(st, (size_t)blen, conn_hdr) < 0 ||
+        /* a copy of fixed size: gcc turns one of variable size into
+         * `rep movsq`, which costs more than the rest of this function */
+        if (mod_out_reserve(st, sizeof(st->pfx[k])) < 0)
+            goto error;
+        memcpy(st->out + st->out_len, st->pfx[k], sizeof(st->pfx[k]));
+        st->out_len += st->pfx_len[k];
+        if (resp_put_digits_end(st, (size_t)blen, conn_hdr) < 0 ||
             (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0))
             goto error;
         return 0;

@@ -202,7 +202,9 @@ typedef struct {
     PyObject *routes; /* list: keeps every route alive */
 } MatcherObject;
 
-/* A multiplicative hash over 8-byte words (paths are short). */
+/* A multiplicative hash over 8-byte words (paths are short).  The last 1..7
+ * bytes are gathered with loads of their own rather than copied into a word
+ * through memory, which would stall on store forwarding. */
 static uint64_t router_hash(const char *p, size_t n)
 {
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
@@ -214,8 +216,15 @@ static uint64_t router_hash(const char *p, size_t n)
         n -= 8;
     }
     if (n > 0) {
-        w = 0;
-        memcpy(&w, p, n);
+        if (n >= 4) {
+            uint32_t a, b;
+            memcpy(&a, p, 4);
+            memcpy(&b, p + n - 4, 4);
+            w = ((uint64_t)a << 32) | b;
+        } else {
+            w = ((uint64_t)(unsigned char)p[0] << 16) |
+                ((uint64_t)(unsigned char)p[n >> 1] << 8) | (unsigned char)p[n - 1];
+        }
         h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
         h ^= h >> 29;
     }
