@@ -286,6 +286,9 @@ size_t req_stream_buffered(PyObject *bs);
 
 /* response.c */
 extern PyType_Spec resp_spec;
+/* Response(*args, **kw) for request.Response(...) */
+PyObject *resp_make(fulmen_state *st, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames);
 PyObject *resp_new_simple(fulmen_state *st, int code, const char *text,
                           PyObject *extra_headers);
 /* Append the response's wire form to st->out.  head_only: HEAD request.

@@ -199,11 +199,6 @@ static int mod_exec(PyObject *m)
         mod_add_type(m, &ws_spec, NULL, &st->WebSocketType) < 0)
         return -1;
     resp_type_ready(st->ResponseType);
-    /* request.Response: a plain class attribute (no descriptor call on the
-     * hot path of every view) */
-    if (PyObject_SetAttrString((PyObject *)st->RequestType, "Response",
-                               (PyObject *)st->ResponseType) < 0)
-        return -1;
     st->BadRequest = PyErr_NewExceptionWithDoc(
         "fulmen.BadRequest",
         "The request body cannot be parsed as asked (answered with 400).",

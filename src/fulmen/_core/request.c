@@ -350,11 +350,25 @@ static void req_clear_fields(RequestObject *r)
     Py_CLEAR(r->body_stream);
     Py_CLEAR(r->py_extra);
     Py_CLEAR(r->done_callbacks);
-    Py_CLEAR(r->dict);
     Py_CLEAR(r->route);
     r->base = NULL;
     r->n_params = 0;
     r->body.off = r->body.len = 0;
+}
+
+/* A request always holds an instance dict, empty between requests: CPython
+ * 3.11 specializes `request.method(...)` calls (LOAD_METHOD_WITH_DICT) only
+ * for an object whose dict exists; an empty dict shares its keys with every
+ * other empty dict, so one specialization serves every request.  Returns -1
+ * when a fresh dict cannot be made. */
+static int req_reset_dict(RequestObject *r)
+{
+    PyObject *d = r->dict;
+    if (d != NULL && PyDict_CheckExact(d) && Py_REFCNT(d) == 1 && PyDict_GET_SIZE(d) == 0)
+        return 0;
+    r->dict = PyDict_New();
+    Py_XDECREF(d);
+    return r->dict == NULL ? -1 : 0;
 }
 
 RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers)
@@ -372,6 +386,10 @@ RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers)
         r->h.headers = r->inline_headers;
         r->header_cap = FULMEN_INLINE_HEADERS;
         PyObject_GC_Track(r);
+        if (req_reset_dict(r) < 0) {
+            Py_DECREF(r);
+            return NULL;
+        }
     }
     memset(&r->h, 0, offsetof(h1_request, headers));
     r->h.num_headers = 0;
@@ -407,6 +425,11 @@ void req_release(RequestObject *r)
     fulmen_state *st = r->st;
     if (Py_REFCNT(r) == 1 && st->n_req_free < FULMEN_FREELIST_MAX) {
         req_clear_fields(r);
+        if (req_reset_dict(r) < 0) {
+            PyErr_Clear(); /* out of memory: let this one go */
+            Py_DECREF(r);
+            return;
+        }
         if (r->h.headers != r->inline_headers && r->header_cap > 128) {
             PyMem_Free(r->h.headers);
             r->h.headers = r->inline_headers;
@@ -444,6 +467,7 @@ static int req_traverse(RequestObject *self, visitproc visit, void *arg)
 static int req_clear(RequestObject *self)
 {
     req_clear_fields(self);
+    Py_CLEAR(self->dict);
     return 0;
 }
 
@@ -452,6 +476,7 @@ static void req_dealloc(RequestObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     req_clear_fields(self);
+    Py_CLEAR(self->dict);
     if (self->h.headers != self->inline_headers)
         PyMem_Free(self->h.headers);
     tp->tp_free(self);
@@ -1294,7 +1319,21 @@ static PyObject *req_stream(RequestObject *r, PyObject *unused)
     return bs;
 }
 
+/* request.Response(...): a method rather than the class itself, so that
+ * CPython specializes `request.Response(text=...)` into a direct C call
+ * (LOAD_METHOD_LAZY_DICT + PRECALL_METHOD_DESCRIPTOR_FAST_WITH_KEYWORDS);
+ * a class attribute goes through the generic attribute lookup each time. */
+static PyObject *req_response(RequestObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    return resp_make(self->st, args, nargs, kwnames);
+}
+
 static PyMethodDef req_methods[] = {
+    {"Response", (PyCFunction)(void (*)(void))req_response, METH_FASTCALL | METH_KEYWORDS,
+     "Response(code=200, text=None, body=None, json=None, mime_type=None, "
+     "encoding='utf-8', headers=None, cookies=None, stream=None, file=None)\n--\n\n"
+     "Make a fulmen.Response (the same arguments)."},
     {"stream", (PyCFunction)req_stream, METH_NOARGS,
      "The body as an async iterator of bytes chunks."},
     {"add_done_callback", (PyCFunction)req_add_done_callback, METH_O,

@@ -80,7 +80,7 @@ def info(request):
         "route_name": route.name if route is not None else None,
         "app_is_app": request.app is app,
         "extra": request.extra,
-        "response_is_fulmen_response": request.Response is fulmen.Response,
+        "response_is_fulmen_response": type(request.Response(text="x")) is fulmen.Response,
     })
 
 

@@ -35,8 +35,9 @@ def latin1(request):
 
 
 def module_response(request):
-    # fulmen.Response is the same class as request.Response.
-    return Response(text=str(Response is request.Response))
+    # request.Response(...) makes a fulmen.Response, with the same arguments.
+    made = request.Response(201, "x")
+    return Response(text=str(type(made) is Response and made.code == 201 and made.text == "x"))
 
 
 def big(request):
