@@ -89,9 +89,13 @@ typedef struct {
     int64_t date_sec;
     char date[32];
     /* the head of a plain 200 up to "Content-Length: ", per RESP_* kind,
-     * rebuilt with the date */
+     * rebuilt with the date; followed in the same buffer by the length
+     * last written with it and the blank line, for keep-alive answers
+     * (pfx_full_len of them, for a body of pfx_body_len bytes; -1: none) */
     char pfx[4][160];
     uint8_t pfx_len[4];
+    uint8_t pfx_full_len[4];
+    int64_t pfx_body_len[4];
 
     /* freelists of objects nobody else references */
     RequestObject *req_free[FULMEN_FREELIST_MAX];

@@ -57,6 +57,7 @@ void mod_refresh_date(fulmen_state *st)
                          "Content-Type: %s\r\nContent-Length: ",
                          st->date, ct[k]);
         st->pfx_len[k] = (uint8_t)n;
+        st->pfx_body_len[k] = -1;
     }
 }
 

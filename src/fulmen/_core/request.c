@@ -333,23 +333,26 @@ error:
  * Request lifecycle
  */
 
+/* The lazy caches, py_method .. done_callbacks: consecutive PyObject *
+ * members, tested together (most views touch none of them). */
+#define REQ_N_LAZY \
+    ((offsetof(RequestObject, done_callbacks) - offsetof(RequestObject, py_method)) / \
+     sizeof(PyObject *) + 1)
+_Static_assert(offsetof(RequestObject, done_callbacks) - offsetof(RequestObject, py_method) ==
+               (REQ_N_LAZY - 1) * sizeof(PyObject *), "lazy caches must be consecutive");
+
 static void req_clear_fields(RequestObject *r)
 {
+    PyObject **lazy = &r->py_method;
+    uintptr_t any = 0;
+    size_t i;
     Py_CLEAR(r->conn);
     Py_CLEAR(r->raw);
-    Py_CLEAR(r->py_method);
-    Py_CLEAR(r->py_path);
-    Py_CLEAR(r->py_qs);
-    Py_CLEAR(r->py_headers);
-    Py_CLEAR(r->py_body);
-    Py_CLEAR(r->py_match_dict);
-    Py_CLEAR(r->py_query);
-    Py_CLEAR(r->py_cookies);
-    Py_CLEAR(r->py_form);
-    Py_CLEAR(r->py_files);
-    Py_CLEAR(r->body_stream);
-    Py_CLEAR(r->py_extra);
-    Py_CLEAR(r->done_callbacks);
+    for (i = 0; i < REQ_N_LAZY; i++)
+        any |= (uintptr_t)lazy[i];
+    if (any)
+        for (i = 0; i < REQ_N_LAZY; i++)
+            Py_CLEAR(lazy[i]);
     Py_CLEAR(r->route);
     r->base = NULL;
     r->n_params = 0;

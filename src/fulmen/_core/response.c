@@ -351,6 +351,18 @@ static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *cons
     PyObject *vals[10] = {NULL};
     Py_ssize_t i, nkw;
     ResponseObject *self;
+    if (nargs == 0 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 &&
+        PyTuple_GET_ITEM(kwnames, 0) == st->kw_response[1] && PyUnicode_Check(args[0]) &&
+        type == st->ResponseType) {
+        /* Response(text=...), the usual call: what resp_init_args does for it */
+        self = resp_alloc(st);
+        if (self == NULL)
+            return NULL;
+        Py_INCREF(args[0]);
+        self->body = args[0];
+        self->kind = RESP_TEXT;
+        return (PyObject *)self;
+    }
     if (nargs > 8) {
         PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 positional arguments");
         return NULL;
@@ -917,17 +929,22 @@ static int resp_put_length(fulmen_state *st, size_t n, int conn_hdr)
 /* N, CRLF, the Connection header if any, and the blank line. */
 static int resp_put_digits_end(fulmen_state *st, size_t n, int conn_hdr)
 {
-    char digits[24], *d = digits + sizeof(digits), *o;
+    /* the digits end at digits + 24; 16 bytes are copied from the first
+     * (fixed-size moves), of which the literal below overwrites the extra */
+    char digits[40], *d = digits + 24, *o;
     size_t nd;
     do {
         *--d = (char)('0' + n % 10);
         n /= 10;
     } while (n);
-    nd = (size_t)(digits + sizeof(digits) - d);
-    if (mod_out_reserve(st, nd + 30) < 0)
+    nd = (size_t)(digits + 24 - d);
+    if (mod_out_reserve(st, 24 + 30) < 0)
         return -1;
     o = st->out + st->out_len;
-    memcpy(o, d, nd);
+    if (LIKELY(nd <= 16))
+        memcpy(o, d, 16);
+    else
+        memcpy(o, d, nd);
     o += nd;
 #define RESP_LIT(lit) (memcpy(o, lit, sizeof(lit) - 1), o += sizeof(lit) - 1)
     if (conn_hdr == 1)
@@ -1063,9 +1080,21 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
         if (mod_out_reserve(st, sizeof(st->pfx[k])) < 0)
             goto error;
         memcpy(st->out + st->out_len, st->pfx[k], sizeof(st->pfx[k]));
-        st->out_len += st->pfx_len[k];
-        if (resp_put_digits_end(st, (size_t)blen, conn_hdr) < 0 ||
-            (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0))
+        if (LIKELY(st->pfx_body_len[k] == (int64_t)blen && conn_hdr == 0)) {
+            /* the same length as last time: the whole head was copied */
+            st->out_len += st->pfx_full_len[k];
+        } else {
+            size_t at = st->out_len + st->pfx_len[k];
+            st->out_len = at;
+            if (resp_put_digits_end(st, (size_t)blen, conn_hdr) < 0)
+                goto error;
+            if (conn_hdr == 0 && st->out_len - at <= sizeof(st->pfx[k]) - st->pfx_len[k]) {
+                memcpy(st->pfx[k] + st->pfx_len[k], st->out + at, st->out_len - at);
+                st->pfx_full_len[k] = (uint8_t)(st->pfx_len[k] + (st->out_len - at));
+                st->pfx_body_len[k] = (int64_t)blen;
+            }
+        }
+        if (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
             goto error;
         return 0;
     }
