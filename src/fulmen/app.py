@@ -408,6 +408,7 @@ class Application:
             for h in sweeper:
                 h.cancel()
             server.close()
+            factory.close_io()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             loop.run_until_complete(self._run_hooks(self._shutdown))

@@ -109,6 +109,7 @@ typedef struct {
     size_t out_len;
     size_t out_cap;
     PyObject *out_chunks; /* list, or NULL: large bodies passed by reference */
+    char *rbuf;           /* direct I/O reads land here (CONN_RBUF bytes) */
 
     /* access log lines, written out in batches */
     char *log;
@@ -165,6 +166,11 @@ struct ServerObject {
     uint64_t max_body_size;
     uint64_t n_requests;
     int64_t n_conns;
+    /* direct I/O (conn.c): one epoll set, watched by the loop, for the
+     * sockets whose reads and writes bypass the transport */
+    int direct_io;           /* allowed (FULMEN_DIRECT_IO=0 turns it off) */
+    int epfd;                /* -1 until the first direct connection */
+    int64_t n_direct;        /* connections under direct I/O now */
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the

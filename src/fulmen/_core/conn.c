@@ -9,15 +9,32 @@
  * Responses leave in request order: when an async view suspends, the
  * requests behind it queue up in a ring of slots that drains in order as
  * views finish.
+ *
+ * Direct I/O.  After its first read, a plain (not TLS) socket leaves the
+ * transport's data path: the transport stops reading, the server's own
+ * epoll set watches the socket, and the loop watches that one epoll fd.
+ * One loop callback then reads every ready socket with recv() and writes
+ * the answers with send(): no transport method call, bytes object or GIL
+ * hand-off per read or write.  The transport still owns the socket: it
+ * accepted it, closes it, and reports connection_lost; output that the
+ * socket cannot take at once goes to the transport, and send() is used
+ * again once the transport's buffer is empty.
  */
 #include "common.h"
 
 #include "wsframe.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <structmember.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Direct I/O: bytes read per recv(), and events taken per epoll_wait(). */
+#define CONN_RBUF 65536
+#define CONN_EVENTS 128
 
 /* Stop taking requests off the wire while this many responses are queued. */
 #define CONN_PIPELINE_HIGH 64
@@ -98,14 +115,47 @@ struct ConnObject {
     uint32_t q_cap;        /* power of two */
     uint32_t q_first;      /* seq of the oldest queued response */
     uint32_t q_next;       /* seq the next request gets */
+    /* direct I/O (see the top of the file) */
+    int fd;                /* the transport's socket; -1: the transport reads */
+    uint8_t io_checked;    /* direct I/O was considered */
+    uint8_t io_watched;    /* fd is in the server's epoll set */
+    uint8_t io_done;       /* no more reads: EOF, error, or closing */
+    uint8_t tpending;      /* output went to the transport since it was empty */
 };
+
+static void conn_io_watch(ConnObject *c, int on);
+static void conn_io_end(ConnObject *c);
 
 /* ========================================================================
  * Output
  */
 
-/* Hand st->out (and any large bodies in st->out_chunks) to the transport
- * in one call.  Returns 0 or -1 with an exception set. */
+/* Direct I/O may send(): nothing of ours waits in the transport.  Asks the
+ * transport only after output went through it. */
+static int conn_io_writable(ConnObject *c)
+{
+    PyObject *r;
+    long n;
+    if (LIKELY(!c->tpending))
+        return 1;
+    r = PyObject_CallMethod(c->transport, "get_write_buffer_size", NULL);
+    if (r == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    n = PyLong_AsLong(r);
+    Py_DECREF(r);
+    if (n != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    c->tpending = 0;
+    return 1;
+}
+
+/* Write st->out (and any large bodies in st->out_chunks) in one call: a
+ * send() of our own under direct I/O, else the transport's write.
+ * Returns 0 or -1 with an exception set. */
 static int conn_flush(ConnObject *c)
 {
     fulmen_state *st = c->st;
@@ -129,13 +179,33 @@ static int conn_flush(ConnObject *c)
                 goto error;
             }
         }
+        c->tpending = 1;
         res = PyObject_CallMethodOneArg(c->transport, st->s_writelines, chunks);
         Py_DECREF(chunks);
     } else {
-        b = PyBytes_FromStringAndSize(st->out, (Py_ssize_t)st->out_len);
+        size_t off = 0;
+        if (c->fd >= 0 && conn_io_writable(c)) {
+            ssize_t n = send(c->fd, st->out, st->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (LIKELY(n == (ssize_t)st->out_len)) {
+                st->out_len = 0;
+                goto done_ok;
+            }
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                /* the peer is gone: what it would have got is dropped */
+                st->out_len = 0;
+                conn_io_end(c);
+                res = PyObject_CallMethod(c->transport, "abort", NULL);
+                if (res == NULL)
+                    goto error;
+                goto done_ok;
+            }
+            off = n > 0 ? (size_t)n : 0; /* the rest waits in the transport */
+        }
+        b = PyBytes_FromStringAndSize(st->out + off, (Py_ssize_t)(st->out_len - off));
         st->out_len = 0;
         if (b == NULL)
             goto error;
+        c->tpending = 1;
         res = PyObject_CallOneArg(c->write, b);
     }
     if (res == NULL)
@@ -145,6 +215,7 @@ done_ok:
     if (c->close_after_flush && !c->closed && c->transport != NULL) {
         c->close_after_flush = 0;
         Py_XDECREF(res);
+        conn_io_end(c);
         res = PyObject_CallMethodNoArgs(c->transport, st->s_close);
         if (res == NULL)
             rc = -1;
@@ -438,6 +509,10 @@ static void conn_set_pause(ConnObject *c, int bit, int on)
     if (want == c->reading_paused || c->closed || c->transport == NULL)
         return;
     c->reading_paused = (uint8_t)want;
+    if (c->fd >= 0) {
+        conn_io_watch(c, !want);
+        return;
+    }
     r = PyObject_CallMethodNoArgs(c->transport, want ? c->st->s_pause_reading
                                                      : c->st->s_resume_reading);
     if (r == NULL)
@@ -1691,6 +1766,8 @@ static void conn_process_buffer(ConnObject *c)
  * Protocol methods called by uvloop
  */
 
+static void conn_io_attach(ConnObject *c);
+
 static PyObject *conn_data_received(ConnObject *c, PyObject *data)
 {
     fulmen_state *st = c->st;
@@ -1737,6 +1814,8 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
     conn_rearm(c, mod_now_ms());
+    if (UNLIKELY(!c->io_checked))
+        conn_io_attach(c);
     Py_RETURN_NONE;
 }
 
@@ -1820,6 +1899,14 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         Py_CLEAR(c->ws_task);
     }
     conn_rearm(c, 0);
+    if (c->fd >= 0) {
+        /* the transport closed the socket: leave the epoll set (a closed
+         * fd has left it already) and drop the set's reference */
+        conn_io_end(c);
+        c->fd = -1;
+        c->server->n_direct--;
+        Py_DECREF(c); /* the caller still holds one */
+    }
     Py_CLEAR(c->write);
     Py_CLEAR(c->transport);
     Py_RETURN_NONE;
@@ -1868,6 +1955,196 @@ static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* ========================================================================
+ * Direct I/O (see the top of the file)
+ */
+
+/* Put c's socket in the server's epoll set, or take it out.  Out rather
+ * than muted: a muted socket would still report EPOLLHUP on every wait. */
+static void conn_io_watch(ConnObject *c, int on)
+{
+    struct epoll_event ev;
+    if (c->fd < 0 || (on && c->io_done) || on == c->io_watched)
+        return;
+    ev.events = EPOLLIN;
+    ev.data.ptr = c;
+    if (epoll_ctl(c->server->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) == 0 ||
+        !on)
+        c->io_watched = (uint8_t)on;
+}
+
+/* No more reads on c (EOF, an error, or the transport is being closed). */
+static void conn_io_end(ConnObject *c)
+{
+    if (c->fd < 0)
+        return;
+    c->io_done = 1;
+    conn_io_watch(c, 0);
+}
+
+/* The server's epoll set, watched by the loop; made on first use. */
+static int conn_io_setup(ServerObject *srv)
+{
+    PyObject *cb, *r;
+    if (srv->epfd >= 0)
+        return 0;
+    if (srv->st->rbuf == NULL && (srv->st->rbuf = PyMem_Malloc(CONN_RBUF)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (srv->epfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    cb = PyObject_GetAttrString((PyObject *)srv, "_io_ready");
+    r = cb ? PyObject_CallMethod(srv->loop, "add_reader", "iO", srv->epfd, cb) : NULL;
+    Py_XDECREF(cb);
+    if (r == NULL) {
+        close(srv->epfd);
+        srv->epfd = -1;
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* After the first read from the transport: take the socket's data path
+ * over if it is a plain socket.  Any failure leaves the transport to it. */
+static void conn_io_attach(ConnObject *c)
+{
+    ServerObject *srv = c->server;
+    PyObject *r, *sock = NULL, *fdobj = NULL;
+    long fd;
+    c->io_checked = 1;
+    if (!srv->direct_io || c->closed || c->closing || c->transport == NULL)
+        return;
+    r = PyObject_CallMethod(c->transport, "get_extra_info", "s", "sslcontext");
+    if (r == NULL || r != Py_None)
+        goto out;
+    sock = PyObject_CallMethod(c->transport, "get_extra_info", "s", "socket");
+    if (sock == NULL || sock == Py_None)
+        goto out;
+    fdobj = PyObject_CallMethod(sock, "fileno", NULL);
+    if (fdobj == NULL || (fd = PyLong_AsLong(fdobj)) < 0)
+        goto out;
+    if (conn_io_setup(srv) < 0) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        srv->direct_io = 0;
+        goto out;
+    }
+    if (!c->reading_paused) {
+        /* the transport stops reading; our epoll set reads instead */
+        PyObject *p = PyObject_CallMethodNoArgs(c->transport, c->st->s_pause_reading);
+        if (p == NULL)
+            goto out;
+        Py_DECREF(p);
+    }
+    c->fd = (int)fd;
+    Py_INCREF(c); /* held while c->fd is set: epoll events point at c */
+    conn_io_watch(c, !c->reading_paused);
+    if (!c->reading_paused && !c->io_watched) {
+        /* not watchable after all: give reading back to the transport */
+        PyObject *p = PyObject_CallMethodNoArgs(c->transport, c->st->s_resume_reading);
+        Py_XDECREF(p);
+        c->fd = -1;
+        Py_DECREF(c);
+    } else {
+        srv->n_direct++;
+    }
+out:
+    PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(sock);
+    Py_XDECREF(fdobj);
+}
+
+/* c's socket is readable: what the transport would do, done here. */
+static void conn_io_read(ConnObject *c)
+{
+    fulmen_state *st = c->st;
+    int rounds;
+    for (rounds = 0; rounds < 4; rounds++) {
+        ssize_t n;
+        PyObject *b, *r;
+        if (c->fd < 0 || c->io_done || !c->io_watched || c->closed)
+            return;
+        n = recv(c->fd, st->rbuf, CONN_RBUF, MSG_DONTWAIT);
+        if (n > 0) {
+            b = PyBytes_FromStringAndSize(st->rbuf, n);
+            r = b ? conn_data_received(c, b) : NULL;
+            Py_XDECREF(b);
+            if (r == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(r);
+            if (n < CONN_RBUF)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        conn_io_end(c);
+        if (n == 0) {
+            /* EOF: eof_received decides, as the transport would ask it */
+            r = conn_eof_received(c, NULL);
+            if (r == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            if (r != Py_True && !c->closed && c->transport != NULL) {
+                if (conn_flush(c) < 0)
+                    PyErr_WriteUnraisable((PyObject *)c);
+                if (!c->closed && c->transport != NULL) {
+                    PyObject *x = PyObject_CallMethodNoArgs(c->transport, st->s_close);
+                    if (x == NULL)
+                        PyErr_WriteUnraisable((PyObject *)c);
+                    Py_XDECREF(x);
+                }
+            }
+            Py_XDECREF(r);
+        } else if (!c->closed && c->transport != NULL) {
+            /* a reset or other error: the connection is gone */
+            PyObject *x = PyObject_CallMethod(c->transport, "abort", NULL);
+            if (x == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(x);
+        }
+        return;
+    }
+}
+
+/* Server._io_ready(): the loop saw the epoll set readable. */
+static PyObject *conn_server_io_ready(ServerObject *srv, PyObject *unused)
+{
+    struct epoll_event ev[CONN_EVENTS];
+    int n, i;
+    if (srv->epfd < 0)
+        Py_RETURN_NONE;
+    n = epoll_wait(srv->epfd, ev, CONN_EVENTS, 0);
+    for (i = 0; i < n; i++) {
+        ConnObject *c = ev[i].data.ptr;
+        Py_INCREF(c);
+        conn_io_read(c);
+        Py_DECREF(c);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Server.close_io(): stop watching the epoll set (at shutdown). */
+static PyObject *conn_server_close_io(ServerObject *srv, PyObject *unused)
+{
+    if (srv->epfd >= 0) {
+        PyObject *r = PyObject_CallMethod(srv->loop, "remove_reader", "i", srv->epfd);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)srv);
+        Py_XDECREF(r);
+        close(srv->epfd);
+        srv->epfd = -1;
+    }
+    srv->direct_io = 0;
+    Py_RETURN_NONE;
+}
+
 /* The sweep found c past its deadline. */
 static void conn_expire(ConnObject *c)
 {
@@ -1893,6 +2170,7 @@ static void conn_expire(ConnObject *c)
         if (c->bstream != NULL)
             conn_fail_body_stream(c, PyExc_TimeoutError, "the request body stopped arriving");
         c->closing = 1;
+        conn_io_end(c);
         r = PyObject_CallMethod(c->transport,
                                 c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE
                                     ? "abort" : "close", NULL);
@@ -1924,6 +2202,9 @@ void conn_close_transport(ConnObject *c, int abort)
         return;
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
+    if (c->closed || c->transport == NULL)
+        return;
+    conn_io_end(c);
     r = PyObject_CallMethod(c->transport, abort ? "abort" : "close", NULL);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -2146,6 +2427,11 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         Py_INCREF(not_found);
         s->not_found = not_found;
     }
+    s->epfd = -1;
+    {
+        const char *e = getenv("FULMEN_DIRECT_IO");
+        s->direct_io = !(e != NULL && strcmp(e, "0") == 0);
+    }
     s->header_timeout_ms = (int64_t)(ht * 1000);
     s->body_timeout_ms = (int64_t)(bt * 1000);
     s->keep_alive_ms = (int64_t)(kt * 1000);
@@ -2208,6 +2494,7 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
         if (c->closed || c->transport == NULL)
             continue;
         if (c->ws != NULL) {
+            conn_io_end(c);
             r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
@@ -2218,6 +2505,7 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
             c->stage == STAGE_HEAD) {
             /* half a head and nothing in flight: no request to finish */
             c->closing = 1;
+            conn_io_end(c);
             r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
@@ -2241,6 +2529,7 @@ static PyObject *conn_server_call(ServerObject *srv, PyObject *args, PyObject *k
     c->st = srv->st;
     Py_INCREF(srv);
     c->server = srv;
+    c->fd = -1;
     PyObject_GC_Track(c);
     return (PyObject *)c;
 }
@@ -2274,6 +2563,8 @@ static void conn_server_dealloc(ServerObject *s)
 {
     PyTypeObject *tp = Py_TYPE(s);
     PyObject_GC_UnTrack(s);
+    if (s->epfd >= 0)
+        close(s->epfd);
     conn_server_clear(s);
     tp->tp_free(s);
     Py_DECREF(tp);
@@ -2295,6 +2586,11 @@ static PyMemberDef conn_server_members[] = {
      "called with no argument after a connection closes (max_connections)"},
     {"stopping", T_INT, offsetof(ServerObject, stopping), READONLY,
      "stop() was called: answers say close, idle connections drain"},
+    {"direct_connections", T_LONGLONG, offsetof(ServerObject, n_direct), READONLY,
+     "open connections under direct I/O"},
+    {"direct_io", T_INT, offsetof(ServerObject, direct_io), 0,
+     "plain sockets are read and written directly after their first read "
+     "(FULMEN_DIRECT_IO=0 turns it off)"},
     {NULL},
 };
 
@@ -2311,6 +2607,10 @@ static PyMethodDef conn_server_methods[] = {
      "Close the connections whose timeout has passed."},
     {"stop", (PyCFunction)conn_server_stop, METH_NOARGS,
      "Graceful stop: close idle connections, finish busy ones."},
+    {"_io_ready", (PyCFunction)conn_server_io_ready, METH_NOARGS,
+     "Read the directly handled sockets that are ready (a loop reader)."},
+    {"close_io", (PyCFunction)conn_server_close_io, METH_NOARGS,
+     "Stop direct I/O: the loop no longer watches the server's epoll set."},
     {NULL},
 };
 

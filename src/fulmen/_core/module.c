@@ -368,6 +368,8 @@ static void mod_free(void *m)
     st->out = NULL;
     PyMem_Free(st->log);
     st->log = NULL;
+    PyMem_Free(st->rbuf);
+    st->rbuf = NULL;
 }
 
 static PyModuleDef_Slot mod_slots[] = {

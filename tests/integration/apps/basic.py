@@ -172,5 +172,13 @@ r.add_route("/header-name-crlf", header_name_crlf)
 r.add_route("/sleepy", sleepy)
 r.add_route("/len", body_len)
 
+def io_mode(request):
+    srv = app._server
+    return request.Response(json={"direct_io": bool(srv.direct_io),
+                                  "direct": srv.direct_connections})
+
+
+r.add_route("/io", io_mode)
+
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)

@@ -1,0 +1,108 @@
+"""Direct I/O: after its first read, a plain socket is read with recv() and
+written with send() by the server itself, outside the uvloop transport (see
+the top of conn.c).  These tests check that it is engaged, and that the
+behaviours which depend on the data path hold with it and without it
+(FULMEN_DIRECT_IO=0, the basic_transport app)."""
+import socket
+import struct
+import threading
+
+import pytest
+
+from .conftest import _app_fixture
+from .rawhttp import Conn, build_request
+
+basic_transport = pytest.fixture(_app_fixture("basic_transport"), name="basic_transport")
+
+
+@pytest.fixture(params=["direct", "transport"])
+def app(request):
+    return request.getfixturevalue("basic" if request.param == "direct" else "basic_transport")
+
+
+def test_plain_socket_goes_direct_after_its_first_read(basic):
+    with Conn(basic.port) as c:
+        assert c.request("GET", "/p/1").body == b"1"   # read by the transport
+        mode = c.request("GET", "/io").json()           # read by the server
+    assert mode["direct_io"] is True
+    assert mode["direct"] >= 1
+
+
+def test_direct_io_off(basic_transport):
+    with Conn(basic_transport.port) as c:
+        c.request("GET", "/p/1")
+        mode = c.request("GET", "/io").json()
+    assert mode == {"direct_io": False, "direct": 0}
+
+
+def test_closed_connections_leave_direct_io(basic):
+    conns = [Conn(basic.port) for _ in range(20)]
+    for c in conns:
+        c.request("GET", "/p/1")
+        c.request("GET", "/p/2")
+    with Conn(basic.port) as probe:
+        probe.request("GET", "/p/0")
+        during = probe.request("GET", "/io").json()["direct"]
+        for c in conns:
+            c.close()
+        # the closes reach the server in its own time: ask until it has
+        # seen all of them (each answer is one more loop turn)
+        for _ in range(1000):
+            after = probe.request("GET", "/io").json()["direct"]
+            if after <= during - 20:
+                break
+    assert during >= 21
+    assert after <= during - 20
+
+
+def test_output_larger_than_the_socket_takes(app):
+    # One read asks for ~12 MB of answers while the client reads nothing and
+    # has a tiny receive buffer: send() comes up short, the rest goes to the
+    # transport (which pauses the reading), and once the client has read it
+    # all, send() takes over again on the same connection.
+    n = 400
+    sizes = [30000 + i for i in range(n)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", app.port))
+    c = Conn.__new__(Conn)
+    c.sock, c.buf, c.eof = sock, bytearray(), False
+    with c:
+        assert c.request("GET", "/p/0").body == b"0"   # now under direct I/O
+        data = b"".join(build_request("GET", "/big/%d" % k) for k in sizes)
+        sender = threading.Thread(target=c.send, args=(data,))
+        sender.start()
+        got = [len(c.read_response().body) for _ in range(n)]
+        sender.join()
+        assert got == sizes
+        for i in range(3):
+            assert c.request("GET", "/p/%d" % i).body == b"%d" % i
+
+
+def test_pipelined_mixed_sync_async(app):
+    with Conn(app.port) as c:
+        c.request("GET", "/p/0")
+        reqs = [build_request("GET", ("/p/%d" if i % 3 else "/ap/%d") % i) for i in range(200)]
+        c.send(b"".join(reqs))
+        assert [c.read_response().body for _ in range(200)] == [b"%d" % i for i in range(200)]
+
+
+def test_half_close_after_direct_takeover(app):
+    with Conn(app.port) as c:
+        c.request("GET", "/p/0")
+        c.send(build_request("GET", "/p/1") + build_request("GET", "/ap/2"))
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_response().body == b"1"
+        assert c.read_response().body == b"2"
+        assert c.at_eof()
+
+
+def test_reset_after_direct_takeover(app):
+    c = Conn(app.port)
+    c.request("GET", "/p/0")
+    c.send(build_request("GET", "/sleepy") * 3)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()   # RST while answers are pending
+    with Conn(app.port) as d:
+        assert d.request("GET", "/p/9").body == b"9"
