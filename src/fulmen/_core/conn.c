@@ -35,6 +35,7 @@
 /* Direct I/O: bytes read per recv(), and events taken per epoll_wait(). */
 #define CONN_RBUF 65536
 #define CONN_EVENTS 128
+#define CONN_IO_ROUNDS 8
 
 /* Stop taking requests off the wire while this many responses are queued. */
 #define CONN_PIPELINE_HIGH 64
@@ -2117,15 +2118,17 @@ static void conn_io_read(ConnObject *c)
 static PyObject *conn_server_io_ready(ServerObject *srv, PyObject *unused)
 {
     struct epoll_event ev[CONN_EVENTS];
-    int n, i;
-    if (srv->epfd < 0)
-        Py_RETURN_NONE;
-    n = epoll_wait(srv->epfd, ev, CONN_EVENTS, 0);
-    for (i = 0; i < n; i++) {
-        ConnObject *c = ev[i].data.ptr;
-        Py_INCREF(c);
-        conn_io_read(c);
-        Py_DECREF(c);
+    int n, i, rounds = 0;
+    /* sockets that became ready while we worked are taken in the same
+     * call, a few rounds at most: cheaper than a turn of the loop each */
+    while (srv->epfd >= 0 && rounds++ < CONN_IO_ROUNDS &&
+           (n = epoll_wait(srv->epfd, ev, CONN_EVENTS, 0)) > 0) {
+        for (i = 0; i < n; i++) {
+            ConnObject *c = ev[i].data.ptr;
+            Py_INCREF(c);
+            conn_io_read(c);
+            Py_DECREF(c);
+        }
     }
     Py_RETURN_NONE;
 }
