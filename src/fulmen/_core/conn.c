@@ -74,7 +74,6 @@ struct ConnObject {
     fulmen_state *st;
     ServerObject *server;
     PyObject *transport;
-    PyObject *write;       /* transport.write, bound once */
     /* input that did not make a whole request yet */
     char *buf;
     size_t buf_len, buf_cap;
@@ -207,7 +206,7 @@ static int conn_flush(ConnObject *c)
         if (b == NULL)
             goto error;
         c->tpending = 1;
-        res = PyObject_CallOneArg(c->write, b);
+        res = PyObject_CallMethodOneArg(c->transport, st->s_write, b);
     }
     if (res == NULL)
         goto error;
@@ -438,7 +437,8 @@ static int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp
         else
             PySys_WriteStderr("fulmen: a response header contained CR, LF or NUL; "
                               "answered 500 instead\n");
-        if (resp_serialize_status(st, 500, "Internal Server Error", conn_hdr, NULL) < 0)
+        if (resp_serialize_status(st, 500, "Internal Server Error", head_only,
+                                  conn_hdr, NULL) < 0)
             PyErr_WriteUnraisable(NULL);
     }
     resp_release(st, resp);
@@ -1535,7 +1535,8 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
     if (frame < 0) {
         if (frame == -1)
             PyErr_WriteUnraisable(resp);
-        if (resp_serialize_status(st, 500, "Internal Server Error", conn_hdr, NULL) < 0)
+        if (resp_serialize_status(st, 500, "Internal Server Error", head_only,
+                                  conn_hdr, NULL) < 0)
             PyErr_WriteUnraisable(NULL);
         resp_release(st, resp);
         return 0;
@@ -1824,9 +1825,6 @@ static PyObject *conn_connection_made(ConnObject *c, PyObject *transport)
 {
     Py_INCREF(transport);
     Py_XSETREF(c->transport, transport);
-    Py_XSETREF(c->write, PyObject_GetAttr(transport, c->st->s_write));
-    if (c->write == NULL)
-        return NULL;
     c->server->n_conns++;
     /* link into the server's list (the list holds no reference) */
     c->prev = NULL;
@@ -1908,7 +1906,6 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         c->server->n_direct--;
         Py_DECREF(c); /* the caller still holds one */
     }
-    Py_CLEAR(c->write);
     Py_CLEAR(c->transport);
     Py_RETURN_NONE;
 }
@@ -2164,7 +2161,7 @@ static void conn_expire(ConnObject *c)
     if (c->timer == CONN_T_HEAD && !c->answered && conn_q_len(c) == 0) {
         /* slow or stalled head: 408, then close */
         c->closing = 1;
-        if (resp_serialize_status(st, 408, "Request Timeout", 1, NULL) < 0)
+        if (resp_serialize_status(st, 408, "Request Timeout", 0, 1, NULL) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         c->close_after_flush = 1;
         if (conn_flush(c) < 0)
@@ -2279,7 +2276,6 @@ static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(c));
     Py_VISIT(c->server);
     Py_VISIT(c->transport);
-    Py_VISIT(c->write);
     Py_VISIT(c->pending);
     Py_VISIT(c->stream_req);
     Py_VISIT(c->stream_task);
@@ -2299,7 +2295,6 @@ static int conn_clear(ConnObject *c)
 {
     uint32_t s;
     Py_CLEAR(c->transport);
-    Py_CLEAR(c->write);
     Py_CLEAR(c->pending);
     Py_CLEAR(c->stream_req);
     Py_CLEAR(c->stream_task);
