@@ -53,6 +53,13 @@ class Response:
             self.status, self.reason, self.headers, self.body[:200])
 
 
+def fields_but_date(resp):
+    """The header fields of `resp` as a sorted list of (lower-case name,
+    value), without Date: a GET and a HEAD answered a second apart differ
+    there and nowhere else."""
+    return sorted((k.lower(), v) for k, v in resp.headers if k.lower() != "date")
+
+
 def build_request(method="GET", path="/", headers=(), body=None, version="1.1",
                   host="test"):
     """Serialise one request.  `headers` is a list of pairs or a dict; a

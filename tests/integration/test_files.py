@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .rawhttp import Conn, build_request
+from .rawhttp import Conn, build_request, fields_but_date
 from .test_api import SECRET, api, get  # noqa: F401  (the shared fixture)
 
 
@@ -93,8 +93,58 @@ def test_head_on_file(api):
         r = c.request("HEAD", "/static/hello.txt")
         assert r.status == 200
         assert r.header("Content-Type") == "text/plain; charset=utf-8"
+        assert r.header("Content-Length") == str(len(static(api, "hello.txt")))
         # nothing followed either head
         assert c.request("GET", "/static/hello.txt").body == static(api, "hello.txt")
+
+
+@pytest.mark.parametrize("path,headers,status", [
+    ("/static/hello.txt", {}, 200),                         # small: read into the response
+    ("/static/big.bin", {}, 200),                           # large: sent from the file
+    ("/static/sub/empty.txt", {}, 200),                     # Content-Length: 0
+    ("/f/fileresponse", {}, 200),                           # FileResponse with its own header
+    ("/static/digits.txt", {"Range": "bytes=3-9"}, 206),
+    ("/static/digits.txt", {"Range": "bytes=-5"}, 206),
+    ("/static/big.bin", {"Range": "bytes=1000-199999"}, 206),
+    ("/static/digits.txt", {"Range": "bytes=100-"}, 416),
+    ("/static/no-such-file", {}, 404),
+    ("/f/missing", {}, 404),
+])
+def test_head_on_file_has_the_fields_of_get(api, path, headers, status):
+    with Conn(api.port, timeout=10) as c:
+        g = c.request("GET", path, headers=headers)
+        assert g.status == status
+        # HEAD pipelined between two GETs: any body after the HEAD answer
+        # would be read as the next status line
+        c.send(build_request("HEAD", path, headers=headers)
+               + build_request("GET", "/plain"))
+        h = c.read_response(head=True)
+        assert h.status == status
+        assert fields_but_date(h) == fields_but_date(g)
+        assert h.header("Content-Length") == str(len(g.body))
+        assert h.header("Transfer-Encoding") is None
+        assert c.read_response().body == b"plain"
+
+
+def test_head_on_file_not_modified(api):
+    etag = get(api, "/static/hello.txt").header("ETag")
+    with Conn(api.port) as c:
+        g = c.request("GET", "/static/hello.txt", headers={"If-None-Match": etag})
+        c.send(build_request("HEAD", "/static/hello.txt", headers={"If-None-Match": etag})
+               + build_request("GET", "/plain"))
+        h = c.read_response(head=True)
+        assert h.status == g.status == 304
+        assert fields_but_date(h) == fields_but_date(g)
+        assert h.header("Content-Length") is None
+        assert c.read_response().body == b"plain"
+
+
+def test_head_on_big_file_sends_no_body_before_close(api):
+    with Conn(api.port) as c:
+        c.send(build_request("HEAD", "/static/big.bin", headers={"Connection": "close"}))
+        h = c.read_response(head=True)
+        assert h.header("Content-Length") == str(len(static(api, "big.bin")))
+        assert c.at_eof(), "bytes after a HEAD response: %r" % c.buf[:100]
 
 
 def test_static_is_get_and_head_only(api):

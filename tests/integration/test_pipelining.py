@@ -91,6 +91,39 @@ def test_pipeline_with_errors_in_the_middle(basic):
         assert [r.body for r in statuses if r.status == 200] == [b"0", b"2", b"5", b"7", b"9"]
 
 
+def test_head_in_the_middle_of_a_pipeline(basic):
+    # HEAD answers carry Content-Length but no body: a client that knows
+    # which requests were HEAD reads every answer after them intact.
+    rng = random.Random(4)
+    reqs = []
+    for i in range(60):
+        method = "HEAD" if i % 3 == 1 else "GET"
+        path = rng.choice(["/p/%d", "/ap/%d", "/an/%d"]) % i
+        reqs.append((method, path, i))
+    # other kinds of answer, each somewhere between two of those
+    others = ["/json", "/nope", "/boom", "/header-crlf", "/code/204", "/big/70000"]
+    for path in others:
+        reqs.insert(rng.randrange(1, len(reqs)), ("HEAD", path, None))
+    with Conn(basic.port) as c:
+        expect = {}
+        for path in others:
+            g = c.request("GET", path)
+            expect[path] = (g.status, g.header("Content-Length"))
+        c.send(b"".join(build_request(m, p) for m, p, _ in reqs)
+               + build_request("GET", "/p/99", headers={"Connection": "close"}))
+        for method, path, i in reqs:
+            r = c.read_response(head=method == "HEAD")
+            if i is None:
+                assert (r.status, r.header("Content-Length")) == expect[path], (path, r)
+                continue
+            assert r.status == 200, (path, r)
+            assert r.header("X-Idx") == str(i), (path, r)
+            assert r.header("Content-Length") == str(len(str(i))), (path, r)
+            assert r.body == (b"" if method == "HEAD" else str(i).encode()), (path, r)
+        assert c.read_response().body == b"99"
+        assert c.at_eof(), "bytes after the last answer: %r" % c.buf[:100]
+
+
 def test_each_split_point_of_a_request(basic):
     # Every byte boundary of a request with a chunked body, on one connection.
     data = (b"POST /echo?s=1 HTTP/1.1\r\nHost: h\r\nX-Thing: v a l\r\n"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .rawhttp import Conn, build_request
+from .rawhttp import Conn, build_request, fields_but_date
 from .test_api import api, get  # noqa: F401  (the shared fixture)
 
 POLL_DEADLINE = 5.0
@@ -124,11 +124,61 @@ def test_stream_http10_keep_alive_still_closes(api):
         assert c.at_eof()
 
 
-def test_stream_head_has_no_body(api):
+@pytest.mark.parametrize("path,framing", [
+    ("/s/sync/3", "chunked"),
+    ("/s/async/3", "chunked"),
+    ("/s/sync/0", "chunked"),
+    ("/s/length", "50"),            # the stream says its length: HEAD says it too
+])
+def test_stream_head_has_the_fields_of_get(api, path, framing):
     with Conn(api.port) as c:
-        r = c.request("HEAD", "/s/sync/3")
-        assert r.status == 200
-        assert c.request("GET", "/plain").body == b"plain"
+        g = c.request("GET", path)
+        # HEAD pipelined before a GET: not one body byte, not even the
+        # terminating 0-chunk, may come before the next status line
+        c.send(build_request("HEAD", path) + build_request("GET", "/plain"))
+        h = c.read_response(head=True)
+        assert h.status == g.status == 200
+        assert fields_but_date(h) == fields_but_date(g)
+        if framing == "chunked":
+            assert h.header("Transfer-Encoding") == "chunked"
+            assert h.header("Content-Length") is None
+        else:
+            assert h.header("Transfer-Encoding") is None
+            assert h.header("Content-Length") == framing == str(len(g.body))
+        assert c.read_response().body == b"plain"
+
+
+def test_stream_head_sends_no_body_before_close(api):
+    with Conn(api.port) as c:
+        c.send(build_request("HEAD", "/s/sync/3", headers={"Connection": "close"}))
+        h = c.read_response(head=True)
+        assert h.header("Transfer-Encoding") == "chunked"
+        assert c.at_eof(), "bytes after a HEAD response: %r" % c.buf[:100]
+
+
+def test_stream_head_http10_has_the_fields_of_get(api):
+    # no length and no chunked coding for 1.0: GET says Connection: close
+    # and ends the body by closing; HEAD says the same and sends nothing
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/sync/3", version="1.0"))
+        g = c.read_response()
+        assert g.body == b"chunk 0\nchunk 1\nchunk 2\n"
+    with Conn(api.port) as c:
+        c.send(build_request("HEAD", "/s/sync/3", version="1.0"))
+        h = c.read_response(head=True)
+        assert fields_but_date(h) == fields_but_date(g)
+        assert h.header("Connection") == "close"
+        assert c.at_eof(), "bytes after a HEAD response: %r" % c.buf[:100]
+
+
+def test_stream_head_does_not_run_the_generator(api):
+    key = "head-%d" % time.monotonic_ns()
+    with Conn(api.port) as c:
+        c.send(build_request("HEAD", "/s/big/4?key=" + key)
+               + build_request("GET", "/s/counters/" + key))
+        assert c.read_response(head=True).status == 200
+        # answered in order: the HEAD was done when this was
+        assert c.read_response().json() == {"closed": 0, "progress": 0}
 
 
 def test_streams_keep_pipeline_order(api):

@@ -301,7 +301,8 @@ PyObject *resp_make(fulmen_state *st, PyObject *const *args, Py_ssize_t nargs,
                     PyObject *kwnames);
 PyObject *resp_new_simple(fulmen_state *st, int code, const char *text,
                           PyObject *extra_headers);
-/* Append the response's wire form to st->out.  head_only: HEAD request.
+/* Append the response's wire form to st->out.  head_only: HEAD request
+ * (the head a GET would get, Content-Length included, and no body).
  * conn_hdr: 0 none, 1 "Connection: close", 2 "Connection: keep-alive".
  * Returns 0, -1 with an exception set, or -2 when the response has an
  * unsafe header (nothing appended; the caller answers 500). */
@@ -311,8 +312,10 @@ int resp_serialize(fulmen_state *st, PyObject *resp, int head_only,
  * resp_serialize.  chunked_ok: the client speaks HTTP/1.1. */
 int resp_serialize_stream_head(fulmen_state *st, PyObject *resp, int conn_hdr,
                                int chunked_ok);
+/* A plain-text answer built without a Response object (the fallback when
+ * one cannot be written, timeouts); head_only: the length but no body. */
 int resp_serialize_status(fulmen_state *st, int code, const char *text,
-                          int conn_hdr, const char *extra_hdrs);
+                          int head_only, int conn_hdr, const char *extra_hdrs);
 const char *resp_reason(int code);
 void resp_release(fulmen_state *st, PyObject *resp); /* drop a reference; reuse if unshared */
 void resp_type_ready(PyTypeObject *tp);

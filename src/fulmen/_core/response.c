@@ -959,7 +959,7 @@ static int resp_put_digits_end(fulmen_state *st, size_t n, int conn_hdr)
 }
 
 int resp_serialize_status(fulmen_state *st, int code, const char *text,
-                          int conn_hdr, const char *extra_hdrs)
+                          int head_only, int conn_hdr, const char *extra_hdrs)
 {
     size_t tl = text ? strlen(text) : 0;
     if (resp_put_status(st, code) < 0 || resp_put_common(st) < 0)
@@ -970,7 +970,7 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
         return -1;
     if (resp_put_length(st, tl, conn_hdr) < 0)
         return -1;
-    return mod_out_put(st, text, tl);
+    return head_only ? 0 : mod_out_put(st, text, tl);
 }
 
 /* Status line, Server, Date, the app's headers and cookies, Content-Type.
@@ -1103,18 +1103,16 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
         st->out_len = mark;
         return rc;
     }
-    /* HEAD: no body, and no Content-Length either (RFC 9110 9.3.2 lets a
-     * server omit fields it only knows from the content); a HEAD response
-     * then reads the same to every client, including those that do not
-     * track which request a response answers. */
-    if (r->code < 200 || r->code == 204 || r->code == 304 || head_only) {
+    if (r->code < 200 || r->code == 204 || r->code == 304) {
         if (resp_put_conn_end(st, conn_hdr) < 0)
             goto error;
         return 0;
     }
+    /* HEAD gets the head a GET would get, Content-Length included (RFC 9110
+     * 9.3.2, 8.6), and no body: the client knows it sent HEAD. */
     if (resp_put_length(st, (size_t)blen, conn_hdr) < 0)
         goto error;
-    if (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
+    if (!head_only && blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
         goto error;
     return 0;
 error:
