@@ -365,6 +365,18 @@ def test_encode_cases(obj):
     assert body(obj) == json.dumps(obj).encode()
 
 
+def test_encode_escape_at_every_position():
+    # the encoder copies plain runs a word at a time and its tail with
+    # overlapping words: one character to escape at each place of each length
+    for n in range(25):
+        for p in range(n):
+            for ch in ('"', "\\", "\x00", "\x1f", "\x7f", "\u00e9"):
+                s = "abcdefghijklmnopqrstuvwxy"[:p] + ch + "ABCDEFGHIJKLMNOPQRSTUVWXY"[p + 1:n]
+                assert body([s, {s: s}]) == json.dumps([s, {s: s}]).encode(), repr(s)
+        plain = "0123456789abcdefghijklmno"[:n]
+        assert body([plain, {plain: plain}]) == json.dumps([plain, {plain: plain}]).encode()
+
+
 def test_encode_float_repr_stress():
     """The encoder's short path for floats prints repr() exactly."""
     import random

@@ -962,6 +962,35 @@ INLINE int json_enc_ascii(json_buf *b, const unsigned char *a, Py_ssize_t n,
             s += 8;
             o += 8;
         }
+        if (s < end) {
+            /* the last 1..7 bytes, without a loop when they are plain: the
+             * string's last 8 bytes again (the earlier ones were copied
+             * as they are), or two overlapping words of a short string */
+            size_t t = (size_t)(end - s);
+            uint64_t x;
+            if (n >= 8) {
+                memcpy(&x, end - 8, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+                x = __builtin_bswap64(x);
+#endif
+                if (!json_enc_special8(x)) {
+                    memcpy(o + t - 8, end - 8, 8);
+                    o += t;
+                    break;
+                }
+            } else if (t >= 4) {
+                uint32_t lo, hi;
+                memcpy(&lo, s, 4);
+                memcpy(&hi, end - 4, 4);
+                x = (uint64_t)lo | ((uint64_t)hi << 32); /* any byte order */
+                if (!json_enc_special8(x)) {
+                    memcpy(o, s, 4);
+                    memcpy(o + t - 4, end - 4, 4);
+                    o += t;
+                    break;
+                }
+            }
+        }
         while (s < end && !json_esc[*s])
             *o++ = (char)*s++;
         if (s == end)
