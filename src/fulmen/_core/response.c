@@ -352,16 +352,29 @@ static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *cons
     Py_ssize_t i, nkw;
     ResponseObject *self;
     if (nargs == 0 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 &&
-        PyTuple_GET_ITEM(kwnames, 0) == st->kw_response[1] && PyUnicode_Check(args[0]) &&
         type == st->ResponseType) {
-        /* Response(text=...), the usual call: what resp_init_args does for it */
-        self = resp_alloc(st);
-        if (self == NULL)
-            return NULL;
-        Py_INCREF(args[0]);
-        self->body = args[0];
-        self->kind = RESP_TEXT;
-        return (PyObject *)self;
+        /* Response(text=...) and Response(json=...), the usual calls: what
+         * resp_init_args does for them */
+        PyObject *k = PyTuple_GET_ITEM(kwnames, 0);
+        if (k == st->kw_response[1] && PyUnicode_Check(args[0])) {
+            self = resp_alloc(st);
+            if (self == NULL)
+                return NULL;
+            Py_INCREF(args[0]);
+            self->body = args[0];
+            self->kind = RESP_TEXT;
+            return (PyObject *)self;
+        }
+        if (k == st->kw_response[3] && args[0] != Py_None) {
+            self = resp_alloc(st);
+            if (self == NULL)
+                return NULL;
+            if (resp_set_json(self, args[0]) < 0) {
+                Py_DECREF(self);
+                return NULL;
+            }
+            return (PyObject *)self;
+        }
     }
     if (nargs > 8) {
         PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 positional arguments");
