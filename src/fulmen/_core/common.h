@@ -125,6 +125,10 @@ typedef struct {
  * Shared object layouts.
  */
 
+/* Route parameter types (router.c; request.c converts match_dict values). */
+enum { ROUTER_P_STR = 0, ROUTER_P_INT, ROUTER_P_FLOAT, ROUTER_P_UUID,
+       ROUTER_P_PATH, ROUTER_P_KINDS };
+
 /* A route: one handler for one pattern and a set of methods. */
 struct RouteObject {
     PyObject_HEAD
@@ -139,6 +143,7 @@ struct RouteObject {
     int is_ws;             /* a WebSocket endpoint (add_websocket) */
     int is_stream;         /* the view reads the body as it arrives */
     uint64_t max_body;     /* 0 = the server's limit */
+    uint8_t param_kind[FULMEN_MAX_PARAMS]; /* param_types as ROUTER_P_* */
 };
 
 /* The per-server configuration and the factory of connections. */

@@ -1018,8 +1018,8 @@ static PyObject *req_get_match_dict(RequestObject *r, void *c)
             return NULL;
         for (i = 0; r->route != NULL && i < r->n_params &&
                     i < PyTuple_GET_SIZE(r->route->param_names); i++) {
-            const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(r->route->param_types, i));
-            if (kind != NULL && strcmp(kind, "int") == 0 && r->params[i].len <= 18) {
+            int kind = r->route->param_kind[i];
+            if (kind == ROUTER_P_INT && r->params[i].len <= 18) {
                 /* the router checked it: [-]digits, at most 18 */
                 const char *d = REQ_SPAN(r, r->params[i]);
                 uint32_t k = 0, n = r->params[i].len;
@@ -1030,11 +1030,11 @@ static PyObject *req_get_match_dict(RequestObject *r, void *c)
                 v = PyLong_FromLongLong(neg ? -x : x);
             } else
             v = req_unquote(REQ_SPAN(r, r->params[i]), r->params[i].len, 0);
-            if (v != NULL && kind != NULL && strcmp(kind, "int") == 0 && !PyLong_Check(v))
+            if (v != NULL && kind == ROUTER_P_INT && !PyLong_Check(v))
                 Py_SETREF(v, PyLong_FromUnicodeObject(v, 10));
-            else if (v != NULL && kind != NULL && strcmp(kind, "float") == 0)
+            else if (v != NULL && kind == ROUTER_P_FLOAT)
                 Py_SETREF(v, PyFloat_FromString(v));
-            else if (v != NULL && kind != NULL && strcmp(kind, "uuid") == 0) {
+            else if (v != NULL && kind == ROUTER_P_UUID) {
                 if (r->st->uuid_type == NULL) {
                     PyObject *mod = PyImport_ImportModule("uuid");
                     if (mod != NULL) {

@@ -17,8 +17,6 @@
 #include <stddef.h>
 #include <structmember.h>
 
-enum { ROUTER_P_STR = 0, ROUTER_P_INT, ROUTER_P_FLOAT, ROUTER_P_UUID,
-       ROUTER_P_PATH, ROUTER_P_KINDS };
 
 /* ========================================================================
  * Route
@@ -116,6 +114,14 @@ static PyObject *router_route_new(PyTypeObject *tp, PyObject *args, PyObject *kw
     self->param_names = pn;
     Py_INCREF(pt);
     self->param_types = pt;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pt) && i < FULMEN_MAX_PARAMS; i++) {
+        /* the type names as codes, for request.match_dict */
+        static const char *names[ROUTER_P_KINDS] = {"str", "int", "float", "uuid", "path"};
+        PyObject *t = PyTuple_GET_ITEM(pt, i);
+        for (int k = 0; k < ROUTER_P_KINDS; k++)
+            if (PyUnicode_Check(t) && PyUnicode_CompareWithASCIIString(t, names[k]) == 0)
+                self->param_kind[i] = (uint8_t)k;
+    }
     self->extra = extra;
     self->is_async = is_async;
     self->is_ws = is_ws;
