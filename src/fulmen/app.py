@@ -1,7 +1,8 @@
 """The Application: settings, routes, error handling and serving.
 
 This is the thin Python shell around fulmen._core.  Nothing here runs per
-request except the error hook, which only runs when a view raised.
+request except the error hook, which only runs when a view raised, and the
+on_request/on_response hooks when the app registered some.
 """
 import asyncio
 import builtins
@@ -90,6 +91,10 @@ def _check_size(name, value, minimum=0, allow_none=False):
         raise ValueError("%s must be at most 2**62, not %d" % (name, value))
     return value
 
+
+# what the hooked view wrapper turns into an answer itself (GeneratorExit,
+# KeyboardInterrupt and SystemExit go on up)
+_ANSWERED = (Exception, asyncio.CancelledError)
 
 _MAX_SECONDS = 365 * 24 * 3600.0
 _MAX_SIZE = 1 << 62
@@ -183,8 +188,10 @@ class Application:
         return fn
 
     def on_response(self, fn):
-        """fn(request, response), sync or async, runs after the view; it may
-        change the response, or return a new one.  Usable as a decorator."""
+        """fn(request, response), sync or async, runs after the view, also on
+        the answer made from an exception the view or an on_request hook
+        raised; it may change the response, or return a new one.  Usable as
+        a decorator."""
         self._add_hook(self._response_hooks, fn)
         return fn
 
@@ -207,43 +214,68 @@ class Application:
 
     def _wrap_view(self, view):
         """Compose on_request/on_response hooks around a view, once, at
-        start-up; with no hook registered the view is called directly."""
+        start-up; with no hook registered the view is called directly.
+
+        The hooks also see the answers made from an exception: one raised by
+        the view or by an on_request hook is turned into its response here
+        (error handlers, 400/408/413/503, the 500) and the on_response hooks
+        run on that.  An on_response hook that raises gives a plain 500 that
+        no hook sees."""
         pre, post = tuple(self._request_hooks), tuple(self._response_hooks)
         if not pre and not post:
             return view
+        handle_error, hook_failed = self._handle_error, self._response_hook_failed
         if not any(map(_is_async, pre + post + (view,))):
             def hooked(request):
-                for h in pre:
-                    r = h(request)
-                    if r is not None:
-                        response = r
-                        break
-                else:
-                    response = view(request)
-                for h in post:
-                    r = h(request, response)
-                    if r is not None:
-                        response = r
+                try:
+                    for h in pre:
+                        response = h(request)
+                        if response is not None:
+                            break
+                    else:
+                        response = view(request)
+                    if not isinstance(response, Response):
+                        raise TypeError("a view must return a Response, not %.100s"
+                                        % type(response).__name__)
+                except _ANSWERED as exc:
+                    response = handle_error(request, exc)
+                try:
+                    for h in post:
+                        r = h(request, response)
+                        if r is not None:
+                            response = r
+                except _ANSWERED as exc:
+                    return hook_failed(request, exc)
                 return response
         else:
             async def hooked(request):
-                for h in pre:
-                    r = h(request)
-                    if inspect.isawaitable(r):
-                        r = await r
-                    if r is not None:
-                        response = r
-                        break
-                else:
-                    response = view(request)
-                    if inspect.isawaitable(response):
-                        response = await response
-                for h in post:
-                    r = h(request, response)
-                    if inspect.isawaitable(r):
-                        r = await r
-                    if r is not None:
-                        response = r
+                try:
+                    for h in pre:
+                        response = h(request)
+                        if inspect.isawaitable(response):
+                            response = await response
+                        if response is not None:
+                            break
+                    else:
+                        response = view(request)
+                        if inspect.isawaitable(response):
+                            response = await response
+                    if not isinstance(response, Response):
+                        raise TypeError("a view must return a Response, not %.100s"
+                                        % type(response).__name__)
+                except _ANSWERED as exc:
+                    # CancelledError included: a view cancelled at shutdown
+                    # gets its 503, and the hooks see it
+                    response = handle_error(request, exc)
+                try:
+                    for h in post:
+                        r = h(request, response)
+                        if inspect.isawaitable(r):
+                            r = await r
+                        if r is not None:
+                            response = r
+                except _ANSWERED as exc:
+                    return hook_failed(request, exc)
                 return response
         hooked.__wrapped__ = view
         return hooked
@@ -287,8 +319,19 @@ class Application:
         if isinstance(exc, _core.BadRequest):
             return Response(code=400, text="Bad Request: %s" % exc if self.debug
                             else "Bad Request")
+        return self._internal_error(request, exc, "view")
+
+    def _response_hook_failed(self, request, exc):
+        """An on_response hook raised: a plain 500 (503 if it was cancelled at
+        shutdown), without error handlers and without running the hooks again."""
+        if isinstance(exc, asyncio.CancelledError):
+            return Response(code=503, text="Service Unavailable")
+        return self._internal_error(request, exc, "on_response hook")
+
+    def _internal_error(self, request, exc, where):
+        """Log exc with its traceback and return the 500 (traceback in debug)."""
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        sys.stderr.write("fulmen: error in view for %r:\n%s" % (request, tb))
+        sys.stderr.write("fulmen: error in %s for %r:\n%s" % (where, request, tb))
         if self.debug:
             return Response(code=500, text="Internal Server Error\n\n" + tb)
         return Response(code=500, text="Internal Server Error")

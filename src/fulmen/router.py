@@ -190,10 +190,12 @@ class Router:
 
     def build(self, wrap=None):
         """Compile the routes into the C matcher; errors surface here, at
-        start-up.  wrap(handler) composes the app's hooks around each view."""
+        start-up.  wrap(handler) composes the app's hooks around each view
+        (not around WebSocket handlers: the hooks take requests and
+        responses)."""
         m = _core.Matcher()
         for route, segments in self._routes:
-            if wrap is not None:
+            if wrap is not None and not (route.extra or {}).get("websocket"):
                 handler = wrap(route.handler)
                 if handler is not route.handler:
                     route = _core.Route(route.pattern, handler, route.methods,

@@ -1,11 +1,14 @@
 """Error handlers, debug mode, on_request/on_response hooks, startup and
-shutdown hooks and extend_request (apps/api.py, apps/debug.py)."""
+shutdown hooks and extend_request (apps/api.py, apps/debug.py, and
+apps/hooks.py for the hooks over error answers)."""
 import re
+import signal
 import time
+import uuid
 
 import pytest
 
-from .rawhttp import Conn
+from .rawhttp import Conn, build_request, chunked
 from .server import Server, clean_exit, describe
 from .test_api import api, api_tree, get  # noqa: F401  (the shared fixture)
 
@@ -162,8 +165,14 @@ def test_response_hooks_see_short_circuited_response(api):
     assert (r.status, r.body) == (201, b"replaced; was 203")
 
 
-def test_hooks_do_not_hide_view_errors(api):
+def test_response_hooks_see_error_handler_answers(api):
+    # the error handler's answer is what the response hooks get
     r = get(api, "/err/not-found", headers={"X-Mutate": "1"})
+    assert (r.status, r.body) == (202, b"not found error: missing thing +mutated")
+    assert r.header("X-Hooked") == "sync"
+    r = get(api, "/err/async-not-found", headers={"X-Replace": "1"})
+    assert (r.status, r.body) == (201, b"replaced; was 404")
+    r = get(api, "/err/not-found")
     assert (r.status, r.body) == (404, b"not found error: missing thing")
 
 
@@ -237,3 +246,141 @@ def test_hooks_see_404_405_and_automatic_options(api):
         r = c.request("OPTIONS", "/m/get")
         assert r.status == 204 and "GET" in r.header("Allow")
         assert c.request("GET", "/plain").body == b"plain"
+
+
+# ---- response hooks also see the answers made from exceptions (apps/hooks.py) ----
+#
+# "hooks" has sync hooks (sync views run in the sync wrapper, async views in
+# the async one); "hooks_async" has async hooks and debug=True.  Its response
+# hook stamps X-Decorated with the status it saw.
+
+@pytest.fixture(params=["hooks", "hooks_async"])
+def hooks_app(request, server_pool):
+    srv = server_pool.get(request.param)
+    srv.debug = request.param == "hooks_async"
+    yield srv
+    problem = srv.problem()
+    if problem:
+        server_pool.retire(request.param)
+        pytest.fail("after this test: " + problem, pytrace=False)
+
+
+def _assert_500(srv, r, marker):
+    assert r.status == 500, r
+    if srv.debug:
+        assert r.body.startswith(b"Internal Server Error\n\nTraceback")
+        assert marker.encode() in r.body
+    else:
+        assert r.body == b"Internal Server Error"
+
+
+def test_plain_answers_are_decorated(hooks_app):
+    with Conn(hooks_app.port) as c:
+        r = c.request("GET", "/ok")
+        assert (r.status, r.body, r.header("X-Decorated")) == (200, b"ok", "200")
+        r = c.request("GET", "/no-such-route")          # the automatic 404 still is
+        assert (r.status, r.header("X-Decorated")) == (404, "404")
+
+
+@pytest.mark.parametrize("path,marker", [("/fail", "sync-view-marker-3b88"),
+                                         ("/afail", "async-view-marker-d41f")])
+def test_500_from_a_raising_view_is_decorated(hooks_app, path, marker):
+    with Conn(hooks_app.port) as c:
+        r = c.request("GET", path)
+        _assert_500(hooks_app, r, marker)
+        assert r.header("X-Decorated") == "500"
+        assert c.request("GET", "/ok").header("X-Decorated") == "200"
+    # logged as a view error, as without hooks
+    err = wait_for_stderr(hooks_app, marker)
+    assert "fulmen: error in view for" in err
+
+
+@pytest.mark.parametrize("path,body", [("/teapot", b"teapot: sync"),
+                                       ("/ateapot", b"teapot: async")])
+def test_error_handler_answer_is_decorated(hooks_app, path, body):
+    r = get(hooks_app, path)
+    assert (r.status, r.body, r.header("X-Decorated")) == (418, body, "418")
+
+
+def test_bad_request_400_is_decorated(hooks_app):
+    with Conn(hooks_app.port) as c:
+        r = c.request("POST", "/json", body=b'{"not": json}',
+                      headers={"Content-Type": "application/json"})
+        assert (r.status, r.header("X-Decorated")) == (400, "400")
+        assert r.body.startswith(b"Bad Request")
+        r = c.request("GET", "/bad")
+        assert (r.status, r.header("X-Decorated")) == (400, "400")
+        # a valid body on the same connection still works
+        r = c.request("POST", "/json", body=b'{"a": 1}',
+                      headers={"Content-Type": "application/json"})
+        assert (r.status, r.json(), r.header("X-Decorated")) == (200, {"json": {"a": 1}}, "200")
+
+
+def test_413_from_a_streamed_body_is_decorated(hooks_app):
+    with Conn(hooks_app.port) as c:
+        c.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + chunked(b"x" * 500, [50]))
+        r = c.read_final()
+        assert (r.status, r.header("X-Decorated")) == (413, "413")
+    r = get(hooks_app, "/upload", "POST", body=b"x" * 50)
+    assert (r.status, r.body, r.header("X-Decorated")) == (200, b"50", "200")
+
+
+def test_non_response_from_view_is_a_decorated_500(hooks_app):
+    r = get(hooks_app, "/none")
+    _assert_500(hooks_app, r, "a view must return a Response, not NoneType")
+    assert r.header("X-Decorated") == "500"
+
+
+def test_500_from_a_raising_request_hook_is_decorated(hooks_app):
+    tag = uuid.uuid4().hex
+    with Conn(hooks_app.port) as c:
+        r = c.request("GET", "/ok", headers={"X-Pre-Raise": tag})
+        _assert_500(hooks_app, r, tag)
+        assert r.header("X-Decorated") == "500"
+        assert c.request("GET", "/ok").body == b"ok"
+    wait_for_stderr(hooks_app, "pre-hook failed: " + tag)
+
+
+@pytest.mark.parametrize("path", ["/ok", "/fail", "/teapot", "/no-such-route"])
+def test_raising_response_hook_gives_plain_500(hooks_app, path):
+    tag = uuid.uuid4().hex
+    with Conn(hooks_app.port) as c:
+        r = c.request("GET", path, headers={"X-Post-Raise": tag})
+        _assert_500(hooks_app, r, tag)
+        # a fresh answer: the hooks do not run on their own failure
+        assert r.header("X-Decorated") is None
+        # the connection goes on serving
+        r = c.request("GET", "/ok")
+        assert (r.status, r.body, r.header("X-Decorated")) == (200, b"ok", "200")
+    err = wait_for_stderr(hooks_app, "post-hook failed: " + tag)
+    assert re.search(r"fulmen: error in on_response hook for .*\n(.*\n)*?"
+                     r"RuntimeError: post-hook failed: " + tag, err)
+
+
+def test_websocket_handler_is_not_wrapped_by_hooks(hooks_app):
+    from .wsclient import OP_TEXT, WSClient
+    # the on_request hook reads request.headers: given the WebSocket
+    # instead of a request it would fail the handler
+    with WSClient(hooks_app.port, "/ws") as ws:
+        ws.connect()
+        ws.send_text("hello")
+        assert ws.recv_message() == (OP_TEXT, b"hello")
+
+
+@pytest.mark.parametrize("name", ["hooks", "hooks_async"])
+def test_view_cancelled_at_shutdown_gets_a_decorated_503(name):
+    srv = Server.for_app(name, env={"FULMEN_HOOKS_GRACE": "0.3"}).start()
+    try:
+        with Conn(srv.port) as c:
+            c.send(build_request("GET", "/slow"))
+            assert srv.wait_for_stderr("slow view started")
+            srv.proc.send_signal(signal.SIGTERM)
+            # past the grace period the view is cancelled and answered
+            r = c.read_final()
+            assert (r.status, r.body) == (503, b"Service Unavailable")
+            assert r.header("X-Decorated") == "503"
+    finally:
+        code = srv.stop()
+    assert clean_exit(code), "exit: %s\n%s" % (describe(code), srv.stderr())
+    assert not srv.crash_report()

@@ -1,0 +1,115 @@
+"""on_response hooks over the answers made from exceptions (test_hooks.py).
+
+A response hook stamps X-Decorated (the status) on every answer; another
+one raises when the request has X-Post-Raise, an on_request hook when it has
+X-Pre-Raise (the header's value goes into the error message).  The views fail in
+each way the engine turns into an answer.  make_app(async_hooks=True) is the
+same app with async hooks, in debug mode (apps/hooks_async.py).
+
+    FULMEN_HOOKS_GRACE   (optional) graceful_timeout of run(), in seconds
+"""
+import asyncio
+import os
+import sys
+
+from fulmen import Application, BadRequest
+
+
+class Teapot(Exception):
+    pass
+
+
+def make_app(async_hooks=False):
+    app = Application(debug=async_hooks)
+    r = app.router
+
+    def pre(request):
+        if "X-Pre-Raise" in request.headers:
+            raise RuntimeError("pre-hook failed: " + request.headers["X-Pre-Raise"])
+
+    def decorate(request, response):
+        response.headers["X-Decorated"] = "%d" % response.code
+
+    def post_raise(request, response):
+        if "X-Post-Raise" in request.headers:
+            raise RuntimeError("post-hook failed: " + request.headers["X-Post-Raise"])
+
+    if async_hooks:
+        def asynced(fn):
+            async def hook(*args):
+                await asyncio.sleep(0)
+                return fn(*args)
+            return hook
+        pre, decorate, post_raise = asynced(pre), asynced(decorate), asynced(post_raise)
+
+    app.on_request(pre)
+    app.on_response(decorate)
+    app.on_response(post_raise)
+    app.add_error_handler(Teapot, lambda request, exc: request.Response(
+        code=418, text="teapot: %s" % exc))
+
+    def ok(request):
+        return request.Response(text="ok")
+
+    def fail(request):
+        raise RuntimeError("sync-view-marker-3b88")
+
+    async def afail(request):
+        await asyncio.sleep(0)
+        raise RuntimeError("async-view-marker-d41f")
+
+    def teapot(request):
+        raise Teapot("sync")
+
+    async def ateapot(request):
+        await asyncio.sleep(0)
+        raise Teapot("async")
+
+    def bad(request):
+        raise BadRequest("explicitly bad")
+
+    def echo_json(request):
+        return request.Response(json={"json": request.json})
+
+    def no_response(request):
+        return None
+
+    async def stream_len(request):
+        n = 0
+        async for chunk in request.stream():
+            n += len(chunk)
+        return request.Response(text="%d" % n)
+
+    async def slow(request):
+        sys.stderr.write("slow view started\n")
+        sys.stderr.flush()
+        await asyncio.get_running_loop().create_future()     # until cancelled
+        return request.Response(text="never")
+
+    async def ws_echo(ws):
+        await ws.send(await ws.receive())
+
+    r.add_route("/ok", ok)
+    r.add_route("/fail", fail)
+    r.add_route("/afail", afail)
+    r.add_route("/teapot", teapot)
+    r.add_route("/ateapot", ateapot)
+    r.add_route("/bad", bad)
+    r.add_route("/json", echo_json, method="POST")
+    r.add_route("/none", no_response)
+    r.add_route("/upload", stream_len, method="POST", stream=True, max_body_size=100)
+    r.add_route("/slow", slow)
+    r.add_websocket("/ws", ws_echo)
+    return app
+
+
+app = make_app()
+
+
+def main(app):
+    app.run(host="127.0.0.1", port=0,
+            graceful_timeout=float(os.environ.get("FULMEN_HOOKS_GRACE", "30")))
+
+
+if __name__ == "__main__":
+    main(app)
