@@ -53,11 +53,12 @@ class Response:
             self.status, self.reason, self.headers, self.body[:200])
 
 
-def fields_but_date(resp):
+def fields_but_date(resp, *also):
     """The header fields of `resp` as a sorted list of (lower-case name,
-    value), without Date: a GET and a HEAD answered a second apart differ
-    there and nowhere else."""
-    return sorted((k.lower(), v) for k, v in resp.headers if k.lower() != "date")
+    value), without Date (a GET and a HEAD answered a second apart differ
+    there) nor the lower-case names in `also`."""
+    skip = {"date", *also}
+    return sorted((k.lower(), v) for k, v in resp.headers if k.lower() not in skip)
 
 
 def build_request(method="GET", path="/", headers=(), body=None, version="1.1",

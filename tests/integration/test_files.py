@@ -120,8 +120,15 @@ def test_head_on_file_has_the_fields_of_get(api, path, headers, status):
                + build_request("GET", "/plain"))
         h = c.read_response(head=True)
         assert h.status == status
-        assert fields_but_date(h) == fields_but_date(g)
-        assert h.header("Content-Length") == str(len(g.body))
+        if status in (200, 206):
+            # a file's answer keeps its Content-Length on HEAD: the size is
+            # what a HEAD for a file is usually asked for
+            assert fields_but_date(h) == fields_but_date(g)
+            assert h.header("Content-Length") == str(len(g.body))
+        else:
+            # an error text made in memory: no length on HEAD, like a view's
+            assert fields_but_date(h, "content-length") == fields_but_date(g, "content-length")
+            assert h.header("Content-Length") is None
         assert h.header("Transfer-Encoding") is None
         assert c.read_response().body == b"plain"
 

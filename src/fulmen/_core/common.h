@@ -318,7 +318,7 @@ int resp_serialize(fulmen_state *st, PyObject *resp, int head_only,
 int resp_serialize_stream_head(fulmen_state *st, PyObject *resp, int conn_hdr,
                                int chunked_ok);
 /* A plain-text answer built without a Response object (the fallback when
- * one cannot be written, timeouts); head_only: the length but no body. */
+ * one cannot be written, timeouts); head_only: neither length nor body. */
 int resp_serialize_status(fulmen_state *st, int code, const char *text,
                           int head_only, int conn_hdr, const char *extra_hdrs);
 const char *resp_reason(int code);

