@@ -1958,13 +1958,17 @@ static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
  */
 
 /* Put c's socket in the server's epoll set, or take it out.  Out rather
- * than muted: a muted socket would still report EPOLLHUP on every wait. */
+ * than muted: a muted socket would still report EPOLLHUP on every wait.
+ * Edge-triggered: the kernel does not poll a socket again after reporting
+ * it, so conn_io_read() reads until the socket is drained, or re-arms it
+ * (adding a socket reports it at once if it is readable).  EPOLLRDHUP says
+ * the peer's FIN is in, so that a short read is not taken for drained. */
 static void conn_io_watch(ConnObject *c, int on)
 {
     struct epoll_event ev;
     if (c->fd < 0 || (on && c->io_done) || on == c->io_watched)
         return;
-    ev.events = EPOLLIN;
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = c;
     if (epoll_ctl(c->server->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) == 0 ||
         !on)
@@ -2057,8 +2061,9 @@ out:
     Py_XDECREF(fdobj);
 }
 
-/* c's socket is readable: what the transport would do, done here. */
-static void conn_io_read(ConnObject *c)
+/* c's socket is readable (events: what epoll reported): what the
+ * transport would do, done here. */
+static void conn_io_read(ConnObject *c, uint32_t events)
 {
     fulmen_state *st = c->st;
     int rounds;
@@ -2075,9 +2080,9 @@ static void conn_io_read(ConnObject *c)
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
             Py_XDECREF(r);
-            if (n < CONN_RBUF)
-                return;
-            continue;
+            if (n < CONN_RBUF && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+                return; /* drained: more data is a new edge */
+            continue;   /* (after a FIN, read on to the end of the stream) */
         }
         if (n < 0 && errno == EINTR)
             continue;
@@ -2109,6 +2114,14 @@ static void conn_io_read(ConnObject *c)
         }
         return;
     }
+    /* four full reads and maybe more waiting: let other sockets go first,
+     * and re-arm this one (edge-triggered: it would not be reported again) */
+    if (c->fd >= 0 && c->io_watched && !c->io_done && !c->closed) {
+        struct epoll_event ev;
+        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+        ev.data.ptr = c;
+        (void)epoll_ctl(c->server->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    }
 }
 
 /* Server._io_ready(): the loop saw the epoll set readable. */
@@ -2123,7 +2136,7 @@ static PyObject *conn_server_io_ready(ServerObject *srv, PyObject *unused)
         for (i = 0; i < n; i++) {
             ConnObject *c = ev[i].data.ptr;
             Py_INCREF(c);
-            conn_io_read(c);
+            conn_io_read(c, ev[i].events);
             Py_DECREF(c);
         }
     }
