@@ -16,7 +16,8 @@ import traceback
 from http.cookies import Morsel, SimpleCookie
 
 from . import _core
-from .router import MethodNotAllowed, RouteNotFoundException, Router, _is_async
+from .router import (MethodNotAllowed, RouteNotFoundException, Router, _is_async,
+                     _never_suspends)
 
 builtins_property = builtins.property
 _EXTENDED = set()
@@ -223,7 +224,8 @@ class Application:
         no hook sees."""
         pre, post = tuple(self._request_hooks), tuple(self._response_hooks)
         if not pre and not post:
-            return view
+            # an async def that cannot suspend runs as a plain call
+            return _never_suspends(view) or view
         handle_error, hook_failed = self._handle_error, self._response_hook_failed
         if not any(map(_is_async, pre + post + (view,))):
             def hooked(request):

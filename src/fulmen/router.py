@@ -3,9 +3,11 @@
 Matching itself happens in C (fulmen/_core/router.c) on every request; this
 module only runs while the app is being set up.
 """
+import dis
 import functools
 import inspect
 import re
+import types
 from urllib.parse import quote
 
 from . import _core
@@ -32,6 +34,56 @@ def _is_async(handler):
         handler = handler.func
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None))
+
+
+# opcodes that let a coroutine suspend (await, async for, async with) or
+# make it a generator
+_SUSPENDING = frozenset(n for n in (
+    "GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT",
+    "END_ASYNC_FOR", "BEFORE_ASYNC_WITH", "SETUP_ASYNC_WITH", "ASYNC_GEN_WRAP",
+    "GET_YIELD_FROM_ITER") if n in dis.opmap)
+_PROLOGUE_OK = frozenset(("COPY_FREE_VARS", "MAKE_CELL", "NOP"))
+
+
+def _never_suspends(view):
+    """For an `async def` view with no await, async for or async with in its
+    body (so it can never suspend), a plain function running the same code:
+    the server then calls it like a sync view, without making a coroutine
+    object per request.  None for anything else, or for bytecode this does
+    not recognise (the view then runs as a coroutine, as always).
+
+    The code differs from the coroutine's only in its prologue: the
+    RETURN_GENERATOR + POP_TOP pair that turns the call into a coroutine
+    becomes two NOPs (same size, so no offset moves), and CO_COROUTINE is
+    cleared."""
+    if type(view) is not types.FunctionType:
+        return None
+    code = view.__code__
+    if not code.co_flags & inspect.CO_COROUTINE or code.co_flags & (
+            inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE):
+        return None
+    ins = list(dis.get_instructions(code))
+    names = [i.opname for i in ins]
+    if _SUSPENDING.intersection(names) or "RETURN_GENERATOR" not in names:
+        return None
+    k = names.index("RETURN_GENERATOR")
+    if (names[k + 1:k + 3] != ["POP_TOP", "RESUME"] or ins[k + 2].arg != 0
+            or not _PROLOGUE_OK.issuperset(names[:k])):
+        return None
+    if ins[k + 1].offset != ins[k].offset + 2 or ins[k + 2].offset != ins[k].offset + 4:
+        return None   # inline cache entries after them: not the layout expected
+    co = bytearray(code.co_code)
+    co[ins[k].offset:ins[k].offset + 4] = bytes((dis.opmap["NOP"], 0)) * 2
+    plain = types.FunctionType(code.replace(co_code=bytes(co),
+                                            co_flags=code.co_flags & ~inspect.CO_COROUTINE),
+                               view.__globals__, view.__name__, view.__defaults__,
+                               view.__closure__)
+    plain.__kwdefaults__ = view.__kwdefaults__
+    plain.__qualname__ = view.__qualname__
+    plain.__module__ = view.__module__
+    plain.__doc__ = view.__doc__
+    plain.__wrapped__ = view
+    return plain
 
 
 def parse_pattern(pattern):
