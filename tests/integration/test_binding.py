@@ -1,7 +1,9 @@
 """Binding: unix sockets, IPv6, inherited sockets (--fd and systemd's
 LISTEN_FDS), TLS with a certificate made at test time, and the proxy and
 access-log settings the CLI hands to the application."""
+import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -11,7 +13,7 @@ import sys
 
 import pytest
 
-from .rawhttp import Conn
+from .rawhttp import Conn, build_request
 from .test_supervisor import Proc, app_dir, fulmen_proc, stop_master, wait_gone  # noqa: F401
 
 
@@ -230,3 +232,56 @@ def test_proxy_and_access_log_settings(app_dir):
                 "access_log": False, "access_log_format": "text"}
     finally:
         assert stop_master(srv) == 0, srv.stderr()
+
+
+# ---- the access log's lines -----------------------------------------------------------
+
+def _serve_and_log(app_dir, *args):
+    """Serve a few requests with --access-log ARGS, stop, and return the
+    server's stderr lines (the log is flushed at exit)."""
+    srv = fulmen_proc(app_dir, "--access-log", *args).start()
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/settings").status == 200
+            assert c.request("GET", "/nope?q=%22x%22").status == 404
+            # pipelined, one HTTP/1.0 and one HEAD
+            c.send(build_request("HEAD", "/settings") + build_request("GET", "/settings"))
+            c.read_response(head=True)
+            c.read_response()
+        with Conn(srv.port) as c:
+            c.send(build_request("GET", "/settings", version="1.0"))
+            c.read_response()
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    return srv.stderr().splitlines()
+
+
+TEXT_LINE = re.compile(
+    r'^127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] '
+    r'"(\S+) (\S+) HTTP/1\.([01])" (\d{3}) (\d+|-) (\d+\.\d{3})$')
+
+
+def test_access_log_text(app_dir):
+    lines = [m.groups() for m in map(TEXT_LINE.match, _serve_and_log(app_dir)) if m]
+    assert [(m, t, v, s) for m, t, v, s, _, _ in lines] == [
+        ("GET", "/settings", "1", "200"), ("GET", "/nope?q=%22x%22", "1", "404"),
+        ("HEAD", "/settings", "1", "200"), ("GET", "/settings", "1", "200"),
+        ("GET", "/settings", "0", "200")]
+    get_bytes = int(lines[0][4])
+    assert get_bytes > 100                      # the whole answer, head included
+    assert int(lines[2][4]) < get_bytes         # HEAD: no body
+    assert all(float(ms) < 10_000 for *_, ms in lines)
+
+
+def test_access_log_json(app_dir):
+    rows = [json.loads(l) for l in _serve_and_log(app_dir, "--access-log-format", "json")
+            if l.startswith("{")]
+    assert [(r["method"], r["target"], r["version"], r["status"]) for r in rows] == [
+        ("GET", "/settings", "1.1", 200), ("GET", "/nope?q=%22x%22", "1.1", 404),
+        ("HEAD", "/settings", "1.1", 200), ("GET", "/settings", "1.1", 200),
+        ("GET", "/settings", "1.0", 200)]
+    for r in rows:
+        assert r["client"] == "127.0.0.1"
+        assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", r["time"])
+        assert isinstance(r["bytes"], int) and r["bytes"] > 0
+        assert isinstance(r["duration_ms"], float) and 0 <= r["duration_ms"] < 10_000

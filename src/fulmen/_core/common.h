@@ -115,6 +115,10 @@ typedef struct {
     char *log;
     size_t log_len, log_cap;
     int log_fd;
+    /* the access log's timestamps, text and JSON, made once a second */
+    int64_t log_ts_sec;
+    char log_ts[2][32];
+    uint8_t log_ts_len[2];
 
     /* json.c */
     PyObject *InvalidJSON; /* fulmen.InvalidJSON(BadRequest, json.JSONDecodeError) */

@@ -311,17 +311,36 @@ static void conn_log_jstr(fulmen_state *st, const char *p, size_t n)
     conn_log_put(st, "\"", 1);
 }
 
+/* v in decimal */
+static void conn_log_uint(fulmen_state *st, unsigned long long v)
+{
+    char d[24], *p = d + sizeof(d);
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    conn_log_put(st, p, (size_t)(d + sizeof(d) - p));
+}
+
+/* a duration in ns as milliseconds with three decimals */
+static void conn_log_ms(fulmen_state *st, int64_t ns)
+{
+    unsigned long long us = ns > 0 ? (unsigned long long)ns / 1000 : 0;
+    char frac[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+                    (char)('0' + us % 10)};
+    conn_log_uint(st, us / 1000);
+    conn_log_put(st, frac, 4);
+}
+
 static void conn_access_log(ConnObject *c, RequestObject *req, int code,
                             long long nbytes)
 {
     fulmen_state *st = c->st;
-    char line[256], ts[64];
     const char *peer = "-";
     Py_ssize_t peerlen = 1;
-    double ms = 0;
+    int64_t ns = 0;
     time_t now = time(NULL);
-    struct tm tm;
-    int n;
+    int json = c->server->access_log == 2;
     if (c->peer == NULL && c->transport != NULL) {
         PyObject *p = PyObject_CallMethodOneArg(c->transport, st->s_get_extra_info,
                                                 st->s_peername);
@@ -341,12 +360,21 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         }
     }
     if (req != NULL && req->start_ns)
-        ms = (double)(conn_now_ns() - req->start_ns) / 1e6;
-    gmtime_r(&now, &tm);
-    if (c->server->access_log == 2) {
-        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        n = snprintf(line, sizeof(line), "{\"time\": \"%s\", \"client\": ", ts);
-        conn_log_put(st, line, (size_t)n);
+        ns = conn_now_ns() - req->start_ns;
+    if ((int64_t)now != st->log_ts_sec) {
+        /* the timestamps change once a second: formatted then, not per line */
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        st->log_ts_len[0] = (uint8_t)strftime(st->log_ts[0], sizeof(st->log_ts[0]),
+                                              "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        st->log_ts_len[1] = (uint8_t)strftime(st->log_ts[1], sizeof(st->log_ts[1]),
+                                              "%Y-%m-%dT%H:%M:%SZ", &tm);
+        st->log_ts_sec = (int64_t)now;
+    }
+    if (json) {
+        conn_log_put(st, "{\"time\": \"", 10);
+        conn_log_put(st, st->log_ts[1], st->log_ts_len[1]);
+        conn_log_put(st, "\", \"client\": ", 12);
         conn_log_jstr(st, peer, (size_t)peerlen);
         conn_log_put(st, ", \"method\": ", 12);
         if (req != NULL)
@@ -358,30 +386,42 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
             conn_log_jstr(st, req->base + req->h.target.off, req->h.target.len);
         else
             conn_log_put(st, "null", 4);
-        n = snprintf(line, sizeof(line),
-                     ", \"version\": \"1.%d\", \"status\": %d, \"bytes\": %lld, "
-                     "\"duration_ms\": %.3f}\n",
-                     req ? req->h.version_minor : 1, code, nbytes, ms);
-        conn_log_put(st, line, (size_t)n);
+        conn_log_put(st, ", \"version\": \"1.", 16);
+        conn_log_uint(st, req ? req->h.version_minor : 1);
+        conn_log_put(st, "\", \"status\": ", 12);
+        conn_log_uint(st, (unsigned)code);
+        conn_log_put(st, ", \"bytes\": ", 11);
+        if (nbytes >= 0)
+            conn_log_uint(st, (unsigned long long)nbytes);
+        else
+            conn_log_put(st, "-1", 2);
+        conn_log_put(st, ", \"duration_ms\": ", 17);
+        conn_log_ms(st, ns);
+        conn_log_put(st, "}\n", 2);
     } else {
-        strftime(ts, sizeof(ts), "%d/%b/%Y:%H:%M:%S +0000", &tm);
         conn_log_put(st, peer, (size_t)peerlen);
-        n = snprintf(line, sizeof(line), " - - [%s] \"", ts);
-        conn_log_put(st, line, (size_t)n);
+        conn_log_put(st, " - - [", 6);
+        conn_log_put(st, st->log_ts[0], st->log_ts_len[0]);
+        conn_log_put(st, "] \"", 3);
         if (req != NULL) {
             conn_log_put(st, req->base + req->h.method.off, req->h.method.len);
             conn_log_put(st, " ", 1);
             conn_log_put(st, req->base + req->h.target.off, req->h.target.len);
-            n = snprintf(line, sizeof(line), " HTTP/1.%d\"", req->h.version_minor);
+            conn_log_put(st, " HTTP/1.", 8);
+            conn_log_uint(st, req->h.version_minor);
+            conn_log_put(st, "\" ", 2);
         } else {
-            n = snprintf(line, sizeof(line), "-\"");
+            conn_log_put(st, "-\" ", 3);
         }
-        conn_log_put(st, line, (size_t)n);
+        conn_log_uint(st, (unsigned)code);
+        conn_log_put(st, " ", 1);
         if (nbytes >= 0)
-            n = snprintf(line, sizeof(line), " %d %lld %.3f\n", code, nbytes, ms);
+            conn_log_uint(st, (unsigned long long)nbytes);
         else
-            n = snprintf(line, sizeof(line), " %d - %.3f\n", code, ms);
-        conn_log_put(st, line, (size_t)n);
+            conn_log_put(st, "-", 1);
+        conn_log_put(st, " ", 1);
+        conn_log_ms(st, ns);
+        conn_log_put(st, "\n", 1);
     }
     if (st->log_len >= 32768)
         conn_log_flush(st);
