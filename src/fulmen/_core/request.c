@@ -948,7 +948,15 @@ static PyObject *req_get_headers(RequestObject *r, void *c)
         Py_INCREF(r->py_headers);
         return r->py_headers;
     }
-    d = PyObject_CallNoArgs((PyObject *)r->st->HeadersType);
+    /* dict's own tp_new makes an empty Headers (a dict subclass) without
+     * the generic type call and an __init__ that has nothing to do */
+    {
+        PyObject *noargs = PyTuple_New(0); /* the shared empty tuple */
+        if (noargs == NULL)
+            goto error;
+        d = PyDict_Type.tp_new(r->st->HeadersType, noargs, NULL);
+        Py_DECREF(noargs);
+    }
     if (d == NULL)
         goto error;
     for (i = 0; i < r->h.num_headers; i++) {
