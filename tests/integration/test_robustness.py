@@ -1,8 +1,10 @@
 """Hostile and broken input: whatever arrives, the server answers with
 well-formed responses (or nothing), never answers after an error, and stays
 up (the fixture checks that after every test)."""
+import os
 import socket
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,3 +100,33 @@ def test_slowloris_does_not_block_others(basic):
                 assert other.request("GET", "/p/5").body == b"5"
         slow.send(b"1\r\n\r\n")
         assert slow.read_response().body == b"1"
+
+
+H2O_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "conformance",
+                          "h2o-http1-corpus")
+
+
+@pytest.mark.skipif(not os.path.isdir(H2O_CORPUS), reason="shared/conformance/h2o-http1-corpus not present")
+def test_h2o_fuzz_corpus(basic):
+    # h2o's HTTP/1 fuzzing corpus, each input on a connection of its own and
+    # half-closed after it: every one ends in well-formed answers (or none)
+    # and a close, and the server then still answers
+    names = sorted(os.listdir(H2O_CORPUS))
+    assert len(names) > 1000
+    for name in names:
+        with open(os.path.join(H2O_CORPUS, name), "rb") as f:
+            data = f.read()
+        try:
+            resps = drain(basic.port, data)
+            assert len(resps) <= data.count(b"\n") + 1
+            for i, r in enumerate(resps):
+                assert 200 <= r.status <= 599 and r.header("Server") == "fulmen", r
+                # (a HEAD answer has no Content-Length: read as a body to EOF)
+                cl = r.header("Content-Length")
+                assert cl is None or int(cl) == len(r.body), r
+                if r.status in (400, 413, 414, 431, 501, 505):
+                    assert r.header("Connection").lower() == "close", r
+                    assert i == len(resps) - 1, "an answer after a framing error"
+        except Exception as e:
+            raise AssertionError("corpus input %s: %r" % (name, e)) from e
+    assert drain(basic.port, build_request("GET", "/p/7"))[0].body == b"7"
