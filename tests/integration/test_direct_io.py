@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from .conftest import _app_fixture
+from .conftest import _app_fixture, skip_if_sanitized
+from .test_limits import proc_field
 from .rawhttp import Conn, build_request
 
 basic_transport = pytest.fixture(_app_fixture("basic_transport"), name="basic_transport")
@@ -106,3 +107,47 @@ def test_reset_after_direct_takeover(app):
     c.close()   # RST while answers are pending
     with Conn(app.port) as d:
         assert d.request("GET", "/p/9").body == b"9"
+
+
+def test_a_request_kept_by_the_app_keeps_its_bytes(app):
+    # reads share one reused buffer under direct I/O: a request the app keeps
+    # must not see the bytes of later reads
+    with Conn(app.port) as c:
+        c.request("GET", "/p/0")
+        assert c.request("POST", "/stash/one?q=1", headers={"X-Mark": "first"},
+                         body=b"body-one").body == b"kept"
+        for i in range(5):   # later reads overwrite the buffer
+            c.send(build_request("GET", "/p/%d" % i) * 3)
+            for _ in range(3):
+                c.read_response()
+        assert c.request("GET", "/stashed").json() == {
+            "path": "/stash/one", "qs": "q=1", "x": "first", "body": "body-one"}
+
+
+@skip_if_sanitized
+def test_waiting_requests_do_not_keep_the_read_buffer(basic):
+    # a request that waits (an async view suspended) gets its own copy of
+    # its bytes: the 64 KB buffer reads land in is not pinned by each one
+    n = 300
+    conns = [Conn(basic.port) for _ in range(n)]
+    try:
+        for c in conns:
+            c.request("GET", "/p/0")          # now under direct I/O
+        before = proc_field(basic.pid, "status", "VmData")
+        for c in conns:
+            c.send(build_request("GET", "/hold/x"))
+        with Conn(basic.port) as probe:
+            for _ in range(10_000):           # each answer is a turn of the loop
+                if probe.request("GET", "/held").json() >= n:
+                    break
+            during = proc_field(basic.pid, "status", "VmData")
+            assert probe.request("GET", "/release").body == b"released"
+        for c in conns:
+            assert c.read_response().body == b"/hold/x"
+    finally:
+        for c in conns:
+            c.close()
+    # (VmData, not RSS: a pinned buffer is mostly untouched pages) a pinned
+    # buffer each would be n * 64 KB; a copy, a waiting request and its
+    # Task are a few KB
+    assert during - before < n * 16, (before, during)

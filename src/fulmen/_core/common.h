@@ -109,7 +109,9 @@ typedef struct {
     size_t out_len;
     size_t out_cap;
     PyObject *out_chunks; /* list, or NULL: large bodies passed by reference */
-    char *rbuf;           /* direct I/O reads land here (CONN_RBUF bytes) */
+    /* direct I/O reads land in this bytes object, reused while nothing
+     * keeps it (its size is set to each read's; see conn_io_read) */
+    PyObject *rbytes;
 
     /* access log lines, written out in batches */
     char *log;
@@ -195,6 +197,7 @@ struct RequestObject {
     h1_header inline_headers[FULMEN_INLINE_HEADERS];
     uint32_t header_cap;
     h1_span body;            /* decoded body, relative to base */
+    uint32_t rawlen;         /* the request's bytes from base (req_own_raw) */
     int64_t start_ns;        /* when dispatched (access log only) */
     RouteObject *route;      /* borrowed from the matcher (kept alive) */
     int n_params;
@@ -292,6 +295,9 @@ extern PyType_Spec req_headers_spec;
 extern PyType_Spec req_query_spec;
 RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers);
 void req_release(RequestObject *r);
+/* A request that outlives the read it came in gets its own copy of its
+ * bytes if they are in the module's reused read buffer.  0 or -1. */
+int req_own_raw(RequestObject *r);
 int req_ensure_header_cap(RequestObject *r, uint32_t cap);
 /* Index of the first header named lname (lower case), or -1. */
 int req_find_header(RequestObject *r, const char *lname);

@@ -643,6 +643,8 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
         c->close_after_flush = 1;
         return;
     }
+    if (req != NULL && req_own_raw(req) < 0) /* it waits beyond this read */
+        PyErr_WriteUnraisable((PyObject *)c);
     seq = c->q_next++;
     s = &c->q[seq & (c->q_cap - 1)];
     s->obj = resp;
@@ -844,6 +846,8 @@ static void conn_suspend(ConnObject *c, RequestObject *req, PyObject *coro,
     uint32_t seq;
     conn_slot *s;
     PyObject *aw = NULL, *task = NULL;
+    if (req_own_raw(req) < 0) /* it outlives this read */
+        goto error;
     if (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0)
         goto error;
     seq = c->q_next++;
@@ -1264,6 +1268,9 @@ static int conn_start_body_stream(ConnObject *c, RequestObject *req, char *p,
     PyObject *bs;
     c->pending = NULL;
     c->head_start = 0;
+    if (owner == c->st->rbytes)
+        owner = NULL; /* the reused read buffer: the request gets a copy */
+    req->rawlen = c->head_len;
     if (owner != NULL) {
         Py_INCREF(owner);
         req->raw = owner;
@@ -1528,6 +1535,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
         /* a whole request: give it its bytes and run it */
         c->pending = NULL;
         c->head_start = 0;
+        req->rawlen = (uint32_t)rawlen;
         if (owner != NULL) {
             Py_INCREF(owner);
             req->raw = owner;
@@ -2030,10 +2038,6 @@ static int conn_io_setup(ServerObject *srv)
     PyObject *cb, *r;
     if (srv->epfd >= 0)
         return 0;
-    if (srv->st->rbuf == NULL && (srv->st->rbuf = PyMem_Malloc(CONN_RBUF)) == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
     srv->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (srv->epfd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -2112,11 +2116,25 @@ static void conn_io_read(ConnObject *c, uint32_t events)
         PyObject *b, *r;
         if (c->fd < 0 || c->io_done || !c->io_watched || c->closed)
             return;
-        n = recv(c->fd, st->rbuf, CONN_RBUF, MSG_DONTWAIT);
+        /* one bytes object takes every read while nothing keeps it: its
+         * size is set to what arrived.  Nobody else holds it then, and no
+         * Python code ever sees it (requests copy what they hand out), so
+         * no hash of it can be cached. */
+        b = st->rbytes;
+        if (b == NULL && (b = st->rbytes = PyBytes_FromStringAndSize(NULL, CONN_RBUF)) == NULL) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            return;
+        }
+        Py_SET_SIZE(b, CONN_RBUF);
+        n = recv(c->fd, PyBytes_AS_STRING(b), CONN_RBUF, MSG_DONTWAIT);
         if (n > 0) {
-            b = PyBytes_FromStringAndSize(st->rbuf, n);
-            r = b ? conn_data_received(c, b) : NULL;
-            Py_XDECREF(b);
+            Py_SET_SIZE(b, n);
+            PyBytes_AS_STRING(b)[n] = '\0';
+            Py_INCREF(b);
+            r = conn_data_received(c, b);
+            if (Py_REFCNT(b) > 2)
+                Py_CLEAR(st->rbytes); /* kept (a request that waits): theirs now */
+            Py_DECREF(b);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
             Py_XDECREF(r);

@@ -302,6 +302,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     for (i = 0; i < st->n_resp_free; i++)
         Py_VISIT(st->resp_free[i]);
     Py_VISIT(st->out_chunks);
+    Py_VISIT(st->rbytes);
     return 0;
 }
 
@@ -357,6 +358,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->empty_bytes);
     Py_CLEAR(st->empty_str);
     Py_CLEAR(st->out_chunks);
+    Py_CLEAR(st->rbytes);
     return 0;
 }
 
@@ -368,8 +370,6 @@ static void mod_free(void *m)
     st->out = NULL;
     PyMem_Free(st->log);
     st->log = NULL;
-    PyMem_Free(st->rbuf);
-    st->rbuf = NULL;
 }
 
 static PyModuleDef_Slot mod_slots[] = {

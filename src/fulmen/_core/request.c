@@ -422,10 +422,25 @@ int req_ensure_header_cap(RequestObject *r, uint32_t cap)
     return 0;
 }
 
+int req_own_raw(RequestObject *r)
+{
+    PyObject *b;
+    if (r->raw == NULL || r->raw != r->st->rbytes)
+        return 0;
+    b = PyBytes_FromStringAndSize(r->base, (Py_ssize_t)r->rawlen);
+    if (b == NULL)
+        return -1;
+    Py_SETREF(r->raw, b);
+    r->base = PyBytes_AS_STRING(b); /* spans are relative to base: still valid */
+    return 0;
+}
+
 /* Drop the caller's reference; a request nobody else holds is reused. */
 void req_release(RequestObject *r)
 {
     fulmen_state *st = r->st;
+    if (UNLIKELY(Py_REFCNT(r) > 1) && req_own_raw(r) < 0)
+        PyErr_Clear(); /* no memory: the read buffer stays with the request */
     if (Py_REFCNT(r) == 1 && st->n_req_free < FULMEN_FREELIST_MAX) {
         req_clear_fields(r);
         if (req_reset_dict(r) < 0) {

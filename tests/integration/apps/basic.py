@@ -172,6 +172,48 @@ r.add_route("/header-name-crlf", header_name_crlf)
 r.add_route("/sleepy", sleepy)
 r.add_route("/len", body_len)
 
+STASH = []
+
+
+def stash(request):
+    # keeps the request beyond its answer: its bytes must stay its own
+    STASH[:] = [request]
+    return request.Response(text="kept")
+
+
+def stashed(request):
+    old = STASH[0]
+    return request.Response(json={"path": old.path, "qs": old.query_string,
+                                  "x": old.headers.get("X-Mark"), "body": old.text})
+
+
+HOLD = {"event": None, "waiting": 0}
+
+
+async def hold(request):
+    # waits until /release: a request that outlives its read
+    if HOLD["event"] is None:
+        HOLD["event"] = asyncio.Event()
+    ev = HOLD["event"]
+    HOLD["waiting"] += 1
+    try:
+        await ev.wait()
+    finally:
+        HOLD["waiting"] -= 1
+    return request.Response(text=request.path)
+
+
+def held(request):
+    return request.Response(json=HOLD["waiting"])
+
+
+def release(request):
+    if HOLD["event"] is not None:
+        HOLD["event"].set()
+        HOLD["event"] = None
+    return request.Response(text="released")
+
+
 def io_mode(request):
     srv = app._server
     return request.Response(json={"direct_io": bool(srv.direct_io),
@@ -179,6 +221,11 @@ def io_mode(request):
 
 
 r.add_route("/io", io_mode)
+r.add_route("/stash/{rest}", stash, methods=["GET", "POST"])
+r.add_route("/stashed", stashed)
+r.add_route("/hold/{x}", hold)
+r.add_route("/held", held)
+r.add_route("/release", release)
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)
