@@ -265,6 +265,30 @@ INLINE int mod_out_put(fulmen_state *st, const char *s, size_t n)
 }
 int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p,
                  size_t n);
+/* Write the decimal digits of u ending just before o; returns the start
+ * (Content-Length, JSON numbers, the access log). */
+INLINE char *mod_utoa_rev(char *o, uint64_t u)
+{
+    static const char digits2[201] =
+        "0001020304050607080910111213141516171819"
+        "2021222324252627282930313233343536373839"
+        "4041424344454647484950515253545556575859"
+        "6061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        o -= 2;
+        memcpy(o, digits2 + 2 * r, 2);
+    }
+    if (u >= 10) {
+        o -= 2;
+        memcpy(o, digits2 + 2 * u, 2);
+    } else {
+        *--o = (char)('0' + u);
+    }
+    return o;
+}
 /* The value of a hex digit, or -1 (percent-decoding, JSON \u escapes). */
 INLINE int mod_hexval(unsigned char c)
 {

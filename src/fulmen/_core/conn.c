@@ -314,11 +314,7 @@ static void conn_log_jstr(fulmen_state *st, const char *p, size_t n)
 /* v in decimal */
 static void conn_log_uint(fulmen_state *st, unsigned long long v)
 {
-    char d[24], *p = d + sizeof(d);
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    char d[24], *p = mod_utoa_rev(d + sizeof(d), v);
     conn_log_put(st, p, (size_t)(d + sizeof(d) - p));
 }
 
@@ -2152,16 +2148,8 @@ static void conn_io_read(ConnObject *c, uint32_t events)
             r = conn_eof_received(c, NULL);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
-            if (r != Py_True && !c->closed && c->transport != NULL) {
-                if (conn_flush(c) < 0)
-                    PyErr_WriteUnraisable((PyObject *)c);
-                if (!c->closed && c->transport != NULL) {
-                    PyObject *x = PyObject_CallMethodNoArgs(c->transport, st->s_close);
-                    if (x == NULL)
-                        PyErr_WriteUnraisable((PyObject *)c);
-                    Py_XDECREF(x);
-                }
-            }
+            if (r != Py_True)
+                conn_close_transport(c, 0);
             Py_XDECREF(r);
         } else if (!c->closed && c->transport != NULL) {
             /* a reset or other error: the connection is gone */

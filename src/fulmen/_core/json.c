@@ -1073,36 +1073,11 @@ INLINE int json_enc_str(json_buf *b, PyObject *s, int key)
     return 0;
 }
 
-static const char json_digits2[201] =
-    "0001020304050607080910111213141516171819"
-    "2021222324252627282930313233343536373839"
-    "4041424344454647484950515253545556575859"
-    "6061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
-/* Write the decimal digits of u ending just before o; returns the start. */
-INLINE char *json_utoa_rev(char *o, uint64_t u)
-{
-    while (u >= 100) {
-        unsigned r = (unsigned)(u % 100);
-        u /= 100;
-        o -= 2;
-        memcpy(o, json_digits2 + 2 * r, 2);
-    }
-    if (u >= 10) {
-        o -= 2;
-        memcpy(o, json_digits2 + 2 * u, 2);
-    } else {
-        *--o = (char)('0' + u);
-    }
-    return o;
-}
-
 static int json_enc_int(json_buf *b, long long x)
 {
     char tmp[24], *e = tmp + sizeof(tmp), *s;
     uint64_t u = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
-    s = json_utoa_rev(e, u);
+    s = mod_utoa_rev(e, u);
     if (x < 0)
         *--s = '-';
     return json_put(b, s, (size_t)(e - s));
@@ -1147,7 +1122,7 @@ static int json_float_short(double v, char *out)
         ip = m / p;
         fp = m % p;
     }
-    s = json_utoa_rev(e, ip);
+    s = mod_utoa_rev(e, ip);
     memcpy(o, s, (size_t)(e - s));
     o += e - s;
     *o++ = '.';

@@ -944,13 +944,8 @@ static int resp_put_digits_end(fulmen_state *st, size_t n, int conn_hdr)
 {
     /* the digits end at digits + 24; 16 bytes are copied from the first
      * (fixed-size moves), of which the literal below overwrites the extra */
-    char digits[40], *d = digits + 24, *o;
-    size_t nd;
-    do {
-        *--d = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    nd = (size_t)(digits + 24 - d);
+    char digits[40], *d = mod_utoa_rev(digits + 24, n), *o;
+    size_t nd = (size_t)(digits + 24 - d);
     if (mod_out_reserve(st, 24 + 30) < 0)
         return -1;
     o = st->out + st->out_len;
