@@ -79,11 +79,7 @@ def _never_suspends(view):
                                view.__globals__, view.__name__, view.__defaults__,
                                view.__closure__)
     plain.__kwdefaults__ = view.__kwdefaults__
-    plain.__qualname__ = view.__qualname__
-    plain.__module__ = view.__module__
-    plain.__doc__ = view.__doc__
-    plain.__wrapped__ = view
-    return plain
+    return functools.update_wrapper(plain, view)
 
 
 def parse_pattern(pattern):
