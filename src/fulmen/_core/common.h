@@ -265,6 +265,16 @@ INLINE int mod_out_put(fulmen_state *st, const char *s, size_t n)
 }
 int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p,
                  size_t n);
+/* A str's UTF-8 text: an ASCII str is its own UTF-8, read in place;
+ * others go through PyUnicode_AsUTF8AndSize (NULL with an exception). */
+INLINE const char *mod_utf8(PyObject *s, Py_ssize_t *n)
+{
+    if (LIKELY(PyUnicode_IS_COMPACT_ASCII(s))) {
+        *n = PyUnicode_GET_LENGTH(s);
+        return (const char *)PyUnicode_DATA(s);
+    }
+    return PyUnicode_AsUTF8AndSize(s, n);
+}
 /* Write the decimal digits of u ending just before o; returns the start
  * (Content-Length, JSON numbers, the access log). */
 INLINE char *mod_utoa_rev(char *o, uint64_t u)

@@ -1187,7 +1187,13 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
         conn_upgrade_ws(c, req, route);
         return;
     } else {
-        res = PyObject_Vectorcall(route->handler, (PyObject **)&req, 1, NULL);
+        /* the handler's own vectorcall: PyObject_Vectorcall adds a check
+         * that a NULL result comes with an exception, which the error path
+         * below does not need */
+        PyObject *h = route->handler;
+        vectorcallfunc vc = PyVectorcall_Function(h);
+        res = LIKELY(vc != NULL) ? vc(h, (PyObject **)&req, 1, NULL)
+                                 : PyObject_Vectorcall(h, (PyObject **)&req, 1, NULL);
     }
     if (UNLIKELY(res == NULL)) {
         res = conn_error_response(c, req);

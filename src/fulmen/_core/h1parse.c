@@ -727,7 +727,10 @@ out:
  * Public API
  */
 
-static int h1_simd_level = -1; /* -1: not detected yet */
+static int h1_parse_first(h1_parser *p, const unsigned char *buf, size_t len,
+                          h1_request *req);
+/* until the first call picks the best level */
+h1_parse_fn h1_parse_impl = h1_parse_first;
 
 static int
 h1_best_level(void)
@@ -744,9 +747,14 @@ int
 h1_set_simd_level(int level)
 {
     int best = h1_best_level();
+    h1_parse_fn fn = h1_parse_l0;
 
     if (level < 0 || level > best) level = best;
-    __atomic_store_n(&h1_simd_level, level, __ATOMIC_RELAXED);
+#if H1_HAVE_X86
+    if (level == H1_SIMD_AVX2) fn = h1_parse_l2;
+    else if (level == H1_SIMD_SSE42) fn = h1_parse_l1;
+#endif
+    __atomic_store_n(&h1_parse_impl, fn, __ATOMIC_RELAXED);
     return level;
 }
 
@@ -760,19 +768,11 @@ h1_parser_init(h1_parser *p, uint32_t max_header_size, uint32_t max_headers)
     p->max_headers = max_headers;
 }
 
-int
-h1_parse_request(h1_parser *p, const char *buf, size_t len, h1_request *req)
+static int
+h1_parse_first(h1_parser *p, const unsigned char *buf, size_t len, h1_request *req)
 {
-    int level = __atomic_load_n(&h1_simd_level, __ATOMIC_RELAXED);
-
-    if (UNLIKELY(level < 0)) level = h1_set_simd_level(-1);
-#if H1_HAVE_X86
-    if (LIKELY(level == H1_SIMD_AVX2))
-        return h1_parse_l2(p, (const unsigned char *)buf, len, req);
-    if (level == H1_SIMD_SSE42)
-        return h1_parse_l1(p, (const unsigned char *)buf, len, req);
-#endif
-    return h1_parse_l0(p, (const unsigned char *)buf, len, req);
+    (void)h1_set_simd_level(-1);
+    return h1_parse_impl(p, buf, len, req);
 }
 
 #else /* ============================ per-level pass: H1_LEVEL = 0/1/2 == */

@@ -102,8 +102,17 @@ void h1_parser_init(h1_parser *p, uint32_t max_header_size,
  * Bytes already examined by an earlier call are not examined again.
  * On H1_PARTIAL, req holds a partial state that the next call continues:
  * pass the same req (headers array included). */
-int h1_parse_request(h1_parser *p, const char *buf, size_t len,
-                     h1_request *req);
+typedef int (*h1_parse_fn)(h1_parser *p, const unsigned char *buf, size_t len,
+                           h1_request *req);
+/* the scanner in effect (see h1_set_simd_level); called through this
+ * pointer so that a request costs no level test and no extra call frame */
+extern h1_parse_fn h1_parse_impl;
+
+static inline int h1_parse_request(h1_parser *p, const char *buf, size_t len,
+                                   h1_request *req)
+{
+    return h1_parse_impl(p, (const unsigned char *)buf, len, req);
+}
 
 /* Select the scanner: 0 = scalar, 1 = SSE4.2, 2 = AVX2, -1 = best available.
  * Returns the level in effect.  Process-wide; for tests and benchmarks. */

@@ -169,11 +169,16 @@ static ResponseObject *resp_alloc(fulmen_state *st)
 static void resp_clear_fields(ResponseObject *r)
 {
     Py_CLEAR(r->body);
-    Py_CLEAR(r->content_type);
-    Py_CLEAR(r->headers);
-    Py_CLEAR(r->cookies);
-    Py_CLEAR(r->stream);
-    Py_CLEAR(r->dict);
+    /* the rest is rarely set: tested together */
+    if (UNLIKELY(((uintptr_t)r->content_type | (uintptr_t)r->headers |
+                  (uintptr_t)r->cookies | (uintptr_t)r->stream |
+                  (uintptr_t)r->dict) != 0)) {
+        Py_CLEAR(r->content_type);
+        Py_CLEAR(r->headers);
+        Py_CLEAR(r->cookies);
+        Py_CLEAR(r->stream);
+        Py_CLEAR(r->dict);
+    }
     r->jlen = 0;
     r->code = 200;
     r->kind = RESP_EMPTY;
@@ -348,7 +353,7 @@ static const char *resp_kwnames[] = {"code", "text", "body", "json",
 static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *vals[10] = {NULL};
+    PyObject *vals[10];
     Py_ssize_t i, nkw;
     ResponseObject *self;
     if (nargs == 0 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 &&
@@ -380,6 +385,7 @@ static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *cons
         PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 positional arguments");
         return NULL;
     }
+    memset(vals, 0, sizeof(vals));
     for (i = 0; i < nargs; i++)
         vals[i] = args[i];
     nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -1074,7 +1080,7 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
         blen = (Py_ssize_t)r->jlen;
     } else if (r->body != NULL) {
         if (PyUnicode_Check(r->body)) {
-            body = PyUnicode_AsUTF8AndSize(r->body, &blen);
+            body = mod_utf8(r->body, &blen);
             if (body == NULL)
                 return -1;
         } else {

@@ -237,6 +237,39 @@ static uint64_t router_hash(const char *p, size_t n)
     return h;
 }
 
+/* a[0..n) == b[0..n), for the short keys of the path table: word loads
+ * that may overlap instead of a call to memcmp (whose length dispatch
+ * mispredicts when the length varies from call to call). */
+static inline int router_key_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+    uint32_t u, v;
+    if (n >= 8) {
+        size_t i;
+        for (i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return 0;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        if (u != v)
+            return 0;
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return u == v;
+    }
+    if (n == 0)
+        return 1;
+    return a[0] == b[0] && a[n >> 1] == b[n >> 1] && a[n - 1] == b[n - 1];
+}
+
 /* Order of literal edges: by length, then bytes (binary search). */
 static int router_edge_cmp(const char *a, uint32_t al, const char *b, uint32_t bl)
 {
@@ -341,7 +374,7 @@ static int router_table_endpoint(MatcherObject *m, const char *key, uint32_t len
     mask = m->table_cap - 1;
     for (i = (uint32_t)h & mask; m->table[i].endpoint >= 0; i = (i + 1) & mask) {
         router_slot *s = &m->table[i];
-        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
+        if (s->hash == h && s->len == len && router_key_eq(s->key, key, len))
             return s->endpoint;
     }
     e = router_endpoint_new(m);
@@ -787,7 +820,7 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
         uint32_t mask = m->table_cap - 1, i;
         for (i = (uint32_t)h & mask; m->table[i].endpoint >= 0; i = (i + 1) & mask) {
             router_slot *s = &m->table[i];
-            if (s->hash == h && s->len == len && memcmp(s->key, path, len) == 0) {
+            if (s->hash == h && s->len == len && router_key_eq(s->key, path, len)) {
                 e = s->endpoint;
                 break;
             }
