@@ -423,15 +423,28 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         conn_log_flush(st);
 }
 
-/* Serialize one response for a request; unsafe or broken responses become
- * a 500.  Consumes the reference to resp.  Returns 1 when a streamed body
- * started (the stream then owns req and answers in its own time), else 0. */
-static int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp,
-                               int head_only, int conn_hdr, int close_after)
+/* resp_serialize failed (rc -1: an exception; else an unsafe header):
+ * a 500 goes out instead.  Consumes the reference to resp. */
+static void conn_write_failed(ConnObject *c, PyObject *resp, int rc, int head_only,
+                              int conn_hdr)
+{
+    if (rc == -1)
+        PyErr_WriteUnraisable(resp);
+    else
+        PySys_WriteStderr("fulmen: a response header contained CR, LF or NUL; "
+                          "answered 500 instead\n");
+    if (resp_serialize_status(c->st, 500, "Internal Server Error", head_only,
+                              conn_hdr, NULL) < 0)
+        PyErr_WriteUnraisable(NULL);
+    resp_release(c->st, resp);
+}
+
+/* conn_write_response for files, streams and the access log. */
+static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject *resp,
+                                    int head_only, int conn_hdr, int close_after)
 {
     fulmen_state *st = c->st;
     int rc;
-    c->answered = 1;
     if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM)) {
         if (((ResponseObject *)resp)->kind == RESP_FILE) {
             /* conditional and range requests need the request: Python */
@@ -468,20 +481,33 @@ static int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp
         rc = resp_serialize(st, resp, head_only, conn_hdr);
     }
     if (UNLIKELY(rc != 0)) {
-        if (rc == -1)
-            PyErr_WriteUnraisable(resp);
-        else
-            PySys_WriteStderr("fulmen: a response header contained CR, LF or NUL; "
-                              "answered 500 instead\n");
-        if (resp_serialize_status(st, 500, "Internal Server Error", head_only,
-                                  conn_hdr, NULL) < 0)
-            PyErr_WriteUnraisable(NULL);
+        conn_write_failed(c, resp, rc, head_only, conn_hdr);
+        return 0;
     }
     resp_release(st, resp);
     return 0;
 }
 
-static void conn_request_done(RequestObject *req)
+/* Serialize one response for a request; unsafe or broken responses become
+ * a 500.  Consumes the reference to resp.  Returns 1 when a streamed body
+ * started (the stream then owns req and answers in its own time), else 0.
+ * An in-memory answer without the access log is done here, inline. */
+INLINE int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp,
+                               int head_only, int conn_hdr, int close_after)
+{
+    int rc;
+    c->answered = 1;
+    if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM || c->server->access_log))
+        return conn_write_response_slow(c, req, resp, head_only, conn_hdr, close_after);
+    rc = resp_serialize(c->st, resp, head_only, conn_hdr);
+    if (UNLIKELY(rc != 0))
+        conn_write_failed(c, resp, rc, head_only, conn_hdr);
+    else
+        resp_release(c->st, resp);
+    return 0;
+}
+
+INLINE void conn_request_done(RequestObject *req)
 {
     if (UNLIKELY(req->done_callbacks != NULL)) {
         PyObject *cbs = req->done_callbacks, *r;
