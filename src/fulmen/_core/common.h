@@ -327,6 +327,8 @@ void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);
 extern PyType_Spec req_spec;
 extern PyType_Spec req_headers_spec;
 extern PyType_Spec req_query_spec;
+/* A request to parse into: its head (r->h) holds stale values until the
+ * parser's first call clears it. */
 RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers);
 void req_release(RequestObject *r);
 /* A request that outlives the read it came in gets its own copy of its

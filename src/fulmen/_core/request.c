@@ -394,9 +394,7 @@ RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers)
             return NULL;
         }
     }
-    memset(&r->h, 0, offsetof(h1_request, headers));
-    r->h.num_headers = 0;
-    r->h.error_reason = NULL;
+    /* r->h is left as it is: the parser clears it before its first byte */
     (void)max_headers;
     return r;
 }
