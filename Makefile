@@ -8,7 +8,7 @@ PORT ?= 8080
 C_SOURCES := $(wildcard src/fulmen/_core/*.c src/fulmen/_core/*.h)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all venv build run test pytest asan bench bench-all bench-instr bench-plot bench-ws bench-peers autobahn clean
+.PHONY: all venv build run test pytest asan bench bench-all bench-instr bench-report bench-plot bench-ws bench-peers autobahn clean
 
 all: build
 
@@ -64,6 +64,10 @@ bench-instr: build
 	$(PY) bench/instr.py
 
 # PNG bar charts of the latest run (bench/out/plot-*.png); matplotlib is optional
+# markdown tables of the latest run (bench/out/latest.json), for bench/RESULTS.md
+bench-report: venv
+	$(PY) bench/report.py
+
 bench-plot: venv
 	$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q matplotlib
 	$(PY) bench/plot.py
