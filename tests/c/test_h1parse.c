@@ -85,7 +85,7 @@ render(char *out, size_t cap, int rc, const h1_request *r, const char *buf)
         (int)r->target.len, buf + r->target.off, r->path.off,
         (int)r->path.len, buf + r->path.off, (int)r->query.len,
         buf + r->query.off, r->version_minor, r->flags,
-        (unsigned long long)((r->flags & H1_F_HAS_CL) ? r->content_length : 0),
+        (unsigned long long)r->content_length, /* 0 without H1_F_HAS_CL */
         r->num_headers, (r->flags & H1_F_HAS_HOST) ? r->host_index : 999);
     for (i = 0; i < r->num_headers; i++)
         PUT("%.*s: %.*s\n", (int)r->headers[i].name.len,

@@ -69,6 +69,37 @@ typedef struct {
     uint8_t interim;   /* a "100 Continue" to send in its turn */
 } conn_slot;
 
+/* What only the rarer features need: a streamed response, a WebSocket, a
+ * request body read as it arrives (stream=True), a chunked request body,
+ * the access log's peer.  A connection makes it the first time it needs
+ * one (conn_ext_get) and keeps it until it is deallocated, so that a
+ * plain keep-alive connection carries one NULL pointer instead, and one
+ * that uses a feature again does not allocate again. */
+typedef struct {
+    /* a streamed response in progress (ConnObject.streaming) */
+    RequestObject *stream_req; /* strong: the stream answers it */
+    PyObject *stream_task;
+    PyObject *stream_waiter; /* future resolved when writing may resume */
+    PyObject *peer;          /* peer host (str), fetched for the access log */
+    WebSocketObject *ws;     /* after a 101: every byte goes to it */
+    PyObject *ws_task;       /* the handler's Task */
+    /* a stream=True request whose body is still arriving */
+    PyObject *bstream;       /* its BodyStream */
+    RequestObject *bs_req;   /* borrowed: identity only */
+    uint64_t bs_remaining;   /* Content-Length bytes still to come */
+    /* the chunked decoder: of a stream=True body (bs_chunked), else of
+     * the pending request (STAGE_CHUNKED) */
+    h1_chunked chunk;
+    size_t csrc, cdst;       /* STAGE_CHUNKED: raw consumed, decoded end */
+    uint8_t stream_frame;    /* RESP_FRAME_* */
+    uint8_t stream_close;    /* close once it ends */
+    uint8_t bs_chunked;
+} conn_ext;
+
+/* Kept small: an idle keep-alive connection is this object and uvloop's
+ * transport (bench/RESULTS.md, idle memory).  Its size with the GC header
+ * is a multiple of 16 (pymalloc's size classes): a new field past that
+ * costs 16 bytes per connection, so rare state belongs in conn_ext. */
 struct ConnObject {
     PyObject_HEAD
     fulmen_state *st;
@@ -78,9 +109,20 @@ struct ConnObject {
     char *buf;
     size_t buf_len, buf_cap;
     RequestObject *pending; /* its head or body is incomplete */
-    uint64_t body_need;     /* STAGE_BODY: bytes of body still missing */
-    uint32_t head_len;
-    uint8_t stage;
+    int64_t deadline;      /* monotonic ms; 0 = none */
+    int64_t head_start;    /* first byte of the current head, ms; 0 = none */
+    ConnObject *prev, *next; /* the server's list of live connections */
+    conn_ext *ext;         /* NULL until a rare feature is used */
+    /* response queue: a ring indexed by sequence number, made when the
+     * first response has to wait */
+    conn_slot *q;
+    uint32_t q_cap;        /* power of two */
+    uint32_t q_first;      /* seq of the oldest queued response */
+    uint32_t q_next;       /* seq the next request gets */
+    uint32_t head_len;     /* of the pending request, once parsed */
+    /* direct I/O (see the top of the file) */
+    int fd;                /* the transport's socket; -1: the transport reads */
+    uint8_t stage;         /* STAGE_*, of the pending request */
     uint8_t continue_sent;
     uint8_t closing;       /* no request after this one is read */
     uint8_t closed;        /* connection_lost was called */
@@ -90,38 +132,42 @@ struct ConnObject {
     uint8_t reading_paused;
     uint8_t answered;      /* a response has been written */
     uint8_t timer;         /* CONN_T_*: what deadline guards */
-    int64_t deadline;      /* monotonic ms; 0 = none */
-    int64_t head_start;    /* first byte of the current head, ms; 0 = none */
-    ConnObject *prev, *next; /* the server's list of live connections */
-    /* a streamed response in progress: later responses wait behind it */
-    uint8_t streaming;
-    uint8_t stream_frame;  /* RESP_FRAME_* */
-    uint8_t stream_close;  /* close once it ends */
-    RequestObject *stream_req;
-    PyObject *stream_task;
-    PyObject *stream_waiter; /* future resolved when writing may resume */
-    PyObject *peer;          /* peer host (str), fetched for the access log */
-    WebSocketObject *ws;     /* after a 101: every byte goes to it */
-    /* a stream=True request whose body is still arriving */
-    PyObject *bstream;       /* its BodyStream */
-    RequestObject *bs_req;   /* borrowed: identity only */
-    uint64_t bs_remaining;   /* Content-Length bytes still to come */
-    uint8_t bs_chunked;
-    PyObject *ws_task;       /* the handler's Task */
-    h1_chunked chunk;
-    size_t csrc, cdst;      /* STAGE_CHUNKED: raw consumed, decoded end */
-    /* response queue: a ring indexed by sequence number */
-    conn_slot *q;
-    uint32_t q_cap;        /* power of two */
-    uint32_t q_first;      /* seq of the oldest queued response */
-    uint32_t q_next;       /* seq the next request gets */
-    /* direct I/O (see the top of the file) */
-    int fd;                /* the transport's socket; -1: the transport reads */
+    uint8_t streaming;     /* a streamed response is being written (ext):
+                            * later responses wait behind it */
     uint8_t io_checked;    /* direct I/O was considered */
     uint8_t io_watched;    /* fd is in the server's epoll set */
     uint8_t io_done;       /* no more reads: EOF, error, or closing */
     uint8_t tpending;      /* output went to the transport since it was empty */
 };
+
+/* The WebSocket after a 101, else NULL. */
+INLINE WebSocketObject *conn_ws(ConnObject *c)
+{
+    return UNLIKELY(c->ext != NULL) ? c->ext->ws : NULL;
+}
+
+/* The BodyStream of a stream=True request whose body is still arriving,
+ * else NULL. */
+INLINE PyObject *conn_bstream(ConnObject *c)
+{
+    return UNLIKELY(c->ext != NULL) ? c->ext->bstream : NULL;
+}
+
+/* Make c->ext.  Returns it, or NULL with an exception set. */
+static NOINLINE conn_ext *conn_ext_new(ConnObject *c)
+{
+    c->ext = PyMem_Calloc(1, sizeof(conn_ext));
+    if (c->ext == NULL)
+        PyErr_NoMemory();
+    return c->ext;
+}
+
+/* c->ext, made on first use.  Returns NULL with an exception set when out
+ * of memory. */
+INLINE conn_ext *conn_ext_get(ConnObject *c)
+{
+    return LIKELY(c->ext != NULL) ? c->ext : conn_ext_new(c);
+}
 
 static void conn_io_watch(ConnObject *c, int on);
 static void conn_io_end(ConnObject *c);
@@ -328,6 +374,30 @@ static void conn_log_ms(fulmen_state *st, int64_t ns)
     conn_log_put(st, frac, 4);
 }
 
+/* Fetch the peer's host (str) into c->ext->peer, once per connection.  A
+ * failure leaves it NULL: the log then says "-".  An exception already set
+ * (a response that failed to serialize, reported after its log line) is
+ * kept. */
+static NOINLINE void conn_fetch_peer(ConnObject *c)
+{
+    PyObject *type, *value, *tb, *p = NULL;
+    conn_ext *x;
+    PyErr_Fetch(&type, &value, &tb);
+    x = conn_ext_get(c);
+    if (x == NULL)
+        goto done;
+    p = PyObject_CallMethodOneArg(c->transport, c->st->s_get_extra_info,
+                                  c->st->s_peername);
+    if (p != NULL && PyTuple_Check(p) && PyTuple_GET_SIZE(p) >= 1)
+        x->peer = PyObject_Str(PyTuple_GET_ITEM(p, 0));
+    else if (p != NULL && PyUnicode_Check(p))
+        x->peer = Py_NewRef(p);
+done:
+    Py_XDECREF(p);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
 static void conn_access_log(ConnObject *c, RequestObject *req, int code,
                             long long nbytes)
 {
@@ -337,18 +407,10 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
     int64_t ns = 0;
     time_t now = time(NULL);
     int json = c->server->access_log == 2;
-    if (c->peer == NULL && c->transport != NULL) {
-        PyObject *p = PyObject_CallMethodOneArg(c->transport, st->s_get_extra_info,
-                                                st->s_peername);
-        if (p != NULL && PyTuple_Check(p) && PyTuple_GET_SIZE(p) >= 1)
-            c->peer = PyObject_Str(PyTuple_GET_ITEM(p, 0));
-        else if (p != NULL && PyUnicode_Check(p))
-            c->peer = Py_NewRef(p);
-        Py_XDECREF(p);
-        PyErr_Clear();
-    }
-    if (c->peer != NULL) {
-        peer = PyUnicode_AsUTF8AndSize(c->peer, &peerlen);
+    if ((c->ext == NULL || c->ext->peer == NULL) && c->transport != NULL)
+        conn_fetch_peer(c);
+    if (c->ext != NULL && c->ext->peer != NULL) {
+        peer = PyUnicode_AsUTF8AndSize(c->ext->peer, &peerlen);
         if (peer == NULL) {
             PyErr_Clear();
             peer = "-";
@@ -608,7 +670,7 @@ static void conn_q_drain(ConnObject *c)
                 PyErr_WriteUnraisable((PyObject *)c);
             continue;
         }
-        if (UNLIKELY(req != NULL && c->bstream != NULL && c->bs_req == req)) {
+        if (UNLIKELY(req != NULL && conn_bstream(c) != NULL && c->ext->bs_req == req)) {
             /* answered before its body ended: what follows is unknown */
             s->conn_hdr = 1;
             s->close_after = 1;
@@ -641,7 +703,7 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
     uint32_t seq;
     conn_slot *s;
     if (LIKELY(conn_q_len(c) == 0 && !c->streaming)) {
-        if (UNLIKELY(req != NULL && c->bstream != NULL && c->bs_req == req)) {
+        if (UNLIKELY(req != NULL && conn_bstream(c) != NULL && c->ext->bs_req == req)) {
             conn_hdr = 1;
             close_after = 1;
             conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
@@ -710,7 +772,7 @@ static PyObject *conn_error_response(ConnObject *c, RequestObject *req)
 INLINE int conn_idle(ConnObject *c)
 {
     return conn_q_len(c) == 0 && !c->streaming && c->pending == NULL &&
-           c->buf_len == 0 && c->ws == NULL;
+           c->buf_len == 0 && conn_ws(c) == NULL;
 }
 
 /* Re-arm the connection's deadline from its state; now is mod_now_ms(). */
@@ -720,9 +782,9 @@ static void conn_rearm(ConnObject *c, int64_t now)
     if (c->closed) {
         c->timer = CONN_T_NONE;
         c->deadline = 0;
-    } else if (c->ws != NULL) {
+    } else if (conn_ws(c) != NULL) {
         if (c->timer != CONN_T_WSCLOSE && !(c->pause & CONN_PAUSE_WRITE)) {
-            int64_t d = ws_deadline(c->ws);
+            int64_t d = ws_deadline(c->ext->ws);
             c->timer = d ? CONN_T_WSPING : CONN_T_NONE; /* else the handler decides */
             c->deadline = d;
         } else if (c->timer != CONN_T_WSCLOSE && c->timer != CONN_T_WRITE) {
@@ -734,7 +796,7 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = CONN_T_WRITE;
             c->deadline = now + srv->body_timeout_ms;
         }
-    } else if (c->bstream != NULL && !(c->pause & CONN_PAUSE_BODY)) {
+    } else if (conn_bstream(c) != NULL && !(c->pause & CONN_PAUSE_BODY)) {
         c->timer = CONN_T_BODY; /* a streamed body: bytes must keep coming */
         c->deadline = now + srv->body_timeout_ms;
     } else if (conn_q_len(c) > 0 || c->streaming) {
@@ -1121,6 +1183,8 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
     if (opt != NULL && PyLong_Check(opt))
         max_message = PyLong_AsUnsignedLongLong(opt);
     PyErr_Clear();
+    if (conn_ext_get(c) == NULL)
+        goto fail;
     {
         double pi = 20.0, pt = 20.0;
         opt = PyDict_GetItemString(route->extra, "ping_interval");
@@ -1155,8 +1219,8 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
             PyErr_WriteUnraisable((PyObject *)c);
     }
     c->answered = 1;
-    c->ws = ws;
-    c->ws_task = task;
+    c->ext->ws = ws;
+    c->ext->ws_task = task;
     c->timer = CONN_T_NONE;
     if (UNLIKELY(c->server->access_log))
         conn_access_log(c, req, 101, -1);
@@ -1294,6 +1358,7 @@ static int conn_start_body_stream(ConnObject *c, RequestObject *req, char *p,
                                   PyObject *owner, uint64_t max_body)
 {
     PyObject *bs;
+    conn_ext *x;
     c->pending = NULL;
     c->head_start = 0;
     if (owner == c->st->rbytes)
@@ -1311,19 +1376,22 @@ static int conn_start_body_stream(ConnObject *c, RequestObject *req, char *p,
     }
     req->body.off = c->head_len;
     req->body.len = 0;
+    x = conn_ext_get(c);
+    if (x == NULL)
+        goto fail;
     bs = req_stream_new(c->st, c);
     if (bs == NULL)
         goto fail;
     req->body_stream = bs;
     Py_INCREF(bs);
-    c->bstream = bs;
-    c->bs_req = req;
+    x->bstream = bs;
+    x->bs_req = req;
     if (req->h.flags & H1_F_CHUNKED) {
-        c->bs_chunked = 1;
-        h1_chunked_init(&c->chunk, max_body);
+        x->bs_chunked = 1;
+        h1_chunked_init(&x->chunk, max_body);
     } else {
-        c->bs_chunked = 0;
-        c->bs_remaining = req->h.content_length;
+        x->bs_chunked = 0;
+        x->bs_remaining = req->h.content_length;
     }
     conn_maybe_continue(c, req); /* the view is about to read it */
     conn_dispatch(c, req);
@@ -1339,11 +1407,11 @@ fail:
 /* The stream is over: with exc NULL the body ended, else it failed. */
 static void conn_end_body_stream(ConnObject *c, PyObject *exc)
 {
-    PyObject *bs = c->bstream;
+    PyObject *bs = conn_bstream(c);
     if (bs == NULL)
         return;
-    c->bstream = NULL;
-    c->bs_req = NULL;
+    c->ext->bstream = NULL;
+    c->ext->bs_req = NULL;
     req_stream_end(bs, exc);
     Py_DECREF(bs);
     conn_set_pause(c, CONN_PAUSE_BODY, 0);
@@ -1365,24 +1433,25 @@ static void conn_fail_body_stream(ConnObject *c, PyObject *type, const char *msg
  * decoded in place (chunked bodies then wait for the connection's buffer). */
 static size_t conn_stream_body(ConnObject *c, char *p, size_t n, int immutable)
 {
+    conn_ext *x = c->ext; /* there is a body stream */
     size_t used;
-    if (!c->bs_chunked) {
-        used = n < c->bs_remaining ? n : (size_t)c->bs_remaining;
-        if (req_stream_push(c->bstream, p, used) < 0) {
+    if (!x->bs_chunked) {
+        used = n < x->bs_remaining ? n : (size_t)x->bs_remaining;
+        if (req_stream_push(x->bstream, p, used) < 0) {
             PyErr_WriteUnraisable((PyObject *)c);
             conn_fail_body_stream(c, PyExc_MemoryError, "out of memory");
             return (size_t)-1;
         }
-        c->bs_remaining -= used;
-        if (c->bs_remaining == 0)
+        x->bs_remaining -= used;
+        if (x->bs_remaining == 0)
             conn_end_body_stream(c, NULL);
     } else {
         size_t src = 0, dst = 0;
         int rc;
         if (immutable)
             return 0;
-        rc = h1_chunked_decode(&c->chunk, p, n, &src, &dst);
-        if (dst > 0 && req_stream_push(c->bstream, p, dst) < 0) {
+        rc = h1_chunked_decode(&x->chunk, p, n, &src, &dst);
+        if (dst > 0 && req_stream_push(x->bstream, p, dst) < 0) {
             PyErr_WriteUnraisable((PyObject *)c);
             conn_fail_body_stream(c, PyExc_MemoryError, "out of memory");
             return (size_t)-1;
@@ -1398,9 +1467,9 @@ static size_t conn_stream_body(ConnObject *c, char *p, size_t n, int immutable)
             return (size_t)-1;
         }
     }
-    if (c->bstream != NULL && req_stream_buffered(c->bstream) > 0) {
+    if (x->bstream != NULL && req_stream_buffered(x->bstream) > 0) {
         /* the view is behind: stop reading until it catches up */
-        req_stream_mark_paused(c->bstream);
+        req_stream_mark_paused(x->bstream);
         conn_set_pause(c, CONN_PAUSE_BODY, 1);
     }
     return used;
@@ -1433,13 +1502,13 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
            !(c->pause & (CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY))) {
         RequestObject *req;
         size_t avail = len - pos, total, rawlen;
-        if (UNLIKELY(c->bstream != NULL)) {
+        if (UNLIKELY(conn_bstream(c) != NULL)) {
             /* the body of a request already handed to its view */
             size_t used = conn_stream_body(c, p + pos, avail, owner != NULL);
             if (used == (size_t)-1)
                 return len;
             pos += used;
-            if (c->bstream != NULL)
+            if (conn_bstream(c) != NULL)
                 break; /* more to come, or the view must read first */
             continue;
         }
@@ -1508,44 +1577,52 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                 continue;
             }
             if (req->h.flags & H1_F_CHUNKED) {
+                conn_ext *x = conn_ext_get(c);
+                if (x == NULL) {
+                    PyErr_WriteUnraisable((PyObject *)c);
+                    c->pending = NULL;
+                    req_release(req);
+                    c->closing = 1;
+                    c->close_after_flush = 1;
+                    return len;
+                }
                 c->stage = STAGE_CHUNKED;
-                h1_chunked_init(&c->chunk, max_body);
-                c->csrc = c->cdst = c->head_len;
-            } else if ((req->h.flags & H1_F_HAS_CL) && req->h.content_length > 0) {
-                if (req->h.content_length > max_body) {
+                h1_chunked_init(&x->chunk, max_body);
+                x->csrc = x->cdst = c->head_len;
+            } else {
+                if (req->h.content_length > max_body) { /* 0 without one */
                     c->pending = NULL;
                     req_release(req);
                     conn_protocol_error(c, 413);
                     return len;
                 }
                 c->stage = STAGE_BODY;
-                c->body_need = req->h.content_length;
-            } else {
-                c->stage = STAGE_BODY;
-                c->body_need = 0;
             }
         }
         if (c->stage == STAGE_BODY) {
-            total = c->head_len + c->body_need;
+            /* Content-Length bytes (the parser's 0 without one) */
+            uint64_t need = req->h.content_length;
+            total = c->head_len + need;
             if (avail < total) {
                 conn_maybe_continue(c, req);
                 break;
             }
             req->body.off = c->head_len;
-            req->body.len = (uint32_t)c->body_need;
+            req->body.len = (uint32_t)need;
             rawlen = total;
         } else {
+            conn_ext *x = c->ext; /* made at STAGE_CHUNKED */
             size_t src, dst;
             int rc;
             if (owner != NULL)
                 break; /* decoded in place: the caller moves it to our buffer */
-            src = c->csrc;
-            dst = c->cdst;
-            rc = h1_chunked_decode(&c->chunk, p + pos, avail, &src, &dst);
-            c->csrc = src;
-            c->cdst = dst;
+            src = x->csrc;
+            dst = x->cdst;
+            rc = h1_chunked_decode(&x->chunk, p + pos, avail, &src, &dst);
+            x->csrc = src;
+            x->cdst = dst;
             if (rc == H1_CHUNK_PARTIAL) {
-                if (c->chunk.total == 0)
+                if (x->chunk.total == 0)
                     conn_maybe_continue(c, req);
                 break;
             }
@@ -1581,10 +1658,10 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
         }
         pos += total;
         conn_dispatch(c, req);
-        if (UNLIKELY(c->ws != NULL)) {
+        if (UNLIKELY(conn_ws(c) != NULL)) {
             /* upgraded: what follows the request is WebSocket frames */
             if (pos < len)
-                ws_feed(c->ws, p + pos, len - pos);
+                ws_feed(c->ext->ws, p + pos, len - pos);
             return len;
         }
     }
@@ -1606,6 +1683,7 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
 {
     fulmen_state *st = c->st;
     PyObject *fn = NULL, *coro = NULL, *task = NULL;
+    conn_ext *x;
     int frame = resp_serialize_stream_head(st, resp, conn_hdr,
                                            req == NULL || req->h.version_minor >= 1);
     if (frame < 0) {
@@ -1623,7 +1701,8 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
         resp_release(st, resp);
         return 0;
     }
-    fn = conn_streams_fn("_stream_body");
+    x = conn_ext_get(c);
+    fn = x != NULL ? conn_streams_fn("_stream_body") : NULL;
     if (fn != NULL)
         coro = PyObject_CallFunctionObjArgs(fn, (PyObject *)c,
                                             ((ResponseObject *)resp)->stream, NULL);
@@ -1640,11 +1719,27 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
         return 0;
     }
     c->streaming = 1;
-    c->stream_frame = (uint8_t)frame;
-    c->stream_close = (uint8_t)(close_after || frame == RESP_FRAME_CLOSE);
-    c->stream_req = req;
-    c->stream_task = task;
+    x->stream_frame = (uint8_t)frame;
+    x->stream_close = (uint8_t)(close_after || frame == RESP_FRAME_CLOSE);
+    x->stream_req = req;
+    x->stream_task = task;
     return 1;
+}
+
+/* The future that a writer awaits while the transport is above its
+ * high-water mark; resume_writing resolves it (conn_wake_stream).  Returns
+ * a new reference, or NULL with an exception set. */
+static PyObject *conn_waiter(ConnObject *c)
+{
+    conn_ext *x = conn_ext_get(c);
+    if (x == NULL)
+        return NULL;
+    if (x->stream_waiter == NULL) {
+        x->stream_waiter = PyObject_CallMethod(c->server->loop, "create_future", NULL);
+        if (x->stream_waiter == NULL)
+            return NULL;
+    }
+    return Py_NewRef(x->stream_waiter);
 }
 
 static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
@@ -1672,7 +1767,7 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
     }
     if (view.len > 0) {
         int ok;
-        if (c->stream_frame == RESP_FRAME_CHUNKED) {
+        if (c->ext->stream_frame == RESP_FRAME_CHUNKED) {
             n = snprintf(hex, sizeof(hex), "%zx\r\n", (size_t)view.len);
             ok = mod_out_put(st, hex, (size_t)n) == 0 &&
                  mod_out_body(st, PyBytes_CheckExact(data) ? data : NULL, view.buf,
@@ -1690,24 +1785,17 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
     }
     PyBuffer_Release(&view);
     Py_XDECREF(enc);
-    if (c->pause & CONN_PAUSE_WRITE) {
-        if (c->stream_waiter == NULL) {
-            c->stream_waiter = PyObject_CallMethod(c->server->loop, "create_future", NULL);
-            if (c->stream_waiter == NULL)
-                return NULL;
-        }
-        Py_INCREF(c->stream_waiter);
-        return c->stream_waiter;
-    }
+    if (c->pause & CONN_PAUSE_WRITE)
+        return conn_waiter(c);
     Py_RETURN_NONE;
 }
 
 static void conn_wake_stream(ConnObject *c)
 {
-    PyObject *w = c->stream_waiter, *r;
+    PyObject *w = c->ext != NULL ? c->ext->stream_waiter : NULL, *r;
     if (w == NULL)
         return;
-    c->stream_waiter = NULL;
+    c->ext->stream_waiter = NULL;
     r = PyObject_CallMethod(w, "done", NULL);
     if (r == Py_False) {
         Py_DECREF(r);
@@ -1726,12 +1814,12 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
     if (!c->streaming)
         Py_RETURN_NONE;
     c->streaming = 0;
-    Py_CLEAR(c->stream_task);
+    Py_CLEAR(c->ext->stream_task);
     conn_wake_stream(c);
-    req = c->stream_req;
-    c->stream_req = NULL;
+    req = c->ext->stream_req;
+    c->ext->stream_req = NULL;
     if (!c->closed && c->transport != NULL) {
-        if (ok && c->stream_frame == RESP_FRAME_CHUNKED &&
+        if (ok && c->ext->stream_frame == RESP_FRAME_CHUNKED &&
             mod_out_put(c->st, "0\r\n\r\n", 5) < 0)
             ok = 0;
         if (!ok) {
@@ -1743,7 +1831,7 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
             Py_XDECREF(r);
-        } else if (c->stream_close) {
+        } else if (c->ext->stream_close) {
             c->closing = 1;
             c->close_after_flush = 1;
         }
@@ -1852,14 +1940,14 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
     Py_buffer view;
     if (c->closing || c->closed)
         Py_RETURN_NONE;
-    if (UNLIKELY(c->ws != NULL)) {
+    if (UNLIKELY(conn_ws(c) != NULL)) {
         if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
             return NULL;
-        ws_feed(c->ws, view.buf, (size_t)view.len);
+        ws_feed(c->ext->ws, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
         if (conn_flush(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
-        if (c->ws != NULL)
+        if (conn_ws(c) != NULL)
             conn_rearm(c, mod_now_ms());
         Py_RETURN_NONE;
     }
@@ -1960,18 +2048,18 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
     }
     conn_drop_state(c);
     conn_wake_stream(c);
-    if (c->bstream != NULL) {
+    if (conn_bstream(c) != NULL) {
         PyObject *exc = PyObject_CallFunction(PyExc_ConnectionResetError, "s",
                                               "the client has gone");
         conn_end_body_stream(c, exc);
         Py_XDECREF(exc);
     }
-    if (c->ws != NULL) {
-        WebSocketObject *ws = c->ws;
-        c->ws = NULL;
+    if (conn_ws(c) != NULL) {
+        WebSocketObject *ws = c->ext->ws;
+        c->ext->ws = NULL;
         ws_connection_lost(ws);
         Py_DECREF(ws);
-        Py_CLEAR(c->ws_task);
+        Py_CLEAR(c->ext->ws_task);
     }
     conn_rearm(c, 0);
     if (c->fd >= 0) {
@@ -1992,13 +2080,13 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
      * close; an incomplete request is dropped. */
     c->eof = 1;
     c->closing = 1;
-    if (c->ws != NULL)
+    if (conn_ws(c) != NULL)
         Py_RETURN_FALSE;
-    if (c->streaming && c->stream_task != NULL) {
+    if (c->streaming && c->ext->stream_task != NULL) {
         /* the client stopped sending while a body streams to it: it has in
          * all likelihood gone, and a stream (SSE, say) may not write again
          * for a long time; stop producing now instead of at that write */
-        PyObject *r = PyObject_CallMethod(c->stream_task, "cancel", NULL);
+        PyObject *r = PyObject_CallMethod(c->ext->stream_task, "cancel", NULL);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(r);
@@ -2241,8 +2329,8 @@ static void conn_expire(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *r;
-    if (c->timer == CONN_T_WSPING && c->ws != NULL) {
-        ws_timer(c->ws, mod_now_ms());
+    if (c->timer == CONN_T_WSPING && conn_ws(c) != NULL) {
+        ws_timer(c->ext->ws, mod_now_ms());
         if (conn_flush(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         c->timer = CONN_T_NONE;
@@ -2258,7 +2346,7 @@ static void conn_expire(ConnObject *c)
         if (conn_flush(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
     } else {
-        if (c->bstream != NULL)
+        if (conn_bstream(c) != NULL)
             conn_fail_body_stream(c, PyExc_TimeoutError, "the request body stopped arriving");
         c->closing = 1;
         conn_io_end(c);
@@ -2311,13 +2399,7 @@ PyObject *conn_drain_waiter(ConnObject *c)
 {
     if (!(c->pause & CONN_PAUSE_WRITE) || c->closed)
         return NULL;
-    if (c->stream_waiter == NULL) {
-        c->stream_waiter = PyObject_CallMethod(c->server->loop, "create_future", NULL);
-        if (c->stream_waiter == NULL)
-            return NULL;
-    }
-    Py_INCREF(c->stream_waiter);
-    return c->stream_waiter;
+    return conn_waiter(c);
 }
 
 PyObject *conn_get_loop(ConnObject *c)
@@ -2368,13 +2450,15 @@ static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
     Py_VISIT(c->server);
     Py_VISIT(c->transport);
     Py_VISIT(c->pending);
-    Py_VISIT(c->stream_req);
-    Py_VISIT(c->stream_task);
-    Py_VISIT(c->stream_waiter);
-    Py_VISIT(c->peer);
-    Py_VISIT(c->ws);
-    Py_VISIT(c->ws_task);
-    Py_VISIT(c->bstream);
+    if (c->ext != NULL) {
+        Py_VISIT(c->ext->stream_req);
+        Py_VISIT(c->ext->stream_task);
+        Py_VISIT(c->ext->stream_waiter);
+        Py_VISIT(c->ext->peer);
+        Py_VISIT(c->ext->ws);
+        Py_VISIT(c->ext->ws_task);
+        Py_VISIT(c->ext->bstream);
+    }
     for (s = c->q_first; s != c->q_next; s++) {
         Py_VISIT(c->q[s & (c->q_cap - 1)].obj);
         Py_VISIT(c->q[s & (c->q_cap - 1)].req);
@@ -2387,13 +2471,18 @@ static int conn_clear(ConnObject *c)
     uint32_t s;
     Py_CLEAR(c->transport);
     Py_CLEAR(c->pending);
-    Py_CLEAR(c->stream_req);
-    Py_CLEAR(c->stream_task);
-    Py_CLEAR(c->stream_waiter);
-    Py_CLEAR(c->peer);
-    Py_CLEAR(c->ws);
-    Py_CLEAR(c->ws_task);
-    Py_CLEAR(c->bstream);
+    if (c->ext != NULL) {
+        /* the struct itself stays until dealloc: code running from a
+         * Py_CLEAR below may still look at it */
+        c->ext->bs_req = NULL;
+        Py_CLEAR(c->ext->stream_req);
+        Py_CLEAR(c->ext->stream_task);
+        Py_CLEAR(c->ext->stream_waiter);
+        Py_CLEAR(c->ext->peer);
+        Py_CLEAR(c->ext->ws);
+        Py_CLEAR(c->ext->ws_task);
+        Py_CLEAR(c->ext->bstream);
+    }
     for (s = c->q_first; s != c->q_next; s++) {
         Py_CLEAR(c->q[s & (c->q_cap - 1)].obj);
         Py_CLEAR(c->q[s & (c->q_cap - 1)].req);
@@ -2411,6 +2500,7 @@ static void conn_dealloc(ConnObject *c)
     Py_CLEAR(c->server);
     PyMem_Free(c->buf);
     PyMem_Free(c->q);
+    PyMem_Free(c->ext);
     tp->tp_free(c);
     Py_DECREF(tp);
 }
@@ -2582,7 +2672,7 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
         c = (ConnObject *)PyList_GET_ITEM(keep, i);
         if (c->closed || c->transport == NULL)
             continue;
-        if (c->ws != NULL) {
+        if (conn_ws(c) != NULL) {
             conn_io_end(c);
             r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
             if (r == NULL)

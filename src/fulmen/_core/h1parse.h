@@ -70,7 +70,7 @@ typedef struct {
     uint8_t version_minor; /* 0 or 1 (1.2..1.9 are reported as 1)          */
     uint16_t flags;       /* H1_F_*                                        */
     uint16_t error_status; /* on H1_ERROR: 400, 414, 431, 501 or 505        */
-    uint64_t content_length; /* valid when H1_F_HAS_CL                      */
+    uint64_t content_length; /* H1_F_HAS_CL's value; 0 without one         */
     uint32_t num_headers;
     uint32_t host_index;  /* index of the Host header when H1_F_HAS_HOST    */
     h1_header *headers;   /* caller-provided array of max_headers entries   */
