@@ -182,6 +182,7 @@ struct ServerObject {
     int direct_io;           /* allowed (FULMEN_DIRECT_IO=0 turns it off) */
     int epfd;                /* -1 until the first direct connection */
     int64_t n_direct;        /* connections under direct I/O now */
+    uint64_t n_trims;        /* idle connections that gave memory back (conn.c) */
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the

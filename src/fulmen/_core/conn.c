@@ -41,6 +41,11 @@
 #define CONN_PIPELINE_HIGH 64
 #define CONN_PIPELINE_LOW 16
 
+/* An idle keep-alive connection gives back its response queue and its
+ * rare-feature state this long after its last request (conn_trim): not
+ * sooner, so that steady traffic does not allocate them per request. */
+#define CONN_TRIM_MS 1000
+
 enum {
     CONN_PAUSE_WRITE = 1,    /* transport above its high-water mark */
     CONN_PAUSE_PIPELINE = 2, /* too many responses waiting in the queue */
@@ -72,9 +77,9 @@ typedef struct {
 /* What only the rarer features need: a streamed response, a WebSocket, a
  * request body read as it arrives (stream=True), a chunked request body,
  * the access log's peer.  A connection makes it the first time it needs
- * one (conn_ext_get) and keeps it until it is deallocated, so that a
- * plain keep-alive connection carries one NULL pointer instead, and one
- * that uses a feature again does not allocate again. */
+ * one (conn_ext_get) and keeps it while it serves requests, so that a
+ * plain keep-alive connection carries one NULL pointer instead; once
+ * idle for a while, it gives it back (conn_trim). */
 typedef struct {
     /* a streamed response in progress (ConnObject.streaming) */
     RequestObject *stream_req; /* strong: the stream answers it */
@@ -113,8 +118,8 @@ struct ConnObject {
     int64_t head_start;    /* first byte of the current head, ms; 0 = none */
     ConnObject *prev, *next; /* the server's list of live connections */
     conn_ext *ext;         /* NULL until a rare feature is used */
-    /* response queue: a ring indexed by sequence number, made when the
-     * first response has to wait */
+    /* response queue: a ring indexed by sequence number, made when a
+     * response first has to wait, given back when idle (conn_trim) */
     conn_slot *q;
     uint32_t q_cap;        /* power of two */
     uint32_t q_first;      /* seq of the oldest queued response */
@@ -592,7 +597,7 @@ INLINE void conn_request_done(RequestObject *req)
 
 static int conn_q_grow(ConnObject *c)
 {
-    uint32_t cap = c->q_cap ? c->q_cap * 2 : 8, s;
+    uint32_t cap = c->q_cap ? c->q_cap * 2 : 4, s;
     conn_slot *q = PyMem_Calloc(cap, sizeof(conn_slot));
     if (q == NULL) {
         PyErr_NoMemory();
@@ -2617,8 +2622,33 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     return (PyObject *)s;
 }
 
-/* sweep(): close every connection past its deadline.  Called by the app a
- * few times a second: one pass over the list, no timer per connection. */
+/* Give back what an idle connection's earlier work left it: an empty
+ * response queue, and the rare-feature state when no feature is in
+ * progress (both are made again on first use).  Runs no Python code. */
+static void conn_trim(ConnObject *c)
+{
+    conn_ext *x = c->ext;
+    int trimmed = 0;
+    if (c->q != NULL && conn_q_len(c) == 0) {
+        PyMem_Free(c->q);
+        c->q = NULL;
+        c->q_cap = 0;
+        trimmed = 1;
+    }
+    if (x != NULL && !c->streaming && c->pending == NULL && x->stream_req == NULL &&
+        x->stream_task == NULL && x->stream_waiter == NULL && x->ws == NULL &&
+        x->ws_task == NULL && x->bstream == NULL) {
+        c->ext = NULL;
+        Py_XDECREF(x->peer); /* a str */
+        PyMem_Free(x);
+        trimmed = 1;
+    }
+    c->server->n_trims += trimmed;
+}
+
+/* sweep(): close every connection past its deadline, and trim the ones
+ * idle for CONN_TRIM_MS.  Called by the app a few times a second: one pass
+ * over the list, no timer per connection. */
 static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
 {
     int64_t now = mod_now_ms();
@@ -2633,6 +2663,11 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
             /* expiring may run code that unlinks c: hold it */
             if (PyList_Append(keep, (PyObject *)c) < 0)
                 break;
+        } else if ((c->q != NULL || c->ext != NULL) && c->timer == CONN_T_IDLE &&
+                   now - (c->deadline - srv->keep_alive_ms) >= CONN_TRIM_MS) {
+            /* idle since its deadline was set (a stopping server's short
+             * drain makes that look long ago: it trims at once) */
+            conn_trim(c);
         }
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keep); i++) {
@@ -2767,6 +2802,9 @@ static PyMemberDef conn_server_members[] = {
      "stop() was called: answers say close, idle connections drain"},
     {"direct_connections", T_LONGLONG, offsetof(ServerObject, n_direct), READONLY,
      "open connections under direct I/O"},
+    {"idle_trims", T_ULONGLONG, offsetof(ServerObject, n_trims), READONLY,
+     "times an idle connection gave back its response queue or the state of "
+     "a rarer feature (streams, WebSocket, chunked bodies)"},
     {"direct_io", T_INT, offsetof(ServerObject, direct_io), 0,
      "plain sockets are read and written directly after their first read "
      "(FULMEN_DIRECT_IO=0 turns it off)"},
