@@ -1284,9 +1284,13 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
     } else {
         /* the handler's own vectorcall: PyObject_Vectorcall adds a check
          * that a NULL result comes with an exception, which the error path
-         * below does not need */
+         * below does not need.  Read in place (CPython 3.11 exports
+         * PyVectorcall_Function as a call into libpython). */
         PyObject *h = route->handler;
-        vectorcallfunc vc = PyVectorcall_Function(h);
+        PyTypeObject *ht = Py_TYPE(h);
+        vectorcallfunc vc = NULL;
+        if (LIKELY(PyType_HasFeature(ht, Py_TPFLAGS_HAVE_VECTORCALL)))
+            memcpy(&vc, (char *)h + ht->tp_vectorcall_offset, sizeof(vc));
         res = LIKELY(vc != NULL) ? vc(h, (PyObject **)&req, 1, NULL)
                                  : PyObject_Vectorcall(h, (PyObject **)&req, 1, NULL);
     }
