@@ -151,3 +151,35 @@ def test_waiting_requests_do_not_keep_the_read_buffer(basic):
     # buffer each would be n * 64 KB; a copy, a waiting request and its
     # Task are a few KB
     assert during - before < n * 16, (before, during)
+
+
+def test_async_answers_of_one_batch_leave_in_one_write(app):
+    # 24 pipelined requests to a view that awaits asyncio.sleep(0): every
+    # view suspends once, and all of them finish in the same turn of the
+    # loop.  Their answers must leave together, not in one write each.
+    n = 24
+    with Conn(app.port) as c:
+        c.request("GET", "/p/0")
+        before = int(c.request("GET", "/writes").body)
+        c.send(b"".join(build_request("GET", "/aecho?i=%d" % i) for i in range(n)))
+        bodies = [c.read_response().json() for _ in range(n)]
+        after = int(c.request("GET", "/writes").body)
+    assert [b["query_string"] for b in bodies] == ["i=%d" % i for i in range(n)]
+    # the /writes answer itself is one write; the batch one (two if its
+    # bytes happened to arrive in two reads); one write per answer: 24
+    assert after - before - 1 <= 2
+
+
+def test_a_ready_answer_does_not_wait_for_a_slow_one_behind_it(app):
+    # the first view finishes at once; the second waits for /release.  The
+    # first answer is held back one turn of the loop at most, not until the
+    # second is ready.
+    with Conn(app.port) as c, Conn(app.port) as other:
+        c.request("GET", "/p/0")
+        c.send(build_request("GET", "/aecho?first") + build_request("GET", "/hold/second"))
+        assert c.read_response().json()["query_string"] == "first"
+        for _ in range(1000):  # the second view is waiting (it normally is by now)
+            if other.request("GET", "/held").json() >= 1:
+                break
+        assert other.request("GET", "/release").body == b"released"
+        assert c.read_response().body == b"/hold/second"

@@ -72,6 +72,7 @@ typedef struct {
     PyObject *s_get_extra_info;
     PyObject *s_peername;
     PyObject *s_create_task;
+    PyObject *s_call_soon;
     PyObject *s_throw;
     PyObject *s_close_gen;
     PyObject *s_get_write_buffer_size;
@@ -183,6 +184,12 @@ struct ServerObject {
     int epfd;                /* -1 until the first direct connection */
     int64_t n_direct;        /* connections under direct I/O now */
     uint64_t n_trims;        /* idle connections that gave memory back (conn.c) */
+    uint64_t n_writes;       /* conn_flush calls that wrote (Server.writes) */
+    /* connections whose ready answers wait for the rest of their batch
+     * (conn_deliver): drained by one loop callback, _drain_ready */
+    PyObject *drain_list;    /* list of ConnObject, or NULL */
+    PyObject *drain_cb;      /* the bound _drain_ready, made on first use */
+    int drain_scheduled;     /* a call_soon(_drain_ready) is pending */
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the

@@ -143,6 +143,7 @@ struct ConnObject {
     uint8_t io_watched;    /* fd is in the server's epoll set */
     uint8_t io_done;       /* no more reads: EOF, error, or closing */
     uint8_t tpending;      /* output went to the transport since it was empty */
+    uint8_t drain_pending; /* in the server's drain_list (conn_deliver) */
 };
 
 /* The WebSocket after a 101, else NULL. */
@@ -219,6 +220,7 @@ static int conn_flush(ConnObject *c)
         Py_CLEAR(st->out_chunks);
         goto done_ok;
     }
+    c->server->n_writes++;
     if (st->out_chunks != NULL) {
         PyObject *chunks = st->out_chunks;
         st->out_chunks = NULL;
@@ -850,20 +852,13 @@ static PyObject *conn_check_response(ConnObject *c, RequestObject *req,
     return conn_error_response(c, req);
 }
 
-void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
+/* Send what is ready at the head of c's queue, in order, in one write. */
+static void conn_drain_now(ConnObject *c)
 {
-    conn_slot *s = &c->q[seq & (c->q_cap - 1)];
-    PyObject *old = s->obj;
-    resp = conn_check_response(c, s->req, resp);
-    s->obj = resp; /* steals */
-    s->ready = 1;
-    Py_XDECREF(old); /* the Task: the loop holds it while it runs */
-    if (seq != c->q_first)
-        return;
     if (c->closed) {
         /* nobody to answer: drop everything that is ready */
         while (conn_q_len(c) > 0) {
-            s = &c->q[c->q_first & (c->q_cap - 1)];
+            conn_slot *s = &c->q[c->q_first & (c->q_cap - 1)];
             if (!s->ready)
                 break;
             conn_slot_drop(s);
@@ -884,6 +879,79 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
     conn_rearm(c, mod_now_ms());
+}
+
+/* Server._drain_ready(): the loop callback that sends the answers
+ * conn_deliver held back, one write per connection. */
+static PyObject *conn_server_drain_ready(ServerObject *srv, PyObject *unused)
+{
+    PyObject *lst = srv->drain_list;
+    Py_ssize_t i;
+    srv->drain_list = NULL;
+    srv->drain_scheduled = 0;
+    if (lst == NULL)
+        Py_RETURN_NONE;
+    for (i = 0; i < PyList_GET_SIZE(lst); i++) {
+        ConnObject *c = (ConnObject *)PyList_GET_ITEM(lst, i);
+        c->drain_pending = 0;
+        conn_drain_now(c);
+    }
+    Py_DECREF(lst);
+    Py_RETURN_NONE;
+}
+
+/* Hold c's ready answers until the loop's next turn, when the answers
+ * that finish in this one have joined them.  Returns -1 (nothing was
+ * scheduled, no exception set) when the loop cannot take the callback. */
+static int conn_schedule_drain(ConnObject *c)
+{
+    ServerObject *srv = c->server;
+    PyObject *r;
+    if (c->drain_pending)
+        return 0;
+    if (srv->drain_cb == NULL &&
+        (srv->drain_cb = PyObject_GetAttrString((PyObject *)srv, "_drain_ready")) == NULL)
+        goto error;
+    if (srv->drain_list == NULL && (srv->drain_list = PyList_New(0)) == NULL)
+        goto error;
+    if (!srv->drain_scheduled) {
+        r = PyObject_CallMethodOneArg(srv->loop, c->st->s_call_soon, srv->drain_cb);
+        if (r == NULL)
+            goto error;
+        Py_DECREF(r);
+        srv->drain_scheduled = 1;
+    }
+    if (PyList_Append(srv->drain_list, (PyObject *)c) < 0)
+        goto error;
+    c->drain_pending = 1;
+    return 0;
+error:
+    PyErr_Clear();
+    return -1;
+}
+
+/* The view behind slot seq finished with resp (consumed).  Answers leave
+ * in request order.  When the head of the queue is ready they go at once
+ * if every queued answer is ready; when some are still running, at the
+ * loop's next turn: the views of one pipelined batch that finish in the
+ * same turn then leave in one write instead of one write each. */
+void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
+{
+    conn_slot *s = &c->q[seq & (c->q_cap - 1)];
+    PyObject *old = s->obj;
+    uint32_t i;
+    resp = conn_check_response(c, s->req, resp);
+    s->obj = resp; /* steals */
+    s->ready = 1;
+    Py_XDECREF(old); /* the Task: the loop holds it while it runs */
+    if (!c->q[c->q_first & (c->q_cap - 1)].ready)
+        return; /* an earlier answer is still running: it sends this one */
+    for (i = c->q_first; i != c->q_next; i++)
+        if (!c->q[i & (c->q_cap - 1)].ready)
+            break;
+    if (i != c->q_next && !c->closed && conn_schedule_drain(c) == 0)
+        return;
+    conn_drain_now(c);
 }
 
 void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req)
@@ -2762,6 +2830,8 @@ static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
     Py_VISIT(s->not_found);
     Py_VISIT(s->forwarded_allow);
     Py_VISIT(s->on_conn_lost);
+    Py_VISIT(s->drain_list);
+    Py_VISIT(s->drain_cb);
     return 0;
 }
 
@@ -2774,6 +2844,8 @@ static int conn_server_clear(ServerObject *s)
     Py_CLEAR(s->not_found);
     Py_CLEAR(s->forwarded_allow);
     Py_CLEAR(s->on_conn_lost);
+    Py_CLEAR(s->drain_list);
+    Py_CLEAR(s->drain_cb);
     return 0;
 }
 
@@ -2806,6 +2878,9 @@ static PyMemberDef conn_server_members[] = {
      "stop() was called: answers say close, idle connections drain"},
     {"direct_connections", T_LONGLONG, offsetof(ServerObject, n_direct), READONLY,
      "open connections under direct I/O"},
+    {"writes", T_ULONGLONG, offsetof(ServerObject, n_writes), READONLY,
+     "bursts of output handed to the sockets: one send() or transport write "
+     "carries every answer that was ready together"},
     {"idle_trims", T_ULONGLONG, offsetof(ServerObject, n_trims), READONLY,
      "times an idle connection gave back its response queue or the state of "
      "a rarer feature (streams, WebSocket, chunked bodies)"},
@@ -2832,6 +2907,8 @@ static PyMethodDef conn_server_methods[] = {
      "Read the directly handled sockets that are ready (a loop reader)."},
     {"close_io", (PyCFunction)conn_server_close_io, METH_NOARGS,
      "Stop direct I/O: the loop no longer watches the server's epoll set."},
+    {"_drain_ready", (PyCFunction)conn_server_drain_ready, METH_NOARGS,
+     "Send the answers held back for the rest of their batch (a loop callback)."},
     {NULL},
 };
 

@@ -251,6 +251,7 @@ static int mod_exec(PyObject *m)
     INTERN(s_get_extra_info, "get_extra_info");
     INTERN(s_peername, "peername");
     INTERN(s_create_task, "create_task");
+    INTERN(s_call_soon, "call_soon");
     INTERN(s_throw, "throw");
     INTERN(s_close_gen, "close");
     INTERN(s_get_write_buffer_size, "get_write_buffer_size");
@@ -343,6 +344,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->s_get_extra_info);
     Py_CLEAR(st->s_peername);
     Py_CLEAR(st->s_create_task);
+    Py_CLEAR(st->s_call_soon);
     Py_CLEAR(st->s_throw);
     Py_CLEAR(st->s_close_gen);
     Py_CLEAR(st->s_get_write_buffer_size);

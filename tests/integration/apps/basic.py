@@ -221,6 +221,7 @@ def io_mode(request):
 
 
 r.add_route("/io", io_mode)
+r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
 r.add_route("/stash/{rest}", stash, methods=["GET", "POST"])
 r.add_route("/stashed", stashed)
 r.add_route("/hold/{x}", hold)
