@@ -6,6 +6,7 @@ on_request/on_response hooks when the app registered some.
 """
 import asyncio
 import builtins
+import gc
 import inspect
 import json as _json
 import os
@@ -116,8 +117,12 @@ class Application:
     def __init__(self, *, debug=False, loop=None, max_header_size=16384,
                  max_headers=100, max_body_size=10 * _MiB, header_timeout=10.0,
                  body_timeout=30.0, keep_alive_timeout=60.0, max_connections=None,
-                 reaper_settings=None, json_dumps=None, log_request=None):
+                 reaper_settings=None, json_dumps=None, log_request=None,
+                 gc_freeze=True):
         self.debug = bool(debug)
+        if not isinstance(gc_freeze, bool):
+            raise ValueError("gc_freeze must be True or False, not %r" % (gc_freeze,))
+        self.gc_freeze = gc_freeze
         self._loop = loop
         self.max_header_size = _check_size("max_header_size", max_header_size, 256)
         if self.max_header_size > (1 << 30):
@@ -447,6 +452,12 @@ class Application:
         # announced from inside the running loop: uvloop only sees signals
         # while it runs, and a SIGTERM sent on seeing the line must count
         loop.call_soon(_announce, self, sock, ssl)
+        if self.gc_freeze:
+            # what exists now (modules, routes, settings) lives as long as
+            # the process: out of the collector's sight, a full collection
+            # only walks what requests made (garbage cycles go first)
+            gc.collect()
+            gc.freeze()
         try:
             loop.run_forever()
         finally:

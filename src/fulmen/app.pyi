@@ -27,6 +27,7 @@ class Application:
     body_timeout: float
     keep_alive_timeout: float
     max_connections: int | None
+    gc_freeze: bool
     router: Router
     proxy_headers: bool
     forwarded_allow_ips: tuple[str, ...]
@@ -47,6 +48,7 @@ class Application:
         reaper_settings: dict[str, float] | None = None,
         json_dumps: Callable[[Any], str | bytes] | None = None,
         log_request: Any = None,
+        gc_freeze: bool = True,
     ) -> None: ...
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...

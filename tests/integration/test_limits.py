@@ -712,6 +712,7 @@ BAD_SETTINGS = [
     {"reaper_settings": {"idle_timeout": -1}}, {"reaper_settings": {"check_interval": -1}},
     {"reaper_settings": {"check_interval": 0}}, {"reaper_settings": "x"},
     {"reaper_settings": [("idle_timeout", 1)]},
+    {"gc_freeze": 1}, {"gc_freeze": None}, {"gc_freeze": "no"},
 ]
 
 
@@ -727,6 +728,7 @@ GOOD_SETTINGS = [
     {"header_timeout": 1}, {"body_timeout": 0.01}, {"keep_alive_timeout": 3600},
     {"max_connections": None}, {"max_connections": 1},
     {"reaper_settings": {"idle_timeout": 5, "check_interval": 1}}, {"reaper_settings": {}},
+    {"gc_freeze": True}, {"gc_freeze": False},
 ]
 
 
@@ -742,3 +744,16 @@ def test_bad_route_body_limit_is_value_error(value):
     app = Application()
     with pytest.raises(ValueError):
         app.router.add_route("/x", lambda r: None, max_body_size=value)
+
+
+def test_serving_freezes_what_exists_at_start(basic):
+    # gc_freeze=True (the default): the start-up objects were frozen
+    with Conn(basic.port) as c:
+        got = c.request("GET", "/gc").json()
+    assert got["setting"] is True and got["frozen"] > 1000
+
+
+def test_gc_freeze_off_leaves_the_collector_alone(debug_app):
+    with Conn(debug_app.port) as c:
+        got = c.request("GET", "/gc").json()
+    assert got == {"setting": False, "frozen": 0}

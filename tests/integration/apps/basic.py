@@ -222,6 +222,8 @@ def io_mode(request):
 
 r.add_route("/io", io_mode)
 r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
+r.add_route("/gc", lambda request: request.Response(json={
+    "setting": app.gc_freeze, "frozen": __import__("gc").get_freeze_count()}))
 r.add_route("/stash/{rest}", stash, methods=["GET", "POST"])
 r.add_route("/stashed", stashed)
 r.add_route("/hold/{x}", hold)

@@ -1,4 +1,5 @@
-"""Application(debug=True): a failing view's 500 carries the traceback."""
+"""Application(debug=True): a failing view's 500 carries the traceback.
+Also gc_freeze=False: the collector is left as Python sets it."""
 from fulmen import Application
 
 
@@ -10,7 +11,9 @@ def ok(request):
     return request.Response(text="ok")
 
 
-app = Application(debug=True)
+app = Application(debug=True, gc_freeze=False)
+app.router.add_route("/gc", lambda request: request.Response(json={
+    "setting": app.gc_freeze, "frozen": __import__("gc").get_freeze_count()}))
 app.router.add_route("/boom", boom)
 app.router.add_route("/ok", ok)
 
