@@ -1592,7 +1592,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
         req = c->pending;
         if (req == NULL) {
             req = req_acquire(st, srv->max_headers);
-            if (req == NULL || req_ensure_header_cap(req, srv->max_headers) < 0) {
+            if (req == NULL || (UNLIKELY(srv->max_headers > req->header_cap) &&
+                                req_ensure_header_cap(req, srv->max_headers) < 0)) {
                 if (req != NULL)
                     req_release(req);
                 PyErr_WriteUnraisable((PyObject *)c);

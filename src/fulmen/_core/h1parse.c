@@ -758,16 +758,6 @@ h1_set_simd_level(int level)
     return level;
 }
 
-void
-h1_parser_init(h1_parser *p, uint32_t max_header_size, uint32_t max_headers)
-{
-    memset(p, 0, sizeof(*p));
-    /* the head length is returned as an int */
-    if (max_header_size > 0x7fffffffu) max_header_size = 0x7fffffffu;
-    p->max_header_size = max_header_size;
-    p->max_headers = max_headers;
-}
-
 static int
 h1_parse_first(h1_parser *p, const unsigned char *buf, size_t len, h1_request *req)
 {

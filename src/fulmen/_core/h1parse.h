@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     uint32_t off;
@@ -91,8 +92,15 @@ typedef struct {
     uint32_t aux[4];
 } h1_parser;
 
-void h1_parser_init(h1_parser *p, uint32_t max_header_size,
-                    uint32_t max_headers);
+static inline void h1_parser_init(h1_parser *p, uint32_t max_header_size,
+                                  uint32_t max_headers)
+{
+    memset(p, 0, sizeof(*p));
+    /* the head length is returned as an int */
+    if (max_header_size > 0x7fffffffu) max_header_size = 0x7fffffffu;
+    p->max_header_size = max_header_size;
+    p->max_headers = max_headers;
+}
 
 /* Parse the request head in buf[0..len).  buf must start where the previous
  * call's buf started (the same request), and len must not shrink.
