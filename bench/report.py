@@ -21,10 +21,11 @@ def num(v, f):
     return "—" if v is None else f % v
 
 
-def cell(m, fus):
-    """The five figures of one server in one mode, and x."""
+def cell(m, fus, why="not run"):
+    """The five figures of one server in one mode, and x; why: what to say
+    when the mode has no figures."""
     if not m or m.get("us_per_req") is None:
-        why = (m or {}).get("error", "not run")
+        why = (m or {}).get("error", why)
         return ["—", "—", "—", "—", why, "—"]
     us = m["us_per_req"]
     x = us / fus if fus else None
@@ -51,12 +52,14 @@ def report(data):
     lines.append("Command: `bench/run.py %s`." % " ".join(meta.get("argv", [])))
     for k in sorted(v):
         lines.append("- %s: %s" % (k, v[k]))
-    order, idx = [], {}
+    order, idx, checks = [], {}, {}
     for r in rows:
         sc = r["scenario"]
         if sc not in order:
             order.append(sc)
         idx.setdefault(sc, {}).setdefault(r["server"], {})[r["mode"]] = r.get("result") or {}
+        if str(r.get("check", "")).startswith("FAIL"):
+            checks[sc, r["server"]] = r["check"]
     for sc in order:
         servers = idx[sc]
         modes = [m for m in ("plain", "pipe", "depth1", "depth16")
@@ -76,11 +79,14 @@ def report(data):
             row = [name]
             for mode in modes:
                 f = servers.get("fulmen", {}).get(mode, {})
-                row += cell(servers[name].get(mode), f.get("us_per_req"))
+                row += cell(servers[name].get(mode), f.get("us_per_req"),
+                            checks.get((sc, name), "not run"))
             lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append("err = socket errors / non-2xx answers; x = µs per %s ÷ fulmen's in the same "
-                 "run and mode; p50/p99 in pipelined mode are per 24-request batch." % "request")
+    lines.append("err = socket errors / non-2xx answers; x = µs per request (or message) "
+                 "÷ fulmen's in the same run and mode; p50/p99 in pipelined mode are per "
+                 "24-request batch; a server that fails the pipelined probe is measured "
+                 "plain only.")
     return "\n".join(lines)
 
 
