@@ -80,7 +80,7 @@ static PyObject *req_title_key(PyObject *key)
     const char *s;
     if (!PyUnicode_Check(key) || !PyUnicode_IS_ASCII(key))
         return NULL;
-    s = PyUnicode_AsUTF8AndSize(key, &n);
+    s = mod_utf8(key, &n);
     if (s == NULL) {
         PyErr_Clear();
         return NULL;

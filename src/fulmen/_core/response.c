@@ -836,7 +836,7 @@ static int resp_ieq(const char *a, Py_ssize_t al, const char *lower_b)
 static const char *resp_str_utf8(PyObject *o, Py_ssize_t *n)
 {
     if (PyUnicode_Check(o))
-        return PyUnicode_AsUTF8AndSize(o, n);
+        return mod_utf8(o, n);
     if (PyBytes_Check(o)) {
         *n = PyBytes_GET_SIZE(o);
         return PyBytes_AS_STRING(o);
@@ -1036,7 +1036,7 @@ static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen)
         return 0;
     if (r->content_type != NULL) {
         Py_ssize_t cl;
-        const char *ct = PyUnicode_AsUTF8AndSize(r->content_type, &cl);
+        const char *ct = mod_utf8(r->content_type, &cl);
         if (ct == NULL)
             return -1;
         if (!resp_header_safe("a", 1, ct, cl))

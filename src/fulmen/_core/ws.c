@@ -510,7 +510,7 @@ static PyObject *ws_send(WebSocketObject *ws, PyObject *data)
     if (ws->state != WS_OPEN || ws->conn == NULL)
         return ws_closed_error(ws);
     if (PyUnicode_Check(data)) {
-        p = PyUnicode_AsUTF8AndSize(data, &n);
+        p = mod_utf8(data, &n);
         if (p == NULL)
             return NULL;
         opcode = WS_OP_TEXT;
