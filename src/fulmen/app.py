@@ -98,6 +98,15 @@ def _check_size(name, value, minimum=0, allow_none=False):
 # KeyboardInterrupt and SystemExit go on up)
 _ANSWERED = (Exception, asyncio.CancelledError)
 
+
+def _check_response(response):
+    """A view's (or on_request hook's) result must be a Response; the
+    engine says the same for views without hooks (conn_check_response)."""
+    if not isinstance(response, Response):
+        raise TypeError("a view must return a Response, not %.100s"
+                        % type(response).__name__)
+
+
 _MAX_SECONDS = 365 * 24 * 3600.0
 _MAX_SIZE = 1 << 62
 
@@ -241,9 +250,7 @@ class Application:
                             break
                     else:
                         response = view(request)
-                    if not isinstance(response, Response):
-                        raise TypeError("a view must return a Response, not %.100s"
-                                        % type(response).__name__)
+                    _check_response(response)
                 except _ANSWERED as exc:
                     response = handle_error(request, exc)
                 try:
@@ -267,9 +274,7 @@ class Application:
                         response = view(request)
                         if inspect.isawaitable(response):
                             response = await response
-                    if not isinstance(response, Response):
-                        raise TypeError("a view must return a Response, not %.100s"
-                                        % type(response).__name__)
+                    _check_response(response)
                 except _ANSWERED as exc:
                     # CancelledError included: a view cancelled at shutdown
                     # gets its 503, and the hooks see it
