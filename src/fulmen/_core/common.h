@@ -187,9 +187,9 @@ struct ServerObject {
     uint64_t n_writes;       /* conn_flush calls that wrote (Server.writes) */
     /* connections whose ready answers wait for the rest of their batch
      * (conn_deliver): drained by one loop callback, _drain_ready */
-    PyObject *drain_list;    /* list of ConnObject, or NULL */
+    PyObject *drain_list;    /* list of ConnObject while a call_soon of
+                              * _drain_ready is pending, else NULL */
     PyObject *drain_cb;      /* the bound _drain_ready, made on first use */
-    int drain_scheduled;     /* a call_soon(_drain_ready) is pending */
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the

@@ -888,7 +888,6 @@ static PyObject *conn_server_drain_ready(ServerObject *srv, PyObject *unused)
     PyObject *lst = srv->drain_list;
     Py_ssize_t i;
     srv->drain_list = NULL;
-    srv->drain_scheduled = 0;
     if (lst == NULL)
         Py_RETURN_NONE;
     for (i = 0; i < PyList_GET_SIZE(lst); i++) {
@@ -912,14 +911,18 @@ static int conn_schedule_drain(ConnObject *c)
     if (srv->drain_cb == NULL &&
         (srv->drain_cb = PyObject_GetAttrString((PyObject *)srv, "_drain_ready")) == NULL)
         goto error;
-    if (srv->drain_list == NULL && (srv->drain_list = PyList_New(0)) == NULL)
-        goto error;
-    if (!srv->drain_scheduled) {
-        r = PyObject_CallMethodOneArg(srv->loop, c->st->s_call_soon, srv->drain_cb);
-        if (r == NULL)
+    if (srv->drain_list == NULL) {
+        /* the first of this turn: the list exists while a call is pending */
+        PyObject *lst = PyList_New(0);
+        if (lst == NULL)
             goto error;
+        r = PyObject_CallMethodOneArg(srv->loop, c->st->s_call_soon, srv->drain_cb);
+        if (r == NULL) {
+            Py_DECREF(lst);
+            goto error;
+        }
         Py_DECREF(r);
-        srv->drain_scheduled = 1;
+        srv->drain_list = lst;
     }
     if (PyList_Append(srv->drain_list, (PyObject *)c) < 0)
         goto error;
