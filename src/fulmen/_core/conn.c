@@ -417,7 +417,7 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
     if ((c->ext == NULL || c->ext->peer == NULL) && c->transport != NULL)
         conn_fetch_peer(c);
     if (c->ext != NULL && c->ext->peer != NULL) {
-        peer = PyUnicode_AsUTF8AndSize(c->ext->peer, &peerlen);
+        peer = mod_utf8(c->ext->peer, &peerlen);
         if (peer == NULL) {
             PyErr_Clear();
             peer = "-";
