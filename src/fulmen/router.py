@@ -43,6 +43,8 @@ _SUSPENDING = frozenset(n for n in (
     "END_ASYNC_FOR", "BEFORE_ASYNC_WITH", "SETUP_ASYNC_WITH", "ASYNC_GEN_WRAP",
     "GET_YIELD_FROM_ITER") if n in dis.opmap)
 _PROLOGUE_OK = frozenset(("COPY_FREE_VARS", "MAKE_CELL", "NOP"))
+# names whose use means the view wants its Task, which a plain call has not
+_NEEDS_TASK = frozenset(("current_task",))
 
 
 def _never_suspends(view):
@@ -51,6 +53,10 @@ def _never_suspends(view):
     the server then calls it like a sync view, without making a coroutine
     object per request.  None for anything else, or for bytecode this does
     not recognise (the view then runs as a coroutine, as always).
+
+    A view that names asyncio.current_task is left a coroutine: it runs in
+    its Task, and a plain call has none.  (A call to current_task() hidden in
+    a helper it calls returns None.)
 
     The code differs from the coroutine's only in its prologue: the
     RETURN_GENERATOR + POP_TOP pair that turns the call into a coroutine
@@ -61,6 +67,8 @@ def _never_suspends(view):
     code = view.__code__
     if not code.co_flags & inspect.CO_COROUTINE or code.co_flags & (
             inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE):
+        return None
+    if _NEEDS_TASK.intersection(code.co_names):
         return None
     ins = list(dis.get_instructions(code))
     names = [i.opname for i in ins]

@@ -1,15 +1,20 @@
 """An `async def` view that cannot suspend (no await, async for or async
 with in its body) is run as a plain call (router._never_suspends): the same
 results and exceptions as the coroutine, and views that can suspend are left
-alone."""
+alone.
+
+A view that can suspend runs inside its own asyncio Task from its first line
+(asyncio.current_task(), asyncio.timeout, TaskGroup work before the first
+await), and in its own copy of the context."""
 import asyncio
 import functools
+import json
 
 import pytest
 
 from fulmen.router import _never_suspends
 
-from .rawhttp import Conn
+from .rawhttp import Conn, build_request
 
 
 def run_coro(fn, *args, **kw):
@@ -125,6 +130,10 @@ async def async_generator(r):
     yield r
 
 
+async def names_its_task(r):
+    return asyncio.current_task().get_name(), r
+
+
 def sync_view(r):
     return r
 
@@ -136,6 +145,7 @@ class AsyncCallable:
 
 @pytest.mark.parametrize("view", [
     awaits, awaits_late, async_with, async_for, await_in_comprehension, async_generator,
+    names_its_task,
     sync_view, functools.partial(plain), AsyncCallable(), print, lambda r: r,
 ], ids=repr)
 def test_views_that_can_suspend_are_left_alone(view):
@@ -150,3 +160,41 @@ def test_over_a_socket(basic):
             assert c.request("GET", "/an/%d" % i).body == b"%d" % i
             assert c.request("GET", "/ap/%d" % i).body == b"%d" % i
             assert c.request("GET", "/p/%d" % i).body == b"%d" % i
+
+
+def test_a_view_runs_in_its_task_from_the_first_line(basic):
+    with Conn(basic.port) as c:
+        for _ in range(2):
+            r = c.request("GET", "/task/tools")
+            assert r.status == 200, r.body
+            assert json.loads(r.body) == {"task": True, "same": True, "child": "child"}
+
+
+def test_a_timeout_cancels_the_views_task(basic):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/task/timeout")
+        assert (r.status, r.body) == (200, b"timed out")
+        # the connection goes on
+        assert c.request("GET", "/task/maybe?wait=1").status == 200
+
+
+@pytest.mark.parametrize("query", ["", "?wait=1"])
+def test_a_view_that_could_suspend_has_a_task(basic, query):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/task/maybe" + query)
+        assert json.loads(r.body) == {"task": True}
+
+
+@pytest.mark.parametrize("query", ["", "?wait=1"])
+def test_each_async_view_has_its_own_context(basic, query):
+    # pipelined on one connection, then one by one: no request sees the
+    # value another set, and neither does a sync view after them
+    names = ["a%d" % i for i in range(6)]
+    with Conn(basic.port) as c:
+        c.send(b"".join(build_request("GET", "/ctx/%s%s" % (v, query)) for v in names))
+        for v in names:
+            assert json.loads(c.read_final().body) == {"seen": None, "after": v}
+        for v in names:
+            r = c.request("GET", "/ctx/%s%s" % (v, query))
+            assert json.loads(r.body) == {"seen": None, "after": v}
+        assert json.loads(c.request("GET", "/ctx-sync").body) == {"seen": None}

@@ -1,14 +1,16 @@
 /*
- * awaitable.c - Resume: hands a view coroutine that was started eagerly to
- * an asyncio Task.
+ * awaitable.c - Resume: runs a view coroutine inside its asyncio Task.
  *
- * The connection runs an async view's first step itself (conn.c).  Only a
- * view that suspends gets a Task, and the Task cannot restart a coroutine
- * that already yielded.  Resume is a coroutine-like object whose first send()
- * yields what the view yielded (so the Task waits on the same future) and
+ * A coroutine view gets its Task before it starts (conn.c), so that
+ * asyncio.current_task(), asyncio.timeout() and TaskGroup work from its
+ * first line.  The connection then runs the view's first step at once, as
+ * that Task and in its context, rather than a loop turn later.  The Task
+ * runs a Resume: a coroutine-like object whose first send() yields what the
+ * view's first step yielded (so the Task waits on the same future) and
  * whose later sends go to the view.  When the view returns or raises,
  * Resume delivers the response to its slot in the connection's queue and
  * finishes without an exception, so no "exception never retrieved" noise.
+ * A view that finished in its first step leaves a Resume that ends at once.
  */
 #include "common.h"
 
@@ -23,25 +25,43 @@ typedef struct {
     int done;
 } ResumeObject;
 
-PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, uint32_t seq,
-                        RequestObject *req, PyObject *coro, PyObject *first)
+/* A Resume for coro (a new reference), not yet parked: see aw_resume_park
+ * and aw_resume_drop. */
+PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
+                        PyObject *coro)
 {
     ResumeObject *r = PyObject_GC_New(ResumeObject, st->ResumeType);
-    if (r == NULL) {
-        Py_XDECREF(first);
+    if (r == NULL)
         return NULL;
-    }
     r->st = st;
     Py_INCREF(c);
     r->conn = c;
     r->req = req;
     Py_INCREF(coro);
     r->coro = coro;
-    r->first = first; /* steals */
-    r->seq = seq;
+    r->first = NULL;
+    r->seq = 0;
     r->done = 0;
     PyObject_GC_Track(r);
     return (PyObject *)r;
+}
+
+/* The view's first step yielded `first` (stolen): the Task yields it in
+ * turn, and the response goes to the connection's slot seq. */
+void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first)
+{
+    ResumeObject *r = (ResumeObject *)aw;
+    r->seq = seq;
+    Py_XSETREF(r->first, first);
+}
+
+/* The view finished in its first step: its Task has nothing left to run. */
+void aw_resume_drop(PyObject *aw)
+{
+    ResumeObject *r = (ResumeObject *)aw;
+    r->done = 1;
+    r->req = NULL;
+    Py_CLEAR(r->coro);
 }
 
 /* The view finished: status is PYGEN_RETURN with *result, or PYGEN_ERROR

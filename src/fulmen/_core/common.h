@@ -62,6 +62,12 @@ typedef struct {
     PyObject *RequestTooLarge; /* BadRequest subclass: over the body limit (413) */
     PyTypeObject *BodyStreamType;
     PyObject *uuid_type;   /* uuid.UUID, imported on first use */
+    /* how a view's Task is made the loop's current task while the
+     * connection runs its first step (conn_swap_task), found on first use:
+     * asyncio's _swap_current_task (3.12+), else its _current_tasks dict */
+    PyObject *task_swap;
+    PyObject *current_tasks;
+    PyObject *kw_context;  /* ("context",): create_task's keyword */
 
     /* interned attribute / method names */
     PyObject *s_write;
@@ -423,8 +429,9 @@ void json_clear(fulmen_state *st);
 extern PyType_Spec aw_resume_spec;
 extern PyType_Spec aw_ready_spec;
 PyObject *aw_ready_new(fulmen_state *st, PyObject *value); /* steals nothing */
-PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, uint32_t seq,
-                        RequestObject *req, PyObject *coro,
-                        PyObject *first);
+PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
+                        PyObject *coro);
+void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first);
+void aw_resume_drop(PyObject *aw);
 
 #endif

@@ -997,57 +997,154 @@ static PyObject *conn_not_found(ConnObject *c, RequestObject *req, PyObject *all
     return res;
 }
 
-/* Park a view that suspended: it finishes in a Task that delivers its
- * response to slot seq. */
-static void conn_suspend(ConnObject *c, RequestObject *req, PyObject *coro,
-                         PyObject *first, int head_only, int conn_hdr,
-                         int close_after)
+/* ------------------------------------------------------------------------
+ * Coroutine views.  Each gets its asyncio Task and a copy of the context
+ * before it starts; its first step then runs at once, as that Task and in
+ * that context (so asyncio.current_task(), asyncio.timeout() and TaskGroup
+ * work from its first line, and a ContextVar it sets is its own).  A view
+ * that finishes in that step is answered like a sync view's; one that
+ * suspends keeps a slot in the queue, which its Task fills (awaitable.c).
+ */
+
+/* Find how to set the loop's current task (once). */
+static NOINLINE int conn_task_init(fulmen_state *st)
 {
+    PyObject *mod = PyImport_ImportModule("asyncio.tasks");
+    if (mod == NULL)
+        return -1;
+    st->task_swap = PyObject_GetAttrString(mod, "_swap_current_task");
+    if (st->task_swap == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        st->current_tasks = PyObject_GetAttrString(mod, "_current_tasks");
+    }
+    Py_DECREF(mod);
+    if (st->current_tasks != NULL && !PyDict_Check(st->current_tasks)) {
+        Py_CLEAR(st->current_tasks);
+        PyErr_SetString(PyExc_RuntimeError, "asyncio.tasks._current_tasks is not a dict");
+    }
+    return st->task_swap != NULL || st->current_tasks != NULL ? 0 : -1;
+}
+
+/* Make task (Py_None: no task) the current task of loop, as asyncio's Task
+ * does around each step.  Returns the one it replaces (a new reference,
+ * Py_None for none), or NULL with an exception set. */
+static PyObject *conn_swap_task(fulmen_state *st, PyObject *loop, PyObject *task)
+{
+    PyObject *prev;
+    int rc;
+    if (st->task_swap != NULL) {
+        PyObject *args[2] = {loop, task};
+        return PyObject_Vectorcall(st->task_swap, args, 2, NULL);
+    }
+    prev = PyDict_GetItemWithError(st->current_tasks, loop);
+    if (prev == NULL && PyErr_Occurred())
+        return NULL;
+    prev = Py_NewRef(prev != NULL ? prev : Py_None);
+    if (task != Py_None)
+        rc = PyDict_SetItem(st->current_tasks, loop, task);
+    else
+        rc = prev != Py_None ? PyDict_DelItem(st->current_tasks, loop) : 0;
+    if (rc < 0)
+        Py_CLEAR(prev);
+    return prev;
+}
+
+/* Close a coroutine that will not run on, keeping the exception set. */
+static void conn_close_coro(ConnObject *c, PyObject *coro)
+{
+    PyObject *et, *ev, *etb, *r;
+    PyErr_Fetch(&et, &ev, &etb);
+    r = PyObject_CallMethodNoArgs(coro, c->st->s_close_gen);
+    if (r == NULL)
+        PyErr_WriteUnraisable(coro);
+    Py_XDECREF(r);
+    PyErr_Restore(et, ev, etb);
+}
+
+/* Start coroutine view coro (stolen) for req: see the banner above. */
+static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
+                            int head_only, int conn_hdr, int close_after)
+{
+    fulmen_state *st = c->st;
+    PyObject *loop = c->server->loop;
+    PyObject *ctx = NULL, *aw = NULL, *task = NULL, *prev = NULL, *val = NULL;
+    PyObject *et, *ev, *etb, *tmp;
+    PySendResult r;
     uint32_t seq;
     conn_slot *s;
-    PyObject *aw = NULL, *task = NULL;
-    if (req_own_raw(req) < 0) /* it outlives this read */
-        goto error;
-    if (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0)
-        goto error;
+
+    if (UNLIKELY(st->task_swap == NULL && st->current_tasks == NULL) &&
+        conn_task_init(st) < 0)
+        goto not_started;
+    if ((ctx = PyContext_CopyCurrent()) == NULL ||
+        (aw = aw_resume_new(st, c, req, coro)) == NULL)
+        goto not_started;
+    {
+        PyObject *args[3] = {loop, aw, ctx};
+        task = PyObject_VectorcallMethod(st->s_create_task, args, 2, st->kw_context);
+    }
+    if (task == NULL || (prev = conn_swap_task(st, loop, task)) == NULL)
+        goto not_started;
+    if (PyContext_Enter(ctx) < 0) {
+        tmp = conn_swap_task(st, loop, prev);
+        Py_XDECREF(tmp);
+        goto not_started;
+    }
+    r = PyIter_Send(coro, Py_None, &val);
+    PyErr_Fetch(&et, &ev, &etb); /* the view's exception, if it raised */
+    if (PyContext_Exit(ctx) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+    tmp = conn_swap_task(st, loop, prev);
+    if (tmp == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(tmp);
+    PyErr_Restore(et, ev, etb);
+
+    if (r != PYGEN_NEXT) {
+        aw_resume_drop(aw);
+        val = r == PYGEN_RETURN ? conn_check_response(c, req, val)
+                                : conn_error_response(c, req);
+        conn_emit(c, req, val, head_only, conn_hdr, close_after);
+        goto done;
+    }
+    /* it suspended: its Task delivers to slot seq */
+    if (req_own_raw(req) < 0 || /* the request outlives this read */
+        (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0)) {
+        Py_DECREF(val);
+        conn_close_coro(c, coro);
+        aw_resume_drop(aw);
+        PyErr_WriteUnraisable((PyObject *)c);
+        req_release(req);
+        c->closing = 1;
+        c->close_after_flush = 1;
+        goto done;
+    }
     seq = c->q_next++;
     s = &c->q[seq & (c->q_cap - 1)];
-    s->obj = NULL;
+    s->obj = task;
+    task = NULL;
     s->req = req;
     s->ready = 0;
     s->interim = 0;
     s->head_only = (uint8_t)head_only;
     s->conn_hdr = (uint8_t)conn_hdr;
     s->close_after = (uint8_t)close_after;
-    aw = aw_resume_new(c->st, c, seq, req, coro, first);
-    first = NULL;
-    if (aw == NULL) {
-        conn_deliver_error(c, seq, req);
-        goto done;
-    }
-    task = PyObject_CallMethodOneArg(c->server->loop, c->st->s_create_task, aw);
-    if (task == NULL) {
-        conn_deliver_error(c, seq, req);
-        goto done;
-    }
-    if (!s->ready) {
-        s = &c->q[seq & (c->q_cap - 1)];
-        s->obj = task;
-        task = NULL;
-    }
+    aw_resume_park(aw, seq, val);
     if (conn_q_len(c) >= CONN_PIPELINE_HIGH)
         conn_set_pause(c, CONN_PAUSE_PIPELINE, 1);
     goto done;
-error:
-    PyErr_WriteUnraisable((PyObject *)c);
-    req_release(req);
-    c->closing = 1;
-    c->close_after_flush = 1;
+
+not_started: /* no Task to run it in (a loop that is closing, no memory) */
+    conn_close_coro(c, coro);
+    if (aw != NULL)
+        aw_resume_drop(aw);
+    conn_emit(c, req, conn_error_response(c, req), head_only, conn_hdr, close_after);
 done:
-    Py_XDECREF(first);
-    Py_XDECREF(coro);
-    Py_XDECREF(aw);
+    Py_XDECREF(prev);
     Py_XDECREF(task);
+    Py_XDECREF(aw);
+    Py_XDECREF(ctx);
+    Py_DECREF(coro);
 }
 
 /* ========================================================================
@@ -1370,19 +1467,8 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
     } else if (Py_TYPE(res) != st->ResponseType &&
                Py_TYPE(res)->tp_as_async != NULL &&
                Py_TYPE(res)->tp_as_async->am_send != NULL) {
-        /* a coroutine: run it eagerly; only one that suspends gets a Task */
-        PyObject *val = NULL;
-        PySendResult r = PyIter_Send(res, Py_None, &val);
-        if (r == PYGEN_RETURN) {
-            Py_DECREF(res);
-            res = val;
-        } else if (r == PYGEN_ERROR) {
-            Py_DECREF(res);
-            res = conn_error_response(c, req);
-        } else {
-            conn_suspend(c, req, res, val, head_only, conn_hdr, !keep);
-            return;
-        }
+        conn_start_view(c, req, res, head_only, conn_hdr, !keep);
+        return;
     }
     res = conn_check_response(c, req, res);
     conn_emit(c, req, res, head_only, conn_hdr, !keep);

@@ -266,6 +266,13 @@ static int mod_exec(PyObject *m)
             return -1;
     if ((st->empty_bytes = PyBytes_FromStringAndSize("", 0)) == NULL)
         return -1;
+    {
+        PyObject *k = PyUnicode_InternFromString("context");
+        st->kw_context = k ? PyTuple_Pack(1, k) : NULL;
+        Py_XDECREF(k);
+        if (st->kw_context == NULL)
+            return -1;
+    }
     if ((st->empty_str = PyUnicode_FromStringAndSize("", 0)) == NULL)
         return -1;
     st->date_sec = -1;
@@ -298,6 +305,9 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->BodyStreamType);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->uuid_type);
+    Py_VISIT(st->task_swap);
+    Py_VISIT(st->current_tasks);
+    Py_VISIT(st->kw_context);
     for (i = 0; i < st->n_req_free; i++)
         Py_VISIT(st->req_free[i]);
     for (i = 0; i < st->n_resp_free; i++)
@@ -336,6 +346,9 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->BodyStreamType);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->uuid_type);
+    Py_CLEAR(st->task_swap);
+    Py_CLEAR(st->current_tasks);
+    Py_CLEAR(st->kw_context);
     Py_CLEAR(st->s_write);
     Py_CLEAR(st->s_writelines);
     Py_CLEAR(st->s_close);
