@@ -127,11 +127,16 @@ class Application:
                  max_headers=100, max_body_size=10 * _MiB, header_timeout=10.0,
                  body_timeout=30.0, keep_alive_timeout=60.0, max_connections=None,
                  reaper_settings=None, json_dumps=None, log_request=None,
-                 gc_freeze=True):
+                 gc_freeze=True, gc_threshold=10_000):
         self.debug = bool(debug)
         if not isinstance(gc_freeze, bool):
             raise ValueError("gc_freeze must be True or False, not %r" % (gc_freeze,))
         self.gc_freeze = gc_freeze
+        if gc_threshold is not None and (
+                type(gc_threshold) is not int or not 1 <= gc_threshold <= 2 ** 31 - 1):
+            raise ValueError("gc_threshold must be None or an int from 1 to 2**31-1, not %r"
+                             % (gc_threshold,))
+        self.gc_threshold = gc_threshold
         self._loop = loop
         self.max_header_size = _check_size("max_header_size", max_header_size, 256)
         if self.max_header_size > (1 << 30):
@@ -411,6 +416,10 @@ class Application:
         asyncio.set_event_loop(loop)
         factory = self._make_server(loop)
         self._server = factory
+        if self.gc_threshold is not None:
+            # the young generation: before the startup hooks, which may set
+            # their own thresholds
+            gc.set_threshold(self.gc_threshold, *gc.get_threshold()[1:])
         loop.run_until_complete(self._run_hooks(self._startup))
         if self.max_connections is None:
             server = loop.run_until_complete(

@@ -28,6 +28,7 @@ class Application:
     keep_alive_timeout: float
     max_connections: int | None
     gc_freeze: bool
+    gc_threshold: int | None
     router: Router
     proxy_headers: bool
     forwarded_allow_ips: tuple[str, ...]
@@ -49,6 +50,7 @@ class Application:
         json_dumps: Callable[[Any], str | bytes] | None = None,
         log_request: Any = None,
         gc_freeze: bool = True,
+        gc_threshold: int | None = 10_000,
     ) -> None: ...
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...

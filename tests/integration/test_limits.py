@@ -713,6 +713,8 @@ BAD_SETTINGS = [
     {"reaper_settings": {"check_interval": 0}}, {"reaper_settings": "x"},
     {"reaper_settings": [("idle_timeout", 1)]},
     {"gc_freeze": 1}, {"gc_freeze": None}, {"gc_freeze": "no"},
+    {"gc_threshold": 0}, {"gc_threshold": -1}, {"gc_threshold": True},
+    {"gc_threshold": 1.5}, {"gc_threshold": "700"}, {"gc_threshold": 2 ** 31},
 ]
 
 
@@ -729,6 +731,7 @@ GOOD_SETTINGS = [
     {"max_connections": None}, {"max_connections": 1},
     {"reaper_settings": {"idle_timeout": 5, "check_interval": 1}}, {"reaper_settings": {}},
     {"gc_freeze": True}, {"gc_freeze": False},
+    {"gc_threshold": None}, {"gc_threshold": 1}, {"gc_threshold": 700},
 ]
 
 
@@ -751,9 +754,13 @@ def test_serving_freezes_what_exists_at_start(basic):
     with Conn(basic.port) as c:
         got = c.request("GET", "/gc").json()
     assert got["setting"] is True and got["frozen"] > 1000
+    # gc_threshold=10_000 (the default): the young generation's threshold
+    assert got["threshold"] == 10_000
 
 
-def test_gc_freeze_off_leaves_the_collector_alone(debug_app):
+def test_gc_settings_off_leave_the_collector_alone(debug_app):
+    import gc
     with Conn(debug_app.port) as c:
         got = c.request("GET", "/gc").json()
-    assert got == {"setting": False, "frozen": 0}
+    assert got == {"setting": False, "frozen": 0, "threshold": gc.get_threshold()[0]}
+    assert got["threshold"] != 10_000

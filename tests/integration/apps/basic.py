@@ -277,7 +277,8 @@ r.add_route("/ctx-sync", ctx_sync)
 r.add_route("/io", io_mode)
 r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
 r.add_route("/gc", lambda request: request.Response(json={
-    "setting": app.gc_freeze, "frozen": __import__("gc").get_freeze_count()}))
+    "setting": app.gc_freeze, "frozen": __import__("gc").get_freeze_count(),
+    "threshold": __import__("gc").get_threshold()[0]}))
 r.add_route("/stash/{rest}", stash, methods=["GET", "POST"])
 r.add_route("/stashed", stashed)
 r.add_route("/hold/{x}", hold)

@@ -1,5 +1,6 @@
 """Application(debug=True): a failing view's 500 carries the traceback.
-Also gc_freeze=False: the collector is left as Python sets it."""
+Also gc_freeze=False and gc_threshold=None: the collector is left as Python
+sets it."""
 from fulmen import Application
 
 
@@ -11,9 +12,10 @@ def ok(request):
     return request.Response(text="ok")
 
 
-app = Application(debug=True, gc_freeze=False)
+app = Application(debug=True, gc_freeze=False, gc_threshold=None)
 app.router.add_route("/gc", lambda request: request.Response(json={
-    "setting": app.gc_freeze, "frozen": __import__("gc").get_freeze_count()}))
+    "setting": app.gc_freeze, "frozen": __import__("gc").get_freeze_count(),
+    "threshold": __import__("gc").get_threshold()[0]}))
 app.router.add_route("/boom", boom)
 app.router.add_route("/ok", ok)
 
