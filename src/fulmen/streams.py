@@ -109,6 +109,8 @@ async def _send_file(conn, body):
                     sent = -1
                 if sent == 0:
                     break  # the file got shorter: the response is cut (it was promised whole)
+                if sent > 0:
+                    conn._stream_sent(sent)
                 if sent < 0:
                     # the socket is full: hand one block to the transport; it
                     # writes it when the socket drains and then resumes us

@@ -102,6 +102,71 @@ def test_stream_with_content_length_is_raw(api):
         assert c.request("GET", "/plain").body == b"plain"
 
 
+def read_to_eof(c):
+    """Every byte the server sends until it closes (or resets) the connection."""
+    while c._fill():
+        pass
+    return bytes(c.buf)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_generator_error_aborts_the_response(api, kind):
+    """A generator that raises midway: the chunked body stays unterminated
+    (RFC 9112 7.1: without the last chunk the client knows it is cut), and
+    no response to a request pipelined behind it may follow the cut."""
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/fail/" + kind) + build_request("GET", "/plain"))
+        raw = read_to_eof(c)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head, raw
+    assert body.startswith(b"6\r\nfirst \r\n"), raw
+    assert b"0\r\n\r\n" not in body, raw
+    assert b"HTTP/1.1" not in body, raw                   # nothing after the cut
+    assert api.wait_for_stderr("the generator failed")
+
+
+def test_stream_shorter_than_its_content_length_is_aborted(api):
+    """3 of the 5 announced bytes: the connection closes after them (the
+    client sees a short body), and never answers the pipelined request."""
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/bad-length/short") + build_request("GET", "/plain"))
+        raw = read_to_eof(c)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"Content-Length: 5\r\n" in head, raw
+    assert body == b"abc", raw
+
+
+def test_stream_longer_than_its_content_length_is_aborted(api):
+    """An item past the announced length is not sent: 4 of the 5 bytes go
+    out, then the connection is aborted; the extra bytes never reach the
+    client as the start of a next response."""
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/bad-length/long") + build_request("GET", "/plain"))
+        raw = read_to_eof(c)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"Content-Length: 5\r\n" in head, raw
+    assert body == b"abcd", raw
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_stream_with_a_status_without_content(api, code):
+    """RFC 9110 15.3.5 / 15.4.5, RFC 9112 6.1: a 204 or 304 has no content,
+    so a streamed response with that status gets neither a body nor
+    Transfer-Encoding / Content-Length, and its generator is not run; the
+    connection goes on."""
+    key = "code-%d-%d" % (code, time.monotonic_ns())
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/code/%d?key=%s" % (code, key))
+               + build_request("GET", "/plain"))
+        r = c.read_final()
+        assert r.status == code
+        assert r.header("X-Stream") == "1"
+        assert r.header("Transfer-Encoding") is None
+        assert r.header("Content-Length") is None
+        assert c.read_final().body == b"plain"            # no body bytes in between
+    assert counters(api, key)["progress"] == 0
+
+
 def test_stream_http10_raw_body_then_close(api):
     with Conn(api.port) as c:
         c.send(b"GET /s/sync/3 HTTP/1.0\r\n\r\n")

@@ -250,8 +250,9 @@ struct ResponseObject {
 
 enum { RESP_EMPTY = 0, RESP_TEXT, RESP_BODY, RESP_JSON, RESP_STREAM, RESP_FILE };
 
-/* How a streamed body is framed (resp_serialize_stream_head). */
-enum { RESP_FRAME_CHUNKED = 1, RESP_FRAME_LENGTH, RESP_FRAME_CLOSE };
+/* How a streamed body is framed (resp_serialize_stream_head); NONE: the
+ * status has no content (1xx, 204, 304), so there is no body to send. */
+enum { RESP_FRAME_CHUNKED = 1, RESP_FRAME_LENGTH, RESP_FRAME_CLOSE, RESP_FRAME_NONE };
 
 /* ------------------------------------------------------------------------
  * Cross-file API.
@@ -374,9 +375,10 @@ PyObject *resp_new_simple(fulmen_state *st, int code, const char *text,
 int resp_serialize(fulmen_state *st, PyObject *resp, int head_only,
                    int conn_hdr);
 /* The head of a RESP_STREAM response; returns RESP_FRAME_*, -1 or -2 as
- * resp_serialize.  chunked_ok: the client speaks HTTP/1.1. */
+ * resp_serialize.  chunked_ok: the client speaks HTTP/1.1.  *length: the
+ * app's Content-Length, for RESP_FRAME_LENGTH. */
 int resp_serialize_stream_head(fulmen_state *st, PyObject *resp, int conn_hdr,
-                               int chunked_ok);
+                               int chunked_ok, uint64_t *length);
 /* A plain-text answer built without a Response object (the fallback when
  * one cannot be written, timeouts); head_only: neither length nor body. */
 int resp_serialize_status(fulmen_state *st, int code, const char *text,

@@ -96,6 +96,7 @@ typedef struct {
      * the pending request (STAGE_CHUNKED) */
     h1_chunked chunk;
     size_t csrc, cdst;       /* STAGE_CHUNKED: raw consumed, decoded end */
+    uint64_t stream_left;    /* RESP_FRAME_LENGTH: body bytes still owed */
     uint8_t stream_frame;    /* RESP_FRAME_* */
     uint8_t stream_close;    /* close once it ends */
     uint8_t bs_chunked;
@@ -144,6 +145,9 @@ struct ConnObject {
     uint8_t io_done;       /* no more reads: EOF, error, or closing */
     uint8_t tpending;      /* output went to the transport since it was empty */
     uint8_t drain_pending; /* in the server's drain_list (conn_deliver) */
+    uint8_t aborted;       /* transport.abort() was called: the socket stays
+                            * open until connection_lost, but nothing more
+                            * may be written to it (not even by send()) */
 };
 
 /* The WebSocket after a 101, else NULL. */
@@ -215,7 +219,7 @@ static int conn_flush(ConnObject *c)
     int rc = -1;
     if (st->out_len == 0 && st->out_chunks == NULL)
         goto done_ok;
-    if (c->closed || c->transport == NULL) {
+    if (c->closed || c->aborted || c->transport == NULL) {
         st->out_len = 0;
         Py_CLEAR(st->out_chunks);
         goto done_ok;
@@ -247,6 +251,7 @@ static int conn_flush(ConnObject *c)
                 /* the peer is gone: what it would have got is dropped */
                 st->out_len = 0;
                 conn_io_end(c);
+                c->aborted = 1;
                 res = PyObject_CallMethod(c->transport, "abort", NULL);
                 if (res == NULL)
                     goto error;
@@ -855,7 +860,7 @@ static PyObject *conn_check_response(ConnObject *c, RequestObject *req,
 /* Send what is ready at the head of c's queue, in order, in one write. */
 static void conn_drain_now(ConnObject *c)
 {
-    if (c->closed) {
+    if (c->closed || c->aborted) {
         /* nobody to answer: drop everything that is ready */
         while (conn_q_len(c) > 0) {
             conn_slot *s = &c->q[c->q_first & (c->q_cap - 1)];
@@ -1851,8 +1856,10 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
     fulmen_state *st = c->st;
     PyObject *fn = NULL, *coro = NULL, *task = NULL;
     conn_ext *x;
+    uint64_t length;
     int frame = resp_serialize_stream_head(st, resp, conn_hdr,
-                                           req == NULL || req->h.version_minor >= 1);
+                                           req == NULL || req->h.version_minor >= 1,
+                                           &length);
     if (frame < 0) {
         if (frame == -1)
             PyErr_WriteUnraisable(resp);
@@ -1862,7 +1869,8 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
         resp_release(st, resp);
         return 0;
     }
-    if (head_only) {
+    if (head_only || frame == RESP_FRAME_NONE) {
+        /* the head is the whole answer: the iterable is never run */
         if (frame == RESP_FRAME_CLOSE)
             c->close_after_flush = 1;
         resp_release(st, resp);
@@ -1887,6 +1895,7 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
     }
     c->streaming = 1;
     x->stream_frame = (uint8_t)frame;
+    x->stream_left = length;
     x->stream_close = (uint8_t)(close_after || frame == RESP_FRAME_CLOSE);
     x->stream_req = req;
     x->stream_task = task;
@@ -1932,6 +1941,20 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
                      Py_TYPE(data)->tp_name);
         return NULL;
     }
+    if (c->ext->stream_frame == RESP_FRAME_LENGTH) {
+        /* more than the app announced would be read as the start of the
+         * next response: refuse the item, and the stream is aborted */
+        if ((uint64_t)view.len > c->ext->stream_left) {
+            PyBuffer_Release(&view);
+            Py_XDECREF(enc);
+            PyErr_Format(PyExc_RuntimeError,
+                         "the stream yields more than its Content-Length "
+                         "(%zd bytes with %llu left)", view.len,
+                         (unsigned long long)c->ext->stream_left);
+            return NULL;
+        }
+        c->ext->stream_left -= (uint64_t)view.len;
+    }
     if (view.len > 0) {
         int ok;
         if (c->ext->stream_frame == RESP_FRAME_CHUNKED) {
@@ -1974,9 +1997,20 @@ static void conn_wake_stream(ConnObject *c)
     Py_DECREF(w);
 }
 
+/* _stream_sent(n): n body bytes went out without _stream_write (sendfile). */
+static PyObject *conn_stream_sent(ConnObject *c, PyObject *nobj)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(nobj);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (c->streaming && c->ext->stream_frame == RESP_FRAME_LENGTH)
+        c->ext->stream_left -= n < c->ext->stream_left ? n : c->ext->stream_left;
+    Py_RETURN_NONE;
+}
+
 static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
 {
-    int ok = PyObject_IsTrue(okobj);
+    int ok = PyObject_IsTrue(okobj), aborted = 0;
     RequestObject *req;
     if (!c->streaming)
         Py_RETURN_NONE;
@@ -1986,14 +2020,24 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
     req = c->ext->stream_req;
     c->ext->stream_req = NULL;
     if (!c->closed && c->transport != NULL) {
+        if (ok && c->ext->stream_frame == RESP_FRAME_LENGTH && c->ext->stream_left > 0) {
+            PySys_WriteStderr("fulmen: a stream ended %llu bytes short of its "
+                              "Content-Length; the connection is aborted\n",
+                              (unsigned long long)c->ext->stream_left);
+            ok = 0;
+        }
         if (ok && c->ext->stream_frame == RESP_FRAME_CHUNKED &&
             mod_out_put(c->st, "0\r\n\r\n", 5) < 0)
             ok = 0;
         if (!ok) {
-            /* the body is cut short: the client must not take it as whole */
+            /* the body is cut short: the client must not take it as whole,
+             * so nothing may follow it, not even the answers queued behind
+             * it (they would read as the rest of the body) */
             PyObject *r;
             c->st->out_len = 0;
             c->closing = 1;
+            c->aborted = aborted = 1;
+            conn_io_end(c);
             r = PyObject_CallMethod(c->transport, "abort", NULL);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
@@ -2005,7 +2049,7 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
     }
     if (req != NULL)
         conn_request_done(req);
-    if (!c->closed) {
+    if (!c->closed && !aborted) {
         conn_q_drain(c);
         if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE))
             conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
@@ -2440,7 +2484,9 @@ static void conn_io_read(ConnObject *c, uint32_t events)
             Py_XDECREF(r);
         } else if (!c->closed && c->transport != NULL) {
             /* a reset or other error: the connection is gone */
-            PyObject *x = PyObject_CallMethod(c->transport, "abort", NULL);
+            PyObject *x;
+            c->aborted = 1;
+            x = PyObject_CallMethod(c->transport, "abort", NULL);
             if (x == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
             Py_XDECREF(x);
@@ -2517,9 +2563,9 @@ static void conn_expire(ConnObject *c)
             conn_fail_body_stream(c, PyExc_TimeoutError, "the request body stopped arriving");
         c->closing = 1;
         conn_io_end(c);
-        r = PyObject_CallMethod(c->transport,
-                                c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE
-                                    ? "abort" : "close", NULL);
+        if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE)
+            c->aborted = 1;
+        r = PyObject_CallMethod(c->transport, c->aborted ? "abort" : "close", NULL);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(r);
@@ -2551,6 +2597,8 @@ void conn_close_transport(ConnObject *c, int abort)
     if (c->closed || c->transport == NULL)
         return;
     conn_io_end(c);
+    if (abort)
+        c->aborted = 1;
     r = PyObject_CallMethod(c->transport, abort ? "abort" : "close", NULL);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -2682,6 +2730,8 @@ static PyMethodDef conn_methods[] = {
     {"_stream_write", (PyCFunction)conn_stream_write, METH_O,
      "Send one item of a streamed body; returns a future to await while "
      "the client is not reading, else None."},
+    {"_stream_sent", (PyCFunction)conn_stream_sent, METH_O,
+     "_stream_sent(n): n body bytes were sent with sendfile"},
     {"_stream_end", (PyCFunction)conn_stream_end, METH_O,
      "End the streamed body (True) or cut it short (False)."},
     {NULL},

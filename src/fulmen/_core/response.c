@@ -657,7 +657,8 @@ static int resp_set_cookies(ResponseObject *self, PyObject *v, void *c)
     return 0;
 }
 
-static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen);
+static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen,
+                           uint64_t *length);
 
 /* Set-Cookie headers, rendered by fulmen.app._render_cookies (cold path). */
 static int resp_put_cookies(fulmen_state *st, PyObject *cookies)
@@ -681,7 +682,7 @@ static int resp_put_cookies(fulmen_state *st, PyObject *cookies)
     if (name == NULL)
         goto done;
     for (i = 0; i < PySequence_Fast_GET_SIZE(lst); i++) {
-        rc = resp_put_header(st, name, PySequence_Fast_GET_ITEM(lst, i), &seen);
+        rc = resp_put_header(st, name, PySequence_Fast_GET_ITEM(lst, i), &seen, NULL);
         if (rc < 0)
             goto done;
     }
@@ -851,8 +852,10 @@ static const char *resp_str_utf8(PyObject *o, Py_ssize_t *n)
 #define RESP_ALLOW_CL 4     /* in: a streamed body may carry the app's length */
 
 /* Emit one user header; returns 0, -1 (exception) or -2 (unsafe).  *seen
- * collects RESP_SEEN_* and may carry RESP_ALLOW_CL in. */
-static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen)
+ * collects RESP_SEEN_* and may carry RESP_ALLOW_CL in; the value of a
+ * Content-Length it keeps goes to *length. */
+static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen,
+                           uint64_t *length)
 {
     Py_ssize_t nl, vl;
     const char *n, *val;
@@ -887,6 +890,11 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
         if (vl == 0 || vl > 18)
             goto done;
         *seen |= RESP_SEEN_CL;
+        if (length != NULL) {
+            *length = 0;
+            for (i = 0; i < vl; i++)
+                *length = *length * 10 + (uint64_t)(val[i] - '0');
+        }
     } else if (resp_ieq(n, nl, "transfer-encoding") || resp_ieq(n, nl, "connection")) {
         rc = 0;
         goto done;
@@ -992,9 +1000,10 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
 }
 
 /* Status line, Server, Date, the app's headers and cookies, Content-Type.
- * *seen carries RESP_ALLOW_CL in and RESP_SEEN_* out.  Returns 0, -1 or -2
- * (unsafe header); on failure the caller rewinds st->out. */
-static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen)
+ * *seen carries RESP_ALLOW_CL in and RESP_SEEN_* out, *length (may be NULL)
+ * the app's Content-Length when RESP_SEEN_CL.  Returns 0, -1 or -2 (unsafe
+ * header); on failure the caller rewinds st->out. */
+static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_t *length)
 {
     int rc;
     if (resp_put_status(st, r->code) < 0 || resp_put_common(st) < 0)
@@ -1004,7 +1013,7 @@ static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen)
             Py_ssize_t pos = 0;
             PyObject *k, *v;
             while (PyDict_Next(r->headers, &pos, &k, &v))
-                if ((rc = resp_put_header(st, k, v, seen)) < 0)
+                if ((rc = resp_put_header(st, k, v, seen, length)) < 0)
                     return rc;
         } else {
             PyObject *seq = PySequence_Fast(r->headers, "headers must be a dict or a list of pairs");
@@ -1020,7 +1029,7 @@ static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen)
                     return -1;
                 }
                 rc = resp_put_header(st, PySequence_Fast_GET_ITEM(pair, 0),
-                                     PySequence_Fast_GET_ITEM(pair, 1), seen);
+                                     PySequence_Fast_GET_ITEM(pair, 1), seen, length);
                 if (rc < 0) {
                     Py_DECREF(seq);
                     return rc;
@@ -1116,7 +1125,7 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
             goto error;
         return 0;
     }
-    rc = resp_put_head(st, r, &seen);
+    rc = resp_put_head(st, r, &seen, NULL);
     if (rc < 0) {
         st->out_len = mark;
         return rc;
@@ -1142,17 +1151,23 @@ error:
 }
 
 int resp_serialize_stream_head(fulmen_state *st, PyObject *obj, int conn_hdr,
-                               int chunked_ok)
+                               int chunked_ok, uint64_t *length)
 {
     ResponseObject *r = (ResponseObject *)obj;
     size_t mark = st->out_len;
-    int seen = RESP_ALLOW_CL, rc, frame;
-    rc = resp_put_head(st, r, &seen);
+    /* 1xx, 204 and 304 have no content (RFC 9110 6.4.1): no framing at
+     * all, neither the app's Content-Length nor chunked (RFC 9112 6.1) */
+    int no_content = r->code < 200 || r->code == 204 || r->code == 304;
+    int seen = no_content ? 0 : RESP_ALLOW_CL, rc, frame;
+    *length = 0;
+    rc = resp_put_head(st, r, &seen, length);
     if (rc < 0) {
         st->out_len = mark;
         return rc;
     }
-    if (seen & RESP_SEEN_CL) {
+    if (no_content) {
+        frame = RESP_FRAME_NONE;
+    } else if (seen & RESP_SEEN_CL) {
         frame = RESP_FRAME_LENGTH;
     } else if (chunked_ok) {
         frame = RESP_FRAME_CHUNKED;

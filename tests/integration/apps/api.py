@@ -495,6 +495,38 @@ def stream_length(request):
                     mime_type="application/octet-stream")
 
 
+def stream_fail(request):
+    """Two items, then the generator raises: the body must not look whole."""
+    def gen():
+        yield b"first "
+        yield b"second "
+        raise RuntimeError("the generator failed")
+
+    async def agen():
+        yield b"first "
+        await asyncio.sleep(0)
+        yield b"second "
+        raise RuntimeError("the generator failed")
+    return Response(stream=gen() if request.match_dict["kind"] == "sync" else agen())
+
+
+def stream_bad_length(request):
+    """A stream that breaks the Content-Length it announced."""
+    parts = [b"abc"] if request.match_dict["kind"] == "short" else [b"abcd", b"efgh"]
+    return Response(stream=iter(parts), headers={"Content-Length": "5"})
+
+
+def stream_code(request):
+    """A stream answered with a status that has no content (1xx, 204, 304)."""
+    key = request.query.get("key")
+
+    def gen():
+        STATE["progress"][key] += 1
+        yield b"must not be sent"
+    return Response(code=request.match_dict["code"], stream=gen(),
+                    headers={"Content-Length": "16", "X-Stream": "1"})
+
+
 def stream_big(request):
     n = request.match_dict["n"]
     key = request.query.get("key")
@@ -660,6 +692,9 @@ r.add_route("/s/sync/{n:int}", stream_sync)
 r.add_route("/s/async/{n:int}", stream_async)
 r.add_route("/s/str", stream_str)
 r.add_route("/s/length", stream_length)
+r.add_route("/s/fail/{kind}", stream_fail)
+r.add_route("/s/bad-length/{kind}", stream_bad_length)
+r.add_route("/s/code/{code:int}", stream_code)
 r.add_route("/s/big/{n:int}", stream_big)
 r.add_route("/s/forever/{key}", stream_forever)
 r.add_route("/s/aforever/{key}", astream_forever)
