@@ -172,6 +172,18 @@ def _not_modified(request, st, etag):
     return False
 
 
+def _range_pos(digits):
+    """The value of 1*DIGIT (RFC 9110 14.1.1), capped past any file size:
+    int() refuses strings over its digit limit (4300 by default)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else 1 << 64
+
+
+def _is_digits(s):
+    # str.isdigit() also takes other scripts' digits and superscripts
+    return s.isascii() and s.isdigit()
+
+
 def _parse_range(value, size):
     """A single 'bytes=a-b' range -> (start, end) inclusive; None to serve
     the whole file; 'bad' when unsatisfiable."""
@@ -182,17 +194,17 @@ def _parse_range(value, size):
     if not sep:
         return None
     first, last = first.strip(), last.strip()
-    if (first and not first.isdigit()) or (last and not last.isdigit()):
+    if (first and not _is_digits(first)) or (last and not _is_digits(last)):
         return None
     if not first:
         if not last:
             return None
-        n = int(last)
+        n = _range_pos(last)
         if n == 0 or size == 0:
             return "bad"
         return max(0, size - n), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _range_pos(first)
+    end = _range_pos(last) if last else size - 1
     if start >= size:
         return "bad"
     if start > end:

@@ -214,6 +214,9 @@ def test_conditional_on_response_file(api):
     ("bytes=5-5", 5, 5),
     ("bytes=30-1000", 30, 35),          # end clamped to the size
     ("bytes=-1000", 0, 35),             # suffix longer than the file
+    ("bytes=0-" + "9" * 5000, 0, 35),   # past int()'s digit limit: clamped too
+    ("bytes=-" + "9" * 5000, 0, 35),
+    ("bytes=" + "0" * 5000 + "2-3", 2, 3),
 ])
 def test_range(api, rng, start, end):
     data = static(api, "digits.txt")
@@ -227,7 +230,8 @@ def test_range(api, rng, start, end):
         assert c.request("GET", "/plain").body == b"plain"
 
 
-@pytest.mark.parametrize("rng", ["bytes=36-", "bytes=100-", "bytes=100-200", "bytes=36-40", "bytes=-0"])
+@pytest.mark.parametrize("rng", ["bytes=36-", "bytes=100-", "bytes=100-200", "bytes=36-40", "bytes=-0",
+                                 "bytes=" + "9" * 5000 + "-"])
 def test_unsatisfiable_range_is_416(api, rng):
     with Conn(api.port) as c:
         r = c.request("GET", "/static/digits.txt", headers={"Range": rng})
@@ -237,7 +241,10 @@ def test_unsatisfiable_range_is_416(api, rng):
 
 
 @pytest.mark.parametrize("rng", ["bytes=5-2", "items=0-1", "bytes=0-1,3-4", "bytes=a-b",
-                                 "bytes=-"])
+                                 "bytes=-",
+                                 # digits for str.isdigit() but not DIGIT (RFC 5234)
+                                 "bytes=\u00b2-3", "bytes=0-\u00b9", "bytes=-\u00b3",
+                                 "bytes=+1-2", "bytes=1_0-20"])
 def test_ignored_range_serves_whole_file(api, rng):
     r = get(api, "/static/digits.txt", headers={"Range": rng})
     assert r.status == 200
