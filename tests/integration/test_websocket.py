@@ -942,6 +942,20 @@ def test_handshake_other_version_is_426(echo, version):
     assert r.header("Sec-WebSocket-Version") == "13", r
 
 
+def test_handshake_repeated_key_is_400(echo):
+    """RFC 6455 11.3.1: Sec-WebSocket-Key must not appear more than once;
+    two lines are no key of 16 bytes (the same key twice included)."""
+    for other in ("x3JJHMbDL1EzLkh9GBhXDw==", "dGhlIHNhbXBsZSBub25jZQ=="):
+        r = http(echo, "GET", "/", upgrade_headers() + [("Sec-WebSocket-Key", other)])
+        assert r.status == 400, r
+
+
+def test_handshake_upgrade_token_in_a_later_line(echo):
+    """Repeated field lines are one comma-separated list (RFC 9110 5.3)."""
+    r = http(echo, "GET", "/", upgrade_headers(Upgrade="h2c") + [("Upgrade", "websocket")])
+    assert r.status == 101, r
+
+
 def test_handshake_post_is_refused(echo):
     r = http(echo, "POST", "/", upgrade_headers())
     assert r.status in (400, 405), r
@@ -970,6 +984,24 @@ def test_subprotocol_selection(ws_app, offer, chosen):
         assert ws.headers.get("sec-websocket-protocol") == chosen, ws.headers
         assert ws.recv_message() == (OP_TEXT, repr(chosen).encode())
         ws.expect_close(1000)
+
+
+def test_subprotocol_offered_over_several_lines(ws_app):
+    """RFC 6455 11.3.4: Sec-WebSocket-Protocol may appear more than once in
+    a request, as one list; the server's preference still wins."""
+    with connect(ws_app.port, "/proto", protocols=["other"],
+                 headers=[("Sec-WebSocket-Protocol", "superchat, chat.v1")]) as ws:
+        assert ws.headers.get("sec-websocket-protocol") == "chat.v1", ws.headers
+        assert ws.recv_message() == (OP_TEXT, b"'chat.v1'")
+        ws.expect_close(1000)
+
+
+def test_extension_offered_in_a_later_line(echo):
+    """RFC 6455 11.3.2: Sec-WebSocket-Extensions may be repeated too."""
+    with connect(echo, extensions="x-unknown-extension",
+                 headers=[("Sec-WebSocket-Extensions", "permessage-deflate")]) as ws:
+        assert ws.deflate is not None, ws.headers
+        assert roundtrip(ws, OP_TEXT, b"hello hello hello") == (OP_TEXT, b"hello hello hello")
 
 
 def test_no_subprotocol_on_a_route_without_them(echo):

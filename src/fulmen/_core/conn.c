@@ -1187,6 +1187,37 @@ static int conn_find_header(RequestObject *r, const char *lname, const char **v,
     return 1;
 }
 
+/* The next field line named lname (lower case) at or after *i: its value
+ * in *v, *n, and *i moved past it.  Returns 0 when there is none.  Repeated
+ * lines make one comma-separated list (RFC 9110 5.3). */
+static int conn_next_header(RequestObject *r, const char *lname, uint32_t *i,
+                            const char **v, size_t *n)
+{
+    size_t ln = strlen(lname);
+    for (; *i < r->h.num_headers; (*i)++) {
+        const h1_header *h = &r->h.headers[*i];
+        if (h->name.len == ln && strncasecmp(r->base + h->name.off, lname, ln) == 0) {
+            *v = r->base + h->value.off;
+            *n = h->value.len;
+            (*i)++;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does any field line named lname hold token tok? */
+static int conn_header_has_token(RequestObject *r, const char *lname, const char *tok)
+{
+    uint32_t i = 0;
+    const char *v;
+    size_t n;
+    while (conn_next_header(r, lname, &i, &v, &n))
+        if (conn_has_token(v, n, tok))
+            return 1;
+    return 0;
+}
+
 /* Pick the first acceptable permessage-deflate offer (RFC 7692 7.1). */
 static void conn_ws_deflate(const char *v, size_t n, ws_deflate_params *dp,
                             char *resp, size_t rcap)
@@ -1311,9 +1342,9 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
     ws_deflate_params dp = {0};
     uint64_t max_message = 1 << 20;
     WebSocketObject *ws;
+    uint32_t hi = 0;
     int upgrade = (req->h.flags & H1_F_CONN_UPGRADE) &&
-                  conn_find_header(req, "upgrade", &v, &n) &&
-                  conn_has_token(v, n, "websocket");
+                  conn_header_has_token(req, "upgrade", "websocket");
     if (!upgrade) {
         PyObject *h = Py_BuildValue("{ssss}", "Upgrade", "websocket", "Connection", "Upgrade");
         res = h ? resp_new_simple(st, 426, "Upgrade Required", h) : NULL;
@@ -1322,7 +1353,8 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
     }
     if (req->h.method_id != H1_M_GET || req->h.version_minor != 1 ||
         (req->h.flags & (H1_F_CHUNKED | H1_F_HAS_CL) && req->body.len) ||
-        !conn_find_header(req, "sec-websocket-key", &key, &keylen) ||
+        !conn_next_header(req, "sec-websocket-key", &hi, &key, &keylen) ||
+        conn_next_header(req, "sec-websocket-key", &hi, &v, &n) || /* RFC 6455 11.3.1 */
         ws_accept_key(key, keylen, accept) < 0 || conn_q_len(c) > 0 || c->streaming) {
         res = resp_new_simple(st, 400, "Bad Request", NULL);
         goto answer;
@@ -1342,7 +1374,8 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
         for (i = 0; i < PySequence_Size(opt); i++) {
             PyObject *p = PySequence_GetItem(opt, i);
             const char *ps = p && PyUnicode_Check(p) ? PyUnicode_AsUTF8(p) : NULL;
-            if (ps != NULL && strlen(ps) < 100 && conn_has_token(v, n, ps)) {
+            if (ps != NULL && strlen(ps) < 100 &&
+                conn_header_has_token(req, "sec-websocket-protocol", ps)) {
                 subprotocol = p;
                 snprintf(proto_hdr, sizeof(proto_hdr), "Sec-WebSocket-Protocol: %s\r\n", ps);
                 break;
@@ -1354,9 +1387,10 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
             Py_DECREF(subprotocol); /* the route's tuple keeps it alive */
     }
     opt = PyDict_GetItemString(route->extra, "compression");
-    if ((opt == NULL || PyObject_IsTrue(opt) == 1) &&
-        conn_find_header(req, "sec-websocket-extensions", &v, &n))
-        conn_ws_deflate(v, n, &dp, ext, sizeof(ext));
+    hi = 0;
+    if (opt == NULL || PyObject_IsTrue(opt) == 1)
+        while (!dp.enabled && conn_next_header(req, "sec-websocket-extensions", &hi, &v, &n))
+            conn_ws_deflate(v, n, &dp, ext, sizeof(ext));
     opt = PyDict_GetItemString(route->extra, "max_message_size");
     if (opt != NULL && PyLong_Check(opt))
         max_message = PyLong_AsUnsignedLongLong(opt);
