@@ -421,12 +421,15 @@ class Application:
             # their own thresholds
             gc.set_threshold(self.gc_threshold, *gc.get_threshold()[1:])
         loop.run_until_complete(self._run_hooks(self._startup))
+        # The TLS handshake happens before the connection (and its timeouts)
+        # exists: bound it by header_timeout, not by uvloop's 60 s default.
+        tls = {} if ssl is None else {"ssl_handshake_timeout": self.header_timeout}
         if self.max_connections is None:
             server = loop.run_until_complete(
                 loop.create_server(factory, sock=sock, ssl=ssl,
-                                   backlog=getattr(self, "_backlog", 1024)))
+                                   backlog=getattr(self, "_backlog", 1024), **tls))
         else:
-            server = _LimitedAcceptor(loop, sock, factory, ssl, self.max_connections)
+            server = _LimitedAcceptor(loop, sock, factory, ssl, self.max_connections, tls)
         stopping = []
         # one sweep over all connections a few times a second enforces every
         # timeout: no timer per connection
@@ -721,8 +724,9 @@ class _LimitedAcceptor:
     resumes when a connection closes.  Without the setting, uvloop's own
     server accepts, at no cost per connection."""
 
-    def __init__(self, loop, sock, factory, ssl, limit):
+    def __init__(self, loop, sock, factory, ssl, limit, tls_options):
         self.loop, self.sock, self.factory, self.ssl = loop, sock, factory, ssl
+        self.tls_options = tls_options
         self.limit = limit
         self.pending = 0
         self.watching = False
@@ -757,7 +761,8 @@ class _LimitedAcceptor:
 
     async def _start(self, conn):
         try:
-            await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl)
+            await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl,
+                                                    **self.tls_options)
         except Exception as e:
             sys.stderr.write("fulmen: could not start a connection: %s\n" % e)
             conn.close()

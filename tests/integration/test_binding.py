@@ -212,6 +212,35 @@ def test_tls_from_app_run(tmp_path, cert):
         assert stop_master(srv) == 0, srv.stderr()
 
 
+@pytest.mark.parametrize("max_connections", [None, 10])
+def test_tls_handshake_is_bounded_by_header_timeout(tmp_path, cert, max_connections):
+    """A client that opens a TCP connection to the TLS port and then stalls
+    in the handshake (nothing sent, or half a ClientHello) holds it for
+    header_timeout (1 s here), not for uvloop's 60 s default."""
+    from .test_supervisor import APP, write_app
+    certfile, keyfile = cert
+    text = APP.replace("app = Application()", "app = Application(header_timeout=1.0, "
+                       "max_connections=%r)" % max_connections)
+    write_app(tmp_path, "tlsslow", text + '\nif __name__ == "__main__":\n'
+              '    app.run(host="127.0.0.1", port=0, ssl=(%r, %r))\n' % (certfile, keyfile))
+    srv = Proc([sys.executable, str(tmp_path / "tlsslow.py")], cwd=str(tmp_path)).start()
+    try:
+        for first in (b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(first)
+                try:
+                    data = s.recv(100)          # b"" (EOF) once the server gives up
+                except ConnectionResetError:
+                    data = b""
+                except socket.timeout:
+                    pytest.fail("a stalled TLS handshake was still open after 10 s")
+                assert data == b""
+        with tls_conn(srv.port, certfile) as c:  # a real client is still served
+            assert c.request("GET", "/").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
 # ---- settings plumbed to the application ------------------------------------------
 
 def test_proxy_and_access_log_settings(app_dir):
