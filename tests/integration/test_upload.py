@@ -91,6 +91,23 @@ def test_answer_before_the_body_ends_closes_the_connection(up):
         assert c.at_eof()
 
 
+@pytest.mark.parametrize("body", [
+    b"Content-Length: 100\r\n\r\nabc",
+    b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+])
+def test_client_half_close_mid_body_ends_the_stream(up, body):
+    """The client shuts its side down before the body is complete: the body
+    can never arrive, so the view's stream fails at once (the view lets it
+    through: 400, RFC 9112 8) instead of waiting for body_timeout (408)."""
+    import socket
+    with Conn(up.port) as c:
+        c.send(b"POST /digest HTTP/1.1\r\nHost: x\r\n" + body)
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_response()
+        assert r.status == 400, r
+        assert c.at_eof()
+
+
 def test_stream_on_an_ordinary_route_gives_the_whole_body(up):
     with Conn(up.port) as c:
         assert c.request("POST", "/whole", body=b"abc").json() == {"parts": 1, "body": "abc"}

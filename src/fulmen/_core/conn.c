@@ -2327,6 +2327,11 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
     c->closing = 1;
     if (conn_ws(c) != NULL)
         Py_RETURN_FALSE;
+    if (conn_bstream(c) != NULL)
+        /* the rest of a body the view is reading can never arrive: fail
+         * its stream now rather than after body_timeout */
+        conn_fail_body_stream(c, c->st->BadRequest,
+                              "the client stopped sending before the body ended");
     if (c->streaming && c->ext->stream_task != NULL) {
         /* the client stopped sending while a body streams to it: it has in
          * all likelihood gone, and a stream (SSE, say) may not write again
