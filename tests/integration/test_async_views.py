@@ -14,7 +14,10 @@ import pytest
 
 from fulmen.router import _never_suspends
 
+from .conftest import _app_fixture
 from .rawhttp import Conn, build_request
+
+eager_tasks = pytest.fixture(_app_fixture("eager_tasks"), name="eager_tasks")
 
 
 def run_coro(fn, *args, **kw):
@@ -198,3 +201,13 @@ def test_each_async_view_has_its_own_context(basic, query):
             r = c.request("GET", "/ctx/%s%s" % (v, query))
             assert json.loads(r.body) == {"seen": None, "after": v}
         assert json.loads(c.request("GET", "/ctx-sync").body) == {"seen": None}
+
+
+def test_a_task_factory_that_starts_tasks_at_once(eager_tasks):
+    # the view's Task may step before the server ran the view's first step:
+    # it waits a turn, and the view still runs once, inside its Task
+    with Conn(eager_tasks.port) as c:
+        for _ in range(2):
+            assert json.loads(c.request("GET", "/task/tools").body) == {"task": True, "same": True}
+            assert json.loads(c.request("GET", "/task/maybe").body) == {"task": True}
+            assert json.loads(c.request("GET", "/task/maybe?wait=1").body) == {"task": True}

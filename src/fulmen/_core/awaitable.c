@@ -22,6 +22,7 @@ typedef struct {
     PyObject *coro;
     PyObject *first;      /* what the view yielded first, until re-yielded */
     uint32_t seq;
+    int parked;           /* aw_resume_park or aw_resume_drop was called */
     int done;
 } ResumeObject;
 
@@ -41,6 +42,7 @@ PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
     r->coro = coro;
     r->first = NULL;
     r->seq = 0;
+    r->parked = 0;
     r->done = 0;
     PyObject_GC_Track(r);
     return (PyObject *)r;
@@ -52,6 +54,7 @@ void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first)
 {
     ResumeObject *r = (ResumeObject *)aw;
     r->seq = seq;
+    r->parked = 1;
     Py_XSETREF(r->first, first);
 }
 
@@ -59,6 +62,7 @@ void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first)
 void aw_resume_drop(PyObject *aw)
 {
     ResumeObject *r = (ResumeObject *)aw;
+    r->parked = 1;
     r->done = 1;
     r->req = NULL;
     Py_CLEAR(r->coro);
@@ -84,6 +88,14 @@ static PySendResult aw_finish(ResumeObject *r, PySendResult status,
 static PySendResult aw_am_send(ResumeObject *r, PyObject *arg, PyObject **result)
 {
     PySendResult st;
+    if (UNLIKELY(!r->parked)) {
+        /* run before the connection took the view's first step (a task
+         * factory that starts tasks eagerly): a bare yield, after which
+         * the Task steps again on the next loop turn */
+        *result = Py_None;
+        Py_INCREF(Py_None);
+        return PYGEN_NEXT;
+    }
     if (r->first != NULL) {
         *result = r->first;
         r->first = NULL;

@@ -1,0 +1,54 @@
+"""An app whose loop starts each task's coroutine at once, when the task is
+created (as Python 3.12's asyncio.eager_task_factory does): a view's Task
+may then step before the server has run the view's first step itself."""
+import asyncio
+import types
+
+from fulmen import Application
+
+
+@types.coroutine
+def _continue(coro, first):
+    # the rest of a coroutine whose first step already ran
+    value = yield first
+    while True:
+        try:
+            first = coro.send(value)
+        except StopIteration as e:
+            return e.value
+        value = yield first
+
+
+def eager_factory(loop, coro, context=None):
+    try:
+        first = context.run(coro.send, None) if context else coro.send(None)
+    except StopIteration as e:
+        value = e.value
+
+        async def done():
+            return value
+        return asyncio.Task(done(), loop=loop, context=context)
+    return asyncio.Task(_continue(coro, first), loop=loop, context=context)
+
+
+async def tools(request):
+    first = asyncio.current_task()
+    async with asyncio.timeout(5):
+        await asyncio.sleep(0)
+    return request.Response(json={"task": first is not None,
+                                  "same": first is asyncio.current_task()})
+
+
+async def maybe(request):
+    if request.query.get("wait"):
+        await asyncio.sleep(0)
+    return request.Response(json={"task": asyncio.current_task() is not None})
+
+
+app = Application()
+app.on_startup(lambda app: app.loop.set_task_factory(eager_factory))
+app.router.add_route("/task/tools", tools)
+app.router.add_route("/task/maybe", maybe)
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=0)
