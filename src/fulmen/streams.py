@@ -261,7 +261,9 @@ def _file_response(request, resp):
     if st.st_size <= SMALL_FILE:
         with open(path, "rb") as f:
             data = f.read()
-        return Response(code=code, body=data, mime_type=ctype, headers=headers)
+        r = Response(code=code, body=data, headers=headers)
+        r.mime_type = ctype     # exactly this type (the constructor may label a text/ one)
+        return r
     headers.append(("Content-Length", str(st.st_size)))
     return Response(code=code, stream=_FileBody(path, 0, st.st_size),
                     mime_type=ctype, headers=headers)

@@ -74,6 +74,33 @@ def test_fulmen_response_is_request_response(basic):
     assert get(basic.port, "/module-response").body == b"True"
 
 
+def test_positional_text_first_as_japronto(basic):
+    # Japronto's Response(text, code, body, ...): a str first is the text
+    r = get(basic.port, "/japronto-positional")
+    assert (r.status, r.body) == (200, b"made")
+    assert r.header("Content-Type") == "text/plain; charset=utf-8"
+    r = get(basic.port, "/japronto-positional?code=201")
+    assert (r.status, r.body) == (201, b"made")
+
+
+@pytest.mark.parametrize("case, body, ctype", [
+    ("text-html-latin1", b"caf\xe9", "text/html; charset=iso-8859-1"),
+    ("text-xml-utf8", b"<a/>", "application/xml; charset=utf-8"),
+    ("text-params-kept", b"x", "text/html; charset=ascii"),
+    ("body-html", b"<b>x</b>", "text/html; charset=utf-8"),
+    ("body-html-latin1", b"<b>x</b>", "text/html; charset=iso-8859-1"),
+    ("body-png", b"\x89PNG", "image/png"),
+    ("body-encoding", b"x", "application/octet-stream; charset=utf-8"),
+])
+def test_content_type_charset_as_japronto(basic, case, body, ctype):
+    """The charset label names the encoding the body was made with: the
+    encoding= given, else UTF-8 for a text/ type (text= or body=)."""
+    r = get(basic.port, "/charset/" + case)
+    assert r.body == body
+    assert r.header("Content-Type") == ctype
+    check_common_headers(r)
+
+
 @pytest.mark.parametrize("n", [0, 1, 1023, 1024 * 1024 + 7, 8 * 1024 * 1024])
 def test_large_response_body(basic, n):
     r = get(basic.port, "/big/%d" % n)

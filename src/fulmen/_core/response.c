@@ -198,6 +198,46 @@ static void resp_recycle(ResponseObject *r)
     Py_DECREF(r);
 }
 
+/* Response(text= or body=, ...) labels its Content-Type with a charset as
+ * Japronto's did: "<type>; charset=<encoding>", the type being mime_type
+ * or the default for the kind, when an encoding is given (any type) or
+ * the type is text/ (UTF-8 unless given).  encoding is a str or NULL.  A
+ * type with parameters is left alone, and so is a text= response in a
+ * text/ type and UTF-8, which resp_put_head labels when it is sent (the
+ * mime_type attribute stays the bare type).  Setting the mime_type
+ * attribute later sends exactly that type.  Returns 0 or -1. */
+static int resp_label_charset(ResponseObject *self, PyObject *encoding)
+{
+    PyObject *ct;
+    const char *t, *e = "utf-8";
+    Py_ssize_t tl, el = 5;
+    int text_type, utf8;
+    if (self->content_type == NULL) {
+        if (encoding == NULL)
+            return 0;
+        self->content_type = PyUnicode_FromString(
+            self->kind == RESP_TEXT ? "text/plain" : "application/octet-stream");
+        if (self->content_type == NULL)
+            return -1;
+    }
+    if ((t = mod_utf8(self->content_type, &tl)) == NULL ||
+        (encoding != NULL && (e = mod_utf8(encoding, &el)) == NULL))
+        return -1;
+    if (memchr(t, ';', (size_t)tl) != NULL)
+        return 0;
+    text_type = tl >= 5 && memcmp(t, "text/", 5) == 0;
+    utf8 = (el == 5 && strncasecmp(e, "utf-8", 5) == 0) ||
+           (el == 4 && strncasecmp(e, "utf8", 4) == 0);
+    if ((encoding == NULL && !text_type) ||
+        (self->kind == RESP_TEXT && text_type && utf8))
+        return 0;
+    ct = PyUnicode_FromFormat("%U; charset=%s", self->content_type, e);
+    if (ct == NULL)
+        return -1;
+    Py_SETREF(self->content_type, ct);
+    return 0;
+}
+
 static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                           PyObject *body, PyObject *json, PyObject *mime_type,
                           PyObject *encoding, PyObject *headers,
@@ -276,17 +316,14 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                     return -1;
                 Py_XSETREF(self->body, b);
                 self->kind = RESP_TEXT;
-                if (self->content_type == NULL) {
-                    self->content_type = PyUnicode_FromFormat("text/plain; charset=%U", encoding);
-                    if (self->content_type == NULL)
-                        return -1;
-                }
-                return 0;
+                return resp_label_charset(self, encoding);
             }
         }
         Py_INCREF(text);
         Py_XSETREF(self->body, text);
         self->kind = RESP_TEXT;
+        if (encoding != NULL && encoding != Py_None)
+            return resp_label_charset(self, encoding);
     } else if (body != NULL && body != Py_None) {
         if (PyBytes_Check(body)) {
             Py_INCREF(body);
@@ -301,6 +338,13 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
         }
         Py_XSETREF(self->body, body);
         self->kind = RESP_BODY;
+        if (encoding == Py_None)
+            encoding = NULL;
+        if (encoding != NULL && !PyUnicode_Check(encoding)) {
+            PyErr_SetString(PyExc_TypeError, "encoding must be a str");
+            return -1;
+        }
+        return resp_label_charset(self, encoding);
     } else if (json != NULL && json != Py_None) {
         if (resp_set_json(self, json) < 0)
             return -1;
@@ -388,6 +432,12 @@ static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *cons
     memset(vals, 0, sizeof(vals));
     for (i = 0; i < nargs; i++)
         vals[i] = args[i];
+    if (nargs >= 1 && PyUnicode_Check(args[0])) {
+        /* Japronto's positional order is (text, code, body, ...): a str
+         * first is the text, and the code (if any) follows it */
+        vals[0] = nargs >= 2 ? args[1] : NULL;
+        vals[1] = args[0];
+    }
     nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (i = 0; i < nkw; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);

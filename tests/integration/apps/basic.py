@@ -41,6 +41,37 @@ def module_response(request):
     return Response(text=str(type(made) is Response and made.code == 201 and made.text == "x"))
 
 
+def japronto_positional(request):
+    # Japronto's positional order is (text, code, ...)
+    if request.query.get("code"):
+        return request.Response("made", int(request.query["code"]))
+    return request.Response("made")
+
+
+# Content-Type labels as Japronto's: the encoding given, or UTF-8 for text/
+CHARSETS = {
+    "text-html-latin1": lambda: dict(text="caf\u00e9", mime_type="text/html",
+                                     encoding="iso-8859-1"),
+    "text-xml-utf8": lambda: dict(text="<a/>", mime_type="application/xml",
+                                  encoding="utf-8"),
+    "text-params-kept": lambda: dict(text="x", mime_type="text/html; charset=ascii",
+                                     encoding="utf-8"),
+    "body-html": lambda: dict(body=b"<b>x</b>", mime_type="text/html"),
+    "body-html-latin1": lambda: dict(body=b"<b>x</b>", mime_type="text/html",
+                                     encoding="iso-8859-1"),
+    "body-png": lambda: dict(body=b"\x89PNG", mime_type="image/png"),
+    "body-encoding": lambda: dict(body=b"x", encoding="utf-8"),
+}
+
+
+def charset(request):
+    return request.Response(**CHARSETS[request.match_dict["case"]]())
+
+
+def json_or_none(request):
+    return request.Response(text=repr(request.json))
+
+
 def big(request):
     n = int(request.match_dict["n"])
     return request.Response(body=bytes(range(256)) * (n // 256) + b"x" * (n % 256))
@@ -151,6 +182,9 @@ r.add_route("/headers", extra_headers)
 r.add_route("/code/{n}", code)
 r.add_route("/latin1", latin1)
 r.add_route("/module-response", module_response)
+r.add_route("/japronto-positional", japronto_positional)
+r.add_route("/charset/{case}", charset)
+r.add_route("/json-or-none", json_or_none)
 r.add_route("/big/{n}", big)
 r.add_route("/bigheader/{n}", big_header)
 r.add_route("/u/{id}", user)
