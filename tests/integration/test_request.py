@@ -119,3 +119,14 @@ def test_async_view_awaiting(basic):
         assert base64.b64decode(e["body"]) == b"payload"
         assert c.request("GET", "/sleepy").body == b"slept"
         assert c.request("GET", "/ap/3").body == b"3"
+
+
+def test_json_is_none_without_a_body(basic):
+    # As on Japronto: no Content-Length and no Transfer-Encoding, no JSON
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/json-or-none")
+        assert (r.status, r.body) == (200, b"None")
+        r = c.request("POST", "/json-or-none", body=b'{"a": [1]}')
+        assert (r.status, r.body) == (200, b"{'a': [1]}")
+        # a body that is there but empty is not JSON: 400 as before
+        assert c.request("POST", "/json-or-none", body=b"").status == 400

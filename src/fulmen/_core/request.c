@@ -654,9 +654,12 @@ static PyObject *req_get_text(RequestObject *r, void *c)
 
 /* request.json: the body parsed by json.c.  Malformed JSON raises
  * fulmen.InvalidJSON, a BadRequest (answered with 400) that is also a
- * json.JSONDecodeError. */
+ * json.JSONDecodeError.  A request without a body at all (neither
+ * Content-Length nor Transfer-Encoding) gives None, as on Japronto. */
 static PyObject *req_get_json(RequestObject *r, void *c)
 {
+    if (!(r->h.flags & (H1_F_HAS_CL | H1_F_HAS_TE)))
+        Py_RETURN_NONE;
     return json_decode(r->st, REQ_SPAN(r, r->body), r->body.len);
 }
 
