@@ -306,27 +306,39 @@ class Application:
     # ---- errors ------------------------------------------------------------
 
     def add_error_handler(self, exc_type, handler):
-        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
-            raise TypeError("add_error_handler needs an exception class, not %r" % (exc_type,))
+        """handler(request, exc) answers exceptions of class exc_type (the
+        most specific class registered wins); exc_type None, as in Japronto,
+        answers any exception no class-specific handler takes."""
+        if exc_type is not None and not (isinstance(exc_type, type)
+                                         and issubclass(exc_type, BaseException)):
+            raise TypeError("add_error_handler needs an exception class or None, not %r"
+                            % (exc_type,))
         if not callable(handler):
             raise TypeError("error handler must be callable")
         self._error_handlers[exc_type] = handler
 
-    def _handle_error(self, request, exc):
-        """Called from C when a view raised: returns the Response to send."""
+    def _error_handler_for(self, exc):
+        """The registered handler for exc: its most specific class, else
+        the catch-all (None), else None."""
         for cls in type(exc).__mro__:
             handler = self._error_handlers.get(cls)
             if handler is not None:
-                try:
-                    res = handler(request, exc)
-                    if isinstance(res, Response):
-                        return res
-                    raise TypeError("error handler %r returned %r, not a Response"
-                                    % (handler, res))
-                except Exception as e:  # a broken handler: fall through to 500
-                    e.__context__ = exc
-                    exc = e
-                    break
+                return handler
+        return self._error_handlers.get(None)
+
+    def _handle_error(self, request, exc):
+        """Called from C when a view raised: returns the Response to send."""
+        handler = self._error_handler_for(exc)
+        if handler is not None:
+            try:
+                res = handler(request, exc)
+                if isinstance(res, Response):
+                    return res
+                raise TypeError("error handler %r returned %r, not a Response"
+                                % (handler, res))
+            except Exception as e:  # a broken handler: fall through to 500
+                e.__context__ = exc
+                exc = e
         if isinstance(exc, asyncio.CancelledError):
             return Response(code=503, text="Service Unavailable")
         if isinstance(exc, _core.RequestTooLarge):
@@ -365,14 +377,13 @@ class Application:
         if request.method == "OPTIONS" and (allow is not None or request.target == "*"):
             return Response(code=204, headers={"Allow": allow} if allow else None)
         exc = RouteNotFoundException() if allow is None else MethodNotAllowed(allow)
-        for cls in type(exc).__mro__:
-            handler = self._error_handlers.get(cls)
-            if handler is not None:
-                res = handler(request, exc)
-                if isinstance(res, Response):
-                    return res
-                raise TypeError("error handler %r returned %r, not a Response"
-                                % (handler, res))
+        handler = self._error_handler_for(exc)
+        if handler is not None:
+            res = handler(request, exc)
+            if isinstance(res, Response):
+                return res
+            raise TypeError("error handler %r returned %r, not a Response"
+                            % (handler, res))
         if allow is None:
             return Response(code=404, text="Not Found")
         return Response(code=405, text="Method Not Allowed", headers={"Allow": allow})
@@ -385,8 +396,8 @@ class Application:
                             self.body_timeout, self.keep_alive_timeout,
                             self._not_found if (
                                 self._request_hooks or self._response_hooks or any(
-                                    issubclass(c, (RouteNotFoundException, MethodNotAllowed))
-                                    or c in (Exception, BaseException)
+                                    c in (None, Exception, BaseException)
+                                    or issubclass(c, (RouteNotFoundException, MethodNotAllowed))
                                     for c in self._error_handlers)) else None)
         server.proxy_headers = bool(getattr(self, "proxy_headers", False))
         allow = getattr(self, "forwarded_allow_ips", None) or "127.0.0.1"

@@ -2,7 +2,7 @@ import asyncio
 import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from ._core import Request, Response
 from .router import Router
@@ -65,10 +65,17 @@ class Application:
         ...
     def on_startup(self, fn: _F) -> _F: ...
     def on_shutdown(self, fn: _F) -> _F: ...
+    @overload
     def add_error_handler(
         self,
         exc_type: type[_E],
         handler: Callable[[Request, _E], Response],
+    ) -> None: ...
+    @overload
+    def add_error_handler(
+        self,
+        exc_type: None,
+        handler: Callable[[Request, BaseException], Response],
     ) -> None: ...
     def serve(self, sock: socket.socket, *, loop: asyncio.AbstractEventLoop | None = None,
               graceful_timeout: float = 30.0, ssl: _ssl.SSLContext | None = None) -> None: ...

@@ -78,6 +78,7 @@ def _app_fixture(name):
 
 basic = pytest.fixture(_app_fixture("basic"), name="basic")
 debug_app = pytest.fixture(_app_fixture("debug"), name="debug_app")
+japronto_style = pytest.fixture(_app_fixture("japronto_style"), name="japronto_style")
 
 
 # Under AddressSanitizer (make asan) memory is held in quarantine and every

@@ -660,3 +660,30 @@ def test_routes_closed_after_build():
     app.router.build()
     with pytest.raises(RuntimeError):
         app.router.add_route("/b", _view)
+
+
+# ---- Japronto's API beyond its examples (apps/japronto_style.py) -----------------
+
+def test_error_handler_none_catches_everything_else(japronto_style):
+    # add_error_handler(None, h): Japronto's catch-all.  A handler for the
+    # exception's own class still wins; the catch-all also gets the 404s.
+    r = get(japronto_style, "/handled")
+    assert (r.status, r.body) == (409, b"handled: handled")
+    r = get(japronto_style, "/other")
+    assert (r.status, r.body) == (418, b"caught ValueError")
+    r = get(japronto_style, "/nowhere")
+    assert (r.status, r.body) == (404, b"caught RouteNotFoundException")
+
+
+def test_error_handler_needs_a_class_or_none():
+    from fulmen import Application
+    with pytest.raises(TypeError):
+        Application().add_error_handler("KeyError", _view)
+
+
+def test_route_for_one_method_beside_one_for_any(japronto_style):
+    # add_route(pattern, view, "get"): the method is upper-cased, and the
+    # route for any method takes the other methods of the same path
+    assert get(japronto_style, "/split").body == b"get view"
+    assert get(japronto_style, "/split", method="POST").body == b"other view: POST"
+    assert get(japronto_style, "/split", method="DELETE").body == b"other view: DELETE"
