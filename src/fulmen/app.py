@@ -107,6 +107,11 @@ def _check_response(response):
                         % type(response).__name__)
 
 
+# True while the command line imports the app's module: a module that ends
+# with app.run(), as Japronto's examples do, is then served by the command
+# line with its options (cli.load_app).
+_ignore_run = False
+
 _MAX_SECONDS = 365 * 24 * 3600.0
 _MAX_SIZE = 1 << 62
 
@@ -516,6 +521,8 @@ class Application:
         systemd socket-activated unit (LISTEN_FDS/LISTEN_PID) serves fd 3.
         ssl is an ssl.SSLContext or a (certfile, keyfile) pair.
         """
+        if _ignore_run:
+            return      # the command line is importing the app's module
         if debug is not None:
             self.debug = bool(debug)
         if worker_num is not None and (isinstance(worker_num, bool)

@@ -6,18 +6,33 @@ import sys
 
 
 def load_app(spec):
-    """Import 'module:attr' (attr defaults to 'app') and return the Application."""
+    """Import 'module:attr' (attr defaults to 'app') and return the Application.
+
+    Japronto's 'module.attr' is understood too when 'module.attr' is not a
+    module.  While the module is imported, app.run() returns at once (as
+    under Japronto's command line), so a script that ends with app.run()
+    is served with the command line's options."""
+    from . import app as app_module
     from .app import Application
-    module_name, _, attr = spec.partition(":")
+    module_name, colon, attr = spec.partition(":")
     attr = attr or "app"
     if not module_name:
         raise SystemExit("fulmen: expected module:app, got %r" % spec)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    app_module._ignore_run = True
     try:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if colon or "." not in module_name or e.name != module_name:
+                raise
+            module_name, attr = module_name.rsplit(".", 1)
+            module = importlib.import_module(module_name)
     except ImportError as e:
         raise SystemExit("fulmen: cannot import %r: %s" % (module_name, e))
+    finally:
+        app_module._ignore_run = False
     try:
         app = getattr(module, attr)
     except AttributeError:
@@ -44,7 +59,7 @@ def main(argv=None):
     g.add_argument("--ssl-certfile", metavar="PEM")
     g.add_argument("--ssl-keyfile", metavar="PEM")
     g = p.add_argument_group("processes")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
+    g.add_argument("--workers", "--worker-num", type=int, default=None, metavar="N",
                    help="run a master and N worker processes (0: one per CPU); "
                         "without it, serve in this process")
     g.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",

@@ -78,3 +78,16 @@ def test_cli_ipv6():
             assert c.request("GET", "/").body == b"Hello world!"
     finally:
         stop_cleanly(srv)
+
+
+def test_cli_japronto_spec_and_module_level_run():
+    # Japronto's command line: `module.attribute` and --worker-num, for a
+    # module that ends with an unconditional app.run() (ignored on import)
+    srv = Server([sys.executable, "-m", "fulmen", "japronto_style.app",
+                  "--host", "127.0.0.1", "--port", "0", "--worker-num", "1"]).start()
+    try:
+        assert "starting 1 worker" in srv.stderr(), srv.stderr()
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/split").body == b"get view"
+    finally:
+        stop_cleanly(srv)

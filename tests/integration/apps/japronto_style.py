@@ -46,5 +46,7 @@ r.add_route("/other", raise_other)
 r.add_route("/split", get_only, "get")
 r.add_route("/split", any_other)
 
-if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=0)
+# Unconditional, as in Japronto's examples: run as a script it serves;
+# imported by the command line (python -m fulmen japronto_style.app) it
+# returns at once and the command line serves the app.
+app.run(host="127.0.0.1", port=0)
