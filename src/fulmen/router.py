@@ -12,6 +12,9 @@ from urllib.parse import quote
 
 from . import _core
 
+# what add_route returns and request.route is (japronto.router.Route)
+Route = _core.Route
+
 _KINDS = {"str": 0, "int": 1, "float": 2, "uuid": 3, "path": 4}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")

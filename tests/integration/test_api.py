@@ -687,3 +687,13 @@ def test_route_for_one_method_beside_one_for_any(japronto_style):
     assert get(japronto_style, "/split").body == b"get view"
     assert get(japronto_style, "/split", method="POST").body == b"other view: POST"
     assert get(japronto_style, "/split", method="DELETE").body == b"other view: DELETE"
+
+
+def test_japronto_router_module_names():
+    # japronto.router's names, under fulmen.router
+    from fulmen import Application
+    from fulmen.router import Route, RouteNotFoundException, Router
+    app = Application()
+    assert isinstance(app.router, Router)
+    assert isinstance(app.router.add_route("/r", _view), Route)
+    assert issubclass(RouteNotFoundException, Exception)
