@@ -118,6 +118,10 @@ CASES = [
     ("trailers-end-bare-lf", lambda S: post(TE) + b"3\r\nabc\r\n0\r\n\n" + S, REJECT),
     ("trailer-bare-lf", lambda S: post(TE) + b"3\r\nabc\r\n0\r\nT: v\nU: w\r\n\r\n" + S, REJECT),
     ("trailer-no-colon", lambda S: post(TE) + b"3\r\nabc\r\n0\r\nNoColon\r\n\r\n" + S, REJECT),
+    ("chunk-ext-bws", lambda S: post(TE) + b"%x \t; a = \"v;\" ;b\r\n%s\r\n0 ;c\r\n\r\n" % (len(S), S),
+     ("len", None)),
+    ("chunk-size-trailing-bws", lambda S: post(TE) + b"%x \r\n%s\r\n0\r\n\r\n" % (len(S), S), REJECT),
+    ("chunk-ext-bws-vtab", lambda S: post(TE) + b"%x\x0b;a\r\n%s\r\n0\r\n\r\n" % (len(S), S), REJECT),
     ("chunk-ext-valid", lambda S: post(TE) + b"%x;name=\"v;\\\"q\"\r\n%s\r\n0\r\n\r\n" % (len(S), S),
      ("len", None)),
     ("trailer-content-length-ignored", lambda S: post(TE) + b"%x\r\n%s\r\n0\r\nContent-Length: 99\r\n\r\n"

@@ -460,14 +460,18 @@ h1_head_semantics(h1_parser *p, h1_request *req, const char **why)
  *   chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
  *   chunk-size     = 1*HEXDIG            (at most 64 digits, value < 2^60)
  *   last-chunk     = 1*("0") [ chunk-ext ] CRLF
- *   chunk-ext      = *( ";" chunk-ext-name [ "=" chunk-ext-val ] )
+ *   chunk-ext      = *( BWS ";" BWS chunk-ext-name
+ *                         [ BWS "=" BWS chunk-ext-val ] )
  *   chunk-ext-name = token
  *   chunk-ext-val  = token / quoted-string
  *   trailer-section = *( field-line CRLF )
  *
- * The optional BWS of RFC 9112 around ';' and '=' is rejected ("bad"
- * whitespace that senders must not generate and that parsers disagree
- * about).  Extensions and trailer fields are validated and dropped.
+ * BWS (SP / HTAB) is parsed and removed where the grammar has it, as RFC
+ * 9110 5.6.3 requires of recipients: between the size or a previous
+ * extension and ';', after ';', and on either side of '='.  Nowhere else:
+ * whitespace before the size, inside it, or before the CRLF of the line
+ * (no ';' after it) is an error.  Extensions and trailer fields are
+ * validated and dropped.
  * A chunk-size line may not exceed H1_CK_MAX_LINE bytes and the trailer
  * section H1_CK_MAX_TRAILER bytes.  A chunk-size with a 16th significant
  * digit is H1_CHUNK_ERROR; one that would take the body past max_body is
@@ -492,6 +496,8 @@ enum {
     H1_CK_EXT_QS,    /* in a quoted-string                           */
     H1_CK_EXT_QP,    /* after a backslash in a quoted-string         */
     H1_CK_EXT_QEND,  /* after the closing quote                      */
+    H1_CK_EXT_SEMI,  /* BWS after the size or a value: only ';' next */
+    H1_CK_EXT_EQ,    /* BWS after a name: '=' or ';' next            */
     H1_CK_SIZE_LF,   /* CR of the size line seen                     */
     H1_CK_DATA,      /* chunk_remaining data bytes to copy           */
     H1_CK_DATA_CR,   /* CRLF after chunk data                        */
@@ -526,7 +532,7 @@ h1_chunked_init(h1_chunked *c, uint64_t max_body)
     c->state = H1_CK_SIZE0;
 }
 
-/* The chunk-size has ended (at ';' or CR).  Returns 0, or the verdict
+/* The chunk-size has ended (at ';', BWS or CR).  Returns 0, or the verdict
  * when the chunk would take the body past max_body. */
 static H1_ALWAYS_INLINE int
 h1_chunked_size_done(h1_chunked *c)
@@ -598,27 +604,40 @@ h1_chunked_decode(h1_chunked *c, char *buf, size_t len, size_t *src,
                 st = H1_CK_SIZE;
                 break;
             }
-            if (st == H1_CK_SIZE0 || (ch != ';' && ch != '\r')) goto error;
+            if (st == H1_CK_SIZE0) goto error;
+            if (ch == ';')
+                st = H1_CK_EXT_NAME0;
+            else if (ch == '\r')
+                st = H1_CK_SIZE_LF;
+            else if (h1_is_ows(ch))
+                st = H1_CK_EXT_SEMI;
+            else
+                goto error;
             if (h1_chunked_size_done(c)) goto too_big;
-            st = ch == ';' ? H1_CK_EXT_NAME0 : H1_CK_SIZE_LF;
             break;
         }
         case H1_CK_EXT_NAME0:
+            if (h1_is_ows(ch)) break;
             if (!h1_tchar[ch]) goto error;
             st = H1_CK_EXT_NAME;
             break;
         case H1_CK_EXT_NAME:
             if (h1_tchar[ch]) break;
+            /* fall through */
+        case H1_CK_EXT_EQ:
             if (ch == '=')
                 st = H1_CK_EXT_VAL0;
             else if (ch == ';')
                 st = H1_CK_EXT_NAME0;
-            else if (ch == '\r')
+            else if (h1_is_ows(ch))
+                st = H1_CK_EXT_EQ;
+            else if (ch == '\r' && st == H1_CK_EXT_NAME)
                 st = H1_CK_SIZE_LF;
             else
                 goto error;
             break;
         case H1_CK_EXT_VAL0:
+            if (h1_is_ows(ch)) break;
             if (ch == '"')
                 st = H1_CK_EXT_QS;
             else if (h1_tchar[ch])
@@ -630,9 +649,12 @@ h1_chunked_decode(h1_chunked *c, char *buf, size_t len, size_t *src,
             if (h1_tchar[ch]) break;
             /* fall through */
         case H1_CK_EXT_QEND:
+        case H1_CK_EXT_SEMI:
             if (ch == ';')
                 st = H1_CK_EXT_NAME0;
-            else if (ch == '\r')
+            else if (h1_is_ows(ch))
+                st = H1_CK_EXT_SEMI;
+            else if (ch == '\r' && st != H1_CK_EXT_SEMI)
                 st = H1_CK_SIZE_LF;
             else
                 goto error;
