@@ -66,6 +66,22 @@ def test_status_code(basic, code):
     check_common_headers(r)
 
 
+@pytest.mark.parametrize("code", [100, 101, 103, 199])
+def test_interim_code_from_a_view_is_500(basic, code):
+    # A 1xx is interim (RFC 9110 15.2): the client still waits for the final
+    # answer, and would take the next pipelined answer for it (or, after a
+    # 101, stop reading HTTP).  A view cannot answer with one: it is a 500,
+    # and the answers behind it stay in step with their requests.
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/code/%d" % code) + build_request("GET", "/p/2"))
+        r = c.read_response()
+        assert (r.status, r.body) == (500, b"Internal Server Error")
+        assert c.read_response().body == b"2"
+        c.send(build_request("HEAD", "/code/%d" % code) + build_request("GET", "/p/3"))
+        assert c.read_response(head=True).status == 500
+        assert c.read_response().body == b"3"
+
+
 def test_text_encoding(basic):
     assert get(basic.port, "/latin1").body == b"caf\xe9"
 

@@ -1052,10 +1052,17 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
 /* Status line, Server, Date, the app's headers and cookies, Content-Type.
  * *seen carries RESP_ALLOW_CL in and RESP_SEEN_* out, *length (may be NULL)
  * the app's Content-Length when RESP_SEEN_CL.  Returns 0, -1 or -2 (unsafe
- * header); on failure the caller rewinds st->out. */
+ * header); on failure the caller rewinds st->out.
+ * A 1xx is refused (-1): it is interim (RFC 9110 15.2), so the client would
+ * still wait for a final answer and take the next one for it. */
 static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_t *length)
 {
     int rc;
+    if (UNLIKELY(r->code < 200)) {
+        PyErr_Format(PyExc_ValueError,
+                     "a view cannot answer %d: 1xx responses are interim", r->code);
+        return -1;
+    }
     if (resp_put_status(st, r->code) < 0 || resp_put_common(st) < 0)
         return -1;
     if (r->headers != NULL) {
