@@ -132,6 +132,14 @@ CASES = [
      % (len(S), S), (REJECT, ("len", None))),
     ("chunk-size-uppercase", lambda S: post(TE) + b"%X\r\n%s\r\n0\r\n\r\n" % (len(S), S), ("len", None)),
     ("chunked-on-get", lambda S: post(TE, method=b"GET") + in_chunk(S), ("len", None)),
+    # -- CONNECT: a 2xx answer opens a tunnel (RFC 9110 9.3.6), so a proxy in
+    # front would pass what follows as raw bytes while we read it as
+    # requests.  fulmen tunnels nothing: 501 and close, whatever the routes.
+    ("connect", lambda S: b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n" + S, 501),
+    ("connect-with-body", lambda S: b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n"
+     b"Content-Length: %d\r\n\r\n" % len(S) + S + S, 501),
+    ("connect-http10", lambda S: b"CONNECT x:80 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + S,
+     501),
     # -- Transfer-Encoding names and values
     ("te-space-before-colon", lambda S: post(b"Transfer-Encoding : chunked") + in_chunk(S), REJECT),
     ("te-tab-before-colon", lambda S: post(b"Transfer-Encoding\t: chunked") + in_chunk(S), REJECT),

@@ -1751,6 +1751,16 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                 conn_protocol_error(c, status);
                 return len;
             }
+            if (UNLIKELY(req->h.method_id == H1_M_CONNECT)) {
+                /* a 2xx to CONNECT opens a tunnel (RFC 9110 9.3.6): a
+                 * proxy in front would then pass the bytes that follow
+                 * through unchecked while we read them as requests.  We
+                 * tunnel nothing, whatever the routes say. */
+                c->pending = NULL;
+                req_release(req);
+                conn_protocol_error(c, 501);
+                return len;
+            }
             c->head_len = (uint32_t)n;
             path = p + pos + req->h.path.off;
             plen = req->h.path.len;
