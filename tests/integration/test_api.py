@@ -317,6 +317,21 @@ def test_hostname_and_port(api, host, hostname, port):
     assert (e["hostname"], e["port"]) == (hostname, port)
 
 
+@pytest.mark.parametrize("target,host,hostname,port", [
+    ("http://target.example:81/r/info", "other.example:82", "target.example", 81),
+    ("https://target.example/r/info?x=1", "other.example", "target.example", None),
+    ("HTTP://[::1]:8080/r/info", "x", "::1", 8080),
+    ("http://user:pw@target.example/r/info", "other.example", "target.example", None),
+    ("http://target.example/r/info", "", "target.example", None),
+])
+def test_hostname_and_port_of_absolute_form_come_from_the_target(api, target, host,
+                                                                 hostname, port):
+    # RFC 9112 3.2.2: an origin server MUST ignore Host and use the host of
+    # an absolute-form target, as a proxy in front routes by it.
+    e = info(api, target, host=host)
+    assert (e["path"], e["hostname"], e["port"]) == ("/r/info", hostname, port)
+
+
 def test_remote_addr_version_keep_alive(api):
     e = info(api)
     assert e["remote_addr"] == "127.0.0.1"

@@ -18,7 +18,8 @@
  *    are accepted, 1.2..1.9 report version_minor = 1, any other major is
  *    505.  Everything else malformed is 400.
  *  - Targets: origin-form "/..."; absolute-form "http://" or "https://"
- *    (scheme case-insensitive, non-empty authority, H1_F_ABSOLUTE); the
+ *    (scheme case-insensitive, non-empty authority of Host characters
+ *    and '@', H1_F_ABSOLUTE); the
  *    authority-form "host:port" only for CONNECT (and CONNECT only takes
  *    it); "*" only for OPTIONS or an extension method (H1_F_ASTERISK).
  *    path/query split at the first '?'.  A fragment ("#...") is tolerated
@@ -864,6 +865,13 @@ H1_FN(h1_target_form)(h1_request *req, const unsigned char *s, size_t t0, size_t
             *why = "absolute-form target without authority";
             return 400;
         }
+        /* the authority is the request's host (RFC 9112 3.2.2): the
+         * characters of a Host value, and the '@' of a userinfo */
+        for (f = t0; f < a; f++)
+            if (UNLIKELY(!h1_host_ok[s[f]] && s[f] != '@')) {
+                *why = "invalid authority in request-target";
+                return 400;
+            }
         req->flags |= H1_F_ABSOLUTE;
     }
     q = H1_SCAN_QF(s, a, t1);

@@ -858,17 +858,31 @@ error:
     return NULL;
 }
 
-/* Host header split into hostname and port. */
+/* The request's host split into hostname and port: the authority of an
+ * absolute-form target, which RFC 9112 3.2.2 says to use instead of Host
+ * (without a userinfo), else the Host header.  Returns 0 when there is
+ * neither. */
 static int req_host(RequestObject *r, const char **h, size_t *hl, const char **p,
                     size_t *pl)
 {
     const char *v, *end, *colon = NULL;
     *h = *p = NULL;
     *hl = *pl = 0;
-    if (!(r->h.flags & H1_F_HAS_HOST))
+    if (r->h.flags & H1_F_ABSOLUTE) {
+        /* "http://" or "https://", then the authority up to the path span
+         * (the parser checked both) */
+        const char *at;
+        v = REQ_SPAN(r, r->h.target);
+        end = REQ_SPAN(r, r->h.path);
+        v += (v[4] == ':') ? 7 : 8;
+        while ((at = memchr(v, '@', (size_t)(end - v))) != NULL)
+            v = at + 1;
+    } else if (r->h.flags & H1_F_HAS_HOST) {
+        v = REQ_SPAN(r, r->h.headers[r->h.host_index].value);
+        end = v + r->h.headers[r->h.host_index].value.len;
+    } else {
         return 0;
-    v = REQ_SPAN(r, r->h.headers[r->h.host_index].value);
-    end = v + r->h.headers[r->h.host_index].value.len;
+    }
     if (v < end && *v == '[') {
         const char *rb = memchr(v, ']', (size_t)(end - v));
         if (rb == NULL)
