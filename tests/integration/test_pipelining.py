@@ -2,10 +2,14 @@
 out of order; responses must come back in request order."""
 import base64
 import random
+import socket
+import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .conftest import skip_if_sanitized
 from .rawhttp import Conn, build_request, chunked
 
 KINDS = ["p", "ap", "an"]          # sync, async with a random sleep, async without await
@@ -156,3 +160,32 @@ def test_pipeline_hypothesis(basic, kinds, data):
     with Conn(basic.port) as c:
         c.send_pieces(blob, cuts)
         check_in_order(c, reqs)
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise KeyError("VmRSS")
+
+
+@skip_if_sanitized
+@pytest.mark.parametrize("size,count", [(1_000_000, 120), (65536, 2000), (20000, 3000)])
+def test_deep_pipeline_of_large_answers_is_read_only_as_they_leave(basic, size, count):
+    """A few kB of pipelined requests for large answers, from a client that
+    does not read: the server must stop taking requests once the output
+    waits (backpressure), not answer the whole read into memory, which
+    was about size * count bytes.  Then every answer arrives, in order."""
+    pid = basic.pid
+    rss0 = _rss_kb(pid)
+    with Conn(basic.port, timeout=30) as c:
+        c.send(build_request("GET", "/big/%d" % size) * count)
+        time.sleep(0.5)
+        grown = _rss_kb(pid) - rss0
+        assert grown < 24 * 1024, "RSS grew by %d kB for %d unread answers" % (grown, count)
+        want = (bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+        for _ in range(count):
+            r = c.read_response()
+            assert r.status == 200 and r.body == want
+        assert c.request("GET", "/").body == b"Hello world!"

@@ -116,6 +116,7 @@ typedef struct {
     size_t out_len;
     size_t out_cap;
     PyObject *out_chunks; /* list, or NULL: large bodies passed by reference */
+    size_t out_big;       /* bytes of the bodies in out_chunks */
     /* direct I/O reads land in this bytes object, reused while nothing
      * keeps it (its size is set to each read's; see conn_io_read) */
     PyObject *rbytes;

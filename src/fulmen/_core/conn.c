@@ -37,6 +37,11 @@
 #define CONN_EVENTS 128
 #define CONN_IO_ROUNDS 8
 
+/* Answers of one burst past this many bytes are sent at once, and no more
+ * requests are taken while the transport holds what the socket did not
+ * (the pipelined requests of one read may ask for far more). */
+#define CONN_OUT_HIGH (256 * 1024)
+
 /* Stop taking requests off the wire while this many responses are queued. */
 #define CONN_PIPELINE_HIGH 64
 #define CONN_PIPELINE_LOW 16
@@ -219,6 +224,7 @@ static int conn_flush(ConnObject *c)
     int rc = -1;
     if (st->out_len == 0 && st->out_chunks == NULL)
         goto done_ok;
+    st->out_big = 0;
     if (c->closed || c->aborted || c->transport == NULL) {
         st->out_len = 0;
         Py_CLEAR(st->out_chunks);
@@ -1704,7 +1710,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
     ServerObject *srv = c->server;
     size_t pos = 0;
     while (pos < len && !c->closing &&
-           !(c->pause & (CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY))) {
+           !(c->pause & (CONN_PAUSE_WRITE | CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY))) {
         RequestObject *req;
         size_t avail = len - pos, total, rawlen;
         if (UNLIKELY(conn_bstream(c) != NULL)) {
@@ -1880,6 +1886,9 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                 ws_feed(c->ext->ws, p + pos, len - pos);
             return len;
         }
+        if (UNLIKELY(st->out_len + st->out_big > CONN_OUT_HIGH) &&
+            conn_flush(c) < 0) /* may pause writing, which ends the loop */
+            PyErr_WriteUnraisable((PyObject *)c);
     }
     return pos;
 }

@@ -105,6 +105,7 @@ int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p, size_t n)
     if (PyList_Append(st->out_chunks, bytes_obj) < 0)
         goto error;
     st->out_len = 0;
+    st->out_big += n;
     Py_DECREF(seg);
     return 0;
 error:
