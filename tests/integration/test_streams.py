@@ -167,6 +167,25 @@ def test_stream_with_a_status_without_content(api, code):
     assert counters(api, key)["progress"] == 0
 
 
+@pytest.mark.parametrize("n", [0, 40, 49, 51, 60, 100000])
+def test_stream_that_breaks_its_content_length_is_cut_and_closed(api, n):
+    # A stream that yields more or fewer bytes than its Content-Length must
+    # not shift the framing: the client gets at most the 50 bytes announced,
+    # then the connection ends (never a response read out of body bytes, nor
+    # body bytes read as a response).
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/length-wrong/%d" % n) + build_request("GET", "/plain"))
+        head = c._read_until(b"\r\n\r\n")
+        assert b"Content-Length: 50" in head
+        body = bytearray(c.buf)
+        c.buf.clear()
+        while c._fill():
+            body += c.buf
+            c.buf.clear()
+        assert len(body) <= 50 and b"HTTP/1.1" not in body, bytes(body[:200])
+    assert get(api, "/plain").body == b"plain"
+
+
 def test_stream_http10_raw_body_then_close(api):
     with Conn(api.port) as c:
         c.send(b"GET /s/sync/3 HTTP/1.0\r\n\r\n")

@@ -527,6 +527,14 @@ def stream_code(request):
                     headers={"Content-Length": "16", "X-Stream": "1"})
 
 
+def stream_length_wrong(request):
+    # says 50 bytes, yields n (the app's mistake: the server must not let
+    # it shift the framing)
+    n = request.match_dict["n"]
+    return Response(stream=iter([b"x" * (n // 2), b"y" * (n - n // 2)]),
+                    headers={"Content-Length": "50"}, mime_type="application/octet-stream")
+
+
 def stream_big(request):
     n = request.match_dict["n"]
     key = request.query.get("key")
@@ -695,6 +703,7 @@ r.add_route("/s/length", stream_length)
 r.add_route("/s/fail/{kind}", stream_fail)
 r.add_route("/s/bad-length/{kind}", stream_bad_length)
 r.add_route("/s/code/{code:int}", stream_code)
+r.add_route("/s/length-wrong/{n:int}", stream_length_wrong)
 r.add_route("/s/big/{n:int}", stream_big)
 r.add_route("/s/forever/{key}", stream_forever)
 r.add_route("/s/aforever/{key}", astream_forever)
