@@ -23,6 +23,9 @@
 #define FULMEN_INLINE_HEADERS 16
 #define FULMEN_MAX_PARAMS 16
 #define FULMEN_FREELIST_MAX 256
+/* The largest body read into memory (not stream=True), whatever the limit
+ * says: a request's spans are 32-bit offsets into its bytes. */
+#define FULMEN_MAX_MEMORY_BODY ((uint64_t)1 << 31)
 #define FULMEN_COMMON_HEADERS 28
 #define JSON_KEY_CACHE_BITS 9 /* json.c: 512 cached object keys */
 

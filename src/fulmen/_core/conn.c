@@ -1798,6 +1798,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                 pos += c->head_len;
                 continue;
             }
+            if (UNLIKELY(max_body > FULMEN_MAX_MEMORY_BODY))
+                max_body = FULMEN_MAX_MEMORY_BODY;
             if (req->h.flags & H1_F_CHUNKED) {
                 conn_ext *x = conn_ext_get(c);
                 if (x == NULL) {
@@ -2185,6 +2187,8 @@ static void conn_process_buffer(ConnObject *c)
      * reads.  Anything past that is a bug or an attack: 413 and close. */
     body = (c->pending != NULL && c->pending->route != NULL && c->pending->route->max_body)
                ? c->pending->route->max_body : srv->max_body_size;
+    if (body > FULMEN_MAX_MEMORY_BODY)
+        body = FULMEN_MAX_MEMORY_BODY;
     limit = (size_t)srv->max_header_size + (size_t)body * 2 + (1u << 20);
     if (c->buf_len > limit) {
         conn_buf_free(c);
