@@ -422,14 +422,28 @@ def test_conflicting_content_arguments_are_500(api, path):
 
 
 @pytest.mark.parametrize("code,reason", [(599, "Unknown"), (299, "Unknown"),
-                                         (999, "Unknown"), (418, "I'm a teapot"),
-                                         (201, "Created")])
+                                         (418, "I'm a teapot"), (201, "Created")])
 def test_status_line_for_any_code(api, code, reason):
     with Conn(api.port) as c:
         c.send(build_request("GET", "/resp/code/%d" % code))
         r = c.read_final()
         assert r.raw.startswith(b"HTTP/1.1 %d %s\r\n" % (code, reason.encode()))
         assert r.body == b"code"
+        assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("code", [600, 999, 99, 0])
+def test_a_code_outside_100_599_is_a_value_error(api, code):
+    # RFC 9110 15: codes outside 100..599 are invalid, so none goes on the wire
+    from fulmen import Response
+    with pytest.raises(ValueError):
+        Response(code=code)
+    r = Response()
+    with pytest.raises(ValueError):
+        r.code = code
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/resp/code/%d" % code))
+        assert c.read_final().status == 500
         assert c.request("GET", "/plain").body == b"plain"
 
 

@@ -255,9 +255,9 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
         long c = PyLong_AsLong(code);
         if (c == -1 && PyErr_Occurred())
             return -1;
-        if (c < 100 || c > 999) {
+        if (c < 100 || c > 599) { /* RFC 9110 15: others are invalid */
             PyErr_Format(PyExc_ValueError,
-                         "Response code must be between 100 and 999, not %ld", c);
+                         "Response code must be between 100 and 599, not %ld", c);
             return -1;
         }
         self->code = (int)c;
@@ -659,8 +659,8 @@ static int resp_set_code(ResponseObject *self, PyObject *v, void *c)
     x = PyLong_AsLong(v);
     if (x == -1 && PyErr_Occurred())
         return -1;
-    if (x < 100 || x > 999) {
-        PyErr_SetString(PyExc_ValueError, "code must be between 100 and 999");
+    if (x < 100 || x > 599) {
+        PyErr_SetString(PyExc_ValueError, "code must be between 100 and 599");
         return -1;
     }
     self->code = (int)x;
