@@ -560,12 +560,16 @@ def test_a_stalled_pipelined_request_does_not_drop_the_one_in_flight(limits, par
 # ---- body_timeout -----------------------------------------------------------
 
 @pytest.mark.parametrize("sent", [b"", b"ab"])
-def test_stalled_body_is_closed(limits, sent):
+def test_stalled_body_gets_408_and_close(limits, sent):
     name, smug = smuggle()
     with Conn(limits.port) as c:
+        c.sock.settimeout(LATE)
+        t0 = time.monotonic()
         c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n" + sent)
-        elapsed = closes_within(c, LATE)
-        assert elapsed >= BODY_TIMEOUT * 0.8
+        r = c.read_response()
+        assert time.monotonic() - t0 >= BODY_TIMEOUT * 0.8
+        assert r.status == 408 and r.header("Connection").lower() == "close", r
+        closes_within(c, LATE)
         # Too late: the rest of the body and a request behind it go nowhere.
         try:
             c.send(b"x" * (10 - len(sent)) + smug)
@@ -574,10 +578,11 @@ def test_stalled_body_is_closed(limits, sent):
     assert hits(limits.port, name) == 0
 
 
-def test_stalled_chunked_body_is_closed(limits):
+def test_stalled_chunked_body_gets_408_and_close(limits):
     for sent in (b"", b"5\r\nab", b"5\r\nabcde\r\n", b"5\r\nabcde\r\n0\r\n"):
         with Conn(limits.port) as c:
             c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + sent)
+            assert c.read_response().status == 408
             closes_within(c, LATE)
 
 

@@ -2612,8 +2612,11 @@ static void conn_expire(ConnObject *c)
         conn_rearm(c, mod_now_ms());
         return;
     }
-    if (c->timer == CONN_T_HEAD && !c->answered && conn_q_len(c) == 0) {
-        /* slow or stalled head: 408, then close */
+    if (conn_q_len(c) == 0 && !c->streaming &&
+        ((c->timer == CONN_T_HEAD && !c->answered) ||
+         (c->timer == CONN_T_BODY && c->pending != NULL && conn_bstream(c) == NULL))) {
+        /* slow or stalled head (on a connection not yet answered), or the
+         * body of a request nobody is reading yet: 408, then close */
         c->closing = 1;
         if (resp_serialize_status(st, 408, "Request Timeout", 0, 1, NULL) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
