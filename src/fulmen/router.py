@@ -93,11 +93,43 @@ def _never_suspends(view):
     return functools.update_wrapper(plain, view)
 
 
+def _parse_segment(pattern, seg):
+    """One segment of a pattern: its literal text (a str), or
+    (prefix, name, kind) when it holds a parameter.  '{{' and '}}' stand for
+    literal braces; a parameter may follow literal text, as in Japronto's
+    /user-{id}, but nothing may follow the parameter."""
+    lit, i, n = [], 0, len(seg)
+    while i < n:
+        if seg.startswith("{{", i) or seg.startswith("}}", i):
+            lit.append(seg[i])
+            i += 2
+        elif seg[i] == "}":
+            raise RouteError("route pattern %r: unmatched '}' in %r (write '}}' for a "
+                             "literal brace)" % (pattern, seg))
+        elif seg[i] == "{":
+            j = seg.find("}", i)
+            m = re.fullmatch(r"\{([^{}:]+)(?::([^{}]+))?\}", seg[i:j + 1]) if j >= 0 else None
+            if m is None:
+                raise RouteError("route pattern %r: bad parameter in %r (write {name} or "
+                                 "{name:type}, and '{{' for a literal brace)" % (pattern, seg))
+            if j != n - 1:
+                raise RouteError(
+                    "route pattern %r: a parameter must end its segment, as in "
+                    "/users/{id} or /user-{id} (got %r)" % (pattern, seg))
+            return "".join(lit), m.group(1).strip(), (m.group(2) or "str").strip()
+        else:
+            lit.append(seg[i])
+            i += 1
+    return "".join(lit)
+
+
 def parse_pattern(pattern):
     """Split a pattern into matcher segments.
 
-    Returns (segments, names, types): a segment is a str (literal) or an int
-    (a parameter kind).  '{{' and '}}' stand for literal braces.
+    Returns (segments, names, types): a segment is a str (literal), an int
+    (a parameter kind) for a parameter that fills the segment, or a
+    (prefix, kind) tuple for a parameter after literal text, as in
+    /user-{id}.  '{{' and '}}' stand for literal braces.
     """
     if not isinstance(pattern, str):
         raise TypeError("a route pattern must be a str, not %s" % type(pattern).__name__)
@@ -105,26 +137,22 @@ def parse_pattern(pattern):
         raise RouteError("route pattern %r must start with '/'" % pattern)
     segments, names, types = [], [], []
     for seg in pattern[1:].split("/"):
-        if "{" in seg.replace("{{", "") or "}" in seg.replace("}}", ""):
-            m = re.fullmatch(r"\{([^{}:]+)(?::([^{}]+))?\}", seg)
-            if m is None:
-                raise RouteError(
-                    "route pattern %r: a parameter must fill a whole segment, "
-                    "as in /users/{id} (got %r)" % (pattern, seg))
-            name, kind = m.group(1).strip(), (m.group(2) or "str").strip()
-            if not _NAME.match(name):
-                raise RouteError("route pattern %r: bad parameter name %r" % (pattern, name))
-            if kind not in _KINDS:
-                raise RouteError("route pattern %r: unknown parameter type %r (known: %s)"
-                                 % (pattern, kind, ", ".join(sorted(_KINDS))))
-            if name in names:
-                raise RouteError("route pattern %r: parameter %r appears twice" % (pattern, name))
-            segments.append(_KINDS[kind])
-            names.append(name)
-            types.append(kind)
-        else:
-            segments.append(seg.replace("{{", "{").replace("}}", "}"))
-    if "path" in types and segments[-1] != _KINDS["path"]:
+        parsed = _parse_segment(pattern, seg)
+        if isinstance(parsed, str):
+            segments.append(parsed)
+            continue
+        prefix, name, kind = parsed
+        if not _NAME.match(name):
+            raise RouteError("route pattern %r: bad parameter name %r" % (pattern, name))
+        if kind not in _KINDS:
+            raise RouteError("route pattern %r: unknown parameter type %r (known: %s)"
+                             % (pattern, kind, ", ".join(sorted(_KINDS))))
+        if name in names:
+            raise RouteError("route pattern %r: parameter %r appears twice" % (pattern, name))
+        segments.append((prefix, _KINDS[kind]) if prefix else _KINDS[kind])
+        names.append(name)
+        types.append(kind)
+    if "path" in types and (types[-1] != "path" or isinstance(segments[-1], str)):
         raise RouteError("route pattern %r: a {name:path} parameter must be last" % pattern)
     return segments, tuple(names), tuple(types)
 
@@ -238,13 +266,14 @@ class Router:
         if missing:
             raise KeyError("url_for(%r) needs %s" % (name, ", ".join(sorted(missing))))
         for seg in segs:
-            if isinstance(seg, int):
-                pname = route.param_names[i]
-                kind = route.param_types[i]
-                i += 1
-                out.append(quote(str(params[pname]), safe="/" if kind == "path" else ""))
-            else:
+            if isinstance(seg, str):
                 out.append(seg)
+                continue
+            pname = route.param_names[i]
+            kind = route.param_types[i]
+            i += 1
+            value = quote(str(params[pname]), safe="/" if kind == "path" else "")
+            out.append(seg[0] + value if isinstance(seg, tuple) else value)
         return "/" + "/".join(out)
 
     def build(self, wrap=None):

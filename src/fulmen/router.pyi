@@ -8,7 +8,9 @@ Handler = Callable[[Request], Response | Awaitable[Response]]
 class RouteError(ValueError):
     """A route pattern or route table that cannot work."""
 
-def parse_pattern(pattern: str) -> tuple[list[str | int], tuple[str, ...], tuple[str, ...]]: ...
+def parse_pattern(
+    pattern: str,
+) -> tuple[list[str | int | tuple[str, int]], tuple[str, ...], tuple[str, ...]]: ...
 
 class Router:
     """app.router: add_route() as in Japronto."""

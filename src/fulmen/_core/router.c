@@ -3,14 +3,18 @@
  *
  * Static paths live in an open-addressing hash table keyed by the raw path
  * bytes: one hash and one memcmp per request, whatever the number of routes.
- * Parametric patterns live in a segment trie in which literal children are
- * tried before typed parameters, typed ones before plain {name}, and {x:path}
- * last, so the most specific route wins.  Matching works on the raw
- * (percent-encoded) path, so "%2F" never acts as a separator.
+ * Parametric patterns live in a segment trie in which, at each segment,
+ * literal children are tried first, then prefixed parameters (Japronto's
+ * /user-{id}: literal text, then a parameter to the end of the segment),
+ * longest prefix first, then typed parameters, then plain {name}, then
+ * {x:path} (prefixed ones before the plain one), so the most specific route
+ * wins; a candidate whose subtree does not match gives way to the next.
+ * Matching works on the raw (percent-encoded) path, so "%2F" never acts as
+ * a separator.
  *
  * Patterns are parsed in Python (fulmen/router.py), which hands the matcher
- * a list of segments: a str for a literal segment, or an int kind for a
- * parameter (ROUTER_P_*).
+ * a list of segments: a str for a literal segment, an int kind for a
+ * parameter (ROUTER_P_*), or a (prefix, kind) tuple for a prefixed one.
  */
 #include "common.h"
 
@@ -183,9 +187,21 @@ typedef struct {
     router_node *child;
 } router_edge;
 
+/* A prefixed parameter: literal text, then a parameter of `kind` that takes
+ * the rest of the segment (of the path, for ROUTER_P_PATH), at least one
+ * byte of it. */
+typedef struct {
+    char *prefix;
+    uint32_t len;
+    int kind;
+    router_node *child;
+} router_pedge;
+
 struct router_node {
     router_edge *edges;
     uint32_t n_edges;
+    uint32_t n_pedges;
+    router_pedge *pedges; /* in the order they are tried: router_pedge_cmp */
     router_node *param[ROUTER_P_KINDS];
     int endpoint; /* index into endpoints, or -1 */
 };
@@ -322,9 +338,86 @@ static void router_node_free(router_node *n)
         router_node_free(n->edges[i].child);
     }
     PyMem_Free(n->edges);
+    for (i = 0; i < n->n_pedges; i++) {
+        PyMem_Free(n->pedges[i].prefix);
+        router_node_free(n->pedges[i].child);
+    }
+    PyMem_Free(n->pedges);
     for (k = 0; k < ROUTER_P_KINDS; k++)
         router_node_free(n->param[k]);
     PyMem_Free(n);
+}
+
+/* The order in which prefixed parameters are tried, as a rank: every
+ * one-segment kind before ROUTER_P_PATH, and the typed kinds before str,
+ * as for plain parameters. */
+static int router_kind_rank(int kind)
+{
+    switch (kind) {
+    case ROUTER_P_INT:
+        return 0;
+    case ROUTER_P_FLOAT:
+        return 1;
+    case ROUTER_P_UUID:
+        return 2;
+    case ROUTER_P_STR:
+        return 3;
+    }
+    return 4;
+}
+
+/* Order of prefixed parameters: {x:path} ones last; otherwise the longer
+ * prefix first, then by kind rank, then by prefix bytes.  Equal (0) only
+ * for the same prefix and kind, which share one child. */
+static int router_pedge_cmp(const router_pedge *e, const char *p, uint32_t n, int kind)
+{
+    int ra = router_kind_rank(e->kind), rb = router_kind_rank(kind);
+    if ((ra == 4) != (rb == 4))
+        return ra == 4 ? 1 : -1;
+    if (e->len != n)
+        return e->len > n ? -1 : 1;
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    return memcmp(e->prefix, p, n);
+}
+
+/* The child of node for the prefixed parameter (p[0..n), kind), created
+ * if need be; NULL with an exception set on failure. */
+static router_node *router_pedge_child(router_node *node, const char *p, uint32_t n,
+                                       int kind)
+{
+    uint32_t j;
+    char *prefix = NULL;
+    router_node *child = NULL;
+    router_pedge *ed;
+    for (j = 0; j < node->n_pedges; j++) {
+        int c = router_pedge_cmp(&node->pedges[j], p, n, kind);
+        if (c == 0)
+            return node->pedges[j].child;
+        if (c > 0)
+            break;
+    }
+    prefix = PyMem_Malloc(n);
+    child = router_node_new();
+    if (prefix == NULL || child == NULL)
+        goto error;
+    ed = PyMem_Realloc(node->pedges, sizeof(router_pedge) * (node->n_pedges + 1));
+    if (ed == NULL)
+        goto error;
+    node->pedges = ed;
+    memmove(&ed[j + 1], &ed[j], sizeof(router_pedge) * (node->n_pedges - j));
+    memcpy(prefix, p, n);
+    ed[j].prefix = prefix;
+    ed[j].len = n;
+    ed[j].kind = kind;
+    ed[j].child = child;
+    node->n_pedges++;
+    return child;
+error:
+    PyMem_Free(prefix);
+    router_node_free(child);
+    PyErr_NoMemory();
+    return NULL;
 }
 
 static int router_endpoint_new(MatcherObject *m)
@@ -590,7 +683,7 @@ static PyObject *router_matcher_add(MatcherObject *m, PyObject *args)
         return NULL;
     n = PyList_GET_SIZE(segs);
     for (i = 0; i < n; i++)
-        if (PyLong_Check(PyList_GET_ITEM(segs, i)))
+        if (!PyUnicode_Check(PyList_GET_ITEM(segs, i)))
             has_param = 1;
     if (!has_param) {
         Py_ssize_t len;
@@ -603,7 +696,17 @@ static PyObject *router_matcher_add(MatcherObject *m, PyObject *args)
     } else {
         node = m->root;
         for (i = 0; i < n; i++) {
-            PyObject *s = PyList_GET_ITEM(segs, i);
+            PyObject *s = PyList_GET_ITEM(segs, i), *prefix = NULL;
+            if (PyTuple_Check(s)) {
+                /* (prefix, kind) */
+                if (PyTuple_GET_SIZE(s) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(s, 0)) ||
+                    !PyLong_Check(PyTuple_GET_ITEM(s, 1))) {
+                    PyErr_SetString(PyExc_TypeError, "a prefixed segment is (str, int)");
+                    return NULL;
+                }
+                prefix = PyTuple_GET_ITEM(s, 0);
+                s = PyTuple_GET_ITEM(s, 1);
+            }
             if (PyLong_Check(s)) {
                 long kind = PyLong_AsLong(s);
                 if (kind < 0 || kind >= ROUTER_P_KINDS) {
@@ -616,10 +719,27 @@ static PyObject *router_matcher_add(MatcherObject *m, PyObject *args)
                                  ((RouteObject *)route)->pattern);
                     return NULL;
                 }
+                if (prefix != NULL && PyUnicode_GET_LENGTH(prefix) > 0) {
+                    Py_ssize_t plen;
+                    const char *p = PyUnicode_AsUTF8AndSize(prefix, &plen);
+                    if (p == NULL)
+                        return NULL;
+                    if (memchr(p, '/', (size_t)plen) != NULL) {
+                        PyErr_SetString(PyExc_ValueError, "a prefix cannot hold '/'");
+                        return NULL;
+                    }
+                    node = router_pedge_child(node, p, (uint32_t)plen, (int)kind);
+                    if (node == NULL)
+                        return NULL;
+                    continue;
+                }
                 if (node->param[kind] == NULL &&
                     (node->param[kind] = router_node_new()) == NULL)
                     return NULL;
                 node = node->param[kind];
+            } else if (!PyUnicode_Check(s)) {
+                PyErr_SetString(PyExc_TypeError, "a segment is a str, an int or a tuple");
+                return NULL;
             } else {
                 Py_ssize_t len;
                 uint32_t j;
@@ -739,9 +859,76 @@ static size_t router_unquote(const char *s, size_t n, char *out, size_t cap)
     return o;
 }
 
+/* The number of bytes of s[0..n) (raw, percent-encoded) that spell
+ * prefix[0..pl) once decoded, or 0 when they do not: a prefix is compared
+ * the way literal segments are, so "/user%2D5" reaches /user-{id}. */
+static size_t router_prefix_decoded(const char *s, size_t n, const char *prefix, size_t pl)
+{
+    size_t i = 0, k;
+    for (k = 0; k < pl; k++) {
+        int hi, lo;
+        unsigned char c;
+        if (i >= n)
+            return 0;
+        if (s[i] == '%' && i + 2 < n && (hi = mod_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = mod_hexval((unsigned char)s[i + 2])) >= 0) {
+            c = (unsigned char)(hi * 16 + lo);
+            i += 3;
+        } else {
+            c = (unsigned char)s[i++];
+        }
+        if (c != (unsigned char)prefix[k])
+            return 0;
+    }
+    return i;
+}
+
+static int router_walk(router_node *node, const char *path, size_t pos,
+                       size_t len, h1_span *params, int np, int *n_params);
+
+/* Try the prefixed parameters of node from index *j on, for the segment
+ * path[pos..end), stopping before the first {x:path} one (one_seg) or
+ * trying only those (!one_seg); *j is left at the first one not tried.
+ * Returns the endpoint or -1. */
+static NOINLINE int router_walk_prefixed(router_node *node, uint32_t *j, int one_seg,
+                                         const char *path, size_t pos, size_t end,
+                                         size_t len, h1_span *params, int np,
+                                         int *n_params)
+{
+    int pct = memchr(path + pos, '%', end - pos) != NULL, e;
+    for (; *j < node->n_pedges; (*j)++) {
+        const router_pedge *pe = &node->pedges[*j];
+        size_t at;
+        if ((pe->kind == ROUTER_P_PATH) == one_seg)
+            break;
+        if (end - pos >= pe->len && memcmp(path + pos, pe->prefix, pe->len) == 0)
+            at = pos + pe->len;
+        else if (pct && (at = router_prefix_decoded(path + pos, end - pos, pe->prefix,
+                                                   pe->len)) > 0)
+            at += pos;
+        else
+            continue;
+        params[np].off = (uint32_t)at;
+        if (pe->kind == ROUTER_P_PATH) {
+            if (at >= len || pe->child->endpoint < 0)
+                continue;
+            params[np].len = (uint32_t)(len - at);
+            *n_params = np + 1;
+            return pe->child->endpoint;
+        }
+        if (!router_seg_ok(pe->kind, path + at, end - at))
+            continue;
+        params[np].len = (uint32_t)(end - at);
+        e = router_walk(pe->child, path, end + 1, len, params, np + 1, n_params);
+        if (e >= 0)
+            return e;
+    }
+    return -1;
+}
+
 /* Depth-first match of path[pos..len) below node; returns the endpoint
- * index or -1.  Literal edges first, then typed parameters, then {name},
- * then {name:path}. */
+ * index or -1.  Literal edges first, then prefixed parameters, then typed
+ * parameters, then {name}, then prefixed {x:path}, then {name:path}. */
 static int router_walk(router_node *node, const char *path, size_t pos,
                        size_t len, h1_span *params, int np, int *n_params)
 {
@@ -784,6 +971,12 @@ static int router_walk(router_node *node, const char *path, size_t pos,
     }
     if (np < FULMEN_MAX_PARAMS) {
         int k;
+        uint32_t pj = 0;
+        if (UNLIKELY(node->n_pedges > 0)) {
+            e = router_walk_prefixed(node, &pj, 1, path, pos, end, len, params, np, n_params);
+            if (e >= 0)
+                return e;
+        }
         for (k = 0; k < 4; k++) {
             router_node *child = node->param[order[k]];
             if (child == NULL || !router_seg_ok(order[k], path + pos, end - pos))
@@ -791,6 +984,11 @@ static int router_walk(router_node *node, const char *path, size_t pos,
             params[np].off = (uint32_t)pos;
             params[np].len = (uint32_t)(end - pos);
             e = router_walk(child, path, end + 1, len, params, np + 1, n_params);
+            if (e >= 0)
+                return e;
+        }
+        if (UNLIKELY(pj < node->n_pedges)) {
+            e = router_walk_prefixed(node, &pj, 0, path, pos, end, len, params, np, n_params);
             if (e >= 0)
                 return e;
         }
