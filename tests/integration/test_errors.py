@@ -142,6 +142,17 @@ def test_debug_500_has_traceback(debug_app):
         assert c.request("GET", "/ok").body == b"ok"
 
 
+def test_debug_log_names_the_status_sent(debug_app):
+    """The debug log line gives the status that went out: a response the
+    server cannot send (here a header with a LF) is logged as its 500."""
+    with Conn(debug_app.port) as c:
+        assert c.request("GET", "/bad-header?n=1").status == 500
+        assert c.request("GET", "/ok?n=1").status == 200
+    assert debug_app.wait_for_stderr("fulmen: GET /ok?n=1 -> 200")
+    assert "fulmen: GET /bad-header?n=1 -> 500" in debug_app.stderr()
+    assert "fulmen: GET /bad-header?n=1 -> 200" not in debug_app.stderr()
+
+
 @pytest.mark.parametrize("path", ["/header-crlf", "/header-lf", "/header-nul",
                                   "/header-name-crlf"])
 def test_response_header_injection_is_500(basic, path):

@@ -290,11 +290,11 @@ error:
     return rc;
 }
 
-/* Debug mode: one line per request on stderr. */
-static void conn_log(ConnObject *c, RequestObject *req, PyObject *resp)
+/* Debug mode: one line per request on stderr, with the status code that
+ * went out (a response that cannot be sent is logged as the 500 sent
+ * instead, a file response as its 200, 206, 304 ...). */
+static void conn_log(RequestObject *req, int code)
 {
-    int code = PyObject_TypeCheck(resp, c->st->ResponseType)
-                   ? ((ResponseObject *)resp)->code : 500;
     PySys_WriteStderr("fulmen: %.*s %.*s -> %d\n", (int)req->h.method.len,
                       req->base + req->h.method.off,
                       (int)(req->h.target.len > 500 ? 500 : req->h.target.len),
@@ -519,7 +519,7 @@ static void conn_write_failed(ConnObject *c, PyObject *resp, int rc, int head_on
     resp_release(c->st, resp);
 }
 
-/* conn_write_response for files, streams and the access log. */
+/* conn_write_response for files, streams, the access log and the debug log. */
 static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject *resp,
                                     int head_only, int conn_hdr, int close_after)
 {
@@ -549,6 +549,8 @@ static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject 
         if (((ResponseObject *)resp)->kind == RESP_STREAM) {
             if (UNLIKELY(c->server->access_log))
                 conn_access_log(c, req, ((ResponseObject *)resp)->code, -1);
+            if (UNLIKELY(c->server->debug) && req != NULL)
+                conn_log(req, ((ResponseObject *)resp)->code);
             return conn_start_stream(c, req, resp, head_only, conn_hdr, close_after);
         }
     }
@@ -560,6 +562,8 @@ static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject 
     } else {
         rc = resp_serialize(st, resp, head_only, conn_hdr);
     }
+    if (UNLIKELY(c->server->debug) && req != NULL)
+        conn_log(req, rc == 0 ? ((ResponseObject *)resp)->code : 500);
     if (UNLIKELY(rc != 0)) {
         conn_write_failed(c, resp, rc, head_only, conn_hdr);
         return 0;
@@ -577,7 +581,8 @@ INLINE int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp
 {
     int rc;
     c->answered = 1;
-    if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM || c->server->access_log))
+    if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM || c->server->access_log ||
+                 c->server->debug))
         return conn_write_response_slow(c, req, resp, head_only, conn_hdr, close_after);
     rc = resp_serialize(c->st, resp, head_only, conn_hdr);
     if (UNLIKELY(rc != 0))
@@ -699,8 +704,6 @@ static void conn_q_drain(ConnObject *c)
             s->conn_hdr = 1;
             s->close_after = 1;
         }
-        if (UNLIKELY(c->server->debug) && req != NULL)
-            conn_log(c, req, resp);
         if (conn_write_response(c, req, resp, s->head_only, s->conn_hdr,
                                 s->close_after))
             break; /* a streamed body: the rest waits for its end */
@@ -726,8 +729,6 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
             close_after = 1;
             conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
         }
-        if (UNLIKELY(c->server->debug) && req != NULL)
-            conn_log(c, req, resp);
         if (conn_write_response(c, req, resp, head_only, conn_hdr, close_after))
             return;
         if (close_after)

@@ -18,6 +18,9 @@ app.router.add_route("/gc", lambda request: request.Response(json={
     "threshold": __import__("gc").get_threshold()[0]}))
 app.router.add_route("/boom", boom)
 app.router.add_route("/ok", ok)
+# a header value with a LF: answered 500, and the debug log says 500
+app.router.add_route("/bad-header", lambda request: request.Response(
+    text="x", headers={"X-Bad": "a\nb"}))
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)
