@@ -245,9 +245,9 @@ class Router:
         """Serve the files below directory at prefix/...: GET and HEAD, with
         ETag, Last-Modified, 304 and Range; no listing, no path escaping."""
         from .streams import static_handler
-        prefix = prefix.rstrip("/")
-        if not prefix.startswith("/"):
-            raise RouteError("static prefix %r must start with '/'" % prefix)
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise RouteError("static prefix %r must start with '/'" % (prefix,))
+        prefix = prefix.rstrip("/")     # "/" serves the directory at the root
         return self.add_route(prefix + "/{path:path}", static_handler(directory),
                               methods=["GET"], name=name)
 

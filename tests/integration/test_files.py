@@ -330,6 +330,32 @@ def test_directories_not_listed(api, target):
     assert b"nested" not in r.body and b"hello" not in r.body
 
 
+def test_add_static_at_the_root(tmp_path):
+    """add_static("/", directory) serves the directory at the root; the
+    app's other routes still win (a literal segment before {path:path})."""
+    import sys
+
+    from .server import Server
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("<p>root</p>")
+    app = tmp_path / "rootstatic.py"
+    app.write_text(
+        "from fulmen import Application\n"
+        "app = Application()\n"
+        "app.router.add_static('/', %r)\n"
+        "app.router.add_route('/api', lambda r: r.Response(text='api'))\n"
+        "app.run(host='127.0.0.1', port=0)\n" % str(tmp_path / "www"))
+    srv = Server([sys.executable, str(app)]).start()
+    try:
+        with Conn(srv.port) as c:
+            r = c.request("GET", "/index.html")
+            assert r.status == 200 and r.body == b"<p>root</p>"
+            assert c.request("GET", "/api").body == b"api"
+            assert c.request("GET", "/missing.html").status == 404
+    finally:
+        srv.stop()
+
+
 def test_add_static_needs_a_directory(tmp_path):
     from fulmen import Application
     app = Application()
