@@ -161,6 +161,11 @@ class Request:
         """The port from the Host header, or None when it has none."""
         ...
     @property
+    def scheme(self) -> str:
+        """"http" or "https" (from X-Forwarded-Proto or Forwarded when the
+        proxy headers are trusted)."""
+        ...
+    @property
     def remote_addr(self) -> str | None:
         """The peer's address."""
         ...
@@ -183,7 +188,7 @@ class Request:
         body: bytes | bytearray | memoryview | None = None,
         json: Any = None,
         mime_type: str | None = None,
-        encoding: str | None = None,
+        encoding: str | None = "utf-8",
         headers: _HeadersArg | None = None,
         cookies: Mapping[str, Any] | SimpleCookie | None = None,
         *,
@@ -220,7 +225,7 @@ class Response:
         body: bytes | bytearray | memoryview | None = None,
         json: Any = None,
         mime_type: str | None = None,
-        encoding: str | None = None,
+        encoding: str | None = "utf-8",
         headers: _HeadersArg | None = None,
         cookies: Mapping[str, Any] | SimpleCookie | None = None,
         *,
@@ -304,7 +309,8 @@ class Response:
 
 class Matcher:
     def __init__(self) -> None: ...
-    def add(self, route: Route, segments: list[str | int | tuple[str, int]], /) -> None: ...
+    def add(self, route: Route, segments: list[str | int | tuple[str, int]],
+            path: str = ..., /) -> None: ...
 
 class Server: ...
 class Connection: ...
