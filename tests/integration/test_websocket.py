@@ -224,7 +224,10 @@ def test_2_server_ping_answered_with_pong(ws_app):
         f = ws.recv_frame()
         assert (f.opcode, f.payload) == (OP_PING, b"server-ping")
         ws.send_frame(OP_PONG, f.payload)
-        assert ws.recv_message() == (OP_TEXT, b"pinged")
+        f = ws.recv_frame()
+        assert (f.opcode, f.payload) == (OP_PING, b"by keyword")
+        ws.send_frame(OP_PONG, f.payload)
+        assert ws.recv_message() == (OP_TEXT, b"pinged TypeError,TypeError,TypeError")
         assert roundtrip(ws, OP_TEXT, b"still open") == (OP_TEXT, b"still open")
 
 

@@ -532,13 +532,23 @@ static PyObject *ws_send(WebSocketObject *ws, PyObject *data)
     return ws_drain(ws);
 }
 
-static PyObject *ws_ping(WebSocketObject *ws, PyObject *const *args, Py_ssize_t nargs)
+/* ping(data=b""), data positional or by keyword. */
+static PyObject *ws_ping(WebSocketObject *ws, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
 {
     Py_buffer view = {0};
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *data = nargs + nkw > 0 ? args[0] : NULL;
     int rc;
+    if (nargs + nkw > 1 ||
+        (nkw == 1 &&
+         PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "data") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "ping() takes one argument, data");
+        return NULL;
+    }
     if (ws->state != WS_OPEN || ws->conn == NULL)
         return ws_closed_error(ws);
-    if (nargs > 0 && PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+    if (data != NULL && PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     if (view.len > 125) {
         PyBuffer_Release(&view);
@@ -546,7 +556,7 @@ static PyObject *ws_ping(WebSocketObject *ws, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     rc = ws_write_frame(ws, WS_OP_PING, 0, view.buf, (size_t)view.len);
-    if (nargs > 0)
+    if (data != NULL)
         PyBuffer_Release(&view);
     if (rc < 0)
         return NULL;
@@ -768,7 +778,7 @@ static PyMethodDef ws_methods[] = {
      "send(message): a text frame for str, binary for bytes; await it."},
     {"receive", (PyCFunction)ws_receive, METH_NOARGS,
      "await receive(): the next message, str or bytes."},
-    {"ping", (PyCFunction)(void (*)(void))ws_ping, METH_FASTCALL,
+    {"ping", (PyCFunction)(void (*)(void))ws_ping, METH_FASTCALL | METH_KEYWORDS,
      "ping(data=b''): send a ping."},
     {"close", (PyCFunction)(void (*)(void))ws_close, METH_VARARGS | METH_KEYWORDS,
      "await close(code=1000, reason=''): the closing handshake."},

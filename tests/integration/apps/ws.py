@@ -82,7 +82,14 @@ async def flood(ws):
 
 async def ping_me(ws):
     await ws.ping(b"server-ping")
-    await ws.send("pinged")
+    await ws.ping(data=b"by keyword")
+    bad = []
+    for args, kw in (((b"a", b"b"), {}), ((), {"payload": b"x"}), ((b"a",), {"data": b"b"})):
+        try:
+            ws.ping(*args, **kw)
+        except TypeError:
+            bad.append("TypeError")
+    await ws.send("pinged " + ",".join(bad))
     async for message in ws:
         await ws.send(message)
 
