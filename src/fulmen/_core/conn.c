@@ -511,8 +511,8 @@ static void conn_write_failed(ConnObject *c, PyObject *resp, int rc, int head_on
     if (rc == -1)
         PyErr_WriteUnraisable(resp);
     else
-        PySys_WriteStderr("fulmen: a response header contained CR, LF or NUL; "
-                          "answered 500 instead\n");
+        PySys_WriteStderr("fulmen: a response header had an invalid name, or CR, "
+                          "LF or NUL in it; answered 500 instead\n");
     if (resp_serialize_status(c->st, 500, "Internal Server Error", head_only,
                               conn_hdr, NULL) < 0)
         PyErr_WriteUnraisable(NULL);
