@@ -419,7 +419,7 @@ class Application:
     def _bind(self, host, port, backlog, *, reuseport=False):
         """A listening TCP socket on (host, port); an IPv6 host (one with a
         ':') gets an AF_INET6 socket, dual-stack when host is '::'."""
-        return _tcp_listener(host, port, backlog, reuseport=reuseport)
+        return _tcp_listener(host, port, backlog, reuseport=reuseport, join=True)
 
     def serve(self, sock, *, loop=None, graceful_timeout=30.0, ssl=None):
         """Serve on an already bound, listening socket until SIGTERM/SIGINT.
@@ -608,8 +608,17 @@ def _ssl_context(ssl):
     raise ValueError("ssl must be an ssl.SSLContext or a (certfile, keyfile) pair")
 
 
-def _tcp_listener(host, port, backlog, *, reuseport=False):
+def _tcp_listener(host, port, backlog, *, reuseport=False, join=False):
+    """A listening socket on (host, port).  With reuseport and not join, the
+    port must be free: SO_REUSEPORT alone would let this process join the
+    sockets of another server of the same user, and take half its clients.
+    join=True is for the supervisor's further sockets on its own port."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError("port must be from 0 to 65535, not %r" % (port,))
     family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+    if reuseport and port and not join:
+        # a plain socket cannot bind where anyone listens
+        _tcp_listener(host, port, 1, reuseport=False).close()
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -620,9 +629,12 @@ def _tcp_listener(host, port, backlog, *, reuseport=False):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((host.strip("[]") if family == socket.AF_INET6 else host, port))
         sock.listen(backlog)
-    except OSError:
+    except OSError as e:
         sock.close()
-        raise
+        where = "[%s]" % host.strip("[]") if family == socket.AF_INET6 else host
+        err = OSError("cannot listen on %s:%d: %s" % (where, port, e))
+        err.errno = e.errno
+        raise err from None
     sock.setblocking(False)
     return sock
 

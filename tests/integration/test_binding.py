@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from .rawhttp import Conn, build_request
-from .test_supervisor import Proc, app_dir, fulmen_proc, stop_master, wait_gone  # noqa: F401
+from .test_supervisor import Proc, app_dir, fulmen_proc, get, stop_master, wait_gone  # noqa: F401
 
 
 def conn_over(sock):
@@ -314,3 +314,33 @@ def test_access_log_json(app_dir):
         assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", r["time"])
         assert isinstance(r["bytes"], int) and r["bytes"] > 0
         assert isinstance(r["duration_ms"], float) and 0 <= r["duration_ms"] < 10_000
+
+
+# ---- refusals ----------------------------------------------------------------------
+
+def run_cli(app_dir, *args, timeout=20):
+    """`python -m fulmen supapp:app ARGS`, which must exit by itself."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(app_dir) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "fulmen", "supapp:app", *args],
+                          cwd=str(app_dir), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("workers", [None, "1", "2"])
+def test_port_in_use_by_a_master_is_refused(app_dir, workers):
+    # SO_REUSEPORT lets a process of the same user join another's sockets:
+    # a second master on the same port would take half of its connections
+    srv = fulmen_proc(app_dir, "--workers", "2").start()
+    try:
+        srv.wait_workers(2)
+        other = run_cli(app_dir, "--host", "127.0.0.1", "--port", str(srv.port),
+                        *(("--workers", workers) if workers else ()))
+        assert other.returncode == 1, other.stderr
+        assert other.stderr.splitlines() == [
+            "fulmen: cannot listen on 127.0.0.1:%d: [Errno 98] Address already in use"
+            % srv.port]
+        assert get(srv.port, "/").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
