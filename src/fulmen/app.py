@@ -532,7 +532,10 @@ class Application:
         max_requests = _check_size("max_requests", max_requests, 1, allow_none=True)
         max_requests_jitter = _check_size("max_requests_jitter", max_requests_jitter, 0)
         if max_rss is not None:
-            max_rss = _check_seconds("max_rss", max_rss)     # MB, any positive number
+            if (isinstance(max_rss, bool) or not isinstance(max_rss, (int, float))
+                    or not 0 < max_rss < float("inf")):
+                raise ValueError("max_rss must be more than 0 MB, not %r" % (max_rss,))
+            max_rss = float(max_rss)
         _set_proxy_and_log_settings(self, proxy_headers, forwarded_allow_ips,
                                     access_log, access_log_format)
         ctx = _ssl_context(ssl)
@@ -651,14 +654,14 @@ def _unix_listener(path, backlog):
         st = None
     if st is not None:
         if not stat.S_ISSOCK(st.st_mode):
-            raise OSError("fulmen: %s exists and is not a socket" % path)
+            raise OSError("%s exists and is not a socket" % path)
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(path)
         except OSError:
             os.unlink(path)                     # stale
         else:
-            raise OSError("fulmen: a server is already listening on %s" % path)
+            raise OSError("a server is already listening on %s" % path)
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -666,9 +669,11 @@ def _unix_listener(path, backlog):
         sock.bind(path)
         os.chmod(path, 0o666)
         sock.listen(backlog)
-    except OSError:
+    except OSError as e:
         sock.close()
-        raise
+        err = OSError("cannot listen on unix:%s: %s" % (path, e))
+        err.errno = e.errno
+        raise err from None
     sock.setblocking(False)
     return sock
 
@@ -676,10 +681,15 @@ def _unix_listener(path, backlog):
 def _fd_listener(fd, backlog):
     """The inherited socket fd, which must be a stream socket; it is made to
     listen if it does not yet (systemd passes it listening)."""
-    sock = socket.socket(fileno=fd)
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as e:
+        err = OSError("cannot serve fd %d: %s" % (fd, e))
+        err.errno = e.errno
+        raise err from None
     if sock.type != socket.SOCK_STREAM:
         sock.detach()
-        raise OSError("fulmen: fd %d is not a stream socket" % fd)
+        raise OSError("fd %d is not a stream socket" % fd)
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         sock.listen(backlog)
     sock.setblocking(False)

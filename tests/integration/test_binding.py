@@ -344,3 +344,26 @@ def test_port_in_use_by_a_master_is_refused(app_dir, workers):
     finally:
         assert stop_master(srv) == 0, srv.stderr()
 
+
+@pytest.mark.parametrize("args, message", [
+    (("--port", "70000"), "fulmen: port must be from 0 to 65535, not 70000"),
+    (("--port", "-1"), "fulmen: port must be from 0 to 65535, not -1"),
+    (("--max-rss", "0"), "fulmen: max_rss must be more than 0 MB, not 0.0"),
+    (("--fd", "99"), "fulmen: cannot serve fd 99: [Errno 9] Bad file descriptor"),
+    (("--uds", "/nonexistent-dir/app.sock"),
+     "fulmen: cannot listen on unix:/nonexistent-dir/app.sock: "
+     "[Errno 2] No such file or directory"),
+])
+def test_bad_values_are_one_line_errors(app_dir, args, message):
+    r = run_cli(app_dir, *args, "--workers", "1")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [message]
+
+
+def test_uds_path_that_is_not_a_socket(app_dir, tmp_path):
+    path = tmp_path / "file"
+    path.write_text("keep me")
+    r = run_cli(app_dir, "--uds", str(path))
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["fulmen: %s exists and is not a socket" % path]
+    assert path.read_text() == "keep me"
