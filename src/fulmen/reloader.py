@@ -3,7 +3,9 @@
 The supervisor's master owns the watcher and waits on its fileno() in the
 same select() as its signals and workers; nothing polls.  watch(paths) adds
 .py files (and so the directories they live in), read() returns the watched
-files that changed since the last call.
+files that changed since the last call; read(any_py=True) also returns the
+other .py files of those directories that changed (new code that failed to
+start may import a module no worker has imported yet).
 
 Two implementations with that interface:
   InotifyWatcher    inotify through ctypes on libc (Linux, no dependency)
@@ -65,8 +67,9 @@ class InotifyWatcher:
             self._dirs[wd] = d
             self._wds[d] = wd
 
-    def read(self):
-        """The watched files that changed; [] when the events were about others."""
+    def read(self, any_py=False):
+        """The watched files that changed (with any_py, every .py file of a
+        watched directory); [] when the events were about others."""
         changed = set()
         while True:
             try:
@@ -86,7 +89,7 @@ class InotifyWatcher:
                 d = self._dirs.get(wd)
                 if d is not None and name:
                     path = os.path.join(d, os.fsdecode(name))
-                    if path in self.files:
+                    if path in self.files or any_py and path.endswith(".py"):
                         changed.add(path)
         return sorted(changed)
 
@@ -139,14 +142,15 @@ class WatchfilesWatcher:
                     return
         threading.Thread(target=run, daemon=True, name="fulmen-reloader").start()
 
-    def read(self):
+    def read(self, any_py=False):
         try:
             while True:
                 self._buf += os.read(self._r, 65536)
         except BlockingIOError:
             pass
         *lines, self._buf = self._buf.split(b"\n")
-        return sorted({p for p in (os.fsdecode(l) for l in lines) if p in self.files})
+        return sorted({p for p in (os.fsdecode(l) for l in lines)
+                       if p in self.files or any_py and p.endswith(".py")})
 
     def close(self):
         if self._stop is not None:

@@ -343,7 +343,10 @@ class Supervisor:
         return None
 
     def _on_files(self, fd):
-        changed = self.watcher.read()
+        # while the new code fails to start, the module with the error may be
+        # one that no worker imported yet (so not watched): any .py file of
+        # the app's directories counts then
+        changed = self.watcher.read(any_py=self.paused)
         if changed and not self.stopping:
             _log("%s changed, reloading" % ", ".join(sorted(os.path.relpath(p) for p in changed)))
             self.reload_at = time.monotonic() + _RELOAD_DEBOUNCE

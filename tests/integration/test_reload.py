@@ -105,3 +105,30 @@ def test_reload_ignores_files_the_app_does_not_import(tmp_path):
         assert first not in srv.worker_pids(mark)
     finally:
         assert stop_master(srv) == 0, srv.stderr()
+
+
+def test_reload_after_fixing_a_module_the_broken_code_added(tmp_path):
+    # the new code imports a module that was never imported before, and that
+    # module has the syntax error: fixing it must start the new code
+    write_app(tmp_path, "app", APP)
+    write_view(tmp_path, VIEW % "one")
+    srv = fulmen_proc(tmp_path, "--reload", module="app").start()
+    try:
+        first = srv.wait_workers(1)[0]
+        (tmp_path / "helper.py").write_text("def broken(:\n")
+        mark = srv.mark()
+        write_view(tmp_path, "from helper import broken\n" + VIEW % "two")
+        srv.wait_line(r"before serving; waiting for a file to change", mark)
+        assert body(srv.port) == "one %d" % first
+
+        mark = srv.mark()
+        tmp = tmp_path / ".helper.py.tmp"
+        tmp.write_text("def broken():\n    pass\n")
+        os.rename(str(tmp), str(tmp_path / "helper.py"))
+        srv.wait_line(r"helper\.py changed, reloading", mark)
+        second = srv.wait_workers(1, mark)[0]
+        srv.wait_line(r"worker %d served \d+ requests" % first, mark)
+        assert wait_gone([first], 5) == []
+        assert body(srv.port) == "two %d" % second
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
