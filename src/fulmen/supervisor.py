@@ -51,6 +51,8 @@ import traceback
 WORKER_ENV = "FULMEN_WORKER"
 
 _PR_SET_PDEATHSIG = 1
+# the signals the master handles (through its wake-up pipe)
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 _BACKOFF_FIRST = 0.1        # seconds before restarting a worker that died at start-up,
 _BACKOFF_CAP = 5.0          # doubled on each failure in a row, up to this
 _KILL_MARGIN = 2.0          # after graceful_timeout, for on_shutdown hooks, then SIGKILL
@@ -248,8 +250,7 @@ class Supervisor:
     def run(self):
         sig_r, sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wakeup = (sig_r, sig_w)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
-        old = {s: signal.signal(s, _noop) for s in handled}
+        old = {s: signal.signal(s, _noop) for s in _HANDLED}
         old_fd = signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         self.sel = selectors.DefaultSelector()
         self.sel.register(sig_r, selectors.EVENT_READ, self._on_signals)
@@ -472,9 +473,17 @@ class Supervisor:
                 proc = self._exec_worker(sock, child)
                 pid = proc.pid
             else:
-                pid = os.fork()
-                if pid == 0:
-                    self._forked_worker(sock, parent, child)   # never returns
+                # the master's signals are held across fork(): until the
+                # child has put its own handlers back, one sent to it would
+                # run the master's handler there (and wake the master's
+                # pipe, which the child shares) or be lost
+                held = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+                try:
+                    pid = os.fork()
+                    if pid == 0:
+                        self._forked_worker(sock, parent, child, held)  # never returns
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
         except BaseException:
             parent.close()
             raise
@@ -486,13 +495,14 @@ class Supervisor:
         self.sel.register(parent, selectors.EVENT_READ, self._on_message)
         return w
 
-    def _forked_worker(self, sock, parent, child):
+    def _forked_worker(self, sock, parent, child, held):
         code = 1
         try:
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(s, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             parent.close()
             # nothing of the master's stays open in the worker: in particular
             # not the control sockets of the other workers, or their EOF
