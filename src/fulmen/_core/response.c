@@ -1212,9 +1212,10 @@ int resp_serialize_stream_head(fulmen_state *st, PyObject *obj, int conn_hdr,
 {
     ResponseObject *r = (ResponseObject *)obj;
     size_t mark = st->out_len;
-    /* 1xx, 204 and 304 have no content (RFC 9110 6.4.1): no framing at
-     * all, neither the app's Content-Length nor chunked (RFC 9112 6.1) */
-    int no_content = r->code < 200 || r->code == 204 || r->code == 304;
+    /* 204 and 304 have no content (RFC 9110 6.4.1): no framing at all,
+     * neither the app's Content-Length nor chunked (RFC 9112 6.1).  A 1xx
+     * never gets that far: resp_put_head refuses it. */
+    int no_content = r->code == 204 || r->code == 304;
     int seen = no_content ? 0 : RESP_ALLOW_CL, rc, frame;
     *length = 0;
     rc = resp_put_head(st, r, &seen, length);
