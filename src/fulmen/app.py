@@ -107,6 +107,14 @@ def _check_response(response):
                         % type(response).__name__)
 
 
+def _run_error_handler(handler, request, exc):
+    """handler(request, exc), which must return a Response (TypeError)."""
+    res = handler(request, exc)
+    if not isinstance(res, Response):
+        raise TypeError("error handler %r returned %r, not a Response" % (handler, res))
+    return res
+
+
 # True while the command line imports the app's module: a module that ends
 # with app.run(), as Japronto's examples do, is then served by the command
 # line with its options (cli.load_app).
@@ -336,11 +344,7 @@ class Application:
         handler = self._error_handler_for(exc)
         if handler is not None:
             try:
-                res = handler(request, exc)
-                if isinstance(res, Response):
-                    return res
-                raise TypeError("error handler %r returned %r, not a Response"
-                                % (handler, res))
+                return _run_error_handler(handler, request, exc)
             except Exception as e:  # a broken handler: fall through to 500
                 e.__context__ = exc
                 exc = e
@@ -384,11 +388,7 @@ class Application:
         exc = RouteNotFoundException() if allow is None else MethodNotAllowed(allow)
         handler = self._error_handler_for(exc)
         if handler is not None:
-            res = handler(request, exc)
-            if isinstance(res, Response):
-                return res
-            raise TypeError("error handler %r returned %r, not a Response"
-                            % (handler, res))
+            return _run_error_handler(handler, request, exc)
         if allow is None:
             return Response(code=404, text="Not Found")
         return Response(code=405, text="Method Not Allowed", headers={"Allow": allow})
@@ -611,6 +611,13 @@ def _ssl_context(ssl):
     raise ValueError("ssl must be an ssl.SSLContext or a (certfile, keyfile) pair")
 
 
+def _listen_error(what, e):
+    """e (an OSError) again, its message saying what could not be served."""
+    err = OSError("%s: %s" % (what, e))
+    err.errno = e.errno
+    return err
+
+
 def _tcp_listener(host, port, backlog, *, reuseport=False, join=False):
     """A listening socket on (host, port).  With reuseport and not join, the
     port must be free: SO_REUSEPORT alone would let this process join the
@@ -635,9 +642,7 @@ def _tcp_listener(host, port, backlog, *, reuseport=False, join=False):
     except OSError as e:
         sock.close()
         where = "[%s]" % host.strip("[]") if family == socket.AF_INET6 else host
-        err = OSError("cannot listen on %s:%d: %s" % (where, port, e))
-        err.errno = e.errno
-        raise err from None
+        raise _listen_error("cannot listen on %s:%d" % (where, port), e) from None
     sock.setblocking(False)
     return sock
 
@@ -671,9 +676,7 @@ def _unix_listener(path, backlog):
         sock.listen(backlog)
     except OSError as e:
         sock.close()
-        err = OSError("cannot listen on unix:%s: %s" % (path, e))
-        err.errno = e.errno
-        raise err from None
+        raise _listen_error("cannot listen on unix:%s" % path, e) from None
     sock.setblocking(False)
     return sock
 
@@ -684,9 +687,7 @@ def _fd_listener(fd, backlog):
     try:
         sock = socket.socket(fileno=fd)
     except OSError as e:
-        err = OSError("cannot serve fd %d: %s" % (fd, e))
-        err.errno = e.errno
-        raise err from None
+        raise _listen_error("cannot serve fd %d" % fd, e) from None
     if sock.type != socket.SOCK_STREAM:
         sock.detach()
         raise OSError("fd %d is not a stream socket" % fd)
