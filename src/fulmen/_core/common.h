@@ -354,8 +354,10 @@ void req_release(RequestObject *r);
  * bytes if they are in the module's reused read buffer.  0 or -1. */
 int req_own_raw(RequestObject *r);
 int req_ensure_header_cap(RequestObject *r, uint32_t cap);
-/* Index of the first header named lname (lower case), or -1. */
+/* Index of the first header named lname (lower case), or -1; _from: the
+ * first at index from or after. */
 int req_find_header(RequestObject *r, const char *lname);
+int req_find_header_from(RequestObject *r, const char *lname, uint32_t from);
 
 /* request.c: request bodies read as they arrive (stream=True routes) */
 extern PyType_Spec req_stream_spec;

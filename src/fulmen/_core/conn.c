@@ -1200,17 +1200,13 @@ static int conn_find_header(RequestObject *r, const char *lname, const char **v,
 static int conn_next_header(RequestObject *r, const char *lname, uint32_t *i,
                             const char **v, size_t *n)
 {
-    size_t ln = strlen(lname);
-    for (; *i < r->h.num_headers; (*i)++) {
-        const h1_header *h = &r->h.headers[*i];
-        if (h->name.len == ln && strncasecmp(r->base + h->name.off, lname, ln) == 0) {
-            *v = r->base + h->value.off;
-            *n = h->value.len;
-            (*i)++;
-            return 1;
-        }
-    }
-    return 0;
+    int k = req_find_header_from(r, lname, *i);
+    if (k < 0)
+        return 0;
+    *v = r->base + r->h.headers[k].value.off;
+    *n = r->h.headers[k].value.len;
+    *i = (uint32_t)k + 1;
+    return 1;
 }
 
 /* Does any field line named lname hold token tok? */

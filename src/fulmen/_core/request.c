@@ -560,12 +560,13 @@ static PyObject *req_get_query(RequestObject *r, void *c)
     return r->py_query;
 }
 
-/* Index of the first header named `lname` (lower case), or -1. */
-int req_find_header(RequestObject *r, const char *lname)
+/* Index of the first header named `lname` (lower case) at index `from`
+ * or after, or -1. */
+int req_find_header_from(RequestObject *r, const char *lname, uint32_t from)
 {
     size_t n = strlen(lname);
     uint32_t i;
-    for (i = 0; i < r->h.num_headers; i++) {
+    for (i = from; i < r->h.num_headers; i++) {
         const h1_header *h = &r->h.headers[i];
         const char *p = REQ_SPAN(r, h->name);
         size_t k;
@@ -578,6 +579,11 @@ int req_find_header(RequestObject *r, const char *lname)
             return (int)i;
     }
     return -1;
+}
+
+int req_find_header(RequestObject *r, const char *lname)
+{
+    return req_find_header_from(r, lname, 0);
 }
 
 /* Split Content-Type into the media type and its charset parameter. */
