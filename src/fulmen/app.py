@@ -133,6 +133,20 @@ def _check_seconds(name, value):
     return float(value)
 
 
+def _stock_task_type(loop):
+    """asyncio.Task when loop.create_task(coro, context=ctx) is exactly
+    Task(coro, loop=loop, context=ctx) as long as no task factory is set
+    (uvloop's loop and asyncio's own); None for a loop that overrides it."""
+    stock = [asyncio.BaseEventLoop.create_task]
+    try:
+        import uvloop
+        stock.append(uvloop.Loop.create_task)
+    except ImportError:
+        pass
+    create = getattr(type(loop), "create_task", None)
+    return asyncio.Task if any(create is m for m in stock) else None
+
+
 class Application:
     """A fulmen application: ``app = Application(); app.router.add_route(...)``."""
 
@@ -308,6 +322,8 @@ class Application:
                     return hook_failed(request, exc)
                 return response
         hooked.__wrapped__ = view
+        # its Task is named after the view (conn.c conn_task_name)
+        hooked.__qualname__ = getattr(view, "__qualname__", hooked.__qualname__)
         return hooked
 
     async def _run_hooks(self, hooks):
@@ -404,6 +420,7 @@ class Application:
                                     c in (None, Exception, BaseException)
                                     or issubclass(c, (RouteNotFoundException, MethodNotAllowed))
                                     for c in self._error_handlers)) else None)
+        server.task_type = _stock_task_type(loop)
         server.proxy_headers = bool(getattr(self, "proxy_headers", False))
         allow = getattr(self, "forwarded_allow_ips", None) or "127.0.0.1"
         if isinstance(allow, str):

@@ -18,6 +18,7 @@ from .conftest import _app_fixture
 from .rawhttp import Conn, build_request
 
 eager_tasks = pytest.fixture(_app_fixture("eager_tasks"), name="eager_tasks")
+custom_loop = pytest.fixture(_app_fixture("custom_loop"), name="custom_loop")
 
 
 def run_coro(fn, *args, **kw):
@@ -185,7 +186,8 @@ def test_a_timeout_cancels_the_views_task(basic):
 def test_a_view_that_could_suspend_has_a_task(basic, query):
     with Conn(basic.port) as c:
         r = c.request("GET", "/task/maybe" + query)
-        assert json.loads(r.body) == {"task": True}
+        # named after the view (the stock loop's create_task, no factory)
+        assert json.loads(r.body) == {"task": True, "name": "task_maybe"}
 
 
 @pytest.mark.parametrize("query", ["", "?wait=1"])
@@ -209,5 +211,13 @@ def test_a_task_factory_that_starts_tasks_at_once(eager_tasks):
     with Conn(eager_tasks.port) as c:
         for _ in range(2):
             assert json.loads(c.request("GET", "/task/tools").body) == {"task": True, "same": True}
-            assert json.loads(c.request("GET", "/task/maybe").body) == {"task": True}
-            assert json.loads(c.request("GET", "/task/maybe?wait=1").body) == {"task": True}
+            for q in ("", "?wait=1"):
+                r = c.request("GET", "/task/maybe" + q)
+                assert json.loads(r.body) == {"task": True, "name": "eager"}
+
+
+def test_a_loop_with_its_own_create_task_makes_the_tasks(custom_loop):
+    with Conn(custom_loop.port) as c:
+        for q in ("", "?wait=1", ""):
+            r = c.request("GET", "/task/maybe" + q)
+            assert json.loads(r.body) == {"task": True, "name": "custom-loop"}

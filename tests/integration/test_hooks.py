@@ -282,6 +282,12 @@ def test_plain_answers_are_decorated(hooks_app):
         assert (r.status, r.header("X-Decorated")) == (404, "404")
 
 
+def test_a_hooked_views_task_is_named_after_the_view(hooks_app):
+    with Conn(hooks_app.port) as c:
+        r = c.request("GET", "/task-name")
+        assert (r.status, r.body) == (200, b"make_app.<locals>.task_name")
+
+
 @pytest.mark.parametrize("path,marker", [("/fail", "sync-view-marker-3b88"),
                                          ("/afail", "async-view-marker-d41f")])
 def test_500_from_a_raising_view_is_decorated(hooks_app, path, marker):

@@ -70,6 +70,7 @@ typedef struct {
      * asyncio's _swap_current_task (3.12+), else its _current_tasks dict */
     PyObject *task_swap;
     PyObject *current_tasks;
+    PyObject *kw_task;     /* ("loop", "name", "context"): Task()'s keywords */
     PyObject *kw_context;  /* ("context",): create_task's keyword */
 
     /* interned attribute / method names */
@@ -81,6 +82,7 @@ typedef struct {
     PyObject *s_get_extra_info;
     PyObject *s_peername;
     PyObject *s_create_task;
+    PyObject *s_get_task_factory;
     PyObject *s_call_soon;
     PyObject *s_throw;
     PyObject *s_close_gen;
@@ -161,6 +163,7 @@ struct RouteObject {
     int is_stream;         /* the view reads the body as it arrives */
     uint64_t max_body;     /* 0 = the server's limit */
     uint8_t param_kind[FULMEN_MAX_PARAMS]; /* param_types as ROUTER_P_* */
+    PyObject *task_name;   /* its coroutine views' Task name (conn.c), or NULL */
 };
 
 /* The per-server configuration and the factory of connections. */
@@ -200,6 +203,10 @@ struct ServerObject {
     PyObject *drain_list;    /* list of ConnObject while a call_soon of
                               * _drain_ready is pending, else NULL */
     PyObject *drain_cb;      /* the bound _drain_ready, made on first use */
+    /* asyncio.Task when loop.create_task is the stock one (set by app.py):
+     * coroutine views' Tasks are then made directly while the loop has no
+     * task factory (conn_start_view), else NULL */
+    PyObject *task_type;
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the

@@ -1061,6 +1061,51 @@ static PyObject *conn_swap_task(fulmen_state *st, PyObject *loop, PyObject *task
     return prev;
 }
 
+/* The name of route's coroutine views' Tasks: the view's __qualname__. */
+static NOINLINE PyObject *conn_task_name(RouteObject *route)
+{
+    PyObject *name = PyObject_GetAttrString(route->handler, "__qualname__");
+    if (name == NULL || !PyUnicode_Check(name)) {
+        Py_XDECREF(name);
+        PyErr_Clear();
+        name = PyObject_Repr(route->handler);
+        if (name == NULL)
+            return NULL;
+    }
+    route->task_name = name;
+    return name;
+}
+
+/* A Task running aw in context ctx on the server's loop.  When the loop's
+ * create_task is the stock one and no task factory is set, the Task is made
+ * directly as create_task would, but named after the view: CPython 3.11
+ * formats a "Task-<n>" name for every unnamed Task, and uvloop's
+ * create_task(name=) still formats it before renaming. */
+static PyObject *conn_new_task(ConnObject *c, RouteObject *route, PyObject *aw,
+                               PyObject *ctx)
+{
+    fulmen_state *st = c->st;
+    ServerObject *srv = c->server;
+    PyObject *loop = srv->loop, *factory, *name;
+    if (srv->task_type != NULL && srv->task_type != Py_None && route != NULL) {
+        int none;
+        factory = PyObject_CallMethodNoArgs(loop, st->s_get_task_factory);
+        if (factory == NULL)
+            return NULL;
+        none = factory == Py_None;
+        Py_DECREF(factory);
+        if (none) {
+            name = route->task_name;
+            if (name == NULL && (name = conn_task_name(route)) == NULL)
+                return NULL;
+            PyObject *args[4] = {aw, loop, name, ctx};
+            return PyObject_Vectorcall(srv->task_type, args, 1, st->kw_task);
+        }
+    }
+    PyObject *args[3] = {loop, aw, ctx};
+    return PyObject_VectorcallMethod(st->s_create_task, args, 2, st->kw_context);
+}
+
 /* Close a coroutine that will not run on, keeping the exception set. */
 static void conn_close_coro(ConnObject *c, PyObject *coro)
 {
@@ -1091,11 +1136,7 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
     if ((ctx = PyContext_CopyCurrent()) == NULL ||
         (aw = aw_resume_new(st, c, req, coro)) == NULL)
         goto not_started;
-    {
-        PyObject *args[3] = {loop, aw, ctx};
-        task = PyObject_VectorcallMethod(st->s_create_task, args, 2, st->kw_context);
-    }
-    if (task == NULL || (prev = conn_swap_task(st, loop, task)) == NULL)
+    if ((task = conn_new_task(c, req->route, aw, ctx)) == NULL || (prev = conn_swap_task(st, loop, task)) == NULL)
         goto not_started;
     if (PyContext_Enter(ctx) < 0) {
         tmp = conn_swap_task(st, loop, prev);
@@ -3034,6 +3075,7 @@ static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
     Py_VISIT(s->on_conn_lost);
     Py_VISIT(s->drain_list);
     Py_VISIT(s->drain_cb);
+    Py_VISIT(s->task_type);
     return 0;
 }
 
@@ -3048,6 +3090,7 @@ static int conn_server_clear(ServerObject *s)
     Py_CLEAR(s->on_conn_lost);
     Py_CLEAR(s->drain_list);
     Py_CLEAR(s->drain_cb);
+    Py_CLEAR(s->task_type);
     return 0;
 }
 
@@ -3074,6 +3117,9 @@ static PyMemberDef conn_server_members[] = {
      "peers whose proxy headers are trusted (a set of str), None for any"},
     {"access_log", T_INT, offsetof(ServerObject, access_log), 0,
      "0 off, 1 text lines, 2 JSON lines"},
+    {"task_type", T_OBJECT, offsetof(ServerObject, task_type), 0,
+     "asyncio.Task if loop.create_task is the stock one, else None: "
+     "coroutine views' Tasks are then made directly, named after the view"},
     {"on_connection_lost", T_OBJECT, offsetof(ServerObject, on_conn_lost), 0,
      "called with no argument after a connection closes (max_connections)"},
     {"stopping", T_INT, offsetof(ServerObject, stopping), READONLY,

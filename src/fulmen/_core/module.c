@@ -252,6 +252,7 @@ static int mod_exec(PyObject *m)
     INTERN(s_get_extra_info, "get_extra_info");
     INTERN(s_peername, "peername");
     INTERN(s_create_task, "create_task");
+    INTERN(s_get_task_factory, "get_task_factory");
     INTERN(s_call_soon, "call_soon");
     INTERN(s_throw, "throw");
     INTERN(s_close_gen, "close");
@@ -269,9 +270,14 @@ static int mod_exec(PyObject *m)
         return -1;
     {
         PyObject *k = PyUnicode_InternFromString("context");
+        PyObject *l = PyUnicode_InternFromString("loop");
+        PyObject *n = PyUnicode_InternFromString("name");
         st->kw_context = k ? PyTuple_Pack(1, k) : NULL;
+        st->kw_task = k && l && n ? PyTuple_Pack(3, l, n, k) : NULL;
         Py_XDECREF(k);
-        if (st->kw_context == NULL)
+        Py_XDECREF(l);
+        Py_XDECREF(n);
+        if (st->kw_context == NULL || st->kw_task == NULL)
             return -1;
     }
     if ((st->empty_str = PyUnicode_FromStringAndSize("", 0)) == NULL)
@@ -309,6 +315,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->task_swap);
     Py_VISIT(st->current_tasks);
     Py_VISIT(st->kw_context);
+    Py_VISIT(st->kw_task);
     for (i = 0; i < st->n_req_free; i++)
         Py_VISIT(st->req_free[i]);
     for (i = 0; i < st->n_resp_free; i++)
@@ -350,6 +357,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->task_swap);
     Py_CLEAR(st->current_tasks);
     Py_CLEAR(st->kw_context);
+    Py_CLEAR(st->kw_task);
     Py_CLEAR(st->s_write);
     Py_CLEAR(st->s_writelines);
     Py_CLEAR(st->s_close);
@@ -358,6 +366,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->s_get_extra_info);
     Py_CLEAR(st->s_peername);
     Py_CLEAR(st->s_create_task);
+    Py_CLEAR(st->s_get_task_factory);
     Py_CLEAR(st->s_call_soon);
     Py_CLEAR(st->s_throw);
     Py_CLEAR(st->s_close_gen);

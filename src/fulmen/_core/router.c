@@ -36,6 +36,7 @@ static int router_route_traverse(RouteObject *self, visitproc visit, void *arg)
     Py_VISIT(self->param_names);
     Py_VISIT(self->param_types);
     Py_VISIT(self->extra);
+    Py_VISIT(self->task_name);
     return 0;
 }
 
@@ -48,6 +49,7 @@ static int router_route_clear(RouteObject *self)
     Py_CLEAR(self->param_names);
     Py_CLEAR(self->param_types);
     Py_CLEAR(self->extra);
+    Py_CLEAR(self->task_name);
     return 0;
 }
 

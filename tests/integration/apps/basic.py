@@ -277,7 +277,9 @@ async def task_maybe(request):
     # can suspend, but does not on this request: it still has a Task
     if request.query.get("wait"):
         await asyncio.sleep(0)
-    return request.Response(json={"task": asyncio.current_task() is not None})
+    task = asyncio.current_task()
+    return request.Response(json={"task": task is not None,
+                                  "name": task and task.get_name()})
 
 
 CTX = contextvars.ContextVar("fulmen_test_ctx")

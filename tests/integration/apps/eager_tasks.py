@@ -27,8 +27,8 @@ def eager_factory(loop, coro, context=None):
 
         async def done():
             return value
-        return asyncio.Task(done(), loop=loop, context=context)
-    return asyncio.Task(_continue(coro, first), loop=loop, context=context)
+        return asyncio.Task(done(), loop=loop, context=context, name="eager")
+    return asyncio.Task(_continue(coro, first), loop=loop, context=context, name="eager")
 
 
 async def tools(request):
@@ -42,7 +42,10 @@ async def tools(request):
 async def maybe(request):
     if request.query.get("wait"):
         await asyncio.sleep(0)
-    return request.Response(json={"task": asyncio.current_task() is not None})
+    task = asyncio.current_task()
+    # the factory's Task, named by it
+    return request.Response(json={"task": task is not None,
+                                  "name": task and task.get_name()})
 
 
 app = Application()

@@ -86,6 +86,10 @@ def make_app(async_hooks=False):
         await asyncio.get_running_loop().create_future()     # until cancelled
         return request.Response(text="never")
 
+    async def task_name(request):
+        await asyncio.sleep(0)
+        return request.Response(text=asyncio.current_task().get_name())
+
     async def ws_echo(ws):
         await ws.send(await ws.receive())
 
@@ -99,6 +103,7 @@ def make_app(async_hooks=False):
     r.add_route("/none", no_response)
     r.add_route("/upload", stream_len, method="POST", stream=True, max_body_size=100)
     r.add_route("/slow", slow)
+    r.add_route("/task-name", task_name)
     r.add_websocket("/ws", ws_echo)
     return app
 
