@@ -645,6 +645,21 @@ INLINE uint32_t conn_q_len(ConnObject *c)
     return c->q_next - c->q_first;
 }
 
+/* A failure nobody can be told of (no memory, mostly) while handling req
+ * (NULL: none): report it as unraisable, drop req, and end the connection
+ * once what is already queued is out. */
+static NOINLINE void conn_give_up(ConnObject *c, RequestObject *req)
+{
+    PyErr_WriteUnraisable((PyObject *)c);
+    if (req != NULL) {
+        if (c->pending == req)
+            c->pending = NULL;
+        req_release(req);
+    }
+    c->closing = 1;
+    c->close_after_flush = 1;
+}
+
 static void conn_set_pause(ConnObject *c, int bit, int on)
 {
     PyObject *r;
@@ -738,12 +753,8 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
         return;
     }
     if (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0) {
-        PyErr_WriteUnraisable((PyObject *)c);
         Py_DECREF(resp);
-        if (req != NULL)
-            req_release(req);
-        c->closing = 1;
-        c->close_after_flush = 1;
+        conn_give_up(c, req);
         return;
     }
     if (req != NULL && req_own_raw(req) < 0) /* it waits beyond this read */
@@ -1166,10 +1177,7 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
         Py_DECREF(val);
         conn_close_coro(c, coro);
         aw_resume_drop(aw);
-        PyErr_WriteUnraisable((PyObject *)c);
-        req_release(req);
-        c->closing = 1;
-        c->close_after_flush = 1;
+        conn_give_up(c, req);
         goto done;
     }
     seq = c->q_next++;
@@ -1487,10 +1495,7 @@ fail:
     res = resp_new_simple(st, 500, "Internal Server Error", NULL);
 answer:
     if (res == NULL) {
-        PyErr_WriteUnraisable((PyObject *)c);
-        req_release(req);
-        c->closing = 1;
-        c->close_after_flush = 1;
+        conn_give_up(c, req);
         return;
     }
     c->closing = 1;
@@ -1646,10 +1651,7 @@ static int conn_start_body_stream(ConnObject *c, RequestObject *req, char *p,
     conn_dispatch(c, req);
     return 0;
 fail:
-    PyErr_WriteUnraisable((PyObject *)c);
-    req_release(req);
-    c->closing = 1;
-    c->close_after_flush = 1;
+    conn_give_up(c, req);
     return -1;
 }
 
@@ -1766,11 +1768,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             req = req_acquire(st, srv->max_headers);
             if (req == NULL || (UNLIKELY(srv->max_headers > req->header_cap) &&
                                 req_ensure_header_cap(req, srv->max_headers) < 0)) {
-                if (req != NULL)
-                    req_release(req);
-                PyErr_WriteUnraisable((PyObject *)c);
-                c->closing = 1;
-                c->close_after_flush = 1;
+                conn_give_up(c, req);
                 return len;
             }
             h1_parser_init(&req->parser, srv->max_header_size, srv->max_headers);
@@ -1841,11 +1839,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             if (req->h.flags & H1_F_CHUNKED) {
                 conn_ext *x = conn_ext_get(c);
                 if (x == NULL) {
-                    PyErr_WriteUnraisable((PyObject *)c);
-                    c->pending = NULL;
-                    req_release(req);
-                    c->closing = 1;
-                    c->close_after_flush = 1;
+                    conn_give_up(c, req);
                     return len;
                 }
                 c->stage = STAGE_CHUNKED;
@@ -1910,10 +1904,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
         } else {
             req->raw = PyBytes_FromStringAndSize(p + pos, (Py_ssize_t)rawlen);
             if (req->raw == NULL) {
-                PyErr_WriteUnraisable((PyObject *)c);
-                req_release(req);
-                c->closing = 1;
-                c->close_after_flush = 1;
+                conn_give_up(c, req);
                 return len;
             }
             req->base = PyBytes_AS_STRING(req->raw);
@@ -1981,9 +1972,7 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
     resp_release(st, resp);
     if (task == NULL) {
         /* the head is out but no body will follow: end the connection */
-        PyErr_WriteUnraisable((PyObject *)c);
-        c->closing = 1;
-        c->close_after_flush = 1;
+        conn_give_up(c, NULL);
         return 0;
     }
     c->streaming = 1;
@@ -2183,9 +2172,7 @@ static int conn_buf_append(ConnObject *c, const char *p, size_t n)
         b = PyMem_Realloc(c->buf, cap);
         if (b == NULL) {
             PyErr_NoMemory();
-            PyErr_WriteUnraisable((PyObject *)c);
-            c->closing = 1;
-            c->close_after_flush = 1;
+            conn_give_up(c, NULL);
             return -1;
         }
         c->buf = b;
