@@ -421,6 +421,7 @@ class Application:
                                     or issubclass(c, (RouteNotFoundException, MethodNotAllowed))
                                     for c in self._error_handlers)) else None)
         server.task_type = _stock_task_type(loop)
+        server.task_eager = sys.version_info >= (3, 12)  # Task(eager_start=)
         server.proxy_headers = bool(getattr(self, "proxy_headers", False))
         allow = getattr(self, "forwarded_allow_ips", None) or "127.0.0.1"
         if isinstance(allow, str):

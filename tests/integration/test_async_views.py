@@ -190,6 +190,20 @@ def test_a_view_that_could_suspend_has_a_task(basic, query):
         assert json.loads(r.body) == {"task": True, "name": "task_maybe"}
 
 
+@pytest.mark.parametrize("wait", ["", "&wait=1"])
+def test_a_view_that_could_suspend_raises_500(basic, wait):
+    # raised in its first step (which a 3.12+ Task takes in its constructor)
+    # or after suspending: a 500 in its turn, one by one and pipelined
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/task/raise?n=1" + wait)
+        assert (r.status, r.body) == (500, b"Internal Server Error")
+        c.send(b"".join(build_request("GET", p) for p in
+                        ("/task/maybe", "/task/raise?n=2" + wait, "/task/maybe")))
+        assert [c.read_final().status for _ in range(3)] == [200, 500, 200]
+    for n in (1, 2):
+        assert basic.wait_for_stderr("task-raise-marker-%d" % n)
+
+
 @pytest.mark.parametrize("query", ["", "?wait=1"])
 def test_each_async_view_has_its_own_context(basic, query):
     # pipelined on one connection, then one by one: no request sees the

@@ -11,6 +11,13 @@
  * Resume delivers the response to its slot in the connection's queue and
  * finishes without an exception, so no "exception never retrieved" noise.
  * A view that finished in its first step leaves a Resume that ends at once.
+ *
+ * On CPython 3.12+ a stock Task starts eagerly instead (eager_start=True):
+ * its constructor takes the first step itself, as the current task and in
+ * its context, so the Resume's first send runs the view's first step.  A
+ * view that finishes there leaves its outcome on the Resume for the
+ * connection (aw_resume_outcome), and its Task ends inside the constructor:
+ * it is never scheduled.
  */
 #include "common.h"
 
@@ -24,6 +31,11 @@ typedef struct {
     uint32_t seq;
     int parked;           /* aw_resume_park or aw_resume_drop was called */
     int done;
+    int eager;            /* the first send runs the view's first step */
+    int started;          /* ... and it did */
+    PyObject *outcome;    /* eager, finished before parking: the response,
+                           * or the exception if `raised` */
+    int raised;
 } ResumeObject;
 
 /* A Resume for coro (a new reference), not yet parked: see aw_resume_park
@@ -44,12 +56,71 @@ PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
     r->seq = 0;
     r->parked = 0;
     r->done = 0;
+    r->eager = 0;
+    r->started = 0;
+    r->outcome = NULL;
+    r->raised = 0;
     PyObject_GC_Track(r);
     return (PyObject *)r;
 }
 
-/* The view's first step yielded `first` (stolen): the Task yields it in
- * turn, and the response goes to the connection's slot seq. */
+/* Its Task starts eagerly: the first send runs the view's first step
+ * (3.12+: conn.c sets it only there). */
+void aw_resume_set_eager(PyObject *aw)
+{
+    ((ResumeObject *)aw)->eager = 1;
+}
+
+/* After an eager Task's constructor: AW_RETURNED with *result (a new
+ * reference), AW_RAISED with the view's exception set, or AW_PENDING (it
+ * suspended, or the Task did not start it yet: park the Resume). */
+int aw_resume_outcome(PyObject *aw, PyObject **result)
+{
+    ResumeObject *r = (ResumeObject *)aw;
+    PyObject *o = r->outcome;
+    if (o == NULL)
+        return AW_PENDING;
+    r->outcome = NULL;
+    if (r->raised) {
+        PyErr_SetObject((PyObject *)Py_TYPE(o), o); /* with its traceback */
+        Py_DECREF(o);
+        return AW_RAISED;
+    }
+    *result = o;
+    return AW_RETURNED;
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+static PySendResult aw_finish(ResumeObject *r, PySendResult status,
+                              PyObject **result);
+
+/* The eager first send: run the view's first step.  A view that finishes
+ * before the Resume is parked keeps its outcome here, and the Task ends. */
+static PySendResult aw_first_step(ResumeObject *r, PyObject *arg, PyObject **result)
+{
+    PySendResult st;
+    r->started = 1;
+    st = PyIter_Send(r->coro, arg, result);
+    if (st == PYGEN_NEXT)
+        return st; /* the Task waits on what the view yielded */
+    if (r->parked)
+        return aw_finish(r, st, result);
+    r->done = 1;
+    Py_CLEAR(r->coro);
+    if (st == PYGEN_RETURN) {
+        r->outcome = *result;
+    } else {
+        r->outcome = PyErr_GetRaisedException();
+        r->raised = 1;
+    }
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+#endif
+
+/* The view's first step yielded `first` (stolen; NULL when its eager Task
+ * took it): the Task yields it in turn, and the response goes to the
+ * connection's slot seq. */
 void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first)
 {
     ResumeObject *r = (ResumeObject *)aw;
@@ -88,6 +159,10 @@ static PySendResult aw_finish(ResumeObject *r, PySendResult status,
 static PySendResult aw_am_send(ResumeObject *r, PyObject *arg, PyObject **result)
 {
     PySendResult st;
+#if PY_VERSION_HEX >= 0x030C0000
+    if (r->eager && !r->started && r->coro != NULL)
+        return aw_first_step(r, arg, result);
+#endif
     if (UNLIKELY(!r->parked)) {
         /* run before the connection took the view's first step (a task
          * factory that starts tasks eagerly): a bare yield, after which
@@ -205,6 +280,7 @@ static int aw_traverse(ResumeObject *r, visitproc visit, void *arg)
     Py_VISIT(r->conn);
     Py_VISIT(r->coro);
     Py_VISIT(r->first);
+    Py_VISIT(r->outcome);
     return 0;
 }
 
@@ -213,6 +289,7 @@ static int aw_clear(ResumeObject *r)
     Py_CLEAR(r->conn);
     Py_CLEAR(r->coro);
     Py_CLEAR(r->first);
+    Py_CLEAR(r->outcome);
     return 0;
 }
 

@@ -71,6 +71,7 @@ typedef struct {
     PyObject *task_swap;
     PyObject *current_tasks;
     PyObject *kw_task;     /* ("loop", "name", "context"): Task()'s keywords */
+    PyObject *kw_task_eager; /* the same and "eager_start" (3.12+) */
     PyObject *kw_context;  /* ("context",): create_task's keyword */
 
     /* interned attribute / method names */
@@ -207,6 +208,7 @@ struct ServerObject {
      * coroutine views' Tasks are then made directly while the loop has no
      * task factory (conn_start_view), else NULL */
     PyObject *task_type;
+    int task_eager;          /* ... started eagerly (3.12+; set by app.py) */
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the
@@ -448,5 +450,8 @@ PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
                         PyObject *coro);
 void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first);
 void aw_resume_drop(PyObject *aw);
+enum { AW_PENDING = 0, AW_RETURNED, AW_RAISED };
+void aw_resume_set_eager(PyObject *aw);
+int aw_resume_outcome(PyObject *aw, PyObject **result);
 
 #endif

@@ -1091,9 +1091,11 @@ static NOINLINE PyObject *conn_task_name(RouteObject *route)
  * create_task is the stock one and no task factory is set, the Task is made
  * directly as create_task would, but named after the view: CPython 3.11
  * formats a "Task-<n>" name for every unnamed Task, and uvloop's
- * create_task(name=) still formats it before renaming. */
+ * create_task(name=) still formats it before renaming.  On 3.12+ that Task
+ * starts eagerly, and *eager says so: its constructor ran the view's first
+ * step (awaitable.c). */
 static PyObject *conn_new_task(ConnObject *c, RouteObject *route, PyObject *aw,
-                               PyObject *ctx)
+                               PyObject *ctx, int *eager)
 {
     fulmen_state *st = c->st;
     ServerObject *srv = c->server;
@@ -1109,6 +1111,14 @@ static PyObject *conn_new_task(ConnObject *c, RouteObject *route, PyObject *aw,
             name = route->task_name;
             if (name == NULL && (name = conn_task_name(route)) == NULL)
                 return NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+            if (srv->task_eager) {
+                PyObject *args[5] = {aw, loop, name, ctx, Py_True};
+                aw_resume_set_eager(aw);
+                *eager = 1;
+                return PyObject_Vectorcall(srv->task_type, args, 1, st->kw_task_eager);
+            }
+#endif
             PyObject *args[4] = {aw, loop, name, ctx};
             return PyObject_Vectorcall(srv->task_type, args, 1, st->kw_task);
         }
@@ -1140,29 +1150,37 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
     PySendResult r;
     uint32_t seq;
     conn_slot *s;
+    int eager = 0;
 
     if (UNLIKELY(st->task_swap == NULL && st->current_tasks == NULL) &&
         conn_task_init(st) < 0)
         goto not_started;
     if ((ctx = PyContext_CopyCurrent()) == NULL ||
-        (aw = aw_resume_new(st, c, req, coro)) == NULL)
+        (aw = aw_resume_new(st, c, req, coro)) == NULL ||
+        (task = conn_new_task(c, req->route, aw, ctx, &eager)) == NULL)
         goto not_started;
-    if ((task = conn_new_task(c, req->route, aw, ctx)) == NULL || (prev = conn_swap_task(st, loop, task)) == NULL)
-        goto not_started;
-    if (PyContext_Enter(ctx) < 0) {
+    if (eager) {
+        /* the Task's constructor ran the view's first step */
+        int o = aw_resume_outcome(aw, &val);
+        r = o == AW_RETURNED ? PYGEN_RETURN : o == AW_RAISED ? PYGEN_ERROR : PYGEN_NEXT;
+    } else {
+        if ((prev = conn_swap_task(st, loop, task)) == NULL)
+            goto not_started;
+        if (PyContext_Enter(ctx) < 0) {
+            tmp = conn_swap_task(st, loop, prev);
+            Py_XDECREF(tmp);
+            goto not_started;
+        }
+        r = PyIter_Send(coro, Py_None, &val);
+        PyErr_Fetch(&et, &ev, &etb); /* the view's exception, if it raised */
+        if (PyContext_Exit(ctx) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
         tmp = conn_swap_task(st, loop, prev);
+        if (tmp == NULL)
+            PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(tmp);
-        goto not_started;
+        PyErr_Restore(et, ev, etb);
     }
-    r = PyIter_Send(coro, Py_None, &val);
-    PyErr_Fetch(&et, &ev, &etb); /* the view's exception, if it raised */
-    if (PyContext_Exit(ctx) < 0)
-        PyErr_WriteUnraisable((PyObject *)c);
-    tmp = conn_swap_task(st, loop, prev);
-    if (tmp == NULL)
-        PyErr_WriteUnraisable((PyObject *)c);
-    Py_XDECREF(tmp);
-    PyErr_Restore(et, ev, etb);
 
     if (r != PYGEN_NEXT) {
         aw_resume_drop(aw);
@@ -1171,10 +1189,11 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
         conn_emit(c, req, val, head_only, conn_hdr, close_after);
         goto done;
     }
-    /* it suspended: its Task delivers to slot seq */
+    /* it suspended (or its eager Task has yet to start it): its Task
+     * delivers to slot seq */
     if (req_own_raw(req) < 0 || /* the request outlives this read */
         (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0)) {
-        Py_DECREF(val);
+        Py_XDECREF(val);
         conn_close_coro(c, coro);
         aw_resume_drop(aw);
         conn_give_up(c, req);
@@ -3107,6 +3126,8 @@ static PyMemberDef conn_server_members[] = {
     {"task_type", T_OBJECT, offsetof(ServerObject, task_type), 0,
      "asyncio.Task if loop.create_task is the stock one, else None: "
      "coroutine views' Tasks are then made directly, named after the view"},
+    {"task_eager", T_INT, offsetof(ServerObject, task_eager), 0,
+     "those Tasks start eagerly, eager_start=True (CPython 3.12+)"},
     {"on_connection_lost", T_OBJECT, offsetof(ServerObject, on_conn_lost), 0,
      "called with no argument after a connection closes (max_connections)"},
     {"stopping", T_INT, offsetof(ServerObject, stopping), READONLY,

@@ -272,12 +272,15 @@ static int mod_exec(PyObject *m)
         PyObject *k = PyUnicode_InternFromString("context");
         PyObject *l = PyUnicode_InternFromString("loop");
         PyObject *n = PyUnicode_InternFromString("name");
+        PyObject *e = PyUnicode_InternFromString("eager_start");
         st->kw_context = k ? PyTuple_Pack(1, k) : NULL;
         st->kw_task = k && l && n ? PyTuple_Pack(3, l, n, k) : NULL;
+        st->kw_task_eager = k && l && n && e ? PyTuple_Pack(4, l, n, k, e) : NULL;
         Py_XDECREF(k);
         Py_XDECREF(l);
         Py_XDECREF(n);
-        if (st->kw_context == NULL || st->kw_task == NULL)
+        Py_XDECREF(e);
+        if (st->kw_context == NULL || st->kw_task == NULL || st->kw_task_eager == NULL)
             return -1;
     }
     if ((st->empty_str = PyUnicode_FromStringAndSize("", 0)) == NULL)
@@ -316,6 +319,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->current_tasks);
     Py_VISIT(st->kw_context);
     Py_VISIT(st->kw_task);
+    Py_VISIT(st->kw_task_eager);
     for (i = 0; i < st->n_req_free; i++)
         Py_VISIT(st->req_free[i]);
     for (i = 0; i < st->n_resp_free; i++)
@@ -358,6 +362,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->current_tasks);
     Py_CLEAR(st->kw_context);
     Py_CLEAR(st->kw_task);
+    Py_CLEAR(st->kw_task_eager);
     Py_CLEAR(st->s_write);
     Py_CLEAR(st->s_writelines);
     Py_CLEAR(st->s_close);

@@ -282,6 +282,13 @@ async def task_maybe(request):
                                   "name": task and task.get_name()})
 
 
+async def task_raise(request):
+    # can suspend; raises in its first step unless ?wait
+    if request.query.get("wait"):
+        await asyncio.sleep(0)
+    raise ValueError("task-raise-marker-%s" % request.query.get("n", "-"))
+
+
 CTX = contextvars.ContextVar("fulmen_test_ctx")
 
 
@@ -308,6 +315,7 @@ def io_mode(request):
 r.add_route("/task/tools", task_tools)
 r.add_route("/task/timeout", task_timeout)
 r.add_route("/task/maybe", task_maybe)
+r.add_route("/task/raise", task_raise)
 r.add_route("/ctx/{v}", ctx_async)
 r.add_route("/ctx-sync", ctx_sync)
 r.add_route("/io", io_mode)
