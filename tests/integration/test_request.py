@@ -130,3 +130,14 @@ def test_json_is_none_without_a_body(basic):
         assert (r.status, r.body) == (200, b"{'a': [1]}")
         # a body that is there but empty is not JSON: 400 as before
         assert c.request("POST", "/json-or-none", body=b"").status == 400
+
+
+def test_attributes_set_on_a_request_do_not_reach_the_next(basic):
+    # request objects are reused: what a view set on one (its instance
+    # dict) is gone by the next request, one by one and pipelined
+    with Conn(basic.port) as c:
+        for v in ("a", "b"):
+            assert c.request("GET", "/attr/" + v).json() == {"seen": None, "dict": ["user_mark"]}
+        c.send(b"".join(build_request("GET", "/attr/p%d" % i) for i in range(5)))
+        for _ in range(5):
+            assert c.read_final().json() == {"seen": None, "dict": ["user_mark"]}

@@ -359,19 +359,26 @@ static void req_clear_fields(RequestObject *r)
     r->body.off = r->body.len = 0;
 }
 
-/* A request always holds an instance dict, empty between requests: CPython
- * 3.11 specializes `request.method(...)` calls (LOAD_METHOD_WITH_DICT) only
- * for an object whose dict exists; an empty dict shares its keys with every
- * other empty dict, so one specialization serves every request.  Returns -1
- * when a fresh dict cannot be made. */
+/* CPython 3.11 specializes `request.method(...)` calls (LOAD_METHOD_WITH_DICT)
+ * only for an object whose instance dict exists, so there a request always
+ * holds one, empty between requests: an empty dict shares its keys with
+ * every other empty dict, so one specialization serves every request.
+ * 3.12+ does the opposite (LOAD_ATTR_METHOD_LAZY_DICT only while the dict
+ * does not exist), so there a request starts without one.  Returns -1 when
+ * a fresh dict cannot be made. */
 static int req_reset_dict(RequestObject *r)
 {
+#if PY_VERSION_HEX >= 0x030C0000
+    Py_CLEAR(r->dict);
+    return 0;
+#else
     PyObject *d = r->dict;
     if (d != NULL && PyDict_CheckExact(d) && Py_REFCNT(d) == 1 && PyDict_GET_SIZE(d) == 0)
         return 0;
     r->dict = PyDict_New();
     Py_XDECREF(d);
     return r->dict == NULL ? -1 : 0;
+#endif
 }
 
 RequestObject *req_acquire(fulmen_state *st, uint32_t max_headers)

@@ -289,6 +289,14 @@ async def task_raise(request):
     raise ValueError("task-raise-marker-%s" % request.query.get("n", "-"))
 
 
+def attr_mark(request):
+    # an attribute a view sets on its request is gone by the next request,
+    # though request objects are reused
+    seen = getattr(request, "user_mark", None)
+    request.user_mark = request.match_dict["v"]
+    return request.Response(json={"seen": seen, "dict": sorted(vars(request))})
+
+
 CTX = contextvars.ContextVar("fulmen_test_ctx")
 
 
@@ -316,6 +324,7 @@ r.add_route("/task/tools", task_tools)
 r.add_route("/task/timeout", task_timeout)
 r.add_route("/task/maybe", task_maybe)
 r.add_route("/task/raise", task_raise)
+r.add_route("/attr/{v}", attr_mark)
 r.add_route("/ctx/{v}", ctx_async)
 r.add_route("/ctx-sync", ctx_sync)
 r.add_route("/io", io_mode)
