@@ -2,7 +2,7 @@
 # Both set everything up on a fresh machine (a .venv with the project in it).
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 C_SOURCES := $(wildcard src/fulmen/_core/*.c src/fulmen/_core/*.h)
@@ -132,5 +132,6 @@ autobahn: build
 	  print("autobahn: report in %s" % sys.argv[1].replace("index.json", "index.html")); \
 	  sys.exit(1 if bad else 0)' $(AUTOBAHN_DIR)/reports/index.json
 
+# (every venv's build stamp: the in-place .so of each interpreter goes too)
 clean:
-	rm -rf build src/fulmen/_core*.so $(VENV)/.built
+	rm -rf build src/fulmen/_core*.so $(VENV)/.built $(wildcard .venv*/.built)
