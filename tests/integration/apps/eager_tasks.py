@@ -8,7 +8,7 @@ from fulmen import Application
 
 
 @types.coroutine
-def _continue(coro, first):
+def _rest(coro, first):
     # the rest of a coroutine whose first step already ran
     value = yield first
     while True:
@@ -19,7 +19,13 @@ def _continue(coro, first):
         value = yield first
 
 
-def eager_factory(loop, coro, context=None):
+async def _continue(coro, first):
+    # a coroutine for the Task: from 3.12 on, Task refuses a generator
+    return await _rest(coro, first)
+
+
+def eager_factory(loop, coro, context=None, **kwargs):
+    # kwargs: uvloop on 3.13 also passes eager_start=None
     try:
         first = context.run(coro.send, None) if context else coro.send(None)
     except StopIteration as e:
