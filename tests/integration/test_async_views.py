@@ -9,6 +9,7 @@ await), and in its own copy of the context."""
 import asyncio
 import functools
 import json
+import sys
 
 import pytest
 
@@ -19,6 +20,7 @@ from .rawhttp import Conn, build_request
 
 eager_tasks = pytest.fixture(_app_fixture("eager_tasks"), name="eager_tasks")
 custom_loop = pytest.fixture(_app_fixture("custom_loop"), name="custom_loop")
+stdlib_eager_tasks = pytest.fixture(_app_fixture("stdlib_eager_tasks"), name="stdlib_eager_tasks")
 
 
 def run_coro(fn, *args, **kw):
@@ -235,3 +237,33 @@ def test_a_loop_with_its_own_create_task_makes_the_tasks(custom_loop):
         for q in ("", "?wait=1", ""):
             r = c.request("GET", "/task/maybe" + q)
             assert json.loads(r.body) == {"task": True, "name": "custom-loop"}
+
+
+STDLIB_EAGER = [
+    ("/task/tools", {"task": True, "same": True, "child": "child"}),
+    ("/task/child", {"eager": True, "own": True, "back": True}),
+    ("/task/maybe", {"task": True}),
+    ("/task/maybe?wait=1", {"task": True}),
+    ("/ctx/a", {"seen": None, "after": "a"}),
+    ("/ctx/b?wait=1", {"seen": None, "after": "b"}),
+]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is 3.12+")
+def test_asyncios_eager_task_factory(stdlib_eager_tasks):
+    # asyncio's C Task steps a view's Task inside create_task, swapping
+    # itself in as the loop's current task, before the server runs the
+    # view's first step as that Task: one by one, then pipelined
+    with Conn(stdlib_eager_tasks.port) as c:
+        for _ in range(2):
+            for path, want in STDLIB_EAGER:
+                r = c.request("GET", path)
+                assert (r.status, json.loads(r.body)) == (200, want), path
+        r = c.request("GET", "/task/timeout")
+        assert (r.status, r.body) == (200, b"timed out")
+        for path in ("/boom", "/boom?wait=1"):
+            assert c.request("GET", path).status == 500
+        c.send(b"".join(build_request("GET", path) for path, _ in STDLIB_EAGER * 2))
+        for path, want in STDLIB_EAGER * 2:
+            r = c.read_final()
+            assert (r.status, json.loads(r.body)) == (200, want), path
