@@ -592,9 +592,17 @@ static PyObject *json_dec_number(json_dec *d, const unsigned char **pp)
 
 /* ---- containers ------------------------------------------------------- */
 
+/* From 3.13, json.loads names a comma before ']' or '}' ("Illegal trailing
+ * comma ...", at the comma); before, it expected a value or a key after it. */
+#if PY_VERSION_HEX >= 0x030D0000
+#define JSON_TRAILING_COMMA_MSG 1
+#else
+#define JSON_TRAILING_COMMA_MSG 0
+#endif
+
 static PyObject *json_dec_array(json_dec *d, const unsigned char **pp)
 {
-    const unsigned char *p = *pp, *end = d->end;
+    const unsigned char *p = *pp, *end = d->end, *comma;
     Py_ssize_t base = d->top, n, i;
     PyObject *list, *v;
     p = json_skip_ws(p, end);
@@ -611,7 +619,10 @@ static PyObject *json_dec_array(json_dec *d, const unsigned char **pp)
             break;
         if (p >= end || *p != ',')
             return json_error(d, "Expecting ',' delimiter", p);
+        comma = p;
         p = json_skip_ws(p + 1, end);
+        if (UNLIKELY(JSON_TRAILING_COMMA_MSG && p < end && *p == ']'))
+            return json_error(d, "Illegal trailing comma before end of array", comma);
     }
     *pp = p + 1;
     n = d->top - base;
@@ -626,7 +637,7 @@ static PyObject *json_dec_array(json_dec *d, const unsigned char **pp)
 
 static PyObject *json_dec_object(json_dec *d, const unsigned char **pp)
 {
-    const unsigned char *p = *pp, *end = d->end;
+    const unsigned char *p = *pp, *end = d->end, *comma;
     Py_ssize_t base = d->top, n, i;
     PyObject *dict, *v;
     p = json_skip_ws(p, end);
@@ -652,7 +663,10 @@ static PyObject *json_dec_object(json_dec *d, const unsigned char **pp)
             break;
         if (p >= end || *p != ',')
             return json_error(d, "Expecting ',' delimiter", p);
+        comma = p;
         p = json_skip_ws(p + 1, end);
+        if (UNLIKELY(JSON_TRAILING_COMMA_MSG && p < end && *p == '}'))
+            return json_error(d, "Illegal trailing comma before end of object", comma);
     }
     *pp = p + 1;
     n = (d->top - base) / 2;
