@@ -133,6 +133,27 @@ def _check_seconds(name, value):
     return float(value)
 
 
+def _coroutine_error(request, exc):
+    """exc as the coroutine of an async view run as a plain call
+    (router._never_suspends) would have raised it: a coroutine turns an
+    escaping StopIteration into RuntimeError("coroutine raised
+    StopIteration").  The plain call lets it out as it is on 3.11, and says
+    "generator" on 3.12+."""
+    if isinstance(exc, StopIteration):
+        cause = exc
+    elif (type(exc) is RuntimeError and isinstance(exc.__cause__, StopIteration)
+          and exc.args == ("generator raised StopIteration",)):
+        cause = exc.__cause__
+    else:
+        return exc
+    route = getattr(request, "route", None)
+    if not getattr(getattr(route, "handler", None), "_fulmen_plain", False):
+        return exc
+    err = RuntimeError("coroutine raised StopIteration")
+    err.__cause__ = cause
+    return err.with_traceback(exc.__traceback__)
+
+
 def _stock_task_type(loop):
     """asyncio.Task when loop.create_task(coro, context=ctx) is exactly
     Task(coro, loop=loop, context=ctx) as long as no task factory is set
@@ -357,6 +378,8 @@ class Application:
 
     def _handle_error(self, request, exc):
         """Called from C when a view raised: returns the Response to send."""
+        if isinstance(exc, (StopIteration, RuntimeError)):
+            exc = _coroutine_error(request, exc)
         handler = self._error_handler_for(exc)
         if handler is not None:
             try:

@@ -61,6 +61,11 @@ def _never_suspends(view):
     its Task, and a plain call has none.  (A call to current_task() hidden in
     a helper it calls returns None.)
 
+    One difference shows: a StopIteration the view lets out is not turned
+    into the coroutine's RuntimeError here (on 3.12+ it is, but the message
+    says "generator"); the server's error path does that (app.py
+    _coroutine_error), so error handlers and logs see what they would.
+
     The code differs from the coroutine's only in its prologue: the
     RETURN_GENERATOR + POP_TOP pair that turns the call into a coroutine
     becomes two NOPs (same size, so no offset moves), and CO_COROUTINE is
@@ -90,7 +95,9 @@ def _never_suspends(view):
                                view.__globals__, view.__name__, view.__defaults__,
                                view.__closure__)
     plain.__kwdefaults__ = view.__kwdefaults__
-    return functools.update_wrapper(plain, view)
+    functools.update_wrapper(plain, view)
+    plain._fulmen_plain = True  # app.py _coroutine_error
+    return plain
 
 
 def _parse_segment(pattern, seg):

@@ -21,6 +21,7 @@ from .rawhttp import Conn, build_request
 eager_tasks = pytest.fixture(_app_fixture("eager_tasks"), name="eager_tasks")
 custom_loop = pytest.fixture(_app_fixture("custom_loop"), name="custom_loop")
 stdlib_eager_tasks = pytest.fixture(_app_fixture("stdlib_eager_tasks"), name="stdlib_eager_tasks")
+coro_errors = pytest.fixture(_app_fixture("coro_errors"), name="coro_errors")
 
 
 def run_coro(fn, *args, **kw):
@@ -93,6 +94,42 @@ def test_same_exception_as_the_coroutine():
     with pytest.raises(ValueError) as b:
         run_coro(raises, 7)
     assert a.value.args == b.value.args == (7,)
+
+
+async def stops(r):
+    raise StopIteration(r)
+
+
+def test_a_stop_iteration_is_the_coroutines_runtime_error():
+    # the plain call lets it out (3.11) or says "generator" (3.12+); the
+    # server's error path makes it what the coroutine raises
+    from fulmen.app import _coroutine_error
+    fast = _never_suspends(stops)
+    with pytest.raises((StopIteration, RuntimeError)) as a:
+        fast(7)
+    with pytest.raises(RuntimeError) as b:
+        run_coro(stops, 7)
+
+    class Req:
+        class route:
+            handler = fast
+    err = _coroutine_error(Req, a.value)
+    assert (type(err), err.args) == (RuntimeError, b.value.args)
+    assert type(err.__cause__) is StopIteration and err.__cause__.args == (7,)
+    Req.route.handler = stops   # not a plain call: left alone
+    assert _coroutine_error(Req, a.value) is a.value
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/stop/now", "RuntimeError: coroutine raised StopIteration (from StopIteration('now'))"),
+    ("/stop/later", "RuntimeError: coroutine raised StopIteration (from StopIteration('later'))"),
+    ("/stop/later?wait=1",
+     "RuntimeError: coroutine raised StopIteration (from StopIteration('later'))"),
+    ("/stop/sync", "StopIteration: sync")])
+def test_error_handlers_see_the_coroutines_runtime_error(coro_errors, path, body):
+    with Conn(coro_errors.port) as c:
+        r = c.request("GET", path)
+        assert (r.status, r.body.decode()) == (418 if "coroutine" in body else 419, body)
 
 
 async def awaits(r):
