@@ -263,7 +263,8 @@ def test_a_task_factory_that_starts_tasks_at_once(eager_tasks):
     # it waits a turn, and the view still runs once, inside its Task
     with Conn(eager_tasks.port) as c:
         for _ in range(2):
-            assert json.loads(c.request("GET", "/task/tools").body) == {"task": True, "same": True}
+            assert json.loads(c.request("GET", "/task/tools").body) == {
+                "task": True, "same": True, "child": "child"}
             for q in ("", "?wait=1"):
                 r = c.request("GET", "/task/maybe" + q)
                 assert json.loads(r.body) == {"task": True, "name": "eager"}
@@ -291,16 +292,18 @@ def test_asyncios_eager_task_factory(stdlib_eager_tasks):
     # asyncio's C Task steps a view's Task inside create_task, swapping
     # itself in as the loop's current task, before the server runs the
     # view's first step as that Task: one by one, then pipelined
+    def check(r, path, want):   # /task/maybe also gives the factory's name
+        got = json.loads(r.body)
+        assert (r.status, {k: got.get(k) for k in want}) == (200, want), path
+
     with Conn(stdlib_eager_tasks.port) as c:
         for _ in range(2):
             for path, want in STDLIB_EAGER:
-                r = c.request("GET", path)
-                assert (r.status, json.loads(r.body)) == (200, want), path
+                check(c.request("GET", path), path, want)
         r = c.request("GET", "/task/timeout")
         assert (r.status, r.body) == (200, b"timed out")
-        for path in ("/boom", "/boom?wait=1"):
+        for path in ("/task/raise", "/task/raise?wait=1"):
             assert c.request("GET", path).status == 500
         c.send(b"".join(build_request("GET", path) for path, _ in STDLIB_EAGER * 2))
         for path, want in STDLIB_EAGER * 2:
-            r = c.read_final()
-            assert (r.status, json.loads(r.body)) == (200, want), path
+            check(c.read_final(), path, want)

@@ -1,10 +1,10 @@
 """The main test app: one route per behaviour the integration tests check."""
 import asyncio
 import base64
-import contextvars
 import random
 
 from fulmen import Application, Response
+from task_views import add_task_routes
 
 
 def hello(request):
@@ -249,46 +249,6 @@ def release(request):
     return request.Response(text="released")
 
 
-async def task_tools(request):
-    # asyncio.timeout and TaskGroup need the view to run inside a Task from
-    # its first line on, before it suspends for the first time
-    first = asyncio.current_task()
-    async with asyncio.timeout(5):
-        await asyncio.sleep(0)
-    async with asyncio.TaskGroup() as tg:
-        child = tg.create_task(asyncio.sleep(0, "child"))
-    return request.Response(json={"task": first is not None,
-                                  "same": first is asyncio.current_task(),
-                                  "child": child.result()})
-
-
-async def task_timeout(request):
-    # the timeout cancels the view's Task, which is waiting on a future
-    # nothing will ever set
-    try:
-        async with asyncio.timeout(0.01):
-            await asyncio.get_running_loop().create_future()
-    except TimeoutError:
-        return request.Response(text="timed out")
-    return request.Response(text="not reached")
-
-
-async def task_maybe(request):
-    # can suspend, but does not on this request: it still has a Task
-    if request.query.get("wait"):
-        await asyncio.sleep(0)
-    task = asyncio.current_task()
-    return request.Response(json={"task": task is not None,
-                                  "name": task and task.get_name()})
-
-
-async def task_raise(request):
-    # can suspend; raises in its first step unless ?wait
-    if request.query.get("wait"):
-        await asyncio.sleep(0)
-    raise ValueError("task-raise-marker-%s" % request.query.get("n", "-"))
-
-
 def attr_mark(request):
     # an attribute a view sets on its request is gone by the next request,
     # though request objects are reused
@@ -297,36 +257,14 @@ def attr_mark(request):
     return request.Response(json={"seen": seen, "dict": sorted(vars(request))})
 
 
-CTX = contextvars.ContextVar("fulmen_test_ctx")
-
-
-async def ctx_async(request):
-    # each async view runs in its own copy of the context: a value one
-    # request sets is never seen by another
-    seen = CTX.get(None)
-    CTX.set(request.match_dict["v"])
-    if request.query.get("wait"):
-        await asyncio.sleep(0)
-    return request.Response(json={"seen": seen, "after": CTX.get(None)})
-
-
-def ctx_sync(request):
-    return request.Response(json={"seen": CTX.get(None)})
-
-
 def io_mode(request):
     srv = app._server
     return request.Response(json={"direct_io": bool(srv.direct_io),
                                   "direct": srv.direct_connections})
 
 
-r.add_route("/task/tools", task_tools)
-r.add_route("/task/timeout", task_timeout)
-r.add_route("/task/maybe", task_maybe)
-r.add_route("/task/raise", task_raise)
+add_task_routes(r)
 r.add_route("/attr/{v}", attr_mark)
-r.add_route("/ctx/{v}", ctx_async)
-r.add_route("/ctx-sync", ctx_sync)
 r.add_route("/io", io_mode)
 r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
 r.add_route("/gc", lambda request: request.Response(json={

@@ -4,6 +4,7 @@ stock create_task)."""
 import asyncio
 
 from fulmen import Application
+from task_views import add_task_routes
 
 
 class Loop(asyncio.SelectorEventLoop):
@@ -11,16 +12,8 @@ class Loop(asyncio.SelectorEventLoop):
         return super().create_task(coro, name="custom-loop", context=context)
 
 
-async def maybe(request):
-    if request.query.get("wait"):
-        await asyncio.sleep(0)
-    task = asyncio.current_task()
-    return request.Response(json={"task": task is not None,
-                                  "name": task and task.get_name()})
-
-
 app = Application(loop=Loop())
-app.router.add_route("/task/maybe", maybe)
+add_task_routes(app.router)
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)

@@ -5,6 +5,7 @@ import asyncio
 import types
 
 from fulmen import Application
+from task_views import add_task_routes
 
 
 @types.coroutine
@@ -37,27 +38,9 @@ def eager_factory(loop, coro, context=None, **kwargs):
     return asyncio.Task(_continue(coro, first), loop=loop, context=context, name="eager")
 
 
-async def tools(request):
-    first = asyncio.current_task()
-    async with asyncio.timeout(5):
-        await asyncio.sleep(0)
-    return request.Response(json={"task": first is not None,
-                                  "same": first is asyncio.current_task()})
-
-
-async def maybe(request):
-    if request.query.get("wait"):
-        await asyncio.sleep(0)
-    task = asyncio.current_task()
-    # the factory's Task, named by it
-    return request.Response(json={"task": task is not None,
-                                  "name": task and task.get_name()})
-
-
 app = Application()
 app.on_startup(lambda app: app.loop.set_task_factory(eager_factory))
-app.router.add_route("/task/tools", tools)
-app.router.add_route("/task/maybe", maybe)
+add_task_routes(app.router)
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)
