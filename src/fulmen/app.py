@@ -134,23 +134,15 @@ def _check_seconds(name, value):
 
 
 def _coroutine_error(request, exc):
-    """exc as the coroutine of an async view run as a plain call
-    (router._never_suspends) would have raised it: a coroutine turns an
+    """exc (a StopIteration) as the coroutine of an async view run as a plain
+    call (router._never_suspends) would have raised it: a coroutine turns an
     escaping StopIteration into RuntimeError("coroutine raised
-    StopIteration").  The plain call lets it out as it is on 3.11, and says
-    "generator" on 3.12+."""
-    if isinstance(exc, StopIteration):
-        cause = exc
-    elif (type(exc) is RuntimeError and isinstance(exc.__cause__, StopIteration)
-          and exc.args == ("generator raised StopIteration",)):
-        cause = exc.__cause__
-    else:
-        return exc
+    StopIteration"); the plain call lets it out as it is."""
     route = getattr(request, "route", None)
     if not getattr(getattr(route, "handler", None), "_fulmen_plain", False):
         return exc
     err = RuntimeError("coroutine raised StopIteration")
-    err.__cause__ = cause
+    err.__cause__ = exc
     return err.with_traceback(exc.__traceback__)
 
 
@@ -378,7 +370,7 @@ class Application:
 
     def _handle_error(self, request, exc):
         """Called from C when a view raised: returns the Response to send."""
-        if isinstance(exc, (StopIteration, RuntimeError)):
+        if isinstance(exc, StopIteration):
             exc = _coroutine_error(request, exc)
         handler = self._error_handler_for(exc)
         if handler is not None:

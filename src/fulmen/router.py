@@ -7,6 +7,7 @@ import dis
 import functools
 import inspect
 import re
+import sys
 import types
 from urllib.parse import quote
 
@@ -62,14 +63,13 @@ def _never_suspends(view):
     a helper it calls returns None.)
 
     One difference shows: a StopIteration the view lets out is not turned
-    into the coroutine's RuntimeError here (on 3.12+ it is, but the message
-    says "generator"); the server's error path does that (app.py
-    _coroutine_error), so error handlers and logs see what they would.
+    into the coroutine's RuntimeError here; the server's error path does that
+    (app.py _coroutine_error), so error handlers and logs see what they would.
 
     The code differs from the coroutine's only in its prologue: the
     RETURN_GENERATOR + POP_TOP pair that turns the call into a coroutine
     becomes two NOPs (same size, so no offset moves), and CO_COROUTINE is
-    cleared."""
+    cleared; on 3.12+ also in its StopIteration handler (below)."""
     if type(view) is not types.FunctionType:
         return None
     code = view.__code__
@@ -90,6 +90,16 @@ def _never_suspends(view):
         return None   # inline cache entries after them: not the layout expected
     co = bytearray(code.co_code)
     co[ins[k].offset:ins[k].offset + 4] = bytes((dis.opmap["NOP"], 0)) * 2
+    # 3.12+: the coroutine's exception handler turns an escaping StopIteration
+    # into RuntimeError through an intrinsic that only a generator's frame may
+    # call (a debug build asserts it).  It goes, and exceptions leave the plain
+    # call as they are; app.py _coroutine_error does that conversion.
+    stop = [i for i in ins if i.opname == "CALL_INTRINSIC_1"
+            and i.argrepr == "INTRINSIC_STOPITERATION_ERROR"]
+    if sys.version_info >= (3, 12) and not stop:
+        return None
+    for i in stop:
+        co[i.offset:i.offset + 2] = bytes((dis.opmap["NOP"], 0))
     plain = types.FunctionType(code.replace(co_code=bytes(co),
                                             co_flags=code.co_flags & ~inspect.CO_COROUTINE),
                                view.__globals__, view.__name__, view.__defaults__,
