@@ -1,6 +1,6 @@
 """Instructions per request, counted by valgrind's callgrind (make bench-instr).
 
-    .venv/bin/python bench/instr.py [--scenarios hello,json] [-n 2000]
+    .venv/bin/python bench/instr.py [--scenarios hello,json,async-sleep] [-n 2000]
 
 For each scenario the fulmen app (bench/apps/) runs three times under
 `valgrind --tool=callgrind`, each time driven by one client connection:
@@ -115,7 +115,7 @@ def one_run(scenario, label, n, depth, outdir, py):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scenarios", default="hello,json")
+    ap.add_argument("--scenarios", default="hello,json,async-sleep")
     ap.add_argument("-n", type=int, default=2000, help="measured requests per run")
     ap.add_argument("--depth", type=int, default=run.DEPTH)
     ap.add_argument("--head", action="store_true",
