@@ -31,8 +31,8 @@ typedef struct {
     uint32_t seq;
     int parked;           /* aw_resume_park or aw_resume_drop was called */
     int done;
-    int eager;            /* the first send runs the view's first step */
-    int started;          /* ... and it did */
+    int eager;            /* the first send runs the view's first step
+                           * (cleared once it has) */
     PyObject *outcome;    /* eager, finished before parking: the response,
                            * or the exception if `raised` */
     int raised;
@@ -57,7 +57,6 @@ PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
     r->parked = 0;
     r->done = 0;
     r->eager = 0;
-    r->started = 0;
     r->outcome = NULL;
     r->raised = 0;
     PyObject_GC_Track(r);
@@ -71,23 +70,25 @@ void aw_resume_set_eager(PyObject *aw)
     ((ResumeObject *)aw)->eager = 1;
 }
 
-/* After an eager Task's constructor: AW_RETURNED with *result (a new
- * reference), AW_RAISED with the view's exception set, or AW_PENDING (it
+/* After an eager Task's constructor, the view's first step as PyIter_Send
+ * would give it: PYGEN_RETURN with *result (a new reference), PYGEN_ERROR
+ * with the view's exception set, or PYGEN_NEXT with *result NULL (it
  * suspended, or the Task did not start it yet: park the Resume). */
-int aw_resume_outcome(PyObject *aw, PyObject **result)
+PySendResult aw_resume_outcome(PyObject *aw, PyObject **result)
 {
     ResumeObject *r = (ResumeObject *)aw;
     PyObject *o = r->outcome;
+    *result = NULL;
     if (o == NULL)
-        return AW_PENDING;
+        return PYGEN_NEXT;
     r->outcome = NULL;
     if (r->raised) {
         PyErr_SetObject((PyObject *)Py_TYPE(o), o); /* with its traceback */
         Py_DECREF(o);
-        return AW_RAISED;
+        return PYGEN_ERROR;
     }
     *result = o;
-    return AW_RETURNED;
+    return PYGEN_RETURN;
 }
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -99,7 +100,7 @@ static PySendResult aw_finish(ResumeObject *r, PySendResult status,
 static PySendResult aw_first_step(ResumeObject *r, PyObject *arg, PyObject **result)
 {
     PySendResult st;
-    r->started = 1;
+    r->eager = 0;
     st = PyIter_Send(r->coro, arg, result);
     if (st == PYGEN_NEXT)
         return st; /* the Task waits on what the view yielded */
@@ -160,7 +161,7 @@ static PySendResult aw_am_send(ResumeObject *r, PyObject *arg, PyObject **result
 {
     PySendResult st;
 #if PY_VERSION_HEX >= 0x030C0000
-    if (r->eager && !r->started && r->coro != NULL)
+    if (r->eager && r->coro != NULL)
         return aw_first_step(r, arg, result);
 #endif
     if (UNLIKELY(!r->parked)) {

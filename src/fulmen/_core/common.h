@@ -450,8 +450,7 @@ PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
                         PyObject *coro);
 void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first);
 void aw_resume_drop(PyObject *aw);
-enum { AW_PENDING = 0, AW_RETURNED, AW_RAISED };
 void aw_resume_set_eager(PyObject *aw);
-int aw_resume_outcome(PyObject *aw, PyObject **result);
+PySendResult aw_resume_outcome(PyObject *aw, PyObject **result);
 
 #endif

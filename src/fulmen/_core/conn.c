@@ -1161,8 +1161,7 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
         goto not_started;
     if (eager) {
         /* the Task's constructor ran the view's first step */
-        int o = aw_resume_outcome(aw, &val);
-        r = o == AW_RETURNED ? PYGEN_RETURN : o == AW_RAISED ? PYGEN_ERROR : PYGEN_NEXT;
+        r = aw_resume_outcome(aw, &val);
     } else {
         if ((prev = conn_swap_task(st, loop, task)) == NULL)
             goto not_started;
