@@ -16,6 +16,8 @@
 #   parser-bench  bench/h1parse_bench at -O3
 #   ws-bench      bench/ws_bench at -O3 (unmask and UTF-8 GB/s per SIMD level)
 #   fuzz          libFuzzer harness (clang), seeded from the h2o corpus
+#   fuzz-ws       libFuzzer harness for the WebSocket frame codec
+#   fuzz-mp       libFuzzer harness for the multipart/form-data parser
 #   cparser-clean remove what these targets build
 
 CC ?= gcc
@@ -48,8 +50,10 @@ WSBENCH_BIN := bench/ws_bench
 BENCH_BIN := bench/h1parse_bench
 FUZZ_BIN := tests/fuzz/fuzz_h1parse
 FUZZ_CORPUS := tests/fuzz/corpus
+FUZZ_WS_BIN := tests/fuzz/fuzz_wsframe
+FUZZ_MP_BIN := tests/fuzz/fuzz_multipart
 
-.PHONY: ctest parser-bench ws-bench fuzz cparser-clean
+.PHONY: ctest parser-bench ws-bench fuzz fuzz-ws fuzz-mp cparser-clean
 
 $(CTEST_BIN): tests/c/test_h1parse.c tests/c/testutil.h $(CPARSER_SRC) $(CPARSER_HDR)
 	$(CC) -O2 -g $(CPARSER_WARN) $(CPARSER_INC) -o $@ tests/c/test_h1parse.c $(CPARSER_SRC)
@@ -118,19 +122,35 @@ define cparser_find_clang
 $(or $(FUZZ_CC),$(shell command -v clang 2>/dev/null),$(shell command -v clang-14 2>/dev/null))
 endef
 
-$(FUZZ_BIN): tests/fuzz/fuzz_h1parse.c $(CPARSER_SRC) $(CPARSER_HDR)
-	@cc='$(strip $(cparser_find_clang))'; \
-	if [ -z "$$cc" ]; then \
-	    echo "clang not found: installing clang-14 and libclang-rt-14-dev"; \
-	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update && \
-	    $$SUDO apt-get install -y clang-14 libclang-rt-14-dev || exit 1; \
-	    cc=$$(command -v clang || command -v clang-14); \
-	fi; \
-	echo "$$cc -g -O1 -fsanitize=fuzzer,address,undefined ..."; \
-	$$cc -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC) \
-	    -o $@ tests/fuzz/fuzz_h1parse.c $(CPARSER_SRC)
+# The fuzzer's compiler (stdout): clang or clang-14, installing clang-14 + its
+# runtime (Debian bookworm) when neither exists.
+define cparser_fuzz_cc
+cc='$(strip $(cparser_find_clang))'; \
+if [ -z "$$cc" ]; then \
+    echo "clang not found: installing clang-14 and libclang-rt-14-dev" >&2; \
+    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+    $$SUDO apt-get update >&2 && \
+    $$SUDO apt-get install -y clang-14 libclang-rt-14-dev >&2 || exit 1; \
+    cc=$$(command -v clang || command -v clang-14); \
+fi
+endef
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=all $(CPARSER_WARN) $(CPARSER_INC)
+
+$(FUZZ_BIN): tests/fuzz/fuzz_h1parse.c tests/fuzz/fuzzutil.h $(CPARSER_SRC) $(CPARSER_HDR)
+	@$(cparser_fuzz_cc); \
+	echo "$$cc -g -O1 -fsanitize=fuzzer,address,undefined ... -o $@"; \
+	$$cc $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_h1parse.c $(CPARSER_SRC)
+
+$(FUZZ_WS_BIN): tests/fuzz/fuzz_wsframe.c tests/fuzz/fuzzutil.h $(WS_SRC) $(WS_HDR)
+	@$(cparser_fuzz_cc); \
+	echo "$$cc -g -O1 -fsanitize=fuzzer,address,undefined ... -o $@"; \
+	$$cc $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_wsframe.c $(WS_SRC)
+
+$(FUZZ_MP_BIN): tests/fuzz/fuzz_multipart.c tests/fuzz/fuzzutil.h $(MP_SRC) $(MP_HDR)
+	@$(cparser_fuzz_cc); \
+	echo "$$cc -g -O1 -fsanitize=fuzzer,address,undefined ... -o $@"; \
+	$$cc $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_multipart.c $(MP_SRC)
 
 fuzz: $(FUZZ_BIN)
 	@mkdir -p $(FUZZ_CORPUS)
@@ -141,6 +161,21 @@ fuzz: $(FUZZ_BIN)
 	    -max_len=16384 -print_final_stats=1 -dict=tests/fuzz/h1parse.dict \
 	    -artifact_prefix=tests/fuzz/ $(FUZZ_CORPUS) $$seed
 
+# The codec harness starts from nothing, the multipart one from three seed
+# bodies; both keep what they find, and any crashing input, in build/ (not
+# committed).
+fuzz-ws: $(FUZZ_WS_BIN)
+	@mkdir -p build/fuzz-ws
+	./$(FUZZ_WS_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz-ws- build/fuzz-ws
+
+fuzz-mp: $(FUZZ_MP_BIN)
+	@mkdir -p build/fuzz-mp
+	./$(FUZZ_MP_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -print_final_stats=1 -dict=tests/fuzz/multipart.dict \
+	    -artifact_prefix=build/fuzz-mp- build/fuzz-mp tests/fuzz/seeds-multipart
+
 cparser-clean:
 	rm -f $(CTEST_BIN) $(CTEST_ASAN_BIN) $(MPTEST_BIN) $(MPTEST_ASAN_BIN) \
-	    $(WSTEST_BIN) $(WSTEST_ASAN_BIN) $(BENCH_BIN) $(WSBENCH_BIN) $(FUZZ_BIN)
+	    $(WSTEST_BIN) $(WSTEST_ASAN_BIN) $(BENCH_BIN) $(WSBENCH_BIN) $(FUZZ_BIN) \
+	    $(FUZZ_WS_BIN) $(FUZZ_MP_BIN)

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "h1parse.h"
+#include "fuzzutil.h"
 
 #define FZ_MAXH 64
 
@@ -43,15 +44,6 @@ static const struct {
 } fz_limits[4] = {{8192, 64}, {256, 8}, {1024, 4}, {65536, 64}};
 
 static int fz_best_level;
-
-#define FZ_CHECK(cond)                                                   \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #cond,  \
-                    __LINE__);                                           \
-            abort();                                                     \
-        }                                                                \
-    } while (0)
 
 static int
 fz_span_ok(h1_span s, size_t len)
