@@ -207,6 +207,24 @@ def test_text_default_utf8_and_quoted_charset(api):
     assert e["encoding"] == "utf-16-le"
 
 
+@pytest.mark.parametrize("charset", [
+    "no-such-charset",  # unknown to Python: was a LookupError, a 500
+    "base64", "rot13",  # codecs, but not text encodings: a LookupError too
+    # text codecs that are no charset; punycode's decoder takes time
+    # quadratic in the body (10 MB held the worker for about half an hour)
+    "punycode", "idna", "undefined", "unicode_escape", "raw_unicode_escape",
+    "x" * 80,           # longer than any codec name
+])
+def test_text_with_a_charset_that_is_not_one_is_400(api, charset):
+    with Conn(api.port) as c:
+        # "abc-" is valid punycode, idna and escape-codec input alike
+        r = c.request("POST", "/r/text", body=b"abc-",
+                      headers={"Content-Type": "text/plain; charset=" + charset})
+        assert r.status == 400, r
+        # a client error: the connection survives it
+        assert c.request("GET", "/plain").body == b"plain"
+
+
 def test_mime_type_and_encoding(api):
     e = info(api, headers={"Content-Type": "application/json ; charset=UTF-8; q=1"})
     assert e["mime_type"] == "application/json"
