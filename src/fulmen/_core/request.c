@@ -651,18 +651,86 @@ static PyObject *req_get_encoding(RequestObject *r, void *c)
     return PyUnicode_DecodeLatin1(cs, (Py_ssize_t)csl, NULL);
 }
 
+/* Text codecs Python has that are no charset: a client naming one in
+ * Content-Type gets BadRequest like for an unknown name.  punycode's and
+ * idna's decoders also take time quadratic in their input (a 10 MB body
+ * held a worker for about half an hour). */
+static const char *const req_not_charsets[] = {
+    "idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape", NULL,
+};
+
+/* The canonical codec name for the charset cs[0..csl) the client sent, or
+ * NULL with BadRequest set when it is no character encoding Python has. */
+static PyObject *req_charset_codec(fulmen_state *st, const char *cs, size_t csl)
+{
+    char enc[64];
+    PyObject *codecs = NULL, *info = NULL, *name = NULL, *text = NULL, *shown;
+    int i, ok = 0;
+    if (csl >= sizeof(enc) || memchr(cs, 0, csl) != NULL)
+        goto refuse;
+    memcpy(enc, cs, csl);
+    enc[csl] = 0;
+    codecs = PyImport_ImportModule("codecs");
+    if (codecs == NULL)
+        goto error;
+    info = PyObject_CallMethod(codecs, "lookup", "s", enc);
+    if (info == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_LookupError))
+            goto error;
+        PyErr_Clear();
+        goto refuse;
+    }
+    name = PyObject_GetAttrString(info, "name");
+    text = PyObject_GetAttrString(info, "_is_text_encoding");
+    if (name == NULL || text == NULL || !PyUnicode_Check(name))
+        goto error;
+    ok = PyObject_IsTrue(text);
+    if (ok < 0)
+        goto error;
+    for (i = 0; ok && req_not_charsets[i] != NULL; i++)
+        if (PyUnicode_CompareWithASCIIString(name, req_not_charsets[i]) == 0)
+            ok = 0;
+    if (!ok)
+        goto refuse;
+    Py_DECREF(codecs);
+    Py_DECREF(info);
+    Py_DECREF(text);
+    return name;
+refuse:
+    shown = PyUnicode_DecodeLatin1(cs, (Py_ssize_t)(csl > 64 ? 64 : csl), NULL);
+    if (shown != NULL) {
+        PyErr_Format(st->BadRequest, "the body's charset %R is not one the server can decode",
+                     shown);
+        Py_DECREF(shown);
+    }
+error:
+    Py_XDECREF(codecs);
+    Py_XDECREF(info);
+    Py_XDECREF(name);
+    Py_XDECREF(text);
+    return NULL;
+}
+
+/* request.text: the body decoded with the charset of Content-Type (UTF-8
+ * without one), bad bytes replaced.  A charset that is no character
+ * encoding Python has is BadRequest (400). */
 static PyObject *req_get_text(RequestObject *r, void *c)
 {
     const char *mt, *cs;
     size_t mtl, csl;
-    char enc[64];
+    const char *name;
+    PyObject *codec, *res = NULL;
     req_content_type(r, &mt, &mtl, &cs, &csl);
-    if (cs != NULL && csl > 0 && csl < sizeof(enc)) {
-        memcpy(enc, cs, csl);
-        enc[csl] = 0;
-        return PyUnicode_Decode(REQ_SPAN(r, r->body), r->body.len, enc, "replace");
-    }
-    return PyUnicode_DecodeUTF8(REQ_SPAN(r, r->body), r->body.len, "replace");
+    if (cs == NULL || csl == 0)
+        return PyUnicode_DecodeUTF8(REQ_SPAN(r, r->body), r->body.len, "replace");
+    codec = req_charset_codec(r->st, cs, csl);
+    if (codec == NULL)
+        return NULL;
+    name = PyUnicode_AsUTF8(codec);
+    if (name != NULL)
+        res = PyUnicode_Decode(REQ_SPAN(r, r->body), r->body.len, name, "replace");
+    Py_DECREF(codec);
+    return res;
 }
 
 /* request.json: the body parsed by json.c.  Malformed JSON raises
