@@ -989,6 +989,21 @@ def test_subprotocol_selection(ws_app, offer, chosen):
         ws.expect_close(1000)
 
 
+def test_subprotocol_is_matched_exactly(ws_app):
+    """RFC 6455 4.2.2: the server answers with one of the values the client
+    sent, and a client fails the connection on any other (4.1).  An offer
+    that differs from the route's name only in case is another protocol:
+    answering "chat.v1" to "CHAT.V1" made the client give up."""
+    with connect(ws_app.port, "/proto", protocols=["CHAT.V1", "SuperChat"]) as ws:
+        assert "sec-websocket-protocol" not in ws.headers, ws.headers
+        assert ws.recv_message() == (OP_TEXT, b"None")
+        ws.expect_close(1000)
+    with connect(ws_app.port, "/proto", protocols=["CHAT.V1", "chat.v1"]) as ws:
+        assert ws.headers.get("sec-websocket-protocol") == "chat.v1", ws.headers
+        assert ws.recv_message() == (OP_TEXT, b"'chat.v1'")
+        ws.expect_close(1000)
+
+
 def test_subprotocol_offered_over_several_lines(ws_app):
     """RFC 6455 11.3.4: Sec-WebSocket-Protocol may appear more than once in
     a request, as one list; the server's preference still wins."""
