@@ -1230,8 +1230,10 @@ done:
  * WebSocket upgrade (RFC 6455 4.2, RFC 7692 5)
  */
 
-/* Does the comma-separated header value v[0..n) hold token tok? */
-static int conn_has_token(const char *v, size_t n, const char *tok)
+/* Does the comma-separated header value v[0..n) hold token tok?  icase:
+ * compared ignoring ASCII case (protocol names, RFC 9110 7.8), else exactly
+ * (subprotocols: the server must answer with one of the client's values). */
+static int conn_has_token(const char *v, size_t n, const char *tok, int icase)
 {
     size_t tl = strlen(tok), i = 0;
     while (i < n) {
@@ -1244,7 +1246,8 @@ static int conn_has_token(const char *v, size_t n, const char *tok)
         e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
+        if (e - s == tl &&
+            (icase ? strncasecmp(v + s, tok, tl) : memcmp(v + s, tok, tl)) == 0)
             return 1;
     }
     return 0;
@@ -1276,14 +1279,15 @@ static int conn_next_header(RequestObject *r, const char *lname, uint32_t *i,
     return 1;
 }
 
-/* Does any field line named lname hold token tok? */
-static int conn_header_has_token(RequestObject *r, const char *lname, const char *tok)
+/* Does any field line named lname hold token tok (icase: see conn_has_token)? */
+static int conn_header_has_token(RequestObject *r, const char *lname, const char *tok,
+                                 int icase)
 {
     uint32_t i = 0;
     const char *v;
     size_t n;
     while (conn_next_header(r, lname, &i, &v, &n))
-        if (conn_has_token(v, n, tok))
+        if (conn_has_token(v, n, tok, icase))
             return 1;
     return 0;
 }
@@ -1414,7 +1418,7 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
     WebSocketObject *ws;
     uint32_t hi = 0;
     int upgrade = (req->h.flags & H1_F_CONN_UPGRADE) &&
-                  conn_header_has_token(req, "upgrade", "websocket");
+                  conn_header_has_token(req, "upgrade", "websocket", 1);
     if (!upgrade) {
         PyObject *h = Py_BuildValue("{ssss}", "Upgrade", "websocket", "Connection", "Upgrade");
         res = h ? resp_new_simple(st, 426, "Upgrade Required", h) : NULL;
@@ -1445,7 +1449,7 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
             PyObject *p = PySequence_GetItem(opt, i);
             const char *ps = p && PyUnicode_Check(p) ? PyUnicode_AsUTF8(p) : NULL;
             if (ps != NULL && strlen(ps) < 100 &&
-                conn_header_has_token(req, "sec-websocket-protocol", ps)) {
+                conn_header_has_token(req, "sec-websocket-protocol", ps, 0)) {
                 subprotocol = p;
                 snprintf(proto_hdr, sizeof(proto_hdr), "Sec-WebSocket-Protocol: %s\r\n", ps);
                 break;
