@@ -200,6 +200,43 @@ def test_if_modified_since(api):
         assert c.request("GET", "/plain").body == b"plain"
 
 
+def test_if_match_and_if_unmodified_since(api):
+    """RFC 9110 13.1.1 and 13.1.4: an origin server must evaluate If-Match
+    and If-Unmodified-Since; a false condition is 412 (13.2.2 steps 1-2),
+    evaluated before If-None-Match, If-Modified-Since and Range."""
+    data = static(api, "digits.txt")
+    with Conn(api.port) as c:
+        r = c.request("GET", "/static/digits.txt")
+        etag, lm = r.header("ETag"), r.header("Last-Modified")
+        earlier = "Thu, 01 Jan 1970 00:00:01 GMT"
+        for headers in ({"If-Match": '"other"'},
+                        {"If-Match": "W/" + etag},           # strong comparison
+                        {"If-Match": '"a", "b"'},
+                        {"If-Unmodified-Since": earlier},
+                        {"If-Match": '"other"', "If-None-Match": '"x"'},
+                        {"If-Match": '"other"', "Range": "bytes=0-1"}):
+            r = c.request("GET", "/static/digits.txt", headers=headers)
+            assert r.status == 412, (headers, r)
+            assert r.body != data, headers
+            r = c.request("HEAD", "/static/digits.txt", headers=headers)
+            assert r.status == 412, (headers, r)
+        for headers in ({"If-Match": etag}, {"If-Match": '"a", ' + etag}, {"If-Match": "*"},
+                        {"If-Unmodified-Since": lm},
+                        {"If-Unmodified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"},
+                        {"If-Unmodified-Since": "garbage"},     # not a date: ignored
+                        # If-Match present: If-Unmodified-Since is not looked at
+                        {"If-Match": etag, "If-Unmodified-Since": earlier}):
+            r = c.request("GET", "/static/digits.txt", headers=headers)
+            assert (r.status, r.body) == (200, data), (headers, r)
+        r = c.request("GET", "/static/digits.txt",
+                      headers={"If-Match": etag, "Range": "bytes=0-1"})
+        assert (r.status, r.body) == (206, data[:2])
+        r = c.request("GET", "/static/digits.txt",
+                      headers={"If-Match": etag, "If-None-Match": etag})
+        assert r.status == 304
+        assert c.request("GET", "/plain").body == b"plain"
+
+
 def test_conditional_on_response_file(api):
     etag = get(api, "/f/file").header("ETag")
     assert get(api, "/f/file", headers={"If-None-Match": etag}).status == 304
@@ -328,6 +365,18 @@ def test_directories_not_listed(api, target):
     r = get(api, target)
     assert r.status == 404, r
     assert b"nested" not in r.body and b"hello" not in r.body
+
+
+@pytest.mark.parametrize("target", ["/static/hello.txt/", "/static/sub/nested.txt/",
+                                    "/static/hello.txt//", "/static/hello.txt%2F"])
+def test_file_with_a_trailing_slash_is_404(api, target):
+    """A path ending in '/' names a directory (RFC 3986 3.3); the file
+    answered there was another URL for it, where a page's relative links
+    resolve below the file.  nginx and Apache answer 404 (ENOTDIR)."""
+    with Conn(api.port) as c:
+        r = c.request("GET", target)
+        assert r.status == 404, r
+        assert c.request("GET", "/plain").body == b"plain"
 
 
 def test_add_static_at_the_root(tmp_path):
