@@ -6,6 +6,7 @@ responses are resolved here once per request (stat, conditional and range
 headers); their bodies then go out through the same streaming path.
 """
 import asyncio
+import datetime
 import email.utils
 import mimetypes
 import os
@@ -156,6 +157,33 @@ def _headers_list(resp):
     return [tuple(p) for p in h]
 
 
+def _http_date(value):
+    """An HTTP-date as a timestamp, or None when it is not one.  The
+    obsolete asctime form has no zone: HTTP dates are GMT (RFC 9110 5.6.7)."""
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=datetime.timezone.utc)
+        return dt.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _precondition_failed(request, st, etag):
+    """If-Match (strong comparison), else If-Unmodified-Since, is false:
+    RFC 9110 13.2.2 steps 1 and 2, answered 412."""
+    h = request.headers
+    im = h.get("If-Match")
+    if im is not None:
+        tags = [t.strip() for t in im.split(",")]
+        return "*" not in tags and etag not in tags
+    ius = h.get("If-Unmodified-Since")
+    if ius is not None:
+        t = _http_date(ius)
+        return t is not None and int(st.st_mtime) > t
+    return False
+
+
 def _not_modified(request, st, etag):
     h = request.headers
     inm = h.get("If-None-Match")
@@ -164,11 +192,8 @@ def _not_modified(request, st, etag):
         return "*" in tags or etag in tags or ("W/" + etag) in tags
     ims = h.get("If-Modified-Since")
     if ims is not None:
-        try:
-            t = email.utils.parsedate_to_datetime(ims).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return False
-        return int(st.st_mtime) <= t
+        t = _http_date(ims)
+        return t is not None and int(st.st_mtime) <= t
     return False
 
 
@@ -238,6 +263,8 @@ def _file_response(request, resp):
             ctype += "; charset=utf-8"
     code = resp.code
     if request is not None and request.method in ("GET", "HEAD") and code == 200:
+        if _precondition_failed(request, st, etag):
+            return Response(code=412, text="Precondition Failed", headers=headers)
         if _not_modified(request, st, etag):
             return Response(code=304, headers=headers)
         rng = request.headers.get("Range")
