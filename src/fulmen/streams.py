@@ -310,7 +310,8 @@ def static_handler(directory):
     def serve_static(request):
         rel = request.match_dict.get("path", "")
         parts = rel.split("/")
-        if (not rel or "\x00" in rel or "\\" in rel
+        # a trailing '/' names a directory: never a file (nginx: ENOTDIR)
+        if (not rel or "\x00" in rel or "\\" in rel or rel.endswith("/")
                 or any(p in ("..", ".") for p in parts) or rel.startswith("/")):
             return Response(code=404, text="Not Found")
         full = os.path.realpath(os.path.join(root, *parts))
