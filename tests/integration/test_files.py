@@ -83,6 +83,16 @@ def test_missing_file_or_directory_is_404(api):
     assert get(api, "/f/dir").status == 404
 
 
+@pytest.mark.parametrize("how", ["toolong", "loop"])
+def test_file_that_cannot_be_reached_is_404(api, how):
+    """ENAMETOOLONG and ELOOP from stat() are a file that is not there, as
+    ENOENT is: 404, not a 500 with a traceback."""
+    with Conn(api.port) as c:
+        assert c.request("GET", "/f/unreachable/" + how).status == 404
+        assert c.request("GET", "/static/loop-a").status == 404
+        assert c.request("GET", "/plain").body == b"plain"
+
+
 def test_head_on_file(api):
     size = len(static(api, "big.bin"))
     with Conn(api.port) as c:

@@ -636,6 +636,12 @@ def file_dir(request):
     return Response(file=os.environ["FULMEN_API_STATIC"])
 
 
+def file_unreachable(request):
+    """A name too long for the file system, or a symlink loop (ELOOP)."""
+    name = "x" * 5000 if request.match_dict["how"] == "toolong" else "loop-a"
+    return Response(file=os.path.join(os.environ["FULMEN_API_STATIC"], name))
+
+
 # ---- the route table ----------------------------------------------------------
 
 r.add_route("/r/info", info, name="info")
@@ -716,6 +722,7 @@ r.add_route("/f/fileresponse", file_response)
 r.add_route("/f/mime", file_mime)
 r.add_route("/f/missing", file_missing)
 r.add_route("/f/dir", file_dir)
+r.add_route("/f/unreachable/{how}", file_unreachable)
 r.add_static("/static", os.environ["FULMEN_API_STATIC"])
 
 if __name__ == "__main__":
