@@ -242,10 +242,10 @@ def _file_response(request, resp):
     path = resp.file
     try:
         st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return Response(code=404, text="Not Found")
     except PermissionError:
         return Response(code=403, text="Forbidden")
+    except OSError:  # ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP: no file there
+        return Response(code=404, text="Not Found")
     if not os.path.isfile(path):
         return Response(code=404, text="Not Found")
     if not os.access(path, os.R_OK):
@@ -286,8 +286,13 @@ def _file_response(request, resp):
         headers.append(("Content-Length", str(st.st_size)))
         return Response(code=code, stream=iter(()), mime_type=ctype, headers=headers)
     if st.st_size <= SMALL_FILE:
-        with open(path, "rb") as f:
-            data = f.read()
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except PermissionError:
+            return Response(code=403, text="Forbidden")
+        except OSError:  # gone since the stat()
+            return Response(code=404, text="Not Found")
         r = Response(code=code, body=data, headers=headers)
         r.mime_type = ctype     # exactly this type (the constructor may label a text/ one)
         return r
