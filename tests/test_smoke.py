@@ -20,7 +20,9 @@ def hello_port():
     assert m, "server did not start: %r" % line
     yield int(m.group(1))
     p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=10) == 0
+    code = p.wait(timeout=10)
+    p.stderr.close()
+    assert code == 0
 
 
 def _exchange(port, payload, n_responses):

@@ -79,6 +79,7 @@ class Server:
             if m and self.port is None:
                 self.host, self.port, self.pid = m.group(1), int(m.group(2)), int(m.group(3))
                 self._listening.set()
+        self.proc.stderr.close()
         self._listening.set()
 
     def wait_for_stderr(self, text, timeout=5.0):

@@ -126,6 +126,7 @@ def stack(app_dir, tmp_path):
         except subprocess.TimeoutExpired:
             ngx.kill()
             ngx.wait()
+        ngx.stderr.close()
         for srv in (a, b):
             if srv.alive():
                 assert stop_master(srv) == 0, srv.stderr()

@@ -88,6 +88,7 @@ class Proc(Server):
                 else:
                     self.port = 0                     # a unix socket
                 self._listening.set()
+        self.proc.stderr.close()
         with self._cond:
             self._cond.notify_all()
         self._listening.set()

@@ -199,6 +199,7 @@ class WSClient:
         status, headers, body = self.read_response()
         self.status, self.headers = status, headers
         if status != 101:
+            self.sock.close()
             raise HandshakeError(status, headers, body)
         expect = base64.b64encode(hashlib.sha1(self.key.encode() + GUID).digest()).decode()
         assert headers.get("sec-websocket-accept") == expect, headers
