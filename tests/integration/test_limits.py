@@ -601,6 +601,29 @@ def test_trickled_body_is_not_cut(limits):
         assert c.read_response().json() == {"len": 10, "sum": sum(body)}
 
 
+# ---- errors answered to HEAD ------------------------------------------------
+
+@pytest.mark.parametrize("rest,status", [
+    (b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1), 413),
+    (b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY + 1), 413),
+    (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"X-Bad\x01: 1\r\n\r\n", 400),
+    (b"Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"Content-Length: 10\r\n\r\nab", 408),
+], ids=["413-length", "413-chunked", "400-chunked", "400-head", "501", "408-body"])
+def test_error_answered_to_head_has_no_body(limits, rest, status):
+    """RFC 9110 9.3.2: a response to HEAD carries no content, the errors the
+    server makes itself included (the method is known once the request line
+    is read).  A body after the head would be read by the client as the next
+    response."""
+    with Conn(limits.port) as c:
+        c.send(b"HEAD /len HTTP/1.1\r\nHost: x\r\n" + rest)
+        r = c.read_response(head=True)
+        assert r.status == status, r
+        assert r.header("Connection").lower() == "close"
+        assert c.at_eof(), "a body after the %d to HEAD: %r" % (status, bytes(c.buf[:200]))
+
+
 # ---- keep_alive_timeout -----------------------------------------------------
 
 def test_idle_keep_alive_connection_is_closed(limits):

@@ -1584,11 +1584,15 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
     conn_emit(c, req, res, head_only, conn_hdr, !keep);
 }
 
-/* A framing error: answer it (after the responses ahead of it) and close. */
-static void conn_protocol_error(ConnObject *c, int status)
+/* A framing error: answer it (after the responses ahead of it) and close.
+ * req (may be NULL) is the request it is about, still held by the caller:
+ * once its method is known to be HEAD, the answer has no content (RFC 9110
+ * 9.3.2). */
+static void conn_protocol_error(ConnObject *c, int status, RequestObject *req)
 {
     PyObject *r;
     const char *reason = resp_reason(status);
+    int head_only = req != NULL && req->h.method_id == H1_M_HEAD;
     c->closing = 1;
     r = resp_new_simple(c->st, status, reason ? reason : "Bad Request", NULL);
     if (r == NULL) {
@@ -1596,7 +1600,7 @@ static void conn_protocol_error(ConnObject *c, int status)
         c->close_after_flush = 1;
         return;
     }
-    conn_emit(c, NULL, r, 0, 1, 1);
+    conn_emit(c, NULL, r, head_only, 1, 1);
 }
 
 /* Expect: 100-continue: send the interim response now, or in its turn
@@ -1811,8 +1815,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             if (UNLIKELY(n == H1_ERROR)) {
                 int status = req->h.error_status ? req->h.error_status : 400;
                 c->pending = NULL;
+                conn_protocol_error(c, status, req);
                 req_release(req);
-                conn_protocol_error(c, status);
                 return len;
             }
             if (UNLIKELY(req->h.method_id == H1_M_CONNECT)) {
@@ -1821,8 +1825,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                  * through unchecked while we read them as requests.  We
                  * tunnel nothing, whatever the routes say. */
                 c->pending = NULL;
+                conn_protocol_error(c, 501, req);
                 req_release(req);
-                conn_protocol_error(c, 501);
                 return len;
             }
             c->head_len = (uint32_t)n;
@@ -1847,8 +1851,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                           ((req->h.flags & H1_F_HAS_CL) && req->h.content_length > 0)))) {
                 if (!(req->h.flags & H1_F_CHUNKED) && req->h.content_length > max_body) {
                     c->pending = NULL;
+                    conn_protocol_error(c, 413, req);
                     req_release(req);
-                    conn_protocol_error(c, 413);
                     return len;
                 }
                 if (conn_start_body_stream(c, req, p + pos, owner, max_body) < 0)
@@ -1870,8 +1874,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             } else {
                 if (req->h.content_length > max_body) { /* 0 without one */
                     c->pending = NULL;
+                    conn_protocol_error(c, 413, req);
                     req_release(req);
-                    conn_protocol_error(c, 413);
                     return len;
                 }
                 c->stage = STAGE_BODY;
@@ -1906,8 +1910,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             }
             if (rc != H1_CHUNK_DONE) {
                 c->pending = NULL;
+                conn_protocol_error(c, rc == H1_CHUNK_TOO_BIG ? 413 : 400, req);
                 req_release(req);
-                conn_protocol_error(c, rc == H1_CHUNK_TOO_BIG ? 413 : 400);
                 return len;
             }
             req->body.off = c->head_len;
@@ -2239,7 +2243,7 @@ static void conn_process_buffer(ConnObject *c)
     limit = (size_t)srv->max_header_size + (size_t)body * 2 + (1u << 20);
     if (c->buf_len > limit) {
         conn_buf_free(c);
-        conn_protocol_error(c, 413);
+        conn_protocol_error(c, 413, c->pending);
     }
 }
 
@@ -2664,8 +2668,9 @@ static void conn_expire(ConnObject *c)
          (c->timer == CONN_T_BODY && c->pending != NULL && conn_bstream(c) == NULL))) {
         /* slow or stalled head (on a connection not yet answered), or the
          * body of a request nobody is reading yet: 408, then close */
+        int head_only = c->pending != NULL && c->pending->h.method_id == H1_M_HEAD;
         c->closing = 1;
-        if (resp_serialize_status(st, 408, "Request Timeout", 0, 1, NULL) < 0)
+        if (resp_serialize_status(st, 408, "Request Timeout", head_only, 1, NULL) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         c->close_after_flush = 1;
         if (conn_flush(c) < 0)
