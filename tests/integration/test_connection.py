@@ -4,6 +4,8 @@ import socket
 import struct
 import threading
 
+import pytest
+
 from .rawhttp import Conn, build_request
 
 
@@ -140,3 +142,28 @@ def test_idle_connection_is_not_closed_immediately(basic):
     with Conn(basic.port) as c, Conn(basic.port) as d:
         assert d.request("GET", "/").status == 200
         assert c.request("GET", "/").status == 200
+
+
+@pytest.mark.parametrize("last", [
+    b"BAD\x01REQUEST\r\n\r\n",
+    build_request("GET", "/", headers={"Connection": "close"}),
+    b"GET / HTTP/1.0\r\n\r\n",
+], ids=["400", "connection-close", "http10"])
+def test_answers_before_a_close_survive_bytes_the_client_sends_after_it(basic, last):
+    """RFC 9112 9.6: a server that closes while unread bytes from the client
+    wait in its socket makes the kernel send RST, which throws away what it
+    has not delivered yet, the last answers included.  The server closes its
+    sending side, then reads and discards until the client closes (or for a
+    short while): the client gets every answer, then EOF."""
+    n, size = 20, 200_000
+    with Conn(basic.port, timeout=20) as c:
+        c.send(build_request("GET", "/big/%d" % size) * n + last)
+        assert c._fill()  # the server has read the batch and is answering it
+        # a pipelining client that has not seen the close yet
+        c.send(build_request("GET", "/") * 50)
+        for _ in range(n):
+            r = c.read_response()
+            assert r.status == 200 and len(r.body) == size
+        r = c.read_response()
+        assert r.header("Connection", "").lower() == "close", r
+        assert c.at_eof()
