@@ -710,6 +710,9 @@ def test_max_connections_fourth_client_waits_then_is_served(limits):
             # while the other two are still busy.
             assert conns[0].read_response().body == b"slept"
             assert conns[0].at_eof()
+            # as a client does on EOF (else the server waits up to 2 s for
+            # it before it closes its side: RFC 9112 9.6)
+            conns[0].close()
             fourth.sock.settimeout(LATE)
             assert fourth.read_response().body == b"ok"
             readable, _, _ = select.select([c.sock for c in conns[1:]], [], [], 0)
@@ -717,6 +720,26 @@ def test_max_connections_fourth_client_waits_then_is_served(limits):
         for c in conns[1:]:
             c.sock.settimeout(LATE)
             assert c.read_response().body == b"slept"
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_closed_connections_the_client_keeps_open_are_released(limits):
+    """A connection the server closes stays open for a while to read what
+    the client still sends (RFC 9112 9.6).  A client that never closes its
+    side, and even keeps sending, must not keep it (nor its place under
+    max_connections=3) for longer than that."""
+    conns = [Conn(limits.port) for _ in range(3)]
+    try:
+        for c in conns:
+            c.send(b"GET / HTTP/1.0\r\n\r\n")
+            assert c.read_response().body == b"ok"
+            assert c.at_eof()
+            c.send(build_request("GET", "/"))   # never answered, never closed
+        with Conn(limits.port, timeout=LATE) as fourth:
+            fourth.send(build_request("GET", "/"))
+            assert fourth.read_response().body == b"ok"
     finally:
         for c in conns:
             c.close()

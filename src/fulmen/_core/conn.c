@@ -51,6 +51,14 @@
  * sooner, so that steady traffic does not allocate them per request. */
 #define CONN_TRIM_MS 1000
 
+/* After the last answer on a connection that closes, how long the client
+ * has to close its side while what it still sends is read and dropped
+ * (conn_linger). */
+#define CONN_LINGER_MS 2000
+/* ... and how much of it, in KiB: a client that sends more is flooding,
+ * not finishing a pipeline or an upload in flight. */
+#define CONN_LINGER_KB 64
+
 enum {
     CONN_PAUSE_WRITE = 1,    /* transport above its high-water mark */
     CONN_PAUSE_PIPELINE = 2, /* too many responses waiting in the queue */
@@ -67,6 +75,7 @@ enum {
     CONN_T_WRITE,  /* body_timeout while the peer does not read */
     CONN_T_WSCLOSE, /* we sent a WebSocket close: the peer has 5 s to answer */
     CONN_T_WSPING, /* WebSocket keep-alive: ping, then wait for traffic */
+    CONN_T_LINGER, /* half-closed after the last answer: the client's turn */
 };
 
 typedef struct {
@@ -153,6 +162,9 @@ struct ConnObject {
     uint8_t aborted;       /* transport.abort() was called: the socket stays
                             * open until connection_lost, but nothing more
                             * may be written to it (not even by send()) */
+    uint8_t lingering;     /* write_eof() was called: reading on, to drop
+                            * what the client still sends (conn_linger) */
+    uint16_t linger_kb;    /* KiB dropped while lingering */
 };
 
 /* The WebSocket after a 101, else NULL. */
@@ -186,6 +198,8 @@ INLINE conn_ext *conn_ext_get(ConnObject *c)
 
 static void conn_io_watch(ConnObject *c, int on);
 static void conn_io_end(ConnObject *c);
+static int conn_linger(ConnObject *c);
+static void conn_linger_drop(ConnObject *c, PyObject *data);
 
 /* ========================================================================
  * Output
@@ -279,10 +293,13 @@ done_ok:
     if (c->close_after_flush && !c->closed && c->transport != NULL) {
         c->close_after_flush = 0;
         Py_XDECREF(res);
-        conn_io_end(c);
-        res = PyObject_CallMethodNoArgs(c->transport, st->s_close);
-        if (res == NULL)
-            rc = -1;
+        res = NULL;
+        if (!conn_linger(c)) {
+            conn_io_end(c);
+            res = PyObject_CallMethodNoArgs(c->transport, st->s_close);
+            if (res == NULL)
+                rc = -1;
+        }
     }
 error:
     Py_XDECREF(b);
@@ -668,7 +685,7 @@ static void conn_set_pause(ConnObject *c, int bit, int on)
         c->pause |= bit;
     else
         c->pause &= ~bit;
-    want = c->pause != 0;
+    want = c->pause != 0 && !c->lingering;
     if (want == c->reading_paused || c->closed || c->transport == NULL)
         return;
     c->reading_paused = (uint8_t)want;
@@ -825,6 +842,11 @@ static void conn_rearm(ConnObject *c, int64_t now)
         if (c->timer != CONN_T_WRITE) {
             c->timer = CONN_T_WRITE;
             c->deadline = now + srv->body_timeout_ms;
+        }
+    } else if (UNLIKELY(c->lingering)) {
+        if (c->timer != CONN_T_LINGER && c->timer != CONN_T_WRITE) {
+            c->timer = CONN_T_LINGER;
+            c->deadline = now + CONN_LINGER_MS;
         }
     } else if (conn_bstream(c) != NULL && !(c->pause & CONN_PAUSE_BODY)) {
         c->timer = CONN_T_BODY; /* a streamed body: bytes must keep coming */
@@ -2257,8 +2279,11 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
 {
     fulmen_state *st = c->st;
     Py_buffer view;
-    if (c->closing || c->closed)
+    if (c->closing || c->closed) {
+        if (UNLIKELY(c->lingering))
+            conn_linger_drop(c, data);
         Py_RETURN_NONE;
+    }
     if (UNLIKELY(conn_ws(c) != NULL)) {
         if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
             return NULL;
@@ -2650,11 +2675,87 @@ static PyObject *conn_server_close_io(ServerObject *srv, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Close in stages (RFC 9112 9.6) instead of at once: closing a socket that
+ * holds unread bytes from the client makes the kernel send RST, which
+ * discards what the client has not read yet, our last answers included
+ * (a pipelining client keeps sending after the request that closes).  So
+ * the sending side is shut once the output is out (write_eof), and what
+ * the client still sends is read and dropped until it closes its side (EOF
+ * closes, as on any connection) or for CONN_LINGER_MS, counted once the
+ * transport holds nothing more to send (body_timeout bounds that wait, as
+ * for any answer the client does not read).
+ * Returns 1 when lingering has started, 0 when the caller closes now: the
+ * client has closed already (EOF: nothing can follow), a WebSocket, or a
+ * transport that cannot half-close (TLS). */
+static NOINLINE int conn_linger(ConnObject *c)
+{
+    PyObject *r;
+    int ok;
+    if (c->eof || c->aborted || c->lingering || conn_ws(c) != NULL)
+        return 0;
+    r = PyObject_CallMethod(c->transport, "can_write_eof", NULL);
+    ok = r != NULL && PyObject_IsTrue(r) == 1;
+    Py_XDECREF(r);
+    if (ok) {
+        r = PyObject_CallMethod(c->transport, "write_eof", NULL);
+        ok = r != NULL;
+        Py_XDECREF(r);
+    }
+    if (!ok) {
+        PyErr_Clear();
+        return 0;
+    }
+    c->closing = 1;
+    c->lingering = 1;
+    conn_set_pause(c, 0, 0); /* reading resumes whatever paused it */
+    c->timer = CONN_T_NONE;
+    conn_rearm(c, mod_now_ms());
+    return 1;
+}
+
+/* data arrived while lingering: dropped, and counted against
+ * CONN_LINGER_KB; past that, the socket closes now. */
+static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
+{
+    Py_ssize_t n = PyObject_Size(data);
+    PyObject *r;
+    if (n < 0) {
+        PyErr_Clear();
+        n = CONN_LINGER_KB * 1024;
+    }
+    n = (n + 1023) / 1024;
+    if (c->linger_kb + n <= CONN_LINGER_KB) {
+        c->linger_kb += (uint16_t)n;
+        return;
+    }
+    conn_io_end(c);
+    r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(r);
+}
+
+/* A lingering connection's transport still holds output. */
+static int conn_linger_unsent(ConnObject *c)
+{
+    PyObject *r = PyObject_CallMethod(c->transport, "get_write_buffer_size", NULL);
+    long n = r != NULL ? PyLong_AsLong(r) : 0;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return n > 0;
+}
+
 /* The sweep found c past its deadline. */
 static void conn_expire(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *r;
+    if (c->timer == CONN_T_LINGER && conn_linger_unsent(c)) {
+        /* the answers have not all left: the client is not reading them */
+        c->timer = CONN_T_WRITE;
+        c->deadline = mod_now_ms() + c->server->body_timeout_ms;
+        return;
+    }
     if (c->timer == CONN_T_WSPING && conn_ws(c) != NULL) {
         ws_timer(c->ext->ws, mod_now_ms());
         if (conn_flush(c) < 0)
@@ -2673,8 +2774,11 @@ static void conn_expire(ConnObject *c)
         if (resp_serialize_status(st, 408, "Request Timeout", head_only, 1, NULL) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         c->close_after_flush = 1;
-        if (conn_flush(c) < 0)
+        c->timer = CONN_T_NONE;
+        c->deadline = 0;
+        if (conn_flush(c) < 0) /* arms the linger timer (conn_linger) */
             PyErr_WriteUnraisable((PyObject *)c);
+        return;
     } else {
         if (conn_bstream(c) != NULL)
             conn_fail_body_stream(c, PyExc_TimeoutError, "the request body stopped arriving");
