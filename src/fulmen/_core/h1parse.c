@@ -116,27 +116,58 @@ h1_mkspan(size_t off, size_t len)
 }
 
 /* Characters of a Host value or authority-form target: unreserved,
- * pct-encoded, sub-delims, ':' and the brackets of an IP-literal. */
+ * pct-encoded, sub-delims (1), ':' and the brackets of an IP-literal (3:
+ * their order is checked by h1_host_form_ok). */
 static const uint8_t h1_host_ok[256] = {
     ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
     ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1,
     ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
     ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
-    [':'] = 1, ['['] = 1, [']'] = 1,
+    [':'] = 3, ['['] = 3, [']'] = 3,
 };
 
-/* Every byte of s[a..b) is a Host character: tested four at a time with
- * no branch per byte (Host is on every request). */
-static H1_ALWAYS_INLINE int
+/* Classify s[a..b): 0 when a byte is not a Host character, 1 when all are
+ * and none is ':', '[' or ']', 3 when all are and one of those is there.
+ * Four bytes at a time with no branch per byte (Host is on every request). */
+static H1_ALWAYS_INLINE unsigned
 h1_host_chars_ok(const unsigned char *s, size_t a, size_t b)
 {
-    unsigned ok = 1;
-    for (; a + 4 <= b; a += 4)
-        ok &= h1_host_ok[s[a]] & h1_host_ok[s[a + 1]] & h1_host_ok[s[a + 2]] &
-              h1_host_ok[s[a + 3]];
-    for (; a < b; a++)
+    unsigned ok = 1, any = 0;
+    for (; a + 4 <= b; a += 4) {
+        unsigned t0 = h1_host_ok[s[a]], t1 = h1_host_ok[s[a + 1]],
+                 t2 = h1_host_ok[s[a + 2]], t3 = h1_host_ok[s[a + 3]];
+        ok &= t0 & t1 & t2 & t3;
+        any |= t0 | t1 | t2 | t3;
+    }
+    for (; a < b; a++) {
         ok &= h1_host_ok[s[a]];
-    return (int)ok;
+        any |= h1_host_ok[s[a]];
+    }
+    return (ok & 1) ? 1 | (any & 2) : 0;
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2), for s[a..b)
+ * made of Host characters: an IP-literal in brackets, or a reg-name or
+ * IPv4address (no ':' nor brackets), then optionally ':' and a port of
+ * digits (possibly empty).  Returns 1 when it has that form. */
+static NOINLINE int
+h1_host_form_ok(const unsigned char *s, size_t a, size_t b)
+{
+    size_t i = a;
+    if (i < b && s[i] == '[') {
+        for (i++; i < b && s[i] != ']'; i++)
+            if (s[i] == '[') return 0;
+        if (i == b || i == a + 1) return 0;
+        i++;
+    } else {
+        for (; i < b && s[i] != ':'; i++)
+            if (s[i] == '[' || s[i] == ']') return 0;
+    }
+    if (i == b) return 1;
+    if (s[i] != ':') return 0;
+    for (i++; i < b; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    return 1;
 }
 
 /* For the field names the parser acts on, indexed by name length: the
@@ -866,12 +897,20 @@ H1_FN(h1_target_form)(h1_request *req, const unsigned char *s, size_t t0, size_t
             return 400;
         }
         /* the authority is the request's host (RFC 9112 3.2.2): the
-         * characters of a Host value, and the '@' of a userinfo */
-        for (f = t0; f < a; f++)
+         * characters of a Host value, and the '@' of a userinfo; after
+         * the last '@', the form of a Host value */
+        q = t0;
+        for (f = t0; f < a; f++) {
             if (UNLIKELY(!h1_host_ok[s[f]] && s[f] != '@')) {
                 *why = "invalid authority in request-target";
                 return 400;
             }
+            if (s[f] == '@') q = f + 1;
+        }
+        if (!h1_host_form_ok(s, q, a)) {
+            *why = "invalid authority in request-target";
+            return 400;
+        }
         req->flags |= H1_F_ABSOLUTE;
     }
     q = H1_SCAN_QF(s, a, t1);
@@ -1076,8 +1115,12 @@ version_ok:
                  * h1_field_semantics */
                 if (UNLIKELY(req->flags & H1_F_HAS_HOST))
                     H1_FAIL(400, "duplicate Host");
-                if (UNLIKELY(!h1_host_chars_ok(s, vs, ve)))
-                    H1_FAIL(400, "invalid Host");
+                {
+                    unsigned hc = h1_host_chars_ok(s, vs, ve);
+                    /* 3: a ':' or brackets, whose order matters */
+                    if (UNLIKELY(hc != 1) && (hc == 0 || !h1_host_form_ok(s, vs, ve)))
+                        H1_FAIL(400, "invalid Host");
+                }
                 req->flags |= H1_F_HAS_HOST;
                 req->host_index = nh;
             } else if (nlen < 32 &&
