@@ -692,6 +692,44 @@ def test_peer_that_never_reads_is_dropped_without_buffering(limits):
             c.close()
 
 
+def test_closed_connection_whose_peer_never_reads_is_aborted(limits):
+    """Answers a client never reads, small enough to wait in the transport
+    below its high-water mark: when the server closes such a connection
+    (here at keep_alive_timeout), it aborts it after body_timeout instead
+    of keeping each socket, and its max_connections slot, until the client
+    reads."""
+    stuck = []
+    try:
+        for _ in range(3):                  # every slot (max_connections=3)
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(LATE)
+            s.connect(("127.0.0.1", limits.port))
+            s.sendall(build_request("GET", "/big-tight/40000"))
+            stuck.append(s)
+        with Conn(limits.port) as fourth:   # waits in the backlog meanwhile
+            fourth.sock.settimeout(LATE)
+            r = fourth.request("GET", "/tight-buffered")
+            assert r.status == 200
+        waiting = r.json()
+        # what the test is about: the closed answers waited in the transport
+        assert len(waiting) == 3 and all(0 < n < 65536 for n in waiting), waiting
+        for s in stuck:     # what the kernel held, then the end: cut short
+            got = 0
+            try:
+                while True:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    got += len(data)
+            except ConnectionResetError:
+                pass
+            assert got < 40000
+    finally:
+        for s in stuck:
+            s.close()
+
+
 # ---- max_connections ----------------------------------------------------------
 
 @skip_if_sanitized

@@ -76,6 +76,8 @@ enum {
     CONN_T_WSCLOSE, /* we sent a WebSocket close: the peer has 5 s to answer */
     CONN_T_WSPING, /* WebSocket keep-alive: ping, then wait for traffic */
     CONN_T_LINGER, /* half-closed after the last answer: the client's turn */
+    CONN_T_CLOSING, /* close() called with output the transport still holds:
+                     * the client has body_timeout to take it */
 };
 
 typedef struct {
@@ -200,6 +202,7 @@ static void conn_io_watch(ConnObject *c, int on);
 static void conn_io_end(ConnObject *c);
 static int conn_linger(ConnObject *c);
 static void conn_linger_drop(ConnObject *c, PyObject *data);
+static void conn_closing(ConnObject *c);
 
 /* ========================================================================
  * Output
@@ -299,6 +302,8 @@ done_ok:
             res = PyObject_CallMethodNoArgs(c->transport, st->s_close);
             if (res == NULL)
                 rc = -1;
+            else
+                conn_closing(c);
         }
     }
 error:
@@ -829,6 +834,8 @@ static void conn_rearm(ConnObject *c, int64_t now)
     if (c->closed) {
         c->timer = CONN_T_NONE;
         c->deadline = 0;
+    } else if (c->timer == CONN_T_CLOSING) {
+        /* closed by us: only its deadline is left */
     } else if (conn_ws(c) != NULL) {
         if (c->timer != CONN_T_WSCLOSE && !(c->pause & CONN_PAUSE_WRITE)) {
             int64_t d = ws_deadline(c->ext->ws);
@@ -2732,6 +2739,8 @@ static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
     r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
+    else
+        conn_closing(c);
     Py_XDECREF(r);
 }
 
@@ -2745,11 +2754,36 @@ static int conn_linger_unsent(ConnObject *c)
     return n > 0;
 }
 
+/* Called after transport.close(): output the transport still holds must be
+ * taken by the client within body_timeout, else the connection is aborted.
+ * (The transport keeps a closing socket open until its buffer drains, so a
+ * client that never reads would hold the socket, and its connection slot,
+ * for ever.)  A write deadline already set stays: it is earlier. */
+static void conn_closing(ConnObject *c)
+{
+    if (c->closed || c->aborted || c->transport == NULL || c->timer == CONN_T_WRITE ||
+        c->timer == CONN_T_CLOSING || !conn_linger_unsent(c))
+        return;
+    c->timer = CONN_T_CLOSING;
+    c->deadline = mod_now_ms() + c->server->body_timeout_ms;
+}
+
 /* The sweep found c past its deadline. */
 static void conn_expire(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *r;
+    if (c->timer == CONN_T_CLOSING) {
+        /* closed by us, and the client has not taken the rest since */
+        c->aborted = 1;
+        c->timer = CONN_T_NONE;
+        c->deadline = 0;
+        r = PyObject_CallMethod(c->transport, "abort", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_XDECREF(r);
+        return;
+    }
     if (c->timer == CONN_T_LINGER && conn_linger_unsent(c)) {
         /* the answers have not all left: the client is not reading them */
         c->timer = CONN_T_WRITE;
@@ -2786,13 +2820,16 @@ static void conn_expire(ConnObject *c)
         conn_io_end(c);
         if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE)
             c->aborted = 1;
+        c->timer = CONN_T_NONE;
+        c->deadline = 0;
         r = PyObject_CallMethod(c->transport, c->aborted ? "abort" : "close", NULL);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
+        else
+            conn_closing(c);
         Py_XDECREF(r);
+        return;
     }
-    c->timer = CONN_T_NONE;
-    c->deadline = 0;
 }
 
 PyObject *conn_get_transport(ConnObject *c)
@@ -2823,6 +2860,8 @@ void conn_close_transport(ConnObject *c, int abort)
     r = PyObject_CallMethod(c->transport, abort ? "abort" : "close", NULL);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
+    else
+        conn_closing(c);
     Py_XDECREF(r);
 }
 
@@ -3145,6 +3184,8 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
             r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
+            else
+                conn_closing(c);
             Py_XDECREF(r);
             continue;
         }
@@ -3156,6 +3197,8 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
             r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
+            else
+                conn_closing(c);
             Py_XDECREF(r);
             continue;
         }

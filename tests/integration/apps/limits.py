@@ -6,6 +6,7 @@ FULMEN_LIMITS_PROFILE=roomy serves the same routes with the default settings
 """
 import asyncio
 import os
+import socket
 import sys
 
 from fulmen import Application, Response
@@ -84,6 +85,24 @@ def big(request):
     return request.Response(body=b"b" * int(request.match_dict["n"]))
 
 
+tight_buffered = []
+
+
+def big_tight(request):
+    """/big/<n> through a 4 KB socket send buffer: most of a response of a
+    few ten KB waits in the transport.  What waits there, once the response
+    is written, goes to tight_buffered (shown by /tight-buffered)."""
+    t = request.transport
+    t.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    asyncio.get_running_loop().call_soon(
+        lambda: tight_buffered.append(t.get_write_buffer_size()))
+    return big(request)
+
+
+def tight(request):
+    return request.Response(json=tight_buffered)
+
+
 def pid(request):
     return request.Response(text=str(os.getpid()))
 
@@ -152,6 +171,8 @@ r.add_route("/astatic", astatic)
 r.add_route("/refcounts", refcounts)
 r.add_route("/pid", pid)
 r.add_route("/big/{n}", big)
+r.add_route("/big-tight/{n}", big_tight)
+r.add_route("/tight-buffered", tight)
 r.add_route("/unsafe/{kind}", unsafe)
 r.add_route("/unsafe-set-after", unsafe_set_after)
 r.add_route("/unsafe-set-cookie", unsafe_set_cookie)
