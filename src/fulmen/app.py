@@ -842,6 +842,9 @@ class _LimitedAcceptor:
             conn.close()
         finally:
             self.pending -= 1
+            # a connection that never reached the factory (a failed TLS
+            # handshake) gives its slot back here: no connection_lost will
+            self._on_lost()
 
     def _on_lost(self):
         if self.factory.connections + self.pending < self.limit:

@@ -241,6 +241,37 @@ def test_tls_handshake_is_bounded_by_header_timeout(tmp_path, cert, max_connecti
         assert stop_master(srv) == 0, srv.stderr()
 
 
+def test_failed_tls_handshakes_do_not_use_up_max_connections(tmp_path, cert):
+    """With max_connections=2, two clients whose handshakes fail (one stalls
+    until header_timeout, one sends garbage) hold no slot afterwards: the
+    worker accepts again and serves a real client."""
+    from .test_supervisor import APP, write_app
+    certfile, keyfile = cert
+    text = APP.replace("app = Application()",
+                       "app = Application(header_timeout=0.5, max_connections=2)")
+    write_app(tmp_path, "tlsmax", text + '\nif __name__ == "__main__":\n'
+              '    app.run(host="127.0.0.1", port=0, ssl=(%r, %r))\n' % (certfile, keyfile))
+    srv = Proc([sys.executable, str(tmp_path / "tlsmax.py")], cwd=str(tmp_path)).start()
+    try:
+        for rounds in range(2):             # the slots come back every time
+            bad = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                   for _ in range(2)]
+            bad[1].sendall(b"\x16\x03\x01\x00\x05hello" * 3)
+            for s in bad:
+                try:
+                    assert s.recv(100) == b""   # EOF once the server gives up
+                except ConnectionResetError:
+                    pass
+                except socket.timeout:
+                    pytest.fail("a failed TLS handshake was still open after 10 s")
+                s.close()
+            with tls_conn(srv.port, certfile) as c:
+                c.sock.settimeout(10)
+                assert c.request("GET", "/").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
 # ---- settings plumbed to the application ------------------------------------------
 
 def test_proxy_and_access_log_settings(app_dir):
