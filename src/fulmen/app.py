@@ -837,6 +837,10 @@ class _LimitedAcceptor:
         try:
             await self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl,
                                                     **self.tls_options)
+        except OSError:
+            # the client's doing (a TLS handshake that timed out or got
+            # garbage): dropped quietly, as uvloop's own server does
+            conn.close()
         except Exception as e:
             sys.stderr.write("fulmen: could not start a connection: %s\n" % e)
             conn.close()
