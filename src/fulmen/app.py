@@ -639,7 +639,13 @@ def _ssl_context(ssl):
         return ssl
     if isinstance(ssl, (tuple, list)) and len(ssl) == 2:
         ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(ssl[0], ssl[1])
+        try:
+            ctx.load_cert_chain(ssl[0], ssl[1])
+        except OSError as e:    # SSLError too; neither names the file
+            err = OSError("cannot load the TLS certificate %s and key %s: %s"
+                          % (ssl[0], ssl[1], e))
+            err.errno = e.errno
+            raise err from None
         return ctx
     raise ValueError("ssl must be an ssl.SSLContext or a (certfile, keyfile) pair")
 

@@ -387,6 +387,9 @@ def test_port_in_use_by_a_master_is_refused(app_dir, workers):
     (("--uds", "/nonexistent-dir/app.sock"),
      "fulmen: cannot listen on unix:/nonexistent-dir/app.sock: "
      "[Errno 2] No such file or directory"),
+    (("--ssl-certfile", "/nonexistent-dir/cert.pem", "--ssl-keyfile", "/nonexistent-dir/key.pem"),
+     "fulmen: cannot load the TLS certificate /nonexistent-dir/cert.pem and key "
+     "/nonexistent-dir/key.pem: [Errno 2] No such file or directory"),
 ])
 def test_bad_values_are_one_line_errors(app_dir, args, message):
     r = run_cli(app_dir, *args, "--workers", "1")
@@ -401,3 +404,12 @@ def test_uds_path_that_is_not_a_socket(app_dir, tmp_path):
     assert r.returncode == 1
     assert r.stderr.splitlines() == ["fulmen: %s exists and is not a socket" % path]
     assert path.read_text() == "keep me"
+
+
+def test_tls_files_that_are_not_pem_name_the_files(app_dir):
+    not_pem = str(app_dir / "supapp.py")
+    r = run_cli(app_dir, "--ssl-certfile", not_pem, "--ssl-keyfile", not_pem)
+    assert r.returncode == 1
+    [line] = r.stderr.splitlines()
+    assert line.startswith("fulmen: cannot load the TLS certificate %s and key %s: "
+                           % (not_pem, not_pem)), line
