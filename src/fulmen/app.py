@@ -18,7 +18,7 @@ from http.cookies import Morsel, SimpleCookie
 
 from . import _core
 from .router import (MethodNotAllowed, RouteNotFoundException, Router, _is_async,
-                     _never_suspends)
+                     _never_suspends, check_arity)
 
 builtins_property = builtins.property
 _EXTENDED = set()
@@ -268,6 +268,7 @@ class Application:
     def _add_hook(self, lst, fn):
         if not callable(fn):
             raise TypeError("a hook must be callable, not %r" % (fn,))
+        check_arity(fn, 2 if lst is self._response_hooks else 1, "hook")
         if self._server is not None:
             raise RuntimeError("hooks cannot be added once the app is serving")
         lst.append(fn)
@@ -357,6 +358,7 @@ class Application:
                             % (exc_type,))
         if not callable(handler):
             raise TypeError("error handler must be callable")
+        check_arity(handler, 2, "error handler")
         self._error_handlers[exc_type] = handler
 
     def _error_handler_for(self, exc):

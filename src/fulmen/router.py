@@ -40,6 +40,21 @@ def _is_async(handler):
         getattr(handler, "__call__", None))
 
 
+def check_arity(fn, n, what):
+    """TypeError, at set-up time, when fn cannot be called with n positional
+    arguments (it would fail on every request instead).  A callable whose
+    signature cannot be read (some builtins) is let through."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*range(n))
+    except TypeError as e:
+        raise TypeError("%s %r must take %d positional argument%s: %s"
+                        % (what, fn, n, "" if n == 1 else "s", e)) from None
+
+
 # opcodes that let a coroutine suspend (await, async for, async with) or
 # make it a generator
 _SUSPENDING = frozenset(n for n in (
@@ -192,6 +207,11 @@ class Router:
             raise RuntimeError("routes cannot be added once the app is serving")
         if not callable(handler):
             raise TypeError("handler for %r is not callable: %r" % (pattern, handler))
+        if inspect.isgeneratorfunction(handler) or inspect.isasyncgenfunction(handler):
+            raise TypeError("handler for %r is a generator: a view returns a Response "
+                            "(for a body made piece by piece, return "
+                            "Response(stream=...))" % (pattern,))
+        check_arity(handler, 1, "handler for %r," % (pattern,))
         if method is not None and methods is not None:
             raise TypeError("pass method= or methods=, not both")
         if method is not None:

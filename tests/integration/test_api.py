@@ -689,6 +689,64 @@ def test_bad_route_arguments():
         app.router.add_route("/m", _view, name="n")
 
 
+def _no_args():
+    return None
+
+
+def _two_args(request, extra):
+    return None
+
+
+def _kw_only(request, *, extra):
+    return None
+
+
+async def _async_gen_view(request):
+    yield b"x"
+
+
+def _gen_view(request):
+    yield b"x"
+
+
+class _Callable:
+    def __call__(self):
+        return None
+
+
+@pytest.mark.parametrize("handler", [_no_args, _two_args, _kw_only, _async_gen_view,
+                                     _gen_view, _Callable(), lambda: None])
+def test_view_that_cannot_answer_a_request_fails_at_add_route(handler):
+    # a view is view(request) -> Response: one that takes no request, wants
+    # more, or is a generator would only fail (500) on every request
+    from fulmen import Application
+    app = Application()
+    with pytest.raises(TypeError):
+        app.router.add_route("/x", handler)
+
+
+@pytest.mark.parametrize("handler", [
+    _view, lambda request, extra=None: None, lambda *args: None,
+    lambda request, **kw: None, print, __import__("functools").partial(_two_args, extra=1)])
+def test_views_that_take_one_argument_are_accepted(handler):
+    from fulmen import Application
+    Application().router.add_route("/x", handler)
+
+
+def test_hook_and_error_handler_arity_is_checked():
+    from fulmen import Application
+    app = Application()
+    with pytest.raises(TypeError):
+        app.on_request(_two_args)
+    with pytest.raises(TypeError):
+        app.on_response(_view)
+    with pytest.raises(TypeError):
+        app.add_error_handler(ValueError, _view)
+    app.on_request(_view)
+    app.on_response(_two_args)
+    app.add_error_handler(ValueError, _two_args)
+
+
 def test_url_for_errors_in_process():
     from fulmen import Application
     app = Application()
