@@ -55,6 +55,7 @@ _PR_SET_PDEATHSIG = 1
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 _BACKOFF_FIRST = 0.1        # seconds before restarting a worker that died at start-up,
 _BACKOFF_CAP = 5.0          # doubled on each failure in a row, up to this
+_STABLE = 1.0              # a worker that dies sooner after its "ready" crashed on start
 _KILL_MARGIN = 2.0          # after graceful_timeout, for on_shutdown hooks, then SIGKILL
 _RELOAD_DEBOUNCE = 0.05     # a save is often several file events
 
@@ -191,8 +192,8 @@ def module_files():
 # ---- the master ------------------------------------------------------------------
 
 class _Worker:
-    __slots__ = ("pid", "slot", "conn", "gen", "ready", "stale", "retiring", "kill_at", "buf",
-                 "proc")
+    __slots__ = ("pid", "slot", "conn", "gen", "ready", "ready_at", "stale", "retiring",
+                 "kill_at", "buf", "proc")
 
     def __init__(self, pid, slot, conn, gen, proc=None):
         self.pid = pid
@@ -200,6 +201,7 @@ class _Worker:
         self.conn = conn            # master's end of the control socket
         self.gen = gen
         self.ready = False
+        self.ready_at = None        # time.monotonic() of its "ready"
         self.stale = False          # asked to be recycled
         self.retiring = False       # SIGTERM sent
         self.kill_at = None
@@ -236,6 +238,8 @@ class Supervisor:
         self.workers = {}           # pid -> _Worker
         self.gen = 0
         self.failures = 0           # start-up failures in a row
+        self.quick_deaths = 0       # workers in a row that died within _STABLE of "ready"
+        self.last_quick = 0.0       # when the last of them died
         self.next_spawn = 0.0
         self.paused = False         # reload: the new code does not start; wait for a change
         self.reload_at = None
@@ -384,6 +388,7 @@ class Supervisor:
 
     def _on_ready(self, w):
         w.ready = True
+        w.ready_at = time.monotonic()
         self.failures = 0
         if w.retiring or self.stopping or self._is_stale(w):
             return
@@ -451,7 +456,7 @@ class Supervisor:
                 if status != 0:
                     _log("worker %d %s" % (pid, how))
             elif w.ready:
-                _log("worker %d %s; starting a new one" % (pid, how))
+                self._on_death_after_ready(w, how)
             else:
                 self.failures += 1
                 if self.reload:
@@ -463,6 +468,31 @@ class Supervisor:
                     _log("worker %d %s before serving; next try in %.1f s" % (pid, how, delay))
             if block:
                 return
+
+    def _on_death_after_ready(self, w, how):
+        """A serving worker died unexpectedly: it is replaced at once, unless
+        workers keep dying right after they start serving (a crash loop,
+        which would otherwise fork as fast as they die).  The second such
+        death in a row waits 0.1 s, then 0.2 ... up to 5 s; the count starts
+        again once a worker started since has served for _STABLE seconds."""
+        now = time.monotonic()
+        lived = now - w.ready_at
+        if lived >= _STABLE or any(
+                o.ready and o.ready_at > self.last_quick and now - o.ready_at >= _STABLE
+                for o in self.workers.values()):
+            self.quick_deaths = 0
+        if lived >= _STABLE:
+            _log("worker %d %s; starting a new one" % (w.pid, how))
+            return
+        self.quick_deaths += 1
+        self.last_quick = now
+        if self.quick_deaths == 1:
+            _log("worker %d %s; starting a new one" % (w.pid, how))
+            return
+        delay = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (self.quick_deaths - 2))
+        self.next_spawn = max(self.next_spawn, now + delay)
+        _log("worker %d %s %.1f s after it started serving; next try in %.1f s"
+             % (w.pid, how, lived, delay))
 
     def _spawn(self, slot):
         sock = self.socks[slot % len(self.socks)]

@@ -57,6 +57,22 @@ def fail_if_flagged(app):
     if os.path.exists(os.path.join(os.path.dirname(__file__), "FAIL_STARTUP")):
         raise RuntimeError("start-up fails on purpose")
 
+def crash_if_flagged():
+    if os.path.exists(os.path.join(os.path.dirname(__file__), "CRASH_AFTER_READY")):
+        os._exit(4)
+
+@app.on_startup
+def crash_soon_if_flagged(app):
+    # 50 ms after the worker told the master it serves (the supervisor's
+    # hook), not after this hook: a busy machine may take longer than that
+    # to get there
+    ready = getattr(app, "_on_listening", None)
+    if ready is not None:
+        def listening():
+            ready()
+            asyncio.get_event_loop().call_later(0.05, crash_if_flagged)
+        app._on_listening = listening
+
 app.router.add_route("/", hello)
 app.router.add_route("/pid", pid)
 app.router.add_route("/slow", slow)
@@ -521,6 +537,34 @@ def test_crashing_start_up_backs_off_and_recovers(app_dir):
         assert srv.alive()
         mark = srv.mark()
         flag.unlink()
+        srv.wait_workers(1, mark)
+        assert get(srv.port).body == b"Hello world!"
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+def test_workers_that_crash_right_after_starting_back_off(app_dir):
+    # a worker that dies as soon as it serves (a background task that
+    # crashes, say) is a crash loop too: without a delay the master would
+    # fork a new one as fast as they die
+    flag = app_dir / "CRASH_AFTER_READY"
+    srv = fulmen_proc(app_dir, "--workers", "1").start()
+    try:
+        first = srv.wait_workers(1)[0]
+        flag.write_text("")
+        mark = srv.mark()
+        os.kill(first, signal.SIGKILL)
+        # deaths in a row right after starting wait longer each time (the
+        # first is replaced at once)
+        srv.wait_line(r"worker %d was killed by signal SIGKILL" % first, mark)
+        srv.wait_line(r"exited with code 4 \d+\.\d s after it started serving; "
+                      r"next try in 0\.1 s", mark)
+        srv.wait_line(r"exited with code 4 \d+\.\d s after it started serving; "
+                      r"next try in 0\.2 s", mark)
+        srv.wait_line(r"exited with code 4 \d+\.\d s after it started serving; "
+                      r"next try in 0\.4 s", mark)
+        flag.unlink()
+        mark = srv.mark()
         srv.wait_workers(1, mark)
         assert get(srv.port).body == b"Hello world!"
     finally:
