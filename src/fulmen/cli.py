@@ -76,11 +76,12 @@ def main(argv=None):
     g.add_argument("--proxy-headers", action="store_true",
                    help="trust X-Forwarded-For/-Proto/-Host and Forwarded from "
                         "--forwarded-allow-ips")
-    g.add_argument("--forwarded-allow-ips", default="127.0.0.1", metavar="IPS",
+    g.add_argument("--forwarded-allow-ips", metavar="IPS",
                    help="comma-separated proxy addresses to trust, * for all "
                         "(default 127.0.0.1)")
     g.add_argument("--access-log", action="store_true")
-    g.add_argument("--access-log-format", choices=("text", "json"), default="text")
+    g.add_argument("--access-log-format", choices=("text", "json"),
+                   help="text (the default) or json")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
@@ -95,8 +96,11 @@ def main(argv=None):
                 uds=args.uds, fd=args.fd, graceful_timeout=args.graceful_timeout,
                 max_requests=args.max_requests,
                 max_requests_jitter=args.max_requests_jitter, max_rss=args.max_rss,
-                proxy_headers=args.proxy_headers,
+                # None, for an option not given, keeps what the application
+                # set (Application(log_request=True) turns the access log on)
+                proxy_headers=args.proxy_headers or None,
                 forwarded_allow_ips=args.forwarded_allow_ips,
-                access_log=args.access_log, access_log_format=args.access_log_format)
+                access_log=args.access_log or None,
+                access_log_format=args.access_log_format)
     except (OSError, ValueError) as e:
         raise SystemExit("fulmen: %s" % e)

@@ -297,6 +297,21 @@ def test_proxy_and_access_log_settings(app_dir):
         assert stop_master(srv) == 0, srv.stderr()
 
 
+def test_cli_keeps_the_access_log_the_application_asked_for(app_dir):
+    # Application(log_request=True) (Japronto's name) turns the access log
+    # on; the command line without --access-log must not turn it off
+    from .test_supervisor import APP, write_app
+    write_app(app_dir, "logapp", APP.replace("app = Application()",
+                                             "app = Application(log_request=True)"))
+    srv = fulmen_proc(app_dir, module="logapp").start()
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/settings").json()["access_log"] is True
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    assert re.search(r'"GET /settings HTTP/1\.1" 200 ', srv.stderr()), srv.stderr()
+
+
 # ---- the access log's lines -----------------------------------------------------------
 
 def _serve_and_log(app_dir, *args):
