@@ -14,6 +14,7 @@ servers must still be alive and must not have printed a C-level crash.
 """
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -1107,3 +1108,20 @@ def test_keepalive_spares_a_client_that_answers(ws_app):
         assert ws.recv_message(timeout=5) == (OP_TEXT, b"still here")
     finally:
         ws.sock.close()
+
+
+def test_graceful_stop_closes_websockets_with_1001():
+    """SIGTERM: an open WebSocket gets a close frame with 1001 (going away,
+    RFC 6455 7.4.1: 'such as a server going down') before the connection
+    closes, not a bare TCP close that the client sees as 1006; the handler's
+    `async for` ends and the server exits at once."""
+    srv = Server([sys.executable, EXAMPLE, "--port", "0"]).start()
+    try:
+        with connect(srv.port) as ws:
+            assert roundtrip(ws, OP_TEXT, b"hi") == (OP_TEXT, b"hi")
+            srv.proc.send_signal(signal.SIGTERM)
+            ws.expect_close(1001)
+    finally:
+        code = srv.stop()
+    assert clean_exit(code), srv.stderr()
+    assert not srv.crash_report(), srv.stderr()

@@ -423,6 +423,7 @@ int64_t ws_deadline(WebSocketObject *ws); /* 0: none */
 void ws_timer(WebSocketObject *ws, int64_t now); /* the deadline passed */
 int ws_feed(WebSocketObject *ws, const char *data, size_t n);
 void ws_connection_lost(WebSocketObject *ws);
+void ws_going_away(WebSocketObject *ws); /* the server stops: close with 1001 */
 
 /* json.c */
 typedef struct {

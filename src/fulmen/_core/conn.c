@@ -3180,13 +3180,7 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
         if (c->closed || c->transport == NULL)
             continue;
         if (conn_ws(c) != NULL) {
-            conn_io_end(c);
-            r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
-            if (r == NULL)
-                PyErr_WriteUnraisable((PyObject *)c);
-            else
-                conn_closing(c);
-            Py_XDECREF(r);
+            ws_going_away(c->ext->ws);
             continue;
         }
         if (conn_q_len(c) == 0 && !c->streaming && c->pending != NULL &&

@@ -477,6 +477,17 @@ void ws_timer(WebSocketObject *ws, int64_t now)
     ws_fail(ws, 1011);
 }
 
+/* The server is stopping: an open WebSocket gets a close frame with 1001
+ * (going away, RFC 6455 7.4.1) before the connection closes, and the
+ * handler's receive ends; one already closing just closes. */
+void ws_going_away(WebSocketObject *ws)
+{
+    if (ws->state == WS_OPEN)
+        ws_fail(ws, 1001);
+    else
+        ws_end_transport(ws, 0);
+}
+
 void ws_connection_lost(WebSocketObject *ws)
 {
     if (ws->state != WS_CLOSED) {
