@@ -163,6 +163,10 @@ def worker_main(app, sock, conn, master_pid, *, graceful_timeout, ssl, max_reque
 
 def exec_worker_main(app, **options):
     """Application.run() in a worker that a reloading master started."""
+    # the master held its signals across the exec: a SIGTERM sent to this
+    # worker since is delivered now (and, before the worker's own handlers
+    # exist, ends it, as it asked)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
     sock_fd, conn_fd, master_pid = map(int, os.environ.pop(WORKER_ENV).split(":"))
     sock = socket.socket(fileno=sock_fd)
     conn = socket.socket(fileno=conn_fd)
@@ -500,7 +504,14 @@ class Supervisor:
         proc = None
         try:
             if self.reload:
-                proc = self._exec_worker(sock, child)
+                # held across fork and exec as below: a signal that reached
+                # the child before exec would run the master's C handler
+                # there and be lost (exec_worker_main lets them in)
+                held = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+                try:
+                    proc = self._exec_worker(sock, child)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 pid = proc.pid
             else:
                 # the master's signals are held across fork(): until the
