@@ -452,6 +452,18 @@ def test_status_line_for_any_code(api, code, reason):
         assert c.request("GET", "/plain").body == b"plain"
 
 
+def test_205_has_no_content_whatever_the_view_gave(api):
+    # RFC 9110 15.3.6: a server MUST NOT generate content in a 205; it says
+    # so with Content-Length: 0.  The view's text would be read as the next
+    # response by a client.
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/resp/code/205") + build_request("GET", "/plain"))
+        r = c.read_final()
+        assert r.status == 205
+        assert r.header("Content-Length") == "0" and r.body == b""
+        assert c.read_final().body == b"plain"
+
+
 @pytest.mark.parametrize("code", [600, 999, 99, 0])
 def test_a_code_outside_100_599_is_a_value_error(api, code):
     # RFC 9110 15: codes outside 100..599 are invalid, so none goes on the wire

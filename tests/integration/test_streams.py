@@ -140,12 +140,13 @@ def test_stream_that_breaks_its_content_length_is_aborted(api, kind, sent):
     assert body == sent, raw
 
 
-@pytest.mark.parametrize("code", [204, 304])
+@pytest.mark.parametrize("code", [204, 304, 205])
 def test_stream_with_a_status_without_content(api, code):
     """RFC 9110 15.3.5 / 15.4.5, RFC 9112 6.1: a 204 or 304 has no content,
     so a streamed response with that status gets neither a body nor
     Transfer-Encoding / Content-Length, and its generator is not run; the
-    connection goes on."""
+    connection goes on.  A 205 has none either but says so with
+    Content-Length: 0 (RFC 9110 15.3.6)."""
     key = "code-%d-%d" % (code, time.monotonic_ns())
     with Conn(api.port) as c:
         c.send(build_request("GET", "/s/code/%d?key=%s" % (code, key))
@@ -154,7 +155,7 @@ def test_stream_with_a_status_without_content(api, code):
         assert r.status == code
         assert r.header("X-Stream") == "1"
         assert r.header("Transfer-Encoding") is None
-        assert r.header("Content-Length") is None
+        assert r.header("Content-Length") == ("0" if code == 205 else None)
         assert c.read_final().body == b"plain"            # no body bytes in between
     assert counters(api, key)["progress"] == 0
 

@@ -1197,6 +1197,8 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
             goto error;
         return 0;
     }
+    if (UNLIKELY(r->code == 205))
+        blen = 0; /* no content, said with a length of 0 (RFC 9110 15.3.6) */
     if (resp_put_length(st, (size_t)blen, conn_hdr) < 0)
         goto error;
     if (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
@@ -1215,7 +1217,7 @@ int resp_serialize_stream_head(fulmen_state *st, PyObject *obj, int conn_hdr,
     /* 204 and 304 have no content (RFC 9110 6.4.1): no framing at all,
      * neither the app's Content-Length nor chunked (RFC 9112 6.1).  A 1xx
      * never gets that far: resp_put_head refuses it. */
-    int no_content = r->code == 204 || r->code == 304;
+    int no_content = r->code == 204 || r->code == 304 || r->code == 205;
     int seen = no_content ? 0 : RESP_ALLOW_CL, rc, frame;
     *length = 0;
     rc = resp_put_head(st, r, &seen, length);
@@ -1225,6 +1227,9 @@ int resp_serialize_stream_head(fulmen_state *st, PyObject *obj, int conn_hdr,
     }
     if (no_content) {
         frame = RESP_FRAME_NONE;
+        /* 205 has no content either, but says so (RFC 9110 15.3.6) */
+        if (r->code == 205 && mod_out_put(st, "Content-Length: 0\r\n", 19) < 0)
+            goto error;
     } else if (seen & RESP_SEEN_CL) {
         frame = RESP_FRAME_LENGTH;
     } else if (chunked_ok) {
