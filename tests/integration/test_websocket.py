@@ -14,6 +14,7 @@ servers must still be alive and must not have printed a C-level crash.
 """
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -573,6 +574,38 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_receive_queue_is_bounded_in_bytes(ws_app):
+    """A handler that does not receive: the server stops reading once about
+    1 MB of messages wait for it (not 32 messages of up to max_message_size
+    each), so a client can make it hold no more; then the handler receives
+    every message all the same."""
+    size = (1 << 20) - 64                 # under max_message_size (1 MiB)
+    ws = WSClient(ws_app.port, "/sink/sink-bytes", timeout=10)
+    with ws:
+        ws.connect()
+        assert ws.recv_message() == (OP_TEXT, b"ready")
+        s = ws.sock
+        sent, rest = 0, b""
+        while sent < 64:                  # until the server stops taking them
+            rest = memoryview(build_frame(OP_BINARY, b"m" * size))
+            while rest:
+                if not select.select([], [s], [], 1.0)[1]:
+                    break                 # stalled: the server reads no more
+                rest = rest[s.send(rest):]
+            if rest:
+                break
+            sent += 1
+        # the kernel's buffers on both sides hold up to about 10 MB more
+        assert sent < 24, "%d MB taken while the handler received nothing" % sent
+        with Conn(ws_app.port) as c:
+            assert c.request("GET", "/release/sink-bytes").status == 200
+        s.settimeout(10)
+        s.sendall(rest)
+        ws.close()
+        ws.expect_close(1000)
+    assert events(ws_app.port, "sink-bytes", "received") == ["received %d" % (sent + 1)]
 
 
 def test_9_send_backpressure_bounds_memory(ws_app):

@@ -17,8 +17,10 @@
 
 enum { WS_OPEN = 0, WS_CLOSING, WS_CLOSED };
 
-#define WS_QUEUE_HIGH 32 /* stop reading while this many messages wait */
+#define WS_QUEUE_HIGH 32 /* stop reading while this many messages wait, */
 #define WS_QUEUE_LOW 8
+#define WS_QUEUE_BYTES_HIGH (1u << 20) /* or while they hold this much */
+#define WS_QUEUE_BYTES_LOW (256u << 10)
 
 struct WebSocketObject {
     PyObject_HEAD
@@ -35,6 +37,7 @@ struct WebSocketObject {
     int msg_deflated;
     ws_utf8_state utf8;
     PyObject *queue;         /* list of received messages */
+    size_t queue_bytes;      /* what they hold (ws_msg_size) */
     PyObject *waiter;        /* future of a pending receive() */
     PyObject *close_waiter;  /* future of a pending close() */
     uint64_t max_message;
@@ -271,6 +274,15 @@ static int ws_send_deflated(WebSocketObject *ws, int opcode, const uint8_t *p, s
  * Receiving
  */
 
+/* The memory a queued message holds, near enough: its bytes, or its
+ * characters times their width. */
+static size_t ws_msg_size(PyObject *m)
+{
+    if (PyBytes_Check(m))
+        return (size_t)PyBytes_GET_SIZE(m);
+    return (size_t)PyUnicode_GET_LENGTH(m) * PyUnicode_KIND(m);
+}
+
 static void ws_deliver(WebSocketObject *ws, PyObject *m)
 {
     if (ws->waiter != NULL) {
@@ -280,8 +292,13 @@ static void ws_deliver(WebSocketObject *ws, PyObject *m)
     }
     if (PyList_Append(ws->queue, m) < 0)
         PyErr_WriteUnraisable((PyObject *)ws);
+    else
+        ws->queue_bytes += ws_msg_size(m);
     Py_DECREF(m);
-    if (PyList_GET_SIZE(ws->queue) >= WS_QUEUE_HIGH && !ws->reading_paused &&
+    /* a handler that does not receive holds at most WS_QUEUE_HIGH messages
+     * or about WS_QUEUE_BYTES_HIGH plus one message: then the client waits */
+    if ((PyList_GET_SIZE(ws->queue) >= WS_QUEUE_HIGH ||
+         ws->queue_bytes >= WS_QUEUE_BYTES_HIGH) && !ws->reading_paused &&
         ws->conn != NULL) {
         ws->reading_paused = 1;
         conn_pause_reading(ws->conn, 1);
@@ -582,8 +599,9 @@ static PyObject *ws_pop(WebSocketObject *ws)
         Py_DECREF(m);
         return NULL;
     }
+    ws->queue_bytes -= ws_msg_size(m);
     if (ws->reading_paused && PyList_GET_SIZE(ws->queue) <= WS_QUEUE_LOW &&
-        ws->conn != NULL) {
+        ws->queue_bytes <= WS_QUEUE_BYTES_LOW && ws->conn != NULL) {
         ws->reading_paused = 0;
         conn_pause_reading(ws->conn, 0);
     }

@@ -94,6 +94,36 @@ async def ping_me(ws):
         await ws.send(message)
 
 
+released = {}  # tag -> asyncio.Event
+
+
+def release_event(tag):
+    if tag not in released:
+        released[tag] = asyncio.Event()
+    return released[tag]
+
+
+async def sink(ws):
+    """Receives nothing until /release/<tag> is asked for, then everything:
+    what the client sent meanwhile waits in the server."""
+    tag = ws.request.match_dict["tag"]
+    await ws.send("ready")
+    await release_event(tag).wait()
+    n = 0
+    try:
+        while True:
+            await ws.receive()
+            n += 1
+    except WebSocketClosed:
+        record(tag, "received %d" % n)
+        raise
+
+
+def release(request):
+    release_event(request.match_dict["tag"]).set()
+    return request.Response(text="released")
+
+
 def get_events(request):
     return request.Response(json=events.get(request.match_dict["tag"], []))
 
@@ -110,7 +140,9 @@ r.add_websocket("/returns", returns)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
+r.add_websocket("/sink/{tag}", sink, compression=False)
 r.add_route("/events/{tag}", get_events)
+r.add_route("/release/{tag}", release)
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)
