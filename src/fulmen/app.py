@@ -166,8 +166,8 @@ class Application:
     def __init__(self, *, debug=False, loop=None, max_header_size=16384,
                  max_headers=100, max_body_size=10 * _MiB, header_timeout=10.0,
                  body_timeout=30.0, keep_alive_timeout=60.0, max_connections=None,
-                 reaper_settings=None, json_dumps=None, log_request=None,
-                 gc_freeze=True, gc_threshold=10_000):
+                 max_form_parts=1000, reaper_settings=None, json_dumps=None,
+                 log_request=None, gc_freeze=True, gc_threshold=10_000):
         self.debug = bool(debug)
         if not isinstance(gc_freeze, bool):
             raise ValueError("gc_freeze must be True or False, not %r" % (gc_freeze,))
@@ -185,6 +185,8 @@ class Application:
         if self.max_headers > 65536:
             raise ValueError("max_headers must be at most 65536")
         self.max_body_size = _check_size("max_body_size", max_body_size, 0)
+        self.max_form_parts = _check_size("max_form_parts", max_form_parts, 1,
+                                          allow_none=True)
         self.header_timeout = _check_seconds("header_timeout", header_timeout)
         self.body_timeout = _check_seconds("body_timeout", body_timeout)
         if reaper_settings is not None:
@@ -439,6 +441,7 @@ class Application:
                                     for c in self._error_handlers)) else None)
         server.task_type = _stock_task_type(loop)
         server.task_eager = sys.version_info >= (3, 12)  # Task(eager_start=)
+        server.max_form_parts = self.max_form_parts or 0
         server.proxy_headers = bool(getattr(self, "proxy_headers", False))
         allow = getattr(self, "forwarded_allow_ips", None) or "127.0.0.1"
         if isinstance(allow, str):

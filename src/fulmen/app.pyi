@@ -27,6 +27,7 @@ class Application:
     body_timeout: float
     keep_alive_timeout: float
     max_connections: int | None
+    max_form_parts: int | None
     gc_freeze: bool
     gc_threshold: int | None
     router: Router
@@ -46,6 +47,7 @@ class Application:
         body_timeout: float = 30.0,
         keep_alive_timeout: float = 60.0,
         max_connections: int | None = None,
+        max_form_parts: int | None = 1000,
         reaper_settings: dict[str, float] | None = None,
         json_dumps: Callable[[Any], str | bytes] | None = None,
         log_request: Any = None,

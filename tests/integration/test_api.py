@@ -301,6 +301,30 @@ def test_multipart_form_and_files(api):
     ]}
 
 
+@pytest.mark.parametrize("kind", ["urlencoded", "multipart"])
+def test_form_of_more_than_max_form_parts_is_400(api, kind):
+    # Application(max_form_parts=1000), the default: the 1,001st field or part
+    # makes request.form a BadRequest (a form costs Python objects about ten
+    # times its bytes, so max_body_size alone bounds it poorly)
+    def body(n):
+        if kind == "urlencoded":
+            return ("&".join("f%d=v" % i for i in range(n)).encode(),
+                    "application/x-www-form-urlencoded")
+        return _multipart([(['Content-Disposition: form-data; name="f%d"%s'
+                              % (i, '; filename="x"' if i % 2 else '')], b"v")
+                           for i in range(n)])
+    with Conn(api.port) as c:
+        data, ctype = body(1000)
+        r = c.request("POST", "/r/form", body=data, headers={"Content-Type": ctype})
+        assert r.status == 200, r
+        e = r.json()
+        assert len(e["form"]) + len(e["files"]) == 1000
+        data, ctype = body(1001)
+        r = c.request("POST", "/r/form", body=data, headers={"Content-Type": ctype})
+        assert r.status == 400, r
+        assert c.request("GET", "/plain").body == b"plain"
+
+
 @pytest.mark.parametrize("ctype,body", [
     # no boundary parameter
     ("multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x--\r\n"),

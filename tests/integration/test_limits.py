@@ -814,6 +814,8 @@ BAD_SETTINGS = [
     {"keep_alive_timeout": math.inf},
     {"max_connections": 0}, {"max_connections": -1}, {"max_connections": True},
     {"max_connections": 1.5}, {"max_connections": "3"},
+    {"max_form_parts": 0}, {"max_form_parts": -1}, {"max_form_parts": True},
+    {"max_form_parts": "1000"},
     {"reaper_settings": {"bogus": 1}}, {"reaper_settings": {"idle_timeout": 0}},
     {"reaper_settings": {"idle_timeout": -1}}, {"reaper_settings": {"check_interval": -1}},
     {"reaper_settings": {"check_interval": 0}}, {"reaper_settings": "x"},

@@ -26,6 +26,8 @@
 /* The largest body read into memory (not stream=True), whatever the limit
  * says: a request's spans are 32-bit offsets into its bytes. */
 #define FULMEN_MAX_MEMORY_BODY ((uint64_t)1 << 31)
+/* Application(max_form_parts=)'s default */
+#define FULMEN_MAX_FORM_PARTS 1000
 #define FULMEN_COMMON_HEADERS 28
 #define JSON_KEY_CACHE_BITS 9 /* json.c: 512 cached object keys */
 
@@ -190,6 +192,7 @@ struct ServerObject {
     uint32_t max_header_size;
     uint32_t max_headers;
     uint64_t max_body_size;
+    uint64_t max_form_parts; /* fields + files in a form body (0: no limit) */
     uint64_t n_requests;
     int64_t n_conns;
     /* direct I/O (conn.c): one epoll set, watched by the loop, for the
@@ -347,6 +350,7 @@ void conn_close_transport(ConnObject *c, int abort);
 void conn_pause_reading(ConnObject *c, int on);
 PyObject *conn_drain_waiter(ConnObject *c);  /* future while paused, else NULL */
 PyObject *conn_get_loop(ConnObject *c);      /* borrowed */
+PyObject *conn_get_server(ConnObject *c);    /* borrowed */
 void conn_body_drained(ConnObject *c);       /* a body stream wants more */
 void conn_set_close_deadline(ConnObject *c);
 void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);

@@ -3079,6 +3079,7 @@ static PyObject *conn_server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     s->max_header_size = mhs;
     s->max_headers = mh;
     s->max_body_size = mbs;
+    s->max_form_parts = FULMEN_MAX_FORM_PARTS;
     if (not_found != Py_None) {
         Py_INCREF(not_found);
         s->not_found = not_found;
@@ -3266,6 +3267,8 @@ static PyMemberDef conn_server_members[] = {
     {"connections", T_LONGLONG, offsetof(ServerObject, n_conns), READONLY,
      "open connections"},
     {"app", T_OBJECT, offsetof(ServerObject, app), READONLY, NULL},
+    {"max_form_parts", T_ULONGLONG, offsetof(ServerObject, max_form_parts), 0,
+     "request.form and request.files refuse a body of more parts (0: no limit)"},
     {"proxy_headers", T_INT, offsetof(ServerObject, proxy_headers), 0,
      "take the client address, scheme and host from proxy headers"},
     {"forwarded_allow", T_OBJECT, offsetof(ServerObject, forwarded_allow), 0,

@@ -292,11 +292,14 @@ PyType_Spec req_query_spec = {
 static int req_query_add(QueryObject *q, PyObject *k, PyObject *v);
 
 /* Parse a query string: split on '&' and '=', then percent-decode. */
-static PyObject *req_parse_query(fulmen_state *st, const char *s, size_t n)
+/* A query string, or a urlencoded form (limit: how many fields it may have,
+ * else BadRequest; 0 for no limit). */
+static PyObject *req_parse_query(fulmen_state *st, const char *s, size_t n, uint64_t limit)
 {
     QueryObject *q = (QueryObject *)PyObject_CallNoArgs((PyObject *)st->QueryType);
     PyObject *k = NULL, *v = NULL;
     size_t i = 0;
+    uint64_t count = 0;
     if (q == NULL)
         return NULL;
     while (i < n) {
@@ -307,6 +310,11 @@ static PyObject *req_parse_query(fulmen_state *st, const char *s, size_t n)
         while (eq < end && s[eq] != '=')
             eq++;
         if (end > i) {
+            if (UNLIKELY(limit && ++count > limit)) {
+                PyErr_Format(st->BadRequest, "a form of more than %llu fields",
+                             (unsigned long long)limit);
+                goto error;
+            }
             k = req_unquote(s + i, eq - i, 1);
             if (k == NULL)
                 goto error;
@@ -559,7 +567,7 @@ static PyObject *req_get_raw_path(RequestObject *r, void *c)
 static PyObject *req_get_query(RequestObject *r, void *c)
 {
     if (r->py_query == NULL) {
-        r->py_query = req_parse_query(r->st, REQ_SPAN(r, r->h.query), r->h.query.len);
+        r->py_query = req_parse_query(r->st, REQ_SPAN(r, r->h.query), r->h.query.len, 0);
         if (r->py_query == NULL)
             return NULL;
     }
@@ -780,6 +788,12 @@ static int req_parse_form(RequestObject *r)
     mp_parser mp;
     mp_part part;
     int rc, ci;
+    /* the server's max_form_parts (the default when the request outlived
+     * its connection) */
+    uint64_t limit = r->conn != NULL
+                         ? ((ServerObject *)conn_get_server(r->conn))->max_form_parts
+                         : FULMEN_MAX_FORM_PARTS;
+    uint64_t count = 0;
     if (r->py_form != NULL)
         return 0;
     files = (QueryObject *)PyObject_CallNoArgs((PyObject *)st->QueryType);
@@ -788,7 +802,7 @@ static int req_parse_form(RequestObject *r)
     req_content_type(r, &mt, &mtl, &cs, &csl);
     if (mt != NULL && mtl == 33 &&
         strncasecmp(mt, "application/x-www-form-urlencoded", 33) == 0) {
-        form = (QueryObject *)req_parse_query(st, REQ_SPAN(r, r->body), r->body.len);
+        form = (QueryObject *)req_parse_query(st, REQ_SPAN(r, r->body), r->body.len, limit);
         if (form == NULL)
             goto error;
     } else if (mt != NULL && mtl == 19 && strncasecmp(mt, "multipart/form-data", 19) == 0) {
@@ -804,6 +818,11 @@ static int req_parse_form(RequestObject *r)
         mp_init(&mp, REQ_SPAN(r, r->body), r->body.len, b, bl);
         while ((rc = mp_next(&mp, &part)) == 1) {
             const char *base = REQ_SPAN(r, r->body);
+            if (UNLIKELY(limit && ++count > limit)) {
+                PyErr_Format(st->BadRequest, "a form of more than %llu parts",
+                             (unsigned long long)limit);
+                goto error;
+            }
             k = PyUnicode_DecodeUTF8(base + part.name.off, (Py_ssize_t)part.name.len, "replace");
             if (k == NULL)
                 goto error;
@@ -1203,7 +1222,6 @@ static PyObject *req_get_route(RequestObject *r, void *c)
 /* conn.c exposes these through the connection */
 PyObject *conn_get_transport(ConnObject *c);
 PyObject *conn_get_app(ConnObject *c);
-PyObject *conn_get_server(ConnObject *c); /* borrowed */
 
 static PyObject *req_get_transport(RequestObject *r, void *c)
 {
