@@ -203,6 +203,7 @@ static void conn_io_end(ConnObject *c);
 static int conn_linger(ConnObject *c);
 static void conn_linger_drop(ConnObject *c, PyObject *data);
 static void conn_closing(ConnObject *c);
+static void conn_close_now(ConnObject *c);
 
 /* ========================================================================
  * Output
@@ -2725,7 +2726,6 @@ static NOINLINE int conn_linger(ConnObject *c)
 static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
 {
     Py_ssize_t n = PyObject_Size(data);
-    PyObject *r;
     if (n < 0) {
         PyErr_Clear();
         n = CONN_LINGER_KB * 1024;
@@ -2735,13 +2735,7 @@ static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
         c->linger_kb += (uint16_t)n;
         return;
     }
-    conn_io_end(c);
-    r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
-    if (r == NULL)
-        PyErr_WriteUnraisable((PyObject *)c);
-    else
-        conn_closing(c);
-    Py_XDECREF(r);
+    conn_close_now(c);
 }
 
 /* A lingering connection's transport still holds output. */
@@ -2766,6 +2760,20 @@ static void conn_closing(ConnObject *c)
         return;
     c->timer = CONN_T_CLOSING;
     c->deadline = mod_now_ms() + c->server->body_timeout_ms;
+}
+
+/* transport.close() now: what it holds is still written, within
+ * body_timeout (conn_closing). */
+static void conn_close_now(ConnObject *c)
+{
+    PyObject *r;
+    conn_io_end(c);
+    r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    else
+        conn_closing(c);
+    Py_XDECREF(r);
 }
 
 /* The sweep found c past its deadline. */
@@ -3161,7 +3169,7 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
 static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
 {
     ConnObject *c;
-    PyObject *keep = PyList_New(0), *r;
+    PyObject *keep = PyList_New(0);
     Py_ssize_t i;
     if (keep == NULL)
         return NULL;
@@ -3188,13 +3196,7 @@ static PyObject *conn_server_stop(ServerObject *srv, PyObject *unused)
             c->stage == STAGE_HEAD) {
             /* half a head and nothing in flight: no request to finish */
             c->closing = 1;
-            conn_io_end(c);
-            r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
-            if (r == NULL)
-                PyErr_WriteUnraisable((PyObject *)c);
-            else
-                conn_closing(c);
-            Py_XDECREF(r);
+            conn_close_now(c);
             continue;
         }
         c->timer = CONN_T_NONE;
