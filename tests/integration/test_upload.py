@@ -66,6 +66,41 @@ def test_large_upload_uses_constant_memory(up):
     assert rss_kb(up.pid) - before < 30 * 1024
 
 
+@pytest.mark.parametrize("size", [5, 3 * 1024 * 1024])
+@pytest.mark.parametrize("framing", ["length", "chunked", "http/1.0"])
+def test_body_of_the_last_request_on_a_connection_streams(up, framing, size):
+    """A request that ends its connection (Connection: close, or HTTP/1.0
+    without keep-alive, as nginx proxies by default) still has its body read
+    and fed to the view's stream; nothing after that body is read."""
+    data = os.urandom(size)
+    if framing == "chunked":
+        req = (b"POST /digest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + chunked(data, 70000))
+    else:
+        req = build_request("POST", "/digest", body=data,
+                            version="1.0" if framing == "http/1.0" else "1.1",
+                            headers={} if framing == "http/1.0" else {"Connection": "close"})
+    with Conn(up.port) as c:
+        c.send(req + build_request("GET", "/"))
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.json()["n"] == size
+        assert r.json()["sha256"] == hashlib.sha256(data).hexdigest()
+        assert c.at_eof()
+
+
+def test_body_of_the_last_request_arriving_later_streams(up):
+    """The same when the body comes in reads after the head's."""
+    with Conn(up.port) as c:
+        c.send(b"POST /digest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Content-Length: 6\r\n\r\nabc")
+        c.send(b"def")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.json()["n"] == 6
+        assert c.at_eof()
+
+
 def test_chunked_body_over_the_route_limit_is_413(up):
     with Conn(up.port) as c:
         c.send(b"POST /limited HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -182,6 +182,14 @@ INLINE PyObject *conn_bstream(ConnObject *c)
     return UNLIKELY(c->ext != NULL) ? c->ext->bstream : NULL;
 }
 
+/* Bytes from the client are still wanted: no request after this one is
+ * read once closing is set, but the body of the last one (a stream=True
+ * request with Connection: close, or HTTP/1.0) is its view's. */
+INLINE int conn_reads_on(ConnObject *c)
+{
+    return !c->closing || conn_bstream(c) != NULL;
+}
+
 /* Make c->ext.  Returns it, or NULL with an exception set. */
 static NOINLINE conn_ext *conn_ext_new(ConnObject *c)
 {
@@ -1805,7 +1813,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
     fulmen_state *st = c->st;
     ServerObject *srv = c->server;
     size_t pos = 0;
-    while (pos < len && !c->closing &&
+    while (pos < len && conn_reads_on(c) &&
            !(c->pause & (CONN_PAUSE_WRITE | CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY))) {
         RequestObject *req;
         size_t avail = len - pos, total, rawlen;
@@ -2251,10 +2259,10 @@ static void conn_process_buffer(ConnObject *c)
     size_t n, limit;
     ServerObject *srv = c->server;
     uint64_t body;
-    if (c->buf_len == 0 || c->closing)
+    if (c->buf_len == 0 || !conn_reads_on(c))
         return;
     n = conn_process(c, c->buf, c->buf_len, NULL);
-    if (c->closing || n >= c->buf_len) {
+    if (!conn_reads_on(c) || n >= c->buf_len) {
         conn_buf_free(c);
         return;
     }
@@ -2287,7 +2295,7 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
 {
     fulmen_state *st = c->st;
     Py_buffer view;
-    if (c->closing || c->closed) {
+    if (!conn_reads_on(c) || c->closed) {
         if (UNLIKELY(c->lingering))
             conn_linger_drop(c, data);
         Py_RETURN_NONE;
@@ -2309,7 +2317,7 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
         size_t len = (size_t)PyBytes_GET_SIZE(data), n;
         if (LIKELY(c->buf_len == 0)) {
             n = conn_process(c, p, len, data);
-            if (n < len && !c->closing)
+            if (n < len && conn_reads_on(c))
                 conn_buf_append(c, p + n, len - n);
         } else {
             conn_buf_append(c, p, len);
