@@ -125,6 +125,24 @@ def test_generator_error_aborts_the_response(api, kind):
     assert api.wait_for_stderr("the generator failed")
 
 
+@pytest.mark.parametrize("exc", ["SystemExit", "KeyboardInterrupt"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_generator_raising_a_base_exception_aborts_only_its_response(api, kind, exc):
+    """SystemExit or KeyboardInterrupt out of a generator is the app's
+    error like any other (a view raising them gets a 500): the response is
+    cut and the error logged, and the worker serves on."""
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/fail/%s?exc=%s" % (kind, exc)))
+        raw = read_to_eof(c)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert body.startswith(b"6\r\nfirst \r\n"), raw
+    assert b"0\r\n\r\n" not in body, raw
+    assert api.wait_for_stderr("%s: the generator failed" % exc)
+    with Conn(api.port) as c:
+        assert c.request("GET", "/plain").body == b"plain"
+    assert api.alive()
+
+
 @pytest.mark.parametrize("kind,sent", [("short", b"abc"), ("long", b"abcd")])
 def test_stream_that_breaks_its_content_length_is_aborted(api, kind, sent):
     """short: 3 of the 5 announced bytes, then the connection closes (the

@@ -496,17 +496,21 @@ def stream_length(request):
 
 
 def stream_fail(request):
-    """Two items, then the generator raises: the body must not look whole."""
+    """Two items, then the generator raises: the body must not look whole.
+    ?exc=SystemExit or KeyboardInterrupt raises that instead."""
+    exc = {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}.get(
+        request.query.get("exc"), RuntimeError)
+
     def gen():
         yield b"first "
         yield b"second "
-        raise RuntimeError("the generator failed")
+        raise exc("the generator failed")
 
     async def agen():
         yield b"first "
         await asyncio.sleep(0)
         yield b"second "
-        raise RuntimeError("the generator failed")
+        raise exc("the generator failed")
     return Response(stream=gen() if request.match_dict["kind"] == "sync" else agen())
 
 
