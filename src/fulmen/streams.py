@@ -48,7 +48,10 @@ async def _stream_body(conn, source):
         ok = not conn.closed
     except (ConnectionError, asyncio.CancelledError):
         pass  # the client left (or the server is stopping): stop producing
-    except Exception:
+    except (Exception, KeyboardInterrupt, SystemExit):
+        # the app's error, whatever its class (a view's SystemExit is a
+        # 500): out of this Task, asyncio would re-raise the last two from
+        # the loop and end the worker
         sys.stderr.write("fulmen: error while streaming a response:\n%s"
                          % traceback.format_exc())
     finally:
