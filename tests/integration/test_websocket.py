@@ -1085,6 +1085,19 @@ def test_exception_after_await_closes_1011_and_worker_keeps_serving(ws_app):
         assert c.request("GET", "/events/none").status == 200
 
 
+@pytest.mark.parametrize("exc", ["SystemExit", "KeyboardInterrupt", "GeneratorExit",
+                                 "CancelledError"])
+def test_base_exception_from_the_handler_closes_1011(ws_app, exc):
+    """Whatever the handler raises ends its connection with 1011: the
+    connection is not left open without a handler, and the worker serves
+    on (asyncio re-raises SystemExit and KeyboardInterrupt from the loop)."""
+    with connect(ws_app.port, "/boom-base") as ws:
+        ws.send_text(exc)
+        ws.expect_close(1011)
+    with connect(ws_app.port, "/echo") as ws:
+        assert roundtrip(ws, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
+
+
 def test_client_disconnect_while_handler_awaits(ws_app):
     ws = connect(ws_app.port, "/wait/gone")
     assert ws.recv_message() == (OP_TEXT, b"ready")

@@ -40,6 +40,15 @@ async def boom(ws):
     raise RuntimeError("boom after " + msg)
 
 
+async def boom_base(ws):
+    """The message names a BaseException the handler raises."""
+    msg = await ws.receive()
+    await asyncio.sleep(0.01)
+    raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt,
+           "GeneratorExit": GeneratorExit,
+           "CancelledError": asyncio.CancelledError}[msg]("boom-base " + msg)
+
+
 async def wait_recv(ws):
     tag = ws.request.match_dict["tag"]
     record(tag, "started")
@@ -134,6 +143,7 @@ r.add_websocket("/nocomp", echo, compression=False)
 r.add_websocket("/proto", proto, subprotocols=["chat.v2", "chat.v1", "superchat"])
 r.add_websocket("/info/{name}", info)
 r.add_websocket("/boom", boom)
+r.add_websocket("/boom-base", boom_base)
 r.add_websocket("/wait/{tag}", wait_recv)
 r.add_websocket("/server-close/{tag}", server_close)
 r.add_websocket("/returns", returns)
