@@ -330,6 +330,13 @@ def static_handler(directory):
     return serve_static
 
 
+def _in_a_task():
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no running loop
+        return False
+
+
 async def _run_websocket(ws, handler):
     """Run a WebSocket handler; close the socket when it returns (1000) or
     raises (1011).  Runs once per connection, not per message."""
@@ -337,7 +344,22 @@ async def _run_websocket(ws, handler):
         await handler(ws)
     except _core.WebSocketClosed:
         pass
-    except Exception:
+    except asyncio.CancelledError:
+        # cancelled (the server stopping) or raised by the handler: the
+        # connection must not stay open with no handler behind it
+        if not ws.closed:
+            try:
+                await ws.close(1011)
+            except Exception:
+                pass
+        raise
+    except BaseException as e:
+        # SystemExit and KeyboardInterrupt too (asyncio would re-raise them
+        # from the loop and end the worker), and a GeneratorExit the handler
+        # raised; one thrown in to close this coroutine (outside a Task
+        # step) goes on
+        if isinstance(e, GeneratorExit) and not _in_a_task():
+            raise
         sys.stderr.write("fulmen: error in WebSocket handler %r:\n%s"
                          % (handler, traceback.format_exc()))
         if not ws.closed:
