@@ -407,6 +407,29 @@ def test_add_done_callback_runs_after_response(api):
     assert r2.body == ("callback got /r/done/%s" % key).encode()
 
 
+def test_done_callback_runs_when_the_client_is_gone_first(api):
+    """The client resets its connection while an async view awaits: the
+    answer cannot be written, but the callback (clean-up, accounting) still
+    runs, once."""
+    import socket
+    import struct
+    key = "gone%d" % os.getpid()
+
+    def state():
+        with Conn(api.port) as c:
+            return c.request("GET", "/r/done-state/" + key).body
+
+    c = Conn(api.port)
+    c.send(build_request("GET", "/r/done-gone/" + key))
+    while state() != b"view waiting":
+        pass
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()                                       # a reset, not a FIN
+    while (s := state()) == b"view waiting":
+        pass
+    assert s == ("callback got /r/done-gone/%s" % key).encode()
+
+
 # ---- responses ----------------------------------------------------------------
 
 def test_cookies_dict(api):

@@ -110,6 +110,23 @@ def done_register(request):
     return Response(text=STATE["done"][key])
 
 
+async def done_gone(request):
+    """Registers a callback, then answers only once the client has gone."""
+    key = request.match_dict["key"]
+    STATE["done"][key] = "view waiting"
+
+    def cb(req):
+        STATE["done"][key] = "callback got %s" % req.path
+
+    request.add_done_callback(cb)
+    for _ in range(1000):
+        if request.transport is None:    # the connection was lost
+            break
+        await asyncio.sleep(0.01)
+    STATE["done"][key] = "view returned"
+    return Response(text="nobody reads this")
+
+
 def done_state(request):
     return Response(text=STATE["done"].get(request.match_dict["key"], "unknown"))
 
@@ -653,6 +670,7 @@ r.add_route("/r/text", text)
 r.add_route("/r/json", json_body)
 r.add_route("/r/form", form)
 r.add_route("/r/done/{key}", done_register)
+r.add_route("/r/done-gone/{key}", done_gone)
 r.add_route("/r/done-state/{key}", done_state)
 r.add_route("/enc/a/b", enc_static)
 r.add_route("/enc/{x}", info)
