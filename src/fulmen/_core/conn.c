@@ -660,15 +660,16 @@ static int conn_q_grow(ConnObject *c)
     return 0;
 }
 
-/* Forget a ready slot's answer and release its request (nobody to send
- * it to). */
+/* Forget a ready slot's answer (nobody to send it to) and finish its
+ * request: its done-callbacks run all the same, as for an answer cut
+ * short, so that the app's clean-up is never skipped. */
 static void conn_slot_drop(conn_slot *s)
 {
     RequestObject *r = s->req;
     Py_CLEAR(s->obj);
     s->req = NULL;
     if (r != NULL)
-        req_release(r);
+        conn_request_done(r);
 }
 
 INLINE uint32_t conn_q_len(ConnObject *c)
