@@ -79,6 +79,7 @@ def _app_fixture(name):
 basic = pytest.fixture(_app_fixture("basic"), name="basic")
 debug_app = pytest.fixture(_app_fixture("debug"), name="debug_app")
 japronto_style = pytest.fixture(_app_fixture("japronto_style"), name="japronto_style")
+japronto_plain = pytest.fixture(_app_fixture("japronto_plain"), name="japronto_plain")
 router_prefix = pytest.fixture(_app_fixture("router_prefix"), name="router_prefix")
 
 

@@ -863,3 +863,55 @@ def test_japronto_router_module_names():
     assert isinstance(app.router, Router)
     assert isinstance(app.router.add_route("/r", _view), Route)
     assert issubclass(RouteNotFoundException, Exception)
+
+
+# ---- a Japronto app with Japronto's defaults (apps/japronto_plain.py) -------------
+
+def test_route_not_found_raised_by_a_view_is_404(japronto_plain):
+    # Japronto's default error handler turned RouteNotFoundException into
+    # its 404 wherever it came from, a view's "no such object" included
+    assert get(japronto_plain, "/items/1").body == b"item 1"
+    r = get(japronto_plain, "/items/2")
+    assert (r.status, r.body) == (404, b"Not Found")
+
+
+@pytest.mark.parametrize("code", [404, 204, 201])
+def test_positional_none_text_then_code(japronto_plain, code):
+    # request.Response(None, 404): Japronto's (text, code) order with no text
+    r = get(japronto_plain, "/positional?code=%d" % code)
+    assert (r.status, r.body) == (code, b"")
+
+
+@pytest.mark.parametrize("path,pattern", [
+    ("/love", "/love"),
+    ("/lo%76e", "/love"),                 # an unreserved character encoded
+    ("/%6C%6F%76%65", "/love"),
+    ("/%6c%6f%76%65", "/love"),           # lower-case hex digits
+    ("/a:b", "/a:b"),
+    ("/a%3Ab", "/a:b"),                   # as JavaScript's encodeURIComponent
+    ("/a%3ab", "/a:b"),
+    ("/caf%C3%A9", "/caf\u00e9"),
+    ("/caf%c3%a9", "/caf\u00e9"),
+    ("/c%61f%C3%a9", "/caf\u00e9"),
+])
+def test_static_route_found_percent_encoded(japronto_plain, path, pattern):
+    # Japronto matched routes against the percent-decoded path (RFC 3986
+    # 6.2.2: these spellings are the same path), as fulmen does for the
+    # literal segments of a route with parameters
+    r = get(japronto_plain, path)
+    assert (r.status, r.body.decode()) == (200, "static " + pattern)
+
+
+@pytest.mark.parametrize("path", ["/lov%65/", "/lov%65%2F", "/a%2Fb", "/caf%C3", "/lov%6"])
+def test_static_route_not_found_by_other_paths(japronto_plain, path):
+    assert get(japronto_plain, path).status == 404
+
+
+def test_header_names_title_cased_as_japronto(japronto_plain):
+    # Japronto upper-cased every letter that follows a non-letter
+    r = get(japronto_plain, "/header-names",
+            headers=[("x-2fa", "1"), ("x_custom_name", "2"), ("x.dotted", "3"),
+                     ("WWW-AUTHENTICATE", "4"), ("content-md5", "5")])
+    names = r.body.decode().split("\n")
+    for name in ("X-2Fa", "X_Custom_Name", "X.Dotted", "Www-Authenticate", "Content-Md5"):
+        assert name in names
