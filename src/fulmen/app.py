@@ -385,6 +385,9 @@ class Application:
                 exc = e
         if isinstance(exc, asyncio.CancelledError):
             return Response(code=503, text="Service Unavailable")
+        if isinstance(exc, RouteNotFoundException):
+            # raised by the view itself (a missing object): Japronto's 404
+            return Response(code=404, text="Not Found")
         if isinstance(exc, _core.RequestTooLarge):
             return Response(code=413, text="Content Too Large")
         if isinstance(exc, TimeoutError):
