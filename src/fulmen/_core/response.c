@@ -432,9 +432,11 @@ static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *cons
     memset(vals, 0, sizeof(vals));
     for (i = 0; i < nargs; i++)
         vals[i] = args[i];
-    if (nargs >= 1 && PyUnicode_Check(args[0])) {
+    if (nargs >= 1 && (PyUnicode_Check(args[0]) ||
+                       (args[0] == Py_None && nargs >= 2 && PyLong_Check(args[1])))) {
         /* Japronto's positional order is (text, code, body, ...): a str
-         * first is the text, and the code (if any) follows it */
+         * (or None, before an int) first is the text, and the code (if
+         * any) follows it */
         vals[0] = nargs >= 2 ? args[1] : NULL;
         vals[1] = args[0];
     }
