@@ -69,7 +69,8 @@ static PyObject *req_title_slow(const char *s, Py_ssize_t n)
         if (ch >= 0x80)
             ch = '?';
         d[i] = ch;
-        up = (ch == '-');
+        /* as Japronto: a letter after any non-letter is upper-case */
+        up = !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'));
     }
     return u;
 }
