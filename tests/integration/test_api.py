@@ -915,3 +915,19 @@ def test_header_names_title_cased_as_japronto(japronto_plain):
     names = r.body.decode().split("\n")
     for name in ("X-2Fa", "X_Custom_Name", "X.Dotted", "Www-Authenticate", "Content-Md5"):
         assert name in names
+
+
+def test_static_route_percent_encoded_wins_over_parametric_in_process():
+    # the static route is found before a parameter would take the segment,
+    # whichever way the path is spelled
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/a:b", _view, method="GET")
+    app.router.add_route("/{x}", _view)
+    m = app.router.build()
+    for path in ("/a:b", "/a%3Ab", "/a%3ab", "/%61%3A%62"):
+        route, params = m.match(path, "GET")
+        assert (route.pattern, params) == ("/a:b", [])
+    # a method the static route lacks: the same answer as for /a:b itself
+    assert m.match("/a%3Ab", "POST") == m.match("/a:b", "POST")
+    assert m.match("/a%2Fb", "GET")[1] == ["a%2Fb"]

@@ -1005,6 +1005,48 @@ static int router_walk(router_node *node, const char *path, size_t pos,
     return -1;
 }
 
+/* The static route of path's canonical spelling, or -1: the spelling
+ * router.py registers a static route under (urllib.parse.quote, safe
+ * "/!$&'()*+,;=:@-._~"), so that "/lo%76e", "/a%3Ab" and "/caf%c3%a9" find
+ * /love, /a:b and /café as the decoded path would (RFC 3986 6.2.2).  An
+ * escape of a character quote() leaves alone is decoded, any other escape
+ * upper-cased; "%2F" stays an escape, since it never separates segments. */
+static NOINLINE int router_table_canonical(MatcherObject *m, const char *path, size_t len)
+{
+    char out[2048];
+    size_t i, o = 0;
+    uint64_t h;
+    uint32_t mask = m->table_cap - 1, k;
+    if (len > sizeof(out))
+        return -1;
+    for (i = 0; i < len; i++) {
+        int hi, lo;
+        unsigned char c;
+        if (path[i] != '%' || i + 2 >= len || (hi = mod_hexval((unsigned char)path[i + 1])) < 0 ||
+            (lo = mod_hexval((unsigned char)path[i + 2])) < 0) {
+            out[o++] = path[i];
+            continue;
+        }
+        c = (unsigned char)(hi * 16 + lo);
+        i += 2;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c != 0 && strchr("-._~!$&'()*+,;=:@", c) != NULL)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = "0123456789ABCDEF"[c >> 4];
+            out[o++] = "0123456789ABCDEF"[c & 15];
+        }
+    }
+    h = router_hash(out, o);
+    for (k = (uint32_t)h & mask; m->table[k].endpoint >= 0; k = (k + 1) & mask) {
+        router_slot *s = &m->table[k];
+        if (s->hash == h && s->len == o && memcmp(s->key, out, o) == 0)
+            return s->endpoint;
+    }
+    return -1;
+}
+
 RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
                           int method_id, const char *method, size_t mlen,
                           h1_span *params, int *n_params, PyObject **allow)
@@ -1026,6 +1068,8 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
             }
         }
     }
+    if (UNLIKELY(e < 0 && m->table_cap && memchr(path, '%', len) != NULL))
+        e = router_table_canonical(m, path, len);
     if (e < 0 && len > 0 && path[0] == '/')
         e = router_walk(m->root, path, 1, len, params, 0, n_params);
     if (e < 0)
