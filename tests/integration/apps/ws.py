@@ -3,6 +3,7 @@ the plain echo example cannot show.  HTTP routes under /events give the tests
 a side channel into what the handlers saw."""
 import asyncio
 import json
+import socket
 
 from fulmen import Application, WebSocketClosed
 
@@ -116,6 +117,10 @@ async def sink(ws):
     """Receives nothing until /release/<tag> is asked for, then everything:
     what the client sent meanwhile waits in the server."""
     tag = ws.request.match_dict["tag"]
+    # a fixed, small kernel receive buffer (Linux would grow it to tens of
+    # MB), so that what the client gets in is what the server holds
+    ws.request.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     await ws.send("ready")
     await release_event(tag).wait()
     n = 0
