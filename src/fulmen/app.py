@@ -522,6 +522,13 @@ class Application:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop, sig)
+        # SIGHUP asks a master to replace its workers; a process serving on
+        # its own has none to replace, and SIGHUP's default would kill it
+        # (a systemd ExecReload, say): said and ignored.  Under a master
+        # the worker ignores it already.
+        hup = signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+        if hup:
+            loop.add_signal_handler(signal.SIGHUP, _log_hup)
         sweeper.append(loop.call_later(interval, sweep))
         # announced from inside the running loop: uvloop only sees signals
         # while it runs, and a SIGTERM sent on seeing the line must count
@@ -541,6 +548,8 @@ class Application:
             factory.close_io()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if hup:
+                loop.remove_signal_handler(signal.SIGHUP)
             loop.run_until_complete(self._run_hooks(self._shutdown))
             factory.flush_log()
 
@@ -636,6 +645,11 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
             raise ValueError("access_log_format must be 'text' or 'json', not %r"
                              % (access_log_format,))
         app.access_log_format = access_log_format
+
+
+def _log_hup():
+    sys.stderr.write("fulmen: SIGHUP ignored: replacing workers gracefully needs a "
+                     "master (--workers N, or run(worker_num=N))\n")
 
 
 def _ssl_context(ssl):

@@ -1,4 +1,5 @@
 """Starting and stopping: the listening line, SIGTERM, the CLI, IPv6."""
+import signal
 import socket
 import sys
 
@@ -24,6 +25,22 @@ def test_listening_line_and_sigterm():
                              % (srv.port, srv.pid)]
         with Conn(srv.port) as c:
             assert c.request("GET", "/").status == 200
+    finally:
+        stop_cleanly(srv)
+
+
+def test_sighup_without_a_master_is_said_and_ignored():
+    # SIGHUP asks a master to replace its workers; a process serving on its
+    # own has none, and SIGHUP's default action would kill it (a systemd
+    # ExecReload sends one)
+    srv = Server.for_app("basic").start()
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/").status == 200
+            srv.proc.send_signal(signal.SIGHUP)
+            assert srv.wait_for_stderr("SIGHUP ignored"), srv.stderr()
+            assert c.request("GET", "/").status == 200
+        assert srv.alive()
     finally:
         stop_cleanly(srv)
 
