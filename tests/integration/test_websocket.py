@@ -582,15 +582,11 @@ def test_receive_queue_is_bounded_in_bytes(ws_app):
     each), so a client can make it hold no more; then the handler receives
     every message all the same."""
     size = (1 << 20) - 64                 # under max_message_size (1 MiB)
-    ws = WSClient(ws_app.port, "/sink/sink-bytes", timeout=10)
+    ws = WSClient(ws_app.port, "/sink/sink-bytes", timeout=10,
+                  sockopts=[(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)])
     with ws:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-        s.settimeout(10)
-        s.connect(("127.0.0.1", ws_app.port))
-        ws.sock = s
-        s.sendall(ws.handshake_request())
-        assert ws.read_response()[0] == 101
+        ws.connect()
+        s = ws.sock
         assert ws.recv_message() == (OP_TEXT, b"ready")
         sent, rest = 0, b""
         while sent < 64:                  # until the server stops taking them
@@ -618,15 +614,10 @@ def test_9_send_backpressure_bounds_memory(ws_app):
     """The handler sends 100 MB in 1 MB messages to a client that does not
     read: send() waits, and the server's RSS stays bounded."""
     before = rss_kb(ws_app.pid)
-    ws = WSClient(ws_app.port, "/flood/100/flood", timeout=20)
+    ws = WSClient(ws_app.port, "/flood/100/flood", timeout=20,
+                  sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)])
     with ws:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.settimeout(20)
-        s.connect(("127.0.0.1", ws_app.port))
-        ws.sock = s
-        s.sendall(ws.handshake_request())
-        assert ws.read_response()[0] == 101
+        ws.connect()
         # wait until the handler's progress stops moving
         last, stable_since = None, time.monotonic()
         while time.monotonic() - stable_since < 0.4:

@@ -156,8 +156,9 @@ class HandshakeError(Exception):
 
 class WSClient:
     def __init__(self, port, path="/", host="127.0.0.1", *, headers=None,
-                 extensions=None, protocols=None, timeout=10.0):
+                 extensions=None, protocols=None, timeout=10.0, sockopts=()):
         self.port, self.path, self.host = port, path, host
+        self.sockopts = sockopts  # (level, option, value), set before connecting
         self.extra_headers = list(headers or [])
         self.extensions_offer = extensions
         self.protocols = protocols
@@ -187,7 +188,14 @@ class WSClient:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def open_socket(self):
-        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        if self.sockopts:   # buffer sizes must be set before connect()
+            self.sock = socket.socket()
+            for opt in self.sockopts:
+                self.sock.setsockopt(*opt)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect((self.host, self.port))
+        else:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self.sock
 
