@@ -1005,6 +1005,20 @@ static int router_walk(router_node *node, const char *path, size_t pos,
     return -1;
 }
 
+/* The endpoint of the static route keyed key[0..len), or -1 (the table
+ * exists: table_cap > 0). */
+static inline int router_table_find(MatcherObject *m, const char *key, size_t len)
+{
+    uint64_t h = router_hash(key, len);
+    uint32_t mask = m->table_cap - 1, i;
+    for (i = (uint32_t)h & mask; m->table[i].endpoint >= 0; i = (i + 1) & mask) {
+        router_slot *s = &m->table[i];
+        if (s->hash == h && s->len == len && router_key_eq(s->key, key, len))
+            return s->endpoint;
+    }
+    return -1;
+}
+
 /* The static route of path's canonical spelling, or -1: the spelling
  * router.py registers a static route under (urllib.parse.quote, safe
  * "/!$&'()*+,;=:@-._~"), so that "/lo%76e", "/a%3Ab" and "/caf%c3%a9" find
@@ -1015,8 +1029,6 @@ static NOINLINE int router_table_canonical(MatcherObject *m, const char *path, s
 {
     char out[2048];
     size_t i, o = 0;
-    uint64_t h;
-    uint32_t mask = m->table_cap - 1, k;
     if (len > sizeof(out))
         return -1;
     for (i = 0; i < len; i++) {
@@ -1038,13 +1050,7 @@ static NOINLINE int router_table_canonical(MatcherObject *m, const char *path, s
             out[o++] = "0123456789ABCDEF"[c & 15];
         }
     }
-    h = router_hash(out, o);
-    for (k = (uint32_t)h & mask; m->table[k].endpoint >= 0; k = (k + 1) & mask) {
-        router_slot *s = &m->table[k];
-        if (s->hash == h && s->len == o && memcmp(s->key, out, o) == 0)
-            return s->endpoint;
-    }
-    return -1;
+    return router_table_find(m, out, o);
 }
 
 RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
@@ -1057,17 +1063,8 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
     int e = -1;
     *n_params = 0;
     *allow = NULL;
-    if (m->table_cap) {
-        uint64_t h = router_hash(path, len);
-        uint32_t mask = m->table_cap - 1, i;
-        for (i = (uint32_t)h & mask; m->table[i].endpoint >= 0; i = (i + 1) & mask) {
-            router_slot *s = &m->table[i];
-            if (s->hash == h && s->len == len && router_key_eq(s->key, path, len)) {
-                e = s->endpoint;
-                break;
-            }
-        }
-    }
+    if (m->table_cap)
+        e = router_table_find(m, path, len);
     if (UNLIKELY(e < 0 && m->table_cap && memchr(path, '%', len) != NULL))
         e = router_table_canonical(m, path, len);
     if (e < 0 && len > 0 && path[0] == '/')
