@@ -692,6 +692,43 @@ def test_peer_that_never_reads_is_dropped_without_buffering(limits):
             c.close()
 
 
+@pytest.mark.parametrize("close", [False, True])
+def test_slow_reader_of_a_large_answer_is_not_cut(limits, close):
+    """body_timeout bounds how long a client may stop reading, not how long
+    a large answer takes: a client taking 6 MB at 3 MB/s (2 s, four times
+    body_timeout) gets all of it, on a connection that stays open and on
+    one that closes after the answer.  It used to be cut after about
+    body_timeout."""
+    n, rate = 6_000_000, 3_000_000
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(LATE)
+    try:
+        s.connect(("127.0.0.1", limits.port))
+        s.sendall(build_request("GET", "/big/%d" % n,
+                                headers={"Connection": "close"} if close else {}))
+        t0, got, data = time.monotonic(), 0, bytearray()
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            got = len(data)
+            ahead = got / rate - (time.monotonic() - t0)   # the client's pace
+            if ahead > 0:
+                time.sleep(ahead)
+            if data.endswith(b"b" * 16) and got >= n:
+                break
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:100]
+        assert len(body) == n, "cut after %d of %d bytes" % (len(body), n)
+    finally:
+        s.close()
+
+
 def test_closed_connection_whose_peer_never_reads_is_aborted(limits):
     """Answers a client never reads, small enough to wait in the transport
     below its high-water mark: when the server closes such a connection

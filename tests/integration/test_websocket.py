@@ -672,6 +672,24 @@ def test_7_server_close_unanswered_drops_tcp(ws_app):
     assert ev and ev[-1].startswith("close done True"), ev
 
 
+def test_7_server_close_behind_a_slow_read_unanswered_drops_tcp(ws_app):
+    """The handler queues 2 MB and closes while the client is not reading:
+    the close frame waits behind the message.  The client then reads it
+    all (writing resumes) and never answers the close.  The close timeout
+    still holds: taking the data used to drop it, leaving no deadline."""
+    ws = WSClient(ws_app.port, "/send-close/slow", timeout=10,
+                  sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)])
+    with ws:
+        ws.connect()
+        assert events(ws_app.port, "slow") == []     # close() is waiting
+        op, data = ws.recv_message()
+        assert op == OP_BINARY and len(data) == 2 << 20
+        assert ws.recv_frame().close_code == 4000
+        ws.expect_eof(10.0)
+    ev = events(ws_app.port, "slow", "close done")
+    assert ev and ev[-1].startswith("close done True"), ev
+
+
 # ==========================================================================
 # 12/13: permessage-deflate (RFC 7692)
 # ==========================================================================

@@ -59,6 +59,10 @@
  * not finishing a pipeline or an upload in flight. */
 #define CONN_LINGER_KB 64
 
+/* After our WebSocket close frame, how long the client has to answer it
+ * (and, while it still takes output queued before it, to take more). */
+#define CONN_WSCLOSE_MS 5000
+
 enum {
     CONN_PAUSE_WRITE = 1,    /* transport above its high-water mark */
     CONN_PAUSE_PIPELINE = 2, /* too many responses waiting in the queue */
@@ -116,6 +120,9 @@ typedef struct {
     uint8_t stream_frame;    /* RESP_FRAME_* */
     uint8_t stream_close;    /* close once it ends */
     uint8_t bs_chunked;
+    /* bytes the transport held when a deadline for the client to take
+     * them was last armed or checked (conn_took) */
+    uint64_t unsent_mark;
 } conn_ext;
 
 /* Kept small: an idle keep-alive connection is this object and uvloop's
@@ -837,6 +844,51 @@ INLINE int conn_idle(ConnObject *c)
            c->buf_len == 0 && conn_ws(c) == NULL;
 }
 
+/* Bytes the transport holds, not yet taken by the client. */
+static Py_ssize_t conn_unsent(ConnObject *c)
+{
+    PyObject *r;
+    Py_ssize_t n;
+    if (c->transport == NULL)
+        return 0;
+    r = PyObject_CallMethodNoArgs(c->transport, c->st->s_get_write_buffer_size);
+    n = r != NULL ? PyLong_AsSsize_t(r) : 0;
+    Py_XDECREF(r);
+    if (n < 0) {
+        PyErr_Clear();
+        n = 0;
+    }
+    return n;
+}
+
+/* Arm a deadline by which the client must take some of what the transport
+ * holds (timer: CONN_T_WRITE, CONN_T_CLOSING or CONN_T_WSCLOSE). */
+static NOINLINE void conn_arm_write(ConnObject *c, uint8_t timer, int64_t deadline)
+{
+    conn_ext *x = conn_ext_get(c);
+    c->timer = timer;
+    c->deadline = deadline;
+    if (x != NULL)
+        x->unsent_mark = (uint64_t)conn_unsent(c);
+    else
+        PyErr_Clear(); /* no mark: the deadline cannot be extended */
+}
+
+/* At such a deadline: has the client taken output since the mark, with
+ * more still to take?  (It reads, slowly: the deadline is for a client that
+ * stopped reading, not for the time a large answer takes.)  Moves the mark. */
+static int conn_took(ConnObject *c)
+{
+    uint64_t n;
+    int took;
+    if (c->ext == NULL)
+        return 0;
+    n = (uint64_t)conn_unsent(c);
+    took = n > 0 && n < c->ext->unsent_mark;
+    c->ext->unsent_mark = n;
+    return took;
+}
+
 /* Re-arm the connection's deadline from its state; now is mod_now_ms(). */
 static void conn_rearm(ConnObject *c, int64_t now)
 {
@@ -852,14 +904,11 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = d ? CONN_T_WSPING : CONN_T_NONE; /* else the handler decides */
             c->deadline = d;
         } else if (c->timer != CONN_T_WSCLOSE && c->timer != CONN_T_WRITE) {
-            c->timer = CONN_T_WRITE;
-            c->deadline = now + srv->body_timeout_ms;
+            conn_arm_write(c, CONN_T_WRITE, now + srv->body_timeout_ms);
         }
     } else if (c->pause & CONN_PAUSE_WRITE) {
-        if (c->timer != CONN_T_WRITE) {
-            c->timer = CONN_T_WRITE;
-            c->deadline = now + srv->body_timeout_ms;
-        }
+        if (c->timer != CONN_T_WRITE)
+            conn_arm_write(c, CONN_T_WRITE, now + srv->body_timeout_ms);
     } else if (UNLIKELY(c->lingering)) {
         if (c->timer != CONN_T_LINGER && c->timer != CONN_T_WRITE) {
             c->timer = CONN_T_LINGER;
@@ -2474,7 +2523,10 @@ static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
 {
     conn_set_pause(c, CONN_PAUSE_WRITE, 0);
     conn_wake_stream(c);
-    c->timer = CONN_T_NONE;
+    /* the write deadline ends; a close's (ours, or our WebSocket close
+     * frame's) stays */
+    if (c->timer == CONN_T_WRITE)
+        c->timer = CONN_T_NONE;
     conn_rearm(c, mod_now_ms());
     if (!c->pause)
         conn_process_buffer(c);
@@ -2747,28 +2799,22 @@ static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
     conn_close_now(c);
 }
 
-/* A lingering connection's transport still holds output. */
-static int conn_linger_unsent(ConnObject *c)
-{
-    PyObject *r = PyObject_CallMethod(c->transport, "get_write_buffer_size", NULL);
-    long n = r != NULL ? PyLong_AsLong(r) : 0;
-    Py_XDECREF(r);
-    PyErr_Clear();
-    return n > 0;
-}
-
-/* Called after transport.close(): output the transport still holds must be
- * taken by the client within body_timeout, else the connection is aborted.
- * (The transport keeps a closing socket open until its buffer drains, so a
- * client that never reads would hold the socket, and its connection slot,
- * for ever.)  A write deadline already set stays: it is earlier. */
+/* Called after transport.close(): the client must keep taking the output
+ * the transport still holds, with no pause of body_timeout, else the
+ * connection is aborted.  (The transport keeps a closing socket open until
+ * its buffer drains, so a client that never reads would hold the socket,
+ * and its connection slot, for ever.)  A write deadline already set stays,
+ * as the close's: it is earlier. */
 static void conn_closing(ConnObject *c)
 {
-    if (c->closed || c->aborted || c->transport == NULL || c->timer == CONN_T_WRITE ||
-        c->timer == CONN_T_CLOSING || !conn_linger_unsent(c))
+    if (c->closed || c->aborted || c->transport == NULL || c->timer == CONN_T_CLOSING)
         return;
-    c->timer = CONN_T_CLOSING;
-    c->deadline = mod_now_ms() + c->server->body_timeout_ms;
+    if (c->timer == CONN_T_WRITE) {
+        c->timer = CONN_T_CLOSING; /* its deadline and mark stay */
+        return;
+    }
+    if (conn_unsent(c) > 0)
+        conn_arm_write(c, CONN_T_CLOSING, mod_now_ms() + c->server->body_timeout_ms);
 }
 
 /* transport.close() now: what it holds is still written, within
@@ -2790,6 +2836,13 @@ static void conn_expire(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *r;
+    if ((c->timer == CONN_T_WRITE || c->timer == CONN_T_CLOSING ||
+         c->timer == CONN_T_WSCLOSE) && conn_took(c)) {
+        /* the client takes its answers, slowly: more time */
+        c->deadline = mod_now_ms() + (c->timer == CONN_T_WSCLOSE ? CONN_WSCLOSE_MS
+                                                                 : c->server->body_timeout_ms);
+        return;
+    }
     if (c->timer == CONN_T_CLOSING) {
         /* closed by us, and the client has not taken the rest since */
         c->aborted = 1;
@@ -2801,10 +2854,9 @@ static void conn_expire(ConnObject *c)
         Py_XDECREF(r);
         return;
     }
-    if (c->timer == CONN_T_LINGER && conn_linger_unsent(c)) {
+    if (c->timer == CONN_T_LINGER && conn_unsent(c) > 0) {
         /* the answers have not all left: the client is not reading them */
-        c->timer = CONN_T_WRITE;
-        c->deadline = mod_now_ms() + c->server->body_timeout_ms;
+        conn_arm_write(c, CONN_T_WRITE, mod_now_ms() + c->server->body_timeout_ms);
         return;
     }
     if (c->timer == CONN_T_WSPING && conn_ws(c) != NULL) {
@@ -2901,8 +2953,7 @@ PyObject *conn_get_loop(ConnObject *c)
 
 void conn_set_close_deadline(ConnObject *c)
 {
-    c->timer = CONN_T_WSCLOSE;
-    c->deadline = mod_now_ms() + 5000;
+    conn_arm_write(c, CONN_T_WSCLOSE, mod_now_ms() + CONN_WSCLOSE_MS);
 }
 
 PyObject *conn_get_server(ConnObject *c)

@@ -71,6 +71,19 @@ async def server_close(ws):
     record(tag, "close done %s %s %r" % (ws.closed, ws.close_code, ws.close_reason))
 
 
+async def send_close(ws):
+    """Queue a 2 MB message without waiting for the client to take it,
+    then close with 4000: the close frame waits behind the message (the
+    socket's send buffer made small, so that most of it waits in the
+    transport)."""
+    tag = ws.request.match_dict["tag"]
+    sock = ws.request.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    ws.send(b"x" * (2 << 20))
+    await ws.close(4000, "bye")
+    record(tag, "close done %s %s" % (ws.closed, ws.close_code))
+
+
 async def returns(ws):
     await ws.send("bye")   # then returns: the server closes with 1000
 
@@ -152,6 +165,7 @@ r.add_websocket("/boom-base", boom_base)
 r.add_websocket("/wait/{tag}", wait_recv)
 r.add_websocket("/server-close/{tag}", server_close)
 r.add_websocket("/returns", returns)
+r.add_websocket("/send-close/{tag}", send_close, compression=False)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
