@@ -241,6 +241,49 @@ def test_tls_handshake_is_bounded_by_header_timeout(tmp_path, cert, max_connecti
         assert stop_master(srv) == 0, srv.stderr()
 
 
+@pytest.mark.parametrize("how", ["connection-close", "keep-alive-idle", "408"])
+def test_tls_close_does_not_wait_for_the_clients_close_notify(tmp_path, cert, how):
+    """The server closes a TLS connection (after Connection: close, at
+    keep_alive_timeout, after a 408) and sends its close_notify; the client
+    reads everything but never answers with its own close_notify nor closes
+    the socket.  The closing is bounded by body_timeout (0.5 s here), as on
+    plain TCP, not by uvloop's 30 s TLS shutdown timeout: with
+    max_connections=1 the next client is served."""
+    from .test_supervisor import APP, write_app
+    certfile, keyfile = cert
+    text = APP.replace("app = Application()", "app = Application(header_timeout=0.5, "
+                       "body_timeout=0.5, keep_alive_timeout=0.5, max_connections=1)")
+    write_app(tmp_path, "tlsclose", text + '\nif __name__ == "__main__":\n'
+              '    app.run(host="127.0.0.1", port=0, ssl=(%r, %r))\n' % (certfile, keyfile))
+    srv = Proc([sys.executable, str(tmp_path / "tlsclose.py")], cwd=str(tmp_path)).start()
+    try:
+        with tls_conn(srv.port, certfile) as first:
+            if how == "connection-close":
+                r = first.request("GET", "/", headers={"Connection": "close"})
+                assert r.status == 200
+            elif how == "keep-alive-idle":
+                assert first.request("GET", "/").status == 200
+            else:
+                first.send(b"GET / HTTP/1.1\r\nHo")
+                assert first.read_response().status == 408
+            first.sock.settimeout(10)
+            assert first.at_eof()       # the server's close_notify; not answered
+            # waits in the backlog until the slot is free: a 15 s deadline
+            # (for the handshake too), far below uvloop's 30 s default
+            ctx = ssl.create_default_context(cafile=certfile)
+            try:
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+                second = conn_over(ctx.wrap_socket(s, server_hostname="localhost"))
+                with second:
+                    second.sock.settimeout(15)
+                    assert second.request("GET", "/").status == 200
+            except TimeoutError as e:
+                pytest.fail("the closed TLS connection still held the only "
+                            "connection slot: %r" % e)
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
 def test_failed_tls_handshakes_do_not_use_up_max_connections(tmp_path, cert):
     """With max_connections=2, two clients whose handshakes fail (one stalls
     until header_timeout, one sends garbage) hold no slot afterwards: the
