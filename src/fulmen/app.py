@@ -480,7 +480,13 @@ class Application:
         loop.run_until_complete(self._run_hooks(self._startup))
         # The TLS handshake happens before the connection (and its timeouts)
         # exists: bound it by header_timeout, not by uvloop's 60 s default.
-        tls = {} if ssl is None else {"ssl_handshake_timeout": self.header_timeout}
+        # Closing happens inside the TLS layer, out of the sweep's sight
+        # (sending what is left, our close_notify, then waiting for the
+        # client's): bound it by body_timeout, as on plain TCP, not by
+        # uvloop's 30 s, for which a client that never answers would hold
+        # its connection slot.
+        tls = {} if ssl is None else {"ssl_handshake_timeout": self.header_timeout,
+                                      "ssl_shutdown_timeout": self.body_timeout}
         if self.max_connections is None:
             server = loop.run_until_complete(
                 loop.create_server(factory, sock=sock, ssl=ssl,
