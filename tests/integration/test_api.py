@@ -39,6 +39,9 @@ def _make_tree(root):
     big = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(65536)) * 64   # 4 MiB
     (static / "big.bin").write_bytes(big)
     files["big.bin"] = big
+    # more than the kernel's socket buffers take at once (4 MiB each way)
+    (static / "huge.bin").write_bytes(big * 5)
+    files["huge.bin"] = big * 5
     os.symlink(root / "secret.txt", static / "link.txt")
     os.symlink(root / "outside", static / "linkdir")
     os.symlink("hello.txt", static / "inner-link.txt")

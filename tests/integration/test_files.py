@@ -3,11 +3,13 @@
 import email.utils
 import os
 import re
+import socket
 
 import pytest
 
 from .rawhttp import Conn, build_request, fields_but_date
 from .test_api import SECRET, api, get  # noqa: F401  (the shared fixture)
+from .test_binding import conn_over
 
 
 def static(srv, name):
@@ -323,6 +325,25 @@ def test_big_file_whole_and_ranges(api):
             assert r.header("Content-Range") == "bytes %d-%d/%d" % (a, b, size)
             assert r.body == data[a:b + 1], rng
         assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("close", [{}, {"Connection": "close"}])
+def test_big_file_to_a_client_that_half_closed(api, close):
+    """A client may shut its sending side once its request is out (RFC 9112
+    9.6): a file, whose length the answer promised, is still sent whole.
+    It was cut off mid-body at the client's FIN, as an endless stream is."""
+    data = static(api, "huge.bin")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)   # a slow client
+    s.settimeout(10)
+    s.connect(("127.0.0.1", api.port))
+    with conn_over(s) as c:
+        c.send(build_request("GET", "/static/huge.bin", headers=close))
+        s.shutdown(socket.SHUT_WR)
+        r = c.read_response()
+        assert r.status == 200
+        assert len(r.body) == len(data) and r.body == data
+        assert c.at_eof()
 
 
 def test_range_on_response_file(api):

@@ -2497,10 +2497,15 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
          * its stream now rather than after body_timeout */
         conn_fail_body_stream(c, c->st->BadRequest,
                               "the client stopped sending before the body ended");
-    if (c->streaming && c->ext->stream_task != NULL) {
-        /* the client stopped sending while a body streams to it: it has in
-         * all likelihood gone, and a stream (SSE, say) may not write again
-         * for a long time; stop producing now instead of at that write */
+    if (c->streaming && c->ext->stream_task != NULL &&
+        c->ext->stream_frame != RESP_FRAME_LENGTH) {
+        /* the client stopped sending while a body of no announced length
+         * streams to it: it has in all likelihood gone, and a stream (SSE,
+         * say) may not write again for a long time; stop producing now
+         * instead of at that write.  A body whose length the answer gave
+         * (a file, say) has an end: a client that only shut its sending
+         * side (RFC 9112 9.6) gets it whole, one that has gone makes the
+         * next write fail. */
         PyObject *r = PyObject_CallMethod(c->ext->stream_task, "cancel", NULL);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
