@@ -467,7 +467,8 @@ class Application:
 
         The first signal stops gracefully: no new connections, idle ones
         close, requests in flight finish (up to graceful_timeout seconds).
-        A second SIGINT stops at once.
+        A second SIGINT stops at once, and so does a second SIGTERM while
+        the shutdown hooks run.
         """
         loop = loop or self.loop
         asyncio.set_event_loop(loop)
@@ -526,6 +527,10 @@ class Application:
             factory.stop()
             wait_idle(loop.time() + graceful_timeout)
 
+        # uvloop's remove_signal_handler leaves its own handler in place, which
+        # would swallow these signals for good: they are put back by hand
+        saved = {sig: signal.getsignal(sig)
+                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop, sig)
         # SIGHUP asks a master to replace its workers; a process serving on
@@ -552,11 +557,20 @@ class Application:
                 h.cancel()
             server.close()
             factory.close_io()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
-            loop.run_until_complete(self._run_hooks(self._shutdown))
+            # while the shutdown hooks run, a second signal ends the process
+            # at once (a hook that hangs must not make it unkillable)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _exit_at_once, sig)
+            try:
+                loop.run_until_complete(self._run_hooks(self._shutdown))
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+                for sig, handler in saved.items():
+                    if handler is not None:
+                        signal.signal(sig, handler)
             factory.flush_log()
 
     def run(self, host="0.0.0.0", port=8080, *, worker_num=None, debug=None,
@@ -651,6 +665,13 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
             raise ValueError("access_log_format must be 'text' or 'json', not %r"
                              % (access_log_format,))
         app.access_log_format = access_log_format
+
+
+def _exit_at_once(signum):
+    sys.stderr.write("fulmen: %s during the shutdown hooks, exiting at once\n"
+                     % signal.Signals(signum).name)
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _log_hup():

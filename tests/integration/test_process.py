@@ -108,3 +108,54 @@ def test_cli_japronto_spec_and_module_level_run():
             assert c.request("GET", "/split").body == b"get view"
     finally:
         stop_cleanly(srv)
+
+
+HANGING_HOOK_APP = '''
+import asyncio, signal, sys
+from fulmen import Application
+
+app = Application()
+app.router.add_route("/", lambda request: request.Response(text="ok"))
+
+
+@app.on_shutdown
+async def hang(app):
+    sys.stderr.write("hook started\\n")
+    sys.stderr.flush()
+    if "hang" in sys.argv:
+        await asyncio.sleep(3600)
+
+
+before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+app.run(host="127.0.0.1", port=0)
+after = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+sys.stderr.write("handlers restored: %s\\n" % (after == before))
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_second_signal_during_a_hanging_shutdown_hook_exits(tmp_path, sig):
+    """A shutdown hook that never ends: a second SIGTERM or SIGINT ends the
+    process at once (exit 1).  uvloop left its own handler behind, which
+    swallowed both: only SIGKILL ended it."""
+    path = tmp_path / "hangapp.py"
+    path.write_text(HANGING_HOOK_APP)
+    srv = Server([sys.executable, str(path), "hang"]).start()
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.wait_for_stderr("hook started"), srv.stderr()
+        srv.proc.send_signal(sig)
+        code = srv.proc.wait(10)
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    assert code == 1, "%s\n%s" % (describe(code), srv.stderr())
+
+
+def test_signal_handlers_are_restored_when_run_returns(tmp_path):
+    path = tmp_path / "hangapp.py"
+    path.write_text(HANGING_HOOK_APP)
+    srv = Server([sys.executable, str(path)]).start()
+    stop_cleanly(srv)
+    assert "handlers restored: True" in srv.stderr(), srv.stderr()
