@@ -1,0 +1,125 @@
+"""--proxy-headers: which client address, scheme and host a request reports
+when a trusted proxy forwards it, and that a client cannot choose them.
+
+A proxy adds the client it saw at the end of what arrived: nginx's
+$proxy_add_x_forwarded_for appends to the client's own X-Forwarded-For,
+HAProxy's `option forwardfor` adds a field line after the client's.  Only
+that last element is the proxy's; everything before it, and every header the
+proxy does not set itself (nginx passes a client's Forwarded through), is the
+client's to invent.
+"""
+import json
+import socket
+
+import pytest
+
+from .rawhttp import Conn, build_request
+from .test_supervisor import fulmen_proc, stop_master, write_app
+
+APP = '''
+from fulmen import Application
+
+app = Application()
+
+def info(request):
+    return request.Response(json={"remote_addr": request.remote_addr,
+                                  "scheme": request.scheme,
+                                  "hostname": request.hostname})
+
+app.router.add_route("/info", info)
+'''
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    d = tmp_path_factory.mktemp("proxyapp")
+    write_app(d, "proxyapp", APP)
+    srv = fulmen_proc(d, "--proxy-headers", module="proxyapp").start()
+    yield srv
+    assert stop_master(srv) == 0, srv.stderr()
+
+
+def info(port, headers, host="127.0.0.1"):
+    with Conn(port, host) as c:
+        c.send(build_request("GET", "/info", headers=[("Host", "app.test")] + list(headers)))
+        r = c.read_response()
+    assert r.status == 200, r
+    j = r.json()
+    return j["remote_addr"], j["scheme"], j["hostname"]
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ([("X-Forwarded-For", "1.1.1.1")], ("1.1.1.1", "http", "app.test")),
+    # the proxy appended to the client's list: its element is the last
+    ([("X-Forwarded-For", "6.6.6.6, 1.1.1.1")], ("1.1.1.1", "http", "app.test")),
+    # ... or added its own field line after the client's (RFC 9110 5.3:
+    # the same as one line, the values joined with commas in order)
+    ([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "1.1.1.1")],
+     ("1.1.1.1", "http", "app.test")),
+    ([("X-Forwarded-Proto", "http"), ("X-Forwarded-Proto", "https")],
+     ("127.0.0.1", "https", "app.test")),
+    ([("X-Forwarded-Host", "evil.test"), ("X-Forwarded-Host", "good.test")],
+     ("127.0.0.1", "http", "good.test")),
+    ([("Forwarded", "for=6.6.6.6;proto=http"), ("Forwarded", "for=1.1.1.1;proto=https")],
+     ("1.1.1.1", "https", "app.test")),
+    ([("Forwarded", "for=6.6.6.6, for=1.1.1.1;host=good.test")],
+     ("1.1.1.1", "http", "good.test")),
+    ([("Forwarded", 'for="[2001:db8::1]:4711";proto=https')],
+     ("2001:db8::1", "https", "app.test")),
+    # a proxy that writes X-Forwarded-* (nginx, as docs/deployment.md sets
+    # it up) passes a client's Forwarded header on untouched: it must not
+    # win over the proxy's own headers
+    ([("Forwarded", "for=6.6.6.6;proto=https;host=evil.test"),
+      ("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "http"),
+      ("X-Forwarded-Host", "good.test")], ("1.1.1.1", "http", "good.test")),
+    ([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "http"),
+      ("Forwarded", "for=6.6.6.6;proto=https")], ("1.1.1.1", "http", "app.test")),
+    # hostname has no brackets for IPv6, whether from Host or X-Forwarded-Host
+    ([("X-Forwarded-Host", "[2001:db8::2]:8443")], ("127.0.0.1", "http", "2001:db8::2")),
+    ([("X-Forwarded-Host", "[2001:db8::2]")], ("127.0.0.1", "http", "2001:db8::2")),
+    ([("X-Forwarded-Host", "good.test:8443")], ("127.0.0.1", "http", "good.test")),
+])
+def test_the_proxys_own_element_counts(proxied, headers, expected):
+    assert info(proxied.port, headers) == expected
+
+
+def test_untrusted_peer_and_setting_off(tmp_path):
+    write_app(tmp_path, "proxyapp", APP)
+    spoof = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"),
+             ("X-Forwarded-Host", "evil.test"), ("Forwarded", "for=7.7.7.7")]
+    for args in (("--proxy-headers", "--forwarded-allow-ips", "10.0.0.1"), ()):
+        srv = fulmen_proc(tmp_path, *args, module="proxyapp").start()
+        try:
+            assert info(srv.port, spoof) == ("127.0.0.1", "http", "app.test")
+        finally:
+            assert stop_master(srv) == 0, srv.stderr()
+
+
+def _ipv6_dual_stack():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_dual_stack(), reason="no dual-stack IPv6 socket here")
+def test_dual_stack_socket_trusts_the_ipv4_proxy(tmp_path):
+    """On `--host ::` an IPv4 peer's address is IPv4-mapped
+    (::ffff:127.0.0.1): it is still the trusted 127.0.0.1 of
+    --forwarded-allow-ips, as docs/deployment.md says of a local nginx."""
+    write_app(tmp_path, "proxyapp", APP)
+    srv = fulmen_proc(tmp_path, "--proxy-headers", module="proxyapp")
+    srv.argv[srv.argv.index("127.0.0.1")] = "::"
+    srv.start()
+    try:
+        assert info(srv.port, [("X-Forwarded-For", "1.1.1.1")]) == (
+            "1.1.1.1", "http", "app.test")
+        # an address that is not in the list stays untrusted
+        with Conn(srv.port, "::1") as c:
+            c.send(build_request("GET", "/info", headers=[("X-Forwarded-For", "1.1.1.1")]))
+            assert json.loads(c.read_response().body)["remote_addr"] == "::1"
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
