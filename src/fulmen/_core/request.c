@@ -1015,6 +1015,10 @@ static PyObject *req_get_hostname(RequestObject *r, void *c)
             Py_ssize_t n = PyUnicode_GET_LENGTH(f), i = PyUnicode_FindChar(f, ':', 0, n, -1);
             if (i > 0 && PyUnicode_FindChar(f, ']', 0, n, -1) < i)
                 Py_SETREF(f, PyUnicode_Substring(f, 0, i));
+            /* and the brackets of an IPv6 address, as for Host */
+            if (f != NULL && (n = PyUnicode_GET_LENGTH(f)) >= 2 &&
+                PyUnicode_READ_CHAR(f, 0) == '[' && PyUnicode_READ_CHAR(f, n - 1) == ']')
+                Py_SETREF(f, PyUnicode_Substring(f, 1, n - 1));
             return f;
         }
         if (PyErr_Occurred())
@@ -1264,13 +1268,26 @@ static PyObject *req_peer_host(RequestObject *r)
     return res;
 }
 
-/* The value of one parameter (for=, proto=, host=) of the last element of
- * the Forwarded header, or of the last X-Forwarded-* list element: the one
- * the trusted proxy in front of us wrote.  Returns a new str or NULL (no
- * exception) when absent. */
+/* Index of the last header named `lname` (lower case), or -1.  Of repeated
+ * field lines the last holds the end of the list (RFC 9110 5.3), which is
+ * where a proxy adds its element. */
+static int req_find_last_header(RequestObject *r, const char *lname)
+{
+    int i = req_find_header(r, lname), j;
+    while (i >= 0 && (j = req_find_header_from(r, lname, (uint32_t)i + 1)) >= 0)
+        i = j;
+    return i;
+}
+
+/* The value the trusted proxy in front of us wrote: the last element of the
+ * X-Forwarded-* header `xname`, or when there is no such header, the
+ * parameter `fparam` (for=, proto=, host=) of the last element of
+ * Forwarded.  X-Forwarded-* comes first because the proxies that write it
+ * (nginx, as docs/deployment.md sets it up) pass a client's own Forwarded
+ * on untouched.  Returns a new str or NULL (no exception) when absent. */
 static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *fparam)
 {
-    int i = req_find_header(r, "forwarded");
+    int i = req_find_last_header(r, xname);
     const char *v, *end, *p;
     size_t plen = strlen(fparam);
     if (i >= 0) {
@@ -1279,33 +1296,15 @@ static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *
         p = end;
         while (p > v && p[-1] != ',')
             p--;
-        while (p < end) {
-            const char *e = memchr(p, ';', (size_t)(end - p)), *q;
-            if (e == NULL)
-                e = end;
-            while (p < e && (*p == ' ' || *p == '\t'))
-                p++;
-            if ((size_t)(e - p) > plen && strncasecmp(p, fparam, plen) == 0 && p[plen] == '=') {
-                q = p + plen + 1;
-                while (e > q && (e[-1] == ' ' || e[-1] == '\t'))
-                    e--;
-                if (e - q >= 2 && *q == '"' && e[-1] == '"') {
-                    q++;
-                    e--;
-                }
-                if (e - q >= 2 && *q == '[') { /* for="[::1]:port" */
-                    const char *rb = memchr(q, ']', (size_t)(e - q));
-                    if (rb != NULL) {
-                        q++;
-                        e = rb;
-                    }
-                }
-                return PyUnicode_DecodeLatin1(q, e - q, NULL);
-            }
-            p = e + 1;
-        }
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end == p)
+            return NULL;
+        return PyUnicode_DecodeLatin1(p, end - p, NULL);
     }
-    i = req_find_header(r, xname);
+    i = req_find_last_header(r, "forwarded");
     if (i < 0)
         return NULL;
     v = REQ_SPAN(r, r->h.headers[i].value);
@@ -1313,13 +1312,32 @@ static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *
     p = end;
     while (p > v && p[-1] != ',')
         p--;
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (end == p)
-        return NULL;
-    return PyUnicode_DecodeLatin1(p, end - p, NULL);
+    while (p < end) {
+        const char *e = memchr(p, ';', (size_t)(end - p)), *q;
+        if (e == NULL)
+            e = end;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        if ((size_t)(e - p) > plen && strncasecmp(p, fparam, plen) == 0 && p[plen] == '=') {
+            q = p + plen + 1;
+            while (e > q && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            if (e - q >= 2 && *q == '"' && e[-1] == '"') {
+                q++;
+                e--;
+            }
+            if (e - q >= 2 && *q == '[') { /* for="[::1]:port" */
+                const char *rb = memchr(q, ']', (size_t)(e - q));
+                if (rb != NULL) {
+                    q++;
+                    e = rb;
+                }
+            }
+            return PyUnicode_DecodeLatin1(q, e - q, NULL);
+        }
+        p = e + 1;
+    }
+    return NULL;
 }
 
 /* Proxy headers count only with --proxy-headers and a trusted peer. */
