@@ -2977,6 +2977,19 @@ int conn_peer_trusted(ConnObject *c, PyObject *peer_host)
         (PyUnicode_Check(peer_host) && PyUnicode_GET_LENGTH(peer_host) == 0))
         return 1;
     r = PySequence_Contains(allow, peer_host);
+    if (r == 0 && PyUnicode_Check(peer_host) && PyUnicode_GET_LENGTH(peer_host) > 7 &&
+        PyUnicode_FindChar(peer_host, '.', 0, PyUnicode_GET_LENGTH(peer_host), 1) > 0) {
+        /* an IPv4 peer on a dual-stack socket ("::ffff:127.0.0.1") is the
+         * IPv4 address the list names */
+        PyObject *pre = PyUnicode_Substring(peer_host, 0, 7), *v4 = NULL;
+        if (pre != NULL && PyUnicode_CompareWithASCIIString(pre, "::ffff:") == 0 &&
+            (v4 = PyUnicode_Substring(peer_host, 7, PyUnicode_GET_LENGTH(peer_host))) != NULL)
+            r = PySequence_Contains(allow, v4);
+        Py_XDECREF(pre);
+        Py_XDECREF(v4);
+        if (PyErr_Occurred())
+            r = -1;
+    }
     if (r < 0) {
         PyErr_Clear();
         return 0;
