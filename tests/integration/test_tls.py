@@ -1,0 +1,111 @@
+"""Closing and slow clients, over TLS and (for comparison) plain TCP.
+
+body_timeout is how long a client may refuse to read a response: one that
+reads, however slowly, gets the whole answer, whether the connection stays
+open after it or closes (HTTP/1.0, Connection: close).  One that stops
+reading, or that never answers the server's TLS close_notify, is cut off
+after body_timeout, and its max_connections place is free again.
+"""
+import socket
+import ssl
+import sys
+import time
+
+import pytest
+
+from .test_binding import cert  # noqa: F401
+from .test_supervisor import Proc, write_app
+
+APP = '''
+from fulmen import Application
+
+app = Application(body_timeout=1.0, keep_alive_timeout=%(ka)r, max_connections=%(maxc)r)
+
+def big(request):
+    return request.Response(body=b"x" * int(request.query["n"]))
+
+def hello(request):
+    return request.Response(text="hello")
+
+app.router.add_route("/big", big)
+app.router.add_route("/", hello)
+
+if __name__ == "__main__":
+    import sys
+    tls = sys.argv[1:3] if len(sys.argv) > 2 else None
+    app.run(host="127.0.0.1", port=0, ssl=tuple(tls) if tls else None)
+'''
+
+
+def start(tmp_path, cert, tls, ka=60.0, maxc=None):
+    name = "slowapp_%s" % ("tls" if tls else "plain")
+    write_app(tmp_path, name, APP % {"ka": ka, "maxc": maxc})
+    return Proc([sys.executable, str(tmp_path / (name + ".py")), *(cert if tls else ())],
+                cwd=str(tmp_path)).start()
+
+
+def connect(port, cert, tls, timeout=10.0, rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:   # before connecting, so that the window stays small
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    if tls:
+        ctx = ssl.create_default_context(cafile=cert[0])
+        s = ctx.wrap_socket(s, server_hostname="localhost")
+    return s
+
+
+N = 8_000_000
+RATE = 2_000_000     # bytes a second: N takes 4 s, four times body_timeout
+
+
+@pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "close"])
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_slow_but_steady_reader_gets_the_whole_answer(tmp_path, cert, tls, close):
+    """The answer is far larger than what the kernel buffers hold, so the
+    transport keeps most of it, for longer than body_timeout, while the
+    client takes it bit by bit."""
+    srv = start(tmp_path, cert, tls)
+    try:
+        s = connect(srv.port, cert, tls, rcvbuf=65536)
+        s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                  % (N, b"Connection: close\r\n" if close else b""))
+        got = bytearray()
+        t0 = time.monotonic()
+        while True:
+            # the reading pace is what this test is about: sleeping sets it
+            ahead = len(got) - (time.monotonic() - t0) * RATE
+            if ahead > 0:
+                time.sleep(ahead / RATE)
+            d = s.recv(16384)
+            if not d:
+                break
+            got += d
+            if not close and got.endswith(b"x" * 16) and len(got) >= N:
+                break
+        s.close()
+        head, _, body = bytes(got).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert len(body) == N, "the answer was cut after %d of %d bytes" % (len(body), N)
+    finally:
+        assert srv.stop() == 0, srv.stderr()
+
+
+def test_tls_client_that_ignores_close_notify_gives_its_place_back(tmp_path, cert):
+    """max_connections=1: the server closes an idle TLS connection (keep-alive
+    timeout) whose client neither reads nor answers the close_notify; within
+    body_timeout (1 s), not uvloop's 30 s, the next client is served."""
+    srv = start(tmp_path, cert, True, ka=0.5, maxc=1)
+    try:
+        idle = connect(srv.port, cert, True)
+        # this client's handshake waits in the backlog until the place is free
+        s = connect(srv.port, cert, True, timeout=15.0)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200 ")
+        s.close()
+        idle.close()
+    except (socket.timeout, ssl.SSLError) as e:
+        pytest.fail("the next client was not served within 15 s: %r" % e)
+    finally:
+        assert srv.stop() == 0, srv.stderr()
