@@ -481,13 +481,14 @@ class Application:
         loop.run_until_complete(self._run_hooks(self._startup))
         # The TLS handshake happens before the connection (and its timeouts)
         # exists: bound it by header_timeout, not by uvloop's 60 s default.
-        # Closing happens inside the TLS layer, out of the sweep's sight
-        # (sending what is left, our close_notify, then waiting for the
-        # client's): bound it by body_timeout, as on plain TCP, not by
-        # uvloop's 30 s, for which a client that never answers would hold
-        # its connection slot.
+        # Once closed, a connection's own deadline (body_timeout without
+        # progress) bounds sending what is left and the close_notify
+        # exchange; uvloop's (30 s in all, counted from close) would cut a
+        # large answer to a slow but steady reader, and wait 30 s for a
+        # close_notify a client may never send.  Its own stays, far off, as
+        # a last resort.
         tls = {} if ssl is None else {"ssl_handshake_timeout": self.header_timeout,
-                                      "ssl_shutdown_timeout": self.body_timeout}
+                                      "ssl_shutdown_timeout": 3600.0}
         if self.max_connections is None:
             server = loop.run_until_complete(
                 loop.create_server(factory, sock=sock, ssl=ssl,

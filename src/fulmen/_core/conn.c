@@ -25,6 +25,8 @@
 #include "wsframe.h"
 
 #include <errno.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked (glibc's lacks it) */
+#include <netinet/in.h>
 #include <stddef.h>
 #include <structmember.h>
 #include <sys/epoll.h>
@@ -120,9 +122,9 @@ typedef struct {
     uint8_t stream_frame;    /* RESP_FRAME_* */
     uint8_t stream_close;    /* close once it ends */
     uint8_t bs_chunked;
-    /* bytes the transport held when a deadline for the client to take
-     * them was last armed or checked (conn_took) */
-    uint64_t unsent_mark;
+    /* conn_progress() when a deadline for the client to take output was
+     * last armed or checked (conn_took) */
+    uint64_t wmark;
 } conn_ext;
 
 /* Kept small: an idle keep-alive connection is this object and uvloop's
@@ -844,7 +846,8 @@ INLINE int conn_idle(ConnObject *c)
            c->buf_len == 0 && conn_ws(c) == NULL;
 }
 
-/* Bytes the transport holds, not yet taken by the client. */
+/* Bytes the transport holds, not yet taken by the client (0 when it
+ * cannot say). */
 static Py_ssize_t conn_unsent(ConnObject *c)
 {
     PyObject *r;
@@ -861,31 +864,62 @@ static Py_ssize_t conn_unsent(ConnObject *c)
     return n;
 }
 
-/* Arm a deadline by which the client must take some of what the transport
- * holds (timer: CONN_T_WRITE, CONN_T_CLOSING or CONN_T_WSCLOSE). */
+/* How far the client has got taking what we send, a number that only
+ * grows: the bytes it has acknowledged on its TCP connection, or where the
+ * kernel cannot say (a unix socket), less the bytes the transport still
+ * holds.  A write deadline uses it to tell a client that reads slowly from
+ * one that stopped.  (The transport's buffer alone cannot tell: a closing
+ * TLS transport hands everything to the socket's transport at once.) */
+static NOINLINE uint64_t conn_progress(ConnObject *c)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    int fd = c->fd;
+    if (fd < 0) {
+        PyObject *sock = PyObject_CallMethod(c->transport, "get_extra_info", "s", "socket");
+        PyObject *r = sock != NULL && sock != Py_None
+            ? PyObject_CallMethod(sock, "fileno", NULL) : NULL;
+        fd = r != NULL ? (int)PyLong_AsLong(r) : -1;
+        Py_XDECREF(r);
+        Py_XDECREF(sock);
+        PyErr_Clear();
+    }
+    memset(&ti, 0, sizeof(ti));
+    if (fd >= 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+        return ti.tcpi_bytes_acked;
+    return UINT64_MAX - (uint64_t)conn_unsent(c);
+}
+
+/* Arm a deadline by which the client must take some of what we send
+ * (timer: CONN_T_WRITE, CONN_T_CLOSING or CONN_T_WSCLOSE), and note how
+ * far it has got (conn_took).  Without the memory for that, the deadline
+ * cuts it whatever it took. */
 static NOINLINE void conn_arm_write(ConnObject *c, uint8_t timer, int64_t deadline)
 {
     conn_ext *x = conn_ext_get(c);
     c->timer = timer;
     c->deadline = deadline;
     if (x != NULL)
-        x->unsent_mark = (uint64_t)conn_unsent(c);
+        x->wmark = conn_progress(c);
     else
-        PyErr_Clear(); /* no mark: the deadline cannot be extended */
+        PyErr_Clear();
 }
 
-/* At such a deadline: has the client taken output since the mark, with
- * more still to take?  (It reads, slowly: the deadline is for a client that
- * stopped reading, not for the time a large answer takes.)  Moves the mark. */
+/* At such a deadline: has the client taken more since the mark?  (It
+ * reads, slowly: the deadline is for a client that stopped reading, not for
+ * the time a large answer takes.)  After our WebSocket close frame, only
+ * while output is still queued before it: the client then has its time to
+ * answer.  Moves the mark. */
 static int conn_took(ConnObject *c)
 {
-    uint64_t n;
+    uint64_t p;
     int took;
     if (c->ext == NULL)
         return 0;
-    n = (uint64_t)conn_unsent(c);
-    took = n > 0 && n < c->ext->unsent_mark;
-    c->ext->unsent_mark = n;
+    p = conn_progress(c);
+    took = p > c->ext->wmark && (c->timer != CONN_T_WSCLOSE || conn_unsent(c) > 0);
+    c->ext->wmark = p;
     return took;
 }
 
@@ -2491,7 +2525,7 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
     c->eof = 1;
     c->closing = 1;
     if (conn_ws(c) != NULL)
-        Py_RETURN_FALSE;
+        goto closes;
     if (conn_bstream(c) != NULL)
         /* the rest of a body the view is reading can never arrive: fail
          * its stream now rather than after body_timeout */
@@ -2514,6 +2548,10 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
     }
     if (conn_q_len(c) > 0 || c->streaming)
         Py_RETURN_TRUE;
+closes:
+    /* the transport closes itself now: what it still holds (and a TLS
+     * close_notify exchange) gets the deadline of any closing connection */
+    conn_closing(c);
     Py_RETURN_FALSE;
 }
 
@@ -2804,12 +2842,29 @@ static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
     conn_close_now(c);
 }
 
+/* The transport is a TLS one (those never use direct I/O). */
+static NOINLINE int conn_tls(ConnObject *c)
+{
+    PyObject *r;
+    int tls;
+    if (c->fd >= 0)
+        return 0;
+    r = PyObject_CallMethod(c->transport, "get_extra_info", "s", "sslcontext");
+    tls = r != NULL && r != Py_None;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return tls;
+}
+
 /* Called after transport.close(): the client must keep taking the output
  * the transport still holds, with no pause of body_timeout, else the
  * connection is aborted.  (The transport keeps a closing socket open until
  * its buffer drains, so a client that never reads would hold the socket,
- * and its connection slot, for ever.)  A write deadline already set stays,
- * as the close's: it is earlier. */
+ * and its connection slot, for ever.)  A TLS transport gets the deadline
+ * even when it seems to hold nothing: it has handed what is left to the
+ * socket's own transport, and then waits for the client's close_notify,
+ * which a client may never send.  A write deadline already set stays, as
+ * the close's: it is earlier. */
 static void conn_closing(ConnObject *c)
 {
     if (c->closed || c->aborted || c->transport == NULL || c->timer == CONN_T_CLOSING)
@@ -2818,7 +2873,7 @@ static void conn_closing(ConnObject *c)
         c->timer = CONN_T_CLOSING; /* its deadline and mark stay */
         return;
     }
-    if (conn_unsent(c) > 0)
+    if (conn_unsent(c) > 0 || conn_tls(c))
         conn_arm_write(c, CONN_T_CLOSING, mod_now_ms() + c->server->body_timeout_ms);
 }
 
