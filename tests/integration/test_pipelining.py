@@ -189,3 +189,29 @@ def test_deep_pipeline_of_large_answers_is_read_only_as_they_leave(basic, size, 
             r = c.read_response()
             assert r.status == 200 and r.body == want
         assert c.request("GET", "/").body == b"Hello world!"
+
+
+@pytest.mark.parametrize("first", ["/hold/pipe", "/hold-stream"])
+def test_answers_queued_behind_a_waiting_one_stop_the_reading(basic, first):
+    """Answers of sync views queue behind one that is not ready: an async
+    view that waits, or a streamed body that waits.  A client that pipelines
+    without end and never reads made the server take every request and
+    queue its answer (1.9 GB of RSS in 3 s).  The queue must stop the
+    reading at its high-water mark (64 answers), as for async views."""
+    n = 400
+    with Conn(basic.port) as probe, Conn(basic.port) as c:
+        before = probe.request("GET", "/dispatched").json()
+        # one send: loopback hands it to the server in one read
+        c.send(build_request("GET", first) +
+               b"".join(build_request("GET", "/p/%d" % i) for i in range(n)))
+        polls = 0
+        while probe.request("GET", "/held").json() == 0:
+            polls += 1
+        taken = probe.request("GET", "/dispatched").json() - before - polls - 2
+        assert probe.request("GET", "/release").body == b"released"
+        r = c.read_response()
+        assert r.status == 200
+        assert r.body == (b"first,last" if first == "/hold-stream" else b"/hold/pipe")
+        check_in_order(c, [(i, "/p/%d" % i) for i in range(n)])
+        # the waiting one, 64 answers queued, and the rest of that read
+        assert taken <= 80, "%d requests were taken behind one not answered" % taken

@@ -809,6 +809,10 @@ static void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
     s->head_only = (uint8_t)head_only;
     s->conn_hdr = (uint8_t)conn_hdr;
     s->close_after = (uint8_t)close_after;
+    /* it waits behind an answer that is not ready (an async view, a
+     * streamed body): reading stops here as it does for async views */
+    if (conn_q_len(c) >= CONN_PIPELINE_HIGH)
+        conn_set_pause(c, CONN_PAUSE_PIPELINE, 1);
 }
 
 /* Turn the current exception into a response through the app's error hook

@@ -249,6 +249,22 @@ def release(request):
     return request.Response(text="released")
 
 
+def hold_stream(request):
+    # a streamed body that waits for /release after its first item
+    async def body():
+        yield b"first,"
+        if HOLD["event"] is None:
+            HOLD["event"] = asyncio.Event()
+        ev = HOLD["event"]
+        HOLD["waiting"] += 1
+        try:
+            await ev.wait()
+        finally:
+            HOLD["waiting"] -= 1
+        yield b"last"
+    return Response(stream=body())
+
+
 def attr_mark(request):
     # an attribute a view sets on its request is gone by the next request,
     # though request objects are reused
@@ -275,6 +291,8 @@ r.add_route("/stashed", stashed)
 r.add_route("/hold/{x}", hold)
 r.add_route("/held", held)
 r.add_route("/release", release)
+r.add_route("/hold-stream", hold_stream)
+r.add_route("/dispatched", lambda request: request.Response(json=app._server.requests))
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)
