@@ -78,6 +78,7 @@ app.router.add_route("/pid", pid)
 app.router.add_route("/slow", slow)
 app.router.add_route("/headers", headers)
 app.router.add_route("/settings", settings)
+app.router.add_route("/small-body", hello, methods=["POST"], max_body_size=1000)
 '''
 
 

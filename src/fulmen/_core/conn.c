@@ -58,8 +58,13 @@
  * (conn_linger). */
 #define CONN_LINGER_MS 2000
 /* ... and how much of it, in KiB: a client that sends more is flooding,
- * not finishing a pipeline or an upload in flight. */
+ * not finishing a pipeline or an upload in flight.  After a 413 for a
+ * declared Content-Length the rest of that body may come too, up to
+ * CONN_LINGER_MAX_KB: a proxy in front (nginx) sends it whole before it
+ * reads the answer, and a close under it would be a reset it turns into
+ * 502. */
 #define CONN_LINGER_KB 64
+#define CONN_LINGER_MAX_KB UINT16_MAX
 
 /* After our WebSocket close frame, how long the client has to answer it
  * (and, while it still takes output queued before it, to take more). */
@@ -175,7 +180,8 @@ struct ConnObject {
                             * may be written to it (not even by send()) */
     uint8_t lingering;     /* write_eof() was called: reading on, to drop
                             * what the client still sends (conn_linger) */
-    uint16_t linger_kb;    /* KiB dropped while lingering */
+    uint16_t linger_kb;    /* KiB that may still be dropped while lingering
+                            * (0 before: CONN_LINGER_KB then) */
 };
 
 /* The WebSocket after a 101, else NULL. */
@@ -1729,6 +1735,15 @@ static void conn_protocol_error(ConnObject *c, int status, RequestObject *req)
     conn_emit(c, NULL, r, head_only, 1, 1);
 }
 
+/* A 413 for req's declared Content-Length: once the answer is out, the
+ * rest of that body may be read and dropped too (CONN_LINGER_MAX_KB). */
+static void conn_413_for_length(ConnObject *c, RequestObject *req)
+{
+    uint64_t kb = req->h.content_length / 1024 + CONN_LINGER_KB;
+    c->linger_kb = (uint16_t)(kb < CONN_LINGER_MAX_KB ? kb : CONN_LINGER_MAX_KB);
+    conn_protocol_error(c, 413, req);
+}
+
 /* Expect: 100-continue: send the interim response now, or in its turn
  * behind the responses still queued ahead of this request. */
 static void conn_maybe_continue(ConnObject *c, RequestObject *req)
@@ -1977,7 +1992,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                           ((req->h.flags & H1_F_HAS_CL) && req->h.content_length > 0)))) {
                 if (!(req->h.flags & H1_F_CHUNKED) && req->h.content_length > max_body) {
                     c->pending = NULL;
-                    conn_protocol_error(c, 413, req);
+                    conn_413_for_length(c, req);
                     req_release(req);
                     return len;
                 }
@@ -2000,7 +2015,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             } else {
                 if (req->h.content_length > max_body) { /* 0 without one */
                     c->pending = NULL;
-                    conn_protocol_error(c, 413, req);
+                    conn_413_for_length(c, req);
                     req_release(req);
                     return len;
                 }
@@ -2823,6 +2838,8 @@ static NOINLINE int conn_linger(ConnObject *c)
     }
     c->closing = 1;
     c->lingering = 1;
+    if (c->linger_kb == 0)
+        c->linger_kb = CONN_LINGER_KB;
     conn_set_pause(c, 0, 0); /* reading resumes whatever paused it */
     c->timer = CONN_T_NONE;
     conn_rearm(c, mod_now_ms());
@@ -2830,21 +2847,22 @@ static NOINLINE int conn_linger(ConnObject *c)
 }
 
 /* data arrived while lingering: dropped, and counted against
- * CONN_LINGER_KB; past that, the socket closes now. */
+ * c->linger_kb; past that, the socket closes now. */
 static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
 {
     Py_ssize_t n = PyObject_Size(data);
     if (n < 0) {
         PyErr_Clear();
-        n = CONN_LINGER_KB * 1024;
+        n = (Py_ssize_t)CONN_LINGER_MAX_KB * 1024;
     }
     n = (n + 1023) / 1024;
-    if (c->linger_kb + n <= CONN_LINGER_KB) {
-        c->linger_kb += (uint16_t)n;
+    if (n <= c->linger_kb) {
+        c->linger_kb -= (uint16_t)n;
         return;
     }
     conn_close_now(c);
 }
+
 
 /* The transport is a TLS one (those never use direct I/O). */
 static NOINLINE int conn_tls(ConnObject *c)
