@@ -1171,6 +1171,33 @@ def test_keepalive_spares_a_client_that_answers(ws_app):
         ws.sock.close()
 
 
+def test_keepalive_spares_a_client_the_server_stopped_reading(ws_app):
+    """The handler is busy and receives nothing, so the server stops
+    reading the client's messages (and with them its pongs).  The client is
+    alive and answers every ping: it must not be closed with 1011 for pongs
+    the server itself left unread.  Once the handler receives, all flows."""
+    ws = connect(ws_app.port, "/busy-keepalive/pongs")
+    try:
+        assert ws.recv_message(timeout=5) == (OP_TEXT, b"ready")
+        for i in range(64):                      # more than the server queues
+            ws.send_text("m%d" % i)
+        deadline = time.monotonic() + 3.0        # ten ping intervals
+        while time.monotonic() < deadline:
+            try:
+                f = ws.recv_frame(timeout=deadline - time.monotonic())
+            except TimeoutError:
+                break
+            assert f.opcode == OP_PING, "closed: %r" % (f.close_code,)
+            ws.send_frame(OP_PONG, f.payload)
+        with Conn(ws_app.port) as c:
+            assert c.request("GET", "/release/pongs").status == 200
+        for i in range(64):
+            op, data = ws.recv_message(timeout=5)
+            assert (op, data) == (OP_TEXT, b"m%d" % i)
+    finally:
+        ws.sock.close()
+
+
 def test_graceful_stop_closes_websockets_with_1001():
     """SIGTERM: an open WebSocket gets a close frame with 1001 (going away,
     RFC 6455 7.4.1: 'such as a server going down') before the connection

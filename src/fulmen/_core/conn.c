@@ -3019,6 +3019,7 @@ void conn_close_transport(ConnObject *c, int abort)
 void conn_pause_reading(ConnObject *c, int on)
 {
     conn_set_pause(c, CONN_PAUSE_PIPELINE, on);
+    conn_rearm(c, mod_now_ms()); /* a WebSocket's keep-alive pauses with it */
 }
 
 PyObject *conn_drain_waiter(ConnObject *c)

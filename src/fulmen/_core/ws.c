@@ -473,7 +473,9 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
 
 int64_t ws_deadline(WebSocketObject *ws)
 {
-    if (ws->ping_interval_ms <= 0 || ws->state != WS_OPEN)
+    /* while the server does not read (the handler is behind), the
+     * client's pongs wait unread: no keep-alive deadline then */
+    if (ws->ping_interval_ms <= 0 || ws->state != WS_OPEN || ws->reading_paused)
         return 0;
     if (ws->ping_out)
         return ws->last_rx + ws->ping_interval_ms + ws->ping_timeout_ms;
@@ -482,7 +484,7 @@ int64_t ws_deadline(WebSocketObject *ws)
 
 void ws_timer(WebSocketObject *ws, int64_t now)
 {
-    if (ws->state != WS_OPEN)
+    if (ws->state != WS_OPEN || ws->reading_paused)
         return;
     if (!ws->ping_out) {
         ws->ping_out = 1;
@@ -603,6 +605,10 @@ static PyObject *ws_pop(WebSocketObject *ws)
     if (ws->reading_paused && PyList_GET_SIZE(ws->queue) <= WS_QUEUE_LOW &&
         ws->queue_bytes <= WS_QUEUE_BYTES_LOW && ws->conn != NULL) {
         ws->reading_paused = 0;
+        /* the keep-alive counts again from now: what the client sent
+         * meanwhile (its pongs too) is read first */
+        ws->last_rx = mod_now_ms();
+        ws->ping_out = 0;
         conn_pause_reading(ws->conn, 0);
     }
     return m;

@@ -146,6 +146,16 @@ async def sink(ws):
         raise
 
 
+async def busy_keepalive(ws):
+    """Echoes, but only once /release/<tag> is asked for: until then the
+    client's messages pile up and the server stops reading (keep-alive
+    pings at 0.3 s / 0.3 s)."""
+    await ws.send("ready")
+    await release_event(ws.request.match_dict["tag"]).wait()
+    async for message in ws:
+        await ws.send(message)
+
+
 def release(request):
     release_event(request.match_dict["tag"]).set()
     return request.Response(text="released")
@@ -169,6 +179,7 @@ r.add_websocket("/send-close/{tag}", send_close, compression=False)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
+r.add_websocket("/busy-keepalive/{tag}", busy_keepalive, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/sink/{tag}", sink, compression=False)
 r.add_route("/events/{tag}", get_events)
 r.add_route("/release/{tag}", release)
