@@ -55,6 +55,7 @@ _PR_SET_PDEATHSIG = 1
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 _BACKOFF_FIRST = 0.1        # seconds before restarting a worker that died at start-up,
 _BACKOFF_CAP = 5.0          # doubled on each failure in a row, up to this
+_START_REPORT = 10.0       # a worker not "ready" yet is reported this often
 _STABLE = 1.0              # a worker that dies sooner after its "ready" crashed on start
 _KILL_MARGIN = 2.0          # after graceful_timeout, for on_shutdown hooks, then SIGKILL
 _RELOAD_DEBOUNCE = 0.05     # a save is often several file events
@@ -197,7 +198,7 @@ def module_files():
 
 class _Worker:
     __slots__ = ("pid", "slot", "conn", "gen", "ready", "ready_at", "stale", "retiring",
-                 "kill_at", "buf", "proc")
+                 "kill_at", "buf", "proc", "started", "report_at")
 
     def __init__(self, pid, slot, conn, gen, proc=None):
         self.pid = pid
@@ -211,6 +212,8 @@ class _Worker:
         self.kill_at = None
         self.buf = b""
         self.proc = proc            # the Popen of a worker started by exec
+        self.started = time.monotonic()
+        self.report_at = self.started + _START_REPORT  # not ready by then: said
 
 
 class Supervisor:
@@ -301,6 +304,12 @@ class Supervisor:
                     _log("worker %d still running after the graceful timeout: SIGKILL" % w.pid)
                     _kill(w.pid, signal.SIGKILL)
                     w.kill_at = None
+                if not w.ready and not w.retiring and now >= w.report_at:
+                    # a start (a replacement's, on SIGHUP, too) that takes
+                    # long: say so, the old workers serve on meanwhile
+                    _log("worker %d not ready after %d s (its on_startup hooks still "
+                         "running?); waiting" % (w.pid, round(now - w.started)))
+                    w.report_at += _START_REPORT
             if self.stopping:
                 if not self.workers:
                     _log("master %d stopped" % self.pid)
@@ -315,6 +324,7 @@ class Supervisor:
     def _timeout(self):
         now = time.monotonic()
         times = [w.kill_at for w in self.workers.values() if w.kill_at is not None]
+        times += [w.report_at for w in self.workers.values() if not w.ready and not w.retiring]
         if not self.stopping:
             if self.reload_at is not None:
                 times.append(self.reload_at)

@@ -57,6 +57,12 @@ def fail_if_flagged(app):
     if os.path.exists(os.path.join(os.path.dirname(__file__), "FAIL_STARTUP")):
         raise RuntimeError("start-up fails on purpose")
 
+@app.on_startup
+async def hang_if_flagged(app):
+    flag = os.path.join(os.path.dirname(__file__), "SLOW_STARTUP")
+    while os.path.exists(flag):         # until the test removes it
+        await asyncio.sleep(0.05)
+
 def crash_if_flagged():
     if os.path.exists(os.path.join(os.path.dirname(__file__), "CRASH_AFTER_READY")):
         os._exit(4)
@@ -436,6 +442,30 @@ def test_graceful_timeout_expires(app_dir):
     # the view is cancelled: 503 when the engine answers it, else a closed connection
     assert r is None or r.status == 503
     assert wait_gone(pids, 1) == []
+
+
+def test_a_replacement_slow_to_start_is_reported_while_the_old_serves(app_dir):
+    """SIGHUP while the new code's on_startup takes long: the master says
+    so every 10 s (a reload that seems stuck otherwise shows nothing), the
+    old worker serves meanwhile, and is replaced once the new one is ready."""
+    srv = fulmen_proc(app_dir, "--workers", "1").start()
+    flag = app_dir / "SLOW_STARTUP"
+    try:
+        old = srv.wait_workers(1)
+        flag.write_text("")
+        mark = srv.mark()
+        srv.proc.send_signal(signal.SIGHUP)
+        assert srv.wait_line("not ready after 10 s", mark, timeout=30), srv.stderr()
+        assert get(srv.port, "/pid").body.decode() == str(old[0])
+        flag.unlink()
+        new = srv.wait_workers(1, mark)
+        assert new != old
+        assert wait_gone(old, 10) == []
+        assert get(srv.port, "/pid").body.decode() == str(new[0])
+    finally:
+        if flag.exists():
+            flag.unlink()
+        assert stop_master(srv) == 0, srv.stderr()
 
 
 def test_second_sigint_stops_at_once(app_dir):
