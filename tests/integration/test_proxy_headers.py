@@ -78,6 +78,13 @@ def info(port, headers, host="127.0.0.1"):
     ([("X-Forwarded-Host", "[2001:db8::2]:8443")], ("127.0.0.1", "http", "2001:db8::2")),
     ([("X-Forwarded-Host", "[2001:db8::2]")], ("127.0.0.1", "http", "2001:db8::2")),
     ([("X-Forwarded-Host", "good.test:8443")], ("127.0.0.1", "http", "good.test")),
+    # request.scheme is "http" or "https": the scheme names are
+    # case-insensitive (RFC 3986 3.1), and anything else is not a scheme this
+    # server was reached by, so the connection's own counts
+    ([("X-Forwarded-Proto", "HTTPS")], ("127.0.0.1", "https", "app.test")),
+    ([("Forwarded", "proto=Https")], ("127.0.0.1", "https", "app.test")),
+    ([("X-Forwarded-Proto", "javascript")], ("127.0.0.1", "http", "app.test")),
+    ([("X-Forwarded-Proto", "https-ish")], ("127.0.0.1", "http", "app.test")),
 ])
 def test_the_proxys_own_element_counts(proxied, headers, expected):
     assert info(proxied.port, headers) == expected

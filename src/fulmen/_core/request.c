@@ -1371,9 +1371,22 @@ static PyObject *req_get_scheme(RequestObject *r, void *c)
 {
     PyObject *t, *ssl;
     if (req_trust_proxy(r)) {
+        /* "http" or "https", whatever the case (RFC 3986 3.1); another
+         * value is not how this server was reached: ignored */
         PyObject *f = req_forwarded(r, "x-forwarded-proto", "proto");
-        if (f != NULL || PyErr_Occurred())
-            return f;
+        if (f == NULL && PyErr_Occurred())
+            return NULL;
+        if (f != NULL) {
+            const char *v = PyUnicode_AsUTF8(f);
+            const char *scheme = v == NULL                ? NULL
+                                 : strcasecmp(v, "https") == 0 ? "https"
+                                 : strcasecmp(v, "http") == 0  ? "http"
+                                                               : NULL;
+            Py_DECREF(f);
+            if (scheme != NULL)
+                return PyUnicode_FromString(scheme);
+            PyErr_Clear();
+        }
     }
     if (r->conn == NULL)
         return PyUnicode_FromString("http");
