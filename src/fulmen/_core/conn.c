@@ -223,6 +223,7 @@ INLINE conn_ext *conn_ext_get(ConnObject *c)
 
 static void conn_io_watch(ConnObject *c, int on);
 static void conn_io_end(ConnObject *c);
+static void conn_abort(ConnObject *c);
 static int conn_linger(ConnObject *c);
 static void conn_linger_drop(ConnObject *c, PyObject *data);
 static void conn_closing(ConnObject *c);
@@ -2282,15 +2283,10 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
             /* the body is cut short: the client must not take it as whole,
              * so nothing may follow it, not even the answers queued behind
              * it (they would read as the rest of the body) */
-            PyObject *r;
             c->st->out_len = 0;
             c->closing = 1;
-            c->aborted = aborted = 1;
-            conn_io_end(c);
-            r = PyObject_CallMethod(c->transport, "abort", NULL);
-            if (r == NULL)
-                PyErr_WriteUnraisable((PyObject *)c);
-            Py_XDECREF(r);
+            aborted = 1;
+            conn_abort(c);
         } else if (c->ext->stream_close) {
             c->closing = 1;
             c->close_after_flush = 1;
@@ -2628,6 +2624,19 @@ static void conn_io_end(ConnObject *c)
     conn_io_watch(c, 0);
 }
 
+/* transport.abort(): the connection is gone, or what it carries must not
+ * go on; nothing more is read from it or written to it. */
+static void conn_abort(ConnObject *c)
+{
+    PyObject *r;
+    c->aborted = 1;
+    conn_io_end(c);
+    r = PyObject_CallMethod(c->transport, "abort", NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(r);
+}
+
 /* The server's epoll set, watched by the loop; made on first use. */
 static int conn_io_setup(ServerObject *srv)
 {
@@ -2752,13 +2761,7 @@ static void conn_io_read(ConnObject *c, uint32_t events)
                 conn_close_transport(c, 0);
             Py_XDECREF(r);
         } else if (!c->closed && c->transport != NULL) {
-            /* a reset or other error: the connection is gone */
-            PyObject *x;
-            c->aborted = 1;
-            x = PyObject_CallMethod(c->transport, "abort", NULL);
-            if (x == NULL)
-                PyErr_WriteUnraisable((PyObject *)c);
-            Py_XDECREF(x);
+            conn_abort(c); /* a reset or other error: the connection is gone */
         }
         return;
     }
@@ -2927,13 +2930,9 @@ static void conn_expire(ConnObject *c)
     }
     if (c->timer == CONN_T_CLOSING) {
         /* closed by us, and the client has not taken the rest since */
-        c->aborted = 1;
         c->timer = CONN_T_NONE;
         c->deadline = 0;
-        r = PyObject_CallMethod(c->transport, "abort", NULL);
-        if (r == NULL)
-            PyErr_WriteUnraisable((PyObject *)c);
-        Py_XDECREF(r);
+        conn_abort(c);
         return;
     }
     if (c->timer == CONN_T_LINGER && conn_unsent(c) > 0) {
