@@ -225,8 +225,7 @@ def stashed(request):
 HOLD = {"event": None, "waiting": 0}
 
 
-async def hold(request):
-    # waits until /release: a request that outlives its read
+async def wait_for_release():
     if HOLD["event"] is None:
         HOLD["event"] = asyncio.Event()
     ev = HOLD["event"]
@@ -235,6 +234,11 @@ async def hold(request):
         await ev.wait()
     finally:
         HOLD["waiting"] -= 1
+
+
+async def hold(request):
+    # waits until /release: a request that outlives its read
+    await wait_for_release()
     return request.Response(text=request.path)
 
 
@@ -253,14 +257,7 @@ def hold_stream(request):
     # a streamed body that waits for /release after its first item
     async def body():
         yield b"first,"
-        if HOLD["event"] is None:
-            HOLD["event"] = asyncio.Event()
-        ev = HOLD["event"]
-        HOLD["waiting"] += 1
-        try:
-            await ev.wait()
-        finally:
-            HOLD["waiting"] -= 1
+        await wait_for_release()
         yield b"last"
     return Response(stream=body())
 
