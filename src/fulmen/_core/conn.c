@@ -875,6 +875,33 @@ static Py_ssize_t conn_unsent(ConnObject *c)
     return n;
 }
 
+/* The transport is a TLS one (those never use direct I/O). */
+static NOINLINE int conn_tls(ConnObject *c)
+{
+    PyObject *r;
+    int tls;
+    if (c->fd >= 0)
+        return 0;
+    r = PyObject_CallMethod(c->transport, "get_extra_info", "s", "sslcontext");
+    tls = r != NULL && r != Py_None;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return tls;
+}
+
+/* The descriptor of the transport's socket, or -1 (none, or an error). */
+static int conn_socket_fd(ConnObject *c)
+{
+    PyObject *sock = PyObject_CallMethod(c->transport, "get_extra_info", "s", "socket");
+    PyObject *r = sock != NULL && sock != Py_None
+        ? PyObject_CallMethod(sock, "fileno", NULL) : NULL;
+    long fd = r != NULL ? PyLong_AsLong(r) : -1;
+    Py_XDECREF(r);
+    Py_XDECREF(sock);
+    PyErr_Clear();
+    return fd >= 0 && fd <= INT_MAX ? (int)fd : -1;
+}
+
 /* How far the client has got taking what we send, a number that only
  * grows: the bytes it has acknowledged on its TCP connection, or where the
  * kernel cannot say (a unix socket), less the bytes the transport still
@@ -885,16 +912,7 @@ static NOINLINE uint64_t conn_progress(ConnObject *c)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
-    int fd = c->fd;
-    if (fd < 0) {
-        PyObject *sock = PyObject_CallMethod(c->transport, "get_extra_info", "s", "socket");
-        PyObject *r = sock != NULL && sock != Py_None
-            ? PyObject_CallMethod(sock, "fileno", NULL) : NULL;
-        fd = r != NULL ? (int)PyLong_AsLong(r) : -1;
-        Py_XDECREF(r);
-        Py_XDECREF(sock);
-        PyErr_Clear();
-    }
+    int fd = c->fd >= 0 ? c->fd : conn_socket_fd(c);
     memset(&ti, 0, sizeof(ti));
     if (fd >= 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
         len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
@@ -2665,20 +2683,12 @@ static int conn_io_setup(ServerObject *srv)
 static void conn_io_attach(ConnObject *c)
 {
     ServerObject *srv = c->server;
-    PyObject *r, *sock = NULL, *fdobj = NULL;
-    long fd;
+    int fd;
     c->io_checked = 1;
     if (!srv->direct_io || c->closed || c->closing || c->transport == NULL)
         return;
-    r = PyObject_CallMethod(c->transport, "get_extra_info", "s", "sslcontext");
-    if (r == NULL || r != Py_None)
-        goto out;
-    sock = PyObject_CallMethod(c->transport, "get_extra_info", "s", "socket");
-    if (sock == NULL || sock == Py_None)
-        goto out;
-    fdobj = PyObject_CallMethod(sock, "fileno", NULL);
-    if (fdobj == NULL || (fd = PyLong_AsLong(fdobj)) < 0)
-        goto out;
+    if (conn_tls(c) || (fd = conn_socket_fd(c)) < 0)
+        return;
     if (conn_io_setup(srv) < 0) {
         PyErr_WriteUnraisable((PyObject *)c);
         srv->direct_io = 0;
@@ -2691,7 +2701,7 @@ static void conn_io_attach(ConnObject *c)
             goto out;
         Py_DECREF(p);
     }
-    c->fd = (int)fd;
+    c->fd = fd;
     Py_INCREF(c); /* held while c->fd is set: epoll events point at c */
     conn_io_watch(c, !c->reading_paused);
     if (!c->reading_paused && !c->io_watched) {
@@ -2705,9 +2715,6 @@ static void conn_io_attach(ConnObject *c)
     }
 out:
     PyErr_Clear();
-    Py_XDECREF(r);
-    Py_XDECREF(sock);
-    Py_XDECREF(fdobj);
 }
 
 /* c's socket is readable (events: what epoll reported): what the
@@ -2866,20 +2873,6 @@ static NOINLINE void conn_linger_drop(ConnObject *c, PyObject *data)
     conn_close_now(c);
 }
 
-
-/* The transport is a TLS one (those never use direct I/O). */
-static NOINLINE int conn_tls(ConnObject *c)
-{
-    PyObject *r;
-    int tls;
-    if (c->fd >= 0)
-        return 0;
-    r = PyObject_CallMethod(c->transport, "get_extra_info", "s", "sslcontext");
-    tls = r != NULL && r != Py_None;
-    Py_XDECREF(r);
-    PyErr_Clear();
-    return tls;
-}
 
 /* Called after transport.close(): the client must keep taking the output
  * the transport still holds, with no pause of body_timeout, else the
