@@ -553,14 +553,22 @@ def test_max_rss_recycles(app_dir):
         assert stop_master(srv) == 0, srv.stderr()
 
 
+def kill_worker_under_flag(srv, flag):
+    """Once the one worker serves, set `flag` (a file APP's hooks look
+    for) and SIGKILL the worker: its replacements start under the flag.
+    Returns the killed pid and the log mark before the kill."""
+    first = srv.wait_workers(1)[0]
+    flag.write_text("")
+    mark = srv.mark()
+    os.kill(first, signal.SIGKILL)
+    return first, mark
+
+
 def test_crashing_start_up_backs_off_and_recovers(app_dir):
     flag = app_dir / "FAIL_STARTUP"
     srv = fulmen_proc(app_dir, "--workers", "1").start()
     try:
-        first = srv.wait_workers(1)[0]
-        flag.write_text("")
-        mark = srv.mark()
-        os.kill(first, signal.SIGKILL)
+        _, mark = kill_worker_under_flag(srv, flag)
         # the replacements die at start-up; the delays grow; the master stays
         srv.wait_line(r"before serving; next try in 0\.1 s", mark)
         srv.wait_line(r"before serving; next try in 0\.2 s", mark)
@@ -581,10 +589,7 @@ def test_workers_that_crash_right_after_starting_back_off(app_dir):
     flag = app_dir / "CRASH_AFTER_READY"
     srv = fulmen_proc(app_dir, "--workers", "1").start()
     try:
-        first = srv.wait_workers(1)[0]
-        flag.write_text("")
-        mark = srv.mark()
-        os.kill(first, signal.SIGKILL)
+        first, mark = kill_worker_under_flag(srv, flag)
         # deaths in a row right after starting wait longer each time (the
         # first is replaced at once)
         srv.wait_line(r"worker %d was killed by signal SIGKILL" % first, mark)
