@@ -47,3 +47,15 @@ def test_hello(hello_port):
 def test_hello_pipelined(hello_port):
     data = _exchange(hello_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100, 100)
     assert data.count(b"HTTP/1.1 200 OK\r\n") == 100
+
+
+def test_request_response_descriptor_wants_a_request():
+    # request.Response(...) is called with the request first; the descriptor
+    # behind it refuses anything else instead of reading it as a request
+    from fulmen import Response, _core
+    assert _core.Request.Response is Response
+    maker = _core.Request.__dict__["Response"]
+    with pytest.raises(TypeError):
+        maker(text="x")
+    with pytest.raises(TypeError):
+        maker(object(), text="x")

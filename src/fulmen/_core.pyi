@@ -181,21 +181,9 @@ class Request:
     def extra(self) -> dict[str, Any]:
         """A dict for the app's own per-request data."""
         ...
-    def Response(
-        self,
-        code: int = 200,
-        text: str | None = None,
-        body: bytes | bytearray | memoryview | None = None,
-        json: Any = None,
-        mime_type: str | None = None,
-        encoding: str | None = "utf-8",
-        headers: _HeadersArg | None = None,
-        cookies: Mapping[str, Any] | SimpleCookie | None = None,
-        *,
-        stream: _StreamArg | None = None,
-        file: str | PathLike[str] | None = None,
-    ) -> Response:
-        """Make a fulmen.Response: the same arguments as Response()."""
+    @property
+    def Response(self) -> type[Response]:
+        """The Response class (the same as fulmen.Response)."""
         ...
     def add_done_callback(self, cb: Callable[[Request], object], /) -> None:
         """Call cb(request) once the response has been written."""

@@ -882,6 +882,10 @@ def test_route_not_found_raised_by_a_view_is_404(japronto_plain):
     assert (r.status, r.body) == (404, b"Not Found")
 
 
+def test_request_response_is_the_response_class(japronto_plain):
+    assert get(japronto_plain, "/response-class").body == b"same class"
+
+
 @pytest.mark.parametrize("code", [404, 204, 201])
 def test_positional_none_text_then_code(japronto_plain, code):
     # request.Response(None, 404): Japronto's (text, code) order with no text

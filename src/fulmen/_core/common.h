@@ -357,6 +357,7 @@ void conn_deliver_error(ConnObject *c, uint32_t seq, RequestObject *req);
 
 /* request.c */
 extern PyType_Spec req_spec;
+int req_type_ready(PyObject *m, fulmen_state *st);
 extern PyType_Spec req_headers_spec;
 extern PyType_Spec req_query_spec;
 /* A request to parse into: its head (r->h) holds stale values until the

@@ -201,6 +201,8 @@ static int mod_exec(PyObject *m)
         mod_add_type(m, &ws_spec, NULL, &st->WebSocketType) < 0)
         return -1;
     resp_type_ready(st->ResponseType);
+    if (req_type_ready(m, st) < 0)
+        return -1;
     st->BadRequest = PyErr_NewExceptionWithDoc(
         "fulmen.BadRequest",
         "The request body cannot be parsed as asked (answered with 400).",

@@ -1491,23 +1491,86 @@ static PyObject *req_stream(RequestObject *r, PyObject *unused)
     return bs;
 }
 
-/* request.Response(...): a method rather than the class itself, so that
- * CPython 3.11 specializes the lookup of `request.Response`
- * (LOAD_METHOD_WITH_DICT, which is why a request always has a dict); a class
- * attribute goes through the generic attribute lookup each time.  The call
- * itself stays generic (PRECALL/CALL_ADAPTIVE, as dis shows): 3.11
- * specializes no call that passes keyword arguments. */
-static PyObject *req_response(RequestObject *self, PyObject *const *args,
-                              Py_ssize_t nargs, PyObject *kwnames)
+/* request.Response: the Response class, reached through a descriptor of
+ * its own.  Read as an attribute it gives the class (`request.Response is
+ * Response`, as in Japronto).  Called as `request.Response(...)`, CPython
+ * never reads it: the type says Py_TPFLAGS_METHOD_DESCRIPTOR, so the
+ * lookup is specialized as a method's (3.11's LOAD_METHOD_WITH_DICT, which
+ * is why a request always has a dict there; 3.12+'s LOAD_ATTR_METHOD_*),
+ * and the call lands in req_maker_call with the request first, straight
+ * from the interpreter's generic call: 3.11 specializes no call that passes
+ * keyword arguments, and a plain method would add its descriptor's own
+ * argument checks on that path. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    fulmen_state *st; /* the module outlives the Request type that holds this */
+} ReqMakerObject;
+
+static PyObject *req_maker_call(PyObject *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames)
 {
-    return resp_make(self->st, args, nargs, kwnames);
+    fulmen_state *st = ((ReqMakerObject *)self)->st;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (UNLIKELY(nargs < 1 || Py_TYPE(args[0]) != st->RequestType)) {
+        PyErr_SetString(PyExc_TypeError, "Request.Response needs a request as its first argument");
+        return NULL;
+    }
+    return resp_make(st, args + 1, nargs - 1, kwnames);
+}
+
+static PyObject *req_maker_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    PyObject *cls = (PyObject *)((ReqMakerObject *)self)->st->ResponseType;
+    Py_INCREF(cls);
+    return cls;
+}
+
+static PyMemberDef req_maker_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(ReqMakerObject, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyType_Slot req_maker_slots[] = {
+    {Py_tp_descr_get, req_maker_get},
+    {Py_tp_members, req_maker_members},
+    {Py_tp_call, PyVectorcall_Call},
+    {0, NULL},
+};
+
+static PyType_Spec req_maker_spec = {
+    .name = "fulmen._ResponseMaker",
+    .basicsize = sizeof(ReqMakerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = req_maker_slots,
+};
+
+/* Put request.Response in place (the module's exec, once the Request and
+ * Response types exist). */
+int req_type_ready(PyObject *m, fulmen_state *st)
+{
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(m, &req_maker_spec, NULL);
+    ReqMakerObject *mk = NULL;
+    int rc = -1;
+    if (tp == NULL)
+        return -1;
+    mk = (ReqMakerObject *)tp->tp_alloc(tp, 0);
+    if (mk == NULL)
+        goto error;
+    mk->vectorcall = req_maker_call;
+    mk->st = st;
+    if (PyDict_SetItemString(st->RequestType->tp_dict, "Response", (PyObject *)mk) < 0)
+        goto error;
+    PyType_Modified(st->RequestType);
+    rc = 0;
+error:
+    Py_XDECREF(mk);
+    Py_DECREF(tp);
+    return rc;
 }
 
 static PyMethodDef req_methods[] = {
-    {"Response", (PyCFunction)(void (*)(void))req_response, METH_FASTCALL | METH_KEYWORDS,
-     "Response(code=200, text=None, body=None, json=None, mime_type=None, "
-     "encoding='utf-8', headers=None, cookies=None, stream=None, file=None)\n--\n\n"
-     "Make a fulmen.Response (the same arguments)."},
     {"stream", (PyCFunction)req_stream, METH_NOARGS,
      "The body as an async iterator of bytes chunks."},
     {"add_done_callback", (PyCFunction)req_add_done_callback, METH_O,

@@ -1,7 +1,7 @@
 """A Japronto app with Japronto's defaults: no error handler, no hook (only
 the import changed).  Checked by test_api.py's Japronto section: what such
 an app relies on that japronto_style.py's catch-all handler would hide."""
-from fulmen import Application, RouteNotFoundException
+from fulmen import Application, Response, RouteNotFoundException
 
 app = Application()
 r = app.router
@@ -28,7 +28,14 @@ def header_names(request):
     return request.Response(text="\n".join(request.headers))
 
 
+def response_class(request):
+    # request.Response is the class itself, also when read before the call
+    make = request.Response
+    return make(text="same class" if make is Response else "other: %r" % make)
+
+
 r.add_route("/items/{id}", find_item)
+r.add_route("/response-class", response_class)
 r.add_route("/positional", positional)
 r.add_route("/love", static)
 r.add_route("/a:b", static)
