@@ -9,6 +9,7 @@ proxy does not set itself (nginx passes a client's Forwarded through), is the
 client's to invent.
 """
 import json
+import re
 import socket
 
 import pytest
@@ -24,7 +25,8 @@ app = Application()
 def info(request):
     return request.Response(json={"remote_addr": request.remote_addr,
                                   "scheme": request.scheme,
-                                  "hostname": request.hostname})
+                                  "hostname": request.hostname,
+                                  "port": request.port})
 
 app.router.add_route("/info", info)
 '''
@@ -39,12 +41,16 @@ def proxied(tmp_path_factory):
     assert stop_master(srv) == 0, srv.stderr()
 
 
-def info(port, headers, host="127.0.0.1"):
+def info_json(port, headers, host="127.0.0.1", host_header="app.test"):
     with Conn(port, host) as c:
-        c.send(build_request("GET", "/info", headers=[("Host", "app.test")] + list(headers)))
+        c.send(build_request("GET", "/info", headers=[("Host", host_header)] + list(headers)))
         r = c.read_response()
     assert r.status == 200, r
-    j = r.json()
+    return r.json()
+
+
+def info(port, headers, host="127.0.0.1"):
+    j = info_json(port, headers, host)
     return j["remote_addr"], j["scheme"], j["hostname"]
 
 
@@ -90,14 +96,34 @@ def test_the_proxys_own_element_counts(proxied, headers, expected):
     assert info(proxied.port, headers) == expected
 
 
+@pytest.mark.parametrize("headers, expected", [
+    # request.port comes from the same value as request.hostname: the
+    # proxy's host, with its port or with none (as for a Host without one)
+    ([], ("app.test", 9000)),
+    ([("X-Forwarded-Host", "good.test:8443")], ("good.test", 8443)),
+    ([("X-Forwarded-Host", "good.test")], ("good.test", None)),
+    ([("X-Forwarded-Host", "[2001:db8::2]:8443")], ("2001:db8::2", 8443)),
+    ([("X-Forwarded-Host", "[2001:db8::2]")], ("2001:db8::2", None)),
+    ([("X-Forwarded-Host", "good.test:x")], ("good.test", None)),
+    ([("Forwarded", "host=good.test")], ("good.test", None)),
+    ([("Forwarded", 'for=1.1.1.1;host="good.test:8443"')], ("good.test", 8443)),
+    ([("Forwarded", 'host="[2001:db8::2]:8443";proto=https')], ("2001:db8::2", 8443)),
+    ([("Forwarded", 'host="[2001:db8::2]"')], ("2001:db8::2", None)),
+])
+def test_port_comes_with_the_forwarded_host(proxied, headers, expected):
+    j = info_json(proxied.port, headers, host_header="app.test:9000")
+    assert (j["hostname"], j["port"]) == expected
+
+
 def test_untrusted_peer_and_setting_off(tmp_path):
     write_app(tmp_path, "proxyapp", APP)
     spoof = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"),
-             ("X-Forwarded-Host", "evil.test"), ("Forwarded", "for=7.7.7.7")]
+             ("X-Forwarded-Host", "evil.test:8443"), ("Forwarded", "for=7.7.7.7")]
     for args in (("--proxy-headers", "--forwarded-allow-ips", "10.0.0.1"), ()):
         srv = fulmen_proc(tmp_path, *args, module="proxyapp").start()
         try:
             assert info(srv.port, spoof) == ("127.0.0.1", "http", "app.test")
+            assert info_json(srv.port, spoof, host_header="app.test:9000")["port"] == 9000
         finally:
             assert stop_master(srv) == 0, srv.stderr()
 
@@ -130,3 +156,4 @@ def test_dual_stack_socket_trusts_the_ipv4_proxy(tmp_path):
             assert json.loads(c.read_response().body)["remote_addr"] == "::1"
     finally:
         assert stop_master(srv) == 0, srv.stderr()
+
