@@ -523,7 +523,8 @@ static void req_dealloc(RequestObject *self)
 
 static PyObject *req_get_body_obj(RequestObject *r);
 static int req_trust_proxy(RequestObject *r);
-static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *fparam);
+static int req_forwarded(RequestObject *r, const char *xname, const char *fparam,
+                         const char **vp, size_t *np);
 
 static PyObject *req_get_method(RequestObject *r, void *c)
 {
@@ -959,31 +960,15 @@ error:
     return NULL;
 }
 
-/* The request's host split into hostname and port: the authority of an
- * absolute-form target, which RFC 9112 3.2.2 says to use instead of Host
- * (without a userinfo), else the Host header.  Returns 0 when there is
- * neither. */
-static int req_host(RequestObject *r, const char **h, size_t *hl, const char **p,
-                    size_t *pl)
+/* Split the authority [v, end) into host (without the brackets of an IPv6
+ * address) and port (the text after its ':', or NULL when there is none).
+ * Returns 0 for a '[' without its ']'. */
+static int req_split_host(const char *v, const char *end, const char **h, size_t *hl,
+                          const char **p, size_t *pl)
 {
-    const char *v, *end, *colon = NULL;
+    const char *colon = NULL;
     *h = *p = NULL;
     *hl = *pl = 0;
-    if (r->h.flags & H1_F_ABSOLUTE) {
-        /* "http://" or "https://", then the authority up to the path span
-         * (the parser checked both) */
-        const char *at;
-        v = REQ_SPAN(r, r->h.target);
-        end = REQ_SPAN(r, r->h.path);
-        v += (v[4] == ':') ? 7 : 8;
-        while ((at = memchr(v, '@', (size_t)(end - v))) != NULL)
-            v = at + 1;
-    } else if (r->h.flags & H1_F_HAS_HOST) {
-        v = REQ_SPAN(r, r->h.headers[r->h.host_index].value);
-        end = v + r->h.headers[r->h.host_index].value.len;
-    } else {
-        return 0;
-    }
     if (v < end && *v == '[') {
         const char *rb = memchr(v, ']', (size_t)(end - v));
         if (rb == NULL)
@@ -1004,26 +989,43 @@ static int req_host(RequestObject *r, const char **h, size_t *hl, const char **p
     return 1;
 }
 
+/* The request's host split into hostname and port: with trusted proxy
+ * headers, the host the proxy forwarded (X-Forwarded-Host, or Forwarded's
+ * host=) when it sent one, so that both come from the same value; else the
+ * authority of an absolute-form target, which RFC 9112 3.2.2 says to use
+ * instead of Host (without a userinfo), else the Host header.  Returns 0
+ * when there is none, or it is malformed. */
+static int req_host(RequestObject *r, const char **h, size_t *hl, const char **p,
+                    size_t *pl)
+{
+    const char *v, *end;
+    size_t n;
+    *h = *p = NULL;
+    *hl = *pl = 0;
+    if (req_trust_proxy(r) && req_forwarded(r, "x-forwarded-host", "host", &v, &n))
+        return req_split_host(v, v + n, h, hl, p, pl);
+    if (r->h.flags & H1_F_ABSOLUTE) {
+        /* "http://" or "https://", then the authority up to the path span
+         * (the parser checked both) */
+        const char *at;
+        v = REQ_SPAN(r, r->h.target);
+        end = REQ_SPAN(r, r->h.path);
+        v += (v[4] == ':') ? 7 : 8;
+        while ((at = memchr(v, '@', (size_t)(end - v))) != NULL)
+            v = at + 1;
+    } else if (r->h.flags & H1_F_HAS_HOST) {
+        v = REQ_SPAN(r, r->h.headers[r->h.host_index].value);
+        end = v + r->h.headers[r->h.host_index].value.len;
+    } else {
+        return 0;
+    }
+    return req_split_host(v, end, h, hl, p, pl);
+}
+
 static PyObject *req_get_hostname(RequestObject *r, void *c)
 {
     const char *h, *p;
     size_t hl, pl;
-    if (req_trust_proxy(r)) {
-        PyObject *f = req_forwarded(r, "x-forwarded-host", "host");
-        if (f != NULL) {
-            /* drop a port */
-            Py_ssize_t n = PyUnicode_GET_LENGTH(f), i = PyUnicode_FindChar(f, ':', 0, n, -1);
-            if (i > 0 && PyUnicode_FindChar(f, ']', 0, n, -1) < i)
-                Py_SETREF(f, PyUnicode_Substring(f, 0, i));
-            /* and the brackets of an IPv6 address, as for Host */
-            if (f != NULL && (n = PyUnicode_GET_LENGTH(f)) >= 2 &&
-                PyUnicode_READ_CHAR(f, 0) == '[' && PyUnicode_READ_CHAR(f, n - 1) == ']')
-                Py_SETREF(f, PyUnicode_Substring(f, 1, n - 1));
-            return f;
-        }
-        if (PyErr_Occurred())
-            return NULL;
-    }
     if (!req_host(r, &h, &hl, &p, &pl))
         Py_RETURN_NONE;
     return PyUnicode_DecodeLatin1(h, (Py_ssize_t)hl, NULL);
@@ -1282,10 +1284,13 @@ static int req_find_last_header(RequestObject *r, const char *lname)
 /* The value the trusted proxy in front of us wrote: the last element of the
  * X-Forwarded-* header `xname`, or when there is no such header, the
  * parameter `fparam` (for=, proto=, host=) of the last element of
- * Forwarded.  X-Forwarded-* comes first because the proxies that write it
- * (nginx, as docs/deployment.md sets it up) pass a client's own Forwarded
- * on untouched.  Returns a new str or NULL (no exception) when absent. */
-static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *fparam)
+ * Forwarded, without the quotes of a quoted-string.  X-Forwarded-* comes
+ * first because the proxies that write it (nginx, as docs/deployment.md
+ * sets it up) pass a client's own Forwarded on untouched.  Sets [*vp,
+ * *vp + *np) to it and returns 1 when it is from X-Forwarded-*, 2 when from
+ * Forwarded; returns 0 when absent or empty. */
+static int req_forwarded(RequestObject *r, const char *xname, const char *fparam,
+                         const char **vp, size_t *np)
 {
     int i = req_find_last_header(r, xname);
     const char *v, *end, *p;
@@ -1301,12 +1306,14 @@ static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *
         while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
             end--;
         if (end == p)
-            return NULL;
-        return PyUnicode_DecodeLatin1(p, end - p, NULL);
+            return 0;
+        *vp = p;
+        *np = (size_t)(end - p);
+        return 1;
     }
     i = req_find_last_header(r, "forwarded");
     if (i < 0)
-        return NULL;
+        return 0;
     v = REQ_SPAN(r, r->h.headers[i].value);
     end = v + r->h.headers[i].value.len;
     p = end;
@@ -1326,18 +1333,15 @@ static PyObject *req_forwarded(RequestObject *r, const char *xname, const char *
                 q++;
                 e--;
             }
-            if (e - q >= 2 && *q == '[') { /* for="[::1]:port" */
-                const char *rb = memchr(q, ']', (size_t)(e - q));
-                if (rb != NULL) {
-                    q++;
-                    e = rb;
-                }
-            }
-            return PyUnicode_DecodeLatin1(q, e - q, NULL);
+            if (e == q)
+                return 0;
+            *vp = q;
+            *np = (size_t)(e - q);
+            return 2;
         }
         p = e + 1;
     }
-    return NULL;
+    return 0;
 }
 
 /* Proxy headers count only with --proxy-headers and a trusted peer. */
@@ -1357,37 +1361,46 @@ static int req_trust_proxy(RequestObject *r)
     return ok;
 }
 
+/* The client's address as the trusted proxy forwarded it (the caller checks
+ * the trust): sets [*vp, *vp + *np) and returns 1, or returns 0 when the
+ * proxy sent none. */
+static int req_forwarded_client(RequestObject *r, const char **vp, size_t *np)
+{
+    const char *v, *e, *rb;
+    size_t n;
+    int from = req_forwarded(r, "x-forwarded-for", "for", &v, &n);
+    if (from == 0)
+        return 0;
+    e = v + n;
+    if (from == 2 && n >= 2 && *v == '[' && (rb = memchr(v, ']', n)) != NULL) {
+        /* for="[2001:db8::1]:4711" */
+        v++;
+        e = rb;
+    }
+    *vp = v;
+    *np = (size_t)(e - v);
+    return 1;
+}
+
 static PyObject *req_get_remote_addr(RequestObject *r, void *c)
 {
-    if (req_trust_proxy(r)) {
-        PyObject *f = req_forwarded(r, "x-forwarded-for", "for");
-        if (f != NULL || PyErr_Occurred())
-            return f;
-    }
+    const char *v;
+    size_t n;
+    if (req_trust_proxy(r) && req_forwarded_client(r, &v, &n))
+        return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
     return req_peer_host(r);
 }
 
 static PyObject *req_get_scheme(RequestObject *r, void *c)
 {
     PyObject *t, *ssl;
-    if (req_trust_proxy(r)) {
-        /* "http" or "https", whatever the case (RFC 3986 3.1); another
-         * value is not how this server was reached: ignored */
-        PyObject *f = req_forwarded(r, "x-forwarded-proto", "proto");
-        if (f == NULL && PyErr_Occurred())
-            return NULL;
-        if (f != NULL) {
-            const char *v = PyUnicode_AsUTF8(f);
-            const char *scheme = v == NULL                ? NULL
-                                 : strcasecmp(v, "https") == 0 ? "https"
-                                 : strcasecmp(v, "http") == 0  ? "http"
-                                                               : NULL;
-            Py_DECREF(f);
-            if (scheme != NULL)
-                return PyUnicode_FromString(scheme);
-            PyErr_Clear();
-        }
-    }
+    const char *v;
+    size_t n;
+    /* "http" or "https", whatever the case (RFC 3986 3.1); another value is
+     * not how this server was reached: ignored */
+    if (req_trust_proxy(r) && req_forwarded(r, "x-forwarded-proto", "proto", &v, &n) &&
+        (n == 4 || n == 5) && strncasecmp(v, "https", n) == 0)
+        return PyUnicode_FromString(n == 5 ? "https" : "http");
     if (r->conn == NULL)
         return PyUnicode_FromString("http");
     t = conn_get_transport(r->conn);
