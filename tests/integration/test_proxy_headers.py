@@ -115,6 +115,36 @@ def test_port_comes_with_the_forwarded_host(proxied, headers, expected):
     assert (j["hostname"], j["port"]) == expected
 
 
+@pytest.mark.parametrize("headers, expected", [
+    # RFC 7239 6.2/6.3: "unknown" and an obfuscated "_..." identifier are
+    # no address: remote_addr stays the peer's, as without the header
+    ([("Forwarded", "for=unknown")], "127.0.0.1"),
+    ([("Forwarded", "for=UNKNOWN;proto=https")], "127.0.0.1"),
+    ([("Forwarded", "for=_hidden")], "127.0.0.1"),
+    ([("Forwarded", 'for="_SEVKISEK:4711"')], "127.0.0.1"),
+    ([("Forwarded", 'for="unknown:4711"')], "127.0.0.1"),
+    ([("Forwarded", 'for="[2001:db8::1]:_p1"')], "2001:db8::1"),
+    # only the proxy's element counts: not the client's before it
+    ([("Forwarded", "for=6.6.6.6, for=unknown")], "127.0.0.1"),
+    # some proxies write "unknown" in X-Forwarded-For too
+    ([("X-Forwarded-For", "unknown")], "127.0.0.1"),
+    ([("X-Forwarded-For", "6.6.6.6, Unknown")], "127.0.0.1"),
+    ([("X-Forwarded-For", "_hidden")], "127.0.0.1"),
+    # X-Forwarded-For still wins over Forwarded, which the client may have
+    # written
+    ([("X-Forwarded-For", "unknown"), ("Forwarded", "for=6.6.6.6")], "127.0.0.1"),
+    # an address with a port is the address (RFC 7239 6: node-port)
+    ([("Forwarded", 'for="[2001:db8::1]:4711"')], "2001:db8::1"),
+    ([("Forwarded", 'for="[2001:db8::1]"')], "2001:db8::1"),
+    ([("Forwarded", 'for="1.2.3.4:80"')], "1.2.3.4"),
+    ([("Forwarded", "for=1.2.3.4:80")], "1.2.3.4"),
+    ([("Forwarded", "for=1.2.3.4")], "1.2.3.4"),
+    ([("X-Forwarded-For", "2001:db8::1")], "2001:db8::1"),
+])
+def test_unknown_and_obfuscated_nodes_are_not_addresses(proxied, headers, expected):
+    assert info_json(proxied.port, headers)["remote_addr"] == expected
+
+
 def test_untrusted_peer_and_setting_off(tmp_path):
     write_app(tmp_path, "proxyapp", APP)
     spoof = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"),
