@@ -1363,22 +1363,36 @@ static int req_trust_proxy(RequestObject *r)
 
 /* The client's address as the trusted proxy forwarded it (the caller checks
  * the trust): sets [*vp, *vp + *np) and returns 1, or returns 0 when the
- * proxy sent none. */
+ * proxy sent none, or said it has none to tell. */
 static int req_forwarded_client(RequestObject *r, const char **vp, size_t *np)
 {
-    const char *v, *e, *rb;
+    const char *v, *e, *c;
     size_t n;
     int from = req_forwarded(r, "x-forwarded-for", "for", &v, &n);
     if (from == 0)
         return 0;
     e = v + n;
-    if (from == 2 && n >= 2 && *v == '[' && (rb = memchr(v, ']', n)) != NULL) {
-        /* for="[2001:db8::1]:4711" */
-        v++;
-        e = rb;
+    if (from == 2) {
+        /* RFC 7239 6: node = nodename [":" node-port], an IPv6 address in
+         * brackets ("[2001:db8::1]:4711"); the port is not the address */
+        if (*v == '[') {
+            if ((c = memchr(v, ']', n)) != NULL) {
+                v++;
+                e = c;
+            }
+        } else if ((c = memchr(v, ':', n)) != NULL &&
+                   memchr(c + 1, ':', (size_t)(e - c - 1)) == NULL) {
+            e = c;
+        }
     }
+    n = (size_t)(e - v);
+    /* "unknown" and obfuscated "_..." identifiers (RFC 7239 6.2, 6.3; some
+     * proxies write "unknown" in X-Forwarded-For too) are no address: the
+     * peer's stands */
+    if (n == 0 || *v == '_' || (n == 7 && strncasecmp(v, "unknown", 7) == 0))
+        return 0;
     *vp = v;
-    *np = (size_t)(e - v);
+    *np = n;
     return 1;
 }
 
