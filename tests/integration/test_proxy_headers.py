@@ -187,3 +187,55 @@ def test_dual_stack_socket_trusts_the_ipv4_proxy(tmp_path):
     finally:
         assert stop_master(srv) == 0, srv.stderr()
 
+
+# ---- the access log ----------------------------------------------------------------
+
+LOG_CASES = [
+    # (headers, the client the log names when the peer is trusted)
+    ([("X-Forwarded-For", "6.6.6.6, 1.1.1.1")], "1.1.1.1"),
+    ([("Forwarded", 'for="[2001:db8::1]:4711"')], "2001:db8::1"),
+    ([("X-Forwarded-For", "unknown")], "127.0.0.1"),
+    ([], "127.0.0.1"),
+    # what the proxy wrote is the proxy's to choose, but it cannot split
+    # or forge the line's fields
+    ([("X-Forwarded-For", 'a b"c\\d\xe9')], "a b\"c\\d\xe9"),
+]
+
+
+def _log_lines(tmp_path, *args):
+    """Serve LOG_CASES with --access-log ARGS, stop, and return the log
+    lines next to what request.remote_addr said for each."""
+    write_app(tmp_path, "proxyapp", APP)
+    srv = fulmen_proc(tmp_path, "--access-log", *args, module="proxyapp").start()
+    try:
+        addrs = [info_json(srv.port, headers)["remote_addr"] for headers, _ in LOG_CASES]
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    lines = [l for l in srv.stderr().splitlines() if "/info" in l]
+    assert len(lines) == len(LOG_CASES), srv.stderr()
+    return lines, addrs
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_log_names_the_forwarded_client(tmp_path, fmt):
+    """With a trusted proxy the log names the client request.remote_addr
+    names (uvicorn and gunicorn do the same), not the proxy."""
+    lines, addrs = _log_lines(tmp_path, "--proxy-headers", "--access-log-format", fmt)
+    assert addrs == [client for _, client in LOG_CASES]
+    if fmt == "json":
+        assert [json.loads(l)["client"] for l in lines] == addrs
+    else:
+        clients = [l.split(" ", 1)[0] for l in lines]
+        # the text format escapes what would break the line up, as nginx's
+        # log does: \xHH for a space, '"', '\\', a control or a non-ASCII byte
+        assert clients == ["1.1.1.1", "2001:db8::1", "127.0.0.1", "127.0.0.1",
+                           "a\\x20b\\x22c\\x5cd\\xe9"]
+        for l in lines:
+            assert re.match(r'^\S+ - - \[[^]]+\] "GET /info HTTP/1\.1" 200 \d+ \d+\.\d{3}$', l), l
+
+
+@pytest.mark.parametrize("args", [("--proxy-headers", "--forwarded-allow-ips", "10.0.0.1"), ()])
+def test_access_log_ignores_untrusted_proxy_headers(tmp_path, args):
+    lines, addrs = _log_lines(tmp_path, *args, "--access-log-format", "json")
+    assert addrs == ["127.0.0.1"] * len(LOG_CASES)
+    assert [json.loads(l)["client"] for l in lines] == addrs
