@@ -372,6 +372,9 @@ int req_ensure_header_cap(RequestObject *r, uint32_t cap);
  * first at index from or after. */
 int req_find_header(RequestObject *r, const char *lname);
 int req_find_header_from(RequestObject *r, const char *lname, uint32_t from);
+/* The client address a proxy forwarded (X-Forwarded-For, Forwarded for=),
+ * for a peer the caller trusts: 1 and the span, or 0.  Runs no Python. */
+int req_forwarded_client(RequestObject *r, const char **vp, size_t *np);
 
 /* request.c: request bodies read as they arrive (stream=True routes) */
 extern PyType_Spec req_stream_spec;

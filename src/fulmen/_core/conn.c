@@ -103,10 +103,10 @@ typedef struct {
 
 /* What only the rarer features need: a streamed response, a WebSocket, a
  * request body read as it arrives (stream=True), a chunked request body,
- * the access log's peer.  A connection makes it the first time it needs
- * one (conn_ext_get) and keeps it while it serves requests, so that a
- * plain keep-alive connection carries one NULL pointer instead; once
- * idle for a while, it gives it back (conn_trim). */
+ * the access log's peer (and whether it is a trusted proxy).  A connection
+ * makes it the first time it needs one (conn_ext_get) and keeps it while it
+ * serves requests, so that a plain keep-alive connection carries one NULL
+ * pointer instead; once idle for a while, it gives it back (conn_trim). */
 typedef struct {
     /* a streamed response in progress (ConnObject.streaming) */
     RequestObject *stream_req; /* strong: the stream answers it */
@@ -127,6 +127,7 @@ typedef struct {
     uint8_t stream_frame;    /* RESP_FRAME_* */
     uint8_t stream_close;    /* close once it ends */
     uint8_t bs_chunked;
+    uint8_t peer_trusted;    /* --proxy-headers from this peer (with peer) */
     /* conn_progress() when a deadline for the client to take output was
      * last armed or checked (conn_took) */
     uint64_t wmark;
@@ -403,6 +404,25 @@ static void conn_log_put(fulmen_state *st, const char *p, size_t n)
     st->log_len += n;
 }
 
+/* A client address a proxy forwarded, into a text line: a space, '"', '\\',
+ * a control or a non-ASCII byte as \xHH (as nginx's log escapes), so that
+ * it stays one field. */
+static void conn_log_tstr(fulmen_state *st, const char *p, size_t n)
+{
+    size_t i, start = 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch <= 0x20 || ch == '"' || ch == '\\' || ch >= 0x7f) {
+            char esc[5] = {'\\', 'x', "0123456789abcdef"[ch >> 4],
+                           "0123456789abcdef"[ch & 15], 0};
+            conn_log_put(st, p + start, i - start);
+            conn_log_put(st, esc, 4);
+            start = i + 1;
+        }
+    }
+    conn_log_put(st, p + start, n - start);
+}
+
 /* JSON-escape s into the log (quotes included). */
 static void conn_log_jstr(fulmen_state *st, const char *p, size_t n)
 {
@@ -439,10 +459,11 @@ static void conn_log_ms(fulmen_state *st, int64_t ns)
     conn_log_put(st, frac, 4);
 }
 
-/* Fetch the peer's host (str) into c->ext->peer, once per connection.  A
- * failure leaves it NULL: the log then says "-".  An exception already set
- * (a response that failed to serialize, reported after its log line) is
- * kept. */
+/* Fetch the peer's host (str) into c->ext->peer, once per connection, and
+ * with --proxy-headers whether it is trusted, as request.c's req_trust_proxy
+ * decides for the request's attributes.  A failure leaves peer NULL: the
+ * log then says "-".  An exception already set (a response that failed to
+ * serialize, reported after its log line) is kept. */
 static NOINLINE void conn_fetch_peer(ConnObject *c)
 {
     PyObject *type, *value, *tb, *p = NULL;
@@ -457,6 +478,9 @@ static NOINLINE void conn_fetch_peer(ConnObject *c)
         x->peer = PyObject_Str(PyTuple_GET_ITEM(p, 0));
     else if (p != NULL && PyUnicode_Check(p))
         x->peer = Py_NewRef(p);
+    if (p != NULL && c->server->proxy_headers)
+        x->peer_trusted = (uint8_t)conn_peer_trusted(
+            c, PyTuple_Check(p) && PyTuple_GET_SIZE(p) >= 1 ? PyTuple_GET_ITEM(p, 0) : p);
 done:
     Py_XDECREF(p);
     PyErr_Clear();
@@ -467,8 +491,9 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
                             long long nbytes)
 {
     fulmen_state *st = c->st;
-    const char *peer = "-";
+    const char *peer = "-", *fwd = NULL;
     Py_ssize_t peerlen = 1;
+    size_t fwdlen = 0;
     int64_t ns = 0;
     time_t now = time(NULL);
     int json = c->server->access_log == 2;
@@ -481,6 +506,12 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
             peer = "-";
             peerlen = 1;
         }
+    }
+    /* behind a trusted proxy, the client request.remote_addr names */
+    if (UNLIKELY(c->server->proxy_headers) && req != NULL && c->ext != NULL &&
+        c->ext->peer_trusted && req_forwarded_client(req, &fwd, &fwdlen)) {
+        peer = fwd;
+        peerlen = (Py_ssize_t)fwdlen;
     }
     if (req != NULL && req->start_ns)
         ns = conn_now_ns() - req->start_ns;
@@ -522,7 +553,10 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         conn_log_ms(st, ns);
         conn_log_put(st, "}\n", 2);
     } else {
-        conn_log_put(st, peer, (size_t)peerlen);
+        if (fwd != NULL)
+            conn_log_tstr(st, peer, (size_t)peerlen);
+        else
+            conn_log_put(st, peer, (size_t)peerlen);
         conn_log_put(st, " - - [", 6);
         conn_log_put(st, st->log_ts[0], st->log_ts_len[0]);
         conn_log_put(st, "] \"", 3);

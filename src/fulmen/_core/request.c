@@ -1363,8 +1363,8 @@ static int req_trust_proxy(RequestObject *r)
 
 /* The client's address as the trusted proxy forwarded it (the caller checks
  * the trust): sets [*vp, *vp + *np) and returns 1, or returns 0 when the
- * proxy sent none, or said it has none to tell. */
-static int req_forwarded_client(RequestObject *r, const char **vp, size_t *np)
+ * proxy sent none, or said it has none to tell.  Also the access log's. */
+int req_forwarded_client(RequestObject *r, const char **vp, size_t *np)
 {
     const char *v, *e, *c;
     size_t n;
