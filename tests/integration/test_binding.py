@@ -408,6 +408,27 @@ def test_access_log_json(app_dir):
         assert isinstance(r["duration_ms"], float) and 0 <= r["duration_ms"] < 10_000
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_log_on_a_unix_socket(app_dir, tmp_path, fmt):
+    """A unix socket's peer has no address: the log's client is "-", as for
+    any unknown field of the Common Log Format, not an empty field that
+    shifts the others."""
+    path = str(tmp_path / "app.sock")
+    srv = fulmen_proc(app_dir, "--uds", path, "--access-log", "--access-log-format",
+                      fmt).start()
+    try:
+        with unix_conn(path) as c:
+            assert c.request("GET", "/settings").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    lines = [l for l in srv.stderr().splitlines() if "/settings" in l]
+    assert len(lines) == 1, srv.stderr()
+    if fmt == "json":
+        assert json.loads(lines[0])["client"] == "-"
+    else:
+        assert lines[0].startswith("- - - ["), lines[0]
+
+
 # ---- refusals ----------------------------------------------------------------------
 
 def run_cli(app_dir, *args, timeout=20):
