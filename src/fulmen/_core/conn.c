@@ -501,8 +501,9 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         conn_fetch_peer(c);
     if (c->ext != NULL && c->ext->peer != NULL) {
         peer = mod_utf8(c->ext->peer, &peerlen);
-        if (peer == NULL) {
+        if (peer == NULL)
             PyErr_Clear();
+        if (peer == NULL || peerlen == 0) { /* a unix socket's peer is "" */
             peer = "-";
             peerlen = 1;
         }
