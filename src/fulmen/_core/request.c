@@ -1732,6 +1732,20 @@ size_t req_stream_buffered(PyObject *obj)
     return b->buffered >= REQ_STREAM_HIGH ? b->buffered : 0;
 }
 
+/* A new instance of the exception that ended the stream, for one raise (a
+ * new reference, or NULL with an exception set).  The stored one is never
+ * raised: its traceback would hold the view's frame, which holds the
+ * request, which holds this stream, which holds it, and that cycle (with
+ * the connection and its buffers in it) would wait for the collector. */
+static NOINLINE PyObject *req_stream_error_copy(BodyStreamObject *b)
+{
+    PyObject *exc = NULL, *args = PyObject_GetAttrString(b->error, "args");
+    if (args != NULL)
+        exc = PyObject_CallObject((PyObject *)Py_TYPE(b->error), args);
+    Py_XDECREF(args);
+    return exc;
+}
+
 void req_stream_end(PyObject *obj, PyObject *exc)
 {
     BodyStreamObject *b = (BodyStreamObject *)obj;
@@ -1741,7 +1755,13 @@ void req_stream_end(PyObject *obj, PyObject *exc)
     if (exc != NULL) {
         Py_INCREF(exc);
         b->error = exc;
-        req_stream_settle(b, NULL, exc);
+        if (b->waiter != NULL) {
+            exc = req_stream_error_copy(b);
+            if (exc == NULL)
+                PyErr_WriteUnraisable(obj); /* the stored one then: a cycle, not a hang */
+            req_stream_settle(b, NULL, exc != NULL ? exc : b->error);
+            Py_XDECREF(exc);
+        }
     } else {
         b->eof = 1;
         if (b->waiter != NULL) {
@@ -1773,7 +1793,11 @@ static PyObject *req_stream_anext(BodyStreamObject *b)
         return chunk;
     }
     if (b->error != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(b->error), b->error);
+        chunk = req_stream_error_copy(b);
+        if (chunk != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(chunk), chunk);
+            Py_DECREF(chunk);
+        }
         return NULL;
     }
     if (b->eof) {
