@@ -9,6 +9,7 @@ test_leaks.py does the same for plain requests.  The app is apps/soak.py,
 in its own process (plain and TLS), so that only this module's traffic
 shows in it; its /state route says what is still alive.
 """
+import collections
 import os
 import socket
 import ssl
@@ -213,8 +214,9 @@ class Probe:
                     and (fds is None or n <= fds)):
                 return rss_kb(self.srv.pid), n, st
             if time.monotonic() > deadline:
-                pytest.fail("the server did not settle within %.0f s: %d fds (want %s) %s\n%s"
-                            % (SETTLE_TIMEOUT, n, fds, st, sorted(fd_list(self.srv.pid))))
+                kinds = collections.Counter(f.split("[")[0] for f in fd_list(self.srv.pid))
+                pytest.fail("the server did not settle within %.0f s: %d fds (want %s: %s) %s"
+                            % (SETTLE_TIMEOUT, n, fds, dict(kinds), st))
             time.sleep(0.02)
 
     def close(self):
@@ -318,8 +320,8 @@ def ws_round(srv, i):
 
 @skip_if_sanitized
 def test_websockets_leave_nothing_behind(plain):
-    st0, st1 = soak(plain, lambda i: ws_round(plain, i), warm=240, rounds=960, kinds=("ws",))
-    assert st1["done"]["ws"] - st0["done"].get("ws", 0) >= 960 * 5 // 6
+    st0, st1 = soak(plain, lambda i: ws_round(plain, i), warm=400, rounds=4800, kinds=("ws",))
+    assert st1["done"]["ws"] - st0["done"].get("ws", 0) >= 4800 * 5 // 6
 
 
 # ---- 2. streamed responses -------------------------------------------------------
@@ -349,7 +351,7 @@ def stream_round(srv, i):
 
 @skip_if_sanitized
 def test_streamed_responses_leave_nothing_behind(plain):
-    soak(plain, lambda i: stream_round(plain, i), warm=60, rounds=300, kinds=("stream",))
+    soak(plain, lambda i: stream_round(plain, i), warm=180, rounds=1800, kinds=("stream",))
 
 
 # ---- 3. files --------------------------------------------------------------------
@@ -378,7 +380,7 @@ def file_round(srv, i):
 
 @skip_if_sanitized
 def test_file_responses_leave_nothing_behind(plain):
-    soak(plain, lambda i: file_round(plain, i), warm=40, rounds=200, kinds=())
+    soak(plain, lambda i: file_round(plain, i), warm=80, rounds=600, kinds=())
 
 
 # ---- 4. request bodies ------------------------------------------------------------
@@ -433,7 +435,7 @@ def body_round(srv, i):
 
 @skip_if_sanitized
 def test_request_bodies_leave_nothing_behind(plain):
-    soak(plain, lambda i: body_round(plain, i), warm=60, rounds=300, kinds=("upload",))
+    soak(plain, lambda i: body_round(plain, i), warm=240, rounds=3600, kinds=("upload",))
 
 
 # ---- 5. TLS -----------------------------------------------------------------------
@@ -488,5 +490,5 @@ def tls_round(srv, i, hello):
 def test_tls_leaves_nothing_behind(tls):
     hello = client_hello(tls)
     assert hello, "no ClientHello"
-    soak(tls, lambda i: tls_round(tls, i, hello), warm=48, rounds=240,
+    soak(tls, lambda i: tls_round(tls, i, hello), warm=96, rounds=720,
          kinds=("stream", "upload"))
