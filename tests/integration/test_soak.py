@@ -3,7 +3,8 @@ responses, streamed and multipart request bodies, TLS), each driven for a
 few seconds by clients that finish and clients that leave every way they
 can, must leave the worker where the warm-up left it: no more open file
 descriptors, no handler, generator or upload still running, no more live
-objects of the server's types, and RSS within a small budget.
+objects of the server's types, none of them in a reference cycle (left to
+the cyclic collector), and RSS within a small budget.
 
 test_leaks.py does the same for plain requests.  The app is apps/soak.py,
 in its own process (plain and TLS), so that only this module's traffic
