@@ -199,25 +199,36 @@ class Probe:
     def __init__(self, srv):
         self.srv = srv
         self.conn = conn_over(client(srv))
+        self.cycles = collections.Counter()   # what each /state found, added up
 
     def state(self):
-        return self.conn.request("GET", "/state").json()
+        st = self.conn.request("GET", "/state").json()
+        self.cycles.update(st["cycles"])
+        return st
 
-    def settle(self, fds=None):
-        """Wait until our connection is the only one left, nothing the app
-        started is still running and (given fds) no more than fds
-        descriptors are open; return (rss, fds, state)."""
+    def settle(self, base=None):
+        """Wait until our connection is the only one left and nothing the
+        app started is still running; given the warm-up's snapshot `base`,
+        also until no more descriptors, tasks and objects are left than
+        then (a closed connection's transport and socket go a moment after
+        it).  Returns the snapshot (rss, fds, state); past SETTLE_TIMEOUT,
+        the last one for the caller's checks to explain."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while True:
             st = self.state()
             n = len(fd_list(self.srv.pid))
-            if (st["connections"] == 1 and not any(st["live"].values())
-                    and (fds is None or n <= fds)):
+            settled = st["connections"] == 1 and not any(st["live"].values())
+            if settled and base is not None:
+                fds0, st0 = base[1], base[2]
+                settled = (n <= fds0 and st["tasks"] <= st0["tasks"]
+                           and all(st["objects"][t] <= st0["objects"][t] for t in EXACT))
+            if settled or (base is not None and time.monotonic() > deadline):
+                if not settled:
+                    kinds = collections.Counter(f.split("[")[0] for f in fd_list(self.srv.pid))
+                    print("not settled: fds %s, state %s" % (dict(kinds), st))
                 return rss_kb(self.srv.pid), n, st
             if time.monotonic() > deadline:
-                kinds = collections.Counter(f.split("[")[0] for f in fd_list(self.srv.pid))
-                pytest.fail("the server did not settle within %.0f s: %d fds (want %s: %s) %s"
-                            % (SETTLE_TIMEOUT, n, fds, dict(kinds), st))
+                pytest.fail("the server did not settle within %.0f s: %s" % (SETTLE_TIMEOUT, st))
             time.sleep(0.02)
 
     def close(self):
@@ -232,10 +243,11 @@ def soak(srv, one_round, warm, rounds, kinds):
     try:
         for i in range(warm):
             one_round(i)
-        rss0, fds0, st0 = probe.settle()
+        base = rss0, fds0, st0 = probe.settle()
+        probe.cycles.clear()
         for i in range(warm, warm + rounds):
             one_round(i)
-        rss1, fds1, st1 = probe.settle(fds=fds0)
+        rss1, fds1, st1 = probe.settle(base)
     finally:
         probe.close()
     for kind in kinds:
@@ -246,11 +258,13 @@ def soak(srv, one_round, warm, rounds, kinds):
     grown.update({t: (st0["objects"][t], st1["objects"][t]) for t in FREELISTED
                   if st1["objects"][t] > st0["objects"][t] + FREELIST_SLACK})
     assert not grown, "live objects grew over %d rounds: %s" % (rounds, grown)
-    cycles = {t: n for t, n in st1["cycles"].items() if t in NO_CYCLES}
+    cycles = {t: n for t, n in probe.cycles.items() if t in NO_CYCLES}
     assert not cycles, "the server's objects were left in reference cycles " \
-        "over %d rounds: %s (all: %s)" % (rounds, cycles, st1["cycles"])
+        "over %d rounds: %s (all: %s)" % (rounds, cycles, dict(probe.cycles))
+    assert not any(st1["live"].values()), "still running: %s" % st1["live"]
+    assert st1["connections"] == 1, "%d connections left open" % (st1["connections"] - 1)
     assert st1["tasks"] <= st0["tasks"], (st0["tasks"], st1["tasks"])
-    assert fds1 <= fds0
+    assert fds1 <= fds0, "%d fds after the warm-up, %d at the end" % (fds0, fds1)
     assert rss1 - rss0 < RSS_GROWTH_KB, \
         "RSS grew from %d kB to %d kB over %d rounds" % (rss0, rss1, rounds)
     return st0, st1
