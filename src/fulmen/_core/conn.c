@@ -1892,8 +1892,17 @@ static void conn_end_body_stream(ConnObject *c, PyObject *exc)
 static void conn_fail_body_stream(ConnObject *c, PyObject *type, const char *msg)
 {
     PyObject *exc = PyObject_CallFunction(type, "s", msg);
-    if (exc == NULL)
-        PyErr_WriteUnraisable((PyObject *)c);
+    if (exc == NULL) {
+        /* no memory for it: the stream ends with the error that says so,
+         * never as if the body had come whole (NULL means end of body) */
+        PyObject *t, *tb;
+        PyErr_Fetch(&t, &exc, &tb);
+        PyErr_NormalizeException(&t, &exc, &tb);
+        Py_XDECREF(t);
+        Py_XDECREF(tb);
+        if (exc == NULL)
+            exc = Py_NewRef(PyExc_MemoryError); /* raised as its type */
+    }
     conn_end_body_stream(c, exc);
     Py_XDECREF(exc);
     /* the rest of the body is unknown: nothing after it can be trusted */

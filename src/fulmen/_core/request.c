@@ -1739,7 +1739,10 @@ size_t req_stream_buffered(PyObject *obj)
  * the connection and its buffers in it) would wait for the collector. */
 static NOINLINE PyObject *req_stream_error_copy(BodyStreamObject *b)
 {
-    PyObject *exc = NULL, *args = PyObject_GetAttrString(b->error, "args");
+    PyObject *exc = NULL, *args;
+    if (PyExceptionClass_Check(b->error)) /* conn_fail_body_stream, out of memory */
+        return PyObject_CallNoArgs(b->error);
+    args = PyObject_GetAttrString(b->error, "args");
     if (args != NULL)
         exc = PyObject_CallObject((PyObject *)Py_TYPE(b->error), args);
     Py_XDECREF(args);
