@@ -14,11 +14,17 @@ one (unmasked, as a server must send them) or reassembled messages.
 
 permessage-deflate (client side) uses zlib from the stdlib: Deflate(...) and
 Inflate(...) follow the negotiated context-takeover and window parameters.
+
+wss://: WSClient(port, path, ssl_context=ctx) wraps the socket in TLS once
+it is connected (server_hostname defaults to "localhost", the test
+certificate's name); everything else works as over plain TCP.  A TLS
+close_notify from the server reads as EOF, like a FIN.
 """
 import base64
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
 import zlib
@@ -156,8 +162,10 @@ class HandshakeError(Exception):
 
 class WSClient:
     def __init__(self, port, path="/", host="127.0.0.1", *, headers=None,
-                 extensions=None, protocols=None, timeout=10.0, sockopts=()):
+                 extensions=None, protocols=None, timeout=10.0, sockopts=(),
+                 ssl_context=None, server_hostname="localhost"):
         self.port, self.path, self.host = port, path, host
+        self.ssl_context, self.server_hostname = ssl_context, server_hostname
         self.sockopts = sockopts  # (level, option, value), set before connecting
         self.extra_headers = list(headers or [])
         self.extensions_offer = extensions
@@ -197,6 +205,9 @@ class WSClient:
         else:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context is not None:
+            self.sock = self.ssl_context.wrap_socket(self.sock,
+                                                     server_hostname=self.server_hostname)
         return self.sock
 
     def connect(self, extra=b""):
@@ -291,6 +302,8 @@ class WSClient:
             data = self.sock.recv(1 << 20)
         except ConnectionResetError:
             raise Closed("connection reset") from None
+        except ssl.SSLEOFError:
+            raise Closed("EOF without close_notify") from None
         finally:
             if timeout is not None:
                 self.sock.settimeout(self.timeout)
@@ -400,7 +413,7 @@ class WSClient:
                 if not data:
                     return
                 raise AssertionError("bytes after the close frame: %r" % data[:80])
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError):
             return
         finally:
             self.sock.settimeout(self.timeout)

@@ -1,13 +1,18 @@
 """WebSocket test app: one route per behaviour test_websocket.py checks that
 the plain echo example cannot show.  HTTP routes under /events give the tests
-a side channel into what the handlers saw."""
+a side channel into what the handlers saw.
+
+`python ws.py CERTFILE KEYFILE` serves it over TLS (test_websocket_tls.py);
+WS_APP_BODY_TIMEOUT in the environment sets body_timeout."""
 import asyncio
 import json
+import os
 import socket
+import sys
 
 from fulmen import Application, WebSocketClosed
 
-app = Application()
+app = Application(body_timeout=float(os.environ.get("WS_APP_BODY_TIMEOUT", 30.0)))
 r = app.router
 events = {}   # tag -> list of strings the handlers recorded
 
@@ -167,6 +172,7 @@ def get_events(request):
 
 r.add_websocket("/echo", echo)
 r.add_websocket("/small", echo, max_message_size=1000)
+r.add_websocket("/big-echo", echo, max_message_size=16 << 20)
 r.add_websocket("/nocomp", echo, compression=False)
 r.add_websocket("/proto", proto, subprotocols=["chat.v2", "chat.v1", "superchat"])
 r.add_websocket("/info/{name}", info)
@@ -185,4 +191,4 @@ r.add_route("/events/{tag}", get_events)
 r.add_route("/release/{tag}", release)
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=0)
+    app.run(host="127.0.0.1", port=0, ssl=tuple(sys.argv[1:3]) if len(sys.argv) > 2 else None)
