@@ -371,6 +371,49 @@ def test_server_close_unanswered_drops_the_connection(both):
                       for kind in ("reads", "still", "behind")])
 
 
+def has_input(ws, timeout=5.0):
+    """Bytes from the server wait to be read (without reading them)."""
+    if ws.buf or (isinstance(ws.sock, ssl.SSLSocket) and ws.sock.pending()):
+        return True
+    return bool(select.select([ws.sock], [], [], timeout)[0])
+
+
+def test_closed_connection_is_dropped_within_body_timeout(both):
+    """After the closing handshake the server closes: over TCP once its
+    output has left, over TLS with its close_notify.  A client that takes
+    all of it, close_notify included, but never answers (it keeps its
+    socket open) is cut off after body_timeout, as the docs say, not twice
+    that: once the client has acknowledged everything, it is not taking
+    more.  (The client's receive window is kept small and it reads only
+    once the server has closed, so that most of the server's last bytes
+    are acknowledged after that.)"""
+    def run(side):
+        t = tag(side, "notify-unanswered")
+        ws = side.client("/send-wait/30000/" + t,
+                         sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+        with ws:
+            ws.connect()
+            # the message has started to arrive: it is all with the transport
+            assert has_input(ws)
+            ws.close(1000)
+            assert side.events(t, "closed") == ["closed 1000"]
+            assert ws.recv_message() == (OP_BINARY, b"s" * 30000)
+            ws.expect_close(1000)             # EOF, or the close_notify over TLS
+            t0 = time.monotonic()
+            raw = socket.socket(fileno=os.dup(ws.sock.fileno()))
+            raw.settimeout(4 * BODY_TIMEOUT)
+            try:
+                while raw.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+            finally:
+                raw.close()
+            took = time.monotonic() - t0
+        assert took < 1.6 * BODY_TIMEOUT, "the server closed %.1f s after its close_notify" % took
+    in_parallel(run, both.values())
+
+
 # ---- the client goes away -------------------------------------------------------
 
 def vanish_rst(ws):

@@ -108,6 +108,17 @@ async def flood(ws):
         raise
 
 
+async def send_wait(ws):
+    """Send n bytes, then wait for the client's close (recorded)."""
+    tag = ws.request.match_dict["tag"]
+    try:
+        await ws.send(b"s" * int(ws.request.match_dict["n"]))
+        await ws.receive()
+    except WebSocketClosed as e:
+        record(tag, "closed %r" % e.args[0])
+        raise
+
+
 async def ping_me(ws):
     await ws.ping(b"server-ping")
     await ws.ping(data=b"by keyword")
@@ -183,6 +194,7 @@ r.add_websocket("/server-close/{tag}", server_close)
 r.add_websocket("/returns", returns)
 r.add_websocket("/send-close/{tag}", send_close, compression=False)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
+r.add_websocket("/send-wait/{n:int}/{tag}", send_wait, compression=False)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/busy-keepalive/{tag}", busy_keepalive, ping_interval=0.3, ping_timeout=0.3)
