@@ -25,11 +25,13 @@
 #include "wsframe.h"
 
 #include <errno.h>
+#include <linux/sockios.h> /* SIOCOUTQ */
 #include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked (glibc's lacks it) */
 #include <netinet/in.h>
 #include <stddef.h>
 #include <structmember.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -955,6 +957,17 @@ static NOINLINE uint64_t conn_progress(ConnObject *c)
     return UINT64_MAX - (uint64_t)conn_unsent(c);
 }
 
+/* Bytes written to the socket that the client has not acknowledged yet
+ * (the kernel's send queue); 1 when the kernel cannot say. */
+static NOINLINE int conn_unacked(ConnObject *c)
+{
+    int fd = c->fd >= 0 ? c->fd : conn_socket_fd(c);
+    int n = 0;
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &n) < 0)
+        return 1;
+    return n;
+}
+
 /* Arm a deadline by which the client must take some of what we send
  * (timer: CONN_T_WRITE, CONN_T_CLOSING or CONN_T_WSCLOSE), and note how
  * far it has got (conn_took).  Without the memory for that, the deadline
@@ -974,7 +987,11 @@ static NOINLINE void conn_arm_write(ConnObject *c, uint8_t timer, int64_t deadli
  * reads, slowly: the deadline is for a client that stopped reading, not for
  * the time a large answer takes.)  After our WebSocket close frame, only
  * while output is still queued before it: the client then has its time to
- * answer.  Moves the mark. */
+ * answer.  After our close, only while output is still on its way: once
+ * the client has acknowledged all of it, a TLS connection waits for
+ * nothing but the client's close_notify, and the acknowledgement of our
+ * last bytes (our close_notify among them) does not say one will come.
+ * Moves the mark. */
 static int conn_took(ConnObject *c)
 {
     uint64_t p;
@@ -982,7 +999,8 @@ static int conn_took(ConnObject *c)
     if (c->ext == NULL)
         return 0;
     p = conn_progress(c);
-    took = p > c->ext->wmark && (c->timer != CONN_T_WSCLOSE || conn_unsent(c) > 0);
+    took = p > c->ext->wmark && (c->timer != CONN_T_WSCLOSE || conn_unsent(c) > 0) &&
+           (c->timer != CONN_T_CLOSING || conn_unsent(c) > 0 || conn_unacked(c) > 0);
     c->ext->wmark = p;
     return took;
 }
