@@ -6,8 +6,10 @@ open after it or closes (HTTP/1.0, Connection: close).  One that stops
 reading, or that never answers the server's TLS close_notify, is cut off
 after body_timeout, and its max_connections place is free again.
 """
+import signal
 import socket
 import ssl
+import subprocess
 import sys
 import time
 
@@ -19,7 +21,7 @@ from .test_supervisor import Proc, write_app
 APP = '''
 from fulmen import Application
 
-app = Application(body_timeout=1.0, keep_alive_timeout=%(ka)r, max_connections=%(maxc)r)
+app = Application(body_timeout=%(bt)r, keep_alive_timeout=%(ka)r, max_connections=%(maxc)r)
 
 def big(request):
     return request.Response(body=b"x" * int(request.query["n"]))
@@ -37,9 +39,9 @@ if __name__ == "__main__":
 '''
 
 
-def start(tmp_path, cert, tls, ka=60.0, maxc=None):
+def start(tmp_path, cert, tls, ka=60.0, maxc=None, bt=1.0):
     name = "slowapp_%s" % ("tls" if tls else "plain")
-    write_app(tmp_path, name, APP % {"ka": ka, "maxc": maxc})
+    write_app(tmp_path, name, APP % {"ka": ka, "maxc": maxc, "bt": bt})
     return Proc([sys.executable, str(tmp_path / (name + ".py")), *(cert if tls else ())],
                 cwd=str(tmp_path)).start()
 
@@ -107,5 +109,26 @@ def test_tls_client_that_ignores_close_notify_gives_its_place_back(tmp_path, cer
         idle.close()
     except (socket.timeout, ssl.SSLError) as e:
         pytest.fail("the next client was not served within 15 s: %r" % e)
+    finally:
+        assert srv.stop() == 0, srv.stderr()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_graceful_stop_does_not_wait_for_close_notify(tmp_path, cert, tls):
+    """SIGTERM with an idle keep-alive client that neither reads nor
+    answers the server's close_notify: the worker closes it after the short
+    drain and exits, as over TCP, not after body_timeout (30 s here) nor
+    the graceful timeout (30 s)."""
+    srv = start(tmp_path, cert, tls, bt=30.0)
+    try:
+        s = connect(srv.port, cert, tls)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200 ")
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            srv.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the worker was still running 10 s after SIGTERM")
+        s.close()
     finally:
         assert srv.stop() == 0, srv.stderr()

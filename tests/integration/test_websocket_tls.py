@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -547,4 +548,28 @@ def test_graceful_stop_closes_with_1001(cert):
             code = side.srv.stop()
         assert clean_exit(code), side.srv.stderr()
         assert not side.srv.crash_report(), side.srv.stderr()
+    in_parallel(run, servers)
+
+
+def test_graceful_stop_with_a_silent_client(cert):
+    """SIGTERM while the client reads nothing and answers nothing (a frozen
+    process, say: its kernel still acknowledges): the close frame with 1001
+    is sent and the worker exits at once, not after the graceful timeout
+    (30 s).  Over TCP the socket closes once the transport has handed the
+    frame to the kernel; over TLS the server must not wait, all the same,
+    for a close_notify this client will never send."""
+    servers = [Side(t, cert) for t in TRANSPORTS]
+
+    def run(side):
+        try:
+            with side.connect("/echo") as ws:
+                side.srv.proc.send_signal(signal.SIGTERM)
+                try:
+                    side.srv.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    pytest.fail("the worker was still running 10 s after SIGTERM")
+                assert ws.recv_frame(timeout=5).close_code == 1001
+        finally:
+            code = side.srv.stop()
+        assert clean_exit(code), side.srv.stderr()
     in_parallel(run, servers)
