@@ -2953,8 +2953,18 @@ static void conn_closing(ConnObject *c)
         c->timer = CONN_T_CLOSING; /* its deadline and mark stay */
         return;
     }
-    if (conn_unsent(c) > 0 || conn_tls(c))
-        conn_arm_write(c, CONN_T_CLOSING, mod_now_ms() + c->server->body_timeout_ms);
+    if (conn_unsent(c) > 0 || conn_tls(c)) {
+        int64_t wait = c->server->body_timeout_ms;
+        /* stopping: a TLS connection with nothing left to write waits only
+         * for the socket to send its last bytes and for the client's
+         * close_notify, which the server need not have (RFC 8446 6.1) and
+         * which a client may never send: the short drain of a closing idle
+         * connection, as over TCP the socket closes at once (a client still
+         * taking output gets more, conn_took) */
+        if (c->server->stopping && wait > 1000 && conn_unsent(c) == 0)
+            wait = 1000;
+        conn_arm_write(c, CONN_T_CLOSING, mod_now_ms() + wait);
+    }
 }
 
 /* transport.close() now: what it holds is still written, within
