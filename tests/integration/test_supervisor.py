@@ -455,7 +455,9 @@ def test_a_replacement_slow_to_start_is_reported_while_the_old_serves(app_dir):
         flag.write_text("")
         mark = srv.mark()
         srv.proc.send_signal(signal.SIGHUP)
-        assert srv.wait_line("not ready after 10 s", mark, timeout=30), srv.stderr()
+        # the first report, 10 s after the start: "10 s", or more when a
+        # busy machine wakes the master late (the figure is rounded)
+        assert srv.wait_line(r"not ready after 1\d s", mark, timeout=30), srv.stderr()
         assert get(srv.port, "/pid").body.decode() == str(old[0])
         flag.unlink()
         new = srv.wait_workers(1, mark)
