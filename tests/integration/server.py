@@ -123,6 +123,15 @@ class Server:
         return self.proc.returncode
 
 
+def rss_kb(pid):
+    """The resident set size of process pid, in KiB (/proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
 def describe(code):
     if code is None:
         return "no exit code"

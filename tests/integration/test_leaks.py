@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from .rawhttp import Conn, build_request, chunked
-from .server import Server, clean_exit, describe
+from .server import Server, clean_exit, describe, rss_kb
 from .conftest import skip_if_sanitized
 
 BATCH = 50
@@ -38,12 +38,6 @@ def server(roomy):
     yield roomy
     assert not roomy.problem(), roomy.problem()
 
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
 
 
 def make_batch(k):

@@ -21,6 +21,7 @@ import pytest
 from .conftest import _app_fixture
 from .rawhttp import Conn, ProtocolError, build_request
 from .conftest import skip_if_sanitized
+from .server import rss_kb
 
 limits = pytest.fixture(_app_fixture("limits"), name="limits")
 
@@ -44,10 +45,6 @@ def proc_field(pid, fname, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise KeyError(key)
-
-
-def rss_kb(pid):
-    return proc_field(pid, "status", "VmRSS")
 
 
 def rchar(pid):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from .conftest import _app_fixture, skip_if_sanitized
 from .rawhttp import Conn, build_request, chunked
+from .server import rss_kb
 
 KINDS = ["p", "ap", "an"]          # sync, async with a random sleep, async without await
 
@@ -162,13 +163,6 @@ def test_pipeline_hypothesis(basic, kinds, data):
         check_in_order(c, reqs)
 
 
-def _rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise KeyError("VmRSS")
-
 
 @skip_if_sanitized
 @pytest.mark.parametrize("size,count", [(1_000_000, 120), (65536, 2000), (20000, 3000)])
@@ -178,11 +172,11 @@ def test_deep_pipeline_of_large_answers_is_read_only_as_they_leave(basic, size, 
     waits (backpressure), not answer the whole read into memory, which
     was about size * count bytes.  Then every answer arrives, in order."""
     pid = basic.pid
-    rss0 = _rss_kb(pid)
+    rss0 = rss_kb(pid)
     with Conn(basic.port, timeout=30) as c:
         c.send(build_request("GET", "/big/%d" % size) * count)
         time.sleep(0.5)
-        grown = _rss_kb(pid) - rss0
+        grown = rss_kb(pid) - rss0
         assert grown < 24 * 1024, "RSS grew by %d kB for %d unread answers" % (grown, count)
         want = (bytes(range(256)) * (size // 256) + b"x" * (size % 256))
         for _ in range(count):

@@ -22,7 +22,7 @@ import pytest
 
 from .conftest import skip_if_sanitized
 from .rawhttp import Conn, build_request, chunked
-from .server import APPS, clean_exit, describe
+from .server import APPS, clean_exit, describe, rss_kb
 from .test_binding import cert, conn_over  # noqa: F401  (the cert fixture)
 from .test_supervisor import Proc
 from .wsclient import OP_BINARY, OP_CLOSE, OP_TEXT, Closed, WSClient, build_frame
@@ -172,13 +172,6 @@ def leave(s, how, read=0):
 
 
 # ---- the measure ------------------------------------------------------------------
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def fd_list(pid):

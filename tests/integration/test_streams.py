@@ -8,6 +8,7 @@ import pytest
 
 from .rawhttp import Conn, build_request, fields_but_date
 from .test_api import api, get  # noqa: F401  (the shared fixture)
+from .server import rss_kb
 
 POLL_DEADLINE = 5.0
 MiB = 1024 * 1024
@@ -28,13 +29,6 @@ def wait_counter(srv, key, name, value):
             pytest.fail("counter %s of %s stayed at %r" % (name, key, c))
         time.sleep(0.01)
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def read_chunked_raw(c):
@@ -337,7 +331,7 @@ def test_slow_reader_does_not_make_server_buffer(api):
     instead of the server buffering the whole stream."""
     key = "slow-%d" % time.monotonic_ns()
     total_chunks = 1024                               # 256 MiB if all produced
-    before = rss_kib(api.pid)
+    before = rss_kb(api.pid)
     with Conn(api.port) as c:
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         c.send(build_request("GET", "/s/big/%d?key=%s" % (total_chunks, key)))
@@ -352,7 +346,7 @@ def test_slow_reader_does_not_make_server_buffer(api):
             last = n
             assert time.monotonic() < deadline, "production never stalled (%d chunks)" % n
             time.sleep(0.02)
-        growth = rss_kib(api.pid) - before
+        growth = rss_kb(api.pid) - before
         assert growth < 50 * 1024, "server RSS grew by %d KiB" % growth
         assert last < total_chunks
         # now read it all: the stream resumes and completes
@@ -374,7 +368,7 @@ def test_one_gigabyte_stream_with_bounded_memory(api):
     n_chunks = 4096                                   # 4096 * 256 KiB = 1 GiB
     chunk = 256 * 1024
     expected = n_chunks * (len(b"%x\r\n" % chunk) + chunk + 2) + len(b"0\r\n\r\n")
-    before = rss_kib(api.pid)
+    before = rss_kb(api.pid)
     peak = before
     with Conn(api.port, timeout=10) as c:
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MiB)
@@ -393,7 +387,7 @@ def test_one_gigabyte_stream_with_bounded_memory(api):
             assert n, "EOF after %d of %d bytes" % (got, expected)
             got += n
             if got >= next_sample:
-                peak = max(peak, rss_kib(api.pid))
+                peak = max(peak, rss_kb(api.pid))
                 next_sample += 32 * MiB
             if n >= 16:
                 tail = bytes(view[n - 16:n])

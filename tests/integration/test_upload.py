@@ -8,19 +8,13 @@ import pytest
 
 from .conftest import skip_if_sanitized
 from .rawhttp import Conn, build_request
+from .server import rss_kb
 
 
 @pytest.fixture
 def up(server_pool):
     return server_pool.get("upload")
 
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def chunked(data, size):

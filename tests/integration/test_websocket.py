@@ -26,7 +26,7 @@ import pytest
 
 from .conftest import _app_fixture
 from .rawhttp import Conn, build_request
-from .server import REPO, Server, clean_exit, describe
+from .server import REPO, Server, clean_exit, describe, rss_kb
 from .wsclient import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                        Closed, HandshakeError, Inflate, WSClient, build_frame,
                        close_payload)
@@ -567,13 +567,6 @@ def test_9_many_concurrent_websockets(echo):
         for ws in clients:
             ws.abort()
 
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def test_receive_queue_is_bounded_in_bytes(ws_app):
@@ -1144,31 +1137,8 @@ def test_upgrade_on_a_plain_route_or_unknown_path_is_not_switched(ws_app):
 
 # ---- keep-alive: ping_interval / ping_timeout ----------------------------------
 
-def test_keepalive_pings_a_silent_client_then_closes_1011(ws_app):
-    ws = connect(ws_app.port, "/keepalive")
-    try:
-        f = ws.recv_frame(timeout=5)           # after 0.3 s of silence: a ping
-        assert f.opcode == OP_PING
-        while True:                            # no pong from us: 1011, then EOF
-            f = ws.recv_frame(timeout=5)
-            if f.opcode == OP_CLOSE:
-                break
-        assert f.close_code == 1011
-    finally:
-        ws.sock.close()
-
-
-def test_keepalive_spares_a_client_that_answers(ws_app):
-    ws = connect(ws_app.port, "/keepalive")
-    try:
-        for _ in range(4):                     # four rounds of ping / pong
-            f = ws.recv_frame(timeout=5)
-            assert f.opcode == OP_PING
-            ws.send_frame(OP_PONG, f.payload)
-        ws.send_text("still here")
-        assert ws.recv_message(timeout=5) == (OP_TEXT, b"still here")
-    finally:
-        ws.sock.close()
+# a silent client pinged, then closed with 1011, and a client that answers
+# spared: test_websocket_tls.py, over plain TCP and TLS alike
 
 
 def test_keepalive_spares_a_client_the_server_stopped_reading(ws_app):
