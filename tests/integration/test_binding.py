@@ -492,3 +492,51 @@ def test_tls_files_that_are_not_pem_name_the_files(app_dir):
     [line] = r.stderr.splitlines()
     assert line.startswith("fulmen: cannot load the TLS certificate %s and key %s: "
                            % (not_pem, not_pem)), line
+
+
+# ---- an application that does not load -----------------------------------------
+
+BROKEN_APPS = {
+    "syntax_error": "from fulmen import Application\ndef f(:\n    pass\n",
+    "raises_at_import": "from fulmen import Application\n\n"
+                        "raise RuntimeError('no database configured')\n",
+    "factory_wants_args": "from fulmen import Application\n\n"
+                          "def make(config):\n    return Application()\n",
+    "factory_raises": "from fulmen import Application\n\n"
+                      "def make():\n    raise KeyError('SECRET')\n",
+}
+
+
+def run_broken(tmp_path, spec, *args):
+    for name, text in BROKEN_APPS.items():
+        (tmp_path / (name + ".py")).write_text(text)
+    return subprocess.run([sys.executable, "-m", "fulmen", spec, "--port", "0", *args],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=20)
+
+
+@pytest.mark.parametrize("spec, message", [
+    # the wording of a SyntaxError depends on the Python version
+    ("syntax_error:app", "fulmen: cannot import 'syntax_error': SyntaxError: "
+                         "{any} ({path}, line 2)"),
+    ("raises_at_import:app", "fulmen: cannot import 'raises_at_import': "
+                             "RuntimeError: no database configured ({path}, line 3)"),
+    ("factory_wants_args:make", "fulmen: the app factory factory_wants_args:make failed: "
+                                "TypeError: make() missing 1 required positional "
+                                "argument: 'config'"),
+    ("factory_raises:make", "fulmen: the app factory factory_raises:make failed: "
+                            "KeyError: 'SECRET' ({path}, line 4)"),
+])
+def test_an_app_that_does_not_load_is_a_one_line_error(tmp_path, spec, message):
+    # the app's own code failing at start-up: one line that says where, and
+    # with --debug the traceback before it
+    path = tmp_path / (spec.split(":")[0] + ".py")
+    pattern = re.escape(message.format(path=path, any="@ANY@")).replace("@ANY@", ".+")
+    r = run_broken(tmp_path, spec)
+    assert r.returncode == 1
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert re.fullmatch(pattern, r.stderr.rstrip("\n")), r.stderr
+    r = run_broken(tmp_path, spec, "--debug")
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):", r.stderr
+    assert re.fullmatch(pattern, lines[-1]), r.stderr
