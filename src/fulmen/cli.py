@@ -3,9 +3,36 @@ import argparse
 import importlib
 import os
 import sys
+import sysconfig
+import traceback
 
 
-def load_app(spec):
+def _failure(what, e, debug):
+    """SystemExit for e, an exception the app's own code raised at start-up:
+    one line naming the exception and the app's line it came from; with
+    debug, the traceback is printed first."""
+    if debug:
+        traceback.print_exception(type(e), e, e.__traceback__)
+    if isinstance(e, SyntaxError):
+        detail, filename, lineno = e.msg, e.filename, e.lineno
+    else:
+        detail, filename, lineno = str(e), None, None
+        skip = ("<", os.path.join(os.path.dirname(os.path.abspath(__file__)), ""),
+                os.path.join(sysconfig.get_paths()["stdlib"], ""))
+        for frame in traceback.extract_tb(e.__traceback__):
+            # the innermost frame of the app's code, not fulmen's, importlib's
+            # or the standard library's
+            if not frame.filename.startswith(skip):
+                filename, lineno = frame.filename, frame.lineno
+    line = "fulmen: %s: %s" % (what, type(e).__name__)
+    if detail:
+        line += ": " + detail
+    if filename:
+        line += " (%s, line %s)" % (filename, lineno)
+    return SystemExit(line)
+
+
+def load_app(spec, debug=False):
     """Import 'module:attr' (attr defaults to 'app') and return the Application.
 
     Japronto's 'module.attr' is understood too when 'module.attr' is not a
@@ -31,6 +58,8 @@ def load_app(spec):
             module = importlib.import_module(module_name)
     except ImportError as e:
         raise SystemExit("fulmen: cannot import %r: %s" % (module_name, e))
+    except Exception as e:      # a syntax error, or the module's code raised
+        raise _failure("cannot import %r" % module_name, e, debug) from None
     finally:
         app_module._ignore_run = False
     try:
@@ -38,7 +67,10 @@ def load_app(spec):
     except AttributeError:
         raise SystemExit("fulmen: module %r has no attribute %r" % (module_name, attr))
     if callable(app) and not isinstance(app, Application):
-        app = app()
+        try:
+            app = app()
+        except Exception as e:
+            raise _failure("the app factory %s failed" % spec, e, debug) from None
     if not isinstance(app, Application):
         raise SystemExit("fulmen: %s is not a fulmen Application" % spec)
     return app
@@ -88,7 +120,7 @@ def main(argv=None):
         p.error("--ssl-certfile and --ssl-keyfile go together")
     if args.uds is not None and args.fd is not None:
         p.error("--uds and --fd exclude each other")
-    app = load_app(args.app)
+    app = load_app(args.app, debug=args.debug)
     try:
         app.run(host=args.host, port=args.port, worker_num=args.workers,
                 debug=args.debug or None, backlog=args.backlog, reload=args.reload,
