@@ -942,3 +942,47 @@ def test_static_route_percent_encoded_wins_over_parametric_in_process():
     # a method the static route lacks: the same answer as for /a:b itself
     assert m.match("/a%3Ab", "POST") == m.match("/a:b", "POST")
     assert m.match("/a%2Fb", "GET")[1] == ["a%2Fb"]
+
+
+# ---- run() and Application() arguments, checked before anything is bound ---------
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"host": None}, "host must be a str, not None"),
+    ({"host": 8080}, "host must be a str, not 8080"),
+    ({"fd": "3"}, "fd must be a file descriptor number, not '3'"),
+    ({"fd": True}, "fd must be a file descriptor number, not True"),
+    ({"fd": -1}, "fd must be a file descriptor number, not -1"),
+    ({"uds": 5}, "uds must be a path, not 5"),
+    ({"uds": ""}, "uds must be a path, not ''"),
+    ({"forwarded_allow_ips": 5}, "forwarded_allow_ips must be a str or a list of str, not 5"),
+    ({"forwarded_allow_ips": [b"10.0.0.1"]},
+     "forwarded_allow_ips must be a str or a list of str, not [b'10.0.0.1']"),
+])
+def test_run_rejects_bad_arguments_by_name(kwargs, message, monkeypatch):
+    from fulmen import Application, app as app_module
+
+    def no_listener(*args, **kw):
+        raise AssertionError("a socket was made before the arguments were checked")
+    monkeypatch.setattr(app_module, "_listener", no_listener)
+    app = Application()
+    with pytest.raises(ValueError) as e:
+        app.run(**dict({"host": "127.0.0.1", "port": 0}, **kwargs))
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("loop", [5, "uvloop", object()])
+def test_application_rejects_a_loop_that_is_not_one(loop):
+    from fulmen import Application
+    with pytest.raises(ValueError) as e:
+        Application(loop=loop)
+    assert str(e.value) == "loop must be an asyncio event loop, not %r" % (loop,)
+
+
+def test_application_takes_a_loop():
+    import asyncio
+    from fulmen import Application
+    loop = asyncio.new_event_loop()
+    try:
+        assert Application(loop=loop).loop is loop
+    finally:
+        loop.close()
