@@ -177,6 +177,8 @@ class Application:
             raise ValueError("gc_threshold must be None or an int from 1 to 2**31-1, not %r"
                              % (gc_threshold,))
         self.gc_threshold = gc_threshold
+        if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+            raise ValueError("loop must be an asyncio event loop, not %r" % (loop,))
         self._loop = loop
         self.max_header_size = _check_size("max_header_size", max_header_size, 256)
         if self.max_header_size > (1 << 30):
@@ -607,6 +609,15 @@ class Application:
                     or not 0 < max_rss < float("inf")):
                 raise ValueError("max_rss must be more than 0 MB, not %r" % (max_rss,))
             max_rss = float(max_rss)
+        if not isinstance(host, str):
+            raise ValueError("host must be a str, not %r" % (host,))
+        if fd is not None and (isinstance(fd, bool) or not isinstance(fd, int) or fd < 0):
+            raise ValueError("fd must be a file descriptor number, not %r" % (fd,))
+        if uds is not None:
+            path = os.fspath(uds) if isinstance(uds, os.PathLike) else uds
+            if not isinstance(path, str) or not path:
+                raise ValueError("uds must be a path, not %r" % (uds,))
+            uds = path
         _set_proxy_and_log_settings(self, proxy_headers, forwarded_allow_ips,
                                     access_log, access_log_format)
         ctx = _ssl_context(ssl)
@@ -653,9 +664,17 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
     if proxy_headers is not None:
         app.proxy_headers = bool(proxy_headers)
     if forwarded_allow_ips is not None:
-        if isinstance(forwarded_allow_ips, str):
-            forwarded_allow_ips = forwarded_allow_ips.split(",")
-        ips = tuple(ip.strip() for ip in forwarded_allow_ips if ip.strip())
+        ips = forwarded_allow_ips
+        if isinstance(ips, str):
+            ips = ips.split(",")
+        try:
+            ips = list(ips)
+        except TypeError:
+            ips = None
+        if ips is None or not all(isinstance(ip, str) for ip in ips):
+            raise ValueError("forwarded_allow_ips must be a str or a list of str, not %r"
+                             % (forwarded_allow_ips,))
+        ips = tuple(ip.strip() for ip in ips if ip.strip())
         if not ips:
             raise ValueError("forwarded_allow_ips is empty")
         app.forwarded_allow_ips = ips
