@@ -7,6 +7,7 @@ deadline is generous (a loaded CI machine): how fast a reload is, is
 measured, not asserted.
 """
 import os
+import re
 import time
 
 from .rawhttp import Conn
@@ -52,6 +53,20 @@ def served_within(port, prefix, seconds):
         except (OSError, EOFError):
             pass
     return None
+
+
+def line_within(srv, pattern, start, seconds):
+    """Whether a stderr line from index start matches pattern within seconds."""
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + seconds
+    with srv._cond:
+        while True:
+            if any(rx.search(line) for line in srv.lines[start:]):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            srv._cond.wait(left)
 
 
 def test_reload_on_edit_and_syntax_error(tmp_path):
@@ -131,5 +146,38 @@ def test_reload_after_fixing_a_module_the_broken_code_added(tmp_path):
         srv.wait_line(r"worker %d served \d+ requests" % first, mark)
         assert wait_gone([first], 5) == []
         assert body(srv.port) == "two %d" % second
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+LAZY_VIEW = '''
+def hello(request):
+    import lazy         # imported by the first request, after the worker started
+    return request.Response(text=lazy.WORD)
+'''
+
+
+def test_reload_watches_a_module_imported_after_the_worker_started(tmp_path):
+    write_app(tmp_path, "app", APP)
+    write_view(tmp_path, LAZY_VIEW)
+    (tmp_path / "lazy.py").write_text("WORD = 'one'\n")
+    srv = fulmen_proc(tmp_path, "--reload", module="app").start()
+    try:
+        first = srv.wait_workers(1)[0]
+        assert body(srv.port) == "one"
+        mark = srv.mark()
+        # the worker reports the modules it imported since it started a
+        # moment later: an edit made before that is not seen, so edit until
+        # the master says it saw one (each edit waits up to 1.5 s for that)
+        for n in range(8):
+            tmp = tmp_path / ".lazy.py.tmp"
+            tmp.write_text("WORD = 'two'  # edit %d\n" % n)
+            os.rename(str(tmp), str(tmp_path / "lazy.py"))
+            if line_within(srv, r"lazy\.py changed, reloading", mark, 1.5):
+                break
+        else:
+            raise AssertionError("lazy.py is not watched:\n" + srv.stderr())
+        assert served_within(srv.port, "two", 10.0) is not None, srv.stderr()
+        assert wait_gone([first], 5) == []
     finally:
         assert stop_master(srv) == 0, srv.stderr()
