@@ -146,10 +146,20 @@ def worker_main(app, sock, conn, master_pid, *, graceful_timeout, ssl, max_reque
                 return
         loop.call_later(1.0, check_limits)
 
+    reported = []
+
+    def report_modules():
+        # modules a view imports on first use come after start-up: the
+        # master hears of them within a second (a cheap count when none)
+        if len(sys.modules) != (reported[0] if reported else -1):
+            reported[:] = [len(sys.modules)]
+            send("modules " + json.dumps(module_files()))
+        loop.call_later(1.0, report_modules)
+
     def listening():
         send("ready")
         if reload:
-            send("modules " + json.dumps(module_files()))
+            report_modules()
         conn.setblocking(False)
         loop.add_reader(conn.fileno(), master_gone)
         if limit is not None or max_rss is not None:
