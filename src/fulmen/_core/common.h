@@ -341,7 +341,7 @@ INLINE int mod_hexval(unsigned char c)
 
 /* conn.c */
 extern PyType_Spec conn_server_spec;
-int conn_peer_trusted(ConnObject *c, PyObject *peer_host);
+int conn_proxy_trusted(ConnObject *c);
 extern PyType_Spec conn_spec;
 void conn_deliver(ConnObject *c, uint32_t seq, PyObject *response);
 /* for ws.c: the connection as a byte pipe */

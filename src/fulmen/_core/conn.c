@@ -461,11 +461,13 @@ static void conn_log_ms(fulmen_state *st, int64_t ns)
     conn_log_put(st, frac, 4);
 }
 
+static int conn_peer_trusted(ConnObject *c, PyObject *peer_host);
+
 /* Fetch the peer's host (str) into c->ext->peer, once per connection, and
- * with --proxy-headers whether it is trusted, as request.c's req_trust_proxy
- * decides for the request's attributes.  A failure leaves peer NULL: the
- * log then says "-".  An exception already set (a response that failed to
- * serialize, reported after its log line) is kept. */
+ * with --proxy-headers whether it is trusted (conn_proxy_trusted).  A
+ * failure leaves peer NULL: the log then says "-".  An exception already
+ * set (a response that failed to serialize, reported after its log line)
+ * is kept. */
 static NOINLINE void conn_fetch_peer(ConnObject *c)
 {
     PyObject *type, *value, *tb, *p = NULL;
@@ -487,6 +489,23 @@ done:
     Py_XDECREF(p);
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
+}
+
+/* Whether the peer may name the client's address, scheme and host
+ * (--proxy-headers from one of --forwarded-allow-ips): decided once per
+ * connection, with the address conn_fetch_peer fetches, for the request's
+ * attributes and for the access log alike.  A connection whose transport
+ * is gone has no peer address: as for a unix socket, only the proxy could
+ * have reached it. */
+int conn_proxy_trusted(ConnObject *c)
+{
+    if (!c->server->proxy_headers)
+        return 0;
+    if (c->transport == NULL)
+        return conn_peer_trusted(c, Py_None);
+    if (c->ext == NULL || c->ext->peer == NULL)
+        conn_fetch_peer(c);
+    return c->ext != NULL && c->ext->peer_trusted;
 }
 
 static void conn_access_log(ConnObject *c, RequestObject *req, int code,
@@ -511,8 +530,8 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         }
     }
     /* behind a trusted proxy, the client request.remote_addr names */
-    if (UNLIKELY(c->server->proxy_headers) && req != NULL && c->ext != NULL &&
-        c->ext->peer_trusted && req_forwarded_client(req, &fwd, &fwdlen)) {
+    if (UNLIKELY(c->server->proxy_headers) && req != NULL && conn_proxy_trusted(c) &&
+        req_forwarded_client(req, &fwd, &fwdlen)) {
         peer = fwd;
         peerlen = (Py_ssize_t)fwdlen;
     }
@@ -3108,7 +3127,7 @@ PyObject *conn_get_server(ConnObject *c)
     return (PyObject *)c->server;
 }
 
-int conn_peer_trusted(ConnObject *c, PyObject *peer_host)
+static int conn_peer_trusted(ConnObject *c, PyObject *peer_host)
 {
     PyObject *allow = c->server->forwarded_allow;
     int r;

@@ -1347,18 +1347,7 @@ static int req_forwarded(RequestObject *r, const char *xname, const char *fparam
 /* Proxy headers count only with --proxy-headers and a trusted peer. */
 static int req_trust_proxy(RequestObject *r)
 {
-    PyObject *peer;
-    int ok;
-    if (r->conn == NULL || !((ServerObject *)conn_get_server(r->conn))->proxy_headers)
-        return 0;
-    peer = req_peer_host(r);
-    if (peer == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    ok = conn_peer_trusted(r->conn, peer);
-    Py_DECREF(peer);
-    return ok;
+    return r->conn != NULL && conn_proxy_trusted(r->conn);
 }
 
 /* The client's address as the trusted proxy forwarded it (the caller checks
