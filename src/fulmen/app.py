@@ -344,6 +344,15 @@ class Application:
         hooked.__qualname__ = getattr(view, "__qualname__", hooked.__qualname__)
         return hooked
 
+    async def _shutdown_hooks(self):
+        # while the shutdown hooks run, a second signal ends the process at
+        # once (a hook that hangs must not make it unkillable); added from
+        # inside the running loop, where uvloop sees signals at once
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _exit_at_once, sig)
+        await self._run_hooks(self._shutdown)
+
     async def _run_hooks(self, hooks):
         for fn in hooks:
             r = fn(self)
@@ -534,19 +543,26 @@ class Application:
         # would swallow these signals for good: they are put back by hand
         saved = {sig: signal.getsignal(sig)
                  for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop, sig)
         # SIGHUP asks a master to replace its workers; a process serving on
         # its own has none to replace, and SIGHUP's default would kill it
         # (a systemd ExecReload, say): said and ignored.  Under a master
         # the worker ignores it already.
         hup = signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
-        if hup:
-            loop.add_signal_handler(signal.SIGHUP, _log_hup)
+
+        def arm():
+            # uvloop drops a signal that comes after add_signal_handler but
+            # while the loop does not run: the handlers go in from the
+            # loop's first callback, and until then a signal has its
+            # default effect (SIGTERM ends the process, which serves nothing
+            # yet).  Then the line: a SIGTERM sent on seeing it must count.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop, sig)
+            if hup:
+                loop.add_signal_handler(signal.SIGHUP, _log_hup)
+            _announce(self, sock, ssl)
+
         sweeper.append(loop.call_later(interval, sweep))
-        # announced from inside the running loop: uvloop only sees signals
-        # while it runs, and a SIGTERM sent on seeing the line must count
-        loop.call_soon(_announce, self, sock, ssl)
+        loop.call_soon(arm)
         if self.gc_freeze:
             # what exists now (modules, routes, settings) lives as long as
             # the process: out of the collector's sight, a full collection
@@ -562,12 +578,8 @@ class Application:
             factory.close_io()
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
-            # while the shutdown hooks run, a second signal ends the process
-            # at once (a hook that hangs must not make it unkillable)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, _exit_at_once, sig)
             try:
-                loop.run_until_complete(self._run_hooks(self._shutdown))
+                loop.run_until_complete(self._shutdown_hooks())
             finally:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

@@ -1,7 +1,9 @@
 """Starting and stopping: the listening line, SIGTERM, the CLI, IPv6."""
 import signal
 import socket
+import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -159,3 +161,51 @@ def test_signal_handlers_are_restored_when_run_returns(tmp_path):
     srv = Server([sys.executable, str(path)]).start()
     stop_cleanly(srv)
     assert "handlers restored: True" in srv.stderr(), srv.stderr()
+
+
+SIGNAL_AT_START_APP = '''
+import gc, os, signal, sys
+from fulmen import Application
+
+app = Application()       # gc_freeze: one full collection just before serving
+app.router.add_route("/", lambda request: request.Response(text="ok"))
+
+
+@app.on_startup
+def arm(app):
+    def kill_on_collect(phase, info):
+        if phase == "start":
+            gc.callbacks.remove(kill_on_collect)
+            sys.stderr.write("sending SIGTERM\\\\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGTERM)
+    gc.callbacks.append(kill_on_collect)
+
+
+app.run(host="127.0.0.1", port=0)
+'''
+
+
+def test_sigterm_while_starting_is_not_lost(tmp_path):
+    """A SIGTERM that comes after the startup hooks, before the first
+    request, ends the process (it serves nothing yet).  uvloop dropped one
+    that came after its handlers were added but before its loop ran: the
+    process served on until SIGKILL (a master's restart waited for it
+    graceful_timeout + 2 s)."""
+    path = tmp_path / "sigstart.py"
+    path.write_text(SIGNAL_AT_START_APP)
+    srv = Server([sys.executable, str(path)])
+    srv.proc = subprocess.Popen(srv.argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=srv.env, cwd=srv.cwd)
+    threading.Thread(target=srv._drain, daemon=True).start()
+    try:
+        code = srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        code = "still running"
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    assert srv.wait_for_stderr("sending SIGTERM"), srv.stderr()
+    assert code == -signal.SIGTERM, "%s\n%s" % (code, srv.stderr())
