@@ -178,6 +178,11 @@ def test_reload_watches_a_module_imported_after_the_worker_started(tmp_path):
         else:
             raise AssertionError("lazy.py is not watched:\n" + srv.stderr())
         assert served_within(srv.port, "two", 10.0) is not None, srv.stderr()
+        # an edit's line can come just after the 1.5 s, and the next edit
+        # then reloads a second time: the first worker stops once a worker of
+        # the newest code is ready, which may be a worker after the one that
+        # served "two"
+        srv.wait_line(r"worker %d served \d+ requests" % first, mark, 20.0)
         assert wait_gone([first], 5) == []
     finally:
         assert stop_master(srv) == 0, srv.stderr()
