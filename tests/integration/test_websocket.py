@@ -635,6 +635,27 @@ def test_9_send_backpressure_bounds_memory(ws_app):
         ws.expect_close(1000)
 
 
+def test_9_sends_not_awaited_to_a_client_that_does_not_read_are_cut(ws_app):
+    """The handler calls send() without awaiting it, 64 MB in all, to a
+    client that reads nothing: past 16 MiB held for the client the
+    connection is dropped and send() raises WebSocketClosed(1006), instead
+    of the worker holding all 64 MB."""
+    before = rss_kb(ws_app.pid)
+    ws = WSClient(ws_app.port, "/pile/64/pile", timeout=20,
+                  sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)])
+    with ws:
+        ws.connect()
+        ev = events(ws_app.port, "pile", want="", timeout=20)
+        grown_mb = (rss_kb(ws_app.pid) - before) / 1024
+    assert len(ev) == 1 and ev[0].startswith("closed 1006 the client does not read"), ev
+    kb = int(ev[0].split()[-2])
+    assert 16 << 10 <= kb < 32 << 10, ev     # 16 MiB held, the rest in socket buffers
+    print("pile: cut after %d KB; RSS +%.1f MB" % (kb, grown_mb))
+    assert grown_mb < 40, "server RSS grew by %.0f MB" % grown_mb
+    with connect(ws_app.port, "/echo") as other:
+        assert roundtrip(other, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
+
+
 def test_9_client_gone_while_send_waits(ws_app):
     """The client stops reading, then drops the connection: the handler's
     pending send() ends (it does not wait forever) and the worker is fine."""

@@ -349,6 +349,7 @@ int conn_flush_out(ConnObject *c);           /* write st->out now; 0 or -1 */
 void conn_close_transport(ConnObject *c, int abort);
 void conn_pause_reading(ConnObject *c, int on);
 PyObject *conn_drain_waiter(ConnObject *c);  /* future while paused, else NULL */
+int conn_piled(ConnObject *c);               /* paused, and over CONN_PILE_MAX held */
 PyObject *conn_get_loop(ConnObject *c);      /* borrowed */
 PyObject *conn_get_server(ConnObject *c);    /* borrowed */
 void conn_body_drained(ConnObject *c);       /* a body stream wants more */

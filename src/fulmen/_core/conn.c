@@ -72,6 +72,12 @@
  * (and, while it still takes output queued before it, to take more). */
 #define CONN_WSCLOSE_MS 5000
 
+/* Bytes the transport may hold for a client that does not read before a
+ * WebSocket send() gives up on it: a handler that awaits its sends stops
+ * at the transport's high-water mark, one that does not would pile up
+ * memory for as long as the write deadline lets it. */
+#define CONN_PILE_MAX (16u << 20)
+
 enum {
     CONN_PAUSE_WRITE = 1,    /* transport above its high-water mark */
     CONN_PAUSE_PIPELINE = 2, /* too many responses waiting in the queue */
@@ -3103,6 +3109,12 @@ void conn_pause_reading(ConnObject *c, int on)
 {
     conn_set_pause(c, CONN_PAUSE_PIPELINE, on);
     conn_rearm(c, mod_now_ms()); /* a WebSocket's keep-alive pauses with it */
+}
+
+int conn_piled(ConnObject *c)
+{
+    return (c->pause & CONN_PAUSE_WRITE) && !c->closed &&
+           conn_unsent(c) > (Py_ssize_t)CONN_PILE_MAX;
 }
 
 PyObject *conn_drain_waiter(ConnObject *c)

@@ -531,6 +531,28 @@ static PyObject *ws_drain(WebSocketObject *ws)
     return aw_ready_new(ws->st, Py_None);
 }
 
+/* A send while the transport holds more than CONN_PILE_MAX bytes the client
+ * has not taken: the handler does not await its sends (which would have
+ * waited at the high-water mark) and the client does not read.  The
+ * connection is dropped (no close frame could get through) and the handler
+ * gets WebSocketClosed(1006, reason).  0, or -1 with the exception set. */
+static int ws_check_piled(WebSocketObject *ws)
+{
+    PyObject *reason;
+    if (!conn_piled(ws->conn))
+        return 0;
+    reason = PyUnicode_FromString("the client does not read: over 16 MiB of sends "
+                                  "that were not awaited are held for it");
+    if (reason == NULL)
+        return -1;
+    ws->state = WS_CLOSED;
+    ws->close_code = 1006;
+    Py_XSETREF(ws->close_reason, reason);
+    conn_close_transport(ws->conn, 1);
+    ws_closed_error(ws);
+    return -1;
+}
+
 static PyObject *ws_send(WebSocketObject *ws, PyObject *data)
 {
     Py_buffer view;
@@ -539,6 +561,8 @@ static PyObject *ws_send(WebSocketObject *ws, PyObject *data)
     Py_ssize_t n;
     if (ws->state != WS_OPEN || ws->conn == NULL)
         return ws_closed_error(ws);
+    if (ws_check_piled(ws) < 0)
+        return NULL;
     if (PyUnicode_Check(data)) {
         p = mod_utf8(data, &n);
         if (p == NULL)
@@ -823,7 +847,8 @@ static PyMethodDef ws_methods[] = {
 static PyGetSetDef ws_getset[] = {
     {"closed", (getter)ws_get_closed, NULL, "the socket is closed or closing", NULL},
     {"close_code", (getter)ws_get_close_code, NULL, "the close code, None while open", NULL},
-    {"close_reason", (getter)ws_get_close_reason, NULL, "the peer's close reason", NULL},
+    {"close_reason", (getter)ws_get_close_reason, NULL,
+     "the peer's close reason, or why the server dropped the connection", NULL},
     {"request", (getter)ws_get_request, NULL, "the upgrade request", NULL},
     {"subprotocol", (getter)ws_get_subprotocol, NULL, "the chosen subprotocol, or None", NULL},
     {NULL},

@@ -108,6 +108,20 @@ async def flood(ws):
         raise
 
 
+async def pile(ws):
+    """Send mb MB in 64 KB messages without awaiting a send (never yielding);
+    records how that ended."""
+    tag = ws.request.match_dict["tag"]
+    chunk = b"p" * (64 << 10)
+    try:
+        for i in range(int(ws.request.match_dict["mb"]) * 16):
+            ws.send(chunk)
+    except WebSocketClosed as e:
+        record(tag, "closed %r %s after %d KB" % (e.args[0], e.args[1], i * 64))
+        raise
+    record(tag, "sent all")
+
+
 async def send_wait(ws):
     """Send n bytes, then wait for the client's close (recorded)."""
     tag = ws.request.match_dict["tag"]
@@ -195,6 +209,7 @@ r.add_websocket("/returns", returns)
 r.add_websocket("/send-close/{tag}", send_close, compression=False)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/send-wait/{n:int}/{tag}", send_wait, compression=False)
+r.add_websocket("/pile/{mb:int}/{tag}", pile, compression=False)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/busy-keepalive/{tag}", busy_keepalive, ping_interval=0.3, ping_timeout=0.3)
