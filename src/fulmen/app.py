@@ -457,10 +457,8 @@ class Application:
         server.task_eager = sys.version_info >= (3, 12)  # Task(eager_start=)
         server.max_form_parts = self.max_form_parts or 0
         server.proxy_headers = bool(getattr(self, "proxy_headers", False))
-        allow = getattr(self, "forwarded_allow_ips", None) or "127.0.0.1"
-        if isinstance(allow, str):
-            allow = [a.strip() for a in allow.split(",") if a.strip()]
-        server.forwarded_allow = None if "*" in allow else frozenset(allow)
+        server.forwarded_allow = _allow_blob(getattr(self, "forwarded_allow_ips", None)
+                                             or "127.0.0.1")
         if getattr(self, "access_log", False):
             fmt = getattr(self, "access_log_format", "text")
             if fmt not in ("text", "json"):
@@ -668,6 +666,36 @@ Application.access_log = False
 Application.access_log_format = "text"
 
 
+def _allow_blob(allow):
+    """forwarded_allow_ips (a comma-separated str or a list of str) in the
+    form conn.c reads: None when "*" trusts every peer, else 18 bytes per
+    network (its family, 4 or 6, its prefix length, its address in 16
+    bytes).  An address is a network of one; ValueError names an entry
+    that is neither."""
+    import ipaddress
+    if isinstance(allow, str):
+        allow = allow.split(",")
+    out = []
+    for entry in allow:
+        entry = entry.strip() if isinstance(entry, str) else entry
+        if entry == "*":
+            return None
+        if not entry:
+            continue
+        try:
+            net = ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            raise ValueError("forwarded_allow_ips: %r is not an IP address or network "
+                             "(such as 10.0.0.5, 10.0.0.0/8 or fd00::/8)" % (entry,)) from None
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None \
+                and net.prefixlen >= 96:
+            # ::ffff:10.0.0.0/104 is what a dual-stack socket names 10.0.0.0/8
+            net = ipaddress.IPv4Network((net.network_address.ipv4_mapped, net.prefixlen - 96))
+        out.append(bytes([net.version, net.prefixlen])
+                   + net.network_address.packed.ljust(16, b"\0"))
+    return b"".join(out)
+
+
 def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_log,
                                 access_log_format):
     """Store the proxy and access-log settings on app; None keeps the current one.
@@ -689,6 +717,7 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
         ips = tuple(ip.strip() for ip in ips if ip.strip())
         if not ips:
             raise ValueError("forwarded_allow_ips is empty")
+        _allow_blob(ips)        # each one an address or a network
         app.forwarded_allow_ips = ips
     if access_log is not None:
         app.access_log = bool(access_log)

@@ -109,8 +109,8 @@ def main(argv=None):
                    help="trust X-Forwarded-For/-Proto/-Host and Forwarded from "
                         "--forwarded-allow-ips")
     g.add_argument("--forwarded-allow-ips", metavar="IPS",
-                   help="comma-separated proxy addresses to trust, * for all "
-                        "(default 127.0.0.1)")
+                   help="comma-separated proxy addresses or networks "
+                        "(10.0.0.0/8) to trust, * for all (default 127.0.0.1)")
     g.add_argument("--access-log", action="store_true")
     g.add_argument("--access-log-format", choices=("text", "json"),
                    help="text (the default) or json")

@@ -11,6 +11,7 @@ client's to invent.
 import json
 import re
 import socket
+import subprocess
 
 import pytest
 
@@ -156,6 +157,40 @@ def test_untrusted_peer_and_setting_off(tmp_path):
             assert info_json(srv.port, spoof, host_header="app.test:9000")["port"] == 9000
         finally:
             assert stop_master(srv) == 0, srv.stderr()
+
+
+@pytest.mark.parametrize("allow, trusted", [
+    ("127.0.0.0/8", True),
+    ("10.0.0.0/8,127.0.0.1/32", True),
+    ("127.0.0.2/31", False),          # 127.0.0.2 and .3
+    ("127.0.0.0/31", True),
+    ("126.0.0.0/7", True),            # a prefix that ends inside a byte
+    ("128.0.0.0/1", False),
+    ("0.0.0.0/0", True),
+    ("::/0", False),                  # IPv6 networks hold no IPv4 peer
+    ("::ffff:127.0.0.0/104", True),   # but an IPv4-mapped one is IPv4
+    ("10.0.0.0/8, fd00::/8", False),
+])
+def test_trusted_proxies_as_networks(tmp_path, allow, trusted):
+    write_app(tmp_path, "proxyapp", APP)
+    srv = fulmen_proc(tmp_path, "--proxy-headers", "--forwarded-allow-ips", allow,
+                      module="proxyapp").start()
+    try:
+        got = info(srv.port, [("X-Forwarded-For", "1.1.1.1")])[0]
+        assert got == ("1.1.1.1" if trusted else "127.0.0.1")
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+def test_a_bad_trusted_proxy_entry_stops_the_start(tmp_path):
+    write_app(tmp_path, "proxyapp", APP)
+    srv = fulmen_proc(tmp_path, "--proxy-headers", "--forwarded-allow-ips", "10.0.0.1,proxy",
+                      module="proxyapp")
+    r = subprocess.run(srv.argv, cwd=srv.cwd, env=srv.env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1, r
+    assert "'proxy' is not an IP address or network" in r.stderr, r.stderr
+    assert "listening" not in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def _ipv6_dual_stack():

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <linux/sockios.h> /* SIOCOUTQ */
 #include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked (glibc's lacks it) */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <structmember.h>
@@ -3139,35 +3140,59 @@ PyObject *conn_get_server(ConnObject *c)
     return (PyObject *)c->server;
 }
 
+/* An address in forwarded_allow's form: 16 bytes, an IPv4 one (or an
+ * IPv4-mapped IPv6 one) in the first 4.  4 or 6, or 0 for no address. */
+static int conn_parse_addr(const char *s, uint8_t out[16])
+{
+    memset(out, 0, 16);
+    if (inet_pton(AF_INET, s, out) == 1)
+        return 4;
+    if (inet_pton(AF_INET6, s, out) != 1)
+        return 0;
+    if (memcmp(out, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+        /* an IPv4 peer on a dual-stack socket: the IPv4 address */
+        memmove(out, out + 12, 4);
+        memset(out + 4, 0, 12);
+        return 4;
+    }
+    return 6;
+}
+
+/* Whether peer_host (the peer name's host) is one of forwarded_allow's
+ * networks.  forwarded_allow is None (every peer) or bytes made by app.py
+ * (_allow_blob): 18 bytes a network, its family (4 or 6), its prefix
+ * length and its 16 address bytes. */
 static int conn_peer_trusted(ConnObject *c, PyObject *peer_host)
 {
     PyObject *allow = c->server->forwarded_allow;
-    int r;
+    const uint8_t *e, *end;
+    const char *s;
+    uint8_t addr[16];
+    int fam, i;
     if (allow == NULL || allow == Py_None)
         return 1;
     /* a unix socket (no peer address): only the proxy can reach it */
     if (peer_host == Py_None ||
         (PyUnicode_Check(peer_host) && PyUnicode_GET_LENGTH(peer_host) == 0))
         return 1;
-    r = PySequence_Contains(allow, peer_host);
-    if (r == 0 && PyUnicode_Check(peer_host) && PyUnicode_GET_LENGTH(peer_host) > 7 &&
-        PyUnicode_FindChar(peer_host, '.', 0, PyUnicode_GET_LENGTH(peer_host), 1) > 0) {
-        /* an IPv4 peer on a dual-stack socket ("::ffff:127.0.0.1") is the
-         * IPv4 address the list names */
-        PyObject *pre = PyUnicode_Substring(peer_host, 0, 7), *v4 = NULL;
-        if (pre != NULL && PyUnicode_CompareWithASCIIString(pre, "::ffff:") == 0 &&
-            (v4 = PyUnicode_Substring(peer_host, 7, PyUnicode_GET_LENGTH(peer_host))) != NULL)
-            r = PySequence_Contains(allow, v4);
-        Py_XDECREF(pre);
-        Py_XDECREF(v4);
-        if (PyErr_Occurred())
-            r = -1;
-    }
-    if (r < 0) {
+    if (!PyBytes_Check(allow) || !PyUnicode_Check(peer_host) ||
+        (s = PyUnicode_AsUTF8(peer_host)) == NULL || (fam = conn_parse_addr(s, addr)) == 0) {
         PyErr_Clear();
         return 0;
     }
-    return r;
+    e = (const uint8_t *)PyBytes_AS_STRING(allow);
+    end = e + PyBytes_GET_SIZE(allow) / 18 * 18;
+    for (; e < end; e += 18) {
+        int bits = e[1];
+        if (e[0] != fam || bits > 128)
+            continue;
+        for (i = 0; bits >= 8 && addr[i] == e[2 + i]; i++)
+            bits -= 8;
+        if (bits < 8 ? bits == 0 || ((addr[i] ^ e[2 + i]) & (0xff00 >> bits) & 0xff) == 0
+                     : 0)
+            return 1;
+    }
+    return 0;
 }
 
 PyObject *conn_get_app(ConnObject *c)
