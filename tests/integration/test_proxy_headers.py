@@ -141,6 +141,11 @@ def test_port_comes_with_the_forwarded_host(proxied, headers, expected):
     ([("Forwarded", "for=1.2.3.4:80")], "1.2.3.4"),
     ([("Forwarded", "for=1.2.3.4")], "1.2.3.4"),
     ([("X-Forwarded-For", "2001:db8::1")], "2001:db8::1"),
+    # some proxies put the client's port in X-Forwarded-For (Azure's
+    # Application Gateway): the address is still the address
+    ([("X-Forwarded-For", "6.6.6.6, 1.2.3.4:51234")], "1.2.3.4"),
+    ([("X-Forwarded-For", "[2001:db8::1]:51234")], "2001:db8::1"),
+    ([("X-Forwarded-For", "[2001:db8::1]")], "2001:db8::1"),
 ])
 def test_unknown_and_obfuscated_nodes_are_not_addresses(proxied, headers, expected):
     assert info_json(proxied.port, headers)["remote_addr"] == expected

@@ -1361,18 +1361,18 @@ int req_forwarded_client(RequestObject *r, const char **vp, size_t *np)
     if (from == 0)
         return 0;
     e = v + n;
-    if (from == 2) {
-        /* RFC 7239 6: node = nodename [":" node-port], an IPv6 address in
-         * brackets ("[2001:db8::1]:4711"); the port is not the address */
-        if (*v == '[') {
-            if ((c = memchr(v, ']', n)) != NULL) {
-                v++;
-                e = c;
-            }
-        } else if ((c = memchr(v, ':', n)) != NULL &&
-                   memchr(c + 1, ':', (size_t)(e - c - 1)) == NULL) {
+    /* RFC 7239 6: node = nodename [":" node-port], an IPv6 address in
+     * brackets ("[2001:db8::1]:4711"); the port is not the address.  Some
+     * proxies write X-Forwarded-For elements that way too (Azure's
+     * "10.0.0.1:51234"); a bare IPv6 address has more than one ':'. */
+    if (*v == '[') {
+        if ((c = memchr(v, ']', n)) != NULL) {
+            v++;
             e = c;
         }
+    } else if ((c = memchr(v, ':', n)) != NULL &&
+               memchr(c + 1, ':', (size_t)(e - c - 1)) == NULL) {
+        e = c;
     }
     n = (size_t)(e - v);
     /* "unknown" and obfuscated "_..." identifiers (RFC 7239 6.2, 6.3; some
