@@ -57,7 +57,12 @@ def load_app(spec, debug=False):
             module_name, attr = module_name.rsplit(".", 1)
             module = importlib.import_module(module_name)
     except ImportError as e:
-        raise SystemExit("fulmen: cannot import %r: %s" % (module_name, e))
+        if isinstance(e, ModuleNotFoundError) and e.name and (
+                module_name == e.name or module_name.startswith(e.name + ".")):
+            # the app's module (or its package) is not there
+            raise SystemExit("fulmen: cannot import %r: %s" % (module_name, e))
+        # an import in the app's own code failed: where, as for any error
+        raise _failure("cannot import %r" % module_name, e, debug) from None
     except Exception as e:      # a syntax error, or the module's code raised
         raise _failure("cannot import %r" % module_name, e, debug) from None
     finally:

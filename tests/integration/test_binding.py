@@ -500,6 +500,9 @@ BROKEN_APPS = {
     "syntax_error": "from fulmen import Application\ndef f(:\n    pass\n",
     "raises_at_import": "from fulmen import Application\n\n"
                         "raise RuntimeError('no database configured')\n",
+    "imports_a_missing_module": "from fulmen import Application\n"
+                                "from viewz import hello\n",
+    "imports_a_missing_name": "from fulmen import Application, Helo\n",
     "factory_wants_args": "from fulmen import Application\n\n"
                           "def make(config):\n    return Application()\n",
     "factory_raises": "from fulmen import Application\n\n"
@@ -520,6 +523,13 @@ def run_broken(tmp_path, spec, *args):
                          "{any} ({path}, line 2)"),
     ("raises_at_import:app", "fulmen: cannot import 'raises_at_import': "
                              "RuntimeError: no database configured ({path}, line 3)"),
+    # an import the app's code makes fails: where, too
+    ("imports_a_missing_module:app", "fulmen: cannot import 'imports_a_missing_module': "
+                                     "ModuleNotFoundError: No module named 'viewz' "
+                                     "({path}, line 2)"),
+    ("imports_a_missing_name:app", "fulmen: cannot import 'imports_a_missing_name': "
+                                   "ImportError: cannot import name 'Helo' from 'fulmen' "
+                                   "{any} ({path}, line 1)"),
     ("factory_wants_args:make", "fulmen: the app factory factory_wants_args:make failed: "
                                 "TypeError: make() missing 1 required positional "
                                 "argument: 'config'"),
@@ -540,3 +550,15 @@ def test_an_app_that_does_not_load_is_a_one_line_error(tmp_path, spec, message):
     lines = r.stderr.splitlines()
     assert lines[0] == "Traceback (most recent call last):", r.stderr
     assert re.fullmatch(pattern, lines[-1]), r.stderr
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_such_module:app", "fulmen: cannot import 'no_such_module': "
+                           "No module named 'no_such_module'"),
+    ("no_such_package.app:app", "fulmen: cannot import 'no_such_package.app': "
+                                "No module named 'no_such_package'"),
+])
+def test_an_app_module_that_is_not_there_is_named(tmp_path, spec, message):
+    r = run_broken(tmp_path, spec)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [message], r.stderr
