@@ -614,6 +614,8 @@ class Application:
         graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
         max_requests = _check_size("max_requests", max_requests, 1, allow_none=True)
         max_requests_jitter = _check_size("max_requests_jitter", max_requests_jitter, 0)
+        if max_requests_jitter and max_requests is None:
+            raise ValueError("max_requests_jitter needs max_requests")
         if max_rss is not None:
             if (isinstance(max_rss, bool) or not isinstance(max_rss, (int, float))
                     or not 0 < max_rss < float("inf")):

@@ -125,7 +125,14 @@ def main(argv=None):
         p.error("--ssl-certfile and --ssl-keyfile go together")
     if args.uds is not None and args.fd is not None:
         p.error("--uds and --fd exclude each other")
+    if args.max_requests_jitter and args.max_requests is None:
+        p.error("--max-requests-jitter needs --max-requests")
     app = load_app(args.app, debug=args.debug)
+    # an option that would do nothing is a mistake to say, not to ignore
+    if args.forwarded_allow_ips is not None and not (args.proxy_headers or app.proxy_headers):
+        p.error("--forwarded-allow-ips needs --proxy-headers")
+    if args.access_log_format is not None and not (args.access_log or app.access_log):
+        p.error("--access-log-format needs --access-log")
     try:
         app.run(host=args.host, port=args.port, worker_num=args.workers,
                 debug=args.debug or None, backlog=args.backlog, reload=args.reload,

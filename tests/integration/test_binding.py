@@ -476,6 +476,20 @@ def test_bad_values_are_one_line_errors(app_dir, args, message):
     assert r.stderr.splitlines() == [message]
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--ssl-keyfile", "key.pem"), "--ssl-certfile and --ssl-keyfile go together"),
+    (("--uds", "a.sock", "--fd", "3"), "--uds and --fd exclude each other"),
+    (("--max-requests-jitter", "10"), "--max-requests-jitter needs --max-requests"),
+    (("--forwarded-allow-ips", "10.0.0.1"), "--forwarded-allow-ips needs --proxy-headers"),
+    (("--access-log-format", "json"), "--access-log-format needs --access-log"),
+])
+def test_an_option_that_would_do_nothing_is_an_error(app_dir, args, message):
+    # said with the usage, as argparse says a bad option (exit 2)
+    r = run_cli(app_dir, *args)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == "fulmen: error: " + message, r.stderr
+
+
 def test_uds_path_that_is_not_a_socket(app_dir, tmp_path):
     path = tmp_path / "file"
     path.write_text("keep me")
