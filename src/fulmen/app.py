@@ -344,15 +344,6 @@ class Application:
         hooked.__qualname__ = getattr(view, "__qualname__", hooked.__qualname__)
         return hooked
 
-    async def _shutdown_hooks(self):
-        # while the shutdown hooks run, a second signal ends the process at
-        # once (a hook that hangs must not make it unkillable); added from
-        # inside the running loop, where uvloop sees signals at once
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _exit_at_once, sig)
-        await self._run_hooks(self._shutdown)
-
     async def _run_hooks(self, hooks):
         for fn in hooks:
             r = fn(self)
@@ -576,8 +567,13 @@ class Application:
             factory.close_io()
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
+            # while the shutdown hooks run, a second signal ends the process
+            # at once (a hook that hangs must not make it unkillable); added
+            # from inside the running loop, where uvloop sees signals at
+            # once (until then serving's handlers still take them)
+            loop.call_soon(_arm_exit_at_once, loop)
             try:
-                loop.run_until_complete(self._shutdown_hooks())
+                loop.run_until_complete(self._run_hooks(self._shutdown))
             finally:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -728,6 +724,11 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
             raise ValueError("access_log_format must be 'text' or 'json', not %r"
                              % (access_log_format,))
         app.access_log_format = access_log_format
+
+
+def _arm_exit_at_once(loop):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _exit_at_once, sig)
 
 
 def _exit_at_once(signum):
