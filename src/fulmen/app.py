@@ -678,11 +678,13 @@ def _allow_blob(allow):
         entry = entry.strip() if isinstance(entry, str) else entry
         if entry == "*":
             return None
-        if not entry:
+        if entry == "":
             continue
         try:
+            if not isinstance(entry, str):      # ip_network() takes ints and packed bytes
+                raise ValueError(entry)
             net = ipaddress.ip_network(entry, strict=False)
-        except (TypeError, ValueError):
+        except ValueError:
             raise ValueError("forwarded_allow_ips: %r is not an IP address or network "
                              "(such as 10.0.0.5, 10.0.0.0/8 or fd00::/8)" % (entry,)) from None
         if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None \
