@@ -477,7 +477,11 @@ class Supervisor:
             w.conn.close()
             how = _describe_status(status)
             if w.retiring:
-                if status != 0:
+                if not w.ready and os.WIFSIGNALED(status) and \
+                        os.WTERMSIG(status) == signal.SIGTERM:
+                    # our SIGTERM, before it served: nothing to serve or finish
+                    _log("worker %d stopped while it was starting" % pid)
+                elif status != 0:
                     _log("worker %d %s" % (pid, how))
             elif w.ready:
                 self._on_death_after_ready(w, how)

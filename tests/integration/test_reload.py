@@ -186,3 +186,51 @@ def test_reload_watches_a_module_imported_after_the_worker_started(tmp_path):
         assert wait_gone([first], 5) == []
     finally:
         assert stop_master(srv) == 0, srv.stderr()
+
+
+HELD_APP = '''
+import os, sys, time
+from fulmen import Application
+from views import hello
+
+app = Application()
+app.router.add_route("/", hello)
+
+
+@app.on_startup
+def hold(app):
+    # while the file "hold" exists a new worker stays in its startup
+    if os.path.exists("hold"):
+        sys.stderr.write("worker %d held\\n" % os.getpid())
+        sys.stderr.flush()
+        while os.path.exists("hold"):
+            time.sleep(0.02)
+'''
+
+
+def test_an_edit_while_the_new_worker_starts_replaces_it(tmp_path):
+    """A second edit while the first one's worker is still starting: that
+    worker is stopped (it serves nothing yet, said as such), the next one
+    serves the newest code, and the first worker serves until then."""
+    write_app(tmp_path, "app", HELD_APP)
+    write_view(tmp_path, VIEW % "one")
+    srv = fulmen_proc(tmp_path, "--reload", module="app").start()
+    try:
+        first = srv.wait_workers(1)[0]
+        (tmp_path / "hold").write_text("")
+        mark = srv.mark()
+        write_view(tmp_path, VIEW % "two")
+        second = int(srv.wait_line(r"worker (\d+) held", mark).group(1))
+        mark = srv.mark()
+        write_view(tmp_path, VIEW % "three")
+        srv.wait_line(r"worker %d stopped while it was starting" % second, mark)
+        assert wait_gone([second], 5) == []
+        third = int(srv.wait_line(r"worker (\d+) held", mark).group(1))
+        assert body(srv.port) == "one %d" % first       # still the first one
+        os.unlink(str(tmp_path / "hold"))
+        assert served_within(srv.port, "three %d" % third, 10.0) is not None, srv.stderr()
+        srv.wait_line(r"worker %d served \d+ requests" % first, mark)
+        assert wait_gone([first], 5) == []
+        assert not any("killed" in line or "two" in line for line in srv.lines), srv.stderr()
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
