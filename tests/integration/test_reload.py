@@ -55,6 +55,13 @@ def served_within(port, prefix, seconds):
     return None
 
 
+def serve_reloading(d, app=APP):
+    """`python -m fulmen app:app --reload` in d, the view answering "one PID"."""
+    write_app(d, "app", app)
+    write_view(d, VIEW % "one")
+    return fulmen_proc(d, "--reload", module="app").start()
+
+
 def line_within(srv, pattern, start, seconds):
     """Whether a stderr line from index start matches pattern within seconds."""
     rx = re.compile(pattern)
@@ -70,9 +77,7 @@ def line_within(srv, pattern, start, seconds):
 
 
 def test_reload_on_edit_and_syntax_error(tmp_path):
-    write_app(tmp_path, "app", APP)
-    write_view(tmp_path, VIEW % "one")
-    srv = fulmen_proc(tmp_path, "--reload", module="app").start()
+    srv = serve_reloading(tmp_path)
     try:
         first = srv.wait_workers(1)[0]
         assert srv.proc.pid != first                # the master serves nothing
@@ -104,9 +109,7 @@ def test_reload_on_edit_and_syntax_error(tmp_path):
 
 
 def test_reload_ignores_files_the_app_does_not_import(tmp_path):
-    write_app(tmp_path, "app", APP)
-    write_view(tmp_path, VIEW % "one")
-    srv = fulmen_proc(tmp_path, "--reload", module="app").start()
+    srv = serve_reloading(tmp_path)
     try:
         first = srv.wait_workers(1)[0]
         mark = srv.mark()
@@ -126,9 +129,7 @@ def test_reload_ignores_files_the_app_does_not_import(tmp_path):
 def test_reload_after_fixing_a_module_the_broken_code_added(tmp_path):
     # the new code imports a module that was never imported before, and that
     # module has the syntax error: fixing it must start the new code
-    write_app(tmp_path, "app", APP)
-    write_view(tmp_path, VIEW % "one")
-    srv = fulmen_proc(tmp_path, "--reload", module="app").start()
+    srv = serve_reloading(tmp_path)
     try:
         first = srv.wait_workers(1)[0]
         (tmp_path / "helper.py").write_text("def broken(:\n")
@@ -212,9 +213,7 @@ def test_an_edit_while_the_new_worker_starts_replaces_it(tmp_path):
     """A second edit while the first one's worker is still starting: that
     worker is stopped (it serves nothing yet, said as such), the next one
     serves the newest code, and the first worker serves until then."""
-    write_app(tmp_path, "app", HELD_APP)
-    write_view(tmp_path, VIEW % "one")
-    srv = fulmen_proc(tmp_path, "--reload", module="app").start()
+    srv = serve_reloading(tmp_path, HELD_APP)
     try:
         first = srv.wait_workers(1)[0]
         (tmp_path / "hold").write_text("")
