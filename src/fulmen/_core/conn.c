@@ -24,10 +24,10 @@
 
 #include "wsframe.h"
 
+#include <arpa/inet.h> /* inet_pton */
 #include <errno.h>
 #include <linux/sockios.h> /* SIOCOUTQ */
 #include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked (glibc's lacks it) */
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <structmember.h>
