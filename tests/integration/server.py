@@ -52,6 +52,7 @@ class Server:
         self._listening = threading.Event()
         self._lock = threading.Lock()
         self._new_line = threading.Condition(self._lock)
+        self.eof = False            # every line the process wrote is in self.lines
 
     @classmethod
     def for_app(cls, name, *args, **kw):
@@ -80,13 +81,18 @@ class Server:
                 self.host, self.port, self.pid = m.group(1), int(m.group(2)), int(m.group(3))
                 self._listening.set()
         self.proc.stderr.close()
+        with self._lock:
+            self.eof = True
+            self._new_line.notify_all()
         self._listening.set()
 
     def wait_for_stderr(self, text, timeout=5.0):
-        """Wait until text appears in the server's stderr; True if it did."""
+        """Wait until text appears in the server's stderr (or its stderr
+        ends without it); True if it did."""
+        def seen():
+            return any(text in l for l in self.lines)
         with self._lock:
-            return self._new_line.wait_for(
-                lambda: any(text in l for l in self.lines), timeout)
+            return self._new_line.wait_for(lambda: seen() or self.eof, timeout) and seen()
 
     def stderr(self):
         with self._lock:
@@ -111,7 +117,8 @@ class Server:
         return ""
 
     def stop(self):
-        """SIGTERM, wait, kill if it hangs.  Returns the exit code."""
+        """SIGTERM, wait, kill if it hangs.  Returns the exit code, once the
+        lines it wrote last are in self.lines too."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -120,7 +127,14 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
                 return "hung"
+        self.wait_eof()
         return self.proc.returncode
+
+    def wait_eof(self, timeout=5.0):
+        """Wait until the drain thread has read the process's stderr to its
+        end (a process that has exited may have lines still in the pipe)."""
+        with self._lock:
+            return self._new_line.wait_for(lambda: self.eof, timeout)
 
 
 def rss_kb(pid):

@@ -93,7 +93,7 @@ class Proc(Server):
 
     def __init__(self, argv, **kw):
         super().__init__(argv, **kw)
-        self._cond = threading.Condition(self._lock)
+        self._cond = self._new_line         # one condition: lines and EOF
         self.addr = None
 
     def _drain(self):
@@ -113,6 +113,7 @@ class Proc(Server):
                 self._listening.set()
         self.proc.stderr.close()
         with self._cond:
+            self.eof = True
             self._cond.notify_all()
         self._listening.set()
 
@@ -130,7 +131,8 @@ class Proc(Server):
 
     def wait_line(self, pattern, start=0, timeout=10.0):
         """The first line at index >= start matching pattern (a regex);
-        fails the test after timeout seconds or when the process exits."""
+        fails the test after timeout seconds or when the process (and every
+        worker, which shares its stderr) has exited without writing one."""
         return self._wait(pattern, start, timeout)[0]
 
     def _wait(self, pattern, start, timeout):
@@ -145,7 +147,7 @@ class Proc(Server):
                         return m, i
                     i += 1
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and i >= len(self.lines):
+                if left <= 0 or self.eof and i >= len(self.lines):
                     pytest.fail("no line matching %r; stderr:\n%s"
                                 % (pattern, "\n".join(self.lines)), pytrace=False)
                 self._cond.wait(min(left, 0.2))
@@ -326,7 +328,7 @@ def wait_exit(srv, timeout):
     """The exit code of srv's process, which must exit within timeout seconds
     (else it is killed, with its process group, and the test fails)."""
     try:
-        return srv.proc.wait(timeout)
+        code = srv.proc.wait(timeout)
     except subprocess.TimeoutExpired:
         kids = children(srv.proc.pid)
         srv.proc.kill()
@@ -335,6 +337,8 @@ def wait_exit(srv, timeout):
         srv.proc.wait()
         pytest.fail("did not exit within %s s; stderr:\n%s" % (timeout, srv.stderr()),
                     pytrace=False)
+    srv.wait_eof()          # its last lines may still be on their way
+    return code
 
 
 def stop_master(srv, timeout=15.0):

@@ -1107,7 +1107,7 @@ def test_exception_after_await_closes_1011_and_worker_keeps_serving(ws_app):
         with connect(ws_app.port, "/boom") as ws:
             ws.send_text("go %d" % i)
             ws.expect_close(1011)
-    assert "boom after go 2" in ws_app.stderr()
+    assert ws_app.wait_for_stderr("boom after go 2"), ws_app.stderr()
     with connect(ws_app.port, "/echo") as ws:
         assert roundtrip(ws, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
     with Conn(ws_app.port) as c:
