@@ -3,7 +3,6 @@ shutdown hooks and extend_request (apps/api.py, apps/debug.py, and
 apps/hooks.py for the hooks over error answers)."""
 import re
 import signal
-import time
 import uuid
 
 import pytest
@@ -18,14 +17,9 @@ POLL_DEADLINE = 5.0
 def wait_for_stderr(srv, text):
     """The server's stderr once it contains `text` (the drain thread reads it
     asynchronously); fails after POLL_DEADLINE."""
-    deadline = time.monotonic() + POLL_DEADLINE
-    while True:
-        err = srv.stderr()
-        if text in err:
-            return err
-        if time.monotonic() > deadline or not srv.alive():
-            pytest.fail("%r never appeared on stderr:\n%s" % (text, err[-3000:]))
-        time.sleep(0.01)
+    if not srv.wait_for_stderr(text, POLL_DEADLINE):
+        pytest.fail("%r never appeared on stderr:\n%s" % (text, srv.stderr()[-3000:]))
+    return srv.stderr()
 
 
 # ---- error handlers ---------------------------------------------------------------
