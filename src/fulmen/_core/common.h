@@ -342,6 +342,7 @@ INLINE int mod_hexval(unsigned char c)
 /* conn.c */
 extern PyType_Spec conn_server_spec;
 int conn_proxy_trusted(ConnObject *c);
+PyObject *conn_peer_host(ConnObject *c);     /* new reference */
 extern PyType_Spec conn_spec;
 void conn_deliver(ConnObject *c, uint32_t seq, PyObject *response);
 /* for ws.c: the connection as a byte pipe */

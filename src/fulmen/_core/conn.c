@@ -515,6 +515,19 @@ int conn_proxy_trusted(ConnObject *c)
     return c->ext != NULL && c->ext->peer_trusted;
 }
 
+/* The peer's host (a new reference): the address conn_fetch_peer fetched
+ * once for the connection, "" on a unix socket, None once the transport is
+ * gone or when it names no peer.  request.remote_addr without a trusted
+ * proxy. */
+PyObject *conn_peer_host(ConnObject *c)
+{
+    if (c->transport != NULL && (c->ext == NULL || c->ext->peer == NULL))
+        conn_fetch_peer(c);
+    if (c->transport == NULL || c->ext == NULL || c->ext->peer == NULL)
+        Py_RETURN_NONE;
+    return Py_NewRef(c->ext->peer);
+}
+
 static void conn_access_log(ConnObject *c, RequestObject *req, int code,
                             long long nbytes)
 {

@@ -1244,32 +1244,6 @@ static PyObject *req_get_app(RequestObject *r, void *c)
     return conn_get_app(r->conn);
 }
 
-/* The peer's host as the transport sees it (str), or None. */
-static PyObject *req_peer_host(RequestObject *r)
-{
-    PyObject *t, *peer, *res;
-    if (r->conn == NULL)
-        Py_RETURN_NONE;
-    t = conn_get_transport(r->conn);
-    if (t == Py_None)
-        return t;
-    peer = PyObject_CallMethodOneArg(t, r->st->s_get_extra_info, r->st->s_peername);
-    Py_DECREF(t);
-    if (peer == NULL)
-        return NULL;
-    if (PyTuple_Check(peer) && PyTuple_GET_SIZE(peer) >= 1) {
-        res = PyTuple_GET_ITEM(peer, 0);
-        Py_INCREF(res);
-    } else if (PyUnicode_Check(peer) || peer == Py_None) {
-        res = peer;
-        Py_INCREF(res);
-    } else {
-        res = PyObject_Str(peer);
-    }
-    Py_DECREF(peer);
-    return res;
-}
-
 /* Index of the last header named `lname` (lower case), or -1.  Of repeated
  * field lines the last holds the end of the list (RFC 9110 5.3), which is
  * where a proxy adds its element. */
@@ -1391,7 +1365,9 @@ static PyObject *req_get_remote_addr(RequestObject *r, void *c)
     size_t n;
     if (req_trust_proxy(r) && req_forwarded_client(r, &v, &n))
         return PyUnicode_DecodeLatin1(v, (Py_ssize_t)n, NULL);
-    return req_peer_host(r);
+    if (r->conn == NULL)
+        Py_RETURN_NONE;
+    return conn_peer_host(r->conn);
 }
 
 static PyObject *req_get_scheme(RequestObject *r, void *c)
