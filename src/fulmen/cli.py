@@ -56,14 +56,13 @@ def load_app(spec, debug=False):
                 raise
             module_name, attr = module_name.rsplit(".", 1)
             module = importlib.import_module(module_name)
-    except ImportError as e:
+    except Exception as e:
         if isinstance(e, ModuleNotFoundError) and e.name and (
                 module_name == e.name or module_name.startswith(e.name + ".")):
             # the app's module (or its package) is not there
             raise SystemExit("fulmen: cannot import %r: %s" % (module_name, e))
-        # an import in the app's own code failed: where, as for any error
-        raise _failure("cannot import %r" % module_name, e, debug) from None
-    except Exception as e:      # a syntax error, or the module's code raised
+        # a syntax error, an import that failed or an exception in the
+        # module's code: the app's line it came from
         raise _failure("cannot import %r" % module_name, e, debug) from None
     finally:
         app_module._ignore_run = False
