@@ -76,15 +76,20 @@ class Server:
             with self._lock:
                 self.lines.append(line)
                 self._new_line.notify_all()
-            m = LISTENING.search(line)
-            if m and self.port is None:
-                self.host, self.port, self.pid = m.group(1), int(m.group(2)), int(m.group(3))
+            if self.port is None and self._listening_line(line):
                 self._listening.set()
         self.proc.stderr.close()
         with self._lock:
             self.eof = True
             self._new_line.notify_all()
         self._listening.set()
+
+    def _listening_line(self, line):
+        """Take host, port and pid from the listening line; True if it is one."""
+        m = LISTENING.search(line)
+        if m:
+            self.host, self.port, self.pid = m.group(1), int(m.group(2)), int(m.group(3))
+        return m is not None
 
     def wait_for_stderr(self, text, timeout=5.0):
         """Wait until text appears in the server's stderr (or its stderr

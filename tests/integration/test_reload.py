@@ -66,14 +66,14 @@ def line_within(srv, pattern, start, seconds):
     """Whether a stderr line from index start matches pattern within seconds."""
     rx = re.compile(pattern)
     deadline = time.monotonic() + seconds
-    with srv._cond:
+    with srv._new_line:
         while True:
             if any(rx.search(line) for line in srv.lines[start:]):
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            srv._cond.wait(left)
+            srv._new_line.wait(left)
 
 
 def test_reload_on_edit_and_syntax_error(tmp_path):

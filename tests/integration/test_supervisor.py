@@ -93,29 +93,19 @@ class Proc(Server):
 
     def __init__(self, argv, **kw):
         super().__init__(argv, **kw)
-        self._cond = self._new_line         # one condition: lines and EOF
         self.addr = None
 
-    def _drain(self):
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-            m = ANY_LISTENING.search(line)
-            if m and self.pid is None:
-                self.addr, self.pid = m.group(1), int(m.group(2))
-                hp = re.match(r"https?://(\[[^\]]+\]|[^:]+):(\d+)$", self.addr)
-                if hp:
-                    self.host, self.port = hp.group(1), int(hp.group(2))
-                else:
-                    self.port = 0                     # a unix socket
-                self._listening.set()
-        self.proc.stderr.close()
-        with self._cond:
-            self.eof = True
-            self._cond.notify_all()
-        self._listening.set()
+    def _listening_line(self, line):
+        """Any listening line: http(s) or a unix socket (port 0)."""
+        m = ANY_LISTENING.search(line)
+        if m:
+            self.addr, self.pid = m.group(1), int(m.group(2))
+            hp = re.match(r"https?://(\[[^\]]+\]|[^:]+):(\d+)$", self.addr)
+            if hp:
+                self.host, self.port = hp.group(1), int(hp.group(2))
+            else:
+                self.port = 0                     # a unix socket
+        return m is not None
 
     def start(self, pass_fds=()):
         """Server.start, and the child inherits pass_fds."""
@@ -138,7 +128,7 @@ class Proc(Server):
     def _wait(self, pattern, start, timeout):
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._new_line:
             i = start
             while True:
                 while i < len(self.lines):
@@ -150,7 +140,7 @@ class Proc(Server):
                 if left <= 0 or self.eof and i >= len(self.lines):
                     pytest.fail("no line matching %r; stderr:\n%s"
                                 % (pattern, "\n".join(self.lines)), pytrace=False)
-                self._cond.wait(min(left, 0.2))
+                self._new_line.wait(min(left, 0.2))
 
     def mark(self):
         with self._lock:
