@@ -12,6 +12,7 @@ import mimetypes
 import os
 import sys
 import traceback
+from stat import S_ISLNK, S_ISREG
 
 from . import _core
 
@@ -240,6 +241,49 @@ def _parse_range(value, size):
     return start, min(end, size - 1)
 
 
+def _last_modified(mtime):
+    """Last-Modified for an mtime, formatted once per second of mtime."""
+    t = int(mtime)
+    v = _LAST_MODIFIED.get(t)
+    if v is None:
+        if len(_LAST_MODIFIED) >= 1024:
+            _LAST_MODIFIED.clear()
+        v = _LAST_MODIFIED[t] = email.utils.formatdate(t, usegmt=True)
+    return v
+
+
+_LAST_MODIFIED = {}
+
+
+def _small_file(path, size, code, headers, ctype):
+    """A small file read whole into the response (the first size bytes:
+    its stat() gave the headers; fewer if it got shorter since)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except PermissionError:
+        return Response(code=403, text="Forbidden")
+    except OSError:  # gone since the stat()
+        return Response(code=404, text="Not Found")
+    try:
+        data = os.read(fd, size)
+        while len(data) < size and (more := os.read(fd, size - len(data))):
+            data += more
+    finally:
+        os.close(fd)
+    r = Response(code=code, body=data, headers=headers)
+    r.mime_type = ctype     # exactly this type (the constructor may label a text/ one)
+    return r
+
+
+def _conditional(request):
+    """The request has a header that can change a file's answer."""
+    if request is None:
+        return False
+    h = request.headers
+    return ("Range" in h or "If-None-Match" in h or "If-Modified-Since" in h
+            or "If-Match" in h or "If-Unmodified-Since" in h)
+
+
 def _file_response(request, resp):
     """Resolve Response(file=path) for this request: 200, 206, 304, 404 or 416."""
     path = resp.file
@@ -247,16 +291,14 @@ def _file_response(request, resp):
         st = os.stat(path)
     except PermissionError:
         return Response(code=403, text="Forbidden")
-    except OSError:  # ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP: no file there
+    except (OSError, ValueError):  # ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP, NUL: no file there
         return Response(code=404, text="Not Found")
-    if not os.path.isfile(path):
+    if not S_ISREG(st.st_mode):
         return Response(code=404, text="Not Found")
-    if not os.access(path, os.R_OK):
-        return Response(code=403, text="Forbidden")
     etag = _etag(st)
     headers = _headers_list(resp)
     headers += [("ETag", etag),
-                ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
+                ("Last-Modified", _last_modified(st.st_mtime)),
                 ("Accept-Ranges", "bytes")]
     ctype = resp.mime_type
     if ctype is None:
@@ -265,7 +307,14 @@ def _file_response(request, resp):
         if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
             ctype += "; charset=utf-8"
     code = resp.code
-    if request is not None and request.method in ("GET", "HEAD") and code == 200:
+    method = request.method if request is not None else "GET"
+    if method == "GET" and code == 200 and st.st_size <= SMALL_FILE and not _conditional(request):
+        # the usual case, a whole small file: no condition to weigh, and
+        # its open() tells a file that can't be read (403)
+        return _small_file(path, st.st_size, code, headers, ctype)
+    if not os.access(path, os.R_OK):
+        return Response(code=403, text="Forbidden")
+    if request is not None and method in ("GET", "HEAD") and code == 200:
         if _precondition_failed(request, st, etag):
             return Response(code=412, text="Precondition Failed", headers=headers)
         if _not_modified(request, st, etag):
@@ -285,20 +334,11 @@ def _file_response(request, resp):
                                 ("Content-Length", str(n))]
                     return Response(code=206, stream=_FileBody(path, start, n),
                                     mime_type=ctype, headers=headers)
-    if request is not None and request.method == "HEAD":
+    if method == "HEAD":
         headers.append(("Content-Length", str(st.st_size)))
         return Response(code=code, stream=iter(()), mime_type=ctype, headers=headers)
     if st.st_size <= SMALL_FILE:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except PermissionError:
-            return Response(code=403, text="Forbidden")
-        except OSError:  # gone since the stat()
-            return Response(code=404, text="Not Found")
-        r = Response(code=code, body=data, headers=headers)
-        r.mime_type = ctype     # exactly this type (the constructor may label a text/ one)
-        return r
+        return _small_file(path, st.st_size, code, headers, ctype)
     headers.append(("Content-Length", str(st.st_size)))
     return Response(code=code, stream=_FileBody(path, 0, st.st_size),
                     mime_type=ctype, headers=headers)
@@ -317,13 +357,28 @@ def static_handler(directory):
 
     def serve_static(request):
         rel = request.match_dict.get("path", "")
-        parts = rel.split("/")
         # a trailing '/' names a directory: never a file (nginx: ENOTDIR)
-        if (not rel or "\x00" in rel or "\\" in rel or rel.endswith("/")
-                or any(p in ("..", ".") for p in parts) or rel.startswith("/")):
+        padded = "/%s/" % rel
+        if (not rel or "\x00" in rel or "\\" in rel or rel[0] == "/" or rel[-1] == "/"
+                or "/./" in padded or "/../" in padded):
             return Response(code=404, text="Not Found")
-        full = os.path.realpath(os.path.join(root, *parts))
-        if not full.startswith(root + os.sep) or not os.path.isfile(full):
+        parts = rel.split("/")
+        # one lstat() per component below root; a symbolic link on the way
+        # is resolved in full and must still lead below root
+        full = root
+        try:
+            for p in parts:
+                full += os.sep + p
+                st = os.lstat(full)
+                if S_ISLNK(st.st_mode):
+                    full = os.path.realpath(os.path.join(root, *parts))
+                    if not full.startswith(root + os.sep):
+                        return Response(code=404, text="Not Found")
+                    st = os.stat(full)
+                    break
+        except (OSError, ValueError):
+            return Response(code=404, text="Not Found")
+        if not S_ISREG(st.st_mode):
             return Response(code=404, text="Not Found")
         return Response(file=full)
 

@@ -45,6 +45,7 @@ def _make_tree(root):
     os.symlink(root / "secret.txt", static / "link.txt")
     os.symlink(root / "outside", static / "linkdir")
     os.symlink("hello.txt", static / "inner-link.txt")
+    os.symlink("sub", static / "inner-dir")      # a directory, inside
     os.symlink("loop-b", static / "loop-a")      # a symlink loop: ELOOP
     os.symlink("loop-a", static / "loop-b")
     page = b"<html><body>file response</body></html>\n"

@@ -60,6 +60,9 @@ def test_empty_file(api):
 
 def test_symlink_inside_directory_is_served(api):
     assert get(api, "/static/inner-link.txt").body == static(api, "hello.txt")
+    # through a symlinked directory that stays inside
+    assert get(api, "/static/inner-dir/nested.txt").body == static(api, "sub/nested.txt")
+    assert get(api, "/static/inner-dir").status == 404
 
 
 def test_response_file(api):
