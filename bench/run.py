@@ -59,6 +59,7 @@ sys.path.insert(0, APPS)
 sys.path.insert(0, HERE)
 import httpprobe  # noqa: E402
 import routes200  # noqa: E402
+import static_asset  # noqa: E402
 import wsprobe  # noqa: E402
 
 WS_LOAD = os.path.join(HERE, "ws_load")
@@ -107,6 +108,15 @@ def check_post(status, headers, body):
         return False
 
 
+_STATIC_BODY = static_asset.content()
+
+
+def check_static(status, headers, body):
+    return (status == 200 and body == _STATIC_BODY and
+            headers.get("content-type", "").split(";")[0] in ("text/javascript",
+                                                              "application/javascript"))
+
+
 GET = {"method": "GET", "path": "/", "headers": (), "body": b""}
 SCENARIOS = {
     "hello": dict(GET, check=check_hello, app="hello.py",
@@ -123,13 +133,15 @@ SCENARIOS = {
                   doc='async def view awaiting nothing, text "Hello world!"'),
     "async-sleep": dict(GET, check=check_hello, app="async_sleep.py",
                         doc="async def view, await asyncio.sleep(0), same text"),
+    "static": dict(GET, path=static_asset.PATH, check=check_static, app="static_file.py",
+                   doc="a 16 KiB script from a directory of static files"),
 }
 SCENARIOS["ws-echo"] = dict(kind="ws", path="/ws", app="ws_echo.py",
                             doc="WebSocket echo at /ws, %d-byte binary messages, %d connections, "
                             "no compression" % (WS_SIZE, WS_CONNS))
 # --scenarios async reports the sync hello next to both async variants
 GROUPS = {"async": ["hello", "async", "async-sleep"]}
-ALL_SCENARIOS = ["hello", "json", "params", "post-json", "async", "async-sleep"]
+ALL_SCENARIOS = ["hello", "json", "params", "post-json", "async", "async-sleep", "static"]
 
 # ---------------------------------------------------------------------------
 # Servers

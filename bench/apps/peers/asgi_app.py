@@ -2,7 +2,7 @@
 (uvicorn_run.py) and by granian's ASGI interface (granian_asgi.py).
 
 The scenario comes from $BENCH_SCENARIO (hello, json, params, post-json,
-async, async-sleep); `app` is the ASGI callable for it.  ASGI apps are always
+async, async-sleep, static); `app` is the ASGI callable for it.  ASGI apps are always
 coroutines, so `async` is the same code as `hello`, and `async-sleep` adds one
 real suspension.
 
@@ -17,6 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import static_asset  # noqa: E402
 from routes200 import (OTHER_BODY, TARGET, answer, is_static, patterns,  # noqa: E402
                        split_query, to_regex)
 
@@ -105,14 +106,38 @@ async def params(scope, receive, send):
                 view, args = v, m.groupdict()
                 break
     if view is None:
-        await send({"type": "http.response.start", "status": 404,
-                    "headers": [(b"content-length", b"9")]})
-        await send({"type": "http.response.body", "body": NOT_FOUND})
+        await not_found(send)
         return
     body = view(scope, args).encode()
     await send(start(TEXT, body))
     await send({"type": "http.response.body", "body": body})
 
 
+async def not_found(send):
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-length", b"9")]})
+    await send({"type": "http.response.body", "body": NOT_FOUND})
+
+
+JS = [(b"content-type", b"text/javascript; charset=utf-8")]
+STATIC_DIR = static_asset.directory() if SCENARIO == "static" else None
+
+
+async def static(scope, receive, send):
+    """A hand-written file handler: one directory level, no ETag, ranges
+    or conditional requests (granian's ASGI run serves the directory
+    itself, in Rust, before this is reached)."""
+    name = scope["path"][len("/static/"):]
+    path = os.path.join(STATIC_DIR, name)
+    if not scope["path"].startswith("/static/") or "/" in name or name.startswith(".") \
+            or not os.path.isfile(path):
+        await not_found(send)
+        return
+    with open(path, "rb") as f:
+        body = f.read()
+    await send(start(JS, body))
+    await send({"type": "http.response.body", "body": body})
+
+
 app = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
-       "async": hello, "async-sleep": hello_sleep}[SCENARIO]
+       "async": hello, "async-sleep": hello_sleep, "static": static}[SCENARIO]

@@ -11,6 +11,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+import static_asset  # noqa: E402
 from routes200 import (OTHER_BODY, TARGET, answer, is_static, patterns,  # noqa: E402
                        split_query, to_regex)
 
@@ -73,12 +74,27 @@ async def params(scope, proto):
     proto.response_str(200, TEXT, view(scope, args))
 
 
+JS = [("content-type", "text/javascript; charset=utf-8")]
+
+
+async def static(scope, proto):
+    """A hand-written file handler; granian sends the file (response_file)."""
+    name = scope.path[len("/static/"):]
+    path = os.path.join(static_asset.DIR, name)
+    if not scope.path.startswith("/static/") or "/" in name or name.startswith(".") \
+            or not os.path.isfile(path):
+        proto.response_str(404, TEXT, "Not Found")
+        return
+    proto.response_file(200, JS, path)
+
+
 APPS = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
-        "async": hello, "async-sleep": hello_sleep}
+        "async": hello, "async-sleep": hello_sleep, "static": static}
 app = APPS[os.environ.get("BENCH_SCENARIO", "hello")]
 
 if __name__ == "__main__":
     os.environ["BENCH_SCENARIO"] = sys.argv[2] if len(sys.argv) > 2 else "hello"
+    static_asset.directory()
     os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "rsgi",
                                "--host", "127.0.0.1", "--port", sys.argv[1], "--workers", "1",
                                "--runtime-threads", "1", "--http", "1", "--no-ws",

@@ -11,6 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import static_asset  # noqa: E402
 from routes200 import OTHER_BODY, TARGET, answer, patterns, to_colon  # noqa: E402
 
 from socketify import App  # noqa: E402
@@ -68,6 +69,8 @@ def main():
             app.get(to_colon(p), target if p == TARGET else other)
     elif scenario == "post-json":
         app.post("/", post_json)
+    elif scenario == "static":
+        app.static("/static", static_asset.directory())
     else:
         app.get("/", {"hello": hello, "json": hello_json, "async": hello_async,
                       "async-sleep": hello_sleep}[scenario])
