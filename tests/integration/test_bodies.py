@@ -265,3 +265,63 @@ def test_json_body_round_trip(basic):
         r = c.request("POST", "/echo", body=json.dumps(payload).encode(),
                       headers={"Content-Type": "application/json"})
         assert json.loads(body_of(r)) == payload
+
+
+# ---- bodies that span reads (from 16 KiB on they go straight into request.body's bytes) ------
+
+@pytest.mark.parametrize("size", [16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 300 * 1024])
+@pytest.mark.parametrize("with_head", [0, 1, 7000])
+def test_body_spanning_reads_with_a_pipelined_request_after(basic, size, with_head):
+    # the head arrives with with_head bytes of the body; the rest comes with
+    # the next request in the same write
+    rng = random.Random(size + with_head)
+    body = rng.randbytes(size)
+    first = build_request("POST", "/echo", body=body)
+    cut = len(first) - size + with_head
+    with Conn(basic.port) as c:
+        c.send_pieces(first + build_request("GET", "/p/9"), [cut])
+        assert body_of(c.read_response()) == body
+        assert c.read_response().body == b"9"
+
+
+def test_body_spanning_reads_byte_pieces_then_another(basic):
+    rng = random.Random(11)
+    body = rng.randbytes(40 * 1024)
+    data = build_request("POST", "/len", body=body) * 2
+    with Conn(basic.port) as c:
+        c.send_pieces(data, sorted(rng.sample(range(1, len(data)), 300)))
+        for _ in range(2):
+            assert c.read_response().json() == {"len": len(body), "sum": sum(body) % 65521}
+
+
+def test_json_body_spanning_reads(basic):
+    payload = {"items": [{"n": i, "s": "x" * 50} for i in range(2000)]}
+    data = json.dumps(payload).encode()
+    assert len(data) > 64 * 1024
+    req = build_request("POST", "/json-or-none", body=data,
+                        headers={"Content-Type": "application/json"})
+    with Conn(basic.port) as c:
+        c.send_pieces(req, [len(req) - len(data) + 10, len(req) - 1000])
+        r = c.read_response()
+        assert r.status == 200
+        assert r.body.decode() == repr(payload)
+
+
+def test_expect_100_continue_large_body(basic):
+    body = random.Random(3).randbytes(200 * 1024)
+    with Conn(basic.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body))
+        assert c.read_response().status == 100
+        c.send_pieces(body, [1, 5000, 100000])
+        assert body_of(c.read_response()) == body
+
+
+def test_client_leaving_mid_body_leaves_the_server_serving(basic):
+    for _ in range(20):
+        with Conn(basic.port) as c:
+            c.send(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+                   + b"y" * 50000)
+    with Conn(basic.port) as c:
+        assert c.request("POST", "/len", body=b"y" * 100000).json() == {
+            "len": 100000, "sum": 121 * 100000 % 65521}

@@ -85,7 +85,12 @@ enum {
     CONN_PAUSE_BODY = 4,     /* a streamed request body is not being read */
 };
 
-enum { STAGE_HEAD = 0, STAGE_BODY, STAGE_CHUNKED };
+/* STAGE_SINK: a Content-Length body too big for one read, arriving
+ * straight into the bytes object request.body will be (conn_sink_start) */
+enum { STAGE_HEAD = 0, STAGE_BODY, STAGE_CHUNKED, STAGE_SINK };
+
+/* Content-Length bodies from this size on go to a sink once they span reads */
+#define CONN_SINK_MIN (16 * 1024)
 
 enum {
     CONN_T_NONE = 0,
@@ -2026,6 +2031,49 @@ void conn_body_drained(ConnObject *c)
     conn_rearm(c, mod_now_ms());
 }
 
+/* The pending request's Content-Length body did not all come with its
+ * head (p[0..avail): the head, then the body's first bytes).  Instead of
+ * growing the connection's buffer until the body is whole, then copying it
+ * into the request's bytes and once more into request.body, the head gets
+ * its own bytes and the body goes straight into request.body's, allocated
+ * whole now (the pages fill as the bytes arrive; the length was checked
+ * against the body limit).  body.len counts the bytes in so far.  Returns
+ * -1, with no exception, when out of memory: the buffer takes over. */
+static int conn_sink_start(ConnObject *c, RequestObject *req, const char *p, size_t avail)
+{
+    size_t have = avail - c->head_len;
+    PyObject *head = PyBytes_FromStringAndSize(p, c->head_len), *body = NULL;
+    if (head == NULL)
+        goto error;
+    body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)req->h.content_length);
+    if (body == NULL)
+        goto error;
+    memcpy(PyBytes_AS_STRING(body), p + c->head_len, have);
+    req->raw = head;
+    req->base = PyBytes_AS_STRING(head);
+    req->rawlen = c->head_len;
+    req->py_body = body;
+    req->body.off = c->head_len;
+    req->body.len = (uint32_t)have;
+    c->stage = STAGE_SINK;
+    return 0;
+error:
+    PyErr_Clear();
+    Py_XDECREF(head);
+    return -1;
+}
+
+/* STAGE_SINK: take what p[0..avail) holds of the body.  Returns the bytes
+ * taken; the body is whole when body.len reaches the Content-Length. */
+static size_t conn_sink_fill(RequestObject *req, const char *p, size_t avail)
+{
+    size_t want = (size_t)req->h.content_length - req->body.len;
+    size_t n = avail < want ? avail : want;
+    memcpy(PyBytes_AS_STRING(req->py_body) + req->body.len, p, n);
+    req->body.len += (uint32_t)n;
+    return n;
+}
+
 /* Parse and dispatch whole requests from p[0..len).  owner is the bytes
  * object p lives in (requests then reference it without a copy), or NULL
  * when p is the connection's own buffer (requests get a copy, and chunked
@@ -2062,6 +2110,14 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             c->stage = STAGE_HEAD;
             c->continue_sent = 0;
             c->pending = req;
+        }
+        if (UNLIKELY(c->stage == STAGE_SINK)) {
+            pos += conn_sink_fill(req, p + pos, avail);
+            if (req->body.len < req->h.content_length)
+                break; /* all taken: more to come */
+            c->pending = NULL;
+            c->head_start = 0;
+            goto run;
         }
         if (c->stage == STAGE_HEAD) {
             int n = h1_parse_request(&req->parser, p + pos, avail, &req->h);
@@ -2148,6 +2204,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             total = c->head_len + need;
             if (avail < total) {
                 conn_maybe_continue(c, req);
+                if (need >= CONN_SINK_MIN && conn_sink_start(c, req, p + pos, avail) == 0)
+                    pos = len; /* all taken */
                 break;
             }
             req->body.off = c->head_len;
@@ -2197,6 +2255,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             req->base = PyBytes_AS_STRING(req->raw);
         }
         pos += total;
+    run:
         conn_dispatch(c, req);
         if (UNLIKELY(conn_ws(c) != NULL)) {
             /* upgraded: what follows the request is WebSocket frames */

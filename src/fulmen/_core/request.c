@@ -521,6 +521,13 @@ static void req_dealloc(RequestObject *self)
 
 #define REQ_SPAN(r, s) ((r)->base + (s).off)
 
+/* The body's bytes: in request.body's bytes object once that exists (a
+ * body that spanned reads arrives straight there), else in the raw bytes. */
+static inline const char *req_body_ptr(RequestObject *r)
+{
+    return r->py_body != NULL ? PyBytes_AS_STRING(r->py_body) : REQ_SPAN(r, r->body);
+}
+
 static PyObject *req_get_body_obj(RequestObject *r);
 static int req_trust_proxy(RequestObject *r);
 static int req_forwarded(RequestObject *r, const char *xname, const char *fparam,
@@ -732,13 +739,13 @@ static PyObject *req_get_text(RequestObject *r, void *c)
     PyObject *codec, *res = NULL;
     req_content_type(r, &mt, &mtl, &cs, &csl);
     if (cs == NULL || csl == 0)
-        return PyUnicode_DecodeUTF8(REQ_SPAN(r, r->body), r->body.len, "replace");
+        return PyUnicode_DecodeUTF8(req_body_ptr(r), r->body.len, "replace");
     codec = req_charset_codec(r->st, cs, csl);
     if (codec == NULL)
         return NULL;
     name = PyUnicode_AsUTF8(codec);
     if (name != NULL)
-        res = PyUnicode_Decode(REQ_SPAN(r, r->body), r->body.len, name, "replace");
+        res = PyUnicode_Decode(req_body_ptr(r), r->body.len, name, "replace");
     Py_DECREF(codec);
     return res;
 }
@@ -751,7 +758,7 @@ static PyObject *req_get_json(RequestObject *r, void *c)
 {
     if (!(r->h.flags & (H1_F_HAS_CL | H1_F_HAS_TE)))
         Py_RETURN_NONE;
-    return json_decode(r->st, REQ_SPAN(r, r->body), r->body.len);
+    return json_decode(r->st, req_body_ptr(r), r->body.len);
 }
 
 /* Add v under k to a Query (keeping every value for getall). */
@@ -804,7 +811,7 @@ static int req_parse_form(RequestObject *r)
     req_content_type(r, &mt, &mtl, &cs, &csl);
     if (mt != NULL && mtl == 33 &&
         strncasecmp(mt, "application/x-www-form-urlencoded", 33) == 0) {
-        form = (QueryObject *)req_parse_query(st, REQ_SPAN(r, r->body), r->body.len, limit);
+        form = (QueryObject *)req_parse_query(st, req_body_ptr(r), r->body.len, limit);
         if (form == NULL)
             goto error;
     } else if (mt != NULL && mtl == 19 && strncasecmp(mt, "multipart/form-data", 19) == 0) {
@@ -817,9 +824,9 @@ static int req_parse_form(RequestObject *r)
             PyErr_SetString(st->BadRequest, "multipart/form-data without a valid boundary");
             goto error;
         }
-        mp_init(&mp, REQ_SPAN(r, r->body), r->body.len, b, bl);
+        mp_init(&mp, req_body_ptr(r), r->body.len, b, bl);
         while ((rc = mp_next(&mp, &part)) == 1) {
-            const char *base = REQ_SPAN(r, r->body);
+            const char *base = req_body_ptr(r);
             if (UNLIKELY(limit && ++count > limit)) {
                 PyErr_Format(st->BadRequest, "a form of more than %llu parts",
                              (unsigned long long)limit);
