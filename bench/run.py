@@ -117,6 +117,24 @@ def check_static(status, headers, body):
                                                               "application/javascript"))
 
 
+UPLOAD = bytes((i * 31 + (i >> 9)) & 0xFF for i in range(256 * 1024))
+
+
+def check_upload(status, headers, body):
+    return status == 200 and body == b"%d" % len(UPLOAD) and _is_text(headers)
+
+
+def upload_file():
+    """UPLOAD in a file, for wrk-post.lua."""
+    path = os.path.join(OUT, "upload-256k.bin")
+    if not os.path.exists(path) or os.path.getsize(path) != len(UPLOAD):
+        os.makedirs(OUT, exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(UPLOAD)
+        os.replace(path + ".tmp", path)
+    return path
+
+
 GET = {"method": "GET", "path": "/", "headers": (), "body": b""}
 SCENARIOS = {
     "hello": dict(GET, check=check_hello, app="hello.py",
@@ -135,13 +153,17 @@ SCENARIOS = {
                         doc="async def view, await asyncio.sleep(0), same text"),
     "static": dict(GET, path=static_asset.PATH, check=check_static, app="static_file.py",
                    doc="a 16 KiB script from a directory of static files"),
+    "upload": dict(GET, method="POST", headers=(("Content-Type", "application/octet-stream"),),
+                   body=UPLOAD, body_file=upload_file, check=check_upload, app="upload.py",
+                   doc="POST a 256 KiB body, answered with the length of request.body"),
 }
 SCENARIOS["ws-echo"] = dict(kind="ws", path="/ws", app="ws_echo.py",
                             doc="WebSocket echo at /ws, %d-byte binary messages, %d connections, "
                             "no compression" % (WS_SIZE, WS_CONNS))
 # --scenarios async reports the sync hello next to both async variants
 GROUPS = {"async": ["hello", "async", "async-sleep"]}
-ALL_SCENARIOS = ["hello", "json", "params", "post-json", "async", "async-sleep", "static"]
+ALL_SCENARIOS = ["hello", "json", "params", "post-json", "async", "async-sleep", "static",
+                 "upload"]
 
 # ---------------------------------------------------------------------------
 # Servers
@@ -413,6 +435,9 @@ def wrk_cmd(port, sc, mode, seconds):
     if sc["method"] == "POST":
         env["BENCH_WRKSTATS"] = os.path.join(SHARED, "wrkstats.lua")
         env["BENCH_DEPTH"] = str(DEPTH if mode == "pipe" else 1)
+        env["BENCH_CTYPE"] = dict(sc["headers"]).get("Content-Type", "application/json")
+        if "body_file" in sc:
+            env["BENCH_BODY"] = sc["body_file"]()
         cmd += ["-s", os.path.join(HERE, "wrk-post.lua"), url, "--", str(CONNS)]
     elif mode == "pipe":
         cmd += ["-s", os.path.join(SHARED, "pipeline.lua"), url, "--", str(DEPTH), str(CONNS)]

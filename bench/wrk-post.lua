@@ -2,7 +2,7 @@
 --   plain: wrk -t1 -c100 -d5s --latency -s wrk-post.lua URL -- 100
 --   pipe : BENCH_DEPTH=24 wrk ... -s wrk-post.lua URL -- 100
 -- The body is bench/payload-1k.json (or $BENCH_BODY), sent with
--- Content-Type: application/json.  Plain mode keeps wrk's static, pre-built
+-- Content-Type: application/json (or $BENCH_CTYPE).  Plain mode keeps wrk's static, pre-built
 -- request (no request() function, as stats.lua); with BENCH_DEPTH > 1 each
 -- request() returns BENCH_DEPTH concatenated requests, as pipeline.lua does.
 -- The summary line comes from the shared wrkstats.lua ($BENCH_WRKSTATS, else
@@ -13,7 +13,7 @@ local f = assert(io.open(os.getenv("BENCH_BODY") or (dir .. "payload-1k.json"), 
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("BENCH_CTYPE") or "application/json"
 
 local depth = tonumber(os.getenv("BENCH_DEPTH") or "1") or 1
 local conns = 100

@@ -2,7 +2,7 @@
 (uvicorn_run.py) and by granian's ASGI interface (granian_asgi.py).
 
 The scenario comes from $BENCH_SCENARIO (hello, json, params, post-json,
-async, async-sleep, static); `app` is the ASGI callable for it.  ASGI apps are always
+async, async-sleep, static, upload); `app` is the ASGI callable for it.  ASGI apps are always
 coroutines, so `async` is the same code as `hello`, and `async-sleep` adds one
 real suspension.
 
@@ -54,14 +54,17 @@ async def hello_json(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
-async def post_json(scope, receive, send):
+async def read_body(receive):
     chunks = []
     while True:
         msg = await receive()
         chunks.append(msg.get("body", b""))
         if not msg.get("more_body"):
-            break
-    data = json.loads(b"".join(chunks))
+            return b"".join(chunks)
+
+
+async def post_json(scope, receive, send):
+    data = json.loads(await read_body(receive))
     body = json.dumps(data).encode()
     await send(start(JSON, body))
     await send({"type": "http.response.body", "body": body})
@@ -139,5 +142,11 @@ async def static(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
+async def upload(scope, receive, send):
+    body = b"%d" % len(await read_body(receive))
+    await send(start(TEXT, body))
+    await send({"type": "http.response.body", "body": body})
+
+
 app = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
-       "async": hello, "async-sleep": hello_sleep, "static": static}[SCENARIO]
+       "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload}[SCENARIO]

@@ -88,8 +88,12 @@ async def static(scope, proto):
     proto.response_file(200, JS, path)
 
 
+async def upload(scope, proto):
+    proto.response_str(200, TEXT, str(len(await proto())))
+
+
 APPS = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
-        "async": hello, "async-sleep": hello_sleep, "static": static}
+        "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload}
 app = APPS[os.environ.get("BENCH_SCENARIO", "hello")]
 
 if __name__ == "__main__":

@@ -36,19 +36,36 @@ def hello_json(res, req):
     res.end({"message": "Hello, World!"})          # dict -> JSON + content-type
 
 
-def post_json(res, req):
-    # res.on_data, not `await res.get_json()`: with socketify 0.0.31 the async
-    # variant died under wrk load ("Fatal Python error: b_from_handle:
-    # ffi.from_handle() ... points to garbage" in uws_generic_on_data_handler)
+READING = set()
+
+
+def read_body(res, done):
+    """Collect the body with res.on_data, then call done(res, body).
+
+    Not `await res.get_data()`: with socketify 0.0.31 that died under wrk
+    load, and so does on_data when a body spans chunks unless something
+    holds the response between them ("Fatal Python error: b_from_handle:
+    ffi.from_handle() ... points to garbage" in uws_generic_on_data_handler):
+    READING holds it."""
     chunks = []
 
     def on_data(res, chunk, is_end):
         if chunk:
             chunks.append(chunk)
         if is_end:
-            res.end(json.loads(b"".join(chunks)))     # dict -> JSON + content-type
+            READING.discard(res)
+            done(res, b"".join(chunks))
 
+    READING.add(res)
     res.on_data(on_data)
+
+
+def post_json(res, req):
+    read_body(res, lambda res, body: res.end(json.loads(body)))   # dict -> JSON + content-type
+
+
+def upload(res, req):
+    read_body(res, lambda res, body: res.send(str(len(body)), content_type=TEXT))
 
 
 def target(res, req):
@@ -69,6 +86,8 @@ def main():
             app.get(to_colon(p), target if p == TARGET else other)
     elif scenario == "post-json":
         app.post("/", post_json)
+    elif scenario == "upload":
+        app.post("/", upload)
     elif scenario == "static":
         app.static("/static", static_asset.directory())
     else:
