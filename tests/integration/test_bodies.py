@@ -272,14 +272,17 @@ def test_json_body_round_trip(basic):
 @pytest.mark.parametrize("size", [16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 300 * 1024])
 @pytest.mark.parametrize("with_head", [0, 1, 7000])
 def test_body_spanning_reads_with_a_pipelined_request_after(basic, size, with_head):
-    # the head arrives with with_head bytes of the body; the rest comes with
-    # the next request in the same write
+    # the head arrives with with_head bytes of the body, behind a request
+    # whose answer shows they were read; the rest of the body comes with the
+    # next request in one write
     rng = random.Random(size + with_head)
     body = rng.randbytes(size)
     first = build_request("POST", "/echo", body=body)
     cut = len(first) - size + with_head
     with Conn(basic.port) as c:
-        c.send_pieces(first + build_request("GET", "/p/9"), [cut])
+        c.send(build_request("GET", "/p/1") + first[:cut])
+        assert c.read_response().body == b"1"
+        c.send(first[cut:] + build_request("GET", "/p/9"))
         assert body_of(c.read_response()) == body
         assert c.read_response().body == b"9"
 
@@ -325,3 +328,29 @@ def test_client_leaving_mid_body_leaves_the_server_serving(basic):
     with Conn(basic.port) as c:
         assert c.request("POST", "/len", body=b"y" * 100000).json() == {
             "len": 100000, "sum": 121 * 100000 % 65521}
+
+
+def test_big_chunked_json_body(basic):
+    payload = {"items": [{"n": i, "s": "y" * 40} for i in range(1000)]}
+    data = json.dumps(payload).encode()
+    assert len(data) > 16 * 1024
+    req = (build_request("POST", "/json-or-none", headers={"Transfer-Encoding": "chunked",
+                                                           "Content-Type": "application/json"})
+           + chunked(data, sizes=[5000]))
+    with Conn(basic.port) as c:
+        c.send_pieces(req, [30, 9000])
+        r = c.read_response()
+        assert r.status == 200 and r.body.decode() == repr(payload)
+
+
+def test_big_body_behind_a_head_in_pieces(basic):
+    # the head's start comes behind a request whose answer shows it was
+    # read (and kept), then its rest with the whole body and the next request
+    body = random.Random(8).randbytes(50 * 1024)
+    first = build_request("POST", "/echo", body=body)
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/p/3") + first[:20])
+        assert c.read_response().body == b"3"
+        c.send(first[20:] + build_request("GET", "/p/4"))
+        assert body_of(c.read_response()) == body
+        assert c.read_response().body == b"4"

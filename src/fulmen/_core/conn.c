@@ -2241,19 +2241,28 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
         /* a whole request: give it its bytes and run it */
         c->pending = NULL;
         c->head_start = 0;
-        req->rawlen = (uint32_t)rawlen;
         if (owner != NULL) {
             Py_INCREF(owner);
             req->raw = owner;
             req->base = p + pos;
         } else {
+            /* our buffer: the request gets a copy, and a big body (a
+             * chunked one, decoded here) its own bytes, the ones
+             * request.body hands out, rather than a second copy later */
+            int split = req->body.len >= CONN_SINK_MIN;
+            if (split)
+                rawlen = c->head_len;
             req->raw = PyBytes_FromStringAndSize(p + pos, (Py_ssize_t)rawlen);
-            if (req->raw == NULL) {
+            if (req->raw != NULL && split)
+                req->py_body = PyBytes_FromStringAndSize(p + pos + req->body.off,
+                                                         (Py_ssize_t)req->body.len);
+            if (req->raw == NULL || (split && req->py_body == NULL)) {
                 conn_give_up(c, req);
                 return len;
             }
             req->base = PyBytes_AS_STRING(req->raw);
         }
+        req->rawlen = (uint32_t)rawlen;
         pos += total;
     run:
         conn_dispatch(c, req);
