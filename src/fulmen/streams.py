@@ -275,6 +275,23 @@ def _small_file(path, size, code, headers, ctype):
     return r
 
 
+def _content_type(path):
+    """The Content-Type a file is served with, from its name."""
+    ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
+        ctype += "; charset=utf-8"
+    return ctype
+
+
+def _ext_content_type(ext):
+    """The Content-Type of any file name ending in extension ext (as
+    posixpath.splitext gives it), or None when more of the name counts:
+    a compression suffix such as ".gz" (for StaticFiles' cache)."""
+    if ext.lower() in mimetypes.suffix_map or ext in mimetypes.encodings_map:
+        return None
+    return _content_type("x" + ext)
+
+
 def _conditional(request):
     """The request has a header that can change a file's answer."""
     if request is None:
@@ -302,10 +319,7 @@ def _file_response(request, resp):
                 ("Accept-Ranges", "bytes")]
     ctype = resp.mime_type
     if ctype is None:
-        ctype, enc = mimetypes.guess_type(str(path))
-        ctype = ctype or "application/octet-stream"
-        if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
-            ctype += "; charset=utf-8"
+        ctype = _content_type(str(path))
     code = resp.code
     method = request.method if request is not None else "GET"
     if method == "GET" and code == 200 and st.st_size <= SMALL_FILE and not _conditional(request):
@@ -350,7 +364,9 @@ def FileResponse(path, *, code=200, mime_type=None, headers=None):
 
 
 def static_handler(directory):
-    """A view serving files below directory; no listing, no escaping it."""
+    """A view serving files below directory; no listing, no escaping it.
+    The usual request is answered by _core.StaticFiles in C (files.c);
+    serve_static below answers the rest."""
     root = os.path.realpath(directory)
     if not os.path.isdir(root):
         raise ValueError("add_static: %r is not a directory" % directory)
@@ -382,7 +398,7 @@ def static_handler(directory):
             return Response(code=404, text="Not Found")
         return Response(file=full)
 
-    return serve_static
+    return _core.StaticFiles(root, serve_static, _ext_content_type)
 
 
 def _in_a_task():

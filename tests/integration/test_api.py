@@ -33,6 +33,14 @@ def _make_tree(root):
         "sub/nested.txt": b"nested file",
         "sub/empty.txt": b"",
         "digits.txt": b"0123456789abcdefghijklmnopqrstuvwxyz",
+        # names whose Content-Type takes care (test_files: C and Python views)
+        ".hidden": b"dot file",
+        "UPPER.TXT": b"upper-case extension",
+        "trail.": b"a name ending in a dot",
+        "archive.tar.gz": b"\x1f\x8b not really gzip",
+        "x.tgz": b"\x1f\x8b neither",
+        "edge.bin": bytes(range(256)) * 256,        # 64 KiB: still read whole
+        "over.bin": bytes(range(256)) * 256 + b"!",  # one byte more: streamed
     }
     for name, data in files.items():
         (static / name).write_bytes(data)
@@ -48,6 +56,7 @@ def _make_tree(root):
     os.symlink("sub", static / "inner-dir")      # a directory, inside
     os.symlink("loop-b", static / "loop-a")      # a symlink loop: ELOOP
     os.symlink("loop-a", static / "loop-b")
+    os.mkfifo(static / "fifo")                   # opening it for reading would block
     page = b"<html><body>file response</body></html>\n"
     (root / "page.html").write_bytes(page)
     return {

@@ -7,7 +7,9 @@ import socket
 
 import pytest
 
+from .conftest import skip_if_sanitized
 from .rawhttp import Conn, build_request, fields_but_date
+from .server import rss_kb
 from .test_api import SECRET, api, get  # noqa: F401  (the shared fixture)
 from .test_binding import conn_over
 
@@ -413,22 +415,27 @@ def test_file_with_a_trailing_slash_is_404(api, target):
         assert c.request("GET", "/plain").body == b"plain"
 
 
-def test_add_static_at_the_root(tmp_path):
-    """add_static("/", directory) serves the directory at the root; the
-    app's other routes still win (a literal segment before {path:path})."""
+def _static_app(tmp_path, prefix, www):
+    """A server of its own for add_static(prefix, www), plus a route /api."""
     import sys
 
     from .server import Server
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "index.html").write_text("<p>root</p>")
-    app = tmp_path / "rootstatic.py"
+    app = tmp_path / "staticapp.py"
     app.write_text(
         "from fulmen import Application\n"
         "app = Application()\n"
-        "app.router.add_static('/', %r)\n"
+        "app.router.add_static(%r, %r)\n"
         "app.router.add_route('/api', lambda r: r.Response(text='api'))\n"
-        "app.run(host='127.0.0.1', port=0)\n" % str(tmp_path / "www"))
-    srv = Server([sys.executable, str(app)]).start()
+        "app.run(host='127.0.0.1', port=0)\n" % (prefix, str(www)))
+    return Server([sys.executable, str(app)]).start()
+
+
+def test_add_static_at_the_root(tmp_path):
+    """add_static("/", directory) serves the directory at the root; the
+    app's other routes still win (a literal segment before {path:path})."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("<p>root</p>")
+    srv = _static_app(tmp_path, "/", tmp_path / "www")
     try:
         with Conn(srv.port) as c:
             r = c.request("GET", "/index.html")
@@ -446,3 +453,122 @@ def test_add_static_needs_a_directory(tmp_path):
         app.router.add_static("/s", str(tmp_path / "missing"))
     with pytest.raises(ValueError):
         app.router.add_static("no-slash", str(tmp_path))
+
+
+# ---- add_static's C view and its Python fallback ----------------------------------------
+
+def _hits(api):
+    return int(get(api, "/static-hits").body)
+
+
+# (request path below the prefix, extra headers, method, answered in C)
+_C_OR_PYTHON = [
+    ("hello.txt", {}, "GET", True),
+    ("style.css", {}, "GET", True),
+    ("data.json", {}, "GET", True),
+    ("image.png", {}, "GET", True),
+    ("noext", {}, "GET", True),
+    ("sub/nested.txt", {}, "GET", True),
+    ("sub/empty.txt", {}, "GET", True),
+    (".hidden", {}, "GET", True),           # a leading dot starts no extension
+    ("UPPER.TXT", {}, "GET", True),
+    ("trail.", {}, "GET", True),
+    ("edge.bin", {}, "GET", True),          # 64 KiB, the most read whole
+    ("archive.tar.gz", {}, "GET", False),   # the type depends on ".tar" too
+    ("x.tgz", {}, "GET", False),
+    ("over.bin", {}, "GET", False),         # streamed from the file
+    ("inner-link.txt", {}, "GET", False),   # a symbolic link, checked in Python
+    ("inner-dir/nested.txt", {}, "GET", False),
+    ("link.txt", {}, "GET", False),         # a link out of the directory: 404
+    ("linkdir/outside.txt", {}, "GET", False),
+    ("loop-a", {}, "GET", False),
+    ("missing.txt", {}, "GET", False),
+    ("sub", {}, "GET", False),
+    ("fifo", {}, "GET", False),
+    ("sub//nested.txt", {}, "GET", False),
+    ("sub/./nested.txt", {}, "GET", False),
+    ("%68ello.txt", {}, "GET", False),
+    ("hello.txt", {}, "HEAD", False),
+    ("hello.txt", {"Range": "bytes=0-3"}, "GET", False),
+    ("hello.txt", {"if-none-match": "*"}, "GET", False),
+    ("hello.txt", {"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, "GET", False),
+    ("hello.txt", {"IF-MATCH": '"nope"'}, "GET", False),
+    ("hello.txt", {"If-Unmodified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}, "GET", False),
+]
+
+
+@pytest.mark.parametrize("rel,headers,method,in_c", _C_OR_PYTHON)
+def test_static_c_view_answers_as_the_python_view(api, rel, headers, method, in_c):
+    """The C view answers the usual request exactly as serve_static does
+    (same status, header fields and bytes) and gives it every other one."""
+    before = _hits(api)
+    with Conn(api.port) as c:
+        fast = c.request(method, "/static/" + rel, headers=headers)
+        slow = c.request(method, "/pystatic/" + rel, headers=headers)
+    assert _hits(api) - before == (1 if in_c else 0)
+    assert (fast.status, fields_but_date(fast), fast.body) == \
+        (slow.status, fields_but_date(slow), slow.body)
+    if in_c:
+        assert fast.status == 200 and fast.body == static(api, rel)
+
+
+@skip_if_sanitized
+def test_static_c_view_keeps_no_memory(api):
+    """100k files answered in C leave the worker's RSS where a 20k warm-up
+    left it: nothing of a request (body, header values) stays behind."""
+    batch = build_request("GET", "/static/hello.txt") * 50
+    body = static(api, "hello.txt")
+
+    def drive(n):
+        with Conn(api.port, timeout=10) as c:
+            for _ in range(n // 50):
+                c.send(batch)
+                for _ in range(50):
+                    r = c.read_final()
+                    assert r.status == 200 and r.body == body
+
+    before = _hits(api)
+    drive(20_000)
+    rss_warm = rss_kb(api.pid)
+    drive(100_000)
+    rss_end = rss_kb(api.pid)
+    assert _hits(api) - before == 120_000
+    assert rss_end - rss_warm < 2048, "RSS grew from %d kB to %d kB" % (rss_warm, rss_end)
+
+
+def test_static_c_view_sees_a_file_change(api):
+    """No cache of content nor metadata: a rewritten file is served new,
+    with a new ETag."""
+    path = os.path.join(api.tree["static"], "changing.txt")
+    with open(path, "wb") as f:
+        f.write(b"first")
+    first = get(api, "/static/changing.txt")
+    with open(path, "wb") as f:
+        f.write(b"second, longer")
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    second = get(api, "/static/changing.txt")
+    os.unlink(path)
+    assert (first.body, second.body) == (b"first", b"second, longer")
+    assert first.header("ETag") != second.header("ETag")
+    assert get(api, "/static/changing.txt").status == 404
+
+
+def test_static_directory_swapped_in_is_served_at_once(tmp_path):
+    """A release swapped in by renaming directories is served from the next
+    request: the view resolves the path every time, holding no handle on
+    the old directory."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "app.js").write_text("old")
+    srv = _static_app(tmp_path, "/s", www)
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/s/app.js").body == b"old"
+            (tmp_path / "new").mkdir()
+            (tmp_path / "new" / "app.js").write_text("new!")
+            www.rename(tmp_path / "old")
+            (tmp_path / "new").rename(www)
+            assert c.request("GET", "/s/app.js").body == b"new!"
+    finally:
+        srv.stop()

@@ -66,6 +66,7 @@ typedef struct {
     PyObject *BadRequest;  /* exception: the client sent a malformed body */
     PyObject *RequestTooLarge; /* BadRequest subclass: over the body limit (413) */
     PyTypeObject *BodyStreamType;
+    PyTypeObject *StaticFilesType;
     PyObject *uuid_type;   /* uuid.UUID, imported on first use */
     /* how a view's Task is made the loop's current task while the
      * connection runs its first step (conn_swap_task), found on first use:
@@ -278,6 +279,9 @@ enum { RESP_FRAME_CHUNKED = 1, RESP_FRAME_LENGTH, RESP_FRAME_CLOSE, RESP_FRAME_N
 fulmen_state *mod_state_of_type(PyTypeObject *tp);
 int64_t mod_now_ms(void); /* monotonic, coarse */
 void mod_refresh_date(fulmen_state *st);
+/* sec as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") in buf: its
+ * length, or -1 (a year past 9999, no room). */
+int mod_format_date(char *buf, size_t cap, int64_t sec);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
 /* Make room for extra more bytes in st->out: 0, or -1 with MemoryError. */
 INLINE int mod_out_reserve(fulmen_state *st, size_t extra)
@@ -425,6 +429,7 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
 
 /* ws.c */
 extern PyType_Spec ws_spec;
+
 WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
                         PyObject *subprotocol, uint64_t max_message,
                         const ws_deflate_params *dp, double ping_interval,
@@ -452,6 +457,9 @@ int json_buf_grow(json_buf *b, size_t extra); /* 0 or -1 (MemoryError) */
 PyObject *json_py_loads(PyObject *m, PyObject *arg); /* _json_loads (tests) */
 int json_init(PyObject *m, fulmen_state *st); /* after st->BadRequest */
 void json_clear(fulmen_state *st);
+
+/* files.c: add_static's view, StaticFiles(root, fallback, content_type) */
+extern PyType_Spec files_spec;
 
 /* awaitable.c */
 extern PyType_Spec aw_resume_spec;

@@ -31,22 +31,31 @@ int64_t mod_now_ms(void)
  * Date header: an IMF-fixdate, recomputed at most once a second.
  */
 
-void mod_refresh_date(fulmen_state *st)
+int mod_format_date(char *buf, size_t cap, int64_t sec)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                     "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
                                        "May", "Jun", "Jul", "Aug",
                                        "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
+    time_t t = (time_t)sec;
     struct tm tm;
+    int n;
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
+        return -1;
+    n = snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                 days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+void mod_refresh_date(fulmen_state *st)
+{
+    time_t now = time(NULL);
     if ((int64_t)now == st->date_sec)
         return;
     st->date_sec = (int64_t)now;
-    gmtime_r(&now, &tm);
-    snprintf(st->date, sizeof(st->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    mod_format_date(st->date, sizeof(st->date), (int64_t)now);
     for (int k = 0; k < 4; k++) {
         static const char *ct[4] = {"text/plain; charset=utf-8",
                                     "text/plain; charset=utf-8",
@@ -218,7 +227,8 @@ static int mod_exec(PyObject *m)
     if (st->RequestTooLarge == NULL ||
         PyModule_AddObjectRef(m, "RequestTooLarge", st->RequestTooLarge) < 0)
         return -1;
-    if (mod_add_type(m, &req_stream_spec, NULL, &st->BodyStreamType) < 0)
+    if (mod_add_type(m, &req_stream_spec, NULL, &st->BodyStreamType) < 0 ||
+        mod_add_type(m, &files_spec, NULL, &st->StaticFilesType) < 0)
         return -1;
     st->WebSocketClosed = PyErr_NewExceptionWithDoc(
         "fulmen.WebSocketClosed",
@@ -315,6 +325,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->WebSocketClosed);
     Py_VISIT(st->RequestTooLarge);
     Py_VISIT(st->BodyStreamType);
+    Py_VISIT(st->StaticFilesType);
     Py_VISIT(st->json_loads);
     Py_VISIT(st->uuid_type);
     Py_VISIT(st->task_swap);
@@ -358,6 +369,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->WebSocketClosed);
     Py_CLEAR(st->RequestTooLarge);
     Py_CLEAR(st->BodyStreamType);
+    Py_CLEAR(st->StaticFilesType);
     Py_CLEAR(st->json_loads);
     Py_CLEAR(st->uuid_type);
     Py_CLEAR(st->task_swap);

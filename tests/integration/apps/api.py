@@ -746,6 +746,11 @@ r.add_route("/f/missing", file_missing)
 r.add_route("/f/dir", file_dir)
 r.add_route("/f/unreachable/{how}", file_unreachable)
 r.add_static("/static", os.environ["FULMEN_API_STATIC"])
+# add_static's view answers the usual request in C; /pystatic gives every
+# request to its Python view, and /static-hits says how many the C one kept
+_STATIC = next(rt.handler for rt in r.routes if rt.pattern == "/static/{path:path}")
+r.add_route("/pystatic/{path:path}", _STATIC.fallback)
+r.add_route("/static-hits", lambda request: request.Response(text=str(_STATIC.hits)))
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0)
