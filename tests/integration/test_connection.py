@@ -26,6 +26,22 @@ def test_connection_close_from_client(basic):
         assert c.at_eof()
 
 
+@pytest.mark.parametrize("request_bytes", [
+    build_request("GET", "/", headers={"Connection": "close"}),
+    b"GET / HTTP/1.0\r\n\r\n",
+], ids=["connection-close", "http10"])
+def test_connection_the_client_ends_is_closed_at_once(basic, request_bytes):
+    """A client that ends the connection with its request, and sent nothing
+    after it, sends nothing more (RFC 9112 9.6): its socket is closed
+    with the answer, not held open to drain what it might still send."""
+    with Conn(basic.port) as c:      # this side stays open
+        c.send(request_bytes)
+        assert c.read_response().status == 200
+        assert c.at_eof()
+        with Conn(basic.port) as q:
+            assert q.request("GET", "/io").json()["connections"] == 1
+
+
 def test_connection_close_token_in_list(basic):
     with Conn(basic.port) as c:
         r = c.request("GET", "/", headers={"Connection": "foo, Close"})

@@ -193,8 +193,12 @@ struct ConnObject {
     uint8_t aborted;       /* transport.abort() was called: the socket stays
                             * open until connection_lost, but nothing more
                             * may be written to it (not even by send()) */
-    uint8_t lingering;     /* write_eof() was called: reading on, to drop
+    uint8_t lingering : 1; /* write_eof() was called: reading on, to drop
                             * what the client still sends (conn_linger) */
+    uint8_t client_close : 1; /* the client ended the connection with its
+                               * first request (Connection: close,
+                               * HTTP/1.0): conn_linger */
+    uint8_t unread_input : 1; /* bytes past the last request were dropped */
     uint16_t linger_kb;    /* KiB that may still be dropped while lingering
                             * (0 before: CONN_LINGER_KB then) */
 };
@@ -1784,8 +1788,11 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
      * request elsewhere instead of racing our close */
     int conn_hdr = (keep && !c->server->stopping)
                        ? (req->h.version_minor == 0 ? 2 : 0) : 1;
-    if (!keep)
+    if (!keep) {
         c->closing = 1;
+        /* the client's only request: it ends its connection with it */
+        c->client_close = !c->answered && conn_q_len(c) == 0;
+    }
     c->server->n_requests++;
     Py_INCREF(c);
     req->conn = c;
@@ -2549,6 +2556,8 @@ static void conn_process_buffer(ConnObject *c)
         return;
     n = conn_process(c, c->buf, c->buf_len, NULL);
     if (!conn_reads_on(c) || n >= c->buf_len) {
+        if (n < c->buf_len)
+            c->unread_input = 1;
         conn_buf_free(c);
         return;
     }
@@ -2605,6 +2614,8 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
             n = conn_process(c, p, len, data);
             if (n < len && conn_reads_on(c))
                 conn_buf_append(c, p + n, len - n);
+            else if (n < len)
+                c->unread_input = 1;
         } else {
             conn_buf_append(c, p, len);
         }
@@ -2618,6 +2629,7 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
     if (c->closing && c->pending != NULL) {
         RequestObject *r = c->pending;
         c->pending = NULL;
+        c->unread_input = 1;
         req_release(r);
     }
     if ((c->closing && conn_q_len(c) == 0 && !c->streaming) ||
@@ -2995,13 +3007,21 @@ static PyObject *conn_server_close_io(ServerObject *srv, PyObject *unused)
  * transport holds nothing more to send (body_timeout bounds that wait, as
  * for any answer the client does not read).
  * Returns 1 when lingering has started, 0 when the caller closes now: the
- * client has closed already (EOF: nothing can follow), a WebSocket, or a
- * transport that cannot half-close (TLS). */
+ * client has closed already (EOF: nothing can follow); or it ended the
+ * connection with its first request, every byte it sent was read and the
+ * answer is all in the kernel's hands (it sends no more, RFC 9112 9.6:
+ * nothing is there to reset on; a client that pipelined other requests
+ * before that one may not have seen the close coming, so it gets the
+ * staged close, as nginx does); a WebSocket; or a transport that cannot
+ * half-close (TLS). */
 static NOINLINE int conn_linger(ConnObject *c)
 {
     PyObject *r;
     int ok;
     if (c->eof || c->aborted || c->lingering || conn_ws(c) != NULL)
+        return 0;
+    if (c->client_close && !c->unread_input && c->pending == NULL && conn_bstream(c) == NULL &&
+        conn_io_writable(c))
         return 0;
     r = PyObject_CallMethod(c->transport, "can_write_eof", NULL);
     ok = r != NULL && PyObject_IsTrue(r) == 1;

@@ -273,7 +273,8 @@ def attr_mark(request):
 def io_mode(request):
     srv = app._server
     return request.Response(json={"direct_io": bool(srv.direct_io),
-                                  "direct": srv.direct_connections})
+                                  "direct": srv.direct_connections,
+                                  "connections": srv.connections})
 
 
 add_task_routes(r)
