@@ -62,7 +62,7 @@ def report(data):
             checks[sc, r["server"]] = r["check"]
     for sc in order:
         servers = idx[sc]
-        modes = [m for m in ("plain", "pipe", "depth1", "depth16")
+        modes = [m for m in ("plain", "pipe", "close", "depth1", "depth16")
                  if any(m in s for s in servers.values())]
         unit = "msg" if sc.startswith("ws") else "req"
         lines.append("")

@@ -12,6 +12,8 @@ its own process group, wait until it answers, check its answers (one request,
 then 24 pipelined in one write), run wrk pinned to CPU 1 with 100 connections
 in plain keep-alive mode and 24-deep pipelined mode, and read the server's CPU
 time (utime+stime of its whole process tree, /proc/PID/stat) before and after.
+`--modes close` adds (or, alone, runs) a mode for GET scenarios where every
+request says `Connection: close`: a new connection per request.
 
 The figure to quote is `us/req`, the server's CPU time per response: on a
 2-core machine wrk is the ceiling for requests/s, so fast servers all show
@@ -442,6 +444,8 @@ def wrk_cmd(port, sc, mode, seconds):
     elif mode == "pipe":
         cmd += ["-s", os.path.join(SHARED, "pipeline.lua"), url, "--", str(DEPTH), str(CONNS)]
     else:
+        if mode == "close":                 # a connection per request
+            cmd += ["-H", "Connection: close"]
         cmd += ["-s", os.path.join(SHARED, "stats.lua"), url, "--", str(CONNS)]
     return cmd, env
 
@@ -709,8 +713,9 @@ def main():
     ap.add_argument("--all", action="store_true", help="every HTTP scenario (not ws-echo)")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS),
                     help="comma list (default: %(default)s)")
-    ap.add_argument("--modes", help="HTTP: plain,pipe (the default); ws-echo: depth1,depth16 "
-                    "(the default; any depthN); each scenario takes the modes of its kind")
+    ap.add_argument("--modes", help="HTTP: plain,pipe (the default), close (GET scenarios, "
+                    "Connection: close); ws-echo: depth1,depth16 (the default; any depthN); "
+                    "each scenario takes the modes of its kind")
     ap.add_argument("--duration", type=float, default=5, help="seconds per measured run")
     ap.add_argument("--warmup", type=float, default=1,
                     help="seconds of wrk before each mode (ws-echo: of ws_load before each run)")
@@ -747,13 +752,15 @@ def main():
             ap.error("unknown server %r (known: %s)" % (s, ", ".join(ALL_SERVERS)))
     modes = [m.strip() for m in (args.modes or "").split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "pipe") and not ws_depth(m):
+        if m not in ("plain", "pipe", "close") and not ws_depth(m):
             ap.error("unknown mode %r" % m)
 
     def modes_of(scenario):
         if kind(scenario) == "ws":
             return [m for m in modes if ws_depth(m)] or (["depth1", "depth16"] if not modes else [])
-        return [m for m in modes if not ws_depth(m)] or (["plain", "pipe"] if not modes else [])
+        http = [m for m in modes if not ws_depth(m)
+                and (m != "close" or SCENARIOS[scenario]["method"] == "GET")]
+        return http or (["plain", "pipe"] if not modes else [])
 
     for s in scenarios:
         if not modes_of(s):
