@@ -6,6 +6,8 @@ import re
 import socket
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from .conftest import skip_if_sanitized
 from .rawhttp import Conn, build_request, fields_but_date
@@ -572,3 +574,28 @@ def test_static_directory_swapped_in_is_served_at_once(tmp_path):
             assert c.request("GET", "/s/app.js").body == b"new!"
     finally:
         srv.stop()
+
+
+_SEGMENTS = ["hello.txt", "sub", "nested.txt", "empty.txt", "inner-dir", "inner-link.txt",
+             "link.txt", "linkdir", "outside.txt", "fifo", "UPPER.TXT", ".hidden", "trail.",
+             "archive.tar.gz", "edge.bin", "missing", ".", "..", "", "%2e%2e", "%2F",
+             "hello.txt%00", "a\\b", "loop-a"]
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=4))
+@example([".", "hello.txt"])
+@example(["sub", "..", "hello.txt"])
+@example(["..", "secret.txt"])
+@example(["inner-dir", "..", "hello.txt"])
+@example(["sub", "", "nested.txt"])
+def test_static_c_view_matches_the_python_view_on_any_path(api, segments):
+    """Whatever the path below the prefix, the C view and serve_static
+    give the same answer (the C one answers or hands the request over)."""
+    rel = "/".join(segments)
+    with Conn(api.port) as c:
+        fast = c.request("GET", "/static/" + rel)
+        slow = c.request("GET", "/pystatic/" + rel)
+    assert (fast.status, fields_but_date(fast), fast.body) == \
+        (slow.status, fields_but_date(slow), slow.body)
