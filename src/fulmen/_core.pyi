@@ -303,8 +303,7 @@ class Matcher:
 class StaticFiles:
     """add_static's view: the usual request answered in C, the rest by
     fallback(request)."""
-    def __init__(self, root: str, fallback: Callable[[Request], Response],
-                 content_type: Callable[[str], str | None]) -> None: ...
+    def __init__(self, root: str, fallback: Callable[[Request], Response]) -> None: ...
     def __call__(self, request: Request) -> Response: ...
     @property
     def hits(self) -> int:

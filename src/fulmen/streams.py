@@ -286,7 +286,7 @@ def _content_type(path):
 def _ext_content_type(ext):
     """The Content-Type of any file name ending in extension ext (as
     posixpath.splitext gives it), or None when more of the name counts:
-    a compression suffix such as ".gz" (for StaticFiles' cache)."""
+    a compression suffix such as ".gz" (for files.c's cache)."""
     if ext.lower() in mimetypes.suffix_map or ext in mimetypes.encodings_map:
         return None
     return _content_type("x" + ext)
@@ -302,7 +302,15 @@ def _conditional(request):
 
 
 def _file_response(request, resp):
-    """Resolve Response(file=path) for this request: 200, 206, 304, 404 or 416."""
+    """Resolve Response(file=path) for this request: 200, 206, 304, 403,
+    404, 412 or 416, with the cookies the view set."""
+    r = _file_answer(request, resp)
+    if resp.cookies:
+        r.cookies = resp.cookies
+    return r
+
+
+def _file_answer(request, resp):
     path = resp.file
     try:
         st = os.stat(path)
@@ -398,7 +406,7 @@ def static_handler(directory):
             return Response(code=404, text="Not Found")
         return Response(file=full)
 
-    return _core.StaticFiles(root, serve_static, _ext_content_type)
+    return _core.StaticFiles(root, serve_static)
 
 
 def _in_a_task():

@@ -463,6 +463,10 @@ def _hits(api):
     return int(get(api, "/static-hits").body)
 
 
+def _file_hits(api):
+    return int(get(api, "/file-hits").body)
+
+
 # (request path below the prefix, extra headers, method, answered in C)
 _C_OR_PYTHON = [
     ("hello.txt", {}, "GET", True),
@@ -516,9 +520,12 @@ def test_static_c_view_answers_as_the_python_view(api, rel, headers, method, in_
 
 @skip_if_sanitized
 def test_static_c_view_keeps_no_memory(api):
-    """100k files answered in C leave the worker's RSS where a 20k warm-up
-    left it: nothing of a request (body, header values) stays behind."""
-    batch = build_request("GET", "/static/hello.txt") * 50
+    """100k files answered in C (add_static, and FileResponse with headers
+    and a cookie) leave the worker's RSS where a 20k warm-up left it:
+    nothing of a request (body, header values) stays behind."""
+    batch = (build_request("GET", "/static/hello.txt") * 25
+             + build_request("GET", "/fv/headers-dict/hello.txt") * 15
+             + build_request("GET", "/fv/cookie/hello.txt") * 10)
     body = static(api, "hello.txt")
 
     def drive(n):
@@ -529,12 +536,12 @@ def test_static_c_view_keeps_no_memory(api):
                     r = c.read_final()
                     assert r.status == 200 and r.body == body
 
-    before = _hits(api)
+    before = _hits(api), _file_hits(api)
     drive(20_000)
     rss_warm = rss_kb(api.pid)
     drive(100_000)
     rss_end = rss_kb(api.pid)
-    assert _hits(api) - before == 120_000
+    assert (_hits(api) - before[0], _file_hits(api) - before[1]) == (60_000, 60_000)
     assert rss_end - rss_warm < 2048, "RSS grew from %d kB to %d kB" % (rss_warm, rss_end)
 
 
@@ -599,3 +606,40 @@ def test_static_c_view_matches_the_python_view_on_any_path(api, segments):
         slow = c.request("GET", "/pystatic/" + rel)
     assert (fast.status, fields_but_date(fast), fast.body) == \
         (slow.status, fields_but_date(slow), slow.body)
+
+
+# ---- Response(file=...) answered in C, or by streams._file_response ---------------------
+
+@pytest.mark.parametrize("how,name,headers,method,in_c", [
+    ("plain", "hello.txt", {}, "GET", True),
+    ("plain", "sub/nested.txt", {}, "GET", True),
+    ("plain", "inner-link.txt", {}, "GET", True),   # a path of the app's: links followed
+    ("plain", "archive.tar.gz", {}, "GET", False),  # the type needs the whole name
+    ("plain", "edge.bin", {}, "GET", True),
+    ("plain", "over.bin", {}, "GET", False),        # streamed
+    ("plain", "missing.txt", {}, "GET", False),     # 404
+    ("plain", "sub", {}, "GET", False),             # a directory: 404
+    ("plain", "fifo", {}, "GET", False),            # not a regular file: 404, no hang
+    ("headers-dict", "hello.txt", {}, "GET", True),
+    ("headers-list", "hello.txt", {}, "GET", True),
+    ("mime", "hello.txt", {}, "GET", True),
+    ("cookie", "hello.txt", {}, "GET", True),
+    ("simplecookie", "hello.txt", {}, "GET", True),
+    ("cookie", "missing.txt", {}, "GET", False),
+    ("plain", "hello.txt", {}, "HEAD", False),
+    ("plain", "hello.txt", {"Range": "bytes=1-2"}, "GET", False),
+    ("cookie", "hello.txt", {"If-None-Match": "*"}, "GET", False),
+])
+def test_file_response_in_c_answers_as_python(api, how, name, headers, method, in_c):
+    """A Response(file=...) for the usual request is answered in C exactly
+    as streams._file_response answers it (app headers first, the file's
+    after, the view's cookies kept), and every other one by Python."""
+    before = _file_hits(api)
+    with Conn(api.port) as c:
+        fast = c.request(method, "/fv/%s/%s" % (how, name), headers=headers)
+        slow = c.request(method, "/pyfv/%s/%s" % (how, name), headers=headers)
+    assert _file_hits(api) - before == (1 if in_c else 0)
+    assert (fast.status, fields_but_date(fast), fast.body) == \
+        (slow.status, fields_but_date(slow), slow.body)
+    if how in ("cookie", "simplecookie"):
+        assert fast.header("Set-Cookie")

@@ -37,6 +37,7 @@ typedef struct ConnObject ConnObject;
 typedef struct ServerObject ServerObject;
 typedef struct RouteObject RouteObject;
 typedef struct WebSocketObject WebSocketObject;
+typedef struct files_cache files_cache;
 
 /* permessage-deflate as negotiated in the handshake */
 typedef struct {
@@ -67,6 +68,7 @@ typedef struct {
     PyObject *RequestTooLarge; /* BadRequest subclass: over the body limit (413) */
     PyTypeObject *BodyStreamType;
     PyTypeObject *StaticFilesType;
+    files_cache *files;       /* files.c's shared state, made on first use */
     PyObject *uuid_type;   /* uuid.UUID, imported on first use */
     /* how a view's Task is made the loop's current task while the
      * connection runs its first step (conn_swap_task), found on first use:
@@ -458,8 +460,14 @@ PyObject *json_py_loads(PyObject *m, PyObject *arg); /* _json_loads (tests) */
 int json_init(PyObject *m, fulmen_state *st); /* after st->BadRequest */
 void json_clear(fulmen_state *st);
 
-/* files.c: add_static's view, StaticFiles(root, fallback, content_type) */
-extern PyType_Spec files_spec;
+/* files.c: small files answered in C */
+extern PyType_Spec files_spec; /* StaticFiles(root, fallback): add_static's view */
+/* A Response(file=path) answered for req in C (GET, 200, a whole small
+ * file, no condition): a new Response; NULL with no exception when
+ * streams._file_response must answer; NULL with one on an error. */
+PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp);
+void files_cache_free(fulmen_state *st); /* module clear */
+PyObject *files_py_hits(PyObject *m, PyObject *unused); /* _file_hits() (tests) */
 
 /* awaitable.c */
 extern PyType_Spec aw_resume_spec;

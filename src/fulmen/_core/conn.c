@@ -659,9 +659,11 @@ static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject 
     int rc;
     if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM)) {
         if (((ResponseObject *)resp)->kind == RESP_FILE) {
-            /* conditional and range requests need the request: Python */
-            PyObject *fn = conn_streams_fn("_file_response"), *r2 = NULL;
-            if (fn != NULL) {
+            /* a whole small file in C, else (conditions, ranges, big
+             * files, errors) in Python */
+            PyObject *fn = NULL, *r2 = files_response(st, req, resp);
+            if (r2 == NULL && !PyErr_Occurred() &&
+                (fn = conn_streams_fn("_file_response")) != NULL) {
                 r2 = PyObject_CallFunctionObjArgs(fn, req ? (PyObject *)req : Py_None,
                                                   resp, NULL);
                 Py_DECREF(fn);

@@ -1,22 +1,23 @@
 /*
- * files.c - add_static's view, in C for the usual request.
+ * files.c - files answered in C, for the usual request.
  *
- * StaticFiles(root, fallback, content_type) is the view add_static
- * registers.  It answers here, with no Python run, the request a site
- * sees most: GET of a whole regular file of at most FILES_SMALL bytes,
- * with no Range nor conditional header, at a plain path (no escape, no
- * "." or ".." segment, no empty one).  Such a file costs one openat2() of
- * root/path that refuses any symbolic link on the way (RESOLVE_NO_SYMLINKS:
- * root is a realpath, and with no link nor ".." the path cannot leave it),
- * one fstat() and one read().  The path is resolved on every request, as
- * the Python view does: a directory swapped in under root's name is
- * served at once.  The answer is the one the Python view gives: ETag,
- * Last-Modified, Accept-Ranges and the same Content-Type.
+ * Two ways in, one answer.  StaticFiles(root, fallback) is the view
+ * add_static registers; files_response() resolves a Response(file=path)
+ * a view returned.  Both answer here, with no Python run, the request a
+ * site sees most: GET of a whole regular file of at most FILES_SMALL
+ * bytes, with no Range nor conditional header.  The answer is the one
+ * fulmen.streams gives (ETag, Last-Modified, Accept-Ranges, the same
+ * Content-Type), and every other case goes to it: 304, 206, 412, HEAD,
+ * big files (streamed), errors (403, 404).
  *
- * Every other request, and every one this path cannot finish (no such
- * file, a symbolic link, a directory, a big file, a kernel without
- * openat2), goes to fallback, streams.serve_static, which answers all of
- * them (404, 403, 304, 206, HEAD, links that stay inside the root).
+ * StaticFiles also takes only a plain path (no escape, no "." or ".."
+ * segment, no empty one), opened with one openat2() of root/path that
+ * refuses any symbolic link on the way (RESOLVE_NO_SYMLINKS: root is a
+ * realpath, and with no link nor ".." the path cannot leave it); then one
+ * fstat() and one read().  The path is resolved on every request, as the
+ * Python view does: a directory swapped in under root's name is served at
+ * once.  Requests it does not take go to its fallback, streams'
+ * serve_static, which answers all of them.
  */
 #include "common.h"
 
@@ -41,21 +42,71 @@ typedef struct {
     PyObject *ctype; /* str */
 } files_ext;
 
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    fulmen_state *st;
-    PyObject *root;         /* bytes: the realpath of the directory */
-    int no_openat2;         /* the kernel refused openat2: Python only */
-    PyObject *fallback;     /* the Python view */
-    PyObject *content_type; /* extension -> Content-Type, or None */
+/* What both ways in share, made on first use (st->files). */
+struct files_cache {
+    PyObject *ext_ctype;    /* streams._ext_content_type */
     PyObject *h_etag, *h_last_modified, *h_accept_ranges, *v_bytes;
     int64_t lm_sec;         /* the last Last-Modified formatted */
     PyObject *lm_str;
     files_ext exts[FILES_EXT_SLOTS];
     int n_exts;
+    unsigned long long hits; /* Response(file=...) answered here (tests) */
+};
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    fulmen_state *st;
+    PyObject *root;          /* bytes: the realpath of the directory */
+    PyObject *fallback;      /* the Python view */
+    int no_openat2;          /* the kernel refused openat2: Python only */
     unsigned long long hits; /* requests answered here (tests) */
 } FilesObject;
+
+static files_cache *files_cache_get(fulmen_state *st)
+{
+    files_cache *fc = st->files;
+    PyObject *mod;
+    if (LIKELY(fc != NULL))
+        return fc;
+    if ((fc = PyMem_Calloc(1, sizeof(*fc))) == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    st->files = fc;
+    mod = PyImport_ImportModule("fulmen.streams");
+    if (mod != NULL) {
+        fc->ext_ctype = PyObject_GetAttrString(mod, "_ext_content_type");
+        Py_DECREF(mod);
+    }
+    if (fc->ext_ctype == NULL ||
+        (fc->h_etag = PyUnicode_InternFromString("ETag")) == NULL ||
+        (fc->h_last_modified = PyUnicode_InternFromString("Last-Modified")) == NULL ||
+        (fc->h_accept_ranges = PyUnicode_InternFromString("Accept-Ranges")) == NULL ||
+        (fc->v_bytes = PyUnicode_InternFromString("bytes")) == NULL) {
+        files_cache_free(st);
+        return NULL;
+    }
+    return fc;
+}
+
+void files_cache_free(fulmen_state *st)
+{
+    files_cache *fc = st->files;
+    int i;
+    if (fc == NULL)
+        return;
+    st->files = NULL;
+    Py_XDECREF(fc->ext_ctype);
+    Py_XDECREF(fc->h_etag);
+    Py_XDECREF(fc->h_last_modified);
+    Py_XDECREF(fc->h_accept_ranges);
+    Py_XDECREF(fc->v_bytes);
+    Py_XDECREF(fc->lm_str);
+    for (i = 0; i < fc->n_exts; i++)
+        Py_XDECREF(fc->exts[i].ctype);
+    PyMem_Free(fc);
+}
 
 /* rel[0..n) names a file below the root in its plain form: segments of
  * ASCII bytes other than '%', '\\' and NUL, none empty, "." or "..".
@@ -108,50 +159,54 @@ static int files_conditional(RequestObject *r)
     return 0;
 }
 
-/* The Content-Type for the file name ending rel[0..n): by its extension
+/* The Content-Type for the file name ending name[0..n): by its extension
  * (as posixpath.splitext finds it), from the cache or else asked of
- * content_type(ext) once.  Returns a borrowed str, or NULL, with no
- * exception set, when the Python view must decide (a compression suffix
- * such as ".gz", where the type depends on more of the name). */
-static PyObject *files_ctype(FilesObject *f, const char *rel, size_t n)
+ * streams._ext_content_type(ext) once.  Returns a borrowed str, or NULL,
+ * with no exception set, when Python must decide (a compression suffix
+ * such as ".gz", where the type depends on more of the name; a long or
+ * non-ASCII extension). */
+static PyObject *files_ctype(files_cache *fc, const char *name, size_t n)
 {
-    size_t b = n, d, len;
-    int i;
+    size_t b = n, d, len, i;
+    int k;
     PyObject *v;
-    while (b > 0 && rel[b - 1] != '/')
+    while (b > 0 && name[b - 1] != '/')
         b--;
     d = n;
-    while (d > b && rel[d - 1] != '.')
+    while (d > b && name[d - 1] != '.')
         d--;
     if (d == b) /* no dot */
         d = n;
     else {
-        size_t k = b;
+        size_t j = b;
         d--; /* the dot; leading dots of the name start no extension */
-        while (k < d && rel[k] == '.')
-            k++;
-        if (k == d)
+        while (j < d && name[j] == '.')
+            j++;
+        if (j == d)
             d = n;
     }
     len = n - d;
     if (len > FILES_EXT_MAX)
         return NULL;
-    for (i = 0; i < f->n_exts; i++)
-        if (f->exts[i].len == len && memcmp(f->exts[i].ext, rel + d, len) == 0)
-            return f->exts[i].ctype;
-    if (f->n_exts == FILES_EXT_SLOTS)
+    for (k = 0; k < fc->n_exts; k++)
+        if (fc->exts[k].len == len && memcmp(fc->exts[k].ext, name + d, len) == 0)
+            return fc->exts[k].ctype;
+    for (i = d; i < n; i++)
+        if ((unsigned char)name[i] >= 0x80)
+            return NULL;
+    if (fc->n_exts == FILES_EXT_SLOTS)
         return NULL;
-    v = PyObject_CallFunction(f->content_type, "s#", rel + d, (Py_ssize_t)len);
+    v = PyObject_CallFunction(fc->ext_ctype, "s#", name + d, (Py_ssize_t)len);
     if (v == NULL || !PyUnicode_Check(v)) {
         if (v == NULL)
-            PyErr_WriteUnraisable(f->content_type);
-        Py_XDECREF(v); /* None: the Python view decides */
+            PyErr_WriteUnraisable(fc->ext_ctype);
+        Py_XDECREF(v); /* None: Python decides */
         return NULL;
     }
-    memcpy(f->exts[f->n_exts].ext, rel + d, len);
-    f->exts[f->n_exts].len = (uint8_t)len;
-    f->exts[f->n_exts].ctype = v;
-    return f->exts[f->n_exts++].ctype;
+    memcpy(fc->exts[fc->n_exts].ext, name + d, len);
+    fc->exts[fc->n_exts].len = (uint8_t)len;
+    fc->exts[fc->n_exts].ctype = v;
+    return fc->exts[fc->n_exts++].ctype;
 }
 
 /* Open root/rel[0..n) for reading, following no symbolic link: the fd,
@@ -183,21 +238,21 @@ static int files_open(FilesObject *f, const char *rel, size_t n)
 /* A Last-Modified value for an mtime in seconds (the last one is kept):
  * a new reference, or NULL (with an exception, or none when the date has
  * no IMF-fixdate). */
-static PyObject *files_last_modified(FilesObject *f, int64_t sec)
+static PyObject *files_last_modified(files_cache *fc, int64_t sec)
 {
     char buf[64];
-    if (f->lm_str == NULL || f->lm_sec != sec) {
+    if (fc->lm_str == NULL || fc->lm_sec != sec) {
         PyObject *s;
         int n = mod_format_date(buf, sizeof(buf), sec);
-        if (n < 0) /* a year past 9999: the Python view's affair */
+        if (n < 0) /* a year past 9999: Python's affair */
             return NULL;
         if ((s = PyUnicode_FromStringAndSize(buf, n)) == NULL)
             return NULL;
-        Py_XSETREF(f->lm_str, s);
-        f->lm_sec = sec;
+        Py_XSETREF(fc->lm_str, s);
+        fc->lm_sec = sec;
     }
-    Py_INCREF(f->lm_str);
-    return f->lm_str;
+    Py_INCREF(fc->lm_str);
+    return fc->lm_str;
 }
 
 /* read() fd whole into a bytes object of at most size bytes (fewer when
@@ -231,57 +286,129 @@ static PyObject *files_read(fulmen_state *st, int fd, size_t size)
     return b;
 }
 
-/* The answer for an open regular file: 200 with its bytes, ETag,
- * Last-Modified and Accept-Ranges.  NULL with no exception: the Python
- * view should answer; NULL with one: an error. */
-static PyObject *files_answer(FilesObject *f, int fd, const struct stat *sb, PyObject *ctype)
+/* The app's headers of a Response(file=...) as a new list of pairs, to
+ * which the file's are appended (streams._headers_list): from a dict or a
+ * list of tuples; NULL with no exception for anything else (Python). */
+static PyObject *files_app_headers(PyObject *h)
 {
-    fulmen_state *st = f->st;
+    Py_ssize_t i;
+    if (h == NULL)
+        return PyList_New(0);
+    if (PyDict_CheckExact(h))
+        return PyDict_Items(h);
+    if (!PyList_CheckExact(h))
+        return NULL;
+    for (i = 0; i < PyList_GET_SIZE(h); i++)
+        if (!PyTuple_CheckExact(PyList_GET_ITEM(h, i)) ||
+            PyTuple_GET_SIZE(PyList_GET_ITEM(h, i)) != 2)
+            return NULL;
+    return PyList_GetSlice(h, 0, PyList_GET_SIZE(h));
+}
+
+/* The answer for an open regular file: 200 with its bytes, headers (the
+ * app's, then ETag, Last-Modified and Accept-Ranges), the Content-Type
+ * ctype and cookies (both may be NULL).  NULL with no exception: Python
+ * should answer; NULL with one: an error. */
+static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const struct stat *sb,
+                              PyObject *headers, PyObject *ctype, PyObject *cookies)
+{
     ResponseObject *r = NULL;
-    PyObject *body = NULL, *etag = NULL, *lm = NULL, *headers = NULL;
+    PyObject *body = NULL, *etag = NULL, *lm = NULL, *list = NULL, *more = NULL;
     char buf[64];
     int64_t mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
     int n;
-    if (mtime_ns < 0)
-        return NULL;
+    if (mtime_ns < 0 || (list = files_app_headers(headers)) == NULL)
+        goto error;
     n = snprintf(buf, sizeof(buf), "\"%llx-%llx\"", (unsigned long long)mtime_ns,
                  (unsigned long long)sb->st_size);
     if ((etag = PyUnicode_FromStringAndSize(buf, n)) == NULL ||
-        (lm = files_last_modified(f, (int64_t)sb->st_mtim.tv_sec)) == NULL)
+        (lm = files_last_modified(fc, (int64_t)sb->st_mtim.tv_sec)) == NULL)
         goto error;
-    headers = Py_BuildValue("[(OO)(OO)(OO)]", f->h_etag, etag, f->h_last_modified, lm,
-                            f->h_accept_ranges, f->v_bytes);
-    if (headers == NULL)
+    more = Py_BuildValue("[(OO)(OO)(OO)]", fc->h_etag, etag, fc->h_last_modified, lm,
+                         fc->h_accept_ranges, fc->v_bytes);
+    if (more == NULL || PyList_SetSlice(list, PyList_GET_SIZE(list), PyList_GET_SIZE(list),
+                                        more) < 0)
         goto error;
     body = files_read(st, fd, (size_t)sb->st_size);
     if (body == NULL)
         goto error;
-    r = (ResponseObject *)resp_new_simple(st, 200, NULL, headers);
+    r = (ResponseObject *)resp_new_simple(st, 200, NULL, list);
     if (r == NULL)
         goto error;
     r->body = body;
     r->kind = RESP_BODY;
-    Py_INCREF(ctype);
+    Py_XINCREF(ctype);
     r->content_type = ctype;
+    Py_XINCREF(cookies);
+    r->cookies = cookies;
     body = NULL;
-    f->hits++;
 error:
     Py_XDECREF(body);
     Py_XDECREF(etag);
     Py_XDECREF(lm);
-    Py_XDECREF(headers);
+    Py_XDECREF(list);
+    Py_XDECREF(more);
     return (PyObject *)r;
+}
+
+/* fstat() the open fd: a regular file small enough is answered, else
+ * NULL (see files_answer).  Closes fd. */
+static PyObject *files_answer_fd(fulmen_state *st, files_cache *fc, int fd, PyObject *headers,
+                                 PyObject *ctype, PyObject *cookies)
+{
+    struct stat sb;
+    PyObject *res = NULL;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size <= FILES_SMALL)
+        res = files_answer(st, fc, fd, &sb, headers, ctype, cookies);
+    close(fd);
+    return res;
+}
+
+PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp)
+{
+    ResponseObject *f = (ResponseObject *)resp;
+    files_cache *fc;
+    PyObject *path = NULL, *ctype, *cookies = f->cookies, *res = NULL;
+    int fd;
+    if (req == NULL || req->h.method_id != H1_M_GET || f->code != 200 || files_conditional(req))
+        return NULL;
+    if (cookies != NULL && PyDict_GET_SIZE(cookies) == 0) /* a dict or SimpleCookie */
+        cookies = NULL;
+    if ((fc = files_cache_get(st)) == NULL)
+        return NULL;
+    if (!PyUnicode_FSConverter(f->stream, &path)) {
+        PyErr_Clear(); /* a NUL in it, say: Python's 404 */
+        return NULL;
+    }
+    ctype = f->content_type;
+    if (ctype == NULL &&
+        (ctype = files_ctype(fc, PyBytes_AS_STRING(path), (size_t)PyBytes_GET_SIZE(path))) == NULL)
+        goto done;
+    do
+        fd = open(PyBytes_AS_STRING(path), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR);
+    if (fd >= 0 && (res = files_answer_fd(st, fc, fd, f->headers, ctype, cookies)) != NULL)
+        fc->hits++;
+done:
+    Py_DECREF(path);
+    return res;
+}
+
+PyObject *files_py_hits(PyObject *m, PyObject *unused)
+{
+    fulmen_state *st = PyModule_GetState(m);
+    return PyLong_FromUnsignedLongLong(st->files != NULL ? st->files->hits : 0);
 }
 
 static PyObject *files_call(PyObject *self, PyObject *const *args, size_t nargsf,
                             PyObject *kwnames)
 {
     FilesObject *f = (FilesObject *)self;
+    files_cache *fc;
     RequestObject *r;
-    PyObject *ctype, *res = NULL;
+    PyObject *ctype, *res;
     const char *rel;
     size_t n;
-    struct stat sb;
     int fd;
     if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL ||
         Py_TYPE(args[0]) != f->st->RequestType || f->no_openat2)
@@ -291,63 +418,54 @@ static PyObject *files_call(PyObject *self, PyObject *const *args, size_t nargsf
         goto fallback;
     rel = r->base + r->params[0].off;
     n = r->params[0].len;
-    if (!files_plain_path(rel, n) || files_conditional(r) ||
-        (ctype = files_ctype(f, rel, n)) == NULL)
+    if (!files_plain_path(rel, n) || files_conditional(r))
         goto fallback;
-    fd = files_open(f, rel, n);
-    if (fd < 0)
+    if ((fc = files_cache_get(f->st)) == NULL)
+        return NULL;
+    if ((ctype = files_ctype(fc, rel, n)) == NULL || (fd = files_open(f, rel, n)) < 0)
         goto fallback;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size <= FILES_SMALL)
-        res = files_answer(f, fd, &sb, ctype);
-    close(fd);
-    if (res != NULL || PyErr_Occurred())
+    res = files_answer_fd(f->st, fc, fd, NULL, ctype, NULL);
+    if (res != NULL) {
+        f->hits++;
         return res;
+    }
+    if (PyErr_Occurred())
+        return NULL;
 fallback:
     return PyObject_Vectorcall(f->fallback, args, nargsf, kwnames);
 }
 
 static PyObject *files_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"root", "fallback", "content_type", NULL};
+    static char *kwlist[] = {"root", "fallback", NULL};
     fulmen_state *st = mod_state_of_type(tp);
     FilesObject *f = NULL;
-    PyObject *root, *fallback, *ctype, *path = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO:StaticFiles", kwlist, &root, &fallback,
-                                     &ctype))
+    PyObject *root, *fallback, *path = NULL;
+    Py_ssize_t len;
+    const char *p;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:StaticFiles", kwlist, &root, &fallback))
         return NULL;
-    if (!PyCallable_Check(fallback) || !PyCallable_Check(ctype)) {
-        PyErr_SetString(PyExc_TypeError, "StaticFiles: fallback and content_type must be callable");
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "StaticFiles: fallback must be callable");
         return NULL;
     }
     if (!PyUnicode_FSConverter(root, &path))
         return NULL;
+    len = PyBytes_GET_SIZE(path);
+    p = PyBytes_AS_STRING(path);
+    if (len == 0 || p[0] != '/') {
+        PyErr_SetString(PyExc_ValueError, "StaticFiles: root must be an absolute path");
+        goto error;
+    }
+    while (len > 0 && p[len - 1] == '/') /* kept without a final '/' ("/" becomes "") */
+        len--;
     f = (FilesObject *)tp->tp_alloc(tp, 0);
-    if (f == NULL)
+    if (f == NULL || (f->root = PyBytes_FromStringAndSize(p, len)) == NULL)
         goto error;
     f->vectorcall = files_call;
     f->st = st;
-    {
-        /* kept without a final '/' ("/" itself becomes "") */
-        Py_ssize_t len = PyBytes_GET_SIZE(path);
-        const char *p = PyBytes_AS_STRING(path);
-        if (len == 0 || p[0] != '/') {
-            PyErr_SetString(PyExc_ValueError, "StaticFiles: root must be an absolute path");
-            goto error;
-        }
-        while (len > 0 && p[len - 1] == '/')
-            len--;
-        if ((f->root = PyBytes_FromStringAndSize(p, len)) == NULL)
-            goto error;
-    }
     Py_INCREF(fallback);
     f->fallback = fallback;
-    Py_INCREF(ctype);
-    f->content_type = ctype;
-    if ((f->h_etag = PyUnicode_InternFromString("ETag")) == NULL ||
-        (f->h_last_modified = PyUnicode_InternFromString("Last-Modified")) == NULL ||
-        (f->h_accept_ranges = PyUnicode_InternFromString("Accept-Ranges")) == NULL ||
-        (f->v_bytes = PyUnicode_InternFromString("bytes")) == NULL)
-        goto error;
     Py_DECREF(path);
     return (PyObject *)f;
 error:
@@ -358,23 +476,14 @@ error:
 
 static int files_traverse(FilesObject *f, visitproc visit, void *arg)
 {
-    int i;
     Py_VISIT(Py_TYPE(f));
     Py_VISIT(f->fallback);
-    Py_VISIT(f->content_type);
-    for (i = 0; i < f->n_exts; i++)
-        Py_VISIT(f->exts[i].ctype);
     return 0;
 }
 
 static int files_clear(FilesObject *f)
 {
-    int i;
     Py_CLEAR(f->fallback);
-    Py_CLEAR(f->content_type);
-    for (i = 0; i < f->n_exts; i++)
-        Py_CLEAR(f->exts[i].ctype);
-    f->n_exts = 0;
     return 0;
 }
 
@@ -383,11 +492,6 @@ static void files_dealloc(FilesObject *f)
     PyTypeObject *tp = Py_TYPE(f);
     PyObject_GC_UnTrack(f);
     files_clear(f);
-    Py_CLEAR(f->h_etag);
-    Py_CLEAR(f->h_last_modified);
-    Py_CLEAR(f->h_accept_ranges);
-    Py_CLEAR(f->v_bytes);
-    Py_CLEAR(f->lm_str);
     Py_CLEAR(f->root);
     tp->tp_free(f);
     Py_DECREF(tp);
@@ -424,7 +528,7 @@ static PyType_Slot files_slots[] = {
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_getset, files_getset},
     {Py_tp_members, files_members},
-    {Py_tp_doc, "StaticFiles(root, fallback, content_type): add_static's view."},
+    {Py_tp_doc, "StaticFiles(root, fallback): add_static's view."},
     {0, NULL},
 };
 

@@ -163,6 +163,8 @@ static PyMethodDef mod_methods[] = {
     {"http_date", mod_http_date, METH_NOARGS, "The cached Date header value."},
     {"_parse", mod_parse_debug, METH_VARARGS, "Parse one request head (tests)."},
     {"_json_loads", json_py_loads, METH_O, "json_decode(bytes) (tests)."},
+    {"_file_hits", files_py_hits, METH_NOARGS,
+     "Response(file=...) answers made in C so far (tests)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -364,6 +366,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->FileType);
     Py_CLEAR(st->BadRequest);
     json_clear(st);
+    files_cache_free(st);
     Py_CLEAR(st->WebSocketType);
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->WebSocketClosed);

@@ -663,6 +663,36 @@ def file_unreachable(request):
     return Response(file=os.path.join(os.environ["FULMEN_API_STATIC"], name))
 
 
+def _file_variant(request):
+    """FileResponse of a file below the static directory, built as `how`
+    says (for test_files: the C and Python answers side by side)."""
+    how, name = request.match_dict["how"], request.match_dict["name"]
+    path = os.path.join(os.environ["FULMEN_API_STATIC"], name)
+    if how == "headers-dict":
+        r = FileResponse(path, headers={"X-File": "1", "Cache-Control": "max-age=60"})
+    elif how == "headers-list":
+        r = FileResponse(path, headers=[("X-File", "1"), ("X-File", "2")])
+    elif how == "mime":
+        r = FileResponse(path, mime_type="application/x-custom")
+    else:
+        r = FileResponse(path)
+    if how == "cookie":
+        r.set_cookie("sess", "abc", max_age=60)
+    elif how == "simplecookie":
+        c = SimpleCookie()
+        c["k"] = "v"
+        r.cookies = c
+    return r
+
+
+def file_variant(request):
+    return _file_variant(request)
+
+
+def file_variant_python(request):
+    return fulmen.streams._file_response(request, _file_variant(request))
+
+
 # ---- the route table ----------------------------------------------------------
 
 r.add_route("/r/info", info, name="info")
@@ -745,6 +775,9 @@ r.add_route("/f/mime", file_mime)
 r.add_route("/f/missing", file_missing)
 r.add_route("/f/dir", file_dir)
 r.add_route("/f/unreachable/{how}", file_unreachable)
+r.add_route("/fv/{how}/{name:path}", file_variant)
+r.add_route("/pyfv/{how}/{name:path}", file_variant_python)
+r.add_route("/file-hits", lambda request: request.Response(text=str(fulmen._core._file_hits())))
 r.add_static("/static", os.environ["FULMEN_API_STATIC"])
 # add_static's view answers the usual request in C; /pystatic gives every
 # request to its Python view, and /static-hits says how many the C one kept
