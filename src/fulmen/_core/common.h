@@ -431,7 +431,6 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
 
 /* ws.c */
 extern PyType_Spec ws_spec;
-
 WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
                         PyObject *subprotocol, uint64_t max_message,
                         const ws_deflate_params *dp, double ping_interval,
