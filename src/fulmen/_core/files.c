@@ -3,12 +3,13 @@
  *
  * Two ways in, one answer.  StaticFiles(root, fallback) is the view
  * add_static registers; files_response() resolves a Response(file=path)
- * a view returned.  Both answer here, with no Python run, the request a
+ * a view returned.  Both answer here, with no Python run, the requests a
  * site sees most: GET of a whole regular file of at most FILES_SMALL
- * bytes, with no Range nor conditional header.  The answer is the one
- * fulmen.streams gives (ETag, Last-Modified, Accept-Ranges, the same
- * Content-Type), and every other case goes to it: 304, 206, 412, HEAD,
- * big files (streamed), errors (403, 404).
+ * bytes, and its revalidation (If-None-Match, or an If-Modified-Since
+ * that repeats Last-Modified: 304 for a file of any size).  The answer is
+ * the one fulmen.streams gives (ETag, Last-Modified, Accept-Ranges, the
+ * same Content-Type), and every other case goes to it: 206, 412, other
+ * dates, HEAD, big files (streamed), errors (403, 404).
  *
  * StaticFiles also takes only a plain path (no escape, no "." or ".."
  * segment, no empty one), opened with one openat2() of root/path that
@@ -47,7 +48,9 @@ struct files_cache {
     PyObject *ext_ctype;    /* streams._ext_content_type */
     PyObject *h_etag, *h_last_modified, *h_accept_ranges, *v_bytes;
     int64_t lm_sec;         /* the last Last-Modified formatted */
-    PyObject *lm_str;
+    PyObject *lm_str;       /* ... as a str, */
+    char lm_buf[40];        /* ... and its lm_len bytes */
+    int lm_len;
     files_ext exts[FILES_EXT_SLOTS];
     int n_exts;
     unsigned long long hits; /* Response(file=...) answered here (tests) */
@@ -130,32 +133,86 @@ static int files_plain_path(const char *rel, size_t n)
     return 1;
 }
 
-/* The request has a header that can change a file's answer: Range or a
- * precondition (streams._conditional). */
-static int files_conditional(RequestObject *r)
+/* The validators a request sent, when it sent only these two of the
+ * headers that can change a file's answer. */
+typedef struct {
+    const char *inm, *ims; /* If-None-Match, If-Modified-Since values, or NULL */
+    size_t inm_len, ims_len;
+} files_cond;
+
+/* Sort the request's headers that can change a file's answer: 0 and cd
+ * filled (If-None-Match and If-Modified-Since, once each at most, in
+ * ASCII, are weighed here), or -1 when Python must weigh them (Range,
+ * If-Match, If-Unmodified-Since, a repeated or non-ASCII one). */
+static int files_conditions(RequestObject *r, files_cond *cd)
 {
     static const struct {
         const char *name;
         uint8_t len;
-    } names[] = {{"range", 5},
-                 {"if-match", 8},
-                 {"if-none-match", 13},
+    } names[] = {{"if-none-match", 13},
                  {"if-modified-since", 17},
+                 {"range", 5},
+                 {"if-match", 8},
                  {"if-unmodified-since", 19}};
     uint32_t i;
     size_t k, j;
+    memset(cd, 0, sizeof(*cd));
     for (i = 0; i < r->h.num_headers; i++) {
         const h1_header *h = &r->h.headers[i];
-        const char *p = r->base + h->name.off;
+        const char *p = r->base + h->name.off, *v = r->base + h->value.off;
         for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
             if (h->name.len != names[k].len)
                 continue;
             for (j = 0; j < names[k].len && (p[j] | 0x20) == names[k].name[j]; j++)
                 ;
-            if (j == names[k].len)
-                return 1;
+            if (j < names[k].len)
+                continue;
+            if (k >= 2 || (k == 0 ? cd->inm : cd->ims) != NULL)
+                return -1;
+            for (j = 0; j < h->value.len; j++)
+                if ((unsigned char)v[j] >= 0x80)
+                    return -1;
+            if (k == 0) {
+                cd->inm = v;
+                cd->inm_len = h->value.len;
+            } else {
+                cd->ims = v;
+                cd->ims_len = h->value.len;
+            }
         }
     }
+    return 0;
+}
+
+/* streams._not_modified for the validators in cd: 1 (304), 0 (the file),
+ * -1 (Python must tell: an If-Modified-Since in another form than this
+ * Last-Modified).  If-None-Match, when sent, decides alone (RFC 9110
+ * 13.2.2): a "*", the ETag or its weak form among its comma-separated
+ * members. */
+static int files_not_modified(const files_cond *cd, const char *etag, size_t elen,
+                              const char *lm, size_t lmlen)
+{
+    if (cd->inm != NULL) {
+        const char *v = cd->inm, *end = v + cd->inm_len;
+        while (v <= end) {
+            const char *c = memchr(v, ',', (size_t)(end - v)), *a = v, *b = c ? c : end;
+            size_t n;
+            while (a < b && (*a == ' ' || *a == '\t'))
+                a++;
+            while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+                b--;
+            n = (size_t)(b - a);
+            if ((n == 1 && *a == '*') || (n == elen && memcmp(a, etag, n) == 0) ||
+                (n == elen + 2 && a[0] == 'W' && a[1] == '/' && memcmp(a + 2, etag, elen) == 0))
+                return 1;
+            if (c == NULL)
+                break;
+            v = c + 1;
+        }
+        return 0;
+    }
+    if (cd->ims != NULL)
+        return cd->ims_len == lmlen && memcmp(cd->ims, lm, lmlen) == 0 ? 1 : -1;
     return 0;
 }
 
@@ -240,7 +297,7 @@ static int files_open(FilesObject *f, const char *rel, size_t n)
  * no IMF-fixdate). */
 static PyObject *files_last_modified(files_cache *fc, int64_t sec)
 {
-    char buf[64];
+    char buf[sizeof(fc->lm_buf)];
     if (fc->lm_str == NULL || fc->lm_sec != sec) {
         PyObject *s;
         int n = mod_format_date(buf, sizeof(buf), sec);
@@ -250,6 +307,8 @@ static PyObject *files_last_modified(files_cache *fc, int64_t sec)
             return NULL;
         Py_XSETREF(fc->lm_str, s);
         fc->lm_sec = sec;
+        memcpy(fc->lm_buf, buf, (size_t)n);
+        fc->lm_len = n;
     }
     Py_INCREF(fc->lm_str);
     return fc->lm_str;
@@ -305,43 +364,51 @@ static PyObject *files_app_headers(PyObject *h)
     return PyList_GetSlice(h, 0, PyList_GET_SIZE(h));
 }
 
-/* The answer for an open regular file: 200 with its bytes, headers (the
- * app's, then ETag, Last-Modified and Accept-Ranges), the Content-Type
- * ctype and cookies (both may be NULL).  NULL with no exception: Python
- * should answer; NULL with one: an error. */
+/* The answer for an open regular file, given the request's validators
+ * cd: 304, or 200 with its bytes when it has at most FILES_SMALL; headers
+ * (the app's, then ETag, Last-Modified and Accept-Ranges), the
+ * Content-Type ctype (200 only) and cookies (both may be NULL).  NULL
+ * with no exception: Python should answer; NULL with one: an error. */
 static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const struct stat *sb,
-                              PyObject *headers, PyObject *ctype, PyObject *cookies)
+                              const files_cond *cd, PyObject *headers, PyObject *ctype,
+                              PyObject *cookies)
 {
     ResponseObject *r = NULL;
     PyObject *body = NULL, *etag = NULL, *lm = NULL, *list = NULL, *more = NULL;
     char buf[64];
     int64_t mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
-    int n;
-    if (mtime_ns < 0 || (list = files_app_headers(headers)) == NULL)
+    int n, nm;
+    if (mtime_ns < 0)
         goto error;
     n = snprintf(buf, sizeof(buf), "\"%llx-%llx\"", (unsigned long long)mtime_ns,
                  (unsigned long long)sb->st_size);
-    if ((etag = PyUnicode_FromStringAndSize(buf, n)) == NULL ||
-        (lm = files_last_modified(fc, (int64_t)sb->st_mtim.tv_sec)) == NULL)
+    if ((lm = files_last_modified(fc, (int64_t)sb->st_mtim.tv_sec)) == NULL)
+        goto error;
+    nm = files_not_modified(cd, buf, (size_t)n, fc->lm_buf, (size_t)fc->lm_len);
+    if (nm < 0 || (nm == 0 && sb->st_size > FILES_SMALL))
+        goto error;
+    if ((list = files_app_headers(headers)) == NULL ||
+        (etag = PyUnicode_FromStringAndSize(buf, n)) == NULL)
         goto error;
     more = Py_BuildValue("[(OO)(OO)(OO)]", fc->h_etag, etag, fc->h_last_modified, lm,
                          fc->h_accept_ranges, fc->v_bytes);
     if (more == NULL || PyList_SetSlice(list, PyList_GET_SIZE(list), PyList_GET_SIZE(list),
                                         more) < 0)
         goto error;
-    body = files_read(st, fd, (size_t)sb->st_size);
-    if (body == NULL)
+    if (nm == 0 && (body = files_read(st, fd, (size_t)sb->st_size)) == NULL)
         goto error;
-    r = (ResponseObject *)resp_new_simple(st, 200, NULL, list);
+    r = (ResponseObject *)resp_new_simple(st, nm ? 304 : 200, NULL, list);
     if (r == NULL)
         goto error;
-    r->body = body;
-    r->kind = RESP_BODY;
-    Py_XINCREF(ctype);
-    r->content_type = ctype;
+    if (nm == 0) { /* a 304 has no body, nor a Content-Type (streams) */
+        r->body = body;
+        r->kind = RESP_BODY;
+        body = NULL;
+        Py_XINCREF(ctype);
+        r->content_type = ctype;
+    }
     Py_XINCREF(cookies);
     r->cookies = cookies;
-    body = NULL;
 error:
     Py_XDECREF(body);
     Py_XDECREF(etag);
@@ -351,15 +418,15 @@ error:
     return (PyObject *)r;
 }
 
-/* fstat() the open fd: a regular file small enough is answered, else
- * NULL (see files_answer).  Closes fd. */
-static PyObject *files_answer_fd(fulmen_state *st, files_cache *fc, int fd, PyObject *headers,
-                                 PyObject *ctype, PyObject *cookies)
+/* fstat() the open fd: a regular file is answered (see files_answer).
+ * Closes fd. */
+static PyObject *files_answer_fd(fulmen_state *st, files_cache *fc, int fd, const files_cond *cd,
+                                 PyObject *headers, PyObject *ctype, PyObject *cookies)
 {
     struct stat sb;
     PyObject *res = NULL;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size <= FILES_SMALL)
-        res = files_answer(st, fc, fd, &sb, headers, ctype, cookies);
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+        res = files_answer(st, fc, fd, &sb, cd, headers, ctype, cookies);
     close(fd);
     return res;
 }
@@ -369,8 +436,10 @@ PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp)
     ResponseObject *f = (ResponseObject *)resp;
     files_cache *fc;
     PyObject *path = NULL, *ctype, *cookies = f->cookies, *res = NULL;
+    files_cond cd;
     int fd;
-    if (req == NULL || req->h.method_id != H1_M_GET || f->code != 200 || files_conditional(req))
+    if (req == NULL || req->h.method_id != H1_M_GET || f->code != 200 ||
+        files_conditions(req, &cd) < 0)
         return NULL;
     if (cookies != NULL && PyDict_GET_SIZE(cookies) == 0) /* a dict or SimpleCookie */
         cookies = NULL;
@@ -387,7 +456,7 @@ PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp)
     do
         fd = open(PyBytes_AS_STRING(path), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     while (fd < 0 && errno == EINTR);
-    if (fd >= 0 && (res = files_answer_fd(st, fc, fd, f->headers, ctype, cookies)) != NULL)
+    if (fd >= 0 && (res = files_answer_fd(st, fc, fd, &cd, f->headers, ctype, cookies)) != NULL)
         fc->hits++;
 done:
     Py_DECREF(path);
@@ -405,6 +474,7 @@ static PyObject *files_call(PyObject *self, PyObject *const *args, size_t nargsf
 {
     FilesObject *f = (FilesObject *)self;
     files_cache *fc;
+    files_cond cd;
     RequestObject *r;
     PyObject *ctype, *res;
     const char *rel;
@@ -418,13 +488,13 @@ static PyObject *files_call(PyObject *self, PyObject *const *args, size_t nargsf
         goto fallback;
     rel = r->base + r->params[0].off;
     n = r->params[0].len;
-    if (!files_plain_path(rel, n) || files_conditional(r))
+    if (!files_plain_path(rel, n) || files_conditions(r, &cd) < 0)
         goto fallback;
     if ((fc = files_cache_get(f->st)) == NULL)
         return NULL;
     if ((ctype = files_ctype(fc, rel, n)) == NULL || (fd = files_open(f, rel, n)) < 0)
         goto fallback;
-    res = files_answer_fd(f->st, fc, fd, NULL, ctype, NULL);
+    res = files_answer_fd(f->st, fc, fd, &cd, NULL, ctype, NULL);
     if (res != NULL) {
         f->hits++;
         return res;
