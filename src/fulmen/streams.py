@@ -241,20 +241,6 @@ def _parse_range(value, size):
     return start, min(end, size - 1)
 
 
-def _last_modified(mtime):
-    """Last-Modified for an mtime, formatted once per second of mtime."""
-    t = int(mtime)
-    v = _LAST_MODIFIED.get(t)
-    if v is None:
-        if len(_LAST_MODIFIED) >= 1024:
-            _LAST_MODIFIED.clear()
-        v = _LAST_MODIFIED[t] = email.utils.formatdate(t, usegmt=True)
-    return v
-
-
-_LAST_MODIFIED = {}
-
-
 def _small_file(path, size, code, headers, ctype):
     """A small file read whole into the response (the first size bytes:
     its stat() gave the headers; fewer if it got shorter since)."""
@@ -323,7 +309,7 @@ def _file_answer(request, resp):
     etag = _etag(st)
     headers = _headers_list(resp)
     headers += [("ETag", etag),
-                ("Last-Modified", _last_modified(st.st_mtime)),
+                ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
                 ("Accept-Ranges", "bytes")]
     ctype = resp.mime_type
     if ctype is None:
