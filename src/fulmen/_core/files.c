@@ -140,47 +140,38 @@ typedef struct {
     size_t inm_len, ims_len;
 } files_cond;
 
+/* One validator header: 0 with *v (NULL when absent) and *n, or -1 when
+ * it is repeated or not ASCII (Python weighs it). */
+static int files_validator(RequestObject *r, const char *lname, const char **v, size_t *n)
+{
+    int i = req_find_header(r, lname);
+    size_t j;
+    *v = NULL;
+    *n = 0;
+    if (i < 0)
+        return 0;
+    if (req_find_header_from(r, lname, (uint32_t)i + 1) >= 0)
+        return -1;
+    *v = r->base + r->h.headers[i].value.off;
+    *n = r->h.headers[i].value.len;
+    for (j = 0; j < *n; j++)
+        if ((unsigned char)(*v)[j] >= 0x80)
+            return -1;
+    return 0;
+}
+
 /* Sort the request's headers that can change a file's answer: 0 and cd
  * filled (If-None-Match and If-Modified-Since, once each at most, in
  * ASCII, are weighed here), or -1 when Python must weigh them (Range,
  * If-Match, If-Unmodified-Since, a repeated or non-ASCII one). */
 static int files_conditions(RequestObject *r, files_cond *cd)
 {
-    static const struct {
-        const char *name;
-        uint8_t len;
-    } names[] = {{"if-none-match", 13},
-                 {"if-modified-since", 17},
-                 {"range", 5},
-                 {"if-match", 8},
-                 {"if-unmodified-since", 19}};
-    uint32_t i;
-    size_t k, j;
-    memset(cd, 0, sizeof(*cd));
-    for (i = 0; i < r->h.num_headers; i++) {
-        const h1_header *h = &r->h.headers[i];
-        const char *p = r->base + h->name.off, *v = r->base + h->value.off;
-        for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-            if (h->name.len != names[k].len)
-                continue;
-            for (j = 0; j < names[k].len && (p[j] | 0x20) == names[k].name[j]; j++)
-                ;
-            if (j < names[k].len)
-                continue;
-            if (k >= 2 || (k == 0 ? cd->inm : cd->ims) != NULL)
-                return -1;
-            for (j = 0; j < h->value.len; j++)
-                if ((unsigned char)v[j] >= 0x80)
-                    return -1;
-            if (k == 0) {
-                cd->inm = v;
-                cd->inm_len = h->value.len;
-            } else {
-                cd->ims = v;
-                cd->ims_len = h->value.len;
-            }
-        }
-    }
+    if (req_find_header(r, "range") >= 0 || req_find_header(r, "if-match") >= 0 ||
+        req_find_header(r, "if-unmodified-since") >= 0)
+        return -1;
+    if (files_validator(r, "if-none-match", &cd->inm, &cd->inm_len) < 0 ||
+        files_validator(r, "if-modified-since", &cd->ims, &cd->ims_len) < 0)
+        return -1;
     return 0;
 }
 
