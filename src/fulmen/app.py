@@ -121,6 +121,7 @@ def _run_error_handler(handler, request, exc):
 _ignore_run = False
 
 _MAX_SECONDS = 365 * 24 * 3600.0
+_WORKER_TIMEOUT = 30.0      # run(worker_timeout=None) under a master, without reload
 _MAX_SIZE = 1 << 62
 
 
@@ -586,14 +587,19 @@ class Application:
             backlog=1024, reload=False, ssl=None, uds=None, fd=None,
             graceful_timeout=30.0, max_requests=None, max_requests_jitter=0,
             max_rss=None, proxy_headers=None, forwarded_allow_ips=None,
-            access_log=None, access_log_format=None):
+            access_log=None, access_log_format=None, worker_timeout=None):
         """Bind and serve until SIGTERM/SIGINT.
 
         worker_num=None serves in this process (the simplest to debug).  Any
         number starts a supervisor instead: a master that serves nothing and
         keeps worker_num forked workers running (0 means one per CPU).  So do
-        reload=True, max_requests and max_rss, which need someone to restart
-        the worker.
+        reload=True, max_requests, max_rss and worker_timeout, which need
+        someone to restart the worker.
+
+        worker_timeout: a worker whose event loop does not turn for that many
+        seconds (a view that blocks) is killed, with its traceback printed,
+        and replaced.  None means 30 s under a master (off with reload, where
+        a debugger may stop a worker), 0 turns it off.
 
         The socket is TCP on (host, port) (IPv4, or IPv6 when host has a
         ':'), or the unix socket uds, or the inherited listening socket fd; a
@@ -617,6 +623,9 @@ class Application:
                     or not 0 < max_rss < float("inf")):
                 raise ValueError("max_rss must be more than 0 MB, not %r" % (max_rss,))
             max_rss = float(max_rss)
+        if worker_timeout is not None and (isinstance(worker_timeout, bool)
+                                           or worker_timeout != 0):   # 0: off
+            worker_timeout = _check_seconds("worker_timeout", worker_timeout)
         if not isinstance(host, str):
             raise ValueError("host must be a str, not %r" % (host,))
         if fd is not None and (isinstance(fd, bool) or not isinstance(fd, int) or fd < 0):
@@ -631,13 +640,17 @@ class Application:
         ctx = _ssl_context(ssl)
         self._backlog = _check_size("backlog", backlog, 1)
         from . import supervisor
+        inprocess = worker_num is None and not (reload or max_requests or max_rss
+                                                or worker_timeout)
+        if worker_timeout is None:
+            worker_timeout = 0.0 if reload else _WORKER_TIMEOUT
         options = dict(graceful_timeout=graceful_timeout, ssl=ctx,
                        max_requests=max_requests, max_requests_jitter=max_requests_jitter,
-                       max_rss=max_rss, reload=bool(reload))
+                       max_rss=max_rss, reload=bool(reload),
+                       worker_timeout=float(worker_timeout))
         if os.environ.get(supervisor.WORKER_ENV):
             # a worker that a reloading master started by running us again
             raise SystemExit(supervisor.exec_worker_main(self, **options))
-        inprocess = worker_num is None and not (reload or max_requests or max_rss)
         # a supervisor makes one SO_REUSEPORT socket per worker (supervisor.py)
         sock = _listener(host, port, backlog, uds, fd, reuseport=not inprocess)
         made = _file_id(uds)

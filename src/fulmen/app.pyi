@@ -102,4 +102,5 @@ class Application:
         forwarded_allow_ips: str | tuple[str, ...] | list[str] | None = None,
         access_log: bool | None = None,
         access_log_format: Literal["text", "json"] | None = None,
+        worker_timeout: float | None = None,
     ) -> None: ...

@@ -106,6 +106,10 @@ def main(argv=None):
                    help="add a random 0..N to --max-requests, per worker")
     g.add_argument("--max-rss", type=float, metavar="MB",
                    help="replace a worker whose resident memory exceeds MB")
+    g.add_argument("--worker-timeout", type=float, metavar="SECONDS",
+                   help="kill and replace a worker whose event loop is blocked this "
+                        "long, printing its traceback (default 30 with workers, "
+                        "none with --reload; 0: never)")
     g.add_argument("--reload", action="store_true",
                    help="restart the worker when a .py file of the app changes")
     g = p.add_argument_group("proxies and logging")
@@ -139,6 +143,7 @@ def main(argv=None):
                 uds=args.uds, fd=args.fd, graceful_timeout=args.graceful_timeout,
                 max_requests=args.max_requests,
                 max_requests_jitter=args.max_requests_jitter, max_rss=args.max_rss,
+                worker_timeout=args.worker_timeout,
                 # None, for an option not given, keeps what the application
                 # set (Application(log_request=True) turns the access log on)
                 proxy_headers=args.proxy_headers or None,

@@ -6,8 +6,9 @@ file descriptor:
 
   * the signal wakeup pipe (SIGTERM, SIGINT, SIGHUP, SIGCHLD),
   * one control socket per worker, on which the worker says "ready" once it
-    accepts connections and "recycle ..." when it wants to be replaced
-    (--max-requests, --max-rss),
+    accepts connections, "recycle ..." when it wants to be replaced
+    (--max-requests, --max-rss), and "beat" from its event loop every second
+    (a quarter of --worker-timeout when that is shorter),
   * with --reload, the file watcher (reloader.py).
 
 Load spreading: a TCP address gets one SO_REUSEPORT listening socket per
@@ -26,6 +27,14 @@ one worker at a time.  Workers are marked with the generation they were
 started in; SIGHUP and code changes bump the generation, and a worker of an
 older generation (or one that asked to be recycled) is "stale".
 
+A worker whose event loop stops turning (a view that blocks: an endless
+loop, a lock or a socket with no timeout) says nothing more.  Once no word
+came from it for --worker-timeout seconds, the master sends it SIGABRT:
+faulthandler, enabled in every worker, prints every thread's traceback to
+stderr, which shows the line that blocks, and the worker dies; SIGKILL
+follows _KILL_MARGIN later if SIGABRT did not end it.  It is replaced like
+any worker that dies.
+
 Workers die with the master: PR_SET_PDEATHSIG sends them SIGTERM (a graceful
 stop) when it dies, and the control socket reaching EOF does the same where
 prctl is not available.
@@ -37,6 +46,7 @@ control socket through the FULMEN_WORKER environment variable, which makes
 Application.run() call exec_worker_main().
 """
 import ctypes
+import faulthandler
 import json
 import os
 import random
@@ -59,6 +69,7 @@ _START_REPORT = 10.0       # a worker not "ready" yet is reported this often
 _STABLE = 1.0              # a worker that dies sooner after its "ready" crashed on start
 _KILL_MARGIN = 2.0          # after graceful_timeout, for on_shutdown hooks, then SIGKILL
 _RELOAD_DEBOUNCE = 0.05     # a save is often several file events
+_BEAT = 1.0                 # a worker's "beat" interval (at most a quarter of the timeout)
 
 
 def _log(msg):
@@ -100,15 +111,19 @@ def _rss_mb():
 # ---- the worker side ---------------------------------------------------------------
 
 def worker_main(app, sock, conn, master_pid, *, graceful_timeout, ssl, max_requests,
-                max_requests_jitter, max_rss, reload):
+                max_requests_jitter, max_rss, reload, worker_timeout):
     """Serve sock in this worker process until SIGTERM; return the exit code.
 
     conn is the worker's end of its control socket.  Once listening, the
     worker writes "ready" (and with reload the files of its modules); it
     checks its request count and RSS every second and writes "recycle" when
-    over a limit, and it stops gracefully when the master goes away.
+    over a limit, it writes "beat" while its loop turns (worker_timeout),
+    and it stops gracefully when the master goes away.
     """
     set_pdeathsig(signal.SIGTERM)
+    # a crash, or the master's SIGABRT for a blocked loop, prints where
+    # every thread was
+    faulthandler.enable(all_threads=True)
     if os.getppid() != master_pid:          # the master died before prctl
         return 0
     import uvloop
@@ -156,8 +171,16 @@ def worker_main(app, sock, conn, master_pid, *, graceful_timeout, ssl, max_reque
             send("modules " + json.dumps(module_files()))
         loop.call_later(1.0, report_modules)
 
+    def beat():
+        send("beat")
+        loop.call_later(beat_every, beat)
+
+    beat_every = min(_BEAT, worker_timeout / 4) if worker_timeout else None
+
     def listening():
         send("ready")
+        if beat_every:
+            loop.call_later(beat_every, beat)
         if reload:
             report_modules()
         conn.setblocking(False)
@@ -208,7 +231,7 @@ def module_files():
 
 class _Worker:
     __slots__ = ("pid", "slot", "conn", "gen", "ready", "ready_at", "stale", "retiring",
-                 "kill_at", "buf", "proc", "started", "report_at")
+                 "kill_at", "buf", "proc", "started", "report_at", "heard_at")
 
     def __init__(self, pid, slot, conn, gen, proc=None):
         self.pid = pid
@@ -224,6 +247,7 @@ class _Worker:
         self.proc = proc            # the Popen of a worker started by exec
         self.started = time.monotonic()
         self.report_at = self.started + _START_REPORT  # not ready by then: said
+        self.heard_at = self.started    # its last message (a serving one beats)
 
 
 class Supervisor:
@@ -231,7 +255,8 @@ class Supervisor:
     exit code once every worker has stopped."""
 
     def __init__(self, app, sock, *, workers=1, graceful_timeout=30.0, ssl=None,
-                 max_requests=None, max_requests_jitter=0, max_rss=None, reload=False):
+                 max_requests=None, max_requests_jitter=0, max_rss=None, reload=False,
+                 worker_timeout=None):
         self.app = app
         self.n = max(1, workers)
         self.socks = [sock]
@@ -247,11 +272,13 @@ class Supervisor:
                     s.close()
                 raise
         self.graceful_timeout = graceful_timeout
+        self.worker_timeout = worker_timeout
         self.reload = reload
         self.worker_options = dict(graceful_timeout=graceful_timeout, ssl=ssl,
                                    max_requests=max_requests,
                                    max_requests_jitter=max_requests_jitter,
-                                   max_rss=max_rss, reload=reload)
+                                   max_rss=max_rss, reload=reload,
+                                   worker_timeout=worker_timeout)
         self.workers = {}           # pid -> _Worker
         self.gen = 0
         self.failures = 0           # start-up failures in a row
@@ -314,6 +341,13 @@ class Supervisor:
                     _log("worker %d still running after the graceful timeout: SIGKILL" % w.pid)
                     _kill(w.pid, signal.SIGKILL)
                     w.kill_at = None
+                if self._silent(w) and now >= w.heard_at + self.worker_timeout:
+                    _log("worker %d: no word from it for %.0f s (--worker-timeout), its "
+                         "event loop is blocked: SIGABRT (its traceback follows)"
+                         % (w.pid, now - w.heard_at))
+                    _kill(w.pid, signal.SIGABRT)
+                    w.retiring = True   # dying: replaced now, not waited for
+                    w.kill_at = now + _KILL_MARGIN
                 if not w.ready and not w.retiring and now >= w.report_at:
                     # a start (a replacement's, on SIGHUP, too) that takes
                     # long: say so, the old workers serve on meanwhile
@@ -335,6 +369,8 @@ class Supervisor:
         now = time.monotonic()
         times = [w.kill_at for w in self.workers.values() if w.kill_at is not None]
         times += [w.report_at for w in self.workers.values() if not w.ready and not w.retiring]
+        times += [w.heard_at + self.worker_timeout for w in self.workers.values()
+                  if self._silent(w)]
         if not self.stopping:
             if self.reload_at is not None:
                 times.append(self.reload_at)
@@ -394,6 +430,7 @@ class Supervisor:
         if not data:                    # the worker is exiting; _reap logs it
             self.sel.unregister(conn)
             return None
+        w.heard_at = time.monotonic()
         w.buf += data
         while b"\n" in w.buf:
             line, w.buf = w.buf.split(b"\n", 1)
@@ -424,6 +461,10 @@ class Supervisor:
             self._retire(min(stale, key=lambda o: (o.slot != w.slot, o.gen)))
 
     # -- keeping N workers -----------------------------------------------------------
+
+    def _silent(self, w):
+        """w serves and should be beating (the watchdog applies to it)."""
+        return bool(self.worker_timeout) and w.ready and not w.retiring
 
     def _is_stale(self, w):
         return w.stale or w.gen != self.gen

@@ -462,6 +462,8 @@ def test_port_in_use_by_a_master_is_refused(app_dir, workers):
     (("--port", "70000"), "fulmen: port must be from 0 to 65535, not 70000"),
     (("--port", "-1"), "fulmen: port must be from 0 to 65535, not -1"),
     (("--max-rss", "0"), "fulmen: max_rss must be more than 0 MB, not 0.0"),
+    (("--worker-timeout", "-5"),
+     "fulmen: worker_timeout must be more than 0 and at most 31536000 seconds, not -5.0"),
     (("--fd", "99"), "fulmen: cannot serve fd 99: [Errno 9] Bad file descriptor"),
     (("--uds", "/nonexistent-dir/app.sock"),
      "fulmen: cannot listen on unix:/nonexistent-dir/app.sock: "

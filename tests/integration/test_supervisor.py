@@ -41,6 +41,14 @@ async def slow(request):
     await asyncio.sleep(float(request.query.get("s", "1")))
     return request.Response(text="slow done")
 
+def block(request):
+    # a view that blocks its worker's event loop (a lock or a socket
+    # without a timeout, say)
+    sys.stderr.write("blocking in %d\\n" % os.getpid())
+    sys.stderr.flush()
+    import threading
+    threading.Event().wait()
+
 def headers(request):
     return request.Response(json={"headers": dict(request.headers),
                                   "remote_addr": request.remote_addr,
@@ -82,6 +90,7 @@ def crash_soon_if_flagged(app):
 app.router.add_route("/", hello)
 app.router.add_route("/pid", pid)
 app.router.add_route("/slow", slow)
+app.router.add_route("/block", block)
 app.router.add_route("/headers", headers)
 app.router.add_route("/settings", settings)
 app.router.add_route("/small-body", hello, methods=["POST"], max_body_size=1000)
@@ -599,6 +608,45 @@ def test_workers_that_crash_right_after_starting_back_off(app_dir):
         mark = srv.mark()
         srv.wait_workers(1, mark)
         assert get(srv.port).body == b"Hello world!"
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+def test_a_worker_whose_loop_blocks_is_replaced_with_its_traceback(app_dir):
+    srv = fulmen_proc(app_dir, "--workers", "1", "--worker-timeout", "1").start()
+    try:
+        first = srv.wait_workers(1)[0]
+        mark = srv.mark()
+        with Conn(srv.port) as c:
+            c.send(build_request("GET", "/block"))
+            srv.wait_line(r"^blocking in %d$" % first, mark)
+            srv.wait_line(r"worker %d: no word from it for \d+ s \(--worker-timeout\), its "
+                          r"event loop is blocked: SIGABRT" % first, mark)
+            # faulthandler's dump: the line that blocks, in the app's view
+            srv.wait_line(r'File ".*supapp\.py", line \d+ in block$', mark)
+            srv.wait_line(r"worker %d was killed by signal SIGABRT" % first, mark)
+            # the blocked request's connection goes with its worker
+            with pytest.raises((EOFError, ConnectionError)):
+                c.read_final()
+        new = srv.wait_workers(1, mark)[0]
+        assert new != first
+        assert get(srv.port, "/pid").body == str(new).encode()
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+
+
+def test_a_worker_that_awaits_longer_than_the_timeout_is_left_alone(app_dir):
+    # the timeout is about the event loop, not the requests: an async view
+    # that awaits three times --worker-timeout keeps its worker
+    srv = fulmen_proc(app_dir, "--workers", "1", "--worker-timeout", "0.5").start()
+    try:
+        first = srv.wait_workers(1)[0]
+        mark = srv.mark()
+        with Conn(srv.port) as c:
+            r = c.request("GET", "/slow?s=1.5")
+        assert (r.status, r.body) == (200, b"slow done")
+        assert get(srv.port, "/pid").body == str(first).encode()
+        assert not [line for line in srv.lines[mark:] if "no word" in line or "killed" in line]
     finally:
         assert stop_master(srv) == 0, srv.stderr()
 
