@@ -183,3 +183,36 @@ def test_a_ready_answer_does_not_wait_for_a_slow_one_behind_it(app):
                 break
         assert other.request("GET", "/release").body == b"released"
         assert c.read_response().body == b"/hold/second"
+
+
+def test_out_of_descriptors_at_the_first_read_leaves_direct_io_on(tmp_path):
+    # A flood of connections uses up the server's descriptors before any
+    # request came: the epoll set that direct I/O needs cannot be made at
+    # the first read.  That connection stays with the transport; once
+    # descriptors are free again, the next one goes direct.
+    import sys
+    from .server import APPS, Server
+    code = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)); "
+            "sys.argv = [sys.argv[1]]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    srv = Server([sys.executable, "-c", code, APPS + "/basic.py"]).start()
+    try:
+        flood = []
+        for _ in range(60):
+            flood.append(Conn(srv.port, timeout=2))
+        first = flood.pop(0)
+        assert first.request("GET", "/p/1").body == b"1"   # no descriptor for epoll now
+        mode = first.request("GET", "/io").json()
+        assert mode["direct_io"] is True and mode["direct"] == 0, mode
+        for c in flood:
+            c.close()
+        for _ in range(1000):           # until the server has seen the closes
+            if first.request("GET", "/io").json()["connections"] <= 1:
+                break
+        first.close()
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/p/2").body == b"2"
+            mode = c.request("GET", "/io").json()
+        assert (mode["direct_io"], mode["direct"]) == (True, 1), mode
+        assert "Too many open files" not in srv.stderr()
+    finally:
+        srv.stop()

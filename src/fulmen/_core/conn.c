@@ -2838,17 +2838,16 @@ static void conn_abort(ConnObject *c)
     Py_XDECREF(r);
 }
 
-/* The server's epoll set, watched by the loop; made on first use. */
+/* The server's epoll set, watched by the loop; made on first use.  Returns
+ * 0, -1 with an exception, or -2 when no descriptor was left for it. */
 static int conn_io_setup(ServerObject *srv)
 {
     PyObject *cb, *r;
     if (srv->epfd >= 0)
         return 0;
     srv->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (srv->epfd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
+    if (srv->epfd < 0)
+        return -2; /* no descriptor to spare (EMFILE): not now, no exception */
     cb = PyObject_GetAttrString((PyObject *)srv, "_io_ready");
     r = cb ? PyObject_CallMethod(srv->loop, "add_reader", "iO", srv->epfd, cb) : NULL;
     Py_XDECREF(cb);
@@ -2866,15 +2865,20 @@ static int conn_io_setup(ServerObject *srv)
 static void conn_io_attach(ConnObject *c)
 {
     ServerObject *srv = c->server;
-    int fd;
+    int fd, rc;
     c->io_checked = 1;
     if (!srv->direct_io || c->closed || c->closing || c->transport == NULL)
         return;
     if (conn_tls(c) || (fd = conn_socket_fd(c)) < 0)
         return;
-    if (conn_io_setup(srv) < 0) {
-        PyErr_WriteUnraisable((PyObject *)c);
-        srv->direct_io = 0;
+    if ((rc = conn_io_setup(srv)) < 0) {
+        /* out of descriptors (a flood of connections before the first
+         * request): this one stays with the transport and the next one
+         * tries again; any other failure turns direct I/O off */
+        if (rc == -1) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            srv->direct_io = 0;
+        }
         goto out;
     }
     if (!c->reading_paused) {
