@@ -168,7 +168,8 @@ class Application:
                  max_headers=100, max_body_size=10 * _MiB, header_timeout=10.0,
                  body_timeout=30.0, keep_alive_timeout=60.0, max_connections=None,
                  max_form_parts=1000, reaper_settings=None, json_dumps=None,
-                 log_request=None, gc_freeze=True, gc_threshold=10_000):
+                 log_request=None, gc_freeze=True, gc_threshold=10_000,
+                 response_timeout=None):
         self.debug = bool(debug)
         if not isinstance(gc_freeze, bool):
             raise ValueError("gc_freeze must be True or False, not %r" % (gc_freeze,))
@@ -204,6 +205,8 @@ class Application:
                 _check_seconds("reaper_settings['check_interval']",
                                reaper_settings["check_interval"])
         self.keep_alive_timeout = _check_seconds("keep_alive_timeout", keep_alive_timeout)
+        self.response_timeout = None if response_timeout is None else _check_seconds(
+            "response_timeout", response_timeout)
         self.max_connections = _check_size("max_connections", max_connections, 1,
                                            allow_none=True)
         if json_dumps is not None:
@@ -448,6 +451,9 @@ class Application:
         server.task_type = _stock_task_type(loop)
         server.task_eager = sys.version_info >= (3, 12)  # Task(eager_start=)
         server.max_form_parts = self.max_form_parts or 0
+        if self.response_timeout is not None:
+            server.response_timeout_ms = max(1, round(
+                _check_seconds("response_timeout", self.response_timeout) * 1000))
         server.proxy_headers = bool(getattr(self, "proxy_headers", False))
         server.forwarded_allow = _allow_blob(getattr(self, "forwarded_allow_ips", None)
                                              or "127.0.0.1")
@@ -500,7 +506,8 @@ class Application:
         # one sweep over all connections a few times a second enforces every
         # timeout: no timer per connection
         interval = max(0.05, min(1.0, self.header_timeout / 4, self.body_timeout / 4,
-                                 self.keep_alive_timeout / 4))
+                                 self.keep_alive_timeout / 4,
+                                 (self.response_timeout or 4.0) / 4))
         sweeper = []
 
         def sweep():

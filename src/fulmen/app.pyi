@@ -30,6 +30,7 @@ class Application:
     max_form_parts: int | None
     gc_freeze: bool
     gc_threshold: int | None
+    response_timeout: float | None
     router: Router
     proxy_headers: bool
     forwarded_allow_ips: tuple[str, ...]
@@ -53,6 +54,7 @@ class Application:
         log_request: Any = None,
         gc_freeze: bool = True,
         gc_threshold: int | None = 10_000,
+        response_timeout: float | None = None,
     ) -> None: ...
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...

@@ -849,6 +849,8 @@ BAD_SETTINGS = [
     {"gc_freeze": 1}, {"gc_freeze": None}, {"gc_freeze": "no"},
     {"gc_threshold": 0}, {"gc_threshold": -1}, {"gc_threshold": True},
     {"gc_threshold": 1.5}, {"gc_threshold": "700"}, {"gc_threshold": 2 ** 31},
+    {"response_timeout": 0}, {"response_timeout": -1}, {"response_timeout": True},
+    {"response_timeout": "60"}, {"response_timeout": math.inf},
 ]
 
 
@@ -866,6 +868,7 @@ GOOD_SETTINGS = [
     {"reaper_settings": {"idle_timeout": 5, "check_interval": 1}}, {"reaper_settings": {}},
     {"gc_freeze": True}, {"gc_freeze": False},
     {"gc_threshold": None}, {"gc_threshold": 1}, {"gc_threshold": 700},
+    {"response_timeout": None}, {"response_timeout": 60}, {"response_timeout": 0.25},
 ]
 
 

@@ -192,6 +192,7 @@ struct ServerObject {
     int64_t header_timeout_ms;
     int64_t body_timeout_ms;
     int64_t keep_alive_ms;
+    int64_t response_timeout_ms; /* a coroutine view running longer is cancelled (0: never) */
     uint32_t max_header_size;
     uint32_t max_headers;
     uint64_t max_body_size;

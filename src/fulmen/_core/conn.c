@@ -108,11 +108,13 @@ enum {
 typedef struct {
     PyObject *obj;     /* Response when ready, else the pending Task */
     RequestObject *req;
+    int64_t started;   /* when its coroutine view suspended (response_timeout) */
     uint8_t ready;
     uint8_t head_only;
     uint8_t conn_hdr;  /* 0, 1 close, 2 keep-alive */
     uint8_t close_after;
     uint8_t interim;   /* a "100 Continue" to send in its turn */
+    uint8_t cancelled; /* its Task was cancelled for response_timeout */
 } conn_slot;
 
 /* What only the rarer features need: a streamed response, a WebSocket, a
@@ -1459,6 +1461,8 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
     s->req = req;
     s->ready = 0;
     s->interim = 0;
+    s->cancelled = 0;
+    s->started = c->server->response_timeout_ms ? mod_now_ms() : 0;
     s->head_only = (uint8_t)head_only;
     s->conn_hdr = (uint8_t)conn_hdr;
     s->close_after = (uint8_t)close_after;
@@ -3510,6 +3514,31 @@ static void conn_trim(ConnObject *c)
     c->server->n_trims += trimmed;
 }
 
+/* response_timeout: the coroutine views of c's queue that have run for
+ * that long are cancelled (their answer is the 503 of a CancelledError,
+ * in its turn).  A stream=True view, which reads its body as it comes, is
+ * not timed.  Task.cancel() only schedules: no Python code of the view
+ * runs here. */
+static NOINLINE void conn_view_timeouts(ConnObject *c, int64_t now)
+{
+    int64_t limit = c->server->response_timeout_ms;
+    uint32_t seq;
+    for (seq = c->q_first; seq != c->q_next; seq++) {
+        conn_slot *s = &c->q[seq & (c->q_cap - 1)];
+        PyObject *r;
+        if (s->ready || s->cancelled || s->started == 0 || now - s->started < limit ||
+            s->req == NULL || (s->req->route != NULL && s->req->route->is_stream))
+            continue;
+        s->cancelled = 1;
+        PySys_FormatStderr("fulmen: %R has run for response_timeout (%lld ms): its view "
+                           "is cancelled (503)\n", (PyObject *)s->req, (long long)limit);
+        r = PyObject_CallMethod(s->obj, "cancel", NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_XDECREF(r);
+    }
+}
+
 /* sweep(): close every connection past its deadline, and trim the ones
  * idle for CONN_TRIM_MS.  Called by the app a few times a second: one pass
  * over the list, no timer per connection. */
@@ -3522,6 +3551,8 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
         return NULL;
     for (c = srv->conn_head; c != NULL; c = next) {
         next = c->next;
+        if (UNLIKELY(srv->response_timeout_ms) && conn_q_len(c) > 0)
+            conn_view_timeouts(c, now);
         if (c->deadline != 0 && now >= c->deadline && !c->closed &&
             c->transport != NULL) {
             /* expiring may run code that unlinks c: hold it */
@@ -3652,6 +3683,8 @@ static PyMemberDef conn_server_members[] = {
     {"connections", T_LONGLONG, offsetof(ServerObject, n_conns), READONLY,
      "open connections"},
     {"app", T_OBJECT, offsetof(ServerObject, app), READONLY, NULL},
+    {"response_timeout_ms", T_LONGLONG, offsetof(ServerObject, response_timeout_ms), 0,
+     "a coroutine view still running after this many ms is cancelled (0: never)"},
     {"max_form_parts", T_ULONGLONG, offsetof(ServerObject, max_form_parts), 0,
      "request.form and request.files refuse a body of more parts (0: no limit)"},
     {"proxy_headers", T_INT, offsetof(ServerObject, proxy_headers), 0,
