@@ -277,9 +277,20 @@ static int conn_io_writable(ConnObject *c)
     return 1;
 }
 
+/* conn_abort, keeping the exception that is set. */
+static NOINLINE void conn_abort_kept(ConnObject *c)
+{
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    conn_abort(c);
+    PyErr_Restore(et, ev, etb);
+}
+
 /* Write st->out (and any large bodies in st->out_chunks) in one call: a
  * send() of our own under direct I/O, else the transport's write.
- * Returns 0 or -1 with an exception set. */
+ * Returns 0 or -1 with an exception set; then the answers that did not
+ * go out are lost, and the connection is aborted rather than left to a
+ * client that would wait for them. */
 static int conn_flush(ConnObject *c)
 {
     fulmen_state *st = c->st;
@@ -355,6 +366,8 @@ done_ok:
 error:
     Py_XDECREF(b);
     Py_XDECREF(res);
+    if (UNLIKELY(rc < 0) && !c->closed && !c->aborted && c->transport != NULL)
+        conn_abort_kept(c);
     return rc;
 }
 
