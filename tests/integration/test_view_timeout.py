@@ -5,6 +5,9 @@ server says so on stderr.  Views that finish, sync views, streamed
 answers and stream=True views (which read their body as it comes) are not
 cut.  The app (apps/view_timeout.py) uses 0.5 s; the tests wait for
 answers, never for time."""
+import socket
+import struct
+
 import pytest
 
 from .conftest import _app_fixture
@@ -19,7 +22,7 @@ def test_a_view_that_hangs_gets_503_and_a_line_on_stderr(view_timeout):
         assert (r.status, r.body) == (503, b"Service Unavailable")
         # the connection goes on
         assert c.request("GET", "/quick").body == b"quick"
-    view_timeout.wait_for_stderr("<Request GET /hang> has run for response_timeout (500 ms): "
+    assert view_timeout.wait_for_stderr("<Request GET /hang> has run for response_timeout (500 ms): "
                                  "its view is cancelled (503)")
 
 
@@ -50,3 +53,20 @@ def test_a_stream_true_view_is_not_timed(view_timeout):
         up.send(b"56789")
         r = up.read_response()
     assert (r.status, r.body) == (200, b"10")
+
+
+
+def test_a_view_whose_client_has_gone_is_cancelled_too(view_timeout):
+    # The client resets the connection while its view hangs.  Another
+    # hanging view, started after it, gets its 503: by then the first one's
+    # deadline has passed too, and both were cancelled.
+    with Conn(view_timeout.port) as c:
+        before = int(c.request("GET", "/cancelled").body)
+    gone = Conn(view_timeout.port)
+    gone.send(build_request("GET", "/hang-counted"))
+    assert view_timeout.wait_for_stderr("hang-counted started")
+    gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    gone.close()                                        # RST: the connection is lost
+    with Conn(view_timeout.port) as c:
+        assert c.request("GET", "/hang-counted").status == 503
+        assert int(c.request("GET", "/cancelled").body) == before + 2

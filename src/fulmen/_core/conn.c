@@ -2691,6 +2691,30 @@ static void conn_unlink(ConnObject *c)
     c->prev = c->next = NULL;
 }
 
+/* A queued coroutine view that response_timeout applies to and that has
+ * not been cancelled yet. */
+static int conn_view_timed(conn_slot *s)
+{
+    return !s->ready && !s->cancelled && s->started != 0 && s->req != NULL &&
+           !(s->req->route != NULL && s->req->route->is_stream);
+}
+
+/* The client of a timed view has gone: the sweep no longer sees the
+ * connection, so a loop timer cancels the view at its deadline. */
+static NOINLINE void conn_view_orphan(ConnObject *c, conn_slot *s)
+{
+    int64_t left = s->started + c->server->response_timeout_ms - mod_now_ms();
+    PyObject *cancel = PyObject_GetAttrString(s->obj, "cancel"), *h = NULL;
+    s->cancelled = 1;
+    if (cancel != NULL)
+        h = PyObject_CallMethod(c->server->loop, "call_later", "dO",
+                                left > 0 ? (double)left / 1000 : 0.0, cancel);
+    if (h == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(h);
+    Py_XDECREF(cancel);
+}
+
 static void conn_drop_state(ConnObject *c)
 {
     uint32_t s;
@@ -2704,6 +2728,8 @@ static void conn_drop_state(ConnObject *c)
         conn_slot *q = &c->q[s & (c->q_cap - 1)];
         if (q->ready)
             conn_slot_drop(q);
+        else if (UNLIKELY(c->server->response_timeout_ms) && conn_view_timed(q))
+            conn_view_orphan(c, q);
         /* pending slots keep their Task and request: the Task delivers to
          * a closed connection, which drops the response */
     }
@@ -3531,7 +3557,7 @@ static void conn_trim(ConnObject *c)
  * that long are cancelled (their answer is the 503 of a CancelledError,
  * in its turn).  A stream=True view, which reads its body as it comes, is
  * not timed.  Task.cancel() only schedules: no Python code of the view
- * runs here. */
+ * runs here.  (Once the client has gone, conn_view_orphan times them.) */
 static NOINLINE void conn_view_timeouts(ConnObject *c, int64_t now)
 {
     int64_t limit = c->server->response_timeout_ms;
@@ -3539,8 +3565,7 @@ static NOINLINE void conn_view_timeouts(ConnObject *c, int64_t now)
     for (seq = c->q_first; seq != c->q_next; seq++) {
         conn_slot *s = &c->q[seq & (c->q_cap - 1)];
         PyObject *r;
-        if (s->ready || s->cancelled || s->started == 0 || now - s->started < limit ||
-            s->req == NULL || (s->req->route != NULL && s->req->route->is_stream))
+        if (!conn_view_timed(s) || now - s->started < limit)
             continue;
         s->cancelled = 1;
         PySys_FormatStderr("fulmen: %R has run for response_timeout (%lld ms): its view "

@@ -1,6 +1,7 @@
 """Application(response_timeout=0.5): coroutine views that run longer are
 cancelled and answered 503 (test_view_timeout.py)."""
 import asyncio
+import sys
 
 from fulmen import Application
 
@@ -10,6 +11,22 @@ app = Application(response_timeout=0.5)
 async def hang(request):
     # awaits what never comes (an upstream with no timeout, say)
     await asyncio.Event().wait()
+
+
+cancelled = []
+
+
+async def hang_counted(request):
+    print("hang-counted started", file=sys.stderr, flush=True)
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled.append(request.path)
+        raise
+
+
+def cancelled_count(request):
+    return request.Response(text=str(len(cancelled)))
 
 
 async def catch(request):
@@ -46,6 +63,8 @@ async def stream(request):
 
 r = app.router
 r.add_route("/hang", hang)
+r.add_route("/hang-counted", hang_counted)
+r.add_route("/cancelled", cancelled_count)
 r.add_route("/catch", catch)
 r.add_route("/quick", quick)
 r.add_route("/sync", sync)
