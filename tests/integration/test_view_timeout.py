@@ -56,17 +56,13 @@ def test_a_stream_true_view_is_not_timed(view_timeout):
 
 
 
+
 def test_a_view_whose_client_has_gone_is_cancelled_too(view_timeout):
-    # The client resets the connection while its view hangs.  Another
-    # hanging view, started after it, gets its 503: by then the first one's
-    # deadline has passed too, and both were cancelled.
-    with Conn(view_timeout.port) as c:
-        before = int(c.request("GET", "/cancelled").body)
+    # The client resets the connection while its view hangs: the sweep no
+    # longer sees that connection, and the view is cancelled all the same.
     gone = Conn(view_timeout.port)
-    gone.send(build_request("GET", "/hang-counted"))
-    assert view_timeout.wait_for_stderr("hang-counted started")
+    gone.send(build_request("GET", "/hang-logged"))
+    assert view_timeout.wait_for_stderr("hang-logged started")
     gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     gone.close()                                        # RST: the connection is lost
-    with Conn(view_timeout.port) as c:
-        assert c.request("GET", "/hang-counted").status == 503
-        assert int(c.request("GET", "/cancelled").body) == before + 2
+    assert view_timeout.wait_for_stderr("hang-logged cancelled")
