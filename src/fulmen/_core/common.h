@@ -285,6 +285,11 @@ void mod_refresh_date(fulmen_state *st);
 /* sec as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") in buf: its
  * length, or -1 (a year past 9999, no room). */
 int mod_format_date(char *buf, size_t cap, int64_t sec);
+/* Does the comma-separated header value v[0..n) hold tok[0..tl) as one of
+ * its members (OWS around each trimmed, empty ones skipped)?  icase:
+ * compared ignoring ASCII case (protocol names, RFC 9110 7.8), else
+ * exactly (subprotocols, entity tags). */
+int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
 /* Make room for extra more bytes in st->out: 0, or -1 with MemoryError. */
 INLINE int mod_out_reserve(fulmen_state *st, size_t extra)

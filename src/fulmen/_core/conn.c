@@ -1501,29 +1501,6 @@ done:
  * WebSocket upgrade (RFC 6455 4.2, RFC 7692 5)
  */
 
-/* Does the comma-separated header value v[0..n) hold token tok?  icase:
- * compared ignoring ASCII case (protocol names, RFC 9110 7.8), else exactly
- * (subprotocols: the server must answer with one of the client's values). */
-static int conn_has_token(const char *v, size_t n, const char *tok, int icase)
-{
-    size_t tl = strlen(tok), i = 0;
-    while (i < n) {
-        size_t s, e;
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        s = i;
-        while (i < n && v[i] != ',')
-            i++;
-        e = i;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
-        if (e - s == tl &&
-            (icase ? strncasecmp(v + s, tok, tl) : memcmp(v + s, tok, tl)) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static int conn_find_header(RequestObject *r, const char *lname, const char **v,
                             size_t *n)
 {
@@ -1550,7 +1527,7 @@ static int conn_next_header(RequestObject *r, const char *lname, uint32_t *i,
     return 1;
 }
 
-/* Does any field line named lname hold token tok (icase: see conn_has_token)? */
+/* Does any field line named lname hold token tok (icase: see mod_list_has)? */
 static int conn_header_has_token(RequestObject *r, const char *lname, const char *tok,
                                  int icase)
 {
@@ -1558,7 +1535,7 @@ static int conn_header_has_token(RequestObject *r, const char *lname, const char
     const char *v;
     size_t n;
     while (conn_next_header(r, lname, &i, &v, &n))
-        if (conn_has_token(v, n, tok, icase))
+        if (mod_list_has(v, n, tok, strlen(tok), icase))
             return 1;
     return 0;
 }

@@ -184,23 +184,15 @@ static int files_not_modified(const files_cond *cd, const char *etag, size_t ele
                               const char *lm, size_t lmlen)
 {
     if (cd->inm != NULL) {
-        const char *v = cd->inm, *end = v + cd->inm_len;
-        while (v <= end) {
-            const char *c = memchr(v, ',', (size_t)(end - v)), *a = v, *b = c ? c : end;
-            size_t n;
-            while (a < b && (*a == ' ' || *a == '\t'))
-                a++;
-            while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-                b--;
-            n = (size_t)(b - a);
-            if ((n == 1 && *a == '*') || (n == elen && memcmp(a, etag, n) == 0) ||
-                (n == elen + 2 && a[0] == 'W' && a[1] == '/' && memcmp(a + 2, etag, elen) == 0))
-                return 1;
-            if (c == NULL)
-                break;
-            v = c + 1;
-        }
-        return 0;
+        char weak[72];
+        if (elen + 2 > sizeof(weak))
+            return -1;
+        weak[0] = 'W';
+        weak[1] = '/';
+        memcpy(weak + 2, etag, elen);
+        return mod_list_has(cd->inm, cd->inm_len, "*", 1, 0) ||
+               mod_list_has(cd->inm, cd->inm_len, etag, elen, 0) ||
+               mod_list_has(cd->inm, cd->inm_len, weak, elen + 2, 0);
     }
     if (cd->ims != NULL)
         return cd->ims_len == lmlen && memcmp(cd->ims, lm, lmlen) == 0 ? 1 : -1;

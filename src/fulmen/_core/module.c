@@ -4,6 +4,8 @@
  */
 #include "common.h"
 
+#include <string.h>
+#include <strings.h> /* strncasecmp */
 #include <time.h>
 
 static struct PyModuleDef mod_def;
@@ -25,6 +27,26 @@ int64_t mod_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t s, e;
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == tl &&
+            (icase ? strncasecmp(v + s, tok, tl) : memcmp(v + s, tok, tl)) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* ========================================================================
