@@ -48,9 +48,7 @@ struct files_cache {
     PyObject *ext_ctype;    /* streams._ext_content_type */
     PyObject *h_etag, *h_last_modified, *h_accept_ranges, *v_bytes;
     int64_t lm_sec;         /* the last Last-Modified formatted */
-    PyObject *lm_str;       /* ... as a str, */
-    char lm_buf[40];        /* ... and its lm_len bytes */
-    int lm_len;
+    PyObject *lm_str;       /* ... as a str */
     files_ext exts[FILES_EXT_SLOTS];
     int n_exts;
     unsigned long long hits; /* Response(file=...) answered here (tests) */
@@ -280,7 +278,7 @@ static int files_open(FilesObject *f, const char *rel, size_t n)
  * no IMF-fixdate). */
 static PyObject *files_last_modified(files_cache *fc, int64_t sec)
 {
-    char buf[sizeof(fc->lm_buf)];
+    char buf[64];
     if (fc->lm_str == NULL || fc->lm_sec != sec) {
         PyObject *s;
         int n = mod_format_date(buf, sizeof(buf), sec);
@@ -290,8 +288,6 @@ static PyObject *files_last_modified(files_cache *fc, int64_t sec)
             return NULL;
         Py_XSETREF(fc->lm_str, s);
         fc->lm_sec = sec;
-        memcpy(fc->lm_buf, buf, (size_t)n);
-        fc->lm_len = n;
     }
     Py_INCREF(fc->lm_str);
     return fc->lm_str;
@@ -360,14 +356,17 @@ static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const s
     PyObject *body = NULL, *etag = NULL, *lm = NULL, *list = NULL, *more = NULL;
     char buf[64];
     int64_t mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+    const char *lmb;
+    Py_ssize_t lmlen;
     int n, nm;
     if (mtime_ns < 0)
         goto error;
     n = snprintf(buf, sizeof(buf), "\"%llx-%llx\"", (unsigned long long)mtime_ns,
                  (unsigned long long)sb->st_size);
-    if ((lm = files_last_modified(fc, (int64_t)sb->st_mtim.tv_sec)) == NULL)
+    if ((lm = files_last_modified(fc, (int64_t)sb->st_mtim.tv_sec)) == NULL ||
+        (lmb = PyUnicode_AsUTF8AndSize(lm, &lmlen)) == NULL) /* ASCII: its own bytes */
         goto error;
-    nm = files_not_modified(cd, buf, (size_t)n, fc->lm_buf, (size_t)fc->lm_len);
+    nm = files_not_modified(cd, buf, (size_t)n, lmb, (size_t)lmlen);
     if (nm < 0 || (nm == 0 && sb->st_size > FILES_SMALL))
         goto error;
     if ((list = files_app_headers(headers)) == NULL ||
