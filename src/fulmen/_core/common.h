@@ -94,6 +94,10 @@ typedef struct {
     PyObject *s_close_gen;
     PyObject *s_get_write_buffer_size;
     PyObject *s_is_closing;
+    PyObject *s_create_future;
+    PyObject *s_done;
+    PyObject *s_set_result;
+    PyObject *s_set_exception;
 
     PyObject *kw_response[10]; /* Response() keyword names, interned */
     PyObject *hdr_names[FULMEN_COMMON_HEADERS]; /* request.c: Title-Case names */
@@ -290,6 +294,12 @@ int mod_format_date(char *buf, size_t cap, int64_t sec);
  * compared ignoring ASCII case (protocol names, RFC 9110 7.8), else
  * exactly (subprotocols, entity tags). */
 int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase);
+/* loop.create_future(): a new reference, or NULL with an exception. */
+PyObject *mod_future_new(fulmen_state *st, PyObject *loop);
+/* Take the Future *fut (none when NULL) and finish it, with exc when that
+ * is not NULL, else with result (NULL: None), unless it is already done
+ * (its awaiter was cancelled, say).  A failure is reported as unraisable. */
+void mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
 /* Make room for extra more bytes in st->out: 0, or -1 with MemoryError. */
 INLINE int mod_out_reserve(fulmen_state *st, size_t extra)

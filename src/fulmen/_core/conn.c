@@ -262,7 +262,7 @@ static int conn_io_writable(ConnObject *c)
     long n;
     if (LIKELY(!c->tpending))
         return 1;
-    r = PyObject_CallMethod(c->transport, "get_write_buffer_size", NULL);
+    r = PyObject_CallMethodNoArgs(c->transport, c->st->s_get_write_buffer_size);
     if (r == NULL) {
         PyErr_Clear();
         return 0;
@@ -2351,7 +2351,7 @@ static PyObject *conn_waiter(ConnObject *c)
     if (x == NULL)
         return NULL;
     if (x->stream_waiter == NULL) {
-        x->stream_waiter = PyObject_CallMethod(c->server->loop, "create_future", NULL);
+        x->stream_waiter = mod_future_new(c->st, c->server->loop);
         if (x->stream_waiter == NULL)
             return NULL;
     }
@@ -2422,19 +2422,8 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
 
 static void conn_wake_stream(ConnObject *c)
 {
-    PyObject *w = c->ext != NULL ? c->ext->stream_waiter : NULL, *r;
-    if (w == NULL)
-        return;
-    c->ext->stream_waiter = NULL;
-    r = PyObject_CallMethod(w, "done", NULL);
-    if (r == Py_False) {
-        Py_DECREF(r);
-        r = PyObject_CallMethod(w, "set_result", "O", Py_None);
-    }
-    if (r == NULL)
-        PyErr_WriteUnraisable((PyObject *)c);
-    Py_XDECREF(r);
-    Py_DECREF(w);
+    if (c->ext != NULL)
+        mod_future_settle(c->st, &c->ext->stream_waiter, NULL, NULL);
 }
 
 /* _stream_sent(n): n body bytes went out without _stream_write (sendfile). */

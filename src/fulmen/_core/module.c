@@ -49,6 +49,34 @@ int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase)
     return 0;
 }
 
+/* Method calls by interned name: CPython's type attribute cache then
+ * finds the method at once (a name made per call misses it, and costs a
+ * lookup through the type's whole MRO; that was most of a WebSocket
+ * message's time). */
+PyObject *mod_future_new(fulmen_state *st, PyObject *loop)
+{
+    return PyObject_CallMethodNoArgs(loop, st->s_create_future);
+}
+
+void mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc)
+{
+    PyObject *f = *fut, *r;
+    if (f == NULL)
+        return;
+    *fut = NULL;
+    r = PyObject_CallMethodNoArgs(f, st->s_done);
+    if (r == Py_False) {
+        Py_DECREF(r);
+        r = exc != NULL ? PyObject_CallMethodOneArg(f, st->s_set_exception, exc)
+                        : PyObject_CallMethodOneArg(f, st->s_set_result,
+                                                    result != NULL ? result : Py_None);
+    }
+    if (r == NULL)
+        PyErr_WriteUnraisable(f);
+    Py_XDECREF(r);
+    Py_DECREF(f);
+}
+
 /* ========================================================================
  * Date header: an IMF-fixdate, recomputed at most once a second.
  */
@@ -294,6 +322,10 @@ static int mod_exec(PyObject *m)
     INTERN(s_close_gen, "close");
     INTERN(s_get_write_buffer_size, "get_write_buffer_size");
     INTERN(s_is_closing, "is_closing");
+    INTERN(s_create_future, "create_future");
+    INTERN(s_done, "done");
+    INTERN(s_set_result, "set_result");
+    INTERN(s_set_exception, "set_exception");
     INTERN(s_version10, "1.0");
     INTERN(s_version11, "1.1");
     for (i = 1; i <= H1_M_TRACE; i++)
@@ -416,6 +448,10 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->s_close_gen);
     Py_CLEAR(st->s_get_write_buffer_size);
     Py_CLEAR(st->s_is_closing);
+    Py_CLEAR(st->s_create_future);
+    Py_CLEAR(st->s_done);
+    Py_CLEAR(st->s_set_result);
+    Py_CLEAR(st->s_set_exception);
     Py_CLEAR(st->s_version10);
     Py_CLEAR(st->s_version11);
     for (i = 1; i <= H1_M_TRACE; i++)

@@ -1657,24 +1657,6 @@ PyObject *req_stream_new(fulmen_state *st, ConnObject *c)
     return (PyObject *)b;
 }
 
-static void req_stream_settle(BodyStreamObject *b, PyObject *result, PyObject *exc)
-{
-    PyObject *f = b->waiter, *r;
-    if (f == NULL)
-        return;
-    b->waiter = NULL;
-    r = PyObject_CallMethod(f, "done", NULL);
-    if (r == Py_False) {
-        Py_DECREF(r);
-        r = exc ? PyObject_CallMethod(f, "set_exception", "O", exc)
-                : PyObject_CallMethod(f, "set_result", "O", result);
-    }
-    if (r == NULL)
-        PyErr_WriteUnraisable(f);
-    Py_XDECREF(r);
-    Py_DECREF(f);
-}
-
 int req_stream_push(PyObject *obj, const char *p, size_t n)
 {
     BodyStreamObject *b = (BodyStreamObject *)obj;
@@ -1685,7 +1667,7 @@ int req_stream_push(PyObject *obj, const char *p, size_t n)
     if (chunk == NULL)
         return -1;
     if (b->waiter != NULL) {
-        req_stream_settle(b, chunk, NULL);
+        mod_future_settle(b->st, &b->waiter, chunk, NULL);
         Py_DECREF(chunk);
         return 0;
     }
@@ -1734,7 +1716,7 @@ void req_stream_end(PyObject *obj, PyObject *exc)
             exc = req_stream_error_copy(b);
             if (exc == NULL)
                 PyErr_WriteUnraisable(obj); /* the stored one then: a cycle, not a hang */
-            req_stream_settle(b, NULL, exc != NULL ? exc : b->error);
+            mod_future_settle(b->st, &b->waiter, NULL, exc != NULL ? exc : b->error);
             Py_XDECREF(exc);
         }
     } else {
@@ -1742,7 +1724,7 @@ void req_stream_end(PyObject *obj, PyObject *exc)
         if (b->waiter != NULL) {
             stop = PyObject_CallNoArgs(PyExc_StopAsyncIteration);
             if (stop != NULL)
-                req_stream_settle(b, NULL, stop);
+                mod_future_settle(b->st, &b->waiter, NULL, stop);
             Py_XDECREF(stop);
         }
     }
@@ -1787,7 +1769,7 @@ static PyObject *req_stream_anext(BodyStreamObject *b)
         b->paused = 0;
         conn_body_drained(b->conn);
     }
-    b->waiter = PyObject_CallMethod(b->loop, "create_future", NULL);
+    b->waiter = mod_future_new(b->st, b->loop);
     if (b->waiter == NULL)
         return NULL;
     Py_INCREF(b->waiter);

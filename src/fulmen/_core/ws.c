@@ -106,26 +106,6 @@ static int ws_write_frame(WebSocketObject *ws, int opcode, int rsv1,
     return conn_flush_out(ws->conn);
 }
 
-static void ws_wake(PyObject **fut, PyObject *result, PyObject *exc)
-{
-    PyObject *f = *fut, *r = NULL;
-    if (f == NULL)
-        return;
-    *fut = NULL;
-    r = PyObject_CallMethod(f, "done", NULL);
-    if (r == Py_False) {
-        Py_DECREF(r);
-        if (exc != NULL)
-            r = PyObject_CallMethod(f, "set_exception", "O", exc);
-        else
-            r = PyObject_CallMethod(f, "set_result", "O", result ? result : Py_None);
-    }
-    if (r == NULL)
-        PyErr_WriteUnraisable(f);
-    Py_XDECREF(r);
-    Py_DECREF(f);
-}
-
 /* Everything the handler may wait on learns that the socket is closed. */
 static void ws_wake_all(WebSocketObject *ws)
 {
@@ -134,12 +114,12 @@ static void ws_wake_all(WebSocketObject *ws)
         ws_closed_error(ws);
         PyErr_Fetch(&t, &v, &tb);
         PyErr_NormalizeException(&t, &v, &tb);
-        ws_wake(&ws->waiter, NULL, v);
+        mod_future_settle(ws->st, &ws->waiter, NULL, v);
         Py_XDECREF(t);
         Py_XDECREF(v);
         Py_XDECREF(tb);
     }
-    ws_wake(&ws->close_waiter, Py_None, NULL);
+    mod_future_settle(ws->st, &ws->close_waiter, NULL, NULL);
 }
 
 /* Close the TCP connection once what is written has gone out. */
@@ -286,7 +266,7 @@ static size_t ws_msg_size(PyObject *m)
 static void ws_deliver(WebSocketObject *ws, PyObject *m)
 {
     if (ws->waiter != NULL) {
-        ws_wake(&ws->waiter, m, NULL);
+        mod_future_settle(ws->st, &ws->waiter, m, NULL);
         Py_DECREF(m);
         return;
     }
@@ -661,7 +641,7 @@ static PyObject *ws_receive_impl(WebSocketObject *ws, int stop_async)
         PyErr_SetString(PyExc_RuntimeError, "receive() is already being awaited");
         return NULL;
     }
-    ws->waiter = PyObject_CallMethod(conn_get_loop(ws->conn), "create_future", NULL);
+    ws->waiter = mod_future_new(ws->st, conn_get_loop(ws->conn));
     if (ws->waiter == NULL)
         return NULL;
     Py_INCREF(ws->waiter);
@@ -717,7 +697,7 @@ static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
         return NULL;
     ws->state = WS_CLOSING;
     ws->close_code = code;
-    ws->close_waiter = PyObject_CallMethod(conn_get_loop(ws->conn), "create_future", NULL);
+    ws->close_waiter = mod_future_new(ws->st, conn_get_loop(ws->conn));
     if (ws->close_waiter == NULL)
         return NULL;
     conn_set_close_deadline(ws->conn);
