@@ -73,13 +73,22 @@ bench-plot: venv
 	$(PY) bench/plot.py
 
 # WebSocket echo (bench/RESULTS.md, ws-echo): bench/ws_load (C, epoll, no
-# third-party code) against bench/apps/ws_echo.py and the websockets / picows
-# peers from /tmp/fulmen-peers: 100 connections, 64-byte binary messages, 1
-# and 16 in flight per connection, 5 s runs.  BENCH_ARGS as for make bench.
+# third-party code) against bench/apps/ws_echo.py and the peers from
+# /tmp/fulmen-peers (uvicorn, granian, socketify, websockets, picows): 100
+# connections, 64-byte binary messages, 1 and 16 in flight per connection,
+# 5 s runs.  BENCH_ARGS as for make bench.
 bench/ws_load: bench/ws_load.c
 	$(CC) -O2 -Wall -Wextra -o $@ bench/ws_load.c
 
+# The peers' venv comes from ../shared/bench/setup-peers.sh; the two
+# WebSocket-only peers, and the websockets package uvicorn's WebSocket
+# server needs, are added to it from PyPI here.
+PEERS_VENV ?= /tmp/fulmen-peers
 bench-ws: build bench/ws_load
+	@if [ -x $(PEERS_VENV)/bin/python ] && \
+	  ! $(PEERS_VENV)/bin/python -c "import websockets, picows" 2>/dev/null; then \
+	  echo "installing websockets and picows into $(PEERS_VENV)"; \
+	  $(PEERS_VENV)/bin/python -m pip install -q websockets picows; fi
 	$(PY) bench/run.py --scenarios ws-echo $(BENCH_ARGS)
 
 # Autobahn's fuzzingclient against examples/websocket_echo.py; prints the

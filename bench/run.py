@@ -21,8 +21,10 @@ the same rps while their CPU cost per request still differs.  CPU used by
 *other* processes during a run is measured too; above --noise-max % of one
 core the run is repeated (--retries) and the least-disturbed attempt kept.
 
-The WebSocket scenario (ws-echo; not part of --all) has its own peers
-(websockets, picows) and load generator, bench/ws_load (make bench/ws_load):
+The WebSocket scenario (ws-echo; not part of --all) runs the HTTP peers'
+WebSocket servers (uvicorn's needs the websockets package) and two more
+peers, websockets and picows, under its own load generator, bench/ws_load
+(make bench/ws_load):
 100 connections keep `depth` 64-byte binary messages in flight each, in
 modes depth1 and depth16 (any depthN works); the probe (bench/wsprobe.py)
 checks one echo, then 16 sent in one write.  The figures are messages/s and
@@ -182,6 +184,9 @@ WS_PEERS = {
     "websockets": ("websockets, uvloop", "websockets_echo.py"),
     "picows": ("picows, uvloop", "picows_echo.py"),
 }
+# What an HTTP peer needs beyond PEERS' import to serve ws-echo: uvicorn
+# takes its WebSocket protocol from the websockets package.
+WS_NEEDS = {"uvicorn": "websockets"}
 ALL_SERVERS = ["fulmen"] + list(PEERS) + list(WS_PEERS)
 _available = {}
 
@@ -191,16 +196,28 @@ def kind(scenario):
 
 
 def serves(name, scenario):
-    """Whether the server takes part in the scenario (peers are HTTP or WebSocket)."""
-    return name == "fulmen" or name in (WS_PEERS if kind(scenario) == "ws" else PEERS)
+    """Whether the server takes part in the scenario: every HTTP peer does,
+    and the WebSocket-only peers in ws-echo."""
+    return name == "fulmen" or name in PEERS or (kind(scenario) == "ws" and name in WS_PEERS)
 
 
 def peer(name):
     return PEERS.get(name) or WS_PEERS[name]
 
 
-def server_available(name):
-    """None when the server can run, else why not."""
+def server_available(name, scenario):
+    """None when the server can run the scenario, else why not."""
+    if kind(scenario) == "ws" and name in WS_NEEDS:
+        name_ws = name + " (ws)"
+        if name_ws not in _available:
+            why = server_available(name, "hello")
+            if why is None:
+                r = subprocess.run([PEER_PY, "-c", "import " + WS_NEEDS[name]],
+                                   capture_output=True, text=True)
+                if r.returncode:
+                    why = "no WebSocket support (%s)" % r.stderr.strip().splitlines()[-1]
+            _available[name_ws] = why
+        return _available[name_ws]
     if name in _available:
         return _available[name]
     why = None
@@ -810,7 +827,7 @@ def main():
             for name in servers:
                 if not serves(name, sc_name):
                     continue
-                why = server_available(name)
+                why = server_available(name, sc_name)
                 if why:
                     print("%-12s %-13s skipped: %s" % (sc_name, name, why), flush=True)
                     rows.append({"scenario": sc_name, "server": name, "mode": "-",

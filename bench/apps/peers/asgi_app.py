@@ -2,7 +2,7 @@
 (uvicorn_run.py) and by granian's ASGI interface (granian_asgi.py).
 
 The scenario comes from $BENCH_SCENARIO (hello, json, params, post-json,
-async, async-sleep, static, upload); `app` is the ASGI callable for it.  ASGI apps are always
+async, async-sleep, static, upload, ws-echo); `app` is the ASGI callable for it.  ASGI apps are always
 coroutines, so `async` is the same code as `hello`, and `async-sleep` adds one
 real suspension.
 
@@ -148,5 +148,26 @@ async def upload(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
+async def ws_echo(scope, receive, send):
+    """ws-echo: a WebSocket at /ws that sends every message back as it came
+    (bytes as bytes, text as text); anything else is a 404."""
+    if scope["type"] != "websocket" or scope["path"] != "/ws":
+        if scope["type"] == "http":
+            await not_found(send)
+        return
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        m = await receive()
+        if m["type"] != "websocket.receive":
+            return
+        if m.get("bytes") is not None:
+            await send({"type": "websocket.send", "bytes": m["bytes"]})
+        else:
+            await send({"type": "websocket.send", "text": m["text"]})
+
+
 app = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
-       "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload}[SCENARIO]
+       "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload,
+       "ws-echo": ws_echo}[SCENARIO]

@@ -14,6 +14,7 @@ if scenario == "static":
     static = ["--static-path-route", "/static", "--static-path-mount", static_asset.directory()]
 os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "asgi",
                            "--host", "127.0.0.1", "--port", sys.argv[1], "--workers", "1",
-                           "--runtime-threads", "1", "--http", "1", "--no-ws",
+                           "--runtime-threads", "1", "--http", "1",
+                           *([] if scenario == "ws-echo" else ["--no-ws"]),
                            "--loop", "uvloop", "--log-level", "warning"] + static +
           ["--working-dir", here, "asgi_app:app"])

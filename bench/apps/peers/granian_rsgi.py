@@ -92,8 +92,29 @@ async def upload(scope, proto):
     proto.response_str(200, TEXT, str(len(await proto())))
 
 
+async def ws_echo(scope, proto):
+    """ws-echo: every message at /ws goes back as it came."""
+    if scope.proto != "ws" or scope.path != "/ws":
+        if scope.proto == "http":
+            proto.response_str(404, TEXT, "Not Found")
+        else:
+            proto.close(403)
+        return
+    ws = await proto.accept()
+    while True:
+        m = await ws.receive()
+        if m.kind == 1:
+            await ws.send_bytes(m.data)
+        elif m.kind == 2:
+            await ws.send_str(m.data)
+        else:
+            break
+    proto.close(1000)
+
+
 APPS = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
-        "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload}
+        "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload,
+        "ws-echo": ws_echo}
 app = APPS[os.environ.get("BENCH_SCENARIO", "hello")]
 
 if __name__ == "__main__":
@@ -101,6 +122,7 @@ if __name__ == "__main__":
     static_asset.directory()
     os.execvp(sys.executable, [sys.executable, "-m", "granian", "--interface", "rsgi",
                                "--host", "127.0.0.1", "--port", sys.argv[1], "--workers", "1",
-                               "--runtime-threads", "1", "--http", "1", "--no-ws",
+                               "--runtime-threads", "1", "--http", "1",
+                               *([] if sys.argv[2:3] == ["ws-echo"] else ["--no-ws"]),
                                "--loop", "uvloop", "--log-level", "warning",
                                "--working-dir", HERE, "granian_rsgi:app"])

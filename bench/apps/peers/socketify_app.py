@@ -4,6 +4,7 @@ Usage: socketify_app.py PORT SCENARIO
 
 `async` is an async def handler; `async-sleep` awaits asyncio.sleep(0) (after
 reading everything it needs from req, which uWS frees once the handler yields).
+`ws-echo` is uWS's own WebSocket server at /ws (app.ws), compression off.
 """
 import asyncio
 import json
@@ -14,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import static_asset  # noqa: E402
 from routes200 import OTHER_BODY, TARGET, answer, patterns, to_colon  # noqa: E402
 
-from socketify import App  # noqa: E402
+from socketify import App, CompressOptions  # noqa: E402
 
 TEXT = b"text/plain; charset=utf-8"
 
@@ -77,6 +78,11 @@ def other(res, req):
     res.send(OTHER_BODY, content_type=TEXT)
 
 
+def ws_message(ws, message, opcode):
+    """ws-echo: every message goes back as it came (same opcode)."""
+    ws.send(message, opcode)
+
+
 def main():
     port = int(sys.argv[1])
     scenario = sys.argv[2] if len(sys.argv) > 2 else "hello"
@@ -90,6 +96,9 @@ def main():
         app.post("/", upload)
     elif scenario == "static":
         app.static("/static", static_asset.directory())
+    elif scenario == "ws-echo":
+        app.ws("/ws", {"compression": CompressOptions.DISABLED, "message": ws_message,
+                       "max_payload_length": 16 * 1024 * 1024, "idle_timeout": 120})
     else:
         app.get("/", {"hello": hello, "json": hello_json, "async": hello_async,
                       "async-sleep": hello_sleep}[scenario])
