@@ -98,6 +98,10 @@ typedef struct {
     PyObject *s_done;
     PyObject *s_set_result;
     PyObject *s_set_exception;
+    PyObject *s_abort;
+    PyObject *s_sslcontext;
+    PyObject *s_socket;
+    PyObject *s_fileno;
 
     PyObject *kw_response[10]; /* Response() keyword names, interned */
     PyObject *hdr_names[FULMEN_COMMON_HEADERS]; /* request.c: Title-Case names */

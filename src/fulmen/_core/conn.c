@@ -332,7 +332,7 @@ static int conn_flush(ConnObject *c)
                 st->out_len = 0;
                 conn_io_end(c);
                 c->aborted = 1;
-                res = PyObject_CallMethod(c->transport, "abort", NULL);
+                res = PyObject_CallMethodNoArgs(c->transport, st->s_abort);
                 if (res == NULL)
                     goto error;
                 goto done_ok;
@@ -984,7 +984,7 @@ static NOINLINE int conn_tls(ConnObject *c)
     int tls;
     if (c->fd >= 0)
         return 0;
-    r = PyObject_CallMethod(c->transport, "get_extra_info", "s", "sslcontext");
+    r = PyObject_CallMethodOneArg(c->transport, c->st->s_get_extra_info, c->st->s_sslcontext);
     tls = r != NULL && r != Py_None;
     Py_XDECREF(r);
     PyErr_Clear();
@@ -994,9 +994,10 @@ static NOINLINE int conn_tls(ConnObject *c)
 /* The descriptor of the transport's socket, or -1 (none, or an error). */
 static int conn_socket_fd(ConnObject *c)
 {
-    PyObject *sock = PyObject_CallMethod(c->transport, "get_extra_info", "s", "socket");
+    PyObject *sock = PyObject_CallMethodOneArg(c->transport, c->st->s_get_extra_info,
+                                               c->st->s_socket);
     PyObject *r = sock != NULL && sock != Py_None
-        ? PyObject_CallMethod(sock, "fileno", NULL) : NULL;
+        ? PyObject_CallMethodNoArgs(sock, c->st->s_fileno) : NULL;
     long fd = r != NULL ? PyLong_AsLong(r) : -1;
     Py_XDECREF(r);
     Py_XDECREF(sock);
@@ -2841,7 +2842,7 @@ static void conn_abort(ConnObject *c)
     PyObject *r;
     c->aborted = 1;
     conn_io_end(c);
-    r = PyObject_CallMethod(c->transport, "abort", NULL);
+    r = PyObject_CallMethodNoArgs(c->transport, c->st->s_abort);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
     Py_XDECREF(r);
@@ -3179,7 +3180,7 @@ static void conn_expire(ConnObject *c)
             c->aborted = 1;
         c->timer = CONN_T_NONE;
         c->deadline = 0;
-        r = PyObject_CallMethod(c->transport, c->aborted ? "abort" : "close", NULL);
+        r = PyObject_CallMethodNoArgs(c->transport, c->aborted ? c->st->s_abort : c->st->s_close);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
         else
@@ -3214,7 +3215,7 @@ void conn_close_transport(ConnObject *c, int abort)
     conn_io_end(c);
     if (abort)
         c->aborted = 1;
-    r = PyObject_CallMethod(c->transport, abort ? "abort" : "close", NULL);
+    r = PyObject_CallMethodNoArgs(c->transport, abort ? c->st->s_abort : c->st->s_close);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
     else

@@ -326,6 +326,10 @@ static int mod_exec(PyObject *m)
     INTERN(s_done, "done");
     INTERN(s_set_result, "set_result");
     INTERN(s_set_exception, "set_exception");
+    INTERN(s_abort, "abort");
+    INTERN(s_sslcontext, "sslcontext");
+    INTERN(s_socket, "socket");
+    INTERN(s_fileno, "fileno");
     INTERN(s_version10, "1.0");
     INTERN(s_version11, "1.1");
     for (i = 1; i <= H1_M_TRACE; i++)
@@ -452,6 +456,10 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->s_done);
     Py_CLEAR(st->s_set_result);
     Py_CLEAR(st->s_set_exception);
+    Py_CLEAR(st->s_abort);
+    Py_CLEAR(st->s_sslcontext);
+    Py_CLEAR(st->s_socket);
+    Py_CLEAR(st->s_fileno);
     Py_CLEAR(st->s_version10);
     Py_CLEAR(st->s_version11);
     for (i = 1; i <= H1_M_TRACE; i++)

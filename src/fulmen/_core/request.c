@@ -1394,7 +1394,7 @@ static PyObject *req_get_scheme(RequestObject *r, void *c)
         Py_DECREF(t);
         return PyUnicode_FromString("http");
     }
-    ssl = PyObject_CallMethod(t, "get_extra_info", "s", "sslcontext");
+    ssl = PyObject_CallMethodOneArg(t, r->st->s_get_extra_info, r->st->s_sslcontext);
     Py_DECREF(t);
     if (ssl == NULL)
         return NULL;
