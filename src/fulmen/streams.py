@@ -28,7 +28,9 @@ async def _stream_body(conn, source):
     ok = False
     n = 0
     try:
-        if isinstance(source, _FileBody):
+        if not conn._stream_begin():
+            pass  # the client left before this first step: nothing to produce
+        elif isinstance(source, _FileBody):
             await _send_file(conn, source)
         elif hasattr(source, "__aiter__"):
             async for item in source:

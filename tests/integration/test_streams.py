@@ -7,6 +7,7 @@ import time
 import pytest
 
 from .rawhttp import Conn, build_request, fields_but_date
+from .conftest import basic  # noqa: F401  (a shared fixture)
 from .test_api import api, get  # noqa: F401  (the shared fixture)
 from .server import rss_kb
 
@@ -324,6 +325,29 @@ def test_client_reset_closes_generator(api, route):
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()                                          # RST
         wait_counter(api, key, "closed", 1)
+
+
+@pytest.mark.parametrize("second", ["/chunks/1", "/chunks/0"])
+def test_client_shutting_its_side_behind_pipelined_streams_is_closed(basic, second):
+    # The client's FIN comes with two pipelined requests that both stream:
+    # the second stream's Task is made when the first ends, and the FIN
+    # may reach the server before that Task's first step.  The connection
+    # ends all the same (it used to wait forever for a stream cancelled
+    # before it began), and an endless second stream is not begun at all.
+    for attempt in range(ATTEMPTS):
+        with Conn(basic.port) as c:
+            c.send(build_request("GET", "/chunks/1") + build_request("GET", second))
+            c.sock.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                got = c.sock.recv(65536)       # a hang is a socket.timeout
+                if not got:
+                    break
+                data += got
+                assert len(data) < 16 * MiB, "still streaming after the client's FIN"
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100]
+        assert data.count(b"HTTP/1.1 200 OK\r\n") <= 2
+    assert get(basic, "/chunks/2").body == b"item 0\nitem 1\n"
 
 
 def test_slow_reader_does_not_make_server_buffer(api):

@@ -142,6 +142,12 @@ typedef struct {
     uint64_t stream_left;    /* RESP_FRAME_LENGTH: body bytes still owed */
     uint8_t stream_frame;    /* RESP_FRAME_* */
     uint8_t stream_close;    /* close once it ends */
+    /* its Task has taken its first step (_stream_begin); stream_stop: the
+     * client left before that, so the body is not to be produced at all.
+     * (Cancelling a Task before its first step would skip _stream_body's
+     * clean-up, and the connection would wait for a stream that is gone.) */
+    uint8_t stream_begun;
+    uint8_t stream_stop;
     uint8_t bs_chunked;
     uint8_t peer_trusted;    /* --proxy-headers from this peer (with peer) */
     /* conn_progress() when a deadline for the client to take output was
@@ -2340,6 +2346,10 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
     x->stream_close = (uint8_t)(close_after || frame == RESP_FRAME_CLOSE);
     x->stream_req = req;
     x->stream_task = task;
+    x->stream_begun = 0;
+    /* after the client's FIN, a body of no announced length is not begun
+     * (conn_eof_received says why) */
+    x->stream_stop = c->eof && frame != RESP_FRAME_LENGTH;
     return 1;
 }
 
@@ -2436,6 +2446,16 @@ static PyObject *conn_stream_sent(ConnObject *c, PyObject *nobj)
     if (c->streaming && c->ext->stream_frame == RESP_FRAME_LENGTH)
         c->ext->stream_left -= n < c->ext->stream_left ? n : c->ext->stream_left;
     Py_RETURN_NONE;
+}
+
+/* _stream_begin(): the stream's first step; False when the client left
+ * before it and the body is not to be produced. */
+static PyObject *conn_stream_begin(ConnObject *c, PyObject *unused)
+{
+    if (!c->streaming)
+        Py_RETURN_FALSE;
+    c->ext->stream_begun = 1;
+    return PyBool_FromLong(!c->ext->stream_stop && !c->closed && c->transport != NULL);
 }
 
 static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
@@ -2766,7 +2786,12 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
          * (a file, say) has an end: a client that only shut its sending
          * side (RFC 9112 9.6) gets it whole, one that has gone makes the
          * next write fail. */
-        PyObject *r = PyObject_CallMethod(c->ext->stream_task, "cancel", NULL);
+        PyObject *r;
+        if (!c->ext->stream_begun) {
+            c->ext->stream_stop = 1; /* _stream_begin() will say so */
+            Py_RETURN_TRUE;
+        }
+        r = PyObject_CallMethod(c->ext->stream_task, "cancel", NULL);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(r);
@@ -3393,6 +3418,8 @@ static PyMethodDef conn_methods[] = {
      "the client is not reading, else None."},
     {"_stream_sent", (PyCFunction)conn_stream_sent, METH_O,
      "_stream_sent(n): n body bytes were sent with sendfile"},
+    {"_stream_begin", (PyCFunction)conn_stream_begin, METH_NOARGS,
+     "A streamed body's first step: False when it is not to be produced."},
     {"_stream_end", (PyCFunction)conn_stream_end, METH_O,
      "End the streamed body (True) or cut it short (False)."},
     {NULL},

@@ -262,6 +262,18 @@ def hold_stream(request):
     return Response(stream=body())
 
 
+def chunks(request):
+    # n small items from a sync generator, or an endless stream for n = 0
+    n = request.match_dict["n"]
+
+    def body():
+        i = 0
+        while n == 0 or i < n:
+            yield b"item %d\n" % i
+            i += 1
+    return Response(stream=body())
+
+
 def attr_mark(request):
     # an attribute a view sets on its request is gone by the next request,
     # though request objects are reused
@@ -290,6 +302,7 @@ r.add_route("/hold/{x}", hold)
 r.add_route("/held", held)
 r.add_route("/release", release)
 r.add_route("/hold-stream", hold_stream)
+r.add_route("/chunks/{n:int}", chunks)
 r.add_route("/dispatched", lambda request: request.Response(json=app._server.requests))
 
 if __name__ == "__main__":
