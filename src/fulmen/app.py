@@ -505,9 +505,10 @@ class Application:
         stopping = []
         # one sweep over all connections a few times a second enforces every
         # timeout: no timer per connection
-        interval = max(0.05, min(1.0, self.header_timeout / 4, self.body_timeout / 4,
-                                 self.keep_alive_timeout / 4,
-                                 (self.response_timeout or 4.0) / 4))
+        limits = [self.header_timeout, self.body_timeout, self.keep_alive_timeout]
+        if self.response_timeout:
+            limits.append(self.response_timeout)
+        interval = max(0.05, min(1.0, min(limits) / 4))
         sweeper = []
 
         def sweep():
