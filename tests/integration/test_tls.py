@@ -26,10 +26,16 @@ app = Application(body_timeout=%(bt)r, keep_alive_timeout=%(ka)r, max_connection
 def big(request):
     return request.Response(body=b"x" * int(request.query["n"]))
 
+async def later(request):
+    import asyncio
+    await asyncio.sleep(float(request.query["s"]))
+    return request.Response(text="later")
+
 def hello(request):
     return request.Response(text="hello")
 
 app.router.add_route("/big", big)
+app.router.add_route("/later", later)
 app.router.add_route("/", hello)
 
 if __name__ == "__main__":
@@ -92,6 +98,35 @@ def test_slow_but_steady_reader_gets_the_whole_answer(tmp_path, cert, tls, close
         assert len(body) == N, "the answer was cut after %d of %d bytes" % (len(body), N)
     finally:
         assert srv.stop() == 0, srv.stderr()
+
+
+def test_close_notify_while_an_answer_is_due_is_quiet(tmp_path, cert):
+    """A TLS client sends its close_notify while a view is still working on
+    its answer: the server closes (a TLS connection cannot stay half-open)
+    without asking uvloop to keep it open, which only logged a warning per
+    connection."""
+    srv = start(tmp_path, cert, True)
+    try:
+        for _ in range(3):
+            s = connect(srv.port, cert, True)
+            s.sendall(b"GET /later?s=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setblocking(False)
+            try:
+                s.unwrap()                 # sends our close_notify
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+            s.setblocking(True)
+            raw = socket.socket(fileno=s.detach())
+            raw.settimeout(10.0)
+            while raw.recv(65536):         # until the server closes
+                pass
+            raw.close()
+        with connect(srv.port, cert, True) as s:   # and it still serves
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200 ")
+    finally:
+        assert srv.stop() == 0, srv.stderr()
+    assert "eof_received" not in srv.stderr(), srv.stderr()
 
 
 def test_tls_client_that_ignores_close_notify_gives_its_place_back(tmp_path, cert):

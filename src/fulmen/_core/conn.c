@@ -2789,15 +2789,17 @@ static PyObject *conn_eof_received(ConnObject *c, PyObject *unused)
         PyObject *r;
         if (!c->ext->stream_begun) {
             c->ext->stream_stop = 1; /* _stream_begin() will say so */
-            Py_RETURN_TRUE;
+        } else {
+            r = PyObject_CallMethod(c->ext->stream_task, "cancel", NULL);
+            if (r == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(r);
         }
-        r = PyObject_CallMethod(c->ext->stream_task, "cancel", NULL);
-        if (r == NULL)
-            PyErr_WriteUnraisable((PyObject *)c);
-        Py_XDECREF(r);
-        Py_RETURN_TRUE;
     }
-    if (conn_q_len(c) > 0 || c->streaming)
+    /* keep the transport open for what is still to be sent; a TLS
+     * transport closes after a close_notify whatever we say (and logs a
+     * warning each time we ask otherwise) */
+    if ((conn_q_len(c) > 0 || c->streaming) && !conn_tls(c))
         Py_RETURN_TRUE;
 closes:
     /* the transport closes itself now: what it still holds (and a TLS
