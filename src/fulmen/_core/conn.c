@@ -1040,6 +1040,14 @@ static NOINLINE int conn_unacked(ConnObject *c)
     return n;
 }
 
+/* A TLS connection whose client has not yet taken all we sent (the
+ * socket's transport, which only the kernel's queue shows, still writes
+ * for it); 0 over plain TCP, whose transport says when it is empty. */
+static int conn_tls_owes(ConnObject *c)
+{
+    return c->fd < 0 && conn_tls(c) && conn_unacked(c) > 0;
+}
+
 /* Arm a deadline by which the client must take some of what we send
  * (timer: CONN_T_WRITE, CONN_T_CLOSING or CONN_T_WSCLOSE), and note how
  * far it has got (conn_took).  Without the memory for that, the deadline
@@ -1097,6 +1105,9 @@ static void conn_rearm(ConnObject *c, int64_t now)
     } else if (c->pause & CONN_PAUSE_WRITE) {
         if (c->timer != CONN_T_WRITE)
             conn_arm_write(c, CONN_T_WRITE, now + srv->body_timeout_ms);
+    } else if (UNLIKELY(c->timer == CONN_T_WRITE) && !c->lingering && conn_tls(c)) {
+        /* resumed over TLS with output still on its way (conn_resume_writing):
+         * the deadline stays until the client has it all (conn_expire) */
     } else if (UNLIKELY(c->lingering)) {
         if (c->timer != CONN_T_LINGER && c->timer != CONN_T_WRITE) {
             c->timer = CONN_T_LINGER;
@@ -2820,8 +2831,10 @@ static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
     conn_set_pause(c, CONN_PAUSE_WRITE, 0);
     conn_wake_stream(c);
     /* the write deadline ends; a close's (ours, or our WebSocket close
-     * frame's) stays */
-    if (c->timer == CONN_T_WRITE)
+     * frame's) stays.  Over TLS it ends once the client has all we sent:
+     * the TLS layer resumes us when it has handed its bytes on, which may
+     * be megabytes the socket's own transport still holds */
+    if (c->timer == CONN_T_WRITE && !conn_tls_owes(c))
         c->timer = CONN_T_NONE;
     conn_rearm(c, mod_now_ms());
     if (!c->pause)
@@ -3161,6 +3174,14 @@ static void conn_expire(ConnObject *c)
         /* the client takes its answers, slowly: more time */
         c->deadline = mod_now_ms() + (c->timer == CONN_T_WSCLOSE ? CONN_WSCLOSE_MS
                                                                  : c->server->body_timeout_ms);
+        return;
+    }
+    if (c->timer == CONN_T_WRITE && !(c->pause & CONN_PAUSE_WRITE) && !c->lingering &&
+        conn_tls(c) && !conn_tls_owes(c)) {
+        /* resumed over TLS, and the client has had all of it since */
+        c->timer = CONN_T_NONE;
+        c->deadline = 0;
+        conn_rearm(c, mod_now_ms());
         return;
     }
     if (c->timer == CONN_T_CLOSING) {
