@@ -1045,7 +1045,7 @@ static NOINLINE int conn_unacked(ConnObject *c)
  * for it); 0 over plain TCP, whose transport says when it is empty. */
 static int conn_tls_owes(ConnObject *c)
 {
-    return c->fd < 0 && conn_tls(c) && conn_unacked(c) > 0;
+    return conn_tls(c) && conn_unacked(c) > 0;
 }
 
 /* Arm a deadline by which the client must take some of what we send
@@ -3177,7 +3177,7 @@ static void conn_expire(ConnObject *c)
         return;
     }
     if (c->timer == CONN_T_WRITE && !(c->pause & CONN_PAUSE_WRITE) && !c->lingering &&
-        conn_tls(c) && !conn_tls_owes(c)) {
+        conn_tls(c) && conn_unacked(c) == 0) {
         /* resumed over TLS, and the client has had all of it since */
         c->timer = CONN_T_NONE;
         c->deadline = 0;
