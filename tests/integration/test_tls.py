@@ -19,11 +19,14 @@ from .test_binding import cert  # noqa: F401
 from .test_supervisor import Proc, write_app
 
 APP = '''
+import sys
 from fulmen import Application
 
 app = Application(body_timeout=%(bt)r, keep_alive_timeout=%(ka)r, max_connections=%(maxc)r)
 
 def big(request):
+    if "say" in request.query:   # the answer goes to the transport right after
+        print("answering " + request.query["say"], file=sys.stderr, flush=True)
     return request.Response(body=b"x" * int(request.query["n"]))
 
 async def later(request):
@@ -39,7 +42,6 @@ app.router.add_route("/later", later)
 app.router.add_route("/", hello)
 
 if __name__ == "__main__":
-    import sys
     tls = sys.argv[1:3] if len(sys.argv) > 2 else None
     app.run(host="127.0.0.1", port=0, ssl=tuple(tls) if tls else None)
 '''
@@ -145,6 +147,54 @@ def test_tls_client_that_ignores_close_notify_gives_its_place_back(tmp_path, cer
     except (socket.timeout, ssl.SSLError) as e:
         pytest.fail("the next client was not served within 15 s: %r" % e)
     finally:
+        assert srv.stop() == 0, srv.stderr()
+
+
+def test_tls_client_that_stops_reading_after_the_tls_layer_resumed_us_is_cut(tmp_path, cert):
+    """max_connections=1, body_timeout 1 s, keep-alive 300 s.  The client
+    reads a first answer (8 MB) only to its head, asks for a second (4 MB),
+    then reads the rest of the first and stops.  The first fills the
+    socket's transport, so uvloop's TLS layer keeps the second and pauses
+    the app (the write deadline starts); once the socket's transport has
+    drained, the TLS layer hands it all of the second at once and resumes
+    the app, with megabytes of it still to go to a client that no longer
+    reads.  That client must be cut after body_timeout, its place freed for
+    the next one, not held until the keep-alive timeout."""
+    A, B = 8_000_000, 4_000_000
+    srv = start(tmp_path, cert, True, ka=300.0, maxc=1)
+    s = other = None
+    try:
+        s = connect(srv.port, cert, True, rcvbuf=65536)
+        s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % A)
+        got = b""
+        while b"\r\n\r\n" not in got:      # the first answer is in the transport
+            d = s.recv(16384)
+            assert d, got
+            got += d
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        mark = srv.mark()
+        s.sendall(b"GET /big?n=%d&say=second HTTP/1.1\r\nHost: x\r\n\r\n" % B)
+        # the second answer goes to the TLS layer in the same callback as
+        # this line, before the server can see the client read any more
+        srv.wait_line(r"answering second", start=mark)
+        left = A - len(body)
+        while left > 0:                  # the rest of the first, not a byte more
+            d = s.recv(min(left, 16384))
+            assert d, "the first answer was cut with %d bytes to go" % left
+            left -= len(d)
+        # now stop reading; the next client is served once that one is cut
+        try:
+            other = connect(srv.port, cert, True, timeout=30.0)
+            other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert other.recv(100).startswith(b"HTTP/1.1 200 ")
+        except (socket.timeout, ssl.SSLError) as e:
+            pytest.fail("the client that stopped reading was not cut within 30 s "
+                        "(body_timeout 1 s): %r" % e)
+    finally:
+        for c in (s, other):
+            if c is not None:
+                c.close()
         assert srv.stop() == 0, srv.stderr()
 
 
