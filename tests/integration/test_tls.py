@@ -199,6 +199,63 @@ def test_tls_client_that_stops_reading_after_the_tls_layer_resumed_us_is_cut(tmp
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_keep_alive_timeout_counts_from_the_answer_when_shorter_than_body_timeout(
+        tmp_path, cert, tls):
+    """keep-alive 1 s, body_timeout 300 s: after one answer, read whole, the
+    idle connection is closed by keep_alive_timeout (over TLS too, where
+    the server first waits for the client to have the answer)."""
+    srv = start(tmp_path, cert, tls, ka=1.0, bt=300.0)
+    try:
+        s = connect(srv.port, cert, tls, timeout=30.0)
+        s.sendall(b"GET /big?n=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while not got.endswith(b"x" * 100):
+            d = s.recv(16384)
+            assert d, got
+            got += d
+        try:
+            assert s.recv(100) == b"", "nothing more was asked for"
+        except socket.timeout:
+            pytest.fail("the idle connection was still open after 30 s (keep-alive 1 s)")
+        s.close()
+    finally:
+        assert srv.stop() == 0, srv.stderr()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_client_that_never_reads_one_large_answer_is_cut(tmp_path, cert, tls):
+    """max_connections=1, body_timeout 1 s, keep-alive 300 s.  One 8 MB
+    answer to a client that reads its head and no more.  Over TLS the app
+    is never paused: uvloop's TLS layer hands the whole answer to the
+    socket's transport at once, which keeps the megabytes the kernel cannot
+    take.  The client must still be cut after body_timeout, its place freed
+    for the next one, not held until the keep-alive timeout."""
+    srv = start(tmp_path, cert, tls, ka=300.0, maxc=1)
+    s = other = None
+    try:
+        s = connect(srv.port, cert, tls, rcvbuf=65536)
+        s.sendall(b"GET /big?n=8000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            d = s.recv(16384)
+            assert d, got
+            got += d
+        assert got.startswith(b"HTTP/1.1 200 "), got[:100]
+        try:
+            other = connect(srv.port, cert, tls, timeout=30.0)
+            other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert other.recv(100).startswith(b"HTTP/1.1 200 ")
+        except (socket.timeout, ssl.SSLError) as e:
+            pytest.fail("the client that never read was not cut within 30 s "
+                        "(body_timeout 1 s): %r" % e)
+    finally:
+        for c in (s, other):
+            if c is not None:
+                c.close()
+        assert srv.stop() == 0, srv.stderr()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_graceful_stop_does_not_wait_for_close_notify(tmp_path, cert, tls):
     """SIGTERM with an idle keep-alive client that neither reads nor
     answers the server's close_notify: the worker closes it after the short

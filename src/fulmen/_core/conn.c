@@ -103,6 +103,12 @@ enum {
     CONN_T_LINGER, /* half-closed after the last answer: the client's turn */
     CONN_T_CLOSING, /* close() called with output the transport still holds:
                      * the client has body_timeout to take it */
+    CONN_T_OWED,   /* TLS, between requests, with output on its way: the
+                    * socket's transport may still hold megabytes the TLS
+                    * layer handed it (it never pauses us for those), so the
+                    * client has body_timeout (or keep_alive_timeout, if
+                    * shorter) to take some; keep_alive_timeout counts from
+                    * idle_since */
 };
 
 typedef struct {
@@ -153,6 +159,7 @@ typedef struct {
     /* conn_progress() when a deadline for the client to take output was
      * last armed or checked (conn_took) */
     uint64_t wmark;
+    int64_t idle_since;      /* CONN_T_OWED: when the connection fell idle */
 } conn_ext;
 
 /* Kept small: an idle keep-alive connection is this object and uvloop's
@@ -207,6 +214,8 @@ struct ConnObject {
                                * first request (Connection: close,
                                * HTTP/1.0): conn_linger */
     uint8_t unread_input : 1; /* bytes past the last request were dropped */
+    uint8_t tls_known : 1; /* is_tls is set (conn_tls) */
+    uint8_t is_tls : 1;
     uint16_t linger_kb;    /* KiB that may still be dropped while lingering
                             * (0 before: CONN_LINGER_KB then) */
 };
@@ -987,14 +996,20 @@ static Py_ssize_t conn_unsent(ConnObject *c)
 static NOINLINE int conn_tls(ConnObject *c)
 {
     PyObject *r;
-    int tls;
     if (c->fd >= 0)
         return 0;
-    r = PyObject_CallMethodOneArg(c->transport, c->st->s_get_extra_info, c->st->s_sslcontext);
-    tls = r != NULL && r != Py_None;
-    Py_XDECREF(r);
-    PyErr_Clear();
-    return tls;
+    if (!c->tls_known) {
+        r = PyObject_CallMethodOneArg(c->transport, c->st->s_get_extra_info,
+                                      c->st->s_sslcontext);
+        if (r == NULL) {
+            PyErr_Clear();
+            return 0; /* asked again next time */
+        }
+        c->is_tls = r != Py_None;
+        c->tls_known = 1;
+        Py_DECREF(r);
+    }
+    return c->is_tls;
 }
 
 /* The descriptor of the transport's socket, or -1 (none, or an error). */
@@ -1141,6 +1156,13 @@ static void conn_rearm(ConnObject *c, int64_t now)
         if (c->timer != CONN_T_IDLE || c->deadline == 0 || c->deadline > now + 1000) {
             c->timer = CONN_T_IDLE;
             c->deadline = now + 1000;
+        }
+    } else if (UNLIKELY(c->fd < 0) && conn_tls_owes(c)) {
+        if (c->timer != CONN_T_OWED) {
+            conn_arm_write(c, CONN_T_OWED, now + (srv->body_timeout_ms < srv->keep_alive_ms
+                                                  ? srv->body_timeout_ms : srv->keep_alive_ms));
+            if (c->ext != NULL)
+                c->ext->idle_since = now;
         }
     } else {
         c->timer = CONN_T_IDLE;
@@ -3176,6 +3198,24 @@ static void conn_expire(ConnObject *c)
                                                                  : c->server->body_timeout_ms);
         return;
     }
+    if (c->timer == CONN_T_OWED) {
+        int64_t now = mod_now_ms();
+        int64_t idle_end = (c->ext != NULL ? c->ext->idle_since : now) + c->server->keep_alive_ms;
+        if (conn_unacked(c) == 0) {
+            /* the client has it all: idle since the connection fell idle */
+            c->timer = CONN_T_IDLE;
+            c->deadline = idle_end;
+            return;
+        }
+        if (now >= idle_end) {
+            c->timer = CONN_T_IDLE; /* keep-alive is over: closes (conn_closing) */
+        } else if (conn_took(c)) {
+            /* the client takes it, slowly: more time */
+            c->deadline = idle_end < now + c->server->body_timeout_ms
+                ? idle_end : now + c->server->body_timeout_ms;
+            return;
+        }
+    }
     if (c->timer == CONN_T_WRITE && !(c->pause & CONN_PAUSE_WRITE) && !c->lingering &&
         conn_tls(c) && conn_unacked(c) == 0) {
         /* resumed over TLS, and the client has had all of it since */
@@ -3224,7 +3264,7 @@ static void conn_expire(ConnObject *c)
             conn_fail_body_stream(c, PyExc_TimeoutError, "the request body stopped arriving");
         c->closing = 1;
         conn_io_end(c);
-        if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE)
+        if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE || c->timer == CONN_T_OWED)
             c->aborted = 1;
         c->timer = CONN_T_NONE;
         c->deadline = 0;
