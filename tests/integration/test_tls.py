@@ -66,6 +66,28 @@ def connect(port, cert, tls, timeout=10.0, rcvbuf=None):
     return s
 
 
+def read_head(s):
+    """Read up to the end of an answer's head (and what came with it)."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(16384)
+        assert d, got
+        got += d
+    return got
+
+
+def assert_next_client_served(srv, cert, tls, who):
+    """With max_connections=1: the next client is served once `who` is cut
+    (body_timeout 1 s), its handshake waiting in the backlog till then."""
+    try:
+        with connect(srv.port, cert, tls, timeout=30.0) as other:
+            other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert other.recv(100).startswith(b"HTTP/1.1 200 ")
+    except (socket.timeout, ssl.SSLError) as e:
+        pytest.fail("the client that %s was not cut within 30 s (body_timeout 1 s): %r"
+                    % (who, e))
+
+
 N = 8_000_000
 RATE = 2_000_000     # bytes a second: N takes 4 s, four times body_timeout
 
@@ -162,16 +184,12 @@ def test_tls_client_that_stops_reading_after_the_tls_layer_resumed_us_is_cut(tmp
     the next one, not held until the keep-alive timeout."""
     A, B = 8_000_000, 4_000_000
     srv = start(tmp_path, cert, True, ka=300.0, maxc=1)
-    s = other = None
+    s = None
     try:
         s = connect(srv.port, cert, True, rcvbuf=65536)
         s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % A)
-        got = b""
-        while b"\r\n\r\n" not in got:      # the first answer is in the transport
-            d = s.recv(16384)
-            assert d, got
-            got += d
-        head, _, body = got.partition(b"\r\n\r\n")
+        # the first answer is in the transport
+        head, _, body = read_head(s).partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), head
         mark = srv.mark()
         s.sendall(b"GET /big?n=%d&say=second HTTP/1.1\r\nHost: x\r\n\r\n" % B)
@@ -183,18 +201,11 @@ def test_tls_client_that_stops_reading_after_the_tls_layer_resumed_us_is_cut(tmp
             d = s.recv(min(left, 16384))
             assert d, "the first answer was cut with %d bytes to go" % left
             left -= len(d)
-        # now stop reading; the next client is served once that one is cut
-        try:
-            other = connect(srv.port, cert, True, timeout=30.0)
-            other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert other.recv(100).startswith(b"HTTP/1.1 200 ")
-        except (socket.timeout, ssl.SSLError) as e:
-            pytest.fail("the client that stopped reading was not cut within 30 s "
-                        "(body_timeout 1 s): %r" % e)
+        # now stop reading
+        assert_next_client_served(srv, cert, True, "stopped reading")
     finally:
-        for c in (s, other):
-            if c is not None:
-                c.close()
+        if s is not None:
+            s.close()
         assert srv.stop() == 0, srv.stderr()
 
 
@@ -231,27 +242,16 @@ def test_client_that_never_reads_one_large_answer_is_cut(tmp_path, cert, tls):
     take.  The client must still be cut after body_timeout, its place freed
     for the next one, not held until the keep-alive timeout."""
     srv = start(tmp_path, cert, tls, ka=300.0, maxc=1)
-    s = other = None
+    s = None
     try:
         s = connect(srv.port, cert, tls, rcvbuf=65536)
         s.sendall(b"GET /big?n=8000000 HTTP/1.1\r\nHost: x\r\n\r\n")
-        got = b""
-        while b"\r\n\r\n" not in got:
-            d = s.recv(16384)
-            assert d, got
-            got += d
+        got = read_head(s)
         assert got.startswith(b"HTTP/1.1 200 "), got[:100]
-        try:
-            other = connect(srv.port, cert, tls, timeout=30.0)
-            other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert other.recv(100).startswith(b"HTTP/1.1 200 ")
-        except (socket.timeout, ssl.SSLError) as e:
-            pytest.fail("the client that never read was not cut within 30 s "
-                        "(body_timeout 1 s): %r" % e)
+        assert_next_client_served(srv, cert, tls, "never read")
     finally:
-        for c in (s, other):
-            if c is not None:
-                c.close()
+        if s is not None:
+            s.close()
         assert srv.stop() == 0, srv.stderr()
 
 
