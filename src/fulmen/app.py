@@ -147,18 +147,20 @@ def _coroutine_error(request, exc):
     return err.with_traceback(exc.__traceback__)
 
 
-def _stock_task_type(loop):
-    """asyncio.Task when loop.create_task(coro, context=ctx) is exactly
-    Task(coro, loop=loop, context=ctx) as long as no task factory is set
-    (uvloop's loop and asyncio's own); None for a loop that overrides it."""
-    stock = [asyncio.BaseEventLoop.create_task]
+def _stock_type(loop, method, cls):
+    """cls when loop's method is the stock one (uvloop's loop's, asyncio's
+    own): loop.create_task(coro, context=ctx) is then exactly
+    Task(coro, loop=loop, context=ctx) as long as no task factory is set,
+    loop.create_future() exactly Future(loop=loop).  None for a loop that
+    overrides it."""
+    stock = [getattr(asyncio.BaseEventLoop, method)]
     try:
         import uvloop
-        stock.append(uvloop.Loop.create_task)
+        stock.append(getattr(uvloop.Loop, method))
     except ImportError:
         pass
-    create = getattr(type(loop), "create_task", None)
-    return asyncio.Task if any(create is m for m in stock) else None
+    create = getattr(type(loop), method, None)
+    return cls if any(create is m for m in stock) else None
 
 
 class Application:
@@ -448,7 +450,8 @@ class Application:
                                     c in (None, Exception, BaseException)
                                     or issubclass(c, (RouteNotFoundException, MethodNotAllowed))
                                     for c in self._error_handlers)) else None)
-        server.task_type = _stock_task_type(loop)
+        server.task_type = _stock_type(loop, "create_task", asyncio.Task)
+        server.future_type = _stock_type(loop, "create_future", asyncio.Future)
         server.task_eager = sys.version_info >= (3, 12)  # Task(eager_start=)
         server.max_form_parts = self.max_form_parts or 0
         if self.response_timeout is not None:

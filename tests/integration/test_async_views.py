@@ -18,6 +18,7 @@ from fulmen.router import _never_suspends
 
 from .conftest import _app_fixture
 from .rawhttp import Conn, build_request
+from .wsclient import OP_TEXT, WSClient
 
 eager_tasks = pytest.fixture(_app_fixture("eager_tasks"), name="eager_tasks")
 custom_loop = pytest.fixture(_app_fixture("custom_loop"), name="custom_loop")
@@ -278,6 +279,18 @@ def test_a_loop_with_its_own_create_task_makes_the_tasks(custom_loop):
         for q in ("", "?wait=1", ""):
             r = c.request("GET", "/task/maybe" + q)
             assert json.loads(r.body) == {"task": True, "name": "custom-loop"}
+
+
+def test_a_loop_with_its_own_create_future_makes_the_futures(custom_loop):
+    # the handler asks for the second message before the loop can read it
+    # (it answers the first and awaits again in one step): that wait is a
+    # future, which must come from the loop's create_future
+    with WSClient(custom_loop.port, "/futures").connect() as ws:
+        ws.send_frame(OP_TEXT, b"1")
+        before = int(ws.recv_message()[1])
+        ws.send_frame(OP_TEXT, b"2")
+        after = int(ws.recv_message()[1])
+        assert after > before, "the handler's wait was not the loop's future"
 
 
 STDLIB_EAGER = [

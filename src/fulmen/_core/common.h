@@ -110,6 +110,7 @@ typedef struct {
     PyObject *s_version11;
     PyObject *empty_bytes;
     PyObject *empty_str;
+    PyObject *empty_tuple;
 
     /* Date: header value, refreshed when the second changes */
     int64_t date_sec;
@@ -224,6 +225,11 @@ struct ServerObject {
      * task factory (conn_start_view), else NULL */
     PyObject *task_type;
     int task_eager;          /* ... started eagerly (3.12+; set by app.py) */
+    /* asyncio.Future when loop.create_future is the stock one (set by
+     * app.py): the futures the server awaits with are made directly
+     * (mod_future_new), else NULL */
+    PyObject *future_type;
+    PyObject *future_kw;     /* {"loop": loop} for them, made on first use */
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the
@@ -298,8 +304,11 @@ int mod_format_date(char *buf, size_t cap, int64_t sec);
  * compared ignoring ASCII case (protocol names, RFC 9110 7.8), else
  * exactly (subprotocols, entity tags). */
 int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase);
-/* loop.create_future(): a new reference, or NULL with an exception. */
-PyObject *mod_future_new(fulmen_state *st, PyObject *loop);
+/* loop.create_future(), or the same made directly when future_type (a
+ * ServerObject's) says it is the stock one, with *kw its cached keywords:
+ * a new reference, or NULL with an exception. */
+PyObject *mod_future_new(fulmen_state *st, PyObject *loop, PyObject *future_type,
+                         PyObject **kw);
 /* Take the Future *fut (none when NULL) and finish it, with exc when that
  * is not NULL, else with result (NULL: None), unless it is already done
  * (its awaiter was cancelled, say).  A failure is reported as unraisable. */
@@ -378,6 +387,7 @@ void conn_pause_reading(ConnObject *c, int on);
 PyObject *conn_drain_waiter(ConnObject *c);  /* future while paused, else NULL */
 int conn_piled(ConnObject *c);               /* paused, and over CONN_PILE_MAX held */
 PyObject *conn_get_loop(ConnObject *c);      /* borrowed */
+PyObject *conn_new_future(ConnObject *c);    /* a Future of its server's loop */
 PyObject *conn_get_server(ConnObject *c);    /* borrowed */
 void conn_body_drained(ConnObject *c);       /* a body stream wants more */
 void conn_set_close_deadline(ConnObject *c);

@@ -2395,7 +2395,7 @@ static PyObject *conn_waiter(ConnObject *c)
     if (x == NULL)
         return NULL;
     if (x->stream_waiter == NULL) {
-        x->stream_waiter = mod_future_new(c->st, c->server->loop);
+        x->stream_waiter = conn_new_future(c);
         if (x->stream_waiter == NULL)
             return NULL;
     }
@@ -3335,6 +3335,12 @@ PyObject *conn_get_loop(ConnObject *c)
     return c->server->loop;
 }
 
+PyObject *conn_new_future(ConnObject *c)
+{
+    return mod_future_new(c->st, c->server->loop, c->server->future_type,
+                          &c->server->future_kw);
+}
+
 void conn_set_close_deadline(ConnObject *c)
 {
     conn_arm_write(c, CONN_T_WSCLOSE, mod_now_ms() + CONN_WSCLOSE_MS);
@@ -3743,6 +3749,8 @@ static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
     Py_VISIT(s->drain_list);
     Py_VISIT(s->drain_cb);
     Py_VISIT(s->task_type);
+    Py_VISIT(s->future_type);
+    Py_VISIT(s->future_kw);
     return 0;
 }
 
@@ -3758,6 +3766,8 @@ static int conn_server_clear(ServerObject *s)
     Py_CLEAR(s->drain_list);
     Py_CLEAR(s->drain_cb);
     Py_CLEAR(s->task_type);
+    Py_CLEAR(s->future_type);
+    Py_CLEAR(s->future_kw);
     return 0;
 }
 
@@ -3793,6 +3803,9 @@ static PyMemberDef conn_server_members[] = {
      "coroutine views' Tasks are then made directly, named after the view"},
     {"task_eager", T_INT, offsetof(ServerObject, task_eager), 0,
      "those Tasks start eagerly, eager_start=True (CPython 3.12+)"},
+    {"future_type", T_OBJECT, offsetof(ServerObject, future_type), 0,
+     "asyncio.Future if loop.create_future is the stock one, else None: "
+     "the server's futures are then made directly"},
     {"on_connection_lost", T_OBJECT, offsetof(ServerObject, on_conn_lost), 0,
      "called with no argument after a connection closes (max_connections)"},
     {"stopping", T_INT, offsetof(ServerObject, stopping), READONLY,

@@ -49,13 +49,29 @@ int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase)
     return 0;
 }
 
-/* Method calls by interned name: CPython's type attribute cache then
- * finds the method at once (a name made per call misses it, and costs a
- * lookup through the type's whole MRO; that was most of a WebSocket
- * message's time). */
-PyObject *mod_future_new(fulmen_state *st, PyObject *loop)
+/* Futures: method calls by interned name (CPython's type attribute cache
+ * then finds the method at once; a name made per call misses it, and costs
+ * a lookup through the type's whole MRO: that was most of a WebSocket
+ * message's time).
+ *
+ * A new one: loop.create_future(), or where that is the stock method
+ * (future_type is then asyncio.Future: ServerObject.future_type), what it
+ * does, Future(loop=loop), made as a call of the type makes it (tp_new,
+ * tp_init) but with a keyword dict made once (*kw): uvloop's method call
+ * and a new dict per future were most of what was left. */
+PyObject *mod_future_new(fulmen_state *st, PyObject *loop, PyObject *future_type,
+                         PyObject **kw)
 {
-    return PyObject_CallMethodNoArgs(loop, st->s_create_future);
+    PyTypeObject *tp = (PyTypeObject *)future_type;
+    PyObject *f;
+    if (future_type == NULL || !PyType_Check(future_type) || tp->tp_new == NULL || kw == NULL)
+        return PyObject_CallMethodNoArgs(loop, st->s_create_future);
+    if (*kw == NULL && (*kw = Py_BuildValue("{sO}", "loop", loop)) == NULL)
+        return NULL;
+    f = tp->tp_new(tp, st->empty_tuple, *kw);
+    if (f != NULL && tp->tp_init(f, st->empty_tuple, *kw) < 0)
+        Py_CLEAR(f);
+    return f;
 }
 
 void mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc)
@@ -357,6 +373,8 @@ static int mod_exec(PyObject *m)
     }
     if ((st->empty_str = PyUnicode_FromStringAndSize("", 0)) == NULL)
         return -1;
+    if ((st->empty_tuple = PyTuple_New(0)) == NULL)
+        return -1;
     st->date_sec = -1;
     mod_refresh_date(st);
     if (PyModule_AddIntConstant(m, "SIMD_LEVEL", h1_set_simd_level(-1)) < 0)
@@ -470,6 +488,7 @@ static int mod_clear(PyObject *m)
         Py_CLEAR(st->hdr_names[i]);
     Py_CLEAR(st->empty_bytes);
     Py_CLEAR(st->empty_str);
+    Py_CLEAR(st->empty_tuple);
     Py_CLEAR(st->out_chunks);
     Py_CLEAR(st->rbytes);
     return 0;

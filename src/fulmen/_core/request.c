@@ -1769,7 +1769,8 @@ static PyObject *req_stream_anext(BodyStreamObject *b)
         b->paused = 0;
         conn_body_drained(b->conn);
     }
-    b->waiter = mod_future_new(b->st, b->loop);
+    b->waiter = b->conn != NULL ? conn_new_future(b->conn)
+                                : mod_future_new(b->st, b->loop, NULL, NULL);
     if (b->waiter == NULL)
         return NULL;
     Py_INCREF(b->waiter);

@@ -641,7 +641,7 @@ static PyObject *ws_receive_impl(WebSocketObject *ws, int stop_async)
         PyErr_SetString(PyExc_RuntimeError, "receive() is already being awaited");
         return NULL;
     }
-    ws->waiter = mod_future_new(ws->st, conn_get_loop(ws->conn));
+    ws->waiter = conn_new_future(ws->conn);
     if (ws->waiter == NULL)
         return NULL;
     Py_INCREF(ws->waiter);
@@ -697,7 +697,7 @@ static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
         return NULL;
     ws->state = WS_CLOSING;
     ws->close_code = code;
-    ws->close_waiter = mod_future_new(ws->st, conn_get_loop(ws->conn));
+    ws->close_waiter = conn_new_future(ws->conn);
     if (ws->close_waiter == NULL)
         return NULL;
     conn_set_close_deadline(ws->conn);
