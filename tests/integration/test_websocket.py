@@ -891,6 +891,39 @@ def test_13_inflated_size_over_the_limit_fails_1009(ws_app):
         ws.expect_close(1009)
 
 
+def test_13_limit_is_on_the_inflated_size(ws_app):
+    # random bytes grow a little when deflated: a 1000-byte message (the
+    # limit) takes more than 1000 on the wire, and is still within it
+    data = os.urandom(1000)
+    with pmd(ws_app.port, "permessage-deflate", "/small") as ws:   # max 1000
+        comp = ws.deflate[0](data)
+        assert len(comp) > 1000
+        ws.send_frame(OP_BINARY, comp, rsv=4)
+        assert ws.recv_message() == (OP_BINARY, data)
+        ws.send_compressed(OP_BINARY, os.urandom(1001))
+        ws.expect_close(1009)
+
+
+@pytest.mark.parametrize("offer", ["permessage-deflate",
+                                   "permessage-deflate; server_no_context_takeover"])
+def test_13_empty_messages_keep_both_inflaters_in_step(echo, offer):
+    # RFC 7692 7.2.3.6: the server sends an empty message as 0x00 (zlib has
+    # nothing to flush after an earlier message, and an empty payload would
+    # open a stored block in the client's inflater); a client's empty
+    # compressed payload is an empty message that leaves the server's as is
+    with pmd(echo, offer) as ws:
+        for m in [b"abc" * 50, b"", b"", os.urandom(3000), b"", b"abc" * 50]:
+            ws.send_compressed(OP_BINARY, m)
+            f = ws.recv_frame()
+            assert f.rsv == 4 and f.payload, f
+            assert ws.deflate[1](f.payload) == m
+        for m in [b"", b"xyz" * 40]:
+            ws.send_frame(OP_BINARY, b"", rsv=4)
+            assert ws.recv_message() == (OP_BINARY, b"")
+            ws.send_compressed(OP_BINARY, m)
+            assert ws.recv_message() == (OP_BINARY, m)
+
+
 def test_13_zip_bomb_fails_1009_without_inflating_it_all(echo):
     # 64 MiB max on the example; 96 MiB of zeros deflate to ~100 kB
     z = zlib.compressobj(1, zlib.DEFLATED, -15)

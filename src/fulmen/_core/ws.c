@@ -148,12 +148,30 @@ static void ws_fail(WebSocketObject *ws, int code)
  * permessage-deflate (RFC 7692)
  */
 
+/* The most bytes a compressed message may take.  The limit is on the
+ * inflated message (ws_inflate checks it), and deflate makes what it
+ * cannot shrink a little larger: about 5 bytes per stored block of up to
+ * 64 KiB, and a flush's; a thousandth and 64 bytes more covers that. */
+static uint64_t ws_deflated_max(uint64_t n)
+{
+    uint64_t extra = (n >> 10) + 64;
+    return n > UINT64_MAX - extra ? UINT64_MAX : n + extra;
+}
+
 static int ws_inflate(WebSocketObject *ws, PyObject **out)
 {
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     uint8_t *res = NULL;
     size_t cap = 0, len = 0;
     int rc, pass, ended = 0;
+    if (ws->msg_len == 0) {
+        /* no deflate data at all (a compressor sends an empty message as
+         * 0x00, RFC 7692 7.2.3.6): the empty message, and the inflater left
+         * as it is, which the tail alone would put in the middle of a
+         * stored block */
+        *out = NULL;
+        return 0;
+    }
     if (!ws->zin_ready) {
         memset(&ws->zin, 0, sizeof(ws->zin));
         if (inflateInit2(&ws->zin, -ws->client_bits) != Z_OK) {
@@ -243,6 +261,13 @@ static int ws_send_deflated(WebSocketObject *ws, int opcode, const uint8_t *p, s
     } while (ws->zout.avail_out == 0);
     if (len >= 4 && memcmp(res + len - 4, "\x00\x00\xff\xff", 4) == 0)
         len -= 4;
+    if (len == 0) {
+        /* an empty message after others: zlib had nothing to flush, and the
+         * client's tail would open a stored block; RFC 7692 7.2.3.6 sends
+         * an empty block instead (res has room: see ws_grow above) */
+        res[0] = 0x00;
+        len = 1;
+    }
     if (ws->server_no_ctx)
         deflateReset(&ws->zout);
     rc = ws_write_frame(ws, opcode, 1, res, len);
@@ -398,8 +423,10 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
                 ws_fail(ws, 1002);
                 return 0;
             }
-            if (h.payload_len > ws->max_message ||
-                ws->msg_len + h.payload_len > ws->max_message) {
+            uint64_t limit = ws->max_message;
+            if (h.opcode == WS_OP_CONT ? ws->msg_deflated : h.rsv1)
+                limit = ws_deflated_max(limit);
+            if (h.payload_len > limit || h.payload_len > limit - ws->msg_len) {
                 ws_fail(ws, 1009);
                 return 0;
             }
