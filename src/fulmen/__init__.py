@@ -10,12 +10,12 @@
     app.run()
 """
 from . import _core
-from ._core import (BadRequest, File, InvalidJSON, Request, RequestTooLarge, Response,
-                    WebSocket, WebSocketClosed)
+from ._core import (BadRequest, ClientDisconnected, File, InvalidJSON, Request,
+                    RequestTooLarge, Response, WebSocket, WebSocketClosed)
 from .app import Application, MethodNotAllowed, RouteNotFoundException
 from .router import RouteError, Router
 from .streams import FileResponse
 
-__all__ = ["Application", "BadRequest", "File", "FileResponse", "InvalidJSON", "RequestTooLarge", "WebSocket", "WebSocketClosed", "Request", "Response", "Router", "RouteError",
+__all__ = ["Application", "BadRequest", "ClientDisconnected", "File", "FileResponse", "InvalidJSON", "RequestTooLarge", "WebSocket", "WebSocketClosed", "Request", "Response", "Router", "RouteError",
            "RouteNotFoundException", "MethodNotAllowed"]
 __version__ = "0.1.0"

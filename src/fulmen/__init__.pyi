@@ -1,6 +1,7 @@
 """fulmen: a Python micro-framework for microservices, with its HTTP engine in C."""
 from . import _core as _core
 from ._core import BadRequest as BadRequest
+from ._core import ClientDisconnected as ClientDisconnected
 from ._core import File as File
 from ._core import InvalidJSON as InvalidJSON
 from ._core import RequestTooLarge as RequestTooLarge
@@ -15,6 +16,6 @@ from .router import RouteError as RouteError
 from .router import Router as Router
 from .streams import FileResponse as FileResponse
 
-__all__ = ["Application", "BadRequest", "File", "FileResponse", "InvalidJSON", "RequestTooLarge", "Request", "Response", "Router", "WebSocket", "WebSocketClosed",
+__all__ = ["Application", "BadRequest", "ClientDisconnected", "File", "FileResponse", "InvalidJSON", "RequestTooLarge", "Request", "Response", "Router", "WebSocket", "WebSocketClosed",
            "RouteError", "RouteNotFoundException", "MethodNotAllowed"]
 __version__: str

@@ -393,6 +393,9 @@ class Application:
                 exc = e
         if isinstance(exc, asyncio.CancelledError):
             return Response(code=503, text="Service Unavailable")
+        if isinstance(exc, _core.ClientDisconnected):
+            # its client has gone: the answer goes nowhere, nothing to log
+            return Response(code=400, text="Bad Request")
         if isinstance(exc, RouteNotFoundException):
             # raised by the view itself (a missing object): Japronto's 404
             return Response(code=404, text="Not Found")

@@ -137,6 +137,23 @@ def test_client_half_close_mid_body_ends_the_stream(up, body):
         assert c.at_eof()
 
 
+def test_client_reset_mid_body_is_not_logged(up):
+    """The client resets its connection mid-body: the view's stream raises
+    ClientDisconnected, which the view lets through; nobody is left to
+    answer, and that is no error to log."""
+    import socket
+    import struct
+    n0 = len(up.lines)
+    with Conn(up.port) as c:
+        c.send(b"POST /noted HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+               + b"x" * 1000)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # the done callback runs after the view's exception was dealt with
+    assert up.wait_for_stderr("noted done"), up.stderr()
+    after = "\n".join(up.lines[n0:])
+    assert "error in view" not in after, after
+
+
 def test_stream_on_an_ordinary_route_gives_the_whole_body(up):
     with Conn(up.port) as c:
         assert c.request("POST", "/whole", body=b"abc").json() == {"parts": 1, "body": "abc"}

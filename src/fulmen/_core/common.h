@@ -63,6 +63,7 @@ typedef struct {
     PyTypeObject *WebSocketType;
     PyTypeObject *ReadyType;
     PyObject *WebSocketClosed; /* exception (code, reason) */
+    PyObject *ClientDisconnected; /* ConnectionResetError: nobody left to answer */
     PyObject *json_loads;  /* json.loads, imported on first use */
     PyObject *BadRequest;  /* exception: the client sent a malformed body */
     PyObject *RequestTooLarge; /* BadRequest subclass: over the body limit (413) */
@@ -304,6 +305,10 @@ int mod_format_date(char *buf, size_t cap, int64_t sec);
  * compared ignoring ASCII case (protocol names, RFC 9110 7.8), else
  * exactly (subprotocols, entity tags). */
 int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase);
+/* fulmen.<name>, an exception class with base (a class or a tuple), into
+ * *slot and the module: 0, or -1 with an exception. */
+int mod_add_exception(PyObject *m, const char *name, const char *doc, PyObject *base,
+                      PyObject **slot);
 /* loop.create_future(), or the same made directly when future_type (a
  * ServerObject's) says it is the stock one, with *kw its cached keywords:
  * a new reference, or NULL with an exception. */

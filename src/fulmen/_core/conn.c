@@ -2410,7 +2410,7 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
     char hex[24];
     int n;
     if (c->closed || !c->streaming || c->transport == NULL) {
-        PyErr_SetString(PyExc_ConnectionResetError, "the client has gone");
+        PyErr_SetString(st->ClientDisconnected, "the client has gone");
         return NULL;
     }
     if (PyUnicode_Check(data)) {
@@ -2772,7 +2772,7 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
     conn_drop_state(c);
     conn_wake_stream(c);
     if (conn_bstream(c) != NULL) {
-        PyObject *exc = PyObject_CallFunction(PyExc_ConnectionResetError, "s",
+        PyObject *exc = PyObject_CallFunction(c->st->ClientDisconnected, "s",
                                               "the client has gone");
         conn_end_body_stream(c, exc);
         Py_XDECREF(exc);

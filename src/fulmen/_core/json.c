@@ -1263,13 +1263,10 @@ int json_init(PyObject *m, fulmen_state *st)
     bases = PyTuple_Pack(2, st->BadRequest, jde);
     if (bases == NULL)
         goto cleanup;
-    st->InvalidJSON = PyErr_NewExceptionWithDoc(
-        "fulmen.InvalidJSON",
-        "The request body is not valid JSON: a BadRequest (400) and a "
-        "json.JSONDecodeError (msg, doc, pos).",
-        bases, NULL);
-    if (st->InvalidJSON == NULL ||
-        PyModule_AddObjectRef(m, "InvalidJSON", st->InvalidJSON) < 0)
+    if (mod_add_exception(m, "InvalidJSON",
+                          "The request body is not valid JSON: a BadRequest (400) and a "
+                          "json.JSONDecodeError (msg, doc, pos).",
+                          bases, &st->InvalidJSON) < 0)
         goto cleanup;
     rc = 0;
 cleanup:

@@ -250,6 +250,19 @@ static int mod_add_type(PyObject *m, PyType_Spec *spec, PyObject *base,
     return 0;
 }
 
+/* A new exception class fulmen.<name> in *slot (strong), added to the
+ * module; base is a class or a tuple of them. */
+int mod_add_exception(PyObject *m, const char *name, const char *doc, PyObject *base,
+                      PyObject **slot)
+{
+    char qual[64];
+    snprintf(qual, sizeof(qual), "fulmen.%s", name);
+    *slot = PyErr_NewExceptionWithDoc(qual, doc, base, NULL);
+    if (*slot == NULL || PyModule_AddObjectRef(m, name, *slot) < 0)
+        return -1;
+    return 0;
+}
+
 #define INTERN(field, s)                                   \
     do {                                                   \
         if ((st->field = PyUnicode_InternFromString(s)) == NULL) \
@@ -280,30 +293,26 @@ static int mod_exec(PyObject *m)
     resp_type_ready(st->ResponseType);
     if (req_type_ready(m, st) < 0)
         return -1;
-    st->BadRequest = PyErr_NewExceptionWithDoc(
-        "fulmen.BadRequest",
-        "The request body cannot be parsed as asked (answered with 400).",
-        PyExc_ValueError, NULL);
-    if (st->BadRequest == NULL || PyModule_AddObjectRef(m, "BadRequest", st->BadRequest) < 0)
+    if (mod_add_exception(m, "BadRequest",
+                          "The request body cannot be parsed as asked (answered with 400).",
+                          PyExc_ValueError, &st->BadRequest) < 0)
         return -1;
     if (json_init(m, st) < 0) /* fulmen.InvalidJSON(BadRequest, JSONDecodeError) */
         return -1;
-    st->RequestTooLarge = PyErr_NewExceptionWithDoc(
-        "fulmen.RequestTooLarge",
-        "The request body passed its size limit (answered with 413).",
-        st->BadRequest, NULL);
-    if (st->RequestTooLarge == NULL ||
-        PyModule_AddObjectRef(m, "RequestTooLarge", st->RequestTooLarge) < 0)
+    if (mod_add_exception(m, "RequestTooLarge",
+                          "The request body passed its size limit (answered with 413).",
+                          st->BadRequest, &st->RequestTooLarge) < 0)
         return -1;
     if (mod_add_type(m, &req_stream_spec, NULL, &st->BodyStreamType) < 0 ||
         mod_add_type(m, &files_spec, NULL, &st->StaticFilesType) < 0)
         return -1;
-    st->WebSocketClosed = PyErr_NewExceptionWithDoc(
-        "fulmen.WebSocketClosed",
-        "The WebSocket is closed; args are (code, reason).",
-        PyExc_ConnectionError, NULL);
-    if (st->WebSocketClosed == NULL ||
-        PyModule_AddObjectRef(m, "WebSocketClosed", st->WebSocketClosed) < 0)
+    if (mod_add_exception(m, "ClientDisconnected",
+                          "The client left while request.stream() awaited the body, or "
+                          "while a streamed answer was written: nobody is left to answer.",
+                          PyExc_ConnectionResetError, &st->ClientDisconnected) < 0 ||
+        mod_add_exception(m, "WebSocketClosed",
+                          "The WebSocket is closed; args are (code, reason).",
+                          PyExc_ConnectionError, &st->WebSocketClosed) < 0)
         return -1;
     {
         static PyStructSequence_Field fields[] = {
@@ -401,6 +410,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->WebSocketType);
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->WebSocketClosed);
+    Py_VISIT(st->ClientDisconnected);
     Py_VISIT(st->RequestTooLarge);
     Py_VISIT(st->BodyStreamType);
     Py_VISIT(st->StaticFilesType);
@@ -446,6 +456,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->WebSocketType);
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->WebSocketClosed);
+    Py_CLEAR(st->ClientDisconnected);
     Py_CLEAR(st->RequestTooLarge);
     Py_CLEAR(st->BodyStreamType);
     Py_CLEAR(st->StaticFilesType);

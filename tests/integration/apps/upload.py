@@ -1,6 +1,7 @@
 """Request bodies read as they arrive (add_route(..., stream=True))."""
 import asyncio
 import hashlib
+import sys
 
 from fulmen import Application
 
@@ -16,6 +17,12 @@ async def digest(request):
         chunks += 1
         await asyncio.sleep(0)   # a slow consumer: the server must wait for it
     return request.Response(json={"n": n, "sha256": h.hexdigest(), "chunks": chunks})
+
+
+async def noted(request):
+    """digest, and a line on stderr once its answer is written or dropped"""
+    request.add_done_callback(lambda r: print("noted done", file=sys.stderr, flush=True))
+    return await digest(request)
 
 
 async def early(request):
@@ -34,6 +41,7 @@ def hello(request):
 r = app.router
 r.add_route("/digest", digest, method="POST", stream=True, max_body_size=1 << 34)
 r.add_route("/limited", digest, method="POST", stream=True)      # 4096 bytes
+r.add_route("/noted", noted, method="POST", stream=True, max_body_size=1 << 20)
 r.add_route("/early", early, method="POST", stream=True, max_body_size=1 << 20)
 r.add_route("/whole", whole, method="POST")                       # not streamed
 r.add_route("/", hello)
