@@ -134,8 +134,8 @@ async def _send_file(conn, body):
                 rounds += 1
                 if rounds % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-            if left > 0:
-                raise ConnectionResetError("file shorter than announced")
+            # short of its Content-Length (the file shrank): _stream_end says
+            # so on stderr and aborts the connection, as for any stream
     finally:
         if not conn.closed:
             transport.set_write_buffer_limits()

@@ -22,6 +22,44 @@ def static(srv, name):
 
 # ---- content and headers ------------------------------------------------------------
 
+def test_a_file_that_shrinks_while_it_is_sent_is_cut_and_logged(api):
+    """The file is truncated under an answer that promised its old length:
+    the answer stops short and the connection is aborted (the client must
+    not take it as whole), with a line on stderr, as for any stream."""
+    path = os.path.join(api.tree["static"], "shrinks.bin")
+    size = 32 << 20
+    with open(path, "wb") as f:
+        f.truncate(size)
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", api.port))
+        with s:
+            s.sendall(build_request("GET", "/static/shrinks.bin"))
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = s.recv(65536)
+                assert d, got
+                got += d
+            head, _, body = got.partition(b"\r\n\r\n")
+            assert b"Content-Length: %d" % size in head, head
+            os.truncate(path, 1 << 20)   # whatever was sent by now, the rest is gone
+            n = len(body)
+            try:
+                while True:
+                    d = s.recv(1 << 20)
+                    if not d:
+                        break
+                    n += len(d)
+            except ConnectionResetError:
+                pass
+        assert n < size
+        assert api.wait_for_stderr("bytes short of its Content-Length"), api.stderr()
+    finally:
+        os.remove(path)
+
+
 @pytest.mark.parametrize("name,ctype", [
     ("hello.txt", "text/plain; charset=utf-8"),
     ("style.css", "text/css; charset=utf-8"),
