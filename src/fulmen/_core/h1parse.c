@@ -167,6 +167,13 @@ h1_host_form_ok(const unsigned char *s, size_t a, size_t b)
     return 1;
 }
 
+int h1_host_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned hc = h1_host_chars_ok(u, 0, n);
+    return hc == 3 || (hc == 1 && h1_host_form_ok(u, 0, n));
+}
+
 /* For the field names the parser acts on, indexed by name length: the
  * lower-case first letter.  A cheap filter before the full compare. */
 static const char h1_special_first[32] = {

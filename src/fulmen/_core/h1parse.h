@@ -126,6 +126,10 @@ static inline int h1_parse_request(h1_parser *p, const char *buf, size_t len,
  * Returns the level in effect.  Process-wide; for tests and benchmarks. */
 int h1_set_simd_level(int level);
 
+/* Is s[0..n) a Host value (RFC 9110 7.2: uri-host [":" port]), as the
+ * parser checks the Host field?  For the hosts a proxy forwards. */
+int h1_host_valid(const char *s, size_t n);
+
 /* ------------------------------------------------------------------------
  * Chunked transfer coding, decoded in place.
  */

@@ -7,6 +7,7 @@
  */
 #include "common.h"
 
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <structmember.h>
 
@@ -1009,7 +1010,8 @@ static int req_host(RequestObject *r, const char **h, size_t *hl, const char **p
     size_t n;
     *h = *p = NULL;
     *hl = *pl = 0;
-    if (req_trust_proxy(r) && req_forwarded(r, "x-forwarded-host", "host", &v, &n))
+    if (req_trust_proxy(r) && req_forwarded(r, "x-forwarded-host", "host", &v, &n) &&
+        h1_host_valid(v, n)) /* else no host the proxy could have meant: Host's */
         return req_split_host(v, v + n, h, hl, p, pl);
     if (r->h.flags & H1_F_ABSOLUTE) {
         /* "http://" or "https://", then the authority up to the path span
@@ -1038,19 +1040,31 @@ static PyObject *req_get_hostname(RequestObject *r, void *c)
     return PyUnicode_DecodeLatin1(h, (Py_ssize_t)hl, NULL);
 }
 
+/* p[0..pl) as a port number (1 to 5 digits, up to 65535), or -1. */
+static long req_port_number(const char *p, size_t pl)
+{
+    long port = 0;
+    size_t i;
+    if (pl == 0 || pl > 5)
+        return -1;
+    for (i = 0; i < pl; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        port = port * 10 + (p[i] - '0');
+    }
+    return port <= 65535 ? port : -1;
+}
+
 static PyObject *req_get_port(RequestObject *r, void *c)
 {
     const char *h, *p;
-    size_t hl, pl, i;
-    long port = 0;
-    if (!req_host(r, &h, &hl, &p, &pl) || p == NULL || pl == 0 || pl > 5)
-        Py_RETURN_NONE;
-    for (i = 0; i < pl; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            Py_RETURN_NONE;
-        port = port * 10 + (p[i] - '0');
-    }
-    if (port > 65535)
+    size_t hl, pl;
+    long port = -1;
+    /* X-Forwarded-Port is not read: a proxy set up as docs/deployment.md
+     * says passes a client's on untouched */
+    if (req_host(r, &h, &hl, &p, &pl) && p != NULL)
+        port = req_port_number(p, pl);
+    if (port < 0)
         Py_RETURN_NONE;
     return PyLong_FromLong(port);
 }
@@ -1337,6 +1351,8 @@ static int req_trust_proxy(RequestObject *r)
 int req_forwarded_client(RequestObject *r, const char **vp, size_t *np)
 {
     const char *v, *e, *c;
+    char ip[INET6_ADDRSTRLEN + 1];
+    struct in6_addr addr;
     size_t n;
     int from = req_forwarded(r, "x-forwarded-for", "for", &v, &n);
     if (from == 0)
@@ -1357,9 +1373,13 @@ int req_forwarded_client(RequestObject *r, const char **vp, size_t *np)
     }
     n = (size_t)(e - v);
     /* "unknown" and obfuscated "_..." identifiers (RFC 7239 6.2, 6.3; some
-     * proxies write "unknown" in X-Forwarded-For too) are no address: the
-     * peer's stands */
-    if (n == 0 || *v == '_' || (n == 7 && strncasecmp(v, "unknown", 7) == 0))
+     * proxies write "unknown" in X-Forwarded-For too) are no address, nor
+     * is anything else that is no IPv4 or IPv6 address: the peer's stands */
+    if (n == 0 || n >= sizeof(ip) - 1)
+        return 0;
+    memcpy(ip, v, n);
+    ip[n] = '\0';
+    if (inet_pton(AF_INET, ip, &addr) != 1 && inet_pton(AF_INET6, ip, &addr) != 1)
         return 0;
     *vp = v;
     *np = n;
