@@ -962,6 +962,32 @@ run_chunked(void)
     }
 }
 
+/* ------------------------------------------------------------------------
+ * h1_host_valid: a forwarded host, checked as the parser checks Host
+ */
+
+static void
+run_host_valid(void)
+{
+    static const char *good[] = {
+        "", "a", "app.test", "app.test:8443", "app.test:", "127.0.0.1", "[2001:db8::1]",
+        "[2001:db8::1]:80", "xn--bcher-kva.example", "a_b~c%41!$&'()*+,;=",
+    };
+    static const char *bad[] = {
+        "evil.test/path", "a b", "a\"b", "app.test:80:80", "app.test:x", "[2001:db8::1",
+        "2001:db8::1]", "[]", "[a[b]]", "a]b", "[::1]x", "host\\x", "h\xc3\xa9",
+    };
+    size_t i;
+    for (i = 0; i < sizeof(good) / sizeof(*good); i++) {
+        uint8_t *p = guard_at(good[i], strlen(good[i]), 1);
+        check(h1_host_valid((const char *)p, strlen(good[i])), good[i], "a Host value refused");
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        uint8_t *p = guard_at(bad[i], strlen(bad[i]), 1);
+        check(!h1_host_valid((const char *)p, strlen(bad[i])), bad[i], "no Host value taken");
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 
 int
@@ -983,6 +1009,7 @@ main(void)
     }
     cur_level = h1_set_simd_level(-1);
     run_chunked();
+    run_host_valid();
     printf("simd levels tested: 0..%d\n", best);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
