@@ -154,6 +154,16 @@ def test_client_reset_mid_body_is_not_logged(up):
     assert "error in view" not in after, after
 
 
+def test_body_after_a_cancelled_read_is_not_lost(up):
+    n0 = len(up.lines)
+    with Conn(up.port) as c:
+        c.send(b"POST /cancelled-read HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        assert up.wait_for_stderr("read given up"), up.stderr()
+        c.send(b"hello")
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"hello"), (r, up.lines[n0:])
+
+
 def test_stream_on_an_ordinary_route_gives_the_whole_body(up):
     with Conn(up.port) as c:
         assert c.request("POST", "/whole", body=b"abc").json() == {"parts": 1, "body": "abc"}

@@ -455,6 +455,27 @@ def test_7_close_in_the_middle_of_a_fragmented_message(echo):
         ws.expect_close(1000)
 
 
+def test_7_message_after_a_cancelled_receive_is_not_lost(ws_app):
+    # the handler gave its first receive() up before anything came: the
+    # client's message then goes to its next receive(), not to the
+    # cancelled one's future, and that receive() is no "already awaited"
+    with connect(ws_app.port, "/cancelled-receive") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"timed out")
+        ws.send_text(b"a")
+        ws.send_text(b"b")
+        assert ws.recv_message() == (OP_TEXT, b"got a")
+        assert ws.recv_message() == (OP_TEXT, b"got b")
+
+
+def test_7_close_after_a_cancelled_close_waits_for_the_answer(ws_app):
+    with connect(ws_app.port, "/cancelled-close/cc") as ws:
+        f = ws.recv_frame()
+        assert f.opcode == OP_CLOSE, f
+        assert events(ws_app.port, "cc", "given up") == ["given up"]
+        ws.close(1000)
+        assert events(ws_app.port, "cc", "closed") == ["given up", "closed 1000"]
+
+
 def test_7_message_before_close_reaches_the_handler(ws_app):
     # message and close in one write: the close is answered at once (RFC
     # 6455 5.5.1 allows it), but the handler still gets the message first

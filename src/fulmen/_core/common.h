@@ -316,8 +316,13 @@ PyObject *mod_future_new(fulmen_state *st, PyObject *loop, PyObject *future_type
                          PyObject **kw);
 /* Take the Future *fut (none when NULL) and finish it, with exc when that
  * is not NULL, else with result (NULL: None), unless it is already done
- * (its awaiter was cancelled, say).  A failure is reported as unraisable. */
-void mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc);
+ * (its awaiter was cancelled, say).  Returns 1 when it got the value, 0
+ * when the caller still has it to keep (no future, or a done one).  A
+ * failure is reported as unraisable. */
+int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc);
+/* Is the Future *fut still awaited?  1 yes; 0 when there is none, or it is
+ * done (then cleared: the await was cancelled); -1 with an exception. */
+int mod_future_pending(fulmen_state *st, PyObject **fut);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
 /* Make room for extra more bytes in st->out: 0, or -1 with MemoryError. */
 INLINE int mod_out_reserve(fulmen_state *st, size_t extra)

@@ -74,11 +74,12 @@ PyObject *mod_future_new(fulmen_state *st, PyObject *loop, PyObject *future_type
     return f;
 }
 
-void mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc)
+int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc)
 {
     PyObject *f = *fut, *r;
+    int settled = 0;
     if (f == NULL)
-        return;
+        return 0;
     *fut = NULL;
     r = PyObject_CallMethodNoArgs(f, st->s_done);
     if (r == Py_False) {
@@ -86,11 +87,29 @@ void mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObj
         r = exc != NULL ? PyObject_CallMethodOneArg(f, st->s_set_exception, exc)
                         : PyObject_CallMethodOneArg(f, st->s_set_result,
                                                     result != NULL ? result : Py_None);
+        settled = r != NULL;
     }
     if (r == NULL)
         PyErr_WriteUnraisable(f);
     Py_XDECREF(r);
     Py_DECREF(f);
+    return settled;
+}
+
+int mod_future_pending(fulmen_state *st, PyObject **fut)
+{
+    PyObject *r;
+    if (*fut == NULL)
+        return 0;
+    r = PyObject_CallMethodNoArgs(*fut, st->s_done);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    if (r == Py_True) {
+        Py_CLEAR(*fut); /* its awaiter was cancelled (asyncio.wait_for, say) */
+        return 0;
+    }
+    return 1;
 }
 
 /* ========================================================================

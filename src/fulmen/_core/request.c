@@ -1686,11 +1686,11 @@ int req_stream_push(PyObject *obj, const char *p, size_t n)
     chunk = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
     if (chunk == NULL)
         return -1;
-    if (b->waiter != NULL) {
-        mod_future_settle(b->st, &b->waiter, chunk, NULL);
+    if (mod_future_settle(b->st, &b->waiter, chunk, NULL)) {
         Py_DECREF(chunk);
         return 0;
     }
+    /* nobody waits (or the read that did was cancelled): kept in order */
     if (PyList_Append(b->chunks, chunk) < 0) {
         Py_DECREF(chunk);
         return -1;
@@ -1781,7 +1781,10 @@ static PyObject *req_stream_anext(BodyStreamObject *b)
         PyErr_SetNone(PyExc_StopAsyncIteration);
         return NULL;
     }
-    if (b->waiter != NULL) {
+    switch (mod_future_pending(b->st, &b->waiter)) {
+    case -1:
+        return NULL;
+    case 1:
         PyErr_SetString(PyExc_RuntimeError, "the body is already being read");
         return NULL;
     }

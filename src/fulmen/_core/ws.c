@@ -290,11 +290,11 @@ static size_t ws_msg_size(PyObject *m)
 
 static void ws_deliver(WebSocketObject *ws, PyObject *m)
 {
-    if (ws->waiter != NULL) {
-        mod_future_settle(ws->st, &ws->waiter, m, NULL);
+    if (mod_future_settle(ws->st, &ws->waiter, m, NULL)) {
         Py_DECREF(m);
         return;
     }
+    /* no receive() waits (or the one that did was cancelled): queued */
     if (PyList_Append(ws->queue, m) < 0)
         PyErr_WriteUnraisable((PyObject *)ws);
     else
@@ -664,7 +664,10 @@ static PyObject *ws_receive_impl(WebSocketObject *ws, int stop_async)
         }
         return ws_closed_error(ws);
     }
-    if (ws->waiter != NULL) {
+    switch (mod_future_pending(ws->st, &ws->waiter)) {
+    case -1:
+        return NULL;
+    case 1:
         PyErr_SetString(PyExc_RuntimeError, "receive() is already being awaited");
         return NULL;
     }
@@ -711,6 +714,13 @@ static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
         return NULL;
     }
     if (ws->state != WS_OPEN || ws->conn == NULL) {
+        int pending = mod_future_pending(ws->st, &ws->close_waiter);
+        if (pending < 0)
+            return NULL;
+        if (!pending && ws->state == WS_CLOSING && ws->conn != NULL &&
+            (ws->close_waiter = conn_new_future(ws->conn)) == NULL)
+            return NULL; /* our close frame is out; the close() awaiting its
+                          * answer was cancelled: this one waits instead */
         if (ws->close_waiter != NULL) {
             Py_INCREF(ws->close_waiter);
             return ws->close_waiter;

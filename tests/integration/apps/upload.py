@@ -25,6 +25,18 @@ async def noted(request):
     return await digest(request)
 
 
+async def cancelled_read(request):
+    """A read given up (wait_for's timeout) before the body came: the body
+    still comes whole to the reads after it."""
+    it = request.stream().__aiter__()
+    try:
+        await asyncio.wait_for(it.__anext__(), 0.01)
+    except asyncio.TimeoutError:
+        print("read given up", file=sys.stderr, flush=True)
+    parts = [c async for c in it]
+    return request.Response(body=b"".join(parts))
+
+
 async def early(request):
     return request.Response(text="early")
 
@@ -41,6 +53,7 @@ def hello(request):
 r = app.router
 r.add_route("/digest", digest, method="POST", stream=True, max_body_size=1 << 34)
 r.add_route("/limited", digest, method="POST", stream=True)      # 4096 bytes
+r.add_route("/cancelled-read", cancelled_read, method="POST", stream=True)
 r.add_route("/noted", noted, method="POST", stream=True, max_body_size=1 << 20)
 r.add_route("/early", early, method="POST", stream=True, max_body_size=1 << 20)
 r.add_route("/whole", whole, method="POST")                       # not streamed

@@ -26,6 +26,29 @@ async def echo(ws):
         await ws.send(message)
 
 
+async def cancelled_receive(ws):
+    """A receive() given up (wait_for's timeout): the next message still
+    comes to the next receive(), and so does a close() given up."""
+    try:
+        await asyncio.wait_for(ws.receive(), 0.01)
+    except asyncio.TimeoutError:
+        await ws.send("timed out")
+    await ws.send("got " + await ws.receive())
+    await ws.send("got " + await ws.receive())
+
+
+async def cancelled_close(ws):
+    """close() given up before the client answered: a second close() waits
+    for the answer, as the first would have."""
+    tag = ws.request.match_dict["tag"]
+    try:
+        await asyncio.wait_for(ws.close(), 0.01)
+    except asyncio.TimeoutError:
+        record(tag, "given up")
+    await ws.close()
+    record(tag, "closed %s" % ws.close_code)
+
+
 async def proto(ws):
     await ws.send(repr(ws.subprotocol))
 
@@ -197,6 +220,8 @@ def get_events(request):
 
 r.add_websocket("/echo", echo)
 r.add_websocket("/small", echo, max_message_size=1000)
+r.add_websocket("/cancelled-receive", cancelled_receive)
+r.add_websocket("/cancelled-close/{tag}", cancelled_close)
 r.add_websocket("/big-echo", echo, max_message_size=16 << 20)
 r.add_websocket("/nocomp", echo, compression=False)
 r.add_websocket("/proto", proto, subprotocols=["chat.v2", "chat.v1", "superchat"])
