@@ -105,10 +105,11 @@ enum {
                      * the client has body_timeout to take it */
     CONN_T_OWED,   /* TLS, between requests, with output on its way: the
                     * socket's transport may still hold megabytes the TLS
-                    * layer handed it (it never pauses us for those), so the
-                    * client has body_timeout (or keep_alive_timeout, if
-                    * shorter) to take some; keep_alive_timeout counts from
-                    * idle_since */
+                    * layer handed it (it never pauses us for those).  Looked
+                    * at every CONN_OWED_LOOK_MS: a client that takes none for
+                    * body_timeout is cut, one that took it all is idle from
+                    * then (keep_alive_timeout), as over TCP once the
+                    * transport has handed its last bytes to the kernel */
 };
 
 typedef struct {
@@ -159,7 +160,8 @@ typedef struct {
     /* conn_progress() when a deadline for the client to take output was
      * last armed or checked (conn_took) */
     uint64_t wmark;
-    int64_t idle_since;      /* CONN_T_OWED: when the connection fell idle */
+    int64_t taken_at;        /* CONN_T_OWED: when the client was last seen
+                              * taking output (or the connection fell idle) */
 } conn_ext;
 
 /* Kept small: an idle keep-alive connection is this object and uvloop's
@@ -1100,6 +1102,19 @@ static int conn_took(ConnObject *c)
     return took;
 }
 
+/* CONN_T_OWED's look at the client's progress: every second, or sooner
+ * when a timeout is shorter. */
+#define CONN_OWED_LOOK_MS 1000
+static int64_t conn_owed_look(ServerObject *srv)
+{
+    int64_t t = CONN_OWED_LOOK_MS;
+    if (srv->body_timeout_ms < t)
+        t = srv->body_timeout_ms;
+    if (srv->keep_alive_ms < t)
+        t = srv->keep_alive_ms;
+    return t;
+}
+
 /* Re-arm the connection's deadline from its state; now is mod_now_ms(). */
 static void conn_rearm(ConnObject *c, int64_t now)
 {
@@ -1159,10 +1174,9 @@ static void conn_rearm(ConnObject *c, int64_t now)
         }
     } else if (UNLIKELY(c->fd < 0) && conn_tls_owes(c)) {
         if (c->timer != CONN_T_OWED) {
-            conn_arm_write(c, CONN_T_OWED, now + (srv->body_timeout_ms < srv->keep_alive_ms
-                                                  ? srv->body_timeout_ms : srv->keep_alive_ms));
+            conn_arm_write(c, CONN_T_OWED, now + conn_owed_look(srv));
             if (c->ext != NULL)
-                c->ext->idle_since = now;
+                c->ext->taken_at = now;
         }
     } else {
         c->timer = CONN_T_IDLE;
@@ -3199,22 +3213,29 @@ static void conn_expire(ConnObject *c)
         return;
     }
     if (c->timer == CONN_T_OWED) {
+        ServerObject *srv = c->server;
         int64_t now = mod_now_ms();
-        int64_t idle_end = (c->ext != NULL ? c->ext->idle_since : now) + c->server->keep_alive_ms;
+        /* without the memory to follow it, as if it took nothing */
+        int64_t last = c->ext != NULL ? c->ext->taken_at : now - srv->body_timeout_ms;
+        if (conn_took(c)) {
+            last = now;
+            if (c->ext != NULL)
+                c->ext->taken_at = now;
+        }
         if (conn_unacked(c) == 0) {
-            /* the client has it all: idle since the connection fell idle */
+            /* the client has it all, since the last look at most: idle
+             * from now (up to CONN_OWED_LOOK_MS late, never early) */
             c->timer = CONN_T_IDLE;
-            c->deadline = idle_end;
+            c->deadline = now + srv->keep_alive_ms;
             return;
         }
-        if (now >= idle_end) {
+        if (now - last < srv->body_timeout_ms && now - last < srv->keep_alive_ms) {
+            c->deadline = now + conn_owed_look(srv);
+            return;
+        }
+        if (now - last < srv->body_timeout_ms)
             c->timer = CONN_T_IDLE; /* keep-alive is over: closes (conn_closing) */
-        } else if (conn_took(c)) {
-            /* the client takes it, slowly: more time */
-            c->deadline = idle_end < now + c->server->body_timeout_ms
-                ? idle_end : now + c->server->body_timeout_ms;
-            return;
-        }
+        /* else stalled for body_timeout: aborted below */
     }
     if (c->timer == CONN_T_WRITE && !(c->pause & CONN_PAUSE_WRITE) && !c->lingering &&
         conn_tls(c) && conn_unacked(c) == 0) {
