@@ -74,28 +74,6 @@ PyObject *mod_future_new(fulmen_state *st, PyObject *loop, PyObject *future_type
     return f;
 }
 
-int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc)
-{
-    PyObject *f = *fut, *r;
-    int settled = 0;
-    if (f == NULL)
-        return 0;
-    *fut = NULL;
-    r = PyObject_CallMethodNoArgs(f, st->s_done);
-    if (r == Py_False) {
-        Py_DECREF(r);
-        r = exc != NULL ? PyObject_CallMethodOneArg(f, st->s_set_exception, exc)
-                        : PyObject_CallMethodOneArg(f, st->s_set_result,
-                                                    result != NULL ? result : Py_None);
-        settled = r != NULL;
-    }
-    if (r == NULL)
-        PyErr_WriteUnraisable(f);
-    Py_XDECREF(r);
-    Py_DECREF(f);
-    return settled;
-}
-
 int mod_future_pending(fulmen_state *st, PyObject **fut)
 {
     PyObject *r;
@@ -110,6 +88,31 @@ int mod_future_pending(fulmen_state *st, PyObject **fut)
         return 0;
     }
     return 1;
+}
+
+int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObject *exc)
+{
+    PyObject *f, *r;
+    int settled;
+    switch (mod_future_pending(st, fut)) {
+    case 0:
+        return 0; /* none, or done: the caller keeps the value */
+    case -1:
+        PyErr_WriteUnraisable(*fut);
+        Py_CLEAR(*fut);
+        return 0;
+    }
+    f = *fut;
+    *fut = NULL;
+    r = exc != NULL ? PyObject_CallMethodOneArg(f, st->s_set_exception, exc)
+                    : PyObject_CallMethodOneArg(f, st->s_set_result,
+                                                result != NULL ? result : Py_None);
+    settled = r != NULL;
+    if (r == NULL)
+        PyErr_WriteUnraisable(f);
+    Py_XDECREF(r);
+    Py_DECREF(f);
+    return settled;
 }
 
 /* ========================================================================
