@@ -201,8 +201,8 @@ class RequestTooLarge(BadRequest):
     """The request body passed its limit (answered with 413)."""
 
 class ClientDisconnected(ConnectionResetError):
-    """The client left while request.stream() awaited the body, or while a
-    streamed answer was written: there is nobody left to answer."""
+    """The connection was gone while request.stream() awaited the body, or
+    while a streamed answer was written: nobody is left to answer."""
 
 _HeadersArg = Mapping[str, str] | Sequence[tuple[str, str]]
 _StreamArg = Iterable[bytes | str] | AsyncIterable[bytes | str]

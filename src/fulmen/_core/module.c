@@ -329,8 +329,9 @@ static int mod_exec(PyObject *m)
         mod_add_type(m, &files_spec, NULL, &st->StaticFilesType) < 0)
         return -1;
     if (mod_add_exception(m, "ClientDisconnected",
-                          "The client left while request.stream() awaited the body, or "
-                          "while a streamed answer was written: nobody is left to answer.",
+                          "The connection was gone while request.stream() awaited the "
+                          "body, or while a streamed answer was written: nobody is left "
+                          "to answer.",
                           PyExc_ConnectionResetError, &st->ClientDisconnected) < 0 ||
         mod_add_exception(m, "WebSocketClosed",
                           "The WebSocket is closed; args are (code, reason).",
