@@ -3,7 +3,8 @@ for the instruction-count driver (instr.py).
 
 It sends raw request bytes (so pipelining is exact: N requests in one write)
 and parses responses framed by Content-Length or chunked encoding.  Not a
-general client: no redirects, no TLS, no 1xx handling beyond skipping.
+general client: no redirects, no 1xx handling beyond skipping.  TLS when
+given an ssl.SSLContext (the tls scenario; certificates are not checked).
 """
 import socket
 import time
@@ -60,9 +61,11 @@ def parse_one(buf, start=0):
 class Conn:
     """One keep-alive connection that sends raw bytes and collects responses."""
 
-    def __init__(self, port, timeout=5.0):
+    def __init__(self, port, timeout=5.0, tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.buf = b""
 
     def send(self, data):
@@ -92,9 +95,9 @@ class Conn:
         self.sock.close()
 
 
-def exchange(port, payload, want, timeout=3.0):
+def exchange(port, payload, want, timeout=3.0, tls=None):
     """Send payload in one write on a new connection; return the responses."""
-    c = Conn(port, timeout)
+    c = Conn(port, timeout, tls)
     try:
         c.send(payload)
         return c.recv_responses(want, time.monotonic() + timeout)

@@ -14,6 +14,8 @@ in plain keep-alive mode and 24-deep pipelined mode, and read the server's CPU
 time (utime+stime of its whole process tree, /proc/PID/stat) before and after.
 `--modes close` adds (or, alone, runs) a mode for GET scenarios where every
 request says `Connection: close`: a new connection per request.
+Scenario `tls` is hello over each server's own TLS (wrk's OpenSSL against a
+self-signed certificate that run.py makes with the openssl command).
 
 The figure to quote is `us/req`, the server's CPU time per response: on a
 2-core machine wrk is the ceiling for requests/s, so fast servers all show
@@ -160,6 +162,9 @@ SCENARIOS = {
     "upload": dict(GET, method="POST", headers=(("Content-Type", "application/octet-stream"),),
                    body=UPLOAD, body_file=upload_file, check=check_upload, app="upload.py",
                    doc="POST a 256 KiB body, answered with the length of request.body"),
+    "tls": dict(GET, check=check_hello, app="hello.py", tls=True,
+                doc="hello over TLS, each server's own (fulmen: uvloop's TLS transport); "
+                "a self-signed P-256 certificate"),
 }
 SCENARIOS["ws-echo"] = dict(kind="ws", path="/ws", app="ws_echo.py",
                             doc="WebSocket echo at /ws, %d-byte binary messages, %d connections, "
@@ -167,7 +172,7 @@ SCENARIOS["ws-echo"] = dict(kind="ws", path="/ws", app="ws_echo.py",
 # --scenarios async reports the sync hello next to both async variants
 GROUPS = {"async": ["hello", "async", "async-sleep"]}
 ALL_SCENARIOS = ["hello", "json", "params", "post-json", "async", "async-sleep", "static",
-                 "upload"]
+                 "upload", "tls"]
 
 # ---------------------------------------------------------------------------
 # Servers
@@ -220,6 +225,8 @@ def server_available(name, scenario):
         return _available[name_ws]
     if name in _available:
         return _available[name]
+    if SCENARIOS[scenario].get("tls") and tls_files() is None:
+        return "no openssl command to make a test certificate"
     why = None
     if name == "fulmen":
         if not os.access(FULMEN_PY, os.X_OK):
@@ -246,8 +253,48 @@ def server_cmd(name, scenario, port, fulmen_hello):
 FULMEN_ENV = {}   # {"PYTHONPATH": <tree>/src} when measuring a snapshot (--head)
 
 
-def server_env(name):
-    return FULMEN_ENV if name == "fulmen" else None
+def server_env(name, scenario):
+    env = dict(FULMEN_ENV) if name == "fulmen" else {}
+    if SCENARIOS[scenario].get("tls"):
+        env["BENCH_TLS_CERT"], env["BENCH_TLS_KEY"] = tls_files()
+    return env
+
+
+_tls = []
+
+
+def tls_files():
+    """(certfile, keyfile) of a self-signed P-256 certificate for 127.0.0.1 in
+    bench/out/tls/, made once with the openssl command; None without it."""
+    if not _tls:
+        d = os.path.join(OUT, "tls")
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        if not (os.path.exists(cert) and os.path.exists(key)):
+            os.makedirs(d, exist_ok=True)
+            try:
+                r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                    "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+                                    "-subj", "/CN=127.0.0.1", "-addext",
+                                    "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                                   capture_output=True)
+            except FileNotFoundError:
+                r = None
+            if r is None or r.returncode:
+                _tls.append(None)
+                return None
+        _tls.append((cert, key))
+    return _tls[0]
+
+
+def tls_context(sc):
+    """The probes' client context for a TLS scenario (no certificate check)."""
+    if not sc.get("tls"):
+        return None
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def head_snapshot():
@@ -408,7 +455,7 @@ def probe(port, sc, depth=DEPTH):
     req = httpprobe.build_request(sc["method"], sc["path"], port, sc["headers"], sc["body"])
     for stage, n in (("single", 1), ("pipelined", depth)):
         try:
-            r = httpprobe.exchange(port, req * n, n)
+            r = httpprobe.exchange(port, req * n, n, tls=tls_context(sc))
         except (OSError, ValueError) as e:
             return "FAIL %s: %s: %s" % (stage, type(e).__name__, e)
         good = sum(1 for x in r if sc["check"](*x))
@@ -435,7 +482,7 @@ def wait_ready(srv, port, sc, timeout=20.0):
     req = httpprobe.build_request(sc["method"], sc["path"], port, sc["headers"], sc["body"])
     while time.monotonic() < deadline and srv.alive():
         try:
-            if httpprobe.exchange(port, req, 1, timeout=1.0):
+            if httpprobe.exchange(port, req, 1, timeout=1.0, tls=tls_context(sc)):
                 return True
         except OSError:
             pass
@@ -444,7 +491,7 @@ def wait_ready(srv, port, sc, timeout=20.0):
 
 
 def wrk_cmd(port, sc, mode, seconds):
-    url = "http://127.0.0.1:%d%s" % (port, sc["path"])
+    url = "%s://127.0.0.1:%d%s" % ("https" if sc.get("tls") else "http", port, sc["path"])
     cmd = ["taskset", "-c", WRK_CPU, "wrk", "-t1", "-c%d" % CONNS, "-d%ss" % seconds,
            "--latency", "--timeout", "5s"]
     for k, v in sc["headers"]:
@@ -836,7 +883,7 @@ def main():
                 port = free_port()
                 cmd = server_cmd(name, sc_name, port, fulmen_hello)
                 srv = Server(cmd, os.path.join(logdir, "%s-%s.log" % (sc_name, name)),
-                             server_env(name))
+                             server_env(name, sc_name))
                 _running.append(srv)
                 try:
                     if not wait_ready(srv, port, sc):
@@ -855,7 +902,7 @@ def main():
                         port = free_port()
                         cmd = server_cmd(name, sc_name, port, fulmen_hello)
                         srv = Server(cmd, os.path.join(logdir, "%s-%s.2.log" % (sc_name, name)),
-                                     server_env(name))
+                                     server_env(name, sc_name))
                         _running.append(srv)
                         wait_ready(srv, port, sc)
                     if args.check_only:

@@ -170,4 +170,4 @@ async def ws_echo(scope, receive, send):
 
 app = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
        "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload,
-       "ws-echo": ws_echo}[SCENARIO]
+       "ws-echo": ws_echo, "tls": hello}[SCENARIO]

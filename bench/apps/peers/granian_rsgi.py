@@ -114,7 +114,7 @@ async def ws_echo(scope, proto):
 
 APPS = {"hello": hello, "json": hello_json, "params": params, "post-json": post_json,
         "async": hello, "async-sleep": hello_sleep, "static": static, "upload": upload,
-        "ws-echo": ws_echo}
+        "ws-echo": ws_echo, "tls": hello}
 app = APPS[os.environ.get("BENCH_SCENARIO", "hello")]
 
 if __name__ == "__main__":
@@ -125,4 +125,7 @@ if __name__ == "__main__":
                                "--runtime-threads", "1", "--http", "1",
                                *([] if sys.argv[2:3] == ["ws-echo"] else ["--no-ws"]),
                                "--loop", "uvloop", "--log-level", "warning",
+                               *(["--ssl-certificate", os.environ["BENCH_TLS_CERT"],
+                                  "--ssl-keyfile", os.environ["BENCH_TLS_KEY"]]
+                                 if os.environ.get("BENCH_TLS_CERT") else []),
                                "--working-dir", HERE, "granian_rsgi:app"])

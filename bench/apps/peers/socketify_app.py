@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import static_asset  # noqa: E402
 from routes200 import OTHER_BODY, TARGET, answer, patterns, to_colon  # noqa: E402
 
-from socketify import App, CompressOptions  # noqa: E402
+from socketify import App, AppOptions, CompressOptions  # noqa: E402
 
 TEXT = b"text/plain; charset=utf-8"
 
@@ -86,7 +86,9 @@ def ws_message(ws, message, opcode):
 def main():
     port = int(sys.argv[1])
     scenario = sys.argv[2] if len(sys.argv) > 2 else "hello"
-    app = App()
+    tls = os.environ.get("BENCH_TLS_CERT")   # scenario tls: run.py names them
+    app = App(AppOptions(cert_file_name=tls, key_file_name=os.environ["BENCH_TLS_KEY"])
+              if tls else None)
     if scenario == "params":
         for p in patterns():
             app.get(to_colon(p), target if p == TARGET else other)
@@ -101,7 +103,7 @@ def main():
                        "max_payload_length": 16 * 1024 * 1024, "idle_timeout": 120})
     else:
         app.get("/", {"hello": hello, "json": hello_json, "async": hello_async,
-                      "async-sleep": hello_sleep}[scenario])
+                      "async-sleep": hello_sleep, "tls": hello}[scenario])
     app.listen(port, lambda config: None)
     app.run()
 

@@ -12,4 +12,7 @@ from asgi_app import app  # noqa: E402
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop",
             http="httptools", lifespan="off", access_log=False,
-            log_level="warning", workers=1)
+            log_level="warning", workers=1,
+            # scenario tls: run.py names the certificate and key
+            ssl_certfile=os.environ.get("BENCH_TLS_CERT"),
+            ssl_keyfile=os.environ.get("BENCH_TLS_KEY"))
