@@ -103,13 +103,14 @@ enum {
     CONN_T_LINGER, /* half-closed after the last answer: the client's turn */
     CONN_T_CLOSING, /* close() called with output the transport still holds:
                      * the client has body_timeout to take it */
-    CONN_T_OWED,   /* TLS, between requests, with output on its way: the
-                    * socket's transport may still hold megabytes the TLS
-                    * layer handed it (it never pauses us for those).  Looked
-                    * at every CONN_OWED_LOOK_MS: a client that takes none for
-                    * body_timeout is cut, one that took it all is idle from
-                    * then (keep_alive_timeout), as over TCP once the
-                    * transport has handed its last bytes to the kernel */
+    CONN_T_OWED,   /* TLS, between requests: the socket's transport may
+                    * still hold megabytes the TLS layer handed it (it never
+                    * pauses us for those).  Looked at after CONN_OWED_LOOK_MS
+                    * (no syscall per answer): a client that had it all by
+                    * then is idle since the answer (keep_alive_timeout), as
+                    * over TCP; else looked at every CONN_OWED_LOOK_MS: one
+                    * that takes none for body_timeout is cut, one that took
+                    * it all is idle from then */
 };
 
 typedef struct {
@@ -218,6 +219,7 @@ struct ConnObject {
     uint8_t unread_input : 1; /* bytes past the last request were dropped */
     uint8_t tls_known : 1; /* is_tls is set (conn_tls) */
     uint8_t is_tls : 1;
+    uint8_t owed_looked : 1; /* CONN_T_OWED has looked at the kernel's queue */
     uint16_t linger_kb;    /* KiB that may still be dropped while lingering
                             * (0 before: CONN_LINGER_KB then) */
 };
@@ -1172,11 +1174,11 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = CONN_T_IDLE;
             c->deadline = now + 1000;
         }
-    } else if (UNLIKELY(c->fd < 0) && conn_tls_owes(c)) {
+    } else if (UNLIKELY(c->fd < 0) && conn_tls(c)) {
         if (c->timer != CONN_T_OWED) {
-            conn_arm_write(c, CONN_T_OWED, now + conn_owed_look(srv));
-            if (c->ext != NULL)
-                c->ext->taken_at = now;
+            c->timer = CONN_T_OWED;
+            c->deadline = now + conn_owed_look(srv);
+            c->owed_looked = 0;
         }
     } else {
         c->timer = CONN_T_IDLE;
@@ -3211,6 +3213,26 @@ static void conn_expire(ConnObject *c)
         c->deadline = mod_now_ms() + (c->timer == CONN_T_WSCLOSE ? CONN_WSCLOSE_MS
                                                                  : c->server->body_timeout_ms);
         return;
+    }
+    if (c->timer == CONN_T_OWED && !c->owed_looked) {
+        /* the first look, CONN_OWED_LOOK_MS after the answer */
+        ServerObject *srv = c->server;
+        int64_t now = mod_now_ms();
+        if (conn_unacked(c) == 0) {
+            /* the client has it all: idle since the answer */
+            c->timer = CONN_T_IDLE;
+            c->deadline += srv->keep_alive_ms - conn_owed_look(srv);
+            if (c->deadline > now)
+                return;
+            /* keep-alive is over (it is no longer than a look): closes */
+        } else {
+            /* follow its progress from now (so never cut early) */
+            conn_arm_write(c, CONN_T_OWED, now + conn_owed_look(srv));
+            c->owed_looked = 1;
+            if (c->ext != NULL)
+                c->ext->taken_at = now;
+            return;
+        }
     }
     if (c->timer == CONN_T_OWED) {
         ServerObject *srv = c->server;
