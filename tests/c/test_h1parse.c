@@ -481,6 +481,12 @@ static const struct icase invalid[] = {
     {"absolute-form port not digits", R("GET http://a:b/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     {"absolute-form unclosed bracket", R("GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     {"absolute-form userinfo, bad port", R("GET http://u:p@a:b/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
+    /* an http(s) URI with an empty host is invalid (RFC 9110 4.2.1) */
+    {"absolute-form empty host, port", R("GET http://:80/x HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
+    {"absolute-form empty host, userinfo", R("GET http://@/x HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
+    {"absolute-form empty host after userinfo",
+     R("GET https://u:p@:8080/x HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
+    {"absolute-form empty host, query", R("GET http://?q HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     /* request line */
     {"HTTP/2.0", R("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505},
     {"HTTP/0.9", R("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 505},

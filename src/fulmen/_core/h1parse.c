@@ -902,7 +902,10 @@ H1_FN(h1_target_form)(h1_request *req, const unsigned char *s, size_t t0, size_t
         }
         /* the authority is the request's host (RFC 9112 3.2.2): the
          * characters of a Host value, and the '@' of a userinfo; after
-         * the last '@', the form of a Host value */
+         * the last '@', the form of a Host value, with a host: an http(s)
+         * URI with an empty one is invalid (RFC 9110 4.2.1).  (A userinfo
+         * is let through, as llhttp's strict mode does; 4.2.4 only says
+         * SHOULD, and the host after it is the one used.) */
         q = t0;
         for (f = t0; f < a; f++) {
             if (UNLIKELY(!h1_host_ok[s[f]] && s[f] != '@')) {
@@ -911,7 +914,7 @@ H1_FN(h1_target_form)(h1_request *req, const unsigned char *s, size_t t0, size_t
             }
             if (s[f] == '@') q = f + 1;
         }
-        if (!h1_host_form_ok(s, q, a)) {
+        if (q == a || s[q] == ':' || !h1_host_form_ok(s, q, a)) {
             *why = "invalid authority in request-target";
             return 400;
         }
