@@ -164,3 +164,22 @@ def test_response_header_injection_is_500(basic, path):
         assert not r.header_all("Injected")
         # The stream is still in sync.
         assert c.request("GET", "/").body == b"Hello world!"
+
+
+# RFC 9110 5.5: a field value is visible characters, obs-text, and spaces
+# and tabs between them; every other control character is invalid
+@pytest.mark.parametrize("code", [c for c in range(0x20) if c != 0x09] + [0x7F])
+def test_response_header_value_with_a_control_character_is_500(basic, code):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/header-char/%d" % code)
+        assert r.status == 500
+        assert not r.header_all("X-Char")
+        assert c.request("GET", "/").body == b"Hello world!"
+
+
+@pytest.mark.parametrize("code,wire", [(0x09, b"a\tb"), (0x20, b"a b"), (0xE9, b"a\xc3\xa9b")])
+def test_response_header_value_with_tab_space_or_non_ascii_goes_out(basic, code, wire):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/header-char/%d" % code)
+        assert r.status == 200
+        assert b"\r\nX-Char: " + wire + b"\r\n" in r.raw

@@ -854,7 +854,9 @@ PyType_Spec resp_spec = {
  * Wire form
  */
 
-/* A header name must be a token; a value must hold no CR, LF or NUL. */
+/* A header name must be a token; a value must hold no control character
+ * but HTAB (RFC 9110 5.5: CR, LF and NUL would split or cut the head, the
+ * others make it invalid). */
 static int resp_header_safe(const char *n, Py_ssize_t nl, const char *v,
                             Py_ssize_t vl)
 {
@@ -870,7 +872,7 @@ static int resp_header_safe(const char *n, Py_ssize_t nl, const char *v,
     }
     for (i = 0; i < vl; i++) {
         unsigned char ch = (unsigned char)v[i];
-        if (ch == '\r' || ch == '\n' || ch == 0)
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7F)
             return 0;
     }
     return 1;

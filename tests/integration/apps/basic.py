@@ -162,6 +162,12 @@ def header_name_crlf(request):
     return request.Response(text="x", headers={"X-Bad\r\nInjected": "1"})
 
 
+def header_char(request):
+    """X-Char: "a", the character numbered by the path, "b"."""
+    ch = chr(int(request.match_dict["code"]))
+    return request.Response(text="x", headers={"X-Char": "a" + ch + "b"})
+
+
 async def sleepy(request):
     await asyncio.sleep(0.05)
     return request.Response(text="slept")
@@ -204,6 +210,7 @@ r.add_route("/header-crlf", header_crlf)
 r.add_route("/header-lf", header_lf)
 r.add_route("/header-nul", header_nul)
 r.add_route("/header-name-crlf", header_name_crlf)
+r.add_route("/header-char/{code}", header_char)
 r.add_route("/sleepy", sleepy)
 r.add_route("/len", body_len)
 
