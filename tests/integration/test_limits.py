@@ -140,6 +140,15 @@ def test_request_line_over_the_limit_is_414(limits):
     assert hits(limits.port, name) == 0
 
 
+def test_method_over_the_limit_is_501(limits):
+    """A method longer than any the server knows: 501 (RFC 9112 3)."""
+    name, smug = smuggle()
+    with Conn(limits.port) as c:
+        c.send(b"G" * (MAX_HEAD + 1) + b" / HTTP/1.1\r\nHost: x\r\n\r\n" + smug)
+        assert_error_and_close(c, 501)
+    assert hits(limits.port, name) == 0
+
+
 def test_request_line_under_the_limit_but_head_over_is_431(limits):
     line = b"GET /?" + b"q" * (MAX_HEAD - 17) + b" HTTP/1.1\r\n"
     assert len(line) == MAX_HEAD
@@ -413,6 +422,22 @@ def test_chunked_body_passing_the_limit_mid_stream_is_413(limits):
     with Conn(limits.port) as c:
         c.send(b"POST /len10 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5\r\naaaaa\r\n6\r\n")
+        assert_error_and_close(c, 413)
+    assert hits(limits.port, name) == 0
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: 4611686018427387905\r\n\r\n",             # past 2^62
+    b"Content-Length: 18446744073709551616\r\n\r\n",            # past 2^64
+    b"Transfer-Encoding: chunked\r\n\r\n1000000000000000\r\n",   # 16 hex digits
+    b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFFFFFF\r\n",
+])
+def test_a_valid_length_past_any_limit_is_413(limits, framing):
+    """A length too large for any body is still a valid one (RFC 9110 8.6,
+    RFC 9112 7.1): 413, not 400."""
+    name, smug = smuggle()
+    with Conn(limits.port) as c:
+        c.send(b"POST /len HTTP/1.1\r\nHost: x\r\n" + framing + smug)
         assert_error_and_close(c, 413)
     assert hits(limits.port, name) == 0
 

@@ -34,13 +34,13 @@
  *    value bytes: HTAB, SP, VCHAR, obs-text.  A line starting with SP or
  *    HTAB (obs-fold) is 400.
  *  - Limits: a head longer than max_header_size is 431 (414 while still in
- *    the request line), more than max_headers fields is 431.  Bytes past
- *    max_header_size are never looked at.
+ *    the request line, 501 in the method), more than max_headers fields is
+ *    431.  Bytes past max_header_size are never looked at.
  *  - Semantics (field names case-insensitive):
  *      Host: required in HTTP/1.1, at most one, value limited to authority
  *        characters (reg-name / IP-literal / port).  An empty value is
  *        allowed (RFC 9110 7.2).
- *      Content-Length: 1*DIGIT up to 2^62, exactly one such field.
+ *      Content-Length: 1*DIGIT up to 2^62 (413 past it), exactly one such field.
  *      Transfer-Encoding: token list across all TE fields, in order;
  *        "chunked" must be present, once, and last, else 400; any other
  *        coding in front of it is 501 (we decode none); parameters are
@@ -419,8 +419,9 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
                 return 400;
             }
             if (v > (H1_CL_MAX - d) / 10) {
+                /* a valid length, past any body limit (RFC 9110 8.6) */
                 *why = "Content-Length too large";
-                return 400;
+                return 413;
             }
             v = v * 10 + d;
         }
@@ -509,9 +510,10 @@ h1_head_semantics(h1_parser *p, h1_request *req, const char **why)
  * (no ';' after it) is an error.  Extensions and trailer fields are
  * validated and dropped.
  * A chunk-size line may not exceed H1_CK_MAX_LINE bytes and the trailer
- * section H1_CK_MAX_TRAILER bytes.  A chunk-size with a 16th significant
- * digit is H1_CHUNK_ERROR; one that would take the body past max_body is
- * H1_CHUNK_TOO_BIG, reported when the size ends, before any of its data.
+ * section H1_CK_MAX_TRAILER bytes, and its size H1_CK_MAX_DIGITS digits.
+ * A chunk that would take the body past max_body is H1_CHUNK_TOO_BIG,
+ * reported when the size ends, before any of its data, or at a 16th
+ * significant digit (past any limit).
  *
  * The decoder is a byte-level state machine for the framing and a memmove
  * for chunk data; every framing byte is consumed exactly once, so feeding
@@ -633,9 +635,11 @@ h1_chunked_decode(h1_chunked *c, char *buf, size_t len, size_t *src,
         case H1_CK_SIZE: {
             unsigned d = h1_hexval1[ch];
             if (d) {
-                if (UNLIKELY(c->chunk_remaining >> 56) ||
-                    UNLIKELY(c->scan > H1_CK_MAX_DIGITS))
-                    goto error; /* a 16th significant digit: absurd size */
+                if (UNLIKELY(c->scan > H1_CK_MAX_DIGITS))
+                    goto error;
+                if (UNLIKELY(c->chunk_remaining >> 56))
+                    goto too_big; /* a 16th significant digit: a valid size,
+                                   * past any body limit (RFC 9112 7.1) */
                 c->chunk_remaining = (c->chunk_remaining << 4) | (d - 1);
                 st = H1_CK_SIZE;
                 break;
@@ -1163,6 +1167,9 @@ done:
 
 partial:
     if (limited) {
+        if (stage == H1_ST_METHOD)
+            /* longer than any method (RFC 9112 3) */
+            H1_FAIL(501, "method too long");
         if (stage <= H1_ST_VERSION)
             H1_FAIL(414, "request line too long");
         H1_FAIL(431, "request head too large");
