@@ -694,6 +694,28 @@ def test_9_client_gone_while_send_waits(ws_app):
         assert roundtrip(other, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
 
 
+@pytest.mark.parametrize("size", [100, 64 << 10])
+def test_9_client_gone_while_sends_never_wait(ws_app, size):
+    """The handler awaits each send in a loop, and the client takes them as
+    they come (so no send waits), then resets: the handler's send() raises
+    WebSocketClosed(1006) and the worker serves others.  Such a loop used to
+    never give the loop a turn once the client had gone: the worker spun,
+    deaf to every client (and to SIGTERM)."""
+    tag = "push-%d" % size
+    ws = connect(ws_app.port, "/push/%d/%s" % (size, tag))
+    got = 0
+    while got < 4 << 20:
+        data = ws.sock.recv(1 << 16)
+        assert data
+        got += len(data)
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.abort()   # RST
+    ev = events(ws_app.port, tag, "closed")
+    assert len(ev) == 1 and ev[0].startswith("closed 1006"), ev
+    with connect(ws_app.port, "/echo") as other:
+        assert roundtrip(other, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
+
+
 def test_7_server_close_unanswered_drops_tcp(ws_app):
     """The handler closes; the client never answers: the server gives up
     after its close timeout (5 s) and drops the TCP connection."""

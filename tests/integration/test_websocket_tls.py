@@ -447,6 +447,28 @@ def test_client_vanishes(side, how):
         ws.abort()
 
 
+@pytest.mark.parametrize("size", [100, 64 << 10])
+def test_client_gone_while_sends_never_wait(side, size):
+    """A handler that awaits each send in a loop, to a client that takes
+    them as they come and then resets: send() raises WebSocketClosed(1006)
+    and the worker serves others.  Over TLS the socket's error stays inside
+    uvloop's transports until the loop turns: the sends, which never wait,
+    give it a turn now and then."""
+    t = tag(side, "push-%d" % size)
+    ws = side.connect("/push/%d/%s" % (size, t))
+    got = 0
+    while got < 4 << 20:
+        data = ws.sock.recv(1 << 16)
+        assert data
+        got += len(data)
+    vanish_rst(ws)
+    ev = side.events(t, "closed")
+    assert len(ev) == 1 and ev[0].startswith("closed 1006"), ev
+    with side.connect("/echo") as other:
+        other.send_frame(OP_TEXT, b"alive")
+        assert other.recv_message() == (OP_TEXT, b"alive")
+
+
 def test_tls_close_notify_without_close_frame(sides):
     """Over TLS only: the client sends its close_notify and no close frame.
     The server treats it as the end of the connection (as a FIN over TCP):

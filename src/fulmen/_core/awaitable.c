@@ -338,12 +338,15 @@ PyType_Spec aw_resume_spec = {
 
 /* ========================================================================
  * Ready: an awaitable that is already done (await gives its value without
- * suspending); cheaper than a Future for results known at once.
+ * suspending); cheaper than a Future for results known at once.  One made
+ * by aw_ready_yield_new first yields once, as asyncio.sleep(0) does: its
+ * Task gives the loop a turn before it goes on.
  */
 
 typedef struct {
     PyObject_HEAD
     PyObject *value;
+    int yield_first;
 } ReadyObject;
 
 PyObject *aw_ready_new(fulmen_state *st, PyObject *value)
@@ -353,11 +356,26 @@ PyObject *aw_ready_new(fulmen_state *st, PyObject *value)
         return NULL;
     Py_INCREF(value);
     r->value = value;
+    r->yield_first = 0;
     return (PyObject *)r;
+}
+
+PyObject *aw_ready_yield_new(fulmen_state *st, PyObject *value)
+{
+    PyObject *r = aw_ready_new(st, value);
+    if (r != NULL)
+        ((ReadyObject *)r)->yield_first = 1;
+    return r;
 }
 
 static PySendResult aw_ready_send(ReadyObject *r, PyObject *arg, PyObject **result)
 {
+    if (r->yield_first) {
+        /* a bare yield: asyncio's Task takes it as a turn of the loop */
+        r->yield_first = 0;
+        *result = Py_NewRef(Py_None);
+        return PYGEN_NEXT;
+    }
     *result = r->value ? r->value : Py_None;
     Py_INCREF(*result);
     Py_CLEAR(r->value);
@@ -367,6 +385,10 @@ static PySendResult aw_ready_send(ReadyObject *r, PyObject *arg, PyObject **resu
 static PyObject *aw_ready_iternext(ReadyObject *r)
 {
     PyObject *v = r->value ? r->value : Py_None, *exc;
+    if (r->yield_first) {
+        r->yield_first = 0;
+        return Py_NewRef(Py_None);
+    }
     exc = PyObject_CallOneArg(PyExc_StopIteration, v);
     Py_CLEAR(r->value);
     if (exc != NULL) {

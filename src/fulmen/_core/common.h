@@ -216,6 +216,8 @@ struct ServerObject {
     int64_t n_direct;        /* connections under direct I/O now */
     uint64_t n_trims;        /* idle connections that gave memory back (conn.c) */
     uint64_t n_writes;       /* conn_flush calls that wrote (Server.writes) */
+    uint32_t io_turn;        /* calls from the loop that brought input
+                              * (conn_io_turn) */
     /* connections whose ready answers wait for the rest of their batch
      * (conn_deliver): drained by one loop callback, _drain_ready */
     PyObject *drain_list;    /* list of ConnObject while a call_soon of
@@ -396,6 +398,8 @@ void conn_close_transport(ConnObject *c, int abort);
 void conn_pause_reading(ConnObject *c, int on);
 PyObject *conn_drain_waiter(ConnObject *c);  /* future while paused, else NULL */
 int conn_piled(ConnObject *c);               /* paused, and over CONN_PILE_MAX held */
+int conn_gone(ConnObject *c);                /* lost or aborted: nothing more goes out */
+uint32_t conn_io_turn(ConnObject *c);        /* changes when input comes in */
 PyObject *conn_get_loop(ConnObject *c);      /* borrowed */
 PyObject *conn_new_future(ConnObject *c);    /* a Future of its server's loop */
 PyObject *conn_get_server(ConnObject *c);    /* borrowed */
@@ -512,6 +516,7 @@ PyObject *files_py_hits(PyObject *m, PyObject *unused); /* _file_hits() (tests) 
 extern PyType_Spec aw_resume_spec;
 extern PyType_Spec aw_ready_spec;
 PyObject *aw_ready_new(fulmen_state *st, PyObject *value); /* steals nothing */
+PyObject *aw_ready_yield_new(fulmen_state *st, PyObject *value); /* yields once first */
 PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
                         PyObject *coro);
 void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first);

@@ -2425,7 +2425,7 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
     PyObject *enc = NULL;
     char hex[24];
     int n;
-    if (c->closed || !c->streaming || c->transport == NULL) {
+    if (c->closed || c->aborted || !c->streaming || c->transport == NULL) {
         PyErr_SetString(st->ClientDisconnected, "the client has gone");
         return NULL;
     }
@@ -2645,6 +2645,7 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
 {
     fulmen_state *st = c->st;
     Py_buffer view;
+    c->server->io_turn++;
     if (!conn_reads_on(c) || c->closed) {
         if (UNLIKELY(c->lingering))
             conn_linger_drop(c, data);
@@ -3062,6 +3063,7 @@ static PyObject *conn_server_io_ready(ServerObject *srv, PyObject *unused)
 {
     struct epoll_event ev[CONN_EVENTS];
     int n, i, rounds = 0;
+    srv->io_turn++;
     /* sockets that became ready while we worked are taken in the same
      * call, a few rounds at most: cheaper than a turn of the loop each */
     while (srv->epfd >= 0 && rounds++ < CONN_IO_ROUNDS &&
@@ -3358,6 +3360,16 @@ void conn_pause_reading(ConnObject *c, int on)
 {
     conn_set_pause(c, CONN_PAUSE_PIPELINE, on);
     conn_rearm(c, mod_now_ms()); /* a WebSocket's keep-alive pauses with it */
+}
+
+int conn_gone(ConnObject *c)
+{
+    return c->closed || c->aborted;
+}
+
+uint32_t conn_io_turn(ConnObject *c)
+{
+    return c->server->io_turn;
 }
 
 int conn_piled(ConnObject *c)

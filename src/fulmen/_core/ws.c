@@ -51,6 +51,7 @@ struct WebSocketObject {
     int64_t last_rx;
     int ping_out;
     /* permessage-deflate */
+    uint32_t send_turn, sends; /* ws_drain */
     int deflate;
     int server_no_ctx, client_no_ctx;
     int server_bits, client_bits;
@@ -529,13 +530,38 @@ void ws_connection_lost(WebSocketObject *ws)
  * The handler's API
  */
 
-/* An awaitable for send(): done now, or the connection's drain future. */
+/* An awaitable for send(): done now, or the connection's drain future.
+ * Sends that never wait (the client reads as fast, or it has gone and its
+ * socket still takes bytes) give the loop a turn every WS_SENDS_PER_TURN
+ * since input last came in: a handler that sends in a loop must not starve
+ * the other connections, nor miss its own connection_lost. */
+#define WS_SENDS_PER_TURN 64
 static PyObject *ws_drain(WebSocketObject *ws)
 {
     PyObject *f = ws->conn ? conn_drain_waiter(ws->conn) : NULL;
+    uint32_t turn;
     if (f != NULL || PyErr_Occurred())
         return f;
+    turn = ws->conn ? conn_io_turn(ws->conn) : 0;
+    if (turn != ws->send_turn) {
+        ws->send_turn = turn;
+        ws->sends = 0;
+    }
+    if (++ws->sends >= WS_SENDS_PER_TURN) {
+        ws->sends = 0;
+        return aw_ready_yield_new(ws->st, Py_None);
+    }
     return aw_ready_new(ws->st, Py_None);
+}
+
+/* send() and ping() on a connection already lost or aborted (its
+ * connection_lost has not run yet): the handler hears of it now. */
+static PyObject *ws_gone_error(WebSocketObject *ws)
+{
+    ws->state = WS_CLOSED;
+    if (!ws->close_code)
+        ws->close_code = 1006;
+    return ws_closed_error(ws);
 }
 
 /* A send while the transport holds more than CONN_PILE_MAX bytes the client
@@ -568,6 +594,8 @@ static PyObject *ws_send(WebSocketObject *ws, PyObject *data)
     Py_ssize_t n;
     if (ws->state != WS_OPEN || ws->conn == NULL)
         return ws_closed_error(ws);
+    if (conn_gone(ws->conn))
+        return ws_gone_error(ws);
     if (ws_check_piled(ws) < 0)
         return NULL;
     if (PyUnicode_Check(data)) {
@@ -609,6 +637,8 @@ static PyObject *ws_ping(WebSocketObject *ws, PyObject *const *args, Py_ssize_t 
     }
     if (ws->state != WS_OPEN || ws->conn == NULL)
         return ws_closed_error(ws);
+    if (conn_gone(ws->conn))
+        return ws_gone_error(ws);
     if (data != NULL && PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     if (view.len > 125) {

@@ -145,6 +145,21 @@ async def pile(ws):
     record(tag, "sent all")
 
 
+async def push(ws):
+    """Send size-byte messages in a loop, awaiting each; records how that
+    ended."""
+    tag = ws.request.match_dict["tag"]
+    chunk = b"p" * ws.request.match_dict["size"]
+    n = 0
+    try:
+        while True:
+            await ws.send(chunk)
+            n += 1
+    except WebSocketClosed as e:
+        record(tag, "closed %r after %d" % (e.args[0], n))
+        raise
+
+
 async def send_wait(ws):
     """Send n bytes, then wait for the client's close (recorded)."""
     tag = ws.request.match_dict["tag"]
@@ -235,6 +250,7 @@ r.add_websocket("/send-close/{tag}", send_close, compression=False)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/send-wait/{n:int}/{tag}", send_wait, compression=False)
 r.add_websocket("/pile/{mb:int}/{tag}", pile, compression=False)
+r.add_websocket("/push/{size:int}/{tag}", push, compression=False)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/busy-keepalive/{tag}", busy_keepalive, ping_interval=0.3, ping_timeout=0.3)
