@@ -11,11 +11,11 @@
 """
 from . import _core
 from ._core import (BadRequest, ClientDisconnected, File, InvalidJSON, Request,
-                    RequestTooLarge, Response, WebSocket, WebSocketClosed)
+                    RequestTimeout, RequestTooLarge, Response, WebSocket, WebSocketClosed)
 from .app import Application, MethodNotAllowed, RouteNotFoundException
 from .router import RouteError, Router
 from .streams import FileResponse
 
-__all__ = ["Application", "BadRequest", "ClientDisconnected", "File", "FileResponse", "InvalidJSON", "RequestTooLarge", "WebSocket", "WebSocketClosed", "Request", "Response", "Router", "RouteError",
+__all__ = ["Application", "BadRequest", "ClientDisconnected", "File", "FileResponse", "InvalidJSON", "RequestTimeout", "RequestTooLarge", "WebSocket", "WebSocketClosed", "Request", "Response", "Router", "RouteError",
            "RouteNotFoundException", "MethodNotAllowed"]
 __version__ = "0.1.0"

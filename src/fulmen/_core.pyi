@@ -200,6 +200,10 @@ class BodyStream:
 class RequestTooLarge(BadRequest):
     """The request body passed its limit (answered with 413)."""
 
+class RequestTimeout(TimeoutError):
+    """The request body stopped arriving for body_timeout while
+    request.stream() awaited it (answered with 408)."""
+
 class ClientDisconnected(ConnectionResetError):
     """The connection was gone while request.stream() awaited the body, or
     while a streamed answer was written: nobody is left to answer."""

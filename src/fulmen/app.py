@@ -401,7 +401,7 @@ class Application:
             return Response(code=404, text="Not Found")
         if isinstance(exc, _core.RequestTooLarge):
             return Response(code=413, text="Content Too Large")
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, _core.RequestTimeout):
             return Response(code=408, text="Request Timeout")
         if isinstance(exc, _core.BadRequest):
             return Response(code=400, text="Bad Request: %s" % exc if self.debug

@@ -608,6 +608,28 @@ def test_stalled_chunked_body_gets_408_and_close(limits):
             closes_within(c, LATE)
 
 
+def test_stalled_streamed_body_gets_408_and_close(limits):
+    """request.stream() raises fulmen.RequestTimeout, which the view lets
+    through: 408."""
+    with Conn(limits.port) as c:
+        c.send(b"POST /stream-len HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        r = c.read_response()
+        assert r.status == 408 and r.header("Connection").lower() == "close", r
+        closes_within(c, LATE)
+
+
+def test_a_views_own_timeout_error_is_500_and_logged(limits):
+    """Only the request's own timeouts are 408: a TimeoutError of the
+    view's (asyncio.wait_for on a backend, say) is the server's failure."""
+    n0 = len(limits.lines)
+    with Conn(limits.port) as c:
+        r = c.request("GET", "/own-timeout")
+        assert r.status == 500, r
+        assert c.request("GET", "/").body == b"ok"
+    assert limits.wait_for_stderr("TimeoutError"), limits.lines[n0:]
+    assert "error in view" in "\n".join(limits.lines[n0:])
+
+
 def test_trickled_body_is_not_cut(limits):
     """body_timeout is about bytes not arriving: a body trickled one byte
     every ~100 ms for longer than body_timeout is received."""

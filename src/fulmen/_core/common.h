@@ -64,6 +64,7 @@ typedef struct {
     PyTypeObject *ReadyType;
     PyObject *WebSocketClosed; /* exception (code, reason) */
     PyObject *ClientDisconnected; /* ConnectionResetError: nobody left to answer */
+    PyObject *RequestTimeout;     /* TimeoutError: the body stopped arriving */
     PyObject *json_loads;  /* json.loads, imported on first use */
     PyObject *BadRequest;  /* exception: the client sent a malformed body */
     PyObject *RequestTooLarge; /* BadRequest subclass: over the body limit (413) */

@@ -3306,7 +3306,7 @@ static void conn_expire(ConnObject *c)
         return;
     } else {
         if (conn_bstream(c) != NULL)
-            conn_fail_body_stream(c, PyExc_TimeoutError, "the request body stopped arriving");
+            conn_fail_body_stream(c, st->RequestTimeout, "the request body stopped arriving");
         c->closing = 1;
         conn_io_end(c);
         if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE || c->timer == CONN_T_OWED)

@@ -328,6 +328,11 @@ static int mod_exec(PyObject *m)
     if (mod_add_type(m, &req_stream_spec, NULL, &st->BodyStreamType) < 0 ||
         mod_add_type(m, &files_spec, NULL, &st->StaticFilesType) < 0)
         return -1;
+    if (mod_add_exception(m, "RequestTimeout",
+                          "The request body stopped arriving for body_timeout while "
+                          "request.stream() awaited it (answered with 408).",
+                          PyExc_TimeoutError, &st->RequestTimeout) < 0)
+        return -1;
     if (mod_add_exception(m, "ClientDisconnected",
                           "The connection was gone while request.stream() awaited the "
                           "body, or while a streamed answer was written: nobody is left "
@@ -434,6 +439,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->WebSocketClosed);
     Py_VISIT(st->ClientDisconnected);
+    Py_VISIT(st->RequestTimeout);
     Py_VISIT(st->RequestTooLarge);
     Py_VISIT(st->BodyStreamType);
     Py_VISIT(st->StaticFilesType);
@@ -480,6 +486,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->ReadyType);
     Py_CLEAR(st->WebSocketClosed);
     Py_CLEAR(st->ClientDisconnected);
+    Py_CLEAR(st->RequestTimeout);
     Py_CLEAR(st->RequestTooLarge);
     Py_CLEAR(st->BodyStreamType);
     Py_CLEAR(st->StaticFilesType);

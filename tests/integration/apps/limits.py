@@ -39,6 +39,18 @@ async def abody_len(request):
     return body_len(request)
 
 
+async def stream_len(request):
+    n = 0
+    async for chunk in request.stream():
+        n += len(chunk)
+    return request.Response(json={"len": n})
+
+
+async def own_timeout(request):
+    # the view's own timeout, nothing to do with the request: a 500
+    await asyncio.wait_for(asyncio.sleep(10), 0.001)
+
+
 async def sleep_ms(request):
     await asyncio.sleep(int(request.match_dict["ms"]) / 1000)
     return request.Response(text="slept")
@@ -162,6 +174,8 @@ r.add_route("/len5000", body_len, max_body_size=5000)
 r.add_route("/len10", body_len, max_body_size=10)
 r.add_route("/len-huge", body_len, max_body_size=1 << 40)
 r.add_route("/sleep/{ms}", sleep_ms)
+r.add_route("/stream-len", stream_len, method="POST", stream=True)
+r.add_route("/own-timeout", own_timeout)
 r.add_route("/hit/{name}", hit)
 r.add_route("/count/{name}", count)
 r.add_route("/boom", boom)
