@@ -190,6 +190,23 @@ FLOODS = {
 FLOOD_BYTES = 64 * 1024 * 1024
 
 
+@skip_if_sanitized
+@pytest.mark.parametrize("kind", ["text", "json"])
+def test_one_large_answer_does_not_keep_its_memory(limits, kind):
+    """The output buffer, and the JSON buffer of the Response object kept
+    for reuse, that one 64 MiB answer grew are given back once it is out:
+    the worker's memory does not stay at its largest answer."""
+    n = 64 << 20
+    with Conn(limits.port) as c:
+        assert c.request("GET", "/big-%s/16" % kind).status == 200
+        before = rss_kb(limits.pid)
+        r = c.request("GET", "/big-%s/%d" % (kind, n))
+        assert r.status == 200 and len(r.body) >= n
+        assert c.request("GET", "/").body == b"ok"
+        grown_mb = (rss_kb(limits.pid) - before) / 1024
+    assert grown_mb < 16, "RSS %.0f MB above what it was before the answer" % grown_mb
+
+
 @pytest.mark.parametrize("kind", sorted(FLOODS))
 def test_64mb_header_flood(limits, kind):
     """Send up to 64 MB of head as fast as the server reads it.  The server

@@ -327,6 +327,10 @@ int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObje
  * done (then cleared: the await was cancelled); -1 with an exception. */
 int mod_future_pending(fulmen_state *st, PyObject **fut);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
+/* What the output buffer may keep between writes: a pipelined burst's
+ * answers (CONN_OUT_HIGH) fit; one large answer's copy is given back. */
+#define MOD_OUT_KEEP (1u << 20)
+void mod_out_trim(fulmen_state *st);
 /* Make room for extra more bytes in st->out: 0, or -1 with MemoryError. */
 INLINE int mod_out_reserve(fulmen_state *st, size_t extra)
 {

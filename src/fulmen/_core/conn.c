@@ -385,6 +385,8 @@ done_ok:
 error:
     Py_XDECREF(b);
     Py_XDECREF(res);
+    if (UNLIKELY(st->out_cap > MOD_OUT_KEEP))
+        mod_out_trim(st);
     if (UNLIKELY(rc < 0) && !c->closed && !c->aborted && c->transport != NULL)
         conn_abort_kept(c);
     return rc;

@@ -162,6 +162,17 @@ void mod_refresh_date(fulmen_state *st)
  * Output buffer
  */
 
+/* Give back an output buffer that one large answer grew past
+ * MOD_OUT_KEEP, once it is empty: the next grows it again from scratch. */
+NOINLINE void mod_out_trim(fulmen_state *st)
+{
+    if (st->out_len != 0 || st->out_cap <= MOD_OUT_KEEP)
+        return;
+    PyMem_Free(st->out);
+    st->out = NULL;
+    st->out_cap = 0;
+}
+
 NOINLINE int mod_out_grow(fulmen_state *st, size_t extra)
 {
     size_t need = st->out_len + extra;

@@ -141,6 +141,9 @@ error:
     return -1;
 }
 
+/* The JSON buffer a recycled Response keeps (resp_recycle). */
+#define RESP_JSON_KEEP (64u << 10)
+
 static ResponseObject *resp_alloc(fulmen_state *st)
 {
     ResponseObject *r;
@@ -192,6 +195,12 @@ static void resp_recycle(ResponseObject *r)
     if (Py_REFCNT(r) == 1 && st->n_resp_free < FULMEN_FREELIST_MAX &&
         Py_TYPE(r) == st->ResponseType) {
         resp_clear_fields(r);
+        if (UNLIKELY(r->jcap > RESP_JSON_KEEP)) {
+            /* one large JSON answer's buffer: not kept for every later one */
+            PyMem_Free(r->jbuf);
+            r->jbuf = NULL;
+            r->jcap = 0;
+        }
         st->resp_free[st->n_resp_free++] = r;
         return;
     }

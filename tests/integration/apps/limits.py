@@ -97,6 +97,14 @@ def big(request):
     return request.Response(body=b"b" * int(request.match_dict["n"]))
 
 
+def big_text(request):
+    return request.Response(text="t" * int(request.match_dict["n"]))
+
+
+def big_json(request):
+    return request.Response(json={"j": "j" * int(request.match_dict["n"])})
+
+
 tight_buffered = []
 
 
@@ -185,6 +193,8 @@ r.add_route("/astatic", astatic)
 r.add_route("/refcounts", refcounts)
 r.add_route("/pid", pid)
 r.add_route("/big/{n}", big)
+r.add_route("/big-text/{n}", big_text)
+r.add_route("/big-json/{n}", big_json)
 r.add_route("/big-tight/{n}", big_tight)
 r.add_route("/tight-buffered", tight)
 r.add_route("/unsafe/{kind}", unsafe)
