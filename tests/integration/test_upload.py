@@ -175,6 +175,17 @@ def test_stream_on_an_ordinary_route_gives_the_whole_body(up):
         assert c.request("POST", "/whole", body=b"").json() == {"parts": 0, "body": ""}
 
 
+def test_stream_called_again_after_reading(up):
+    """An ordinary route keeps its body: each stream() gives all of it.  A
+    stream=True route does not: a second stream() once the first was read
+    from raises, rather than giving nothing as if the body were empty."""
+    with Conn(up.port) as c:
+        assert c.request("POST", "/twice", body=b"abc").json() == {"first": "abc",
+                                                                  "second": "abc"}
+        r = c.request("POST", "/twice-streamed", body=b"abc").json()
+        assert r["first"] == "abc" and r["second"].startswith("RuntimeError"), r
+
+
 def test_stream_route_needs_an_async_view():
     from fulmen import Application
     app = Application()

@@ -1486,13 +1486,25 @@ static PyGetSetDef req_getset[] = {
 /* request.stream(): the body as an async iterator of bytes.  On a
  * stream=True route the chunks arrive as the client sends them; elsewhere
  * the whole body (already read) comes as one chunk. */
+static int req_stream_taken(PyObject *obj);
+
 static PyObject *req_stream(RequestObject *r, PyObject *unused)
 {
     PyObject *bs, *body;
     if (r->body_stream != NULL) {
+        /* a stream=True route: the one stream of the body as it arrives,
+         * which is not kept once read */
+        if (req_stream_taken(r->body_stream)) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "request.stream() was read from already: the body it "
+                            "gave is not kept (read the rest from that stream)");
+            return NULL;
+        }
         Py_INCREF(r->body_stream);
         return r->body_stream;
     }
+    /* an ordinary route: a new stream over the body read already, for
+     * every call */
     bs = req_stream_new(r->st, NULL);
     if (bs == NULL)
         return NULL;
@@ -1505,8 +1517,6 @@ static PyObject *req_stream(RequestObject *r, PyObject *unused)
     }
     Py_DECREF(body);
     req_stream_end(bs, NULL);
-    r->body_stream = bs;
-    Py_INCREF(bs);
     return bs;
 }
 
@@ -1651,6 +1661,7 @@ typedef struct {
     PyObject *error;    /* exception instance ending the stream, or NULL */
     PyObject *waiter;   /* the future of a pending __anext__ */
     PyObject *loop;
+    int taken;          /* __anext__ was called */
 } BodyStreamObject;
 
 PyObject *req_stream_new(fulmen_state *st, ConnObject *c)
@@ -1667,6 +1678,7 @@ PyObject *req_stream_new(fulmen_state *st, ConnObject *c)
     b->paused = 0;
     b->error = NULL;
     b->waiter = NULL;
+    b->taken = 0;
     b->loop = c ? conn_get_loop(c) : NULL;
     Py_XINCREF(b->loop);
     PyObject_GC_Track(b);
@@ -1675,6 +1687,11 @@ PyObject *req_stream_new(fulmen_state *st, ConnObject *c)
         return NULL;
     }
     return (PyObject *)b;
+}
+
+static int req_stream_taken(PyObject *obj)
+{
+    return ((BodyStreamObject *)obj)->taken;
 }
 
 int req_stream_push(PyObject *obj, const char *p, size_t n)
@@ -1754,6 +1771,7 @@ void req_stream_end(PyObject *obj, PyObject *exc)
 static PyObject *req_stream_anext(BodyStreamObject *b)
 {
     PyObject *chunk;
+    b->taken = 1;
     if (PyList_GET_SIZE(b->chunks) > 0) {
         chunk = PyList_GET_ITEM(b->chunks, 0);
         Py_INCREF(chunk);

@@ -46,6 +46,16 @@ async def whole(request):
     return request.Response(json={"parts": len(parts), "body": b"".join(parts).decode()})
 
 
+async def twice(request):
+    """Read request.stream() to its end, then call it again."""
+    first = b"".join([c async for c in request.stream()])
+    try:
+        second = b"".join([c async for c in request.stream()]).decode()
+    except RuntimeError as e:
+        second = "RuntimeError: %s" % e
+    return request.Response(json={"first": first.decode(), "second": second})
+
+
 def hello(request):
     return request.Response(text="hi")
 
@@ -57,6 +67,8 @@ r.add_route("/cancelled-read", cancelled_read, method="POST", stream=True)
 r.add_route("/noted", noted, method="POST", stream=True, max_body_size=1 << 20)
 r.add_route("/early", early, method="POST", stream=True, max_body_size=1 << 20)
 r.add_route("/whole", whole, method="POST")                       # not streamed
+r.add_route("/twice", twice, method="POST")
+r.add_route("/twice-streamed", twice, method="POST", stream=True)
 r.add_route("/", hello)
 
 if __name__ == "__main__":
