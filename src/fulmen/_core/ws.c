@@ -50,8 +50,8 @@ struct WebSocketObject {
     int64_t ping_interval_ms, ping_timeout_ms;
     int64_t last_rx;
     int ping_out;
-    /* permessage-deflate */
     uint32_t send_turn, sends; /* ws_drain */
+    /* permessage-deflate */
     int deflate;
     int server_no_ctx, client_no_ctx;
     int server_bits, client_bits;
@@ -554,14 +554,22 @@ static PyObject *ws_drain(WebSocketObject *ws)
     return aw_ready_new(ws->st, Py_None);
 }
 
-/* send() and ping() on a connection already lost or aborted (its
- * connection_lost has not run yet): the handler hears of it now. */
-static PyObject *ws_gone_error(WebSocketObject *ws)
+/* send() and ping(): 0 while the WebSocket is open, else -1 with
+ * WebSocketClosed set.  A connection already lost or aborted (its
+ * connection_lost has not run yet) counts as closed: the handler hears of
+ * it now. */
+static int ws_check_open(WebSocketObject *ws)
 {
-    ws->state = WS_CLOSED;
-    if (!ws->close_code)
-        ws->close_code = 1006;
-    return ws_closed_error(ws);
+    if (ws->state == WS_OPEN && ws->conn != NULL && conn_gone(ws->conn)) {
+        ws->state = WS_CLOSED;
+        if (!ws->close_code)
+            ws->close_code = 1006;
+    }
+    if (ws->state != WS_OPEN || ws->conn == NULL) {
+        ws_closed_error(ws);
+        return -1;
+    }
+    return 0;
 }
 
 /* A send while the transport holds more than CONN_PILE_MAX bytes the client
@@ -592,10 +600,8 @@ static PyObject *ws_send(WebSocketObject *ws, PyObject *data)
     int opcode, rc;
     const char *p;
     Py_ssize_t n;
-    if (ws->state != WS_OPEN || ws->conn == NULL)
-        return ws_closed_error(ws);
-    if (conn_gone(ws->conn))
-        return ws_gone_error(ws);
+    if (ws_check_open(ws) < 0)
+        return NULL;
     if (ws_check_piled(ws) < 0)
         return NULL;
     if (PyUnicode_Check(data)) {
@@ -635,10 +641,8 @@ static PyObject *ws_ping(WebSocketObject *ws, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "ping() takes one argument, data");
         return NULL;
     }
-    if (ws->state != WS_OPEN || ws->conn == NULL)
-        return ws_closed_error(ws);
-    if (conn_gone(ws->conn))
-        return ws_gone_error(ws);
+    if (ws_check_open(ws) < 0)
+        return NULL;
     if (data != NULL && PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     if (view.len > 125) {
