@@ -166,6 +166,22 @@ def test_response_header_injection_is_500(basic, path):
         assert c.request("GET", "/").body == b"Hello world!"
 
 
+@pytest.mark.parametrize("path,why", [
+    ("/header-crlf", "had a header with an invalid name, or a control character"),
+    ("/header-str-raises", "could not be written"),
+])
+def test_a_response_that_cannot_be_written_is_logged_with_its_request(basic, path, why):
+    n0 = len(basic.lines)
+    with Conn(basic.port) as c:
+        assert c.request("GET", path).status == 500
+    assert basic.wait_for_stderr("fulmen: the response to <Request GET %s" % path), \
+        basic.lines[n0:]
+    log = "\n".join(basic.lines[n0:])
+    assert why in log, log
+    if path == "/header-str-raises":
+        assert "ValueError: no str for this header value" in log, log
+
+
 # RFC 9110 5.5: a field value is visible characters, obs-text, and spaces
 # and tabs between them; every other control character is invalid
 @pytest.mark.parametrize("code", [c for c in range(0x20) if c != 0x09] + [0x7F])

@@ -672,15 +672,24 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
 }
 
 /* resp_serialize failed (rc -1: an exception; else an unsafe header):
- * a 500 goes out instead.  Consumes the reference to resp. */
-static void conn_write_failed(ConnObject *c, PyObject *resp, int rc, int head_only,
-                              int conn_hdr)
+ * a 500 goes out instead, and the log names the request.  Consumes the
+ * reference to resp. */
+static void conn_write_failed(ConnObject *c, RequestObject *req, PyObject *resp, int rc,
+                              int head_only, int conn_hdr)
 {
-    if (rc == -1)
-        PyErr_WriteUnraisable(resp);
-    else
-        PySys_WriteStderr("fulmen: a response header had an invalid name, or CR, "
-                          "LF or NUL in it; answered 500 instead\n");
+    PyObject *who = req != NULL ? (PyObject *)req : resp;
+    if (rc == -1) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        PySys_FormatStderr("fulmen: the response to %R could not be written; "
+                           "answered 500 instead:\n", who);
+        PyErr_Restore(et, ev, etb);
+        PyErr_WriteUnraisable(who);
+    } else {
+        PySys_FormatStderr("fulmen: the response to %R had a header with an invalid "
+                           "name, or a control character in a value; answered 500 "
+                           "instead\n", who);
+    }
     if (resp_serialize_status(c->st, 500, "Internal Server Error", head_only,
                               conn_hdr, NULL) < 0)
         PyErr_WriteUnraisable(NULL);
@@ -735,7 +744,7 @@ static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject 
     if (UNLIKELY(c->server->debug) && req != NULL)
         conn_log(req, rc == 0 ? ((ResponseObject *)resp)->code : 500);
     if (UNLIKELY(rc != 0)) {
-        conn_write_failed(c, resp, rc, head_only, conn_hdr);
+        conn_write_failed(c, req, resp, rc, head_only, conn_hdr);
         return 0;
     }
     resp_release(st, resp);
@@ -756,7 +765,7 @@ INLINE int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp
         return conn_write_response_slow(c, req, resp, head_only, conn_hdr, close_after);
     rc = resp_serialize(c->st, resp, head_only, conn_hdr);
     if (UNLIKELY(rc != 0))
-        conn_write_failed(c, resp, rc, head_only, conn_hdr);
+        conn_write_failed(c, req, resp, rc, head_only, conn_hdr);
     else
         resp_release(c->st, resp);
     return 0;

@@ -162,6 +162,15 @@ def header_name_crlf(request):
     return request.Response(text="x", headers={"X-Bad\r\nInjected": "1"})
 
 
+class _NoStr:
+    def __str__(self):
+        raise ValueError("no str for this header value")
+
+
+def header_str_raises(request):
+    return request.Response(text="x", headers={"X-Bad": _NoStr()})
+
+
 def header_char(request):
     """X-Char: "a", the character numbered by the path, "b"."""
     ch = chr(int(request.match_dict["code"]))
@@ -211,6 +220,7 @@ r.add_route("/header-lf", header_lf)
 r.add_route("/header-nul", header_nul)
 r.add_route("/header-name-crlf", header_name_crlf)
 r.add_route("/header-char/{code}", header_char)
+r.add_route("/header-str-raises", header_str_raises)
 r.add_route("/sleepy", sleepy)
 r.add_route("/len", body_len)
 
