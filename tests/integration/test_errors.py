@@ -182,6 +182,18 @@ def test_a_response_that_cannot_be_written_is_logged_with_its_request(basic, pat
         assert "ValueError: no str for this header value" in log, log
 
 
+def test_a_view_that_returns_a_generator_is_a_clear_500(basic):
+    """A generator has am_send, as coroutines do: it must not be run as an
+    async view (asyncio's Task would fail on what it yields)."""
+    n0 = len(basic.lines)
+    with Conn(basic.port) as c:
+        assert c.request("GET", "/returns-generator").status == 500
+        assert c.request("GET", "/").body == b"Hello world!"
+    assert basic.wait_for_stderr("a view must return a Response, not generator"), \
+        basic.lines[n0:]
+    assert "bad yield" not in "\n".join(basic.lines[n0:])
+
+
 # RFC 9110 5.5: a field value is visible characters, obs-text, and spaces
 # and tabs between them; every other control character is invalid
 @pytest.mark.parametrize("code", [c for c in range(0x20) if c != 0x09] + [0x7F])

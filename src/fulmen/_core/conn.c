@@ -1839,6 +1839,22 @@ answer:
     conn_emit(c, req, res, 0, 1, 1);
 }
 
+/* A generator has am_send too, but a view that returns one (not a
+ * @types.coroutine one) returned no awaitable: conn_check_response says
+ * what it returned, instead of asyncio's Task failing on what it yields. */
+static NOINLINE int conn_plain_generator(PyObject *res)
+{
+    PyObject *code;
+    long flags;
+    if (!PyGen_CheckExact(res))
+        return 0;
+    code = PyObject_GetAttrString(res, "gi_code");
+    flags = code != NULL && PyCode_Check(code) ? ((PyCodeObject *)code)->co_flags : 0;
+    Py_XDECREF(code);
+    PyErr_Clear();
+    return !(flags & CO_ITERABLE_COROUTINE);
+}
+
 /* Run the view for a complete request.  Takes the reference to req. */
 static void conn_dispatch(ConnObject *c, RequestObject *req)
 {
@@ -1894,7 +1910,7 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
         res = conn_error_response(c, req);
     } else if (Py_TYPE(res) != st->ResponseType &&
                Py_TYPE(res)->tp_as_async != NULL &&
-               Py_TYPE(res)->tp_as_async->am_send != NULL) {
+               Py_TYPE(res)->tp_as_async->am_send != NULL && !conn_plain_generator(res)) {
         conn_start_view(c, req, res, head_only, conn_hdr, !keep);
         return;
     }

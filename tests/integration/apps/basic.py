@@ -162,6 +162,12 @@ def header_name_crlf(request):
     return request.Response(text="x", headers={"X-Bad\r\nInjected": "1"})
 
 
+def returns_generator(request):
+    # a mistake: not a generator view (add_route refuses those), a plain
+    # function that returns a generator
+    return (part for part in [b"a", b"b"])
+
+
 class _NoStr:
     def __str__(self):
         raise ValueError("no str for this header value")
@@ -221,6 +227,7 @@ r.add_route("/header-nul", header_nul)
 r.add_route("/header-name-crlf", header_name_crlf)
 r.add_route("/header-char/{code}", header_char)
 r.add_route("/header-str-raises", header_str_raises)
+r.add_route("/returns-generator", returns_generator)
 r.add_route("/sleepy", sleepy)
 r.add_route("/len", body_len)
 
