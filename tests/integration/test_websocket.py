@@ -526,6 +526,26 @@ def test_7_server_initiated_close(ws_app):
     assert ev and ev[-1].startswith("close done True 4000"), ev
 
 
+@pytest.mark.parametrize("code", [1012, 1013, 1014])
+def test_7_server_may_close_with_codes_registered_after_rfc_6455(ws_app, code):
+    """Service restart, try again later, bad gateway: IANA's registry, after
+    RFC 6455 (a client's are still refused, as Autobahn expects)."""
+    with connect(ws_app.port, "/close-with/%d" % code) as ws:
+        f = ws.recv_frame()
+        assert (f.opcode, f.close_code) == (OP_CLOSE, code), f
+        ws.close(code)
+        ws.expect_eof()
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 2999, 5000])
+def test_7_server_may_not_close_with_a_reserved_code(ws_app, code):
+    with connect(ws_app.port, "/close-with/%d" % code) as ws:
+        f = ws.recv_frame()
+        assert (f.opcode, f.close_code) == (OP_CLOSE, 1011), f   # the handler raised
+    ev = events(ws_app.port, "close-with-%d" % code, "ValueError")
+    assert ev and "is not a close code an endpoint may send" in ev[0], ev
+
+
 # ==========================================================================
 # 9: limits and performance
 # ==========================================================================

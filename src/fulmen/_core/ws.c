@@ -739,7 +739,10 @@ static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
     uint8_t payload[125];
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|is#", kwlist, &code, &reason, &rlen))
         return NULL;
-    if (!ws_close_code_valid((unsigned)code)) {
+    /* and 1012-1014 (service restart, try again later, bad gateway), which
+     * IANA registered after RFC 6455: a server may send them, though a
+     * client's are refused as Autobahn's suite expects (ws_close_code_valid) */
+    if (!ws_close_code_valid((unsigned)code) && !(code >= 1012 && code <= 1014)) {
         PyErr_Format(PyExc_ValueError, "%d is not a close code an endpoint may send", code);
         return NULL;
     }

@@ -99,6 +99,16 @@ async def server_close(ws):
     record(tag, "close done %s %s %r" % (ws.closed, ws.close_code, ws.close_reason))
 
 
+async def close_with(ws):
+    """The handler closes with the code in the path (ValueError recorded)."""
+    code = ws.request.match_dict["code"]
+    try:
+        await ws.close(code, "closing with %d" % code)
+    except ValueError as e:
+        record("close-with-%d" % code, "ValueError %s" % e)
+        raise
+
+
 async def send_close(ws):
     """Queue a 2 MB message without waiting for the client to take it,
     then close with 4000: the close frame waits behind the message (the
@@ -251,6 +261,7 @@ r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/send-wait/{n:int}/{tag}", send_wait, compression=False)
 r.add_websocket("/pile/{mb:int}/{tag}", pile, compression=False)
 r.add_websocket("/push/{size:int}/{tag}", push, compression=False)
+r.add_websocket("/close-with/{code:int}", close_with)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/busy-keepalive/{tag}", busy_keepalive, ping_interval=0.3, ping_timeout=0.3)
