@@ -714,6 +714,21 @@ def test_9_client_gone_while_send_waits(ws_app):
         assert roundtrip(other, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
 
 
+def test_9_awaited_send_raises_when_the_client_goes_before_taking_it(ws_app):
+    """A send that waits for a client that does not read ends with
+    WebSocketClosed(1006) when the client resets: it was not delivered."""
+    ws = WSClient(ws_app.port, "/send-big/big-gone", timeout=10,
+                  sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)])
+    ws.connect()
+    try:
+        assert events(ws_app.port, "big-gone", "sending")
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        ws.abort()   # RST
+    ev = events(ws_app.port, "big-gone", "send ")
+    assert ev[-1] == "send raised 1006", ev
+
+
 @pytest.mark.parametrize("size", [100, 64 << 10])
 def test_9_client_gone_while_sends_never_wait(ws_app, size):
     """The handler awaits each send in a loop, and the client takes them as

@@ -326,6 +326,8 @@ int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObje
 /* Is the Future *fut still awaited?  1 yes; 0 when there is none, or it is
  * done (then cleared: the await was cancelled); -1 with an exception. */
 int mod_future_pending(fulmen_state *st, PyObject **fut);
+/* mod_future_settle with exc, and asyncio's "never retrieved" log off */
+void mod_future_fail_quietly(fulmen_state *st, PyObject **fut, PyObject *exc);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
 /* What the output buffer may keep between writes: a pipelined burst's
  * answers (CONN_OUT_HIGH) fit; one large answer's copy is given back. */
@@ -488,6 +490,7 @@ int64_t ws_deadline(WebSocketObject *ws); /* 0: none */
 void ws_timer(WebSocketObject *ws, int64_t now); /* the deadline passed */
 int ws_feed(WebSocketObject *ws, const char *data, size_t n);
 void ws_connection_lost(WebSocketObject *ws);
+PyObject *ws_closed_exception(WebSocketObject *ws); /* WebSocketClosed(code, reason) */
 void ws_going_away(WebSocketObject *ws); /* the server stops: close with 1001 */
 
 /* json.c */

@@ -2814,19 +2814,27 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         }
     }
     conn_drop_state(c);
+    if (conn_ws(c) != NULL) {
+        WebSocketObject *ws = c->ext->ws;
+        PyObject *exc;
+        c->ext->ws = NULL;
+        ws_connection_lost(ws);
+        /* a send that waits for the client to read learns it never will */
+        exc = ws_closed_exception(ws);
+        if (exc != NULL)
+            mod_future_fail_quietly(c->st, &c->ext->stream_waiter, exc);
+        else
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_XDECREF(exc);
+        Py_DECREF(ws);
+        Py_CLEAR(c->ext->ws_task);
+    }
     conn_wake_stream(c);
     if (conn_bstream(c) != NULL) {
         PyObject *exc = PyObject_CallFunction(c->st->ClientDisconnected, "s",
                                               "the client has gone");
         conn_end_body_stream(c, exc);
         Py_XDECREF(exc);
-    }
-    if (conn_ws(c) != NULL) {
-        WebSocketObject *ws = c->ext->ws;
-        c->ext->ws = NULL;
-        ws_connection_lost(ws);
-        Py_DECREF(ws);
-        Py_CLEAR(c->ext->ws_task);
     }
     conn_rearm(c, 0);
     if (c->fd >= 0) {

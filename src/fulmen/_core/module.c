@@ -115,6 +115,20 @@ int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObje
     return settled;
 }
 
+/* Fail *fut with exc if it is still pending, without asyncio's "exception
+ * was never retrieved" log when nobody awaits it (a send not awaited). */
+void mod_future_fail_quietly(fulmen_state *st, PyObject **fut, PyObject *exc)
+{
+    PyObject *f = *fut;
+    if (f == NULL)
+        return;
+    Py_INCREF(f);
+    if (mod_future_settle(st, fut, NULL, exc) &&
+        PyObject_SetAttrString(f, "_log_traceback", Py_False) < 0)
+        PyErr_Clear(); /* a loop's own future type: it may log */
+    Py_DECREF(f);
+}
+
 /* ========================================================================
  * Date header: an IMF-fixdate, recomputed at most once a second.
  */

@@ -63,13 +63,19 @@ struct WebSocketObject {
  * Helpers
  */
 
+PyObject *ws_closed_exception(WebSocketObject *ws)
+{
+    return PyObject_CallFunction(ws->st->WebSocketClosed, "iO",
+                                 ws->close_code ? ws->close_code : 1006,
+                                 ws->close_reason ? ws->close_reason : Py_None);
+}
+
 static PyObject *ws_closed_error(WebSocketObject *ws)
 {
-    PyObject *args = Py_BuildValue("(iO)", ws->close_code ? ws->close_code : 1006,
-                                   ws->close_reason ? ws->close_reason : Py_None);
-    if (args != NULL) {
-        PyErr_SetObject(ws->st->WebSocketClosed, args);
-        Py_DECREF(args);
+    PyObject *exc = ws_closed_exception(ws);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
     }
     return NULL;
 }

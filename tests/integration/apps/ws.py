@@ -99,6 +99,18 @@ async def server_close(ws):
     record(tag, "close done %s %s %r" % (ws.closed, ws.close_code, ws.close_reason))
 
 
+async def send_big(ws):
+    """One 8 MiB send, awaited; records how the await ended."""
+    tag = ws.request.match_dict["tag"]
+    record(tag, "sending")
+    try:
+        await ws.send(b"x" * (8 << 20))
+        record(tag, "send returned")
+    except WebSocketClosed as e:
+        record(tag, "send raised %r" % e.args[0])
+        raise
+
+
 async def close_with(ws):
     """The handler closes with the code in the path (ValueError recorded)."""
     code = ws.request.match_dict["code"]
@@ -262,6 +274,7 @@ r.add_websocket("/send-wait/{n:int}/{tag}", send_wait, compression=False)
 r.add_websocket("/pile/{mb:int}/{tag}", pile, compression=False)
 r.add_websocket("/push/{size:int}/{tag}", push, compression=False)
 r.add_websocket("/close-with/{code:int}", close_with)
+r.add_websocket("/send-big/{tag}", send_big, compression=False)
 r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/busy-keepalive/{tag}", busy_keepalive, ping_interval=0.3, ping_timeout=0.3)
