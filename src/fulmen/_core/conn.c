@@ -679,11 +679,9 @@ static void conn_write_failed(ConnObject *c, RequestObject *req, PyObject *resp,
 {
     PyObject *who = req != NULL ? (PyObject *)req : resp;
     if (rc == -1) {
-        PyObject *et, *ev, *etb;
-        PyErr_Fetch(&et, &ev, &etb);
+        /* (PySys_FormatStderr keeps the exception that is set) */
         PySys_FormatStderr("fulmen: the response to %R could not be written; "
                            "answered 500 instead:\n", who);
-        PyErr_Restore(et, ev, etb);
         PyErr_WriteUnraisable(who);
     } else {
         PySys_FormatStderr("fulmen: the response to %R had a header with an invalid "
@@ -2452,7 +2450,7 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
     PyObject *enc = NULL;
     char hex[24];
     int n;
-    if (c->closed || c->aborted || !c->streaming || c->transport == NULL) {
+    if (conn_gone(c) || !c->streaming || c->transport == NULL) {
         PyErr_SetString(st->ClientDisconnected, "the client has gone");
         return NULL;
     }
