@@ -644,6 +644,53 @@ def test_receive_queue_is_bounded_in_bytes(ws_app):
     assert events(ws_app.port, "sink-bytes", "received") == ["received %d" % (sent + 1)]
 
 
+def server_writes(port):
+    with Conn(port) as c:
+        return int(c.request("GET", "/writes").body)
+
+
+@pytest.mark.parametrize("size", [64, 4000])
+def test_9_echoes_of_messages_sent_together_leave_in_one_write(ws_app, size):
+    """24 messages in one write: the handler's 24 echoes go out together
+    (held back while more received messages wait), not one write each."""
+    n = 24
+    with connect(ws_app.port, "/nocomp") as ws:
+        assert roundtrip(ws, OP_BINARY, b"first") == (OP_BINARY, b"first")
+        before = server_writes(ws_app.port)
+        ws.send_raw(b"".join(build_frame(OP_BINARY, b"%04d" % i + b"m" * (size - 4))
+                             for i in range(n)))
+        got = [ws.recv_message() for _ in range(n)]
+        after = server_writes(ws_app.port)
+        assert got == [(OP_BINARY, b"%04d" % i + b"m" * (size - 4)) for i in range(n)]
+    # the /writes answer is one write; the echoes one, or a few when the
+    # frames arrived in more than one read (4000 bytes: 96 KB, 16 KB a write
+    # at most); 24 when each echo is written alone
+    assert after - before - 1 <= (2 if size == 64 else 8), after - before
+
+
+def test_9_held_echo_leaves_when_the_handler_waits_elsewhere(ws_app):
+    """The handler echoes the first of two messages that came together,
+    then waits on an event, not in receive(): the echo still goes out."""
+    with connect(ws_app.port, "/echo-then-wait/held") as ws:
+        ws.send_raw(build_frame(OP_TEXT, b"one") + build_frame(OP_TEXT, b"two"))
+        assert ws.recv_message(timeout=5) == (OP_TEXT, b"one")
+        with Conn(ws_app.port) as c:
+            assert c.request("GET", "/release/held").body == b"released"
+        assert ws.recv_message(timeout=5)[0] == OP_CLOSE
+
+
+def test_9_held_echo_goes_before_the_close_frame(ws_app):
+    """A close() right after a held send: the echo is written before the
+    close frame, and nothing after it."""
+    with connect(ws_app.port, "/echo-then-close") as ws:
+        ws.send_raw(build_frame(OP_TEXT, b"one") + build_frame(OP_TEXT, b"two"))
+        assert ws.recv_message(timeout=5) == (OP_TEXT, b"one")
+        op, data = ws.recv_message(timeout=5)
+        assert (op, struct.unpack("!H", data[:2])[0]) == (OP_CLOSE, 4000)
+        ws.close()
+        ws.expect_eof()
+
+
 def test_9_send_backpressure_bounds_memory(ws_app):
     """The handler sends 100 MB in 1 MB messages to a client that does not
     read: send() waits, and the server's RSS stays bounded."""

@@ -401,6 +401,9 @@ extern PyType_Spec conn_spec;
 void conn_deliver(ConnObject *c, uint32_t seq, PyObject *response);
 /* for ws.c: the connection as a byte pipe */
 int conn_flush_out(ConnObject *c);           /* write st->out now; 0 or -1 */
+/* the WebSocket holds frames back: ws_flush_held when the loop turns; -1
+ * (no exception set) when that cannot be scheduled */
+int conn_hold_output(ConnObject *c);
 void conn_close_transport(ConnObject *c, int abort);
 void conn_pause_reading(ConnObject *c, int on);
 PyObject *conn_drain_waiter(ConnObject *c);  /* future while paused, else NULL */
@@ -492,6 +495,7 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n);
 void ws_connection_lost(WebSocketObject *ws);
 PyObject *ws_closed_exception(WebSocketObject *ws); /* WebSocketClosed(code, reason) */
 void ws_going_away(WebSocketObject *ws); /* the server stops: close with 1001 */
+void ws_flush_held(WebSocketObject *ws);  /* write the frames send() held back */
 
 /* json.c */
 typedef struct {

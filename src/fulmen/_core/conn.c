@@ -1250,7 +1250,10 @@ static PyObject *conn_server_drain_ready(ServerObject *srv, PyObject *unused)
     for (i = 0; i < PyList_GET_SIZE(lst); i++) {
         ConnObject *c = (ConnObject *)PyList_GET_ITEM(lst, i);
         c->drain_pending = 0;
-        conn_drain_now(c);
+        if (conn_ws(c) != NULL)
+            ws_flush_held(c->ext->ws); /* its frames held back (conn_hold_output) */
+        else
+            conn_drain_now(c);
     }
     Py_DECREF(lst);
     Py_RETURN_NONE;
@@ -3366,6 +3369,11 @@ PyObject *conn_get_transport(ConnObject *c)
 int conn_flush_out(ConnObject *c)
 {
     return conn_flush(c);
+}
+
+int conn_hold_output(ConnObject *c)
+{
+    return conn_schedule_drain(c);
 }
 
 void conn_close_transport(ConnObject *c, int abort)

@@ -36,8 +36,13 @@ struct WebSocketObject {
     int msg_op;              /* 0, WS_OP_TEXT or WS_OP_BINARY */
     int msg_deflated;
     ws_utf8_state utf8;
-    PyObject *queue;         /* list of received messages */
+    PyObject **queue;        /* ring of received messages (ws_queue_push) */
+    uint32_t queue_first, queue_len, queue_cap;
     size_t queue_bytes;      /* what they hold (ws_msg_size) */
+    /* sending: data frames held back while received messages wait
+     * (ws_write_frame), written in one go at the loop's turn at the latest */
+    uint8_t *held;
+    size_t held_len, held_cap;
     PyObject *waiter;        /* future of a pending receive() */
     PyObject *close_waiter;  /* future of a pending close() */
     uint64_t max_message;
@@ -98,7 +103,29 @@ static int ws_grow(uint8_t **buf, size_t *cap, size_t need)
     return 0;
 }
 
-/* Write one frame: header, then payload (deflated by the caller). */
+/* Hold back data frames of up to this much in all (ws_write_frame). */
+#define WS_HELD_MAX (16u << 10)
+
+/* Put the held frames in st->out, and free their buffer: a connection
+ * keeps none between bursts. */
+static int ws_take_held(WebSocketObject *ws)
+{
+    int rc = 0;
+    if (ws->held_len > 0)
+        rc = mod_out_put(ws->st, (const char *)ws->held, ws->held_len);
+    PyMem_Free(ws->held);
+    ws->held = NULL;
+    ws->held_len = ws->held_cap = 0;
+    return rc;
+}
+
+/* Write one frame: header, then payload (deflated by the caller).  A data
+ * frame sent while received messages still wait is held back: the handler
+ * is working through them (an echo, a pipelining client) and will likely
+ * send again before it waits, so its answers leave in one write instead
+ * of one each, when it next receives with nothing left, sends a control
+ * frame or a frame too large to hold, or the loop turns (conn_hold_output).
+ * Any other frame first writes what is held, so that order is kept. */
 static int ws_write_frame(WebSocketObject *ws, int opcode, int rsv1,
                           const uint8_t *p, size_t n)
 {
@@ -107,10 +134,31 @@ static int ws_write_frame(WebSocketObject *ws, int opcode, int rsv1,
     if (ws->conn == NULL)
         return 0;
     hl = ws_build_header(hdr, 1, rsv1, opcode, n);
-    if (mod_out_put(ws->st, (const char *)hdr, hl) < 0 ||
+    if (opcode < 8 && ws->queue_len > 0 &&
+        ws->held_len + hl + n <= WS_HELD_MAX &&
+        (ws->held_len > 0 || conn_hold_output(ws->conn) == 0)) {
+        if (ws_grow(&ws->held, &ws->held_cap, ws->held_len + hl + n) < 0)
+            return -1;
+        memcpy(ws->held + ws->held_len, hdr, hl);
+        memcpy(ws->held + ws->held_len + hl, p, n);
+        ws->held_len += hl + n;
+        return 0;
+    }
+    if ((ws->held_len > 0 && ws_take_held(ws) < 0) ||
+        mod_out_put(ws->st, (const char *)hdr, hl) < 0 ||
         mod_out_put(ws->st, (const char *)p, n) < 0)
         return -1;
     return conn_flush_out(ws->conn);
+}
+
+void ws_flush_held(WebSocketObject *ws)
+{
+    if (ws->held_len == 0)
+        return;
+    if (ws->conn == NULL)
+        ws->held_len = 0; /* nobody to send to: dropped */
+    if (ws_take_held(ws) < 0 || (ws->conn != NULL && conn_flush_out(ws->conn) < 0))
+        PyErr_WriteUnraisable((PyObject *)ws);
 }
 
 /* Everything the handler may wait on learns that the socket is closed. */
@@ -295,6 +343,37 @@ static size_t ws_msg_size(PyObject *m)
     return (size_t)PyUnicode_GET_LENGTH(m) * PyUnicode_KIND(m);
 }
 
+/* Queue m (a new reference is taken): 0, or -1 with MemoryError. */
+static int ws_queue_push(WebSocketObject *ws, PyObject *m)
+{
+    if (ws->queue_len == ws->queue_cap) {
+        uint32_t cap = ws->queue_cap ? ws->queue_cap * 2 : 8, i;
+        PyObject **q = PyMem_Malloc(cap * sizeof(PyObject *));
+        if (q == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (i = 0; i < ws->queue_len; i++)
+            q[i] = ws->queue[(ws->queue_first + i) & (ws->queue_cap - 1)];
+        PyMem_Free(ws->queue);
+        ws->queue = q;
+        ws->queue_first = 0;
+        ws->queue_cap = cap;
+    }
+    Py_INCREF(m);
+    ws->queue[(ws->queue_first + ws->queue_len++) & (ws->queue_cap - 1)] = m;
+    return 0;
+}
+
+/* The first queued message (there is one): the reference passes. */
+static PyObject *ws_queue_pop(WebSocketObject *ws)
+{
+    PyObject *m = ws->queue[ws->queue_first];
+    ws->queue_first = (ws->queue_first + 1) & (ws->queue_cap - 1);
+    ws->queue_len--;
+    return m;
+}
+
 static void ws_deliver(WebSocketObject *ws, PyObject *m)
 {
     if (mod_future_settle(ws->st, &ws->waiter, m, NULL)) {
@@ -302,14 +381,14 @@ static void ws_deliver(WebSocketObject *ws, PyObject *m)
         return;
     }
     /* no receive() waits (or the one that did was cancelled): queued */
-    if (PyList_Append(ws->queue, m) < 0)
+    if (ws_queue_push(ws, m) < 0)
         PyErr_WriteUnraisable((PyObject *)ws);
     else
         ws->queue_bytes += ws_msg_size(m);
     Py_DECREF(m);
     /* a handler that does not receive holds at most WS_QUEUE_HIGH messages
      * or about WS_QUEUE_BYTES_HIGH plus one message: then the client waits */
-    if ((PyList_GET_SIZE(ws->queue) >= WS_QUEUE_HIGH ||
+    if ((ws->queue_len >= WS_QUEUE_HIGH ||
          ws->queue_bytes >= WS_QUEUE_BYTES_HIGH) && !ws->reading_paused &&
         ws->conn != NULL) {
         ws->reading_paused = 1;
@@ -529,6 +608,7 @@ void ws_connection_lost(WebSocketObject *ws)
             ws->close_code = 1006;
     }
     Py_CLEAR(ws->conn);
+    ws_flush_held(ws); /* drops them */
     ws_wake_all(ws);
 }
 
@@ -666,14 +746,9 @@ static PyObject *ws_ping(WebSocketObject *ws, PyObject *const *args, Py_ssize_t 
 
 static PyObject *ws_pop(WebSocketObject *ws)
 {
-    PyObject *m = PyList_GET_ITEM(ws->queue, 0);
-    Py_INCREF(m);
-    if (PySequence_DelItem(ws->queue, 0) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
+    PyObject *m = ws_queue_pop(ws);
     ws->queue_bytes -= ws_msg_size(m);
-    if (ws->reading_paused && PyList_GET_SIZE(ws->queue) <= WS_QUEUE_LOW &&
+    if (ws->reading_paused && ws->queue_len <= WS_QUEUE_LOW &&
         ws->queue_bytes <= WS_QUEUE_BYTES_LOW && ws->conn != NULL) {
         ws->reading_paused = 0;
         /* the keep-alive counts again from now: what the client sent
@@ -689,13 +764,12 @@ static PyObject *ws_pop(WebSocketObject *ws)
 static PyObject *ws_receive_impl(WebSocketObject *ws, int stop_async)
 {
     PyObject *m;
-    if (PyList_GET_SIZE(ws->queue) > 0) {
+    if (ws->queue_len > 0) {
         m = ws_pop(ws);
-        if (m == NULL)
-            return NULL;
         Py_SETREF(m, aw_ready_new(ws->st, m));
         return m;
     }
+    ws_flush_held(ws); /* the handler waits now: its answers go */
     if (ws->state == WS_CLOSED || ws->conn == NULL) {
         if (stop_async && (ws->close_code == 1000 || ws->close_code == 1001 ||
                            ws->close_code == 1005)) {
@@ -818,11 +892,13 @@ static PyObject *ws_get_subprotocol(WebSocketObject *ws, void *c)
 
 static int ws_traverse(WebSocketObject *ws, visitproc visit, void *arg)
 {
+    uint32_t i;
     Py_VISIT(Py_TYPE(ws));
     Py_VISIT(ws->conn);
     Py_VISIT(ws->request);
     Py_VISIT(ws->subprotocol);
-    Py_VISIT(ws->queue);
+    for (i = 0; i < ws->queue_len; i++)
+        Py_VISIT(ws->queue[(ws->queue_first + i) & (ws->queue_cap - 1)]);
     Py_VISIT(ws->waiter);
     Py_VISIT(ws->close_waiter);
     Py_VISIT(ws->close_reason);
@@ -834,7 +910,8 @@ static int ws_clear(WebSocketObject *ws)
     Py_CLEAR(ws->conn);
     Py_CLEAR(ws->request);
     Py_CLEAR(ws->subprotocol);
-    Py_CLEAR(ws->queue);
+    while (ws->queue_len > 0)
+        Py_DECREF(ws_queue_pop(ws));
     Py_CLEAR(ws->waiter);
     Py_CLEAR(ws->close_waiter);
     Py_CLEAR(ws->close_reason);
@@ -848,6 +925,8 @@ static void ws_dealloc(WebSocketObject *ws)
     ws_clear(ws);
     PyMem_Free(ws->in);
     PyMem_Free(ws->msg);
+    PyMem_Free(ws->held);
+    PyMem_Free(ws->queue);
     if (ws->zin_ready)
         inflateEnd(&ws->zin);
     if (ws->zout_ready)
@@ -876,7 +955,6 @@ WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
     ws->ping_interval_ms = ping_interval > 0 ? (int64_t)(ping_interval * 1000) : 0;
     ws->ping_timeout_ms = ping_timeout > 0 ? (int64_t)(ping_timeout * 1000) : 0;
     ws->last_rx = mod_now_ms();
-    ws->queue = PyList_New(0);
     if (dp != NULL && dp->enabled) {
         ws->deflate = 1;
         ws->server_no_ctx = dp->server_no_ctx;
@@ -885,10 +963,6 @@ WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
         ws->client_bits = dp->client_bits;
     }
     PyObject_GC_Track(ws);
-    if (ws->queue == NULL) {
-        Py_DECREF(ws);
-        return NULL;
-    }
     return ws;
 }
 

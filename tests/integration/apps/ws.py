@@ -246,6 +246,19 @@ async def busy_keepalive(ws):
         await ws.send(message)
 
 
+async def echo_then_wait(ws):
+    """Echoes one message, then waits (not in receive) until
+    /release/<tag>: a message that came with the first is still queued."""
+    await ws.send(await ws.receive())
+    await release_event(ws.request.match_dict["tag"]).wait()
+
+
+async def echo_then_close(ws):
+    """Echoes one message, then closes with 4000 while others wait."""
+    await ws.send(await ws.receive())
+    await ws.close(4000)
+
+
 def release(request):
     release_event(request.match_dict["tag"]).set()
     return request.Response(text="released")
@@ -279,7 +292,10 @@ r.add_websocket("/ping", ping_me)
 r.add_websocket("/keepalive", echo, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/busy-keepalive/{tag}", busy_keepalive, ping_interval=0.3, ping_timeout=0.3)
 r.add_websocket("/sink/{tag}", sink, compression=False)
+r.add_websocket("/echo-then-wait/{tag}", echo_then_wait, compression=False)
+r.add_websocket("/echo-then-close", echo_then_close, compression=False)
 r.add_route("/events/{tag}", get_events)
+r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
 r.add_route("/release/{tag}", release)
 
 if __name__ == "__main__":
