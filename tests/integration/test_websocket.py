@@ -644,6 +644,32 @@ def test_receive_queue_is_bounded_in_bytes(ws_app):
     assert events(ws_app.port, "sink-bytes", "received") == ["received %d" % (sent + 1)]
 
 
+def test_receive_queue_bounds_compressed_messages_too(ws_app):
+    """40 compressed messages of about 1 MB each (1 KB each on the wire)
+    in one write, to a handler that does not receive: the server inflates
+    and queues about 1 MB of them, not all 40 MB (the frames it had read
+    were all inflated before it stopped reading); the rest is inflated as
+    the handler catches up, and none is lost."""
+    n, size = 40, (1 << 20) - 64
+    with pmd(ws_app.port, "permessage-deflate", "/sink-deflate/sink-deflate") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"ready")
+        before = rss_kb(ws_app.pid)
+        frames = []
+        for _ in range(n):
+            frames.append(build_frame(OP_BINARY, ws.deflate[0](b"\0" * size), rsv=4))
+        ws.send_raw(b"".join(frames))
+        # another client's round trip: the loop has read what was sent before
+        with connect(ws_app.port, "/echo") as other:
+            assert roundtrip(other, OP_TEXT, b"sync") == (OP_TEXT, b"sync")
+        grown_mb = (rss_kb(ws_app.pid) - before) / 1024
+        assert grown_mb < 16, "%.0f MB held for %d KB sent" % (grown_mb, len(b"".join(frames)) >> 10)
+        with Conn(ws_app.port) as c:
+            assert c.request("GET", "/release/sink-deflate").status == 200
+        ws.close()
+        ws.expect_close(1000)
+    assert events(ws_app.port, "sink-deflate", "received") == ["received %d" % n]
+
+
 def server_writes(port):
     with Conn(port) as c:
         return int(c.request("GET", "/writes").body)

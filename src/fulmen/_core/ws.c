@@ -473,23 +473,15 @@ static void ws_on_close_frame(WebSocketObject *ws, const uint8_t *p, size_t n)
     ws_wake_all(ws);
 }
 
-/* Bytes from the connection.  Returns 0. */
-int ws_feed(WebSocketObject *ws, const char *data, size_t n)
+/* Handle the complete frames in ws->in, until the handler is too far
+ * behind (reading_paused): the rest waits there, unparsed, until it has
+ * caught up (ws_pop).  The queue's limits then hold whatever one read
+ * brought, compressed messages too. */
+static void ws_parse_frames(WebSocketObject *ws)
 {
     size_t pos = 0;
     unsigned flags = WS_HDR_REQUIRE_MASK | (ws->deflate ? WS_HDR_ALLOW_RSV1 : 0);
-    if (ws->state == WS_CLOSED)
-        return 0;
-    ws->last_rx = mod_now_ms();
-    ws->ping_out = 0; /* any frame shows the peer is alive */
-    if (ws_grow(&ws->in, &ws->in_cap, ws->in_len + n) < 0) {
-        PyErr_WriteUnraisable((PyObject *)ws);
-        ws_fail(ws, 1011);
-        return 0;
-    }
-    memcpy(ws->in + ws->in_len, data, n);
-    ws->in_len += n;
-    while (ws->state != WS_CLOSED) {
+    while (ws->state != WS_CLOSED && !ws->reading_paused) {
         ws_header h;
         uint8_t *payload;
         int hl = ws_parse_header(ws->in + pos, ws->in_len - pos, flags, &h);
@@ -497,24 +489,24 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
             break;
         if (hl < 0) {
             ws_fail(ws, (int)ws_error_status(hl));
-            return 0;
+            return;
         }
         if (h.opcode < 8) {
             /* data frame: size checks before buffering its payload */
             if (h.opcode == WS_OP_CONT ? ws->msg_op == 0 : ws->msg_op != 0) {
                 ws_fail(ws, 1002);
-                return 0;
+                return;
             }
             if (h.opcode == WS_OP_CONT && h.rsv1) {
                 ws_fail(ws, 1002);
-                return 0;
+                return;
             }
             uint64_t limit = ws->max_message;
             if (h.opcode == WS_OP_CONT ? ws->msg_deflated : h.rsv1)
                 limit = ws_deflated_max(limit);
             if (h.payload_len > limit || h.payload_len > limit - ws->msg_len) {
                 ws_fail(ws, 1009);
-                return 0;
+                return;
             }
         }
         if (h.payload_len > ws->in_len - pos - (size_t)hl)
@@ -532,13 +524,13 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
             if (ws_grow(&ws->msg, &ws->msg_cap, ws->msg_len + (size_t)h.payload_len + 1) < 0) {
                 PyErr_WriteUnraisable((PyObject *)ws);
                 ws_fail(ws, 1011);
-                return 0;
+                return;
             }
             memcpy(ws->msg + ws->msg_len, payload, (size_t)h.payload_len);
             if (ws->msg_op == WS_OP_TEXT && !ws->msg_deflated &&
                 ws_utf8_validate(&ws->utf8, payload, (size_t)h.payload_len) < 0) {
                 ws_fail(ws, 1007); /* fail fast, mid-message */
-                return 0;
+                return;
             }
             ws->msg_len += (size_t)h.payload_len;
             if (h.fin)
@@ -561,6 +553,23 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
         memmove(ws->in, ws->in + pos, ws->in_len - pos);
         ws->in_len -= pos;
     }
+}
+
+/* Bytes from the connection.  Returns 0. */
+int ws_feed(WebSocketObject *ws, const char *data, size_t n)
+{
+    if (ws->state == WS_CLOSED)
+        return 0;
+    ws->last_rx = mod_now_ms();
+    ws->ping_out = 0; /* any frame shows the peer is alive */
+    if (ws_grow(&ws->in, &ws->in_cap, ws->in_len + n) < 0) {
+        PyErr_WriteUnraisable((PyObject *)ws);
+        ws_fail(ws, 1011);
+        return 0;
+    }
+    memcpy(ws->in + ws->in_len, data, n);
+    ws->in_len += n;
+    ws_parse_frames(ws);
     return 0;
 }
 
@@ -756,6 +765,7 @@ static PyObject *ws_pop(WebSocketObject *ws)
         ws->last_rx = mod_now_ms();
         ws->ping_out = 0;
         conn_pause_reading(ws->conn, 0);
+        ws_parse_frames(ws); /* what was read before the pause */
     }
     return m;
 }
