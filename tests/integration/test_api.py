@@ -230,6 +230,7 @@ def test_text_default_utf8_and_quoted_charset(api):
     # quadratic in the body (10 MB held the worker for about half an hour)
     "punycode", "idna", "undefined", "unicode_escape", "raw_unicode_escape",
     "x" * 80,           # longer than any codec name
+    "utf\xff8",        # a byte that is not ASCII: was a UnicodeDecodeError, a 500
 ])
 def test_text_with_a_charset_that_is_not_one_is_400(api, charset):
     with Conn(api.port) as c:

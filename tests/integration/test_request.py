@@ -78,6 +78,17 @@ def test_headers_case_insensitive_and_title_case(basic):
     ]
 
 
+def test_repeated_headers_are_combined_in_order(basic):
+    # RFC 9110 5.3: ", "-separated; Cookie lines with "; " (RFC 6265 5.4).
+    # Each name keeps the place of its first line.
+    raw = (b"GET /echo HTTP/1.1\r\nHost: x\r\n"
+           b"X-A: 1\r\nX-B: b\r\nx-a: 2\r\nCookie: a=1\r\nX-A: \r\nX-A: 3\r\n"
+           b"cookie: b=2\r\n\r\n")
+    e = echo(basic.port, raw)
+    assert e["headers"] == [["Host", "x"], ["X-A", "1, 2, , 3"], ["X-B", "b"],
+                            ["Cookie", "a=1; b=2"]]
+
+
 def test_header_value_keeps_inner_whitespace(basic):
     raw = (b"GET /echo HTTP/1.1\r\nHost: x\r\n"
            b"X-A: a  b\tc\r\n"

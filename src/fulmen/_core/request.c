@@ -684,8 +684,11 @@ static PyObject *req_charset_codec(fulmen_state *st, const char *cs, size_t csl)
     char enc[64];
     PyObject *codecs = NULL, *info = NULL, *name = NULL, *text = NULL, *shown;
     int i, ok = 0;
-    if (csl >= sizeof(enc) || memchr(cs, 0, csl) != NULL)
+    if (csl >= sizeof(enc))
         goto refuse;
+    for (i = 0; i < (int)csl; i++)
+        if ((unsigned char)cs[i] - 1u >= 0x7fu)
+            goto refuse; /* NUL or not ASCII: no codec's name (a token) */
     memcpy(enc, cs, csl);
     enc[csl] = 0;
     codecs = PyImport_ImportModule("codecs");
@@ -1100,7 +1103,8 @@ static PyObject *req_get_target(RequestObject *r, void *c)
 
 static PyObject *req_get_headers(RequestObject *r, void *c)
 {
-    PyObject *d = NULL, *k = NULL, *v = NULL, *old;
+    PyObject *d = NULL, *k = NULL, *v = NULL, *old, *multi = NULL, *lst;
+    Py_ssize_t pos = 0;
     uint32_t i;
     if (r->py_headers != NULL) {
         Py_INCREF(r->py_headers);
@@ -1127,20 +1131,44 @@ static PyObject *req_get_headers(RequestObject *r, void *c)
             goto error;
         old = PyDict_GetItemWithError(d, k);
         if (old != NULL) {
-            /* repeated field: combine as a list (RFC 9110 5.3) */
-            const char *sep = PyUnicode_CompareWithASCIIString(k, "Cookie") == 0 ? "; " : ", ";
-            PyObject *joined = PyUnicode_FromFormat("%U%s%U", old, sep, v);
-            if (joined == NULL)
+            /* repeated field: its values are gathered in multi, joined once
+             * all are in (joining as they come copies n^2 bytes) */
+            if (multi == NULL && (multi = PyDict_New()) == NULL)
                 goto error;
-            Py_SETREF(v, joined);
-        } else if (PyErr_Occurred()) {
+            lst = PyDict_GetItemWithError(multi, k);
+            if (lst == NULL) {
+                if (PyErr_Occurred() || (lst = PyList_New(1)) == NULL)
+                    goto error;
+                Py_INCREF(old);
+                PyList_SET_ITEM(lst, 0, old);
+                if (PyDict_SetItem(multi, k, lst) < 0) {
+                    Py_DECREF(lst);
+                    goto error;
+                }
+                Py_DECREF(lst); /* multi holds it */
+            }
+            if (PyList_Append(lst, v) < 0)
+                goto error;
+        } else if (PyErr_Occurred() || PyDict_SetItem(d, k, v) < 0) {
             goto error;
         }
-        if (PyDict_SetItem(d, k, v) < 0)
-            goto error;
         Py_CLEAR(k);
         Py_CLEAR(v);
     }
+    while (multi != NULL && PyDict_Next(multi, &pos, &k, &lst)) {
+        /* combined as a list (RFC 9110 5.3); Cookie's are "; "-separated
+         * (RFC 6265 5.4) */
+        PyObject *sep = PyUnicode_FromString(
+            PyUnicode_CompareWithASCIIString(k, "Cookie") == 0 ? "; " : ", ");
+        PyObject *joined = sep != NULL ? PyUnicode_Join(sep, lst) : NULL;
+        int rc = joined != NULL ? PyDict_SetItem(d, k, joined) : -1;
+        Py_XDECREF(sep);
+        Py_XDECREF(joined);
+        k = NULL; /* borrowed */
+        if (rc < 0)
+            goto error;
+    }
+    Py_XDECREF(multi);
     r->py_headers = d;
     Py_INCREF(d);
     return d;
@@ -1148,6 +1176,7 @@ error:
     Py_XDECREF(d);
     Py_XDECREF(k);
     Py_XDECREF(v);
+    Py_XDECREF(multi);
     return NULL;
 }
 
