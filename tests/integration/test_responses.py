@@ -107,6 +107,10 @@ def test_positional_text_first_as_japronto(basic):
     ("body-html-latin1", b"<b>x</b>", "text/html; charset=iso-8859-1"),
     ("body-png", b"\x89PNG", "image/png"),
     ("body-encoding", b"x", "application/octet-stream; charset=utf-8"),
+    # set later, the type is sent as set, with UTF-8 named only for text
+    # that is sent in UTF-8 (it was named for latin-1 bytes too)
+    ("text-latin1-later", b"caf\xe9", "text/html"),
+    ("text-utf8-later", b"caf\xc3\xa9", "text/html; charset=utf-8"),
 ])
 def test_content_type_charset_as_japronto(basic, case, body, ctype):
     """The charset label names the encoding the body was made with: the

@@ -1123,7 +1123,9 @@ static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_
         if (mod_out_put(st, "Content-Type: ", 14) < 0 ||
             mod_out_put(st, ct, (size_t)cl) < 0)
             return -1;
-        if (r->kind == RESP_TEXT && memchr(ct, ';', (size_t)cl) == NULL &&
+        /* text still a str (sent as UTF-8), not bytes in its encoding= */
+        if (r->kind == RESP_TEXT && (r->body == NULL || PyUnicode_Check(r->body)) &&
+            memchr(ct, ';', (size_t)cl) == NULL &&
             cl >= 5 && memcmp(ct, "text/", 5) == 0 &&
             mod_out_put(st, "; charset=utf-8", 15) < 0)
             return -1;

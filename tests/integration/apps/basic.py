@@ -61,11 +61,20 @@ CHARSETS = {
                                      encoding="iso-8859-1"),
     "body-png": lambda: dict(body=b"\x89PNG", mime_type="image/png"),
     "body-encoding": lambda: dict(body=b"x", encoding="utf-8"),
+    # the mime_type attribute set after the Response was made
+    "text-latin1-later": lambda: dict(text="caf\u00e9", encoding="iso-8859-1",
+                                      later="text/html"),
+    "text-utf8-later": lambda: dict(text="caf\u00e9", later="text/html"),
 }
 
 
 def charset(request):
-    return request.Response(**CHARSETS[request.match_dict["case"]]())
+    kw = CHARSETS[request.match_dict["case"]]()
+    later = kw.pop("later", None)
+    response = request.Response(**kw)
+    if later:
+        response.mime_type = later
+    return response
 
 
 def json_or_none(request):
