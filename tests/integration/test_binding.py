@@ -372,6 +372,9 @@ def _serve_and_log(app_dir, *args):
         with Conn(srv.port) as c:
             c.send(build_request("GET", "/settings", version="1.0"))
             c.read_response()
+        with Conn(srv.port) as c:       # answered before it could be parsed
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n")
+            assert c.read_response().status == 400
     finally:
         assert stop_master(srv) == 0, srv.stderr()
     return srv.stderr().splitlines()
@@ -395,12 +398,18 @@ def test_access_log_text(app_dir):
 
 
 def test_access_log_json(app_dir):
-    rows = [json.loads(l) for l in _serve_and_log(app_dir, "--access-log-format", "json")
-            if l.startswith("{")]
+    lines = [l for l in _serve_and_log(app_dir, "--access-log-format", "json")
+             if l.startswith("{")]
+    rows = [json.loads(l) for l in lines]
     assert [(r["method"], r["target"], r["version"], r["status"]) for r in rows] == [
         ("GET", "/settings", "1.1", 200), ("GET", "/nope?q=%22x%22", "1.1", 404),
         ("HEAD", "/settings", "1.1", 200), ("GET", "/settings", "1.1", 200),
-        ("GET", "/settings", "1.0", 200)]
+        ("GET", "/settings", "1.0", 200), (None, None, None, 400)]
+    for line in lines:      # laid out as docs/deployment.md shows it
+        assert re.match(r'^\{"time": "[^"]+", "client": "127\.0\.0\.1", "method": '
+                        r'(null|"[A-Z]+"), "target": (null|"[^"]+"), "version": '
+                        r'(null|"1\.[01]"), "status": \d{3}, "bytes": \d+, '
+                        r'"duration_ms": \d+\.\d{3}\}$', line), line
     for r in rows:
         assert r["client"] == "127.0.0.1"
         assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", r["time"])

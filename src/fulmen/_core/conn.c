@@ -458,6 +458,9 @@ static void conn_log_put(fulmen_state *st, const char *p, size_t n)
     st->log_len += n;
 }
 
+/* a string literal, its length counted by the compiler */
+#define CONN_LOG_LIT(st, lit) conn_log_put((st), (lit), sizeof(lit) - 1)
+
 /* A client address a proxy forwarded, into a text line: a space, '"', '\\',
  * a control or a non-ASCII byte as \xHH (as nginx's log escapes), so that
  * it stays one field. */
@@ -613,30 +616,36 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         st->log_ts_sec = (int64_t)now;
     }
     if (json) {
-        conn_log_put(st, "{\"time\": \"", 10);
+        CONN_LOG_LIT(st, "{\"time\": \"");
         conn_log_put(st, st->log_ts[1], st->log_ts_len[1]);
-        conn_log_put(st, "\", \"client\": ", 12);
+        CONN_LOG_LIT(st, "\", \"client\": ");
         conn_log_jstr(st, peer, (size_t)peerlen);
-        conn_log_put(st, ", \"method\": ", 12);
+        CONN_LOG_LIT(st, ", \"method\": ");
         if (req != NULL)
             conn_log_jstr(st, req->base + req->h.method.off, req->h.method.len);
         else
-            conn_log_put(st, "null", 4);
-        conn_log_put(st, ", \"target\": ", 12);
+            CONN_LOG_LIT(st, "null");
+        CONN_LOG_LIT(st, ", \"target\": ");
         if (req != NULL)
             conn_log_jstr(st, req->base + req->h.target.off, req->h.target.len);
         else
-            conn_log_put(st, "null", 4);
-        conn_log_put(st, ", \"version\": \"1.", 16);
-        conn_log_uint(st, req ? req->h.version_minor : 1);
-        conn_log_put(st, "\", \"status\": ", 12);
+            CONN_LOG_LIT(st, "null");
+        CONN_LOG_LIT(st, ", \"version\": ");
+        if (req != NULL) {
+            CONN_LOG_LIT(st, "\"1.");
+            conn_log_uint(st, req->h.version_minor);
+            CONN_LOG_LIT(st, "\"");
+        } else {
+            CONN_LOG_LIT(st, "null");
+        }
+        CONN_LOG_LIT(st, ", \"status\": ");
         conn_log_uint(st, (unsigned)code);
-        conn_log_put(st, ", \"bytes\": ", 11);
+        CONN_LOG_LIT(st, ", \"bytes\": ");
         if (nbytes >= 0)
             conn_log_uint(st, (unsigned long long)nbytes);
         else
-            conn_log_put(st, "-1", 2);
-        conn_log_put(st, ", \"duration_ms\": ", 17);
+            CONN_LOG_LIT(st, "-1");
+        CONN_LOG_LIT(st, ", \"duration_ms\": ");
         conn_log_ms(st, ns);
         conn_log_put(st, "}\n", 2);
     } else {
