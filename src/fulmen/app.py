@@ -82,15 +82,24 @@ def _json_dumps(obj):
 
 
 
-def _check_size(name, value, minimum=0, allow_none=False):
+def _check_size(name, value, minimum=0, allow_none=False, maximum=None):
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("%s must be an int, not %r" % (name, value))
     if value < minimum:
         raise ValueError("%s must be at least %d, not %d" % (name, minimum, value))
-    if value > _MAX_SIZE:
-        raise ValueError("%s must be at most 2**62, not %d" % (name, value))
+    if value > (_MAX_SIZE if maximum is None else maximum):
+        raise ValueError("%s must be at most %s, not %d"
+                         % (name, "2**62" if maximum is None else maximum, value))
+    return value
+
+
+def _check_bool(name, value):
+    """A yes/no setting: True or False.  Anything else (a string such as
+    "false" above all) is refused, not taken for its truth value."""
+    if not isinstance(value, bool):
+        raise ValueError("%s must be True or False, not %r" % (name, value))
     return value
 
 
@@ -105,6 +114,15 @@ def _check_response(response):
     if not isinstance(response, Response):
         raise TypeError("a view must return a Response, not %.100s"
                         % type(response).__name__)
+
+
+def _hook_result(hook, result):
+    """What an on_response hook returned instead of None: a Response, or a
+    TypeError that names the hook (not the view)."""
+    if not isinstance(result, Response):
+        raise TypeError("on_response hook %r returned %.100s, not a Response or None"
+                        % (hook, type(result).__name__))
+    return result
 
 
 def _run_error_handler(handler, request, exc):
@@ -123,6 +141,7 @@ _ignore_run = False
 _MAX_SECONDS = 365 * 24 * 3600.0
 _WORKER_TIMEOUT = 30.0      # run(worker_timeout=None) under a master, without reload
 _MAX_SIZE = 1 << 62
+_MAX_WORKERS = 1024         # run(worker_num=): each is a process and a socket
 
 
 def _check_seconds(name, value):
@@ -172,29 +191,9 @@ class Application:
                  max_form_parts=1000, reaper_settings=None, json_dumps=None,
                  log_request=None, gc_freeze=True, gc_threshold=10_000,
                  response_timeout=None):
-        self.debug = bool(debug)
-        if not isinstance(gc_freeze, bool):
-            raise ValueError("gc_freeze must be True or False, not %r" % (gc_freeze,))
-        self.gc_freeze = gc_freeze
-        if gc_threshold is not None and (
-                type(gc_threshold) is not int or not 1 <= gc_threshold <= 2 ** 31 - 1):
-            raise ValueError("gc_threshold must be None or an int from 1 to 2**31-1, not %r"
-                             % (gc_threshold,))
-        self.gc_threshold = gc_threshold
         if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
             raise ValueError("loop must be an asyncio event loop, not %r" % (loop,))
         self._loop = loop
-        self.max_header_size = _check_size("max_header_size", max_header_size, 256)
-        if self.max_header_size > (1 << 30):
-            raise ValueError("max_header_size must be at most 1 GiB")
-        self.max_headers = _check_size("max_headers", max_headers, 1)
-        if self.max_headers > 65536:
-            raise ValueError("max_headers must be at most 65536")
-        self.max_body_size = _check_size("max_body_size", max_body_size, 0)
-        self.max_form_parts = _check_size("max_form_parts", max_form_parts, 1,
-                                          allow_none=True)
-        self.header_timeout = _check_seconds("header_timeout", header_timeout)
-        self.body_timeout = _check_seconds("body_timeout", body_timeout)
         if reaper_settings is not None:
             if not isinstance(reaper_settings, dict):
                 raise ValueError("reaper_settings must be a dict")
@@ -206,18 +205,26 @@ class Application:
             if "check_interval" in reaper_settings:
                 _check_seconds("reaper_settings['check_interval']",
                                reaper_settings["check_interval"])
-        self.keep_alive_timeout = _check_seconds("keep_alive_timeout", keep_alive_timeout)
-        self.response_timeout = None if response_timeout is None else _check_seconds(
-            "response_timeout", response_timeout)
-        self.max_connections = _check_size("max_connections", max_connections, 1,
-                                           allow_none=True)
+        self.debug = debug
+        self.gc_freeze = gc_freeze
+        self.gc_threshold = gc_threshold
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        self.max_body_size = max_body_size
+        self.max_form_parts = max_form_parts
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.keep_alive_timeout = keep_alive_timeout
+        self.response_timeout = response_timeout
+        self.max_connections = max_connections
+        if log_request is not None:  # Japronto's name for a per-request log line
+            self.access_log = _check_bool("log_request", log_request)
+        self._check_settings()
         if json_dumps is not None:
             if not callable(json_dumps):
                 raise ValueError("json_dumps must be callable")
             global _json_dumps
             _json_dumps = json_dumps
-        if log_request:  # Japronto's name for a per-request log line
-            self.access_log = True
         self.router = Router()
         self._error_handlers = {}
         self._request_hooks = []
@@ -225,6 +232,35 @@ class Application:
         self._startup = []
         self._shutdown = []
         self._server = None
+
+    def _check_settings(self):
+        """Check the settings, as given to Application() or run(), or
+        assigned to their attributes since (app.max_body_size = N): an
+        invalid one raises ValueError naming it, before anything serves."""
+        self.debug = _check_bool("debug", self.debug)
+        self.gc_freeze = _check_bool("gc_freeze", self.gc_freeze)
+        g = self.gc_threshold
+        if g is not None and (type(g) is not int or not 1 <= g <= 2 ** 31 - 1):
+            raise ValueError("gc_threshold must be None or an int from 1 to 2**31-1, not %r"
+                             % (g,))
+        self.max_header_size = _check_size("max_header_size", self.max_header_size, 256,
+                                           maximum=1 << 30)
+        self.max_headers = _check_size("max_headers", self.max_headers, 1, maximum=65536)
+        self.max_body_size = _check_size("max_body_size", self.max_body_size, 0)
+        self.max_form_parts = _check_size("max_form_parts", self.max_form_parts, 1,
+                                          allow_none=True)
+        self.header_timeout = _check_seconds("header_timeout", self.header_timeout)
+        self.body_timeout = _check_seconds("body_timeout", self.body_timeout)
+        self.keep_alive_timeout = _check_seconds("keep_alive_timeout", self.keep_alive_timeout)
+        if self.response_timeout is not None:
+            self.response_timeout = _check_seconds("response_timeout", self.response_timeout)
+        self.max_connections = _check_size("max_connections", self.max_connections, 1,
+                                           allow_none=True)
+        self.proxy_headers = _check_bool("proxy_headers", self.proxy_headers)
+        self.access_log = _check_bool("access_log", self.access_log)
+        if self.access_log_format not in ("text", "json"):
+            raise ValueError("access_log_format must be 'text' or 'json', not %r"
+                             % (self.access_log_format,))
 
     @property
     def loop(self):
@@ -248,6 +284,16 @@ class Application:
             raise ValueError("bad attribute name %r" % name)
         if hasattr(_core.Request, name) and name not in _EXTENDED:
             raise ValueError("Request already has an attribute %r" % name)
+        if property:
+            check_arity(fn, 1, "extend_request property")
+        else:
+            try:
+                inspect.signature(fn).bind_partial(None)
+            except TypeError as e:
+                raise TypeError("extend_request method %r must take the request as its "
+                                "first argument: %s" % (fn, e)) from None
+            except ValueError:
+                pass        # a builtin without a signature
         _EXTENDED.add(name)
         setattr(_core.Request, name, builtins_property(fn) if property else fn)
 
@@ -313,7 +359,7 @@ class Application:
                     for h in post:
                         r = h(request, response)
                         if r is not None:
-                            response = r
+                            response = _hook_result(h, r)
                 except _ANSWERED as exc:
                     return hook_failed(request, exc)
                 return response
@@ -341,7 +387,7 @@ class Application:
                         if inspect.isawaitable(r):
                             r = await r
                         if r is not None:
-                            response = r
+                            response = _hook_result(h, r)
                 except _ANSWERED as exc:
                     return hook_failed(request, exc)
                 return response
@@ -366,8 +412,13 @@ class Application:
                                          and issubclass(exc_type, BaseException)):
             raise TypeError("add_error_handler needs an exception class or None, not %r"
                             % (exc_type,))
+        if self._server is not None:
+            raise RuntimeError("error handlers cannot be added once the app is serving")
         if not callable(handler):
             raise TypeError("error handler must be callable")
+        if _is_async(handler):
+            raise TypeError("error handler %r is an async def: it must return a Response "
+                            "itself (a view may await, then raise)" % (handler,))
         check_arity(handler, 2, "error handler")
         self._error_handlers[exc_type] = handler
 
@@ -443,6 +494,7 @@ class Application:
         return Response(code=405, text="Method Not Allowed", headers={"Allow": allow})
 
     def _make_server(self, loop):
+        self._check_settings()
         matcher = self.router.build(self._wrap_view)
         server = _core.Server(self, matcher, loop, self._handle_error, self.debug,
                             self.max_header_size, self.max_headers,
@@ -458,16 +510,11 @@ class Application:
         server.task_eager = sys.version_info >= (3, 12)  # Task(eager_start=)
         server.max_form_parts = self.max_form_parts or 0
         if self.response_timeout is not None:
-            server.response_timeout_ms = max(1, round(
-                _check_seconds("response_timeout", self.response_timeout) * 1000))
-        server.proxy_headers = bool(getattr(self, "proxy_headers", False))
-        server.forwarded_allow = _allow_blob(getattr(self, "forwarded_allow_ips", None)
-                                             or "127.0.0.1")
-        if getattr(self, "access_log", False):
-            fmt = getattr(self, "access_log_format", "text")
-            if fmt not in ("text", "json"):
-                raise ValueError("access_log_format must be 'text' or 'json', not %r" % (fmt,))
-            server.access_log = 2 if fmt == "json" else 1
+            server.response_timeout_ms = max(1, round(self.response_timeout * 1000))
+        server.proxy_headers = self.proxy_headers
+        server.forwarded_allow = _allow_blob(self.forwarded_allow_ips or "127.0.0.1")
+        if self.access_log:
+            server.access_log = 2 if self.access_log_format == "json" else 1
         return server
 
     def _bind(self, host, port, backlog, *, reuseport=False):
@@ -483,6 +530,7 @@ class Application:
         A second SIGINT stops at once, and so does a second SIGTERM while
         the shutdown hooks run.
         """
+        graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
         loop = loop or self.loop
         asyncio.set_event_loop(loop)
         factory = self._make_server(loop)
@@ -623,10 +671,10 @@ class Application:
         if _ignore_run:
             return      # the command line is importing the app's module
         if debug is not None:
-            self.debug = bool(debug)
-        if worker_num is not None and (isinstance(worker_num, bool)
-                                       or not isinstance(worker_num, int) or worker_num < 0):
-            raise ValueError("worker_num must be a non-negative int")
+            self.debug = _check_bool("debug", debug)
+        if worker_num is not None:
+            _check_size("worker_num", worker_num, 0, maximum=_MAX_WORKERS)
+        reload = _check_bool("reload", reload)
         graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
         max_requests = _check_size("max_requests", max_requests, 1, allow_none=True)
         max_requests_jitter = _check_size("max_requests_jitter", max_requests_jitter, 0)
@@ -651,8 +699,10 @@ class Application:
             uds = path
         _set_proxy_and_log_settings(self, proxy_headers, forwarded_allow_ips,
                                     access_log, access_log_format)
+        self._check_settings()
         ctx = _ssl_context(ssl)
-        self._backlog = _check_size("backlog", backlog, 1)
+        # listen() takes an int; the kernel caps it at net.core.somaxconn
+        self._backlog = _check_size("backlog", backlog, 1, maximum=65535)
         from . import supervisor
         inprocess = worker_num is None and not (reload or max_requests or max_rss
                                                 or worker_timeout)
@@ -660,7 +710,7 @@ class Application:
             worker_timeout = 0.0 if reload else _WORKER_TIMEOUT
         options = dict(graceful_timeout=graceful_timeout, ssl=ctx,
                        max_requests=max_requests, max_requests_jitter=max_requests_jitter,
-                       max_rss=max_rss, reload=bool(reload),
+                       max_rss=max_rss, reload=reload,
                        worker_timeout=float(worker_timeout))
         if os.environ.get(supervisor.WORKER_ENV):
             # a worker that a reloading master started by running us again
@@ -729,7 +779,7 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
     forwarded_allow_ips is a comma-separated string or an iterable of
     addresses; "*" trusts every peer."""
     if proxy_headers is not None:
-        app.proxy_headers = bool(proxy_headers)
+        app.proxy_headers = _check_bool("proxy_headers", proxy_headers)
     if forwarded_allow_ips is not None:
         ips = forwarded_allow_ips
         if isinstance(ips, str):
@@ -747,7 +797,7 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
         _allow_blob(ips)        # each one an address or a network
         app.forwarded_allow_ips = ips
     if access_log is not None:
-        app.access_log = bool(access_log)
+        app.access_log = _check_bool("access_log", access_log)
     if access_log_format is not None:
         if access_log_format not in ("text", "json"):
             raise ValueError("access_log_format must be 'text' or 'json', not %r"
@@ -781,8 +831,14 @@ def _ssl_context(ssl):
         return ssl
     if isinstance(ssl, (tuple, list)) and len(ssl) == 2:
         ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
+
+        def encrypted():
+            # not OpenSSL's passphrase prompt, which a service cannot answer
+            raise ValueError("the TLS key %s is encrypted: give a key without a passphrase, "
+                             "or an ssl.SSLContext that has loaded it with its password"
+                             % (ssl[1],))
         try:
-            ctx.load_cert_chain(ssl[0], ssl[1])
+            ctx.load_cert_chain(ssl[0], ssl[1], password=encrypted)
         except OSError as e:    # SSLError too; neither names the file
             err = OSError("cannot load the TLS certificate %s and key %s: %s"
                           % (ssl[0], ssl[1], e))

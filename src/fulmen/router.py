@@ -3,6 +3,7 @@
 Matching itself happens in C (fulmen/_core/router.c) on every request; this
 module only runs while the app is being set up.
 """
+import difflib
 import dis
 import functools
 import inspect
@@ -193,6 +194,12 @@ def _literal_path(segments):
     return "/" + "/".join(segments)
 
 
+# the options add_route() reads itself, and the ones only add_websocket() sets
+_ROUTE_OPTIONS = ("max_body_size", "stream")
+_WS_OPTIONS = frozenset(("websocket", "subprotocols", "max_message_size", "compression",
+                         "ping_interval", "ping_timeout"))
+
+
 class Router:
     """app.router: add_route() as in Japronto."""
 
@@ -203,6 +210,21 @@ class Router:
 
     def add_route(self, pattern, handler, method=None, methods=None, *, name=None,
                   **options):
+        """A route; options: max_body_size=, stream=, and any other keyword,
+        kept in route.extra for the app's own use."""
+        ws = sorted(set(options) & _WS_OPTIONS)
+        if ws:
+            raise TypeError("%s: an add_websocket() argument, not add_route()'s" % ws[0])
+        for key in options:
+            near = difflib.get_close_matches(key, _ROUTE_OPTIONS, 1, 0.8)
+            if near and key not in _ROUTE_OPTIONS:
+                raise TypeError("add_route() has no option %r (did you mean %s?)"
+                                % (key, near[0]))
+        if "stream" in options and not isinstance(options["stream"], bool):
+            raise TypeError("stream must be True or False, not %r" % (options["stream"],))
+        return self._add(pattern, handler, method, methods, name, options)
+
+    def _add(self, pattern, handler, method, methods, name, options):
         if self._matcher is not None:
             raise RuntimeError("routes cannot be added once the app is serving")
         if not callable(handler):
@@ -219,6 +241,9 @@ class Router:
         if methods is not None:
             if isinstance(methods, str):
                 methods = [methods]
+            if not all(isinstance(m, str) for m in methods):
+                raise TypeError("route %r: a method is a str, such as 'GET', not %r"
+                                % (pattern, methods))
             methods = [m.upper() for m in methods]
             for m in methods:
                 if not _METHOD.match(m):
@@ -271,12 +296,13 @@ class Router:
                     raise RouteError("subprotocol %r is not a token" % (p,))
         if not isinstance(max_message_size, int) or max_message_size < 1:
             raise ValueError("max_message_size must be a positive int")
-        return self.add_route(pattern, handler, methods=["GET"], name=name,
-                              websocket=True, subprotocols=subprotocols,
-                              max_message_size=max_message_size,
-                              compression=bool(compression),
-                              ping_interval=None if ping_interval is None else float(ping_interval),
-                              ping_timeout=None if ping_timeout is None else float(ping_timeout))
+        if not isinstance(compression, bool):
+            raise TypeError("compression must be True or False, not %r" % (compression,))
+        return self._add(pattern, handler, None, ["GET"], name, dict(
+            websocket=True, subprotocols=subprotocols, max_message_size=max_message_size,
+            compression=compression,
+            ping_interval=None if ping_interval is None else float(ping_interval),
+            ping_timeout=None if ping_timeout is None else float(ping_timeout)))
 
     def add_static(self, prefix, directory, *, name=None):
         """Serve the files below directory at prefix/...: GET and HEAD, with

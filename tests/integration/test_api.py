@@ -2,7 +2,9 @@
 encoding and routing.  Also home of the `api` fixture that the hook,
 stream and file tests share."""
 import json
+import math
 import os
+import socket
 import time
 import uuid
 
@@ -979,6 +981,14 @@ def test_static_route_percent_encoded_wins_over_parametric_in_process():
     ({"forwarded_allow_ips": ["10.0.0.0/33"]},
      "forwarded_allow_ips: '10.0.0.0/33' is not an IP address or network "
      "(such as 10.0.0.5, 10.0.0.0/8 or fd00::/8)"),
+    # a yes/no setting is True or False: "false" is not taken as true
+    ({"debug": "false"}, "debug must be True or False, not 'false'"),
+    ({"proxy_headers": "no"}, "proxy_headers must be True or False, not 'no'"),
+    ({"access_log": "off"}, "access_log must be True or False, not 'off'"),
+    ({"reload": "0"}, "reload must be True or False, not '0'"),
+    ({"backlog": 10 ** 12}, "backlog must be at most 65535, not 1000000000000"),
+    ({"worker_num": 10 ** 6}, "worker_num must be at most 1024, not 1000000"),
+    ({"worker_num": -1}, "worker_num must be at least 0, not -1"),
 ])
 def test_run_rejects_bad_arguments_by_name(kwargs, message, monkeypatch):
     from fulmen import Application, app as app_module
@@ -1008,3 +1018,133 @@ def test_application_takes_a_loop():
         assert Application(loop=loop).loop is loop
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("max_connections", 0, "max_connections must be at least 1, not 0"),
+    ("max_body_size", -5, "max_body_size must be at least 0, not -5"),
+    ("max_body_size", "10", "max_body_size must be an int, not '10'"),
+    ("debug", "false", "debug must be True or False, not 'false'"),
+    ("body_timeout", 0, "body_timeout must be more than 0 and at most 31536000 seconds, not 0"),
+])
+def test_a_setting_assigned_after_creation_is_checked_before_serving(name, value, message,
+                                                                     monkeypatch):
+    # app.max_connections = 0 used to serve a worker that answered nobody
+    from fulmen import Application, app as app_module
+
+    def no_listener(*args, **kw):
+        raise AssertionError("a socket was made before the settings were checked")
+    monkeypatch.setattr(app_module, "_listener", no_listener)
+    app = Application(gc_threshold=None, gc_freeze=False)
+    setattr(app, name, value)
+    with pytest.raises(ValueError) as e:
+        app.run(host="127.0.0.1", port=0)
+    assert str(e.value) == message
+    with pytest.raises(ValueError):
+        _serve_until_startup(app)
+
+
+class _Started(Exception):
+    pass
+
+
+def _serve_until_startup(app, **kw):
+    """app.serve() on a fresh socket and loop, stopped by _Started from a
+    start-up hook: a check that serve() should have made first raises
+    before it."""
+    import asyncio
+
+    def started(app):
+        raise _Started
+    app._startup.append(started)
+    loop = asyncio.new_event_loop()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    try:
+        with sock:
+            app.serve(sock, loop=loop, **kw)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def test_serve_checks_graceful_timeout():
+    # serve(graceful_timeout="x") served, then failed in its SIGTERM handler
+    from fulmen import Application
+    for bad in ("x", math.nan, -1):
+        with pytest.raises(ValueError, match="graceful_timeout"):
+            _serve_until_startup(Application(gc_threshold=None, gc_freeze=False),
+                                 graceful_timeout=bad)
+
+
+@pytest.mark.parametrize("kw", [{"debug": "false"}, {"log_request": "no"}, {"debug": 1}])
+def test_application_yes_no_settings_are_true_or_false(kw):
+    from fulmen import Application
+    with pytest.raises(ValueError, match="must be True or False"):
+        Application(**kw)
+
+
+def test_async_error_handler_is_refused_when_registered():
+    from fulmen import Application
+
+    async def handler(request, exc):
+        return request.Response(code=500)
+    with pytest.raises(TypeError, match="async def"):
+        Application().add_error_handler(ValueError, handler)
+
+
+def test_route_method_must_be_a_str():
+    from fulmen import Application
+    with pytest.raises(TypeError, match="a method is a str"):
+        Application().router.add_route("/a", _view, method=1)
+
+
+def test_extend_request_checks_what_the_function_takes():
+    from fulmen import Application
+    app = Application()
+    with pytest.raises(TypeError, match="must take 1 positional argument"):
+        app.extend_request(lambda: 1, name="no_arg_property", property=True)
+    with pytest.raises(TypeError, match="must take the request"):
+        app.extend_request(lambda: 1, name="no_arg_method")
+
+
+def test_error_handler_added_while_serving_is_refused():
+    # a 404 handler added from on_startup was accepted and never used
+    from fulmen import Application, RouteNotFoundException
+    # nothing of this process's own state changes (the gc threshold)
+    app = Application(gc_threshold=None, gc_freeze=False)
+    seen = []
+
+    @app.on_startup
+    def late(app):
+        try:
+            app.add_error_handler(RouteNotFoundException, lambda request, exc: None)
+        except RuntimeError as e:
+            seen.append(str(e))
+    with pytest.raises(_Started):
+        _serve_until_startup(app)
+    assert seen == ["error handlers cannot be added once the app is serving"]
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"max_body_sise": 100}, "add_route() has no option 'max_body_sise' "
+                             "(did you mean max_body_size?)"),
+    ({"websocket": True}, "websocket: an add_websocket() argument, not add_route()'s"),
+    ({"stream": "yes"}, "stream must be True or False, not 'yes'"),
+])
+def test_add_route_refuses_options_it_would_misread(kw, message):
+    # a typo of max_body_size was kept in extra, and the app's limit applied
+    from fulmen import Application
+
+    async def view(request):
+        return request.Response()
+    with pytest.raises(TypeError) as e:
+        Application().router.add_route("/up", view, **kw)
+    assert str(e.value) == message
+
+
+def test_add_route_keeps_other_options_in_extra():
+    from fulmen import Application
+    route = Application().router.add_route("/a", _view, owner="team-a")
+    assert route.extra == {"owner": "team-a"}

@@ -519,6 +519,19 @@ def test_tls_files_that_are_not_pem_name_the_files(app_dir):
                            % (not_pem, not_pem)), line
 
 
+def test_an_encrypted_tls_key_is_a_one_line_error(app_dir, cert, tmp_path):
+    # it was OpenSSL's passphrase prompt on a terminal, else "[Errno 22]"
+    certfile, keyfile = cert
+    enc = str(tmp_path / "enc-key.pem")
+    subprocess.run(["openssl", "pkey", "-in", keyfile, "-aes256", "-passout", "pass:secret",
+                    "-out", enc], check=True, capture_output=True, timeout=30)
+    r = run_cli(app_dir, "--ssl-certfile", certfile, "--ssl-keyfile", enc)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "fulmen: the TLS key %s is encrypted: give a key without a passphrase, or an "
+        "ssl.SSLContext that has loaded it with its password" % enc]
+
+
 # ---- an application that does not load -----------------------------------------
 
 BROKEN_APPS = {

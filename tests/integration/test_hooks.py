@@ -358,6 +358,18 @@ def test_raising_response_hook_gives_plain_500(hooks_app, path):
                      r"RuntimeError: post-hook failed: " + tag, err)
 
 
+def test_response_hook_returning_no_response_is_blamed_in_the_log(hooks_app):
+    # it was logged as "error in view ... a view must return a Response"
+    with Conn(hooks_app.port) as c:
+        r = c.request("GET", "/ok", headers={"X-Post-Wrong": "yes"})
+        assert r.status == 500
+        assert c.request("GET", "/ok").body == b"ok"
+    err = wait_for_stderr(hooks_app, "returned bool, not a Response or None")
+    assert re.search(r"fulmen: error in on_response hook for <Request GET /ok>:\n(.*\n)*?"
+                     r"TypeError: on_response hook <function .*> returned bool, "
+                     r"not a Response or None", err), err
+
+
 def test_websocket_handler_is_not_wrapped_by_hooks(hooks_app):
     from .wsclient import OP_TEXT, WSClient
     # the on_request hook reads request.headers: given the WebSocket

@@ -34,6 +34,10 @@ def make_app(async_hooks=False):
         if "X-Post-Raise" in request.headers:
             raise RuntimeError("post-hook failed: " + request.headers["X-Post-Raise"])
 
+    def post_wrong(request, response):
+        if "X-Post-Wrong" in request.headers:
+            return request.headers["X-Post-Wrong"] == "yes"   # a bool: no Response
+
     if async_hooks:
         def asynced(fn):
             async def hook(*args):
@@ -41,10 +45,12 @@ def make_app(async_hooks=False):
                 return fn(*args)
             return hook
         pre, decorate, post_raise = asynced(pre), asynced(decorate), asynced(post_raise)
+        post_wrong = asynced(post_wrong)
 
     app.on_request(pre)
     app.on_response(decorate)
     app.on_response(post_raise)
+    app.on_response(post_wrong)
     app.add_error_handler(Teapot, lambda request, exc: request.Response(
         code=418, text="teapot: %s" % exc))
 
