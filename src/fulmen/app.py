@@ -671,7 +671,7 @@ class Application:
         if _ignore_run:
             return      # the command line is importing the app's module
         if debug is not None:
-            self.debug = _check_bool("debug", debug)
+            self.debug = debug      # checked with the others (_check_settings)
         if worker_num is not None:
             _check_size("worker_num", worker_num, 0, maximum=_MAX_WORKERS)
         reload = _check_bool("reload", reload)
@@ -775,11 +775,12 @@ def _allow_blob(allow):
 
 def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_log,
                                 access_log_format):
-    """Store the proxy and access-log settings on app; None keeps the current one.
+    """Store the proxy and access-log settings on app (run() then checks them
+    with the others); None keeps the current one.
     forwarded_allow_ips is a comma-separated string or an iterable of
     addresses; "*" trusts every peer."""
     if proxy_headers is not None:
-        app.proxy_headers = _check_bool("proxy_headers", proxy_headers)
+        app.proxy_headers = proxy_headers
     if forwarded_allow_ips is not None:
         ips = forwarded_allow_ips
         if isinstance(ips, str):
@@ -797,11 +798,8 @@ def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_
         _allow_blob(ips)        # each one an address or a network
         app.forwarded_allow_ips = ips
     if access_log is not None:
-        app.access_log = _check_bool("access_log", access_log)
+        app.access_log = access_log
     if access_log_format is not None:
-        if access_log_format not in ("text", "json"):
-            raise ValueError("access_log_format must be 'text' or 'json', not %r"
-                             % (access_log_format,))
         app.access_log_format = access_log_format
 
 
