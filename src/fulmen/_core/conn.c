@@ -484,7 +484,7 @@ static void conn_log_tstr(fulmen_state *st, const char *p, size_t n)
 static void conn_log_jstr(fulmen_state *st, const char *p, size_t n)
 {
     size_t i, start = 0;
-    conn_log_put(st, "\"", 1);
+    CONN_LOG_LIT(st, "\"");
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
@@ -496,7 +496,7 @@ static void conn_log_jstr(fulmen_state *st, const char *p, size_t n)
         }
     }
     conn_log_put(st, p + start, n - start);
-    conn_log_put(st, "\"", 1);
+    CONN_LOG_LIT(st, "\"");
 }
 
 /* v in decimal */
@@ -647,34 +647,34 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
             CONN_LOG_LIT(st, "-1");
         CONN_LOG_LIT(st, ", \"duration_ms\": ");
         conn_log_ms(st, ns);
-        conn_log_put(st, "}\n", 2);
+        CONN_LOG_LIT(st, "}\n");
     } else {
         if (fwd != NULL)
             conn_log_tstr(st, peer, (size_t)peerlen);
         else
             conn_log_put(st, peer, (size_t)peerlen);
-        conn_log_put(st, " - - [", 6);
+        CONN_LOG_LIT(st, " - - [");
         conn_log_put(st, st->log_ts[0], st->log_ts_len[0]);
-        conn_log_put(st, "] \"", 3);
+        CONN_LOG_LIT(st, "] \"");
         if (req != NULL) {
             conn_log_put(st, req->base + req->h.method.off, req->h.method.len);
-            conn_log_put(st, " ", 1);
+            CONN_LOG_LIT(st, " ");
             conn_log_put(st, req->base + req->h.target.off, req->h.target.len);
-            conn_log_put(st, " HTTP/1.", 8);
+            CONN_LOG_LIT(st, " HTTP/1.");
             conn_log_uint(st, req->h.version_minor);
-            conn_log_put(st, "\" ", 2);
+            CONN_LOG_LIT(st, "\" ");
         } else {
-            conn_log_put(st, "-\" ", 3);
+            CONN_LOG_LIT(st, "-\" ");
         }
         conn_log_uint(st, (unsigned)code);
-        conn_log_put(st, " ", 1);
+        CONN_LOG_LIT(st, " ");
         if (nbytes >= 0)
             conn_log_uint(st, (unsigned long long)nbytes);
         else
-            conn_log_put(st, "-", 1);
-        conn_log_put(st, " ", 1);
+            CONN_LOG_LIT(st, "-");
+        CONN_LOG_LIT(st, " ");
         conn_log_ms(st, ns);
-        conn_log_put(st, "\n", 1);
+        CONN_LOG_LIT(st, "\n");
     }
     if (st->log_len >= 32768)
         conn_log_flush(st);
