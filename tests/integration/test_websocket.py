@@ -658,9 +658,7 @@ def test_receive_queue_bounds_compressed_messages_too(ws_app):
         for _ in range(n):
             frames.append(build_frame(OP_BINARY, ws.deflate[0](b"\0" * size), rsv=4))
         ws.send_raw(b"".join(frames))
-        # another client's round trip: the loop has read what was sent before
-        with connect(ws_app.port, "/echo") as other:
-            assert roundtrip(other, OP_TEXT, b"sync") == (OP_TEXT, b"sync")
+        _server_has_read(ws_app.port)
         grown_mb = (rss_kb(ws_app.pid) - before) / 1024
         assert grown_mb < 16, "%.0f MB held for %d KB sent" % (grown_mb, len(b"".join(frames)) >> 10)
         with Conn(ws_app.port) as c:
@@ -668,6 +666,63 @@ def test_receive_queue_bounds_compressed_messages_too(ws_app):
         ws.close()
         ws.expect_close(1000)
     assert events(ws_app.port, "sink-deflate", "received") == ["received %d" % n]
+
+
+def _server_has_read(port):
+    """Another client's round trip: the server's loop has read what was sent
+    before it."""
+    with connect(port, "/echo") as other:
+        assert roundtrip(other, OP_TEXT, b"sync") == (OP_TEXT, b"sync")
+
+
+def test_ping_and_close_behind_a_full_queue_are_answered_at_once(ws_app):
+    """40 messages, a ping and a close in one write, to a handler that
+    receives nothing: the server answers the ping and the close, though
+    the messages fill the handler's queue (it stopped parsing there, and
+    left both unanswered)."""
+    with connect(ws_app.port, "/sink/behind-ping") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"ready")
+        ws.send_raw(b"".join(build_frame(OP_BINARY, b"m%d" % i) for i in range(40))
+                    + build_frame(OP_PING, b"still there?") + build_frame(OP_CLOSE,
+                                                                         close_payload(4002)))
+        assert ws.recv_message(return_controls=True) == (OP_PONG, b"still there?")
+        op, data = ws.recv_message()
+        assert (op, struct.unpack("!H", data[:2])[0]) == (OP_CLOSE, 4002)
+        ws.expect_eof()
+
+
+def test_close_from_a_handler_that_is_behind_reads_the_answer(ws_app):
+    """The handler closes while 40 messages wait for it (reading paused):
+    the client's answer is still read, and close() sees its code (it was
+    left unread until the close deadline cut the connection)."""
+    with connect(ws_app.port, "/close-behind/behind-close") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"ready")
+        ws.send_raw(b"".join(build_frame(OP_BINARY, b"m%d" % i) for i in range(40)))
+        _server_has_read(ws_app.port)
+        with Conn(ws_app.port) as c:
+            assert c.request("GET", "/release/behind-close").status == 200
+        op, data = ws.recv_message()
+        assert (op, struct.unpack("!H", data[:2])[0]) == (OP_CLOSE, 1000)
+        ws.close(4001)
+        ws.expect_eof()
+    assert events(ws_app.port, "behind-close", "closed") == ["closed 4001"]
+
+
+def test_deflated_message_kept_while_behind_is_checked_when_taken(ws_app):
+    """Deflated messages that come while the handler is behind are kept
+    deflated, and inflated and checked when it takes them: 40 good ones,
+    then text that is not UTF-8. The handler gets the 40, then the
+    WebSocket fails with 1007."""
+    with pmd(ws_app.port, "permessage-deflate", "/sink-deflate/deferred-bad") as ws:
+        assert ws.recv_message() == (OP_TEXT, b"ready")
+        frames = [build_frame(OP_BINARY, ws.deflate[0](b"m%d" % i), rsv=4) for i in range(40)]
+        frames.append(build_frame(OP_TEXT, ws.deflate[0](b"\xff\xfe"), rsv=4))
+        ws.send_raw(b"".join(frames))
+        _server_has_read(ws_app.port)
+        with Conn(ws_app.port) as c:
+            assert c.request("GET", "/release/deferred-bad").status == 200
+        ws.expect_close(1007)
+    assert events(ws_app.port, "deferred-bad", "received") == ["received 40"]
 
 
 def server_writes(port):

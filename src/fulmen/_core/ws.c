@@ -38,6 +38,7 @@ struct WebSocketObject {
     ws_utf8_state utf8;
     PyObject **queue;        /* ring of received messages (ws_queue_push) */
     uint32_t queue_first, queue_len, queue_cap;
+    uint32_t deferred;       /* of them still deflated (ws_deferred_message) */
     size_t queue_bytes;      /* what they hold (ws_msg_size) */
     /* sending: data frames held back while received messages wait
      * (ws_write_frame), written in one go at the loop's turn at the latest */
@@ -213,18 +214,24 @@ static uint64_t ws_deflated_max(uint64_t n)
     return n > UINT64_MAX - extra ? UINT64_MAX : n + extra;
 }
 
-static int ws_inflate(WebSocketObject *ws, PyObject **out)
+/* Inflate a message's payload in[0..n) into *out (PyMem, NULL when empty)
+ * and *out_len: 0, 1 (corrupt), 2 (too large once inflated) or -1 (an
+ * exception set).  Messages go through the inflater in the order they came
+ * (context takeover). */
+static int ws_inflate(WebSocketObject *ws, const uint8_t *in, size_t n, uint8_t **out,
+                      size_t *out_len)
 {
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     uint8_t *res = NULL;
     size_t cap = 0, len = 0;
     int rc, pass, ended = 0;
-    if (ws->msg_len == 0) {
+    *out = NULL;
+    *out_len = 0;
+    if (n == 0) {
         /* no deflate data at all (a compressor sends an empty message as
          * 0x00, RFC 7692 7.2.3.6): the empty message, and the inflater left
          * as it is, which the tail alone would put in the middle of a
          * stored block */
-        *out = NULL;
         return 0;
     }
     if (!ws->zin_ready) {
@@ -236,8 +243,8 @@ static int ws_inflate(WebSocketObject *ws, PyObject **out)
         ws->zin_ready = 1;
     }
     for (pass = 0; pass < 2 && !ended; pass++) {
-        ws->zin.next_in = pass == 0 ? ws->msg : (uint8_t *)tail;
-        ws->zin.avail_in = (uInt)(pass == 0 ? ws->msg_len : 4);
+        ws->zin.next_in = pass == 0 ? (uint8_t *)in : (uint8_t *)tail;
+        ws->zin.avail_in = (uInt)(pass == 0 ? n : 4);
         for (;;) {
             uInt in_before = ws->zin.avail_in;
             if (ws_grow(&res, &cap, len + 16384) < 0)
@@ -274,11 +281,8 @@ static int ws_inflate(WebSocketObject *ws, PyObject **out)
         inflateReset(&ws->zin); /* the next message starts a new stream */
     if (ws->client_no_ctx && !ended)
         inflateReset(&ws->zin);
-    PyMem_Free(ws->msg);
-    ws->msg = res;
-    ws->msg_cap = cap;
-    ws->msg_len = len;
-    *out = NULL;
+    *out = res;
+    *out_len = len;
     return 0;
 error:
     PyMem_Free(res);
@@ -338,6 +342,8 @@ static int ws_send_deflated(WebSocketObject *ws, int opcode, const uint8_t *p, s
  * characters times their width. */
 static size_t ws_msg_size(PyObject *m)
 {
+    if (PyTuple_Check(m))
+        m = PyTuple_GET_ITEM(m, 0); /* deferred: its deflated payload */
     if (PyBytes_Check(m))
         return (size_t)PyBytes_GET_SIZE(m);
     return (size_t)PyUnicode_GET_LENGTH(m) * PyUnicode_KIND(m);
@@ -374,63 +380,120 @@ static PyObject *ws_queue_pop(WebSocketObject *ws)
     return m;
 }
 
+static void ws_queue_clear(WebSocketObject *ws)
+{
+    while (ws->queue_len > 0)
+        Py_DECREF(ws_queue_pop(ws));
+    ws->queue_bytes = 0;
+    ws->deferred = 0;
+}
+
 static void ws_deliver(WebSocketObject *ws, PyObject *m)
 {
-    if (mod_future_settle(ws->st, &ws->waiter, m, NULL)) {
+    int full = ws->queue_len >= WS_QUEUE_HIGH || ws->queue_bytes >= WS_QUEUE_BYTES_HIGH;
+    if (!PyTuple_Check(m) && mod_future_settle(ws->st, &ws->waiter, m, NULL)) {
+        Py_DECREF(m);
+        return;
+    }
+    if (full && ws->state != WS_OPEN) {
+        /* our close is out and its answer is being read: what comes before
+         * it over the queue's limit is dropped (RFC 6455 1.4) */
         Py_DECREF(m);
         return;
     }
     /* no receive() waits (or the one that did was cancelled): queued */
-    if (ws_queue_push(ws, m) < 0)
+    if (ws_queue_push(ws, m) < 0) {
         PyErr_WriteUnraisable((PyObject *)ws);
-    else
+    } else {
         ws->queue_bytes += ws_msg_size(m);
+        ws->deferred += PyTuple_Check(m);
+    }
     Py_DECREF(m);
     /* a handler that does not receive holds at most WS_QUEUE_HIGH messages
-     * or about WS_QUEUE_BYTES_HIGH plus one message: then the client waits */
+     * or about WS_QUEUE_BYTES_HIGH plus what one read brought (deflated
+     * messages stay so): then the client waits, while the WebSocket is
+     * open (closing, the answer to our close must be read) */
     if ((ws->queue_len >= WS_QUEUE_HIGH ||
          ws->queue_bytes >= WS_QUEUE_BYTES_HIGH) && !ws->reading_paused &&
-        ws->conn != NULL) {
+        ws->state == WS_OPEN && ws->conn != NULL) {
         ws->reading_paused = 1;
         conn_pause_reading(ws->conn, 1);
     }
 }
 
 /* The final frame of a message arrived: decode it and hand it over. */
-static void ws_message_done(WebSocketObject *ws)
+/* The message op (text or binary) whose payload p[0..n) is, or NULL and
+ * the code to fail the WebSocket with: 1007 (text that is not UTF-8), or
+ * 1011 with an exception set.  A text payload that came whole is checked
+ * here; one that came in frames was checked as they came (ws->utf8). */
+static PyObject *ws_message(int op, const uint8_t *p, size_t n, ws_utf8_state *checked,
+                            int *code)
 {
-    PyObject *m = NULL;
-    if (ws->msg_deflated) {
-        int rc = ws_inflate(ws, &m);
-        if (rc < 0) {
-            PyErr_WriteUnraisable((PyObject *)ws);
-            ws_fail(ws, 1011);
-            return;
-        }
-        if (rc == 1) {
-            ws_fail(ws, 1007);
-            return;
-        }
-        if (rc == 2) {
-            ws_fail(ws, 1009);
-            return;
-        }
-        if (ws->msg_op == WS_OP_TEXT) {
-            ws_utf8_state s;
+    PyObject *m;
+    ws_utf8_state s;
+    if (op == WS_OP_TEXT) {
+        if (checked == NULL) {
             ws_utf8_init(&s);
-            if (ws_utf8_validate(&s, ws->msg, ws->msg_len) < 0 || ws_utf8_finish(&s) < 0) {
-                ws_fail(ws, 1007);
-                return;
+            checked = &s;
+            if (ws_utf8_validate(&s, p, n) < 0) {
+                *code = 1007;
+                return NULL;
             }
         }
-    } else if (ws->msg_op == WS_OP_TEXT && ws_utf8_finish(&ws->utf8) < 0) {
-        ws_fail(ws, 1007);
-        return;
+        if (ws_utf8_finish(checked) < 0) {
+            *code = 1007;
+            return NULL;
+        }
+        m = PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)n, "strict");
+    } else {
+        m = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
     }
-    if (ws->msg_op == WS_OP_TEXT)
-        m = PyUnicode_DecodeUTF8((const char *)ws->msg, (Py_ssize_t)ws->msg_len, "strict");
+    if (m == NULL)
+        *code = 1011;
+    return m;
+}
+
+/* The message a deflated payload p[0..n) holds, inflated now; NULL as for
+ * ws_message, or with 1007 (corrupt) or 1009 (too large once inflated). */
+static PyObject *ws_inflated_message(WebSocketObject *ws, int op, const uint8_t *p, size_t n,
+                                     int *code)
+{
+    uint8_t *res;
+    size_t len;
+    PyObject *m;
+    int rc = ws_inflate(ws, p, n, &res, &len);
+    if (rc != 0) {
+        *code = rc < 0 ? 1011 : rc == 1 ? 1007 : 1009;
+        return NULL;
+    }
+    m = ws_message(op, res != NULL ? res : (const uint8_t *)"", len, NULL, code);
+    PyMem_Free(res);
+    return m;
+}
+
+/* A deflated message the handler is too far behind to take yet (the queue
+ * is full, or holds such messages before it): queued as (payload, op),
+ * still deflated, and inflated when taken (ws_pop).  What waits then holds
+ * no more than what was read, however well it inflates. */
+static PyObject *ws_deferred_message(WebSocketObject *ws, int *code)
+{
+    PyObject *m = Py_BuildValue("(y#i)", (const char *)ws->msg, (Py_ssize_t)ws->msg_len,
+                                ws->msg_op);
+    if (m == NULL)
+        *code = 1011;
+    return m;
+}
+
+static void ws_message_done(WebSocketObject *ws)
+{
+    PyObject *m;
+    int code = 0;
+    if (ws->msg_deflated && (ws->reading_paused || ws->deferred > 0))
+        m = ws_deferred_message(ws, &code);
+    else if (ws->msg_deflated)
+        m = ws_inflated_message(ws, ws->msg_op, ws->msg, ws->msg_len, &code);
     else
-        m = PyBytes_FromStringAndSize((const char *)ws->msg, (Py_ssize_t)ws->msg_len);
+        m = ws_message(ws->msg_op, ws->msg, ws->msg_len, &ws->utf8, &code);
     ws->msg_len = 0;
     ws->msg_op = 0;
     ws->msg_deflated = 0;
@@ -440,8 +503,9 @@ static void ws_message_done(WebSocketObject *ws)
         ws->msg_cap = 0;
     }
     if (m == NULL) {
-        PyErr_WriteUnraisable((PyObject *)ws);
-        ws_fail(ws, 1011);
+        if (code == 1011)
+            PyErr_WriteUnraisable((PyObject *)ws);
+        ws_fail(ws, code);
         return;
     }
     ws_deliver(ws, m);
@@ -473,15 +537,13 @@ static void ws_on_close_frame(WebSocketObject *ws, const uint8_t *p, size_t n)
     ws_wake_all(ws);
 }
 
-/* Handle the complete frames in ws->in, until the handler is too far
- * behind (reading_paused): the rest waits there, unparsed, until it has
- * caught up (ws_pop).  The queue's limits then hold whatever one read
- * brought, compressed messages too. */
+/* Handle the complete frames in ws->in: control frames at once, messages
+ * queued (deflated ones kept deflated while the handler is behind). */
 static void ws_parse_frames(WebSocketObject *ws)
 {
     size_t pos = 0;
     unsigned flags = WS_HDR_REQUIRE_MASK | (ws->deflate ? WS_HDR_ALLOW_RSV1 : 0);
-    while (ws->state != WS_CLOSED && !ws->reading_paused) {
+    while (ws->state != WS_CLOSED) {
         ws_header h;
         uint8_t *payload;
         int hl = ws_parse_header(ws->in + pos, ws->in_len - pos, flags, &h);
@@ -765,7 +827,23 @@ static PyObject *ws_pop(WebSocketObject *ws)
         ws->last_rx = mod_now_ms();
         ws->ping_out = 0;
         conn_pause_reading(ws->conn, 0);
-        ws_parse_frames(ws); /* what was read before the pause */
+    }
+    if (PyTuple_Check(m)) {
+        /* deferred (ws_deferred_message): inflated now */
+        PyObject *p = PyTuple_GET_ITEM(m, 0), *r;
+        int code = 0;
+        r = ws_inflated_message(ws, (int)PyLong_AsLong(PyTuple_GET_ITEM(m, 1)),
+                                (const uint8_t *)PyBytes_AS_STRING(p),
+                                (size_t)PyBytes_GET_SIZE(p), &code);
+        ws->deferred--;
+        Py_SETREF(m, r);
+        if (m == NULL) {
+            if (code == 1011)
+                PyErr_WriteUnraisable((PyObject *)ws);
+            ws_fail(ws, code);
+            ws_queue_clear(ws); /* what came after it is not taken either */
+            return ws_closed_error(ws);
+        }
     }
     return m;
 }
@@ -776,6 +854,8 @@ static PyObject *ws_receive_impl(WebSocketObject *ws, int stop_async)
     PyObject *m;
     if (ws->queue_len > 0) {
         m = ws_pop(ws);
+        if (m == NULL)
+            return NULL;
         Py_SETREF(m, aw_ready_new(ws->st, m));
         return m;
     }
@@ -861,6 +941,11 @@ static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
         return NULL;
     ws->state = WS_CLOSING;
     ws->close_code = code;
+    if (ws->reading_paused) {
+        /* the handler is behind: the client's answer must still be read */
+        ws->reading_paused = 0;
+        conn_pause_reading(ws->conn, 0);
+    }
     ws->close_waiter = conn_new_future(ws->conn);
     if (ws->close_waiter == NULL)
         return NULL;
@@ -920,8 +1005,7 @@ static int ws_clear(WebSocketObject *ws)
     Py_CLEAR(ws->conn);
     Py_CLEAR(ws->request);
     Py_CLEAR(ws->subprotocol);
-    while (ws->queue_len > 0)
-        Py_DECREF(ws_queue_pop(ws));
+    ws_queue_clear(ws);
     Py_CLEAR(ws->waiter);
     Py_CLEAR(ws->close_waiter);
     Py_CLEAR(ws->close_reason);

@@ -259,6 +259,17 @@ async def echo_then_close(ws):
     await ws.close(4000)
 
 
+async def close_behind(ws):
+    """Receives nothing; once /release/<tag> is asked for, closes while what
+    the client sent meanwhile still waits, and records the code the client
+    answered with."""
+    tag = ws.request.match_dict["tag"]
+    await ws.send("ready")
+    await release_event(tag).wait()
+    await ws.close()
+    record(tag, "closed %s" % ws.close_code)
+
+
 def release(request):
     release_event(request.match_dict["tag"]).set()
     return request.Response(text="released")
@@ -295,6 +306,7 @@ r.add_websocket("/sink/{tag}", sink, compression=False)
 r.add_websocket("/sink-deflate/{tag}", sink)
 r.add_websocket("/echo-then-wait/{tag}", echo_then_wait, compression=False)
 r.add_websocket("/echo-then-close", echo_then_close, compression=False)
+r.add_websocket("/close-behind/{tag}", close_behind, compression=False)
 r.add_route("/events/{tag}", get_events)
 r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
 r.add_route("/release/{tag}", release)
