@@ -6,11 +6,14 @@ responses are resolved here once per request (stat, conditional and range
 headers); their bodies then go out through the same streaming path.
 """
 import asyncio
-import datetime
+import calendar
 import email.utils
+import errno
 import mimetypes
 import os
+import re
 import sys
+import time
 import traceback
 from stat import S_ISLNK, S_ISREG
 
@@ -74,15 +77,18 @@ async def _stream_body(conn, source):
 
 class _FileBody:
     """A byte range of a file, sent with sendfile(2) over plain TCP and
-    read block by block under TLS (or wherever sendfile cannot go)."""
+    read block by block under TLS (or wherever sendfile cannot go).  The
+    file is opened before the answer's head goes (_open_file): once the
+    head says 200, it can no longer become a 403 or a 503."""
 
-    __slots__ = ("path", "start", "length")
+    __slots__ = ("file", "start", "length")
 
-    def __init__(self, path, start, length):
-        self.path, self.start, self.length = path, start, length
+    def __init__(self, fd, start, length):
+        self.file = open(fd, "rb", buffering=0)     # closes with this object at worst
+        self.start, self.length = start, length
 
     def __iter__(self):
-        return _read_file(self.path, self.start, self.length)
+        return _read_file(self.file, self.start, self.length)
 
 
 async def _send_file(conn, body):
@@ -103,7 +109,7 @@ async def _send_file(conn, body):
     # learn that the socket took everything without watching the fd.
     transport.set_write_buffer_limits(high=0)
     try:
-        with open(body.path, "rb") as f:
+        with body.file as f:
             offset, left, rounds = body.start, body.length, 0
             while left > 0:
                 waiter = conn._stream_write(b"")   # raises once the client left
@@ -141,8 +147,8 @@ async def _send_file(conn, body):
             transport.set_write_buffer_limits()
 
 
-def _read_file(path, start, length):
-    with open(path, "rb") as f:
+def _read_file(f, start, length):
+    with f:
         f.seek(start)
         while length > 0:
             data = f.read(min(CHUNK, length))
@@ -163,16 +169,42 @@ def _headers_list(resp):
     return [tuple(p) for p in h]
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MON = "|".join(_MONTHS)
+# RFC 9110 5.6.7, names case-sensitive: IMF-fixdate, then the obsolete
+# rfc850-date and asctime-date forms, which a recipient must also take
+_IMF_DATE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (%s) (\d{4}) "
+                       r"(\d\d):(\d\d):(\d\d) GMT\Z" % _MON)
+_RFC850_DATE = re.compile(r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), "
+                          r"(\d\d)-(%s)-(\d\d) (\d\d):(\d\d):(\d\d) GMT\Z" % _MON)
+_ASCTIME_DATE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (%s) ([ \d]\d) "
+                           r"(\d\d):(\d\d):(\d\d) (\d{4})\Z" % _MON)
+
+
 def _http_date(value):
-    """An HTTP-date as a timestamp, or None when it is not one.  The
-    obsolete asctime form has no zone: HTTP dates are GMT (RFC 9110 5.6.7)."""
-    try:
-        dt = email.utils.parsedate_to_datetime(value)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=datetime.timezone.utc)
-        return dt.timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    """An HTTP-date as a timestamp, or None when it is not one (RFC 9110
+    5.6.7): any other form, a list or trailing text, is no date, and the
+    condition that names it is ignored (13.1.3, 13.1.4)."""
+    m = _IMF_DATE.match(value)
+    if m:
+        day, mon, year, hh, mm, ss = m.groups()
+    elif (m := _RFC850_DATE.match(value)):
+        day, mon, year, hh, mm, ss = m.groups()
+        # a two-digit year more than 50 years ahead is the last one past
+        # with those digits
+        now = time.gmtime().tm_year
+        year = now - now % 100 + int(year)
+        if year > now + 50:
+            year -= 100
+    elif (m := _ASCTIME_DATE.match(value)):
+        mon, day, hh, mm, ss, year = m.groups()
+    else:
         return None
+    t = (int(year), _MONTHS.index(mon) + 1, int(day), int(hh), int(mm), int(ss))
+    if not (1 <= t[2] <= 31 and t[3] <= 23 and t[4] <= 59 and t[5] <= 60):
+        return None
+    return float(calendar.timegm(t))
 
 
 def _precondition_failed(request, st, etag):
@@ -243,15 +275,33 @@ def _parse_range(value, size):
     return start, min(end, size - 1)
 
 
+def _open_file(path):
+    """path opened for reading (an fd), or the answer when it cannot be:
+    403, 503 when the worker is out of file descriptors (it may not be
+    later), else 404 (gone since the stat())."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except PermissionError:
+        return Response(code=403, text="Forbidden")
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            return Response(code=503, text="Service Unavailable")
+        return Response(code=404, text="Not Found")
+
+
+def _file_body(path, start, length):
+    """A _FileBody of path, opened now, before the head goes (once that says
+    200 the answer can no longer be a 403 or a 503); or that answer."""
+    fd = _open_file(path)
+    return fd if isinstance(fd, Response) else _FileBody(fd, start, length)
+
+
 def _small_file(path, size, code, headers, ctype):
     """A small file read whole into the response (the first size bytes:
     its stat() gave the headers; fewer if it got shorter since)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except PermissionError:
-        return Response(code=403, text="Forbidden")
-    except OSError:  # gone since the stat()
-        return Response(code=404, text="Not Found")
+    fd = _open_file(path)
+    if not isinstance(fd, int):
+        return fd
     try:
         data = os.read(fd, size)
         while len(data) < size and (more := os.read(fd, size - len(data))):
@@ -340,18 +390,22 @@ def _file_answer(request, resp):
                 if r is not None:
                     start, end = r
                     n = end - start + 1
+                    body = _file_body(path, start, n)
+                    if isinstance(body, Response):
+                        return body
                     headers += [("Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size)),
                                 ("Content-Length", str(n))]
-                    return Response(code=206, stream=_FileBody(path, start, n),
-                                    mime_type=ctype, headers=headers)
+                    return Response(code=206, stream=body, mime_type=ctype, headers=headers)
     if method == "HEAD":
         headers.append(("Content-Length", str(st.st_size)))
         return Response(code=code, stream=iter(()), mime_type=ctype, headers=headers)
     if st.st_size <= SMALL_FILE:
         return _small_file(path, st.st_size, code, headers, ctype)
+    body = _file_body(path, 0, st.st_size)
+    if isinstance(body, Response):
+        return body
     headers.append(("Content-Length", str(st.st_size)))
-    return Response(code=code, stream=_FileBody(path, 0, st.st_size),
-                    mime_type=ctype, headers=headers)
+    return Response(code=code, stream=body, mime_type=ctype, headers=headers)
 
 
 def FileResponse(path, *, code=200, mime_type=None, headers=None):

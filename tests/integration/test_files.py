@@ -1,6 +1,7 @@
 """File responses: Response(file=...), FileResponse and add_static
 (apps/api.py; the files come from the `api` fixture's tree)."""
 import email.utils
+import errno
 import os
 import re
 import socket
@@ -255,6 +256,38 @@ def test_if_modified_since(api):
         r = c.request("GET", "/static/hello.txt", headers={"If-Modified-Since": "garbage"})
         assert r.status == 200
         assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("spell", [
+    lambda lm: lm.replace(" GMT", " +0000"),      # a zone HTTP-date has no other of
+    lambda lm: lm.replace(" GMT", " EST"),
+    lambda lm: lm[5:],                            # no day name
+    lambda lm: lm + " extra",
+    lambda lm: lm + ", " + lm,                    # a list: no date either
+    lambda lm: lm.lower(),                        # names are case-sensitive
+])
+def test_a_date_in_no_http_date_form_is_ignored(api, spell):
+    """RFC 9110 13.1.3 and 13.1.4: If-Modified-Since and If-Unmodified-Since
+    that are no HTTP-date are ignored (they were parsed leniently: 304, or
+    412 for a plain GET)."""
+    data = static(api, "digits.txt")
+    with Conn(api.port) as c:
+        lm = c.request("GET", "/static/digits.txt").header("Last-Modified")
+        for name, value in (("If-Modified-Since", spell(lm)),
+                            ("If-Unmodified-Since", spell("Thu, 01 Jan 1970 00:00:01 GMT"))):
+            r = c.request("GET", "/static/digits.txt", headers={name: value})
+            assert (r.status, r.body) == (200, data), (name, value, r)
+
+
+def test_obsolete_http_date_forms_are_understood(api):
+    # rfc850-date and asctime-date, which a recipient must take (5.6.7)
+    with Conn(api.port) as c:
+        lm = c.request("GET", "/static/digits.txt").header("Last-Modified")
+        t = email.utils.parsedate_to_datetime(lm)
+        for value in (t.strftime("%A, %d-%b-%y %H:%M:%S GMT"),
+                      t.strftime("%a %b ") + "%2d" % t.day + t.strftime(" %H:%M:%S %Y")):
+            r = c.request("GET", "/static/digits.txt", headers={"If-Modified-Since": value})
+            assert r.status == 304, (value, r)
 
 
 def test_if_match_and_if_unmodified_since(api):
@@ -723,3 +756,42 @@ def test_validators_answered_in_c_as_python(api, kind, name):
         assert hits(api) - before == (1 if expect else 0), headers
         assert (fast.status, fields_but_date(fast), fast.body) == \
             (slow.status, fields_but_date(slow), slow.body), headers
+
+
+@pytest.mark.parametrize("err, code", [(errno.EMFILE, 503), (errno.ENFILE, 503),
+                                       (errno.EACCES, 403), (errno.ENOENT, 404)])
+def test_big_file_is_opened_before_its_head(tmp_path, monkeypatch, err, code):
+    """A file streamed after its head (over 64 KiB) is opened first: a
+    worker out of file descriptors answers 503, not a 200 whose body is
+    then cut with a traceback in the log."""
+    from fulmen import Response, streams
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * (200 * 1024))
+    real_open = os.open
+
+    def failing_open(p, *args, **kw):
+        if os.fspath(p) == str(path):
+            raise OSError(err, os.strerror(err))
+        return real_open(p, *args, **kw)
+    monkeypatch.setattr(os, "open", failing_open)
+    r = streams._file_answer(None, Response(file=str(path)))
+    assert r.code == code
+
+
+def test_requests_for_missing_files_take_no_slot_of_the_type_cache(api):
+    """The C view caches the Content-Type of 32 extensions; 40 requests for
+    files that do not exist, each with an extension of its own, used to
+    fill it for good, and every new extension then went through Python."""
+    with Conn(api.port) as c:
+        for i in range(40):
+            assert c.request("GET", "/static/missing.q%d" % i).status == 404
+    path = os.path.join(api.tree["static"], "fresh.zq9")
+    with open(path, "wb") as f:
+        f.write(b"fresh")
+    try:
+        before = _hits(api)
+        r = get(api, "/static/fresh.zq9")
+        assert (r.status, r.body) == (200, b"fresh")
+        assert _hits(api) == before + 1         # answered in C
+    finally:
+        os.unlink(path)
