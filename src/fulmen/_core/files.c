@@ -431,14 +431,18 @@ PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp)
         PyErr_Clear(); /* a NUL in it, say: Python's 404 */
         return NULL;
     }
-    ctype = f->content_type;
-    if (ctype == NULL &&
-        (ctype = files_ctype(fc, PyBytes_AS_STRING(path), (size_t)PyBytes_GET_SIZE(path))) == NULL)
-        goto done;
     do
         fd = open(PyBytes_AS_STRING(path), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     while (fd < 0 && errno == EINTR);
-    if (fd >= 0 && (res = files_answer_fd(st, fc, fd, &cd, f->headers, ctype, cookies)) != NULL)
+    if (fd < 0)
+        goto done; /* Python's 403 or 404; and no slot of the type cache */
+    ctype = f->content_type;
+    if (ctype == NULL &&
+        (ctype = files_ctype(fc, PyBytes_AS_STRING(path), (size_t)PyBytes_GET_SIZE(path))) == NULL) {
+        close(fd);
+        goto done;
+    }
+    if ((res = files_answer_fd(st, fc, fd, &cd, f->headers, ctype, cookies)) != NULL)
         fc->hits++;
 done:
     Py_DECREF(path);
@@ -474,8 +478,14 @@ static PyObject *files_call(PyObject *self, PyObject *const *args, size_t nargsf
         goto fallback;
     if ((fc = files_cache_get(f->st)) == NULL)
         return NULL;
-    if ((ctype = files_ctype(fc, rel, n)) == NULL || (fd = files_open(f, rel, n)) < 0)
+    /* the file first: a name that is no file takes no slot of the type
+     * cache (32 requests for made-up extensions would fill it for good) */
+    if ((fd = files_open(f, rel, n)) < 0)
         goto fallback;
+    if ((ctype = files_ctype(fc, rel, n)) == NULL) {
+        close(fd);
+        goto fallback;
+    }
     res = files_answer_fd(f->st, fc, fd, &cd, NULL, ctype, NULL);
     if (res != NULL) {
         f->hits++;
