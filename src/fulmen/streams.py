@@ -78,7 +78,7 @@ async def _stream_body(conn, source):
 class _FileBody:
     """A byte range of a file, sent with sendfile(2) over plain TCP and
     read block by block under TLS (or wherever sendfile cannot go).  The
-    file is opened before the answer's head goes (_open_file): once the
+    file is opened before the answer's head goes (_file_body): once the
     head says 200, it can no longer become a 403 or a 503."""
 
     __slots__ = ("file", "start", "length")
