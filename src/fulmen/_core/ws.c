@@ -537,12 +537,24 @@ static void ws_on_close_frame(WebSocketObject *ws, const uint8_t *p, size_t n)
     ws_wake_all(ws);
 }
 
-/* Handle the complete frames in ws->in: control frames at once, messages
- * queued (deflated ones kept deflated while the handler is behind). */
-static void ws_parse_frames(WebSocketObject *ws)
+/* Bytes from the connection: control frames are answered at once,
+ * messages queued (deflated ones kept deflated while the handler is
+ * behind).  Returns 0. */
+int ws_feed(WebSocketObject *ws, const char *data, size_t n)
 {
     size_t pos = 0;
     unsigned flags = WS_HDR_REQUIRE_MASK | (ws->deflate ? WS_HDR_ALLOW_RSV1 : 0);
+    if (ws->state == WS_CLOSED)
+        return 0;
+    ws->last_rx = mod_now_ms();
+    ws->ping_out = 0; /* any frame shows the peer is alive */
+    if (ws_grow(&ws->in, &ws->in_cap, ws->in_len + n) < 0) {
+        PyErr_WriteUnraisable((PyObject *)ws);
+        ws_fail(ws, 1011);
+        return 0;
+    }
+    memcpy(ws->in + ws->in_len, data, n);
+    ws->in_len += n;
     while (ws->state != WS_CLOSED) {
         ws_header h;
         uint8_t *payload;
@@ -551,24 +563,24 @@ static void ws_parse_frames(WebSocketObject *ws)
             break;
         if (hl < 0) {
             ws_fail(ws, (int)ws_error_status(hl));
-            return;
+            return 0;
         }
         if (h.opcode < 8) {
             /* data frame: size checks before buffering its payload */
             if (h.opcode == WS_OP_CONT ? ws->msg_op == 0 : ws->msg_op != 0) {
                 ws_fail(ws, 1002);
-                return;
+                return 0;
             }
             if (h.opcode == WS_OP_CONT && h.rsv1) {
                 ws_fail(ws, 1002);
-                return;
+                return 0;
             }
             uint64_t limit = ws->max_message;
             if (h.opcode == WS_OP_CONT ? ws->msg_deflated : h.rsv1)
                 limit = ws_deflated_max(limit);
             if (h.payload_len > limit || h.payload_len > limit - ws->msg_len) {
                 ws_fail(ws, 1009);
-                return;
+                return 0;
             }
         }
         if (h.payload_len > ws->in_len - pos - (size_t)hl)
@@ -586,13 +598,13 @@ static void ws_parse_frames(WebSocketObject *ws)
             if (ws_grow(&ws->msg, &ws->msg_cap, ws->msg_len + (size_t)h.payload_len + 1) < 0) {
                 PyErr_WriteUnraisable((PyObject *)ws);
                 ws_fail(ws, 1011);
-                return;
+                return 0;
             }
             memcpy(ws->msg + ws->msg_len, payload, (size_t)h.payload_len);
             if (ws->msg_op == WS_OP_TEXT && !ws->msg_deflated &&
                 ws_utf8_validate(&ws->utf8, payload, (size_t)h.payload_len) < 0) {
                 ws_fail(ws, 1007); /* fail fast, mid-message */
-                return;
+                return 0;
             }
             ws->msg_len += (size_t)h.payload_len;
             if (h.fin)
@@ -615,23 +627,6 @@ static void ws_parse_frames(WebSocketObject *ws)
         memmove(ws->in, ws->in + pos, ws->in_len - pos);
         ws->in_len -= pos;
     }
-}
-
-/* Bytes from the connection.  Returns 0. */
-int ws_feed(WebSocketObject *ws, const char *data, size_t n)
-{
-    if (ws->state == WS_CLOSED)
-        return 0;
-    ws->last_rx = mod_now_ms();
-    ws->ping_out = 0; /* any frame shows the peer is alive */
-    if (ws_grow(&ws->in, &ws->in_cap, ws->in_len + n) < 0) {
-        PyErr_WriteUnraisable((PyObject *)ws);
-        ws_fail(ws, 1011);
-        return 0;
-    }
-    memcpy(ws->in + ws->in_len, data, n);
-    ws->in_len += n;
-    ws_parse_frames(ws);
     return 0;
 }
 
