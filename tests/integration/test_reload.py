@@ -11,7 +11,7 @@ import re
 import time
 
 from .rawhttp import Conn
-from .test_supervisor import fulmen_proc, stop_master, wait_gone, write_app
+from .test_supervisor import assert_gone, fulmen_proc, stop_master, write_app
 
 APP = '''
 from fulmen import Application
@@ -89,7 +89,7 @@ def test_reload_on_edit_and_syntax_error(tmp_path):
         assert took is not None, "new code not served within 10 s:\n" + srv.stderr()
         srv.wait_line(r"views\.py changed, reloading", mark)
         second = srv.wait_workers(1, mark)[0]
-        assert wait_gone([first], 5) == []
+        assert_gone(srv, [first])
 
         # a syntax error is printed; the running worker keeps serving
         mark = srv.mark()
@@ -103,7 +103,7 @@ def test_reload_on_edit_and_syntax_error(tmp_path):
         mark = srv.mark()
         write_view(tmp_path, VIEW % "three")
         assert served_within(srv.port, "three ", 5.0) is not None, srv.stderr()
-        assert wait_gone([second], 5) == []
+        assert_gone(srv, [second])
     finally:
         assert stop_master(srv) == 0, srv.stderr()
 
@@ -145,7 +145,7 @@ def test_reload_after_fixing_a_module_the_broken_code_added(tmp_path):
         srv.wait_line(r"helper\.py changed, reloading", mark)
         second = srv.wait_workers(1, mark)[0]
         srv.wait_line(r"worker %d served \d+ requests" % first, mark)
-        assert wait_gone([first], 5) == []
+        assert_gone(srv, [first])
         assert body(srv.port) == "two %d" % second
     finally:
         assert stop_master(srv) == 0, srv.stderr()
@@ -184,7 +184,7 @@ def test_reload_watches_a_module_imported_after_the_worker_started(tmp_path):
         # the newest code is ready, which may be a worker after the one that
         # served "two"
         srv.wait_line(r"worker %d served \d+ requests" % first, mark, 20.0)
-        assert wait_gone([first], 5) == []
+        assert_gone(srv, [first])
     finally:
         assert stop_master(srv) == 0, srv.stderr()
 
@@ -223,13 +223,13 @@ def test_an_edit_while_the_new_worker_starts_replaces_it(tmp_path):
         mark = srv.mark()
         write_view(tmp_path, VIEW % "three")
         srv.wait_line(r"worker %d stopped while it was starting" % second, mark)
-        assert wait_gone([second], 5) == []
+        assert_gone(srv, [second])
         third = int(srv.wait_line(r"worker (\d+) held", mark).group(1))
         assert body(srv.port) == "one %d" % first       # still the first one
         os.unlink(str(tmp_path / "hold"))
         assert served_within(srv.port, "three %d" % third, 10.0) is not None, srv.stderr()
         srv.wait_line(r"worker %d served \d+ requests" % first, mark)
-        assert wait_gone([first], 5) == []
+        assert_gone(srv, [first])
         assert not any("killed" in line or "two" in line for line in srv.lines), srv.stderr()
     finally:
         assert stop_master(srv) == 0, srv.stderr()

@@ -234,6 +234,26 @@ def wait_gone(pids, timeout):
     return [p for p in pids if pid_alive(p)]
 
 
+
+def assert_gone(srv, pids, timeout=20.0):
+    """Fail unless every one of pids exits within timeout, a deadline for
+    a loaded machine (the master's own SIGKILL comes graceful_timeout + 2 s
+    after its SIGTERM).  On failure, each one left is sent SIGABRT first: its
+    faulthandler prints where every thread was to the stderr shown."""
+    left = wait_gone(pids, timeout)
+    if left:
+        states = []
+        for p in left:
+            try:
+                with open("/proc/%d/status" % p) as f:
+                    states.append("%d: %s" % (p, " ".join(f.read().split("\n")[:3])))
+            except OSError:
+                pass
+            os.kill(p, signal.SIGABRT)
+        wait_gone(left, 5)
+        raise AssertionError("still running after %g s: %s\n%s\n%s"
+                             % (timeout, left, "\n".join(states), srv.stderr()))
+
 class Load:
     """n threads, each sending GET /pid on its own keep-alive connection in a
     loop until stop(); a failed request is counted and the thread reconnects.
