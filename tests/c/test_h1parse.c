@@ -394,6 +394,8 @@ static const struct icase invalid[] = {
     {"CL + empty TEs", R("POST / HTTP/1.1\r\nHost: foo\r\nContent-Length: 10\r\nTransfer-Encoding:\r\nTransfer-Encoding:\r\n\r\n"), 400},
     {"duplicate CL equal", R("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"), 400},
     {"duplicate CL differ", R("PUT /url HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n"), 400},
+    {"duplicate Content-Type", R("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\ncontent-type: application/json\r\n\r\n"), 400},
+    {"duplicate Content-Type equal", R("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\nCONTENT-TYPE: a/b\r\n\r\n"), 400},
     {"CL plus sign", R("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n"), 400},
     {"CL minus sign", R("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n"), 400},
     {"CL hex", R("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n"), 400},

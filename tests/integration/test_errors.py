@@ -46,6 +46,9 @@ BAD_REQUESTS = [
      b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
     ("cl-duplicate-same",
      b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    ("content-type-twice",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+     b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 400),
     ("cl-and-te",
      b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"3\r\nabc\r\n0\r\n\r\n", 400),

@@ -181,6 +181,7 @@ static const char h1_special_first[32] = {
     [6] = 'e',  /* expect */
     [7] = 'u',  /* upgrade */
     [10] = 'c', /* connection */
+    [12] = 'c', /* content-type */
     [14] = 'c', /* content-length */
     [17] = 't', /* transfer-encoding */
 };
@@ -400,6 +401,16 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
             *why = "invalid Connection";
             return 400;
         }
+        break;
+    case 12:
+        /* one media type per message (RFC 9110 8.3): two cannot be
+         * combined into a list, and which one a view would see is a guess */
+        if (!h1_lower_eq_w(s + name, "content-type", 12)) break;
+        if (req->flags & H1_F_HAS_CT) {
+            *why = "duplicate Content-Type";
+            return 400;
+        }
+        req->flags |= H1_F_HAS_CT;
         break;
     case 14: {
         uint64_t v = 0;

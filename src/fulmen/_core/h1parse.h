@@ -57,6 +57,7 @@ enum h1_method {
 #define H1_F_KEEP_ALIVE     0x0200 /* computed: the connection may persist  */
 #define H1_F_ASTERISK       0x0400 /* target is "*" (OPTIONS *)             */
 #define H1_F_ABSOLUTE       0x0800 /* target was absolute-form              */
+#define H1_F_HAS_CT         0x1000 /* a Content-Type header seen            */
 
 typedef struct {
     h1_span method;
