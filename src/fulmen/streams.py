@@ -32,8 +32,10 @@ async def _stream_body(conn, source):
     n = 0
     try:
         if not conn._stream_begin():
-            pass  # the client left before this first step: nothing to produce
-        elif isinstance(source, _FileBody):
+            # the client left before this first step: nothing to produce,
+            # and the answer is cut (not ok), never ended as if complete
+            return
+        if isinstance(source, _FileBody):
             await _send_file(conn, source)
         elif hasattr(source, "__aiter__"):
             async for item in source:

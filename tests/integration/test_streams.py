@@ -350,6 +350,26 @@ def test_client_shutting_its_side_behind_pipelined_streams_is_closed(basic, seco
     assert get(basic, "/chunks/2").body == b"item 0\nitem 1\n"
 
 
+def test_stream_begun_after_the_clients_fin_is_cut_not_ended_empty(api):
+    # The client half-closes right after its request; the view answers with
+    # a stream once it has awaited something, by when the FIN has usually
+    # come.  Such a stream is not begun, and its answer must not look
+    # complete: it used to be a head and the last chunk, an empty 200.
+    for attempt in range(ATTEMPTS):
+        with Conn(api.port) as c:
+            c.send(build_request("GET", "/s/late/3"))
+            c.sock.shutdown(socket.SHUT_WR)
+            data = b""
+            while True:
+                got = c.sock.recv(65536)
+                if not got:
+                    break
+                data += got
+        head, _, body = data.partition(b"\r\n\r\n")
+        if body.endswith(b"0\r\n\r\n"):        # ended: then with all it had
+            assert body == b"7\r\nlate 0\n\r\n7\r\nlate 1\n\r\n7\r\nlate 2\n\r\n0\r\n\r\n", data
+
+
 def test_slow_reader_does_not_make_server_buffer(api):
     """A client that stops reading: the generator is paused by flow control
     instead of the server buffering the whole stream."""

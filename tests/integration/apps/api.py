@@ -501,6 +501,13 @@ def stream_async(request):
     return Response(stream=gen(), mime_type="text/plain")
 
 
+async def stream_late(request):
+    """A view that awaits something before it answers with a stream."""
+    await asyncio.sleep(0.05)
+    return Response(stream=(b"late %d\n" % i for i in range(request.match_dict["n"])),
+                    mime_type="text/plain")
+
+
 def stream_str(request):
     return Response(stream=["caf\u00e9 ", "", "\U0001F600", b" bytes", bytearray(b" ba")],
                     mime_type="text/plain; charset=utf-8")
@@ -756,6 +763,7 @@ r.add_route("/hk/extended", extended)
 
 r.add_route("/s/sync/{n:int}", stream_sync)
 r.add_route("/s/async/{n:int}", stream_async)
+r.add_route("/s/late/{n:int}", stream_late)
 r.add_route("/s/str", stream_str)
 r.add_route("/s/length", stream_length)
 r.add_route("/s/fail/{kind}", stream_fail)
