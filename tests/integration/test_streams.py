@@ -97,6 +97,21 @@ def test_stream_with_content_length_is_raw(api):
         assert c.request("GET", "/plain").body == b"plain"
 
 
+def recv_until_closed(sock, limit=16 * MiB):
+    """Every byte until the server closes or resets the connection (an
+    aborted answer ends with a reset); at most limit bytes."""
+    data = b""
+    while True:
+        try:
+            got = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not got:
+            return data
+        data += got
+        assert len(data) < limit, "still streaming: %r" % data[:200]
+
+
 def read_to_eof(c):
     """Every byte the server sends until it closes (or resets) the connection."""
     while c._fill():
@@ -118,6 +133,22 @@ def test_generator_error_aborts_the_response(api, kind):
     assert b"0\r\n\r\n" not in body, raw
     assert b"HTTP/1.1" not in body, raw                   # nothing after the cut
     assert api.wait_for_stderr("the generator failed")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_generator_error_resets_an_http10_body_that_ends_with_the_close(api, kind):
+    """For HTTP/1.0 the body ends when the connection does: a FIN after the
+    cut would make it look whole (to a proxy that talks 1.0 upstream, and
+    caches).  The connection is reset instead."""
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/fail/" + kind, version="1.0"))
+        data = b""
+        with pytest.raises(ConnectionResetError):
+            while True:
+                got = c.sock.recv(65536)
+                assert got, "a clean close after a cut body: %r" % data
+                data += got
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in data, data
 
 
 @pytest.mark.parametrize("exc", ["SystemExit", "KeyboardInterrupt"])
@@ -212,6 +243,26 @@ def test_stream_http10_keep_alive_still_closes(api):
         assert r.header("Connection") == "close"
         assert r.body == b"achunk 0\nachunk 1\n"
         assert c.at_eof()
+
+
+@pytest.mark.parametrize("method,path,body", [
+    ("GET", "/s/sync/3", b"chunk 0\nchunk 1\nchunk 2\n"),     # a stream at once
+    ("GET", "/s/late/2", b"late 0\nlate 1\n"),                # one after an await
+    ("HEAD", "/s/sync/3", b""),
+])
+def test_stream_http10_keep_alive_answers_nothing_pipelined_behind_it(api, method, path, body):
+    # Its body ends with the connection: an answer to a request pipelined
+    # behind it would read as more of that body (the client chose its
+    # bytes), so none is sent (RFC 9112 9.6)
+    keep = {"Connection": "keep-alive"}
+    with Conn(api.port) as c:
+        c.send(build_request(method, path, headers=keep, version="1.0") +
+               build_request("POST", "/m/post-put", headers=keep, body=b"HTTP/1.1 200 OK", version="1.0") +
+               build_request("GET", "/plain", headers=keep, version="1.0"))
+        data = recv_until_closed(c.sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in head, data
+    assert rest == body, data
 
 
 @pytest.mark.parametrize("path,framing", [
@@ -338,13 +389,7 @@ def test_client_shutting_its_side_behind_pipelined_streams_is_closed(basic, seco
         with Conn(basic.port) as c:
             c.send(build_request("GET", "/chunks/1") + build_request("GET", second))
             c.sock.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                got = c.sock.recv(65536)       # a hang is a socket.timeout
-                if not got:
-                    break
-                data += got
-                assert len(data) < 16 * MiB, "still streaming after the client's FIN"
+            data = recv_until_closed(c.sock)    # a hang is a socket.timeout
         assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100]
         assert data.count(b"HTTP/1.1 200 OK\r\n") <= 2
     assert get(basic, "/chunks/2").body == b"item 0\nitem 1\n"
@@ -359,12 +404,7 @@ def test_stream_begun_after_the_clients_fin_is_cut_not_ended_empty(api):
         with Conn(api.port) as c:
             c.send(build_request("GET", "/s/late/3"))
             c.sock.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                got = c.sock.recv(65536)
-                if not got:
-                    break
-                data += got
+            data = recv_until_closed(c.sock)
         head, _, body = data.partition(b"\r\n\r\n")
         if body.endswith(b"0\r\n\r\n"):        # ended: then with all it had
             assert body == b"7\r\nlate 0\n\r\n7\r\nlate 1\n\r\n7\r\nlate 2\n\r\n0\r\n\r\n", data

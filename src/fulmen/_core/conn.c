@@ -881,6 +881,7 @@ static void conn_q_drain(ConnObject *c)
         conn_slot *s = &c->q[c->q_first & (c->q_cap - 1)];
         PyObject *resp;
         RequestObject *req;
+        int closes;
         if (!s->ready)
             break;
         resp = s->obj;
@@ -906,6 +907,7 @@ static void conn_q_drain(ConnObject *c)
             s->conn_hdr = 1;
             s->close_after = 1;
         }
+        closes = c->close_after_flush;
         if (conn_write_response(c, req, resp, s->head_only, s->conn_hdr,
                                 s->close_after))
             break; /* a streamed body: the rest waits for its end */
@@ -913,6 +915,8 @@ static void conn_q_drain(ConnObject *c)
             c->close_after_flush = 1;
         if (req != NULL)
             conn_request_done(req);
+        if (c->close_after_flush && !closes)
+            break; /* that answer ends the connection: none after it */
     }
 }
 
@@ -2404,6 +2408,13 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
         resp_release(st, resp);
         return 0;
     }
+    if (frame == RESP_FRAME_CLOSE) {
+        /* the answer ends the connection (its body is delimited by the
+         * close, RFC 9112 6.3): no request after it is read, and none
+         * already read is answered, as that answer would read as more of
+         * the body (RFC 9112 9.6) */
+        c->closing = 1;
+    }
     if (head_only || frame == RESP_FRAME_NONE) {
         /* the head is the whole answer: the iterable is never run */
         if (frame == RESP_FRAME_CLOSE)
@@ -2581,11 +2592,15 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
     if (req != NULL)
         conn_request_done(req);
     if (!c->closed && !aborted) {
-        conn_q_drain(c);
-        if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE))
-            conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
-        if (!c->pause)
-            conn_process_buffer(c);
+        if (!c->close_after_flush) {
+            /* (else this answer ends the connection: what is queued
+             * behind it is dropped with it) */
+            conn_q_drain(c);
+            if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE))
+                conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
+            if (!c->pause)
+                conn_process_buffer(c);
+        }
         if ((c->eof && conn_q_len(c) == 0 && !c->streaming) ||
             (c->server->stopping && conn_idle(c)))
             c->close_after_flush = 1;
@@ -2964,6 +2979,12 @@ static void conn_io_end(ConnObject *c)
 static void conn_abort(ConnObject *c)
 {
     PyObject *r;
+    /* a reset, not a FIN: a body that ends with the connection (HTTP/1.0)
+     * must not look complete when it was cut short */
+    static const struct linger rst = {1, 0};
+    int fd = c->fd >= 0 ? c->fd : conn_socket_fd(c);
+    if (fd >= 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
     c->aborted = 1;
     conn_io_end(c);
     r = PyObject_CallMethodNoArgs(c->transport, c->st->s_abort);
