@@ -484,6 +484,27 @@ def test_headers_as_list_of_pairs_repeat(api):
     assert names.index("X-Rep") < names.index("Link")
 
 
+def test_apps_server_replaces_ours_and_its_date_is_dropped(api):
+    # each is one value (RFC 9110 5.3, 6.6.1): never two lines of either
+    r = get(api, "/resp/headers-own")
+    assert r.header_all("Server") == ["edge/1"]
+    assert len(r.header_all("Date")) == 1 and r.header("Date") != "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert r.header("X-After") == "1" and r.body == b"h"
+    assert r.raw.startswith(b"HTTP/1.1 200 OK\r\nDate: "), r.raw[:60]
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_no_content_codes_have_no_default_content_type(api, code):
+    # the view gave text: a 304's Content-Type would replace the one a cache
+    # stored (RFC 9111 4.3.4), and neither code has content to type
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/resp/code/%d" % code) + build_request("GET", "/plain"))
+        r = c.read_final()
+        assert r.status == code and r.body == b""
+        assert r.header("Content-Type") is None, r.raw
+        assert c.read_final().body == b"plain"
+
+
 @pytest.mark.parametrize("n", [65, 200])
 def test_response_headers_over_64k(api, n):
     with Conn(api.port) as c:

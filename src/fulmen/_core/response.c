@@ -913,6 +913,7 @@ static const char *resp_str_utf8(PyObject *o, Py_ssize_t *n)
 #define RESP_SEEN_CT 1      /* the app set Content-Type */
 #define RESP_SEEN_CL 2      /* the app set Content-Length (kept: streams) */
 #define RESP_ALLOW_CL 4     /* in: a streamed body may carry the app's length */
+#define RESP_SEEN_SERVER 8  /* the app set Server (it replaces ours) */
 
 /* Emit one user header; returns 0, -1 (exception) or -2 (unsafe).  *seen
  * collects RESP_SEEN_* and may carry RESP_ALLOW_CL in; the value of a
@@ -958,9 +959,13 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
             for (i = 0; i < vl; i++)
                 *length = *length * 10 + (uint64_t)(val[i] - '0');
         }
-    } else if (resp_ieq(n, nl, "transfer-encoding") || resp_ieq(n, nl, "connection")) {
+    } else if (resp_ieq(n, nl, "transfer-encoding") || resp_ieq(n, nl, "connection") ||
+               resp_ieq(n, nl, "date")) {
+        /* (Date is one value, the server's clock: RFC 9110 6.6.1) */
         rc = 0;
         goto done;
+    } else if (resp_ieq(n, nl, "server")) {
+        *seen |= RESP_SEEN_SERVER;
     }
     if (resp_ieq(n, nl, "content-type"))
         *seen |= RESP_SEEN_CT;
@@ -1071,12 +1076,16 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
 static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_t *length)
 {
     int rc;
+    size_t common;
     if (UNLIKELY(r->code < 200)) {
         PyErr_Format(PyExc_ValueError,
                      "a view cannot answer %d: 1xx responses are interim", r->code);
         return -1;
     }
-    if (resp_put_status(st, r->code) < 0 || resp_put_common(st) < 0)
+    if (resp_put_status(st, r->code) < 0)
+        return -1;
+    common = st->out_len;
+    if (resp_put_common(st) < 0)
         return -1;
     if (r->headers != NULL) {
         if (PyDict_Check(r->headers)) {
@@ -1108,6 +1117,12 @@ static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_
             Py_DECREF(seq);
         }
     }
+    if (UNLIKELY(*seen & RESP_SEEN_SERVER)) {
+        /* the app's Server replaces ours, resp_put_common's first line */
+        static const size_t ours = sizeof("Server: fulmen\r\n") - 1;
+        memmove(st->out + common, st->out + common + ours, st->out_len - common - ours);
+        st->out_len -= ours;
+    }
     if (r->cookies != NULL && PyDict_GET_SIZE(r->cookies) > 0 &&
         (rc = resp_put_cookies(st, r->cookies)) < 0)
         return rc;
@@ -1131,8 +1146,8 @@ static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_
             return -1;
         return mod_out_put(st, "\r\n", 2);
     }
-    if (r->kind == RESP_EMPTY && (r->code < 200 || r->code == 204 || r->code == 304))
-        return 0; /* no content, no type */
+    if (r->code == 204 || r->code == 304)
+        return 0; /* no content, no type (a 304's would replace a cache's, RFC 9111 4.3.4) */
     if (r->kind == RESP_TEXT || r->kind == RESP_EMPTY)
         return mod_out_put(st, "Content-Type: text/plain; charset=utf-8\r\n", 41);
     if (r->kind == RESP_JSON)
