@@ -433,13 +433,16 @@ def test_sigterm_during_slow_request(app_dir):
     pids = srv.wait_workers(2)
     with Conn(srv.port) as c:
         mark = srv.mark()
-        c.send(build_request("GET", "/slow?s=1"))
+        c.send(build_request("GET", "/slow?s=2"))
         srv.wait_line("slow request started", mark)
         t0 = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
         r = c.read_final()
         assert r.status == 200 and r.body == b"slow done"
-        assert c.at_eof()          # the connection closes after the last response
+        # the connection closes after the last response, which says so
+        # (the request came before the stop: its answer is the last)
+        assert r.header("Connection") == "close", r.raw
+        assert c.at_eof()
     # new connections are refused once the workers stopped accepting ... and
     # the master exits 0 within the grace period, leaving no worker behind
     code = wait_exit(srv, 10)

@@ -902,8 +902,9 @@ static void conn_q_drain(ConnObject *c)
             s->close_after = 1;
             conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
         }
-        if (UNLIKELY(c->closing && conn_q_len(c) == 0)) {
-            /* the last answer before a close says so */
+        if (UNLIKELY((c->closing || c->server->stopping) && conn_q_len(c) == 0)) {
+            /* the last answer before a close says so (while stopping, an
+             * answer to a request made before: it ends the connection) */
             s->conn_hdr = 1;
             s->close_after = 1;
         }
