@@ -46,6 +46,9 @@ BAD_REQUESTS = [
      b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
     ("cl-duplicate-same",
      b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    ("expect-unknown",
+     b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue, foo\r\nContent-Length: 2\r\n\r\n{}",
+     417),
     ("content-type-twice",
      b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
      b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 400),

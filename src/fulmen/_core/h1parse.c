@@ -362,7 +362,7 @@ h1_list_next(const unsigned char *s, size_t *pos, size_t b, size_t *t0,
 /* Act on one of the fields named in h1_special_first (but Host, which the
  * field loop checks itself); [vs, ve) is its OWS-stripped value.  Updates
  * req and p->aux[0].
- * Returns 0, or 400 with *why set. */
+ * Returns 0, or an error status (400, 413, 417) with *why set. */
 static NOINLINE int
 h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
                    size_t name, size_t nlen, size_t vs, size_t ve,
@@ -373,10 +373,21 @@ h1_field_semantics(h1_parser *p, h1_request *req, const unsigned char *s,
 
     switch (nlen) {
     case 6:
+        /* a list (RFC 9110 10.1.1) of which only 100-continue is known
+         * (and acted on for HTTP/1.1 only); any other expectation, or one
+         * with parameters, cannot be met: 417 */
         if (!h1_lower_eq_w(s + name, "expect", 6)) break;
-        if (ve - vs == 12 && h1_lower_eq_w(s + vs, "100-continue", 12) &&
-            req->version_minor == 1)
-            req->flags |= H1_F_EXPECT_CONTINUE;
+        i = vs;
+        while ((r = h1_list_next(s, &i, ve, &t0, &t1)) > 0) {
+            if (t1 - t0 != 12 || !h1_lower_eq_w(s + t0, "100-continue", 12))
+                break;
+            if (req->version_minor == 1)
+                req->flags |= H1_F_EXPECT_CONTINUE;
+        }
+        if (r != 0) {
+            *why = "unsupported expectation";
+            return 417;
+        }
         break;
     case 7:
         if (h1_lower_eq_w(s + name, "upgrade", 7)) req->flags |= H1_F_UPGRADE;
