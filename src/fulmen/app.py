@@ -57,6 +57,12 @@ def _set_cookie(self, name, value, *, max_age=None, expires=None, path="/",
     for key, val in (("max-age", max_age), ("expires", expires), ("path", path),
                      ("domain", domain), ("samesite", samesite)):
         if val is not None:
+            text = str(val)
+            if ";" in text or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+                # it would end the attribute and start another one of
+                # the caller's choosing (RFC 6265 4.1.1)
+                raise ValueError("cookie attribute %s may not contain ';' or a control "
+                                 "character: %r" % (key, val))
             m[key] = val
     if secure:
         m["secure"] = True

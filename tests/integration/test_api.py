@@ -476,6 +476,16 @@ def test_set_cookie_and_delete_cookie(api):
     assert "expires=Thu, 01 Jan 1970 00:00:00 GMT" in old
 
 
+@pytest.mark.parametrize("attr,value", [("path", "/x; Domain=evil.example"),
+                                        ("domain", "a.example; Secure"),
+                                        ("samesite", "Lax\r\nX: y"), ("max_age", "1;x")])
+def test_set_cookie_refuses_an_attribute_that_would_add_another(attr, value):
+    # RFC 6265 4.1.1: an attribute value holds no ';' nor control character
+    from fulmen import Response
+    with pytest.raises(ValueError, match="may not contain"):
+        Response().set_cookie("sid", "abc", **{attr: value})
+
+
 def test_headers_as_list_of_pairs_repeat(api):
     r = get(api, "/resp/headers-list")
     assert r.header_all("X-Rep") == ["1", "2"]
