@@ -247,6 +247,11 @@ static int resp_label_charset(ResponseObject *self, PyObject *encoding)
     return 0;
 }
 
+/* RFC 9110 15: codes outside 100..599 are invalid, and a 1xx is interim
+ * (15.2): the client would still wait for the final answer, and take the
+ * next one on the connection for it */
+#define RESP_CODE_WHY "(a 1xx is interim: a view cannot answer with one)"
+
 static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                           PyObject *body, PyObject *json, PyObject *mime_type,
                           PyObject *encoding, PyObject *headers,
@@ -264,9 +269,9 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
         long c = PyLong_AsLong(code);
         if (c == -1 && PyErr_Occurred())
             return -1;
-        if (c < 100 || c > 599) { /* RFC 9110 15: others are invalid */
-            PyErr_Format(PyExc_ValueError,
-                         "Response code must be between 100 and 599, not %ld", c);
+        if (c < 200 || c > 599) {
+            PyErr_Format(PyExc_ValueError, "Response code must be between 200 and 599, "
+                         "not %ld " RESP_CODE_WHY, c);
             return -1;
         }
         self->code = (int)c;
@@ -670,8 +675,9 @@ static int resp_set_code(ResponseObject *self, PyObject *v, void *c)
     x = PyLong_AsLong(v);
     if (x == -1 && PyErr_Occurred())
         return -1;
-    if (x < 100 || x > 599) {
-        PyErr_SetString(PyExc_ValueError, "code must be between 100 and 599");
+    if (x < 200 || x > 599) {
+        PyErr_Format(PyExc_ValueError, "code must be between 200 and 599, not %ld "
+                     RESP_CODE_WHY, x);
         return -1;
     }
     self->code = (int)x;
@@ -1071,17 +1077,11 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
  * *seen carries RESP_ALLOW_CL in and RESP_SEEN_* out, *length (may be NULL)
  * the app's Content-Length when RESP_SEEN_CL.  Returns 0, -1 or -2 (unsafe
  * header); on failure the caller rewinds st->out.
- * A 1xx is refused (-1): it is interim (RFC 9110 15.2), so the client would
- * still wait for a final answer and take the next one for it. */
+ * (A 1xx never gets here: Response refuses one, RESP_CODE_WHY.) */
 static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_t *length)
 {
     int rc;
     size_t common;
-    if (UNLIKELY(r->code < 200)) {
-        PyErr_Format(PyExc_ValueError,
-                     "a view cannot answer %d: 1xx responses are interim", r->code);
-        return -1;
-    }
     if (resp_put_status(st, r->code) < 0)
         return -1;
     common = st->out_len;
