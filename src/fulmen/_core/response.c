@@ -249,8 +249,9 @@ static int resp_label_charset(ResponseObject *self, PyObject *encoding)
 
 /* RFC 9110 15: codes outside 100..599 are invalid, and a 1xx is interim
  * (15.2): the client would still wait for the final answer, and take the
- * next one on the connection for it */
-#define RESP_CODE_WHY "(a 1xx is interim: a view cannot answer with one)"
+ * next one on the connection for it.  What the error adds for code c. */
+#define RESP_CODE_WHY(c) \
+    ((c) >= 100 && (c) < 200 ? " (a 1xx is interim: a view cannot answer with one)" : "")
 
 static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                           PyObject *body, PyObject *json, PyObject *mime_type,
@@ -271,7 +272,7 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
             return -1;
         if (c < 200 || c > 599) {
             PyErr_Format(PyExc_ValueError, "Response code must be between 200 and 599, "
-                         "not %ld " RESP_CODE_WHY, c);
+                         "not %ld%s", c, RESP_CODE_WHY(c));
             return -1;
         }
         self->code = (int)c;
@@ -676,8 +677,8 @@ static int resp_set_code(ResponseObject *self, PyObject *v, void *c)
     if (x == -1 && PyErr_Occurred())
         return -1;
     if (x < 200 || x > 599) {
-        PyErr_Format(PyExc_ValueError, "code must be between 200 and 599, not %ld "
-                     RESP_CODE_WHY, x);
+        PyErr_Format(PyExc_ValueError, "code must be between 200 and 599, not %ld%s",
+                     x, RESP_CODE_WHY(x));
         return -1;
     }
     self->code = (int)x;
@@ -1077,7 +1078,7 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
  * *seen carries RESP_ALLOW_CL in and RESP_SEEN_* out, *length (may be NULL)
  * the app's Content-Length when RESP_SEEN_CL.  Returns 0, -1 or -2 (unsafe
  * header); on failure the caller rewinds st->out.
- * (A 1xx never gets here: Response refuses one, RESP_CODE_WHY.) */
+ * (A 1xx never gets here: Response refuses one, see RESP_CODE_WHY.) */
 static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_t *length)
 {
     int rc;
