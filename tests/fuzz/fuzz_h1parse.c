@@ -58,7 +58,8 @@ fz_check_result(const fz_result *r, size_t size, uint32_t max_size)
 
     if (r->rc == H1_ERROR) {
         int st = r->req.error_status;
-        FZ_CHECK(st == 400 || st == 414 || st == 431 || st == 501 || st == 505);
+        FZ_CHECK(st == 400 || st == 413 || st == 414 || st == 417 || st == 431 ||
+                 st == 501 || st == 505);
         FZ_CHECK(r->req.error_reason != NULL);
         return;
     }
