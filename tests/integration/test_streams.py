@@ -98,8 +98,8 @@ def test_stream_with_content_length_is_raw(api):
 
 
 def recv_until_closed(sock, limit=16 * MiB):
-    """Every byte until the server closes or resets the connection (an
-    aborted answer ends with a reset); at most limit bytes."""
+    """Every byte until the server closes or resets the connection (a cut
+    HTTP/1.0 body ends with a reset); at most limit bytes."""
     data = b""
     while True:
         try:
@@ -263,6 +263,21 @@ def test_stream_http10_keep_alive_answers_nothing_pipelined_behind_it(api, metho
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in head, data
     assert rest == body, data
+
+
+def test_an_answer_before_a_cut_stream_is_not_lost(api):
+    # A complete answer larger than the socket buffers, then a stream that
+    # fails: the chunked body shows its cut by its missing last chunk, and
+    # the close must not be a reset that drops the first answer's unsent
+    # bytes with it (only a body that ends with the close needs one)
+    n = 4 * MiB
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/resp/bytes/%d" % n) + build_request("GET", "/s/fail/sync"))
+        assert api.wait_for_stderr("the generator failed")
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == n
+        rest = bytes(c.buf) + recv_until_closed(c.sock)
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:100]     # the cut one
 
 
 @pytest.mark.parametrize("path,framing", [

@@ -1053,6 +1053,22 @@ static int conn_socket_fd(ConnObject *c)
     return fd >= 0 && fd <= INT_MAX ? (int)fd : -1;
 }
 
+/* The streamed answer being sent is cut, and its body ends with the
+ * connection (HTTP/1.0, no length): the close must be a reset (RST), else
+ * the client takes the cut body for a whole one.  (A reset drops what the
+ * socket has not sent yet: other bodies show a cut themselves, no last
+ * chunk or short of their length, and close normally.) */
+static NOINLINE void conn_reset_cut_close_delimited(ConnObject *c)
+{
+    static const struct linger rst = {1, 0};
+    int fd;
+    if (c->ext == NULL || c->ext->stream_frame != RESP_FRAME_CLOSE)
+        return;
+    fd = c->fd >= 0 ? c->fd : conn_socket_fd(c);
+    if (fd >= 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+}
+
 /* How far the client has got taking what we send, a number that only
  * grows: the bytes it has acknowledged on its TCP connection, or where the
  * kernel cannot say (a unix socket), less the bytes the transport still
@@ -2580,11 +2596,19 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
         if (!ok) {
             /* the body is cut short: the client must not take it as whole,
              * so nothing may follow it, not even the answers queued behind
-             * it (they would read as the rest of the body) */
+             * it (they would read as the rest of the body).  What went out
+             * before it still goes (the answers ahead of it are whole),
+             * then the connection closes; one whose body ends with the
+             * close is reset at once instead. */
             c->st->out_len = 0;
             c->closing = 1;
-            aborted = 1;
-            conn_abort(c);
+            if (c->ext->stream_frame == RESP_FRAME_CLOSE) {
+                aborted = 1;
+                conn_reset_cut_close_delimited(c);
+                conn_abort(c);
+            } else {
+                c->close_after_flush = 1;
+            }
         } else if (c->ext->stream_close) {
             c->closing = 1;
             c->close_after_flush = 1;
@@ -2980,12 +3004,6 @@ static void conn_io_end(ConnObject *c)
 static void conn_abort(ConnObject *c)
 {
     PyObject *r;
-    /* a reset, not a FIN: a body that ends with the connection (HTTP/1.0)
-     * must not look complete when it was cut short */
-    static const struct linger rst = {1, 0};
-    int fd = c->fd >= 0 ? c->fd : conn_socket_fd(c);
-    if (fd >= 0)
-        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
     c->aborted = 1;
     conn_io_end(c);
     r = PyObject_CallMethodNoArgs(c->transport, c->st->s_abort);
@@ -3378,6 +3396,8 @@ static void conn_expire(ConnObject *c)
         conn_io_end(c);
         if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE || c->timer == CONN_T_OWED)
             c->aborted = 1;
+        if (c->streaming)
+            conn_reset_cut_close_delimited(c); /* a stream cut by the deadline */
         c->timer = CONN_T_NONE;
         c->deadline = 0;
         r = PyObject_CallMethodNoArgs(c->transport, c->aborted ? c->st->s_abort : c->st->s_close);

@@ -177,6 +177,10 @@ def headers_list(request):
     return Response(text="h", headers=[("X-Rep", "1"), ("X-Rep", "2"), ("Link", "<a>")])
 
 
+def resp_bytes(request):
+    return Response(body=b"z" * request.match_dict["n"])
+
+
 def headers_own(request):
     """The app's own Server and Date."""
     return Response(text="h", headers=[("server", "edge/1"), ("Date", "Mon, 01 Jan 2001 00:00:00 GMT"),
@@ -732,6 +736,7 @@ r.add_route("/resp/set-cookie", set_cookie)
 r.add_route("/resp/headers-list", headers_list)
 r.add_route("/resp/headers-big/{n:int}", headers_big)
 r.add_route("/resp/headers-own", headers_own)
+r.add_route("/resp/bytes/{n:int}", resp_bytes)
 r.add_route("/resp/text-and-body", text_and_body)
 r.add_route("/resp/json-and-text", json_and_text)
 r.add_route("/resp/json-and-body", json_and_body)
