@@ -265,6 +265,20 @@ def test_stream_http10_keep_alive_answers_nothing_pipelined_behind_it(api, metho
     assert rest == body, data
 
 
+def test_100_continue_waits_for_the_stream_ahead_of_it(basic):
+    # A request with Expect: 100-continue behind a streamed answer, to a
+    # route that reads its body as it comes (its view starts at once): its
+    # 100 goes out after that body, never inside it (it was written at
+    # once, between the stream's head and its chunks)
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/chunks/3") +
+               b"POST /body-length HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 2\r\n\r\n{}")
+        r = c.read_response()
+        assert r.body == b"item 0\nitem 1\nitem 2\n", r.raw
+        assert c.read_final().json() == {"n": 2}
+
+
 def test_an_answer_before_a_cut_stream_is_not_lost(api):
     # A complete answer larger than the socket buffers, then a stream that
     # fails: the chunked body shows its cut by its missing last chunk, and

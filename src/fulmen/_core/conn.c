@@ -1986,7 +1986,7 @@ static void conn_maybe_continue(ConnObject *c, RequestObject *req)
         req->h.version_minor != 1)
         return;
     c->continue_sent = 1;
-    if (conn_q_len(c) == 0) {
+    if (conn_q_len(c) == 0 && !c->streaming) { /* (else behind that stream's body) */
         if (mod_out_put(c->st, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         return;

@@ -295,6 +295,14 @@ def hold_stream(request):
     return Response(stream=body())
 
 
+async def body_length(request):
+    # a stream=True route: the body's length, read as it arrives
+    n = 0
+    async for chunk in request.stream():
+        n += len(chunk)
+    return Response(json={"n": n})
+
+
 def chunks(request):
     # n small items from a sync generator, or an endless stream for n = 0
     n = request.match_dict["n"]
@@ -336,6 +344,7 @@ r.add_route("/held", held)
 r.add_route("/release", release)
 r.add_route("/hold-stream", hold_stream)
 r.add_route("/chunks/{n:int}", chunks)
+r.add_route("/body-length", body_length, method="POST", stream=True)
 r.add_route("/dispatched", lambda request: request.Response(json=app._server.requests))
 
 if __name__ == "__main__":
