@@ -451,6 +451,27 @@ def test_sigterm_during_slow_request(app_dir):
     assert wait_gone(pids, 1) == []
 
 
+def test_sigterm_answers_nothing_after_the_answer_that_says_close(app_dir):
+    # A slow request with many pipelined behind it when SIGTERM comes: the
+    # last answer to what had been read says Connection: close, and nothing
+    # follows it (pipelined requests still unread are not run: the client
+    # sends them again elsewhere)
+    srv = fulmen_proc(app_dir, "--workers", "1", "--graceful-timeout", "10").start()
+    srv.wait_workers(1)
+    with Conn(srv.port) as c:
+        mark = srv.mark()
+        c.send(build_request("GET", "/slow?s=2") + build_request("GET", "/pid") * 300)
+        srv.wait_line("slow request started", mark)
+        srv.proc.send_signal(signal.SIGTERM)
+        answers = []
+        while not c.at_eof():
+            answers.append(c.read_final())
+        assert answers and answers[0].body == b"slow done"
+        closes = [i for i, r in enumerate(answers) if r.header("Connection") == "close"]
+        assert closes == [len(answers) - 1], (len(answers), closes)
+    assert wait_exit(srv, 10) == 0, srv.stderr()
+
+
 def test_graceful_timeout_expires(app_dir):
     srv = fulmen_proc(app_dir, "--workers", "1", "--graceful-timeout", "0.5").start()
     pids = srv.wait_workers(1)

@@ -903,8 +903,9 @@ static void conn_q_drain(ConnObject *c)
             conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
         }
         if (UNLIKELY((c->closing || c->server->stopping) && conn_q_len(c) == 0)) {
-            /* the last answer before a close says so (while stopping, an
-             * answer to a request made before: it ends the connection) */
+            /* the last answer before a close says so; while stopping, the
+             * last one to what was read before ends the connection */
+            c->closing = 1;
             s->conn_hdr = 1;
             s->close_after = 1;
         }
@@ -1893,15 +1894,16 @@ static void conn_dispatch(ConnObject *c, RequestObject *req)
     RouteObject *route = req->route;
     PyObject *res, *allow = NULL;
     int head_only = req->h.method_id == H1_M_HEAD;
-    int keep = (req->h.flags & H1_F_KEEP_ALIVE) != 0;
-    /* while stopping, every answer says close: the client takes its next
-     * request elsewhere instead of racing our close */
-    int conn_hdr = (keep && !c->server->stopping)
-                       ? (req->h.version_minor == 0 ? 2 : 0) : 1;
+    int asked = (req->h.flags & H1_F_KEEP_ALIVE) != 0;
+    /* while stopping, every answer ends its connection, and says so: the
+     * client takes its next request elsewhere instead of racing our close
+     * (and nothing read after it is run) */
+    int keep = asked && !c->server->stopping;
+    int conn_hdr = keep ? (req->h.version_minor == 0 ? 2 : 0) : 1;
     if (!keep) {
         c->closing = 1;
         /* the client's only request: it ends its connection with it */
-        c->client_close = !c->answered && conn_q_len(c) == 0;
+        c->client_close = !asked && !c->answered && conn_q_len(c) == 0;
     }
     c->server->n_requests++;
     Py_INCREF(c);
