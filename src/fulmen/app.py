@@ -46,6 +46,17 @@ def _render_cookies(cookies):
 def _set_cookie(self, name, value, *, max_age=None, expires=None, path="/",
                 domain=None, secure=False, httponly=False, samesite=None):
     """response.set_cookie(name, value, ...): add a Set-Cookie header."""
+    attrs = [(key, val) for key, val in (("max-age", max_age), ("expires", expires),
+                                         ("path", path), ("domain", domain),
+                                         ("samesite", samesite)) if val is not None]
+    for key, val in attrs:
+        text = str(val)
+        if ";" in text or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+            # it would end the attribute and start another one of the
+            # caller's choosing (RFC 6265 4.1.1); checked before the jar
+            # changes, so a refused cookie leaves none half-set
+            raise ValueError("cookie attribute %s may not contain ';' or a control "
+                             "character: %r" % (key, val))
     jar = self.cookies
     if not isinstance(jar, SimpleCookie):
         new = SimpleCookie()
@@ -54,16 +65,8 @@ def _set_cookie(self, name, value, *, max_age=None, expires=None, path="/",
         jar = new
     jar[name] = value
     m = jar[name]
-    for key, val in (("max-age", max_age), ("expires", expires), ("path", path),
-                     ("domain", domain), ("samesite", samesite)):
-        if val is not None:
-            text = str(val)
-            if ";" in text or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-                # it would end the attribute and start another one of
-                # the caller's choosing (RFC 6265 4.1.1)
-                raise ValueError("cookie attribute %s may not contain ';' or a control "
-                                 "character: %r" % (key, val))
-            m[key] = val
+    for key, val in attrs:
+        m[key] = val
     if secure:
         m["secure"] = True
     if httponly:
