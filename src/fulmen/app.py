@@ -988,8 +988,14 @@ def _close_listener(sock, uds, made):
 
 
 def _announce(app, sock, ssl):
-    """Print the listening line (tests and tools wait for it), then tell a
-    supervisor that this worker accepts connections."""
+    """Tell a supervisor that this worker accepts connections, then print
+    the listening line (tests and tools wait for it).  In this order, one
+    who acts on the line (a SIGHUP to the master, say) acts after the master
+    can know this worker serves: the master would otherwise take it for one
+    still starting, and retire it at once."""
+    ready = getattr(app, "_on_listening", None)
+    if ready is not None:
+        ready()
     if sock.family == socket.AF_UNIX:
         where = "unix:%s" % (sock.getsockname(),)
     else:
@@ -998,9 +1004,6 @@ def _announce(app, sock, ssl):
                                 "[%s]" % host if ":" in host else host, port)
     sys.stderr.write("fulmen: listening on %s (pid %d)\n" % (where, os.getpid()))
     sys.stderr.flush()
-    ready = getattr(app, "_on_listening", None)
-    if ready is not None:
-        ready()
 
 
 class _LimitedAcceptor:
