@@ -97,25 +97,11 @@ def test_stream_with_content_length_is_raw(api):
         assert c.request("GET", "/plain").body == b"plain"
 
 
-def recv_until_closed(sock, limit=16 * MiB):
-    """Every byte until the server closes or resets the connection (a cut
-    HTTP/1.0 body ends with a reset); at most limit bytes."""
-    data = b""
-    while True:
-        try:
-            got = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not got:
-            return data
-        data += got
-        assert len(data) < limit, "still streaming: %r" % data[:200]
-
-
-def read_to_eof(c):
-    """Every byte the server sends until it closes (or resets) the connection."""
+def read_to_eof(c, limit=16 * MiB):
+    """Every byte the server sends until it closes (or resets) the
+    connection; at most limit bytes (an endless stream fails the test)."""
     while c._fill():
-        pass
+        assert len(c.buf) < limit, "still streaming: %r" % bytes(c.buf[:200])
     return bytes(c.buf)
 
 
@@ -259,7 +245,7 @@ def test_stream_http10_keep_alive_answers_nothing_pipelined_behind_it(api, metho
         c.send(build_request(method, path, headers=keep, version="1.0") +
                build_request("POST", "/m/post-put", headers=keep, body=b"HTTP/1.1 200 OK", version="1.0") +
                build_request("GET", "/plain", headers=keep, version="1.0"))
-        data = recv_until_closed(c.sock)
+        data = read_to_eof(c)
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in head, data
     assert rest == body, data
@@ -290,7 +276,7 @@ def test_an_answer_before_a_cut_stream_is_not_lost(api):
         assert api.wait_for_stderr("the generator failed")
         r = c.read_response()
         assert r.status == 200 and len(r.body) == n
-        rest = bytes(c.buf) + recv_until_closed(c.sock)
+        rest = read_to_eof(c)
         assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:100]     # the cut one
 
 
@@ -418,7 +404,7 @@ def test_client_shutting_its_side_behind_pipelined_streams_is_closed(basic, seco
         with Conn(basic.port) as c:
             c.send(build_request("GET", "/chunks/1") + build_request("GET", second))
             c.sock.shutdown(socket.SHUT_WR)
-            data = recv_until_closed(c.sock)    # a hang is a socket.timeout
+            data = read_to_eof(c)    # a hang is a socket.timeout
         assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100]
         assert data.count(b"HTTP/1.1 200 OK\r\n") <= 2
     assert get(basic, "/chunks/2").body == b"item 0\nitem 1\n"
@@ -433,7 +419,7 @@ def test_stream_begun_after_the_clients_fin_is_cut_not_ended_empty(api):
         with Conn(api.port) as c:
             c.send(build_request("GET", "/s/late/3"))
             c.sock.shutdown(socket.SHUT_WR)
-            data = recv_until_closed(c.sock)
+            data = read_to_eof(c)
         head, _, body = data.partition(b"\r\n\r\n")
         if body.endswith(b"0\r\n\r\n"):        # ended: then with all it had
             assert body == b"7\r\nlate 0\n\r\n7\r\nlate 1\n\r\n7\r\nlate 2\n\r\n0\r\n\r\n", data

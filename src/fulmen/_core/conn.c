@@ -1062,10 +1062,7 @@ static int conn_socket_fd(ConnObject *c)
 static NOINLINE void conn_reset_cut_close_delimited(ConnObject *c)
 {
     static const struct linger rst = {1, 0};
-    int fd;
-    if (c->ext == NULL || c->ext->stream_frame != RESP_FRAME_CLOSE)
-        return;
-    fd = c->fd >= 0 ? c->fd : conn_socket_fd(c);
+    int fd = c->fd >= 0 ? c->fd : conn_socket_fd(c);
     if (fd >= 0)
         (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
 }
@@ -3398,7 +3395,7 @@ static void conn_expire(ConnObject *c)
         conn_io_end(c);
         if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE || c->timer == CONN_T_OWED)
             c->aborted = 1;
-        if (c->streaming)
+        if (c->streaming && c->ext->stream_frame == RESP_FRAME_CLOSE)
             conn_reset_cut_close_delimited(c); /* a stream cut by the deadline */
         c->timer = CONN_T_NONE;
         c->deadline = 0;
