@@ -484,6 +484,15 @@ static PyObject *ws_deferred_message(WebSocketObject *ws, int *code)
     return m;
 }
 
+/* A message that could not be made (ws_message's NULL): the WebSocket
+ * fails with code, and a 1011's exception is reported. */
+static void ws_message_failed(WebSocketObject *ws, int code)
+{
+    if (code == 1011)
+        PyErr_WriteUnraisable((PyObject *)ws);
+    ws_fail(ws, code);
+}
+
 static void ws_message_done(WebSocketObject *ws)
 {
     PyObject *m;
@@ -503,9 +512,7 @@ static void ws_message_done(WebSocketObject *ws)
         ws->msg_cap = 0;
     }
     if (m == NULL) {
-        if (code == 1011)
-            PyErr_WriteUnraisable((PyObject *)ws);
-        ws_fail(ws, code);
+        ws_message_failed(ws, code);
         return;
     }
     ws_deliver(ws, m);
@@ -833,9 +840,7 @@ static PyObject *ws_pop(WebSocketObject *ws)
         ws->deferred--;
         Py_SETREF(m, r);
         if (m == NULL) {
-            if (code == 1011)
-                PyErr_WriteUnraisable((PyObject *)ws);
-            ws_fail(ws, code);
+            ws_message_failed(ws, code);
             ws_queue_clear(ws); /* what came after it is not taken either */
             return ws_closed_error(ws);
         }
