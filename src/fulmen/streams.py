@@ -302,7 +302,7 @@ def _small_file(path, size, code, headers, ctype):
     """A small file read whole into the response (the first size bytes:
     its stat() gave the headers; fewer if it got shorter since)."""
     fd = _open_file(path)
-    if not isinstance(fd, int):
+    if isinstance(fd, Response):
         return fd
     try:
         data = os.read(fd, size)
