@@ -234,7 +234,6 @@ def wait_gone(pids, timeout):
     return [p for p in pids if pid_alive(p)]
 
 
-
 def assert_gone(srv, pids, timeout=20.0):
     """Fail unless every one of pids exits within timeout, a deadline for
     a loaded machine (the master's own SIGKILL comes graceful_timeout + 2 s
@@ -253,6 +252,7 @@ def assert_gone(srv, pids, timeout=20.0):
         wait_gone(left, 5)
         raise AssertionError("still running after %g s: %s\n%s\n%s"
                              % (timeout, left, "\n".join(states), srv.stderr()))
+
 
 class Load:
     """n threads, each sending GET /pid on its own keep-alive connection in a
