@@ -186,10 +186,12 @@ def fulmen_proc(app_dir, *args, module="supapp", env=None):
 
 
 def pid_alive(pid):
-    """True while pid exists and is not a zombie."""
+    """True while pid exists and has not exited: a zombie (Z) has, and so
+    has a process its parent is reaping (X, for a moment before its /proc
+    entry goes)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X", "x")
     except (FileNotFoundError, ProcessLookupError):
         return False
 
@@ -211,7 +213,8 @@ def children(pid):
 
 def wait_gone(pids, timeout):
     """Wait (on pidfds, not by polling) until none of pids runs; return the
-    ones still running after timeout."""
+    ones still running after timeout.  A readable pidfd is the kernel saying
+    the process exited: it is not asked again."""
     fds = {}
     for p in pids:
         try:
@@ -231,7 +234,7 @@ def wait_gone(pids, timeout):
     finally:
         for fd in fds.values():
             os.close(fd)
-    return [p for p in pids if pid_alive(p)]
+    return [p for p in fds if pid_alive(p)]
 
 
 def assert_gone(srv, pids, timeout=20.0):
@@ -248,7 +251,10 @@ def assert_gone(srv, pids, timeout=20.0):
                     states.append("%d: %s" % (p, " ".join(f.read().split("\n")[:3])))
             except OSError:
                 pass
-            os.kill(p, signal.SIGABRT)
+            try:
+                os.kill(p, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
         wait_gone(left, 5)
         raise AssertionError("still running after %g s: %s\n%s\n%s"
                              % (timeout, left, "\n".join(states), srv.stderr()))
