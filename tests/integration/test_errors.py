@@ -217,3 +217,12 @@ def test_response_header_value_with_tab_space_or_non_ascii_goes_out(basic, code,
         r = c.request("GET", "/header-char/%d" % code)
         assert r.status == 200
         assert b"\r\nX-Char: " + wire + b"\r\n" in r.raw
+
+
+def test_response_header_value_goes_out_without_the_whitespace_around_it(basic):
+    # RFC 9110 5.5: leading and trailing spaces and tabs are not part of a value
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/header-padded")
+        assert r.status == 200
+        assert b"\r\nX-Pad: a b\r\n" in r.raw
+        assert b"\r\nX-Blank: \r\n" in r.raw

@@ -948,6 +948,12 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
         rc = -2;
         goto done;
     }
+    /* the value goes out without the spaces and tabs around it (RFC 9110
+     * 5.5: they are not part of it, and a recipient strips them anyway) */
+    while (vl > 0 && (val[0] == ' ' || val[0] == '\t'))
+        val++, vl--;
+    while (vl > 0 && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
+        vl--;
     /* framing is ours: the app cannot set it (but a stream may say its
      * length, which must then be a plain decimal) */
     if (resp_ieq(n, nl, "content-length")) {

@@ -192,6 +192,11 @@ def header_char(request):
     return request.Response(text="x", headers={"X-Char": "a" + ch + "b"})
 
 
+def header_padded(request):
+    """Header values with spaces and tabs around them."""
+    return request.Response(text="x", headers={"X-Pad": " \t a b \t ", "X-Blank": " \t "})
+
+
 async def sleepy(request):
     await asyncio.sleep(0.05)
     return request.Response(text="slept")
@@ -236,6 +241,7 @@ r.add_route("/header-nul", header_nul)
 r.add_route("/header-name-crlf", header_name_crlf)
 r.add_route("/header-char/{code}", header_char)
 r.add_route("/header-str-raises", header_str_raises)
+r.add_route("/header-padded", header_padded)
 r.add_route("/returns-generator", returns_generator)
 r.add_route("/sleepy", sleepy)
 r.add_route("/len", body_len)
