@@ -713,6 +713,17 @@ def test_route_without_methods_takes_options_and_any(api):
         assert c.request("OPTIONS", "/m/any").body == b"OPTIONS"
 
 
+def test_trace_reaches_only_a_route_that_lists_it(api):
+    # TRACE echoes what it is sent, Cookie and Authorization too (cross-site
+    # tracing): a route with no methods does not take it
+    with Conn(api.port) as c:
+        r = c.request("TRACE", "/m/any")
+        assert r.status == 405
+        assert _allow(r) == {"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"}
+        assert c.request("TRACE", "/m/trace").body == b"TRACE"
+        assert c.request("GET", "/m/any").body == b"GET"
+
+
 def test_head_served_by_get_route(api):
     with Conn(api.port) as c:
         r = c.request("HEAD", "/m/get")

@@ -501,7 +501,9 @@ static int router_method_id(PyObject *s)
     return 0;
 }
 
-/* Recompute the Allow value of an endpoint: its methods, sorted. */
+/* Recompute the Allow value of an endpoint: its methods, sorted.  A route
+ * with no method set takes every method but TRACE (and CONNECT, which no
+ * route sees): the 405 to TRACE lists the standard ones. */
 static int router_endpoint_allow(router_endpoint *e)
 {
     PyObject *names = PySet_New(NULL), *lst = NULL, *sep = NULL, *s = NULL;
@@ -509,7 +511,8 @@ static int router_endpoint_allow(router_endpoint *e)
     if (names == NULL)
         goto done;
     for (i = 1; i <= H1_M_TRACE; i++) {
-        if (e->by_method[i] == NULL)
+        if (e->by_method[i] == NULL &&
+            (e->by_method[0] == NULL || i == H1_M_CONNECT || i == H1_M_TRACE))
             continue;
         s = PyUnicode_FromString(router_method_names[i]);
         if (s == NULL || PySet_Add(names, s) < 0)
@@ -1083,7 +1086,9 @@ RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
         }
         PyErr_Clear();
     }
-    if (r == NULL)
+    /* TRACE echoes the request, its Cookie and Authorization too (cross-site
+     * tracing): only a route that lists it gets it */
+    if (r == NULL && method_id != H1_M_TRACE)
         r = ep->by_method[0];
     if (r == NULL)
         *allow = ep->allow;
