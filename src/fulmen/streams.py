@@ -62,6 +62,7 @@ async def _stream_body(conn, source):
         # the loop and end the worker
         sys.stderr.write("fulmen: error while streaming a response:\n%s"
                          % traceback.format_exc())
+        conn._stream_failed()
     finally:
         try:
             aclose = getattr(source, "aclose", None)

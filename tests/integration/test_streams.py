@@ -121,6 +121,32 @@ def test_generator_error_aborts_the_response(api, kind):
     assert api.wait_for_stderr("the generator failed")
 
 
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_generator_error_before_its_first_item_is_a_500(api, kind, version):
+    """Nothing of the answer went out yet: the app's error is a whole 500
+    (not a 200 cut at once), and the connection ends after it, with no
+    answer to the request pipelined behind (its view may have run)."""
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/fail/%s?first=0" % kind, version=version) +
+               build_request("GET", "/plain", version=version))
+        raw = read_to_eof(c)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), raw
+    assert b"\r\nConnection: close" in head, raw
+    assert b"\r\nContent-Length: %d\r\n" % len(body) in head, raw
+    assert b"HTTP/1.1" not in body, raw
+    assert api.wait_for_stderr("the generator failed")
+
+
+def test_stream_with_a_content_length_and_no_item_is_a_500(api):
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/bad-length/none"))
+        raw = read_to_eof(c)
+    assert raw.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), raw
+    assert api.wait_for_stderr("5 bytes short of its Content-Length; answered 500")
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_generator_error_resets_an_http10_body_that_ends_with_the_close(api, kind):
     """For HTTP/1.0 the body ends when the connection does: a FIN after the
@@ -195,11 +221,15 @@ def test_stream_that_breaks_its_content_length_is_cut_and_closed(api, n):
     # A stream that yields more or fewer bytes than its Content-Length must
     # not shift the framing: the client gets at most the 50 bytes announced,
     # then the connection ends (never a response read out of body bytes, nor
-    # body bytes read as a response).
+    # body bytes read as a response).  A first item over the length alone
+    # fails before anything went out: a 500.
     with Conn(api.port) as c:
         c.send(build_request("GET", "/s/length-wrong/%d" % n) + build_request("GET", "/plain"))
         head = c._read_until(b"\r\n\r\n")
-        assert b"Content-Length: 50" in head
+        if n // 2 > 50:
+            assert head.startswith(b"HTTP/1.1 500 "), head
+        else:
+            assert b"Content-Length: 50" in head
         body = bytearray(c.buf)
         c.buf.clear()
         while c._fill():
@@ -520,3 +550,18 @@ def test_sse_events_arrive_one_by_one(api):
         assert c._read_until(b"\r\n") == b"0"
         assert c._read_until(b"\r\n") == b""
         assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_stream_head_goes_before_a_first_item_that_waits(api):
+    # The head waits for the first item (a failure before it is a 500), but
+    # not for long: a client, or a proxy's read timeout, waiting for the
+    # first event gets the head meanwhile (from the next sweep).
+    key = "sse-%d" % time.monotonic_ns()
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/sse/%s?n=1&wait=1" % key))
+        head = c._read_until(b"\r\n\r\n").decode("latin-1") + "\r\n"
+        assert head.startswith("HTTP/1.1 200 OK\r\n"), head
+        assert "\r\nTransfer-Encoding: chunked\r\n" in head
+        assert get(api, "/s/sse-next/" + key).body == b"ok"   # only now event 0
+        size = int(c._read_until(b"\r\n"), 16)
+        assert c._read_exact(size) == b"id: 0\nevent: tick\ndata: event 0\n\n"

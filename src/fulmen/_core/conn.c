@@ -135,6 +135,9 @@ typedef struct {
     /* a streamed response in progress (ConnObject.streaming) */
     RequestObject *stream_req; /* strong: the stream answers it */
     PyObject *stream_task;
+    PyObject *stream_head;   /* its head (bytes) until the first item or the
+                              * end: an iterator that fails before its first
+                              * item gets a 500 instead of a cut 200 */
     PyObject *stream_waiter; /* future resolved when writing may resume */
     PyObject *peer;          /* peer host (str), fetched for the access log */
     WebSocketObject *ws;     /* after a 101: every byte goes to it */
@@ -156,6 +159,7 @@ typedef struct {
      * clean-up, and the connection would wait for a stream that is gone.) */
     uint8_t stream_begun;
     uint8_t stream_stop;
+    uint8_t stream_failed;   /* the app's iterator raised (_stream_failed) */
     uint8_t bs_chunked;
     uint8_t peer_trusted;    /* --proxy-headers from this peer (with peer) */
     /* conn_progress() when a deadline for the client to take output was
@@ -2412,6 +2416,7 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
     PyObject *fn = NULL, *coro = NULL, *task = NULL;
     conn_ext *x;
     uint64_t length;
+    size_t at = st->out_len;
     int frame = resp_serialize_stream_head(st, resp, conn_hdr,
                                            req == NULL || req->h.version_minor >= 1,
                                            &length);
@@ -2454,6 +2459,13 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
         return 0;
     }
     c->streaming = 1;
+    /* the head waits for the first item (conn_stream_head_out) */
+    x->stream_head = PyBytes_FromStringAndSize(st->out + at, (Py_ssize_t)(st->out_len - at));
+    if (x->stream_head != NULL)
+        st->out_len = at;
+    else
+        PyErr_Clear(); /* out of memory: it goes now, as a cut 200 if need be */
+    x->stream_failed = 0;
     x->stream_frame = (uint8_t)frame;
     x->stream_left = length;
     x->stream_close = (uint8_t)(close_after || frame == RESP_FRAME_CLOSE);
@@ -2482,13 +2494,36 @@ static PyObject *conn_waiter(ConnObject *c)
     return Py_NewRef(x->stream_waiter);
 }
 
+/* The stream's head, held back until now (conn_start_stream), goes into
+ * the output.  Returns 1 when it did, 0 when it had already, -1 (exception). */
+static int conn_stream_head_out(ConnObject *c)
+{
+    PyObject *h = c->ext->stream_head;
+    int rc;
+    if (h == NULL)
+        return 0;
+    rc = mod_out_put(c->st, PyBytes_AS_STRING(h), (size_t)PyBytes_GET_SIZE(h));
+    Py_CLEAR(c->ext->stream_head);
+    return rc < 0 ? -1 : 1;
+}
+
+/* The held-back head of a stream whose iterator has begun but not yielded
+ * by this sweep goes then: a client (or a proxy's read timeout) waiting for
+ * a stream's first event must not wait for the head too.  (A generator's
+ * first step, up to its first item or its first await, runs at once: its
+ * failure there is always a 500.) */
+static int conn_stream_head_due(ConnObject *c)
+{
+    return c->streaming && c->ext->stream_head != NULL && c->ext->stream_begun;
+}
+
 static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
 {
     fulmen_state *st = c->st;
     Py_buffer view;
     PyObject *enc = NULL;
     char hex[24];
-    int n;
+    int n, head;
     if (conn_gone(c) || !c->streaming || c->transport == NULL) {
         PyErr_SetString(st->ClientDisconnected, "the client has gone");
         return NULL;
@@ -2518,6 +2553,13 @@ static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
             return NULL;
         }
         c->ext->stream_left -= (uint64_t)view.len;
+    }
+    /* (an empty item too: sendfile comes after it, and after the head) */
+    head = conn_stream_head_out(c);
+    if (head < 0 || (head > 0 && view.len == 0 && conn_flush(c) < 0)) {
+        PyBuffer_Release(&view);
+        Py_XDECREF(enc);
+        return NULL;
     }
     if (view.len > 0) {
         int ok;
@@ -2571,6 +2613,14 @@ static PyObject *conn_stream_begin(ConnObject *c, PyObject *unused)
     return PyBool_FromLong(!c->ext->stream_stop && !c->closed && c->transport != NULL);
 }
 
+/* _stream_failed(): the app's iterator raised (_stream_end says the rest) */
+static PyObject *conn_stream_failed(ConnObject *c, PyObject *unused)
+{
+    if (c->streaming)
+        c->ext->stream_failed = 1;
+    Py_RETURN_NONE;
+}
+
 static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
 {
     int ok = PyObject_IsTrue(okobj), aborted = 0;
@@ -2583,16 +2633,32 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
     req = c->ext->stream_req;
     c->ext->stream_req = NULL;
     if (!c->closed && c->transport != NULL) {
+        int failed = c->ext->stream_failed;
         if (ok && c->ext->stream_frame == RESP_FRAME_LENGTH && c->ext->stream_left > 0) {
             PySys_WriteStderr("fulmen: a stream ended %llu bytes short of its "
-                              "Content-Length; the connection is aborted\n",
-                              (unsigned long long)c->ext->stream_left);
+                              "Content-Length; %s\n", (unsigned long long)c->ext->stream_left,
+                              c->ext->stream_head ? "answered 500" : "the connection is aborted");
+            ok = 0;
+            failed = 1;
+        }
+        if (ok && conn_stream_head_out(c) < 0) {
+            PyErr_WriteUnraisable((PyObject *)c);
             ok = 0;
         }
         if (ok && c->ext->stream_frame == RESP_FRAME_CHUNKED &&
             mod_out_put(c->st, "0\r\n\r\n", 5) < 0)
             ok = 0;
-        if (!ok) {
+        if (!ok && c->ext->stream_head != NULL) {
+            /* nothing of this answer went out: the app's failure is a 500
+             * (whole, so what follows it could be read, but its requests'
+             * views may have run with no answer: the connection ends) and
+             * a stream not produced (the client left) sends nothing */
+            c->closing = 1;
+            c->close_after_flush = 1;
+            if (failed && !c->ext->stream_stop &&
+                resp_serialize_status(c->st, 500, "Internal Server Error", 0, 1, NULL) < 0)
+                PyErr_WriteUnraisable((PyObject *)c);
+        } else if (!ok) {
             /* the body is cut short: the client must not take it as whole,
              * so nothing may follow it, not even the answers queued behind
              * it (they would read as the rest of the body).  What went out
@@ -2613,6 +2679,7 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
             c->close_after_flush = 1;
         }
     }
+    Py_CLEAR(c->ext->stream_head);
     if (req != NULL)
         conn_request_done(req);
     if (!c->closed && !aborted) {
@@ -3569,6 +3636,7 @@ static int conn_traverse(ConnObject *c, visitproc visit, void *arg)
     if (c->ext != NULL) {
         Py_VISIT(c->ext->stream_req);
         Py_VISIT(c->ext->stream_task);
+        Py_VISIT(c->ext->stream_head);
         Py_VISIT(c->ext->stream_waiter);
         Py_VISIT(c->ext->peer);
         Py_VISIT(c->ext->ws);
@@ -3593,6 +3661,7 @@ static int conn_clear(ConnObject *c)
         c->ext->bs_req = NULL;
         Py_CLEAR(c->ext->stream_req);
         Py_CLEAR(c->ext->stream_task);
+        Py_CLEAR(c->ext->stream_head);
         Py_CLEAR(c->ext->stream_waiter);
         Py_CLEAR(c->ext->peer);
         Py_CLEAR(c->ext->ws);
@@ -3635,6 +3704,8 @@ static PyMethodDef conn_methods[] = {
      "_stream_sent(n): n body bytes were sent with sendfile"},
     {"_stream_begin", (PyCFunction)conn_stream_begin, METH_NOARGS,
      "A streamed body's first step: False when it is not to be produced."},
+    {"_stream_failed", (PyCFunction)conn_stream_failed, METH_NOARGS,
+     "The app's iterator raised: before its first item, the answer is a 500."},
     {"_stream_end", (PyCFunction)conn_stream_end, METH_O,
      "End the streamed body (True) or cut it short (False)."},
     {NULL},
@@ -3752,7 +3823,8 @@ static void conn_trim(ConnObject *c)
         trimmed = 1;
     }
     if (x != NULL && !c->streaming && c->pending == NULL && x->stream_req == NULL &&
-        x->stream_task == NULL && x->stream_waiter == NULL && x->ws == NULL &&
+        x->stream_task == NULL && x->stream_head == NULL && x->stream_waiter == NULL &&
+        x->ws == NULL &&
         x->ws_task == NULL && x->bstream == NULL) {
         c->ext = NULL;
         Py_XDECREF(x->peer); /* a str */
@@ -3800,8 +3872,8 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
         next = c->next;
         if (UNLIKELY(srv->response_timeout_ms) && conn_q_len(c) > 0)
             conn_view_timeouts(c, now);
-        if (c->deadline != 0 && now >= c->deadline && !c->closed &&
-            c->transport != NULL) {
+        if ((c->deadline != 0 && now >= c->deadline && !c->closed &&
+             c->transport != NULL) || UNLIKELY(conn_stream_head_due(c))) {
             /* expiring may run code that unlinks c: hold it */
             if (PyList_Append(keep, (PyObject *)c) < 0)
                 break;
@@ -3814,7 +3886,10 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keep); i++) {
         c = (ConnObject *)PyList_GET_ITEM(keep, i);
-        if (!c->closed && c->transport != NULL)
+        if (conn_stream_head_due(c) && !c->closed && c->transport != NULL &&
+            (conn_stream_head_out(c) < 0 || conn_flush(c) < 0))
+            PyErr_WriteUnraisable((PyObject *)c);
+        if (c->deadline != 0 && now >= c->deadline && !c->closed && c->transport != NULL)
             conn_expire(c);
     }
     Py_DECREF(keep);

@@ -531,26 +531,31 @@ def stream_length(request):
 
 def stream_fail(request):
     """Two items, then the generator raises: the body must not look whole.
-    ?exc=SystemExit or KeyboardInterrupt raises that instead."""
+    ?exc=SystemExit or KeyboardInterrupt raises that instead; ?first=0
+    raises before the first item."""
     exc = {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}.get(
         request.query.get("exc"), RuntimeError)
+    first = request.query.get("first") != "0"
 
     def gen():
-        yield b"first "
-        yield b"second "
+        if first:
+            yield b"first "
+            yield b"second "
         raise exc("the generator failed")
 
     async def agen():
-        yield b"first "
         await asyncio.sleep(0)
-        yield b"second "
+        if first:
+            yield b"first "
+            await asyncio.sleep(0)
+            yield b"second "
         raise exc("the generator failed")
     return Response(stream=gen() if request.match_dict["kind"] == "sync" else agen())
 
 
 def stream_bad_length(request):
     """A stream that breaks the Content-Length it announced."""
-    parts = [b"abc"] if request.match_dict["kind"] == "short" else [b"abcd", b"efgh"]
+    parts = {"short": [b"abc"], "none": []}.get(request.match_dict["kind"], [b"abcd", b"efgh"])
     return Response(stream=iter(parts), headers={"Content-Length": "5"})
 
 
@@ -629,13 +634,14 @@ def sse(request):
     key = request.match_dict["key"]
     n = request.query.get("n")
     n = int(n) if n else 3
+    first = request.query.get("wait") != "1"     # ?wait=1: event 0 waits too
     q = asyncio.Queue()
     STATE["sse"][key] = q
 
     async def events():
         try:
             for i in range(n):
-                if i:
+                if i or not first:
                     await q.get()       # the client asks for the next event
                 yield "id: %d\nevent: tick\ndata: event %d\n\n" % (i, i)
         finally:
