@@ -3824,8 +3824,7 @@ static void conn_trim(ConnObject *c)
     }
     if (x != NULL && !c->streaming && c->pending == NULL && x->stream_req == NULL &&
         x->stream_task == NULL && x->stream_head == NULL && x->stream_waiter == NULL &&
-        x->ws == NULL &&
-        x->ws_task == NULL && x->bstream == NULL) {
+        x->ws == NULL && x->ws_task == NULL && x->bstream == NULL) {
         c->ext = NULL;
         Py_XDECREF(x->peer); /* a str */
         PyMem_Free(x);
@@ -3886,8 +3885,9 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keep); i++) {
         c = (ConnObject *)PyList_GET_ITEM(keep, i);
-        if (conn_stream_head_due(c) && !c->closed && c->transport != NULL &&
-            (conn_stream_head_out(c) < 0 || conn_flush(c) < 0))
+        if (c->closed || c->transport == NULL)
+            continue;
+        if (conn_stream_head_due(c) && (conn_stream_head_out(c) < 0 || conn_flush(c) < 0))
             PyErr_WriteUnraisable((PyObject *)c);
         if (c->deadline != 0 && now >= c->deadline && !c->closed && c->transport != NULL)
             conn_expire(c);
