@@ -37,7 +37,8 @@ setup(
             depends=glob.glob("src/fulmen/_core/*.h"),
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-            libraries=["z"],  # permessage-deflate
+            libraries=["z",  # permessage-deflate
+                       "ssl", "crypto"],  # TLS in C (tls.c)
         )
     ],
 )

@@ -557,14 +557,18 @@ class Application:
         # large answer to a slow but steady reader, and wait 30 s for a
         # close_notify a client may never send.  Its own stays, far off, as
         # a last resort.
-        tls = {} if ssl is None else {"ssl_handshake_timeout": self.header_timeout,
-                                      "ssl_shutdown_timeout": 3600.0}
+        # TLS in C (docs/tls.md): uvloop then serves plain TCP, and each
+        # connection runs OpenSSL on its socket with the context's SSL_CTX
+        transport_ssl = None if ssl is None or _tls_in_c(factory, ssl) else ssl
+        tls = {} if transport_ssl is None else {"ssl_handshake_timeout": self.header_timeout,
+                                                "ssl_shutdown_timeout": 3600.0}
         if self.max_connections is None:
             server = loop.run_until_complete(
-                loop.create_server(factory, sock=sock, ssl=ssl,
+                loop.create_server(factory, sock=sock, ssl=transport_ssl,
                                    backlog=getattr(self, "_backlog", 1024), **tls))
         else:
-            server = _LimitedAcceptor(loop, sock, factory, ssl, self.max_connections, tls)
+            server = _LimitedAcceptor(loop, sock, factory, transport_ssl,
+                                      self.max_connections, tls)
         stopping = []
         # one sweep over all connections a few times a second enforces every
         # timeout: no timer per connection
@@ -827,6 +831,23 @@ def _exit_at_once(signum):
 def _log_hup():
     sys.stderr.write("fulmen: SIGHUP ignored: replacing workers gracefully needs a "
                      "master (--workers N, or run(worker_num=N))\n")
+
+
+def _tls_in_c(server, ctx):
+    """Have the server run TLS itself (tls.c) with ctx's SSL_CTX; False when
+    it cannot, and uvloop's TLS serves.  Not for a context with Python
+    callbacks that expect an ssl.SSLSocket or SSLObject behind each
+    connection (sni_callback, keylog_filename, _msg_callback), nor for a
+    class that is not CPython's; FULMEN_TLS_C=0 turns it off."""
+    import _ssl
+    import ssl as _ssl_mod
+    if os.environ.get("FULMEN_TLS_C") == "0" or not isinstance(ctx, _ssl._SSLContext):
+        return False
+    if (getattr(ctx, "sni_callback", None) is not None
+            or getattr(ctx, "keylog_filename", None) is not None
+            or getattr(ctx, "_msg_callback", None) is not None):
+        return False
+    return server._use_tls(ctx, int(ctx.options), _ssl_mod.OPENSSL_VERSION_NUMBER)
 
 
 def _ssl_context(ssl):

@@ -97,7 +97,7 @@ class _FileBody:
 async def _send_file(conn, body):
     transport = conn.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
-    if (sock is None or transport.get_extra_info("sslcontext") is not None
+    if (sock is None or conn._tls or transport.get_extra_info("sslcontext") is not None
             or not hasattr(os, "sendfile")):
         for i, block in enumerate(body):
             waiter = conn._stream_write(block)

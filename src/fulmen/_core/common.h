@@ -3,7 +3,7 @@
  * state, the object layouts that more than one file touches, and the small
  * cross-file API.  Each function is prefixed by the file it lives in:
  * mod_ (module.c), conn_ (conn.c), req_ (request.c), resp_ (response.c),
- * router_ (router.c), aw_ (awaitable.c).
+ * router_ (router.c), aw_ (awaitable.c), tls_ (tls.c).
  */
 #ifndef FULMEN_COMMON_H
 #define FULMEN_COMMON_H
@@ -183,6 +183,15 @@ struct RouteObject {
     PyObject *task_name;   /* its coroutine views' Task name (conn.c), or NULL */
 };
 
+/* tls.c: OpenSSL on a connection's socket (the types stay opaque here) */
+struct ssl_st;
+struct ssl_ctx_st;
+struct bio_method_st;
+typedef struct tls_out {  /* records waiting to be sent, shared per server */
+    char *p;
+    size_t len, cap;
+} tls_out;
+
 /* The per-server configuration and the factory of connections. */
 struct ServerObject {
     PyObject_HEAD
@@ -234,6 +243,12 @@ struct ServerObject {
      * (mod_future_new), else NULL */
     PyObject *future_type;
     PyObject *future_kw;     /* {"loop": loop} for them, made on first use */
+    /* TLS in C (tls.c), set by _use_tls(): every connection takes its
+     * socket over at connection_made and runs OpenSSL on it */
+    struct ssl_ctx_st *tls_ctx; /* a reference of ours, or NULL */
+    PyObject *tls_pyctx;     /* the ssl.SSLContext it came from */
+    struct bio_method_st *tls_meth;
+    tls_out tls_out;         /* records of the SSL call in progress */
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the
@@ -394,7 +409,24 @@ INLINE int mod_hexval(unsigned char c)
 }
 
 /* conn.c */
+enum { TLS_AGAIN = 0, TLS_EOF = -1, TLS_ERROR = -2 };
+struct bio_method_st *tls_bio_method(void);
+void tls_bio_method_free(struct bio_method_st *m);
+struct ssl_ctx_st *tls_ctx_from(PyObject *obj, unsigned long long options,
+                                unsigned long long openssl_version);
+void tls_ctx_free(struct ssl_ctx_st *ctx);
+struct ssl_st *tls_new(struct ssl_ctx_st *ctx, struct bio_method_st *meth, tls_out *out,
+                       int fd, const char *pre, size_t n);
+void tls_free(struct ssl_st *ssl);
+int tls_read(struct ssl_st *ssl, char *buf, int n);
+int tls_write(struct ssl_st *ssl, const char *p, size_t n);
+void tls_shutdown(struct ssl_st *ssl);
+int tls_pending(struct ssl_st *ssl);
+int tls_ready(struct ssl_st *ssl);
+const char *tls_version(struct ssl_st *ssl);
+
 extern PyType_Spec conn_server_spec;
+int conn_is_tls(ConnObject *c);             /* TLS done in C on this connection */
 int conn_proxy_trusted(ConnObject *c);
 PyObject *conn_peer_host(ConnObject *c);     /* new reference */
 extern PyType_Spec conn_spec;

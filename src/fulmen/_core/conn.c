@@ -19,6 +19,13 @@
  * accepted it, closes it, and reports connection_lost; output that the
  * socket cannot take at once goes to the transport, and send() is used
  * again once the transport's buffer is empty.
+ *
+ * TLS in C (tls.c, docs/tls.md).  When the server has an SSL_CTX
+ * (Server._use_tls), uvloop serves plain TCP and every connection takes
+ * its socket over at connection_made, before any byte is read: OpenSSL
+ * reads the socket, and the records it writes are sent the way plain
+ * output is (conn_tls_push).  Such a connection is a direct one in every
+ * other respect; c->ssl says it speaks TLS.
  */
 #include "common.h"
 
@@ -226,6 +233,7 @@ struct ConnObject {
     uint8_t owed_looked : 1; /* CONN_T_OWED has looked at the kernel's queue */
     uint16_t linger_kb;    /* KiB that may still be dropped while lingering
                             * (0 before: CONN_LINGER_KB then) */
+    struct ssl_st *ssl;    /* TLS in C (tls.c), else NULL */
 };
 
 /* The WebSocket after a 101, else NULL. */
@@ -272,6 +280,8 @@ static int conn_linger(ConnObject *c);
 static void conn_linger_drop(ConnObject *c, PyObject *data);
 static void conn_closing(ConnObject *c);
 static void conn_close_now(ConnObject *c);
+static int conn_tls_push(ConnObject *c);
+static void conn_tls_bye(ConnObject *c);
 
 /* ========================================================================
  * Output
@@ -309,6 +319,104 @@ static NOINLINE void conn_abort_kept(ConnObject *c)
     PyErr_Restore(et, ev, etb);
 }
 
+/* Send the records the last SSL call wrote (the server's tls_out): with
+ * send() when nothing of ours waits in the transport, the rest through
+ * the transport, whose buffer then pauses us as for plain output.
+ * Returns 0, or -1 with an exception set. */
+static int conn_tls_push(ConnObject *c)
+{
+    tls_out *o = &c->server->tls_out;
+    PyObject *b = NULL, *res = NULL;
+    size_t off = 0;
+    int rc = -1;
+    if (o->len == 0)
+        return 0;
+    if (c->closed || c->aborted || c->transport == NULL || c->fd < 0)
+        goto dropped;
+    if (conn_io_writable(c)) {
+        ssize_t n = send(c->fd, o->p, o->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (LIKELY(n == (ssize_t)o->len))
+            goto dropped; /* all sent */
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            o->len = 0;
+            conn_io_end(c);
+            c->aborted = 1;
+            res = PyObject_CallMethodNoArgs(c->transport, c->st->s_abort);
+            if (res == NULL)
+                goto error;
+            goto ok;
+        }
+        off = n > 0 ? (size_t)n : 0;
+    }
+    b = PyBytes_FromStringAndSize(o->p + off, (Py_ssize_t)(o->len - off));
+    o->len = 0;
+    if (b == NULL)
+        goto error;
+    c->tpending = 1;
+    res = PyObject_CallMethodOneArg(c->transport, c->st->s_write, b);
+    if (res == NULL)
+        goto error;
+    goto ok;
+dropped:
+    o->len = 0;
+ok:
+    rc = 0;
+error:
+    if (UNLIKELY(o->cap > (1u << 20))) {
+        /* a large answer grew it: not kept for the server's life */
+        PyMem_RawFree(o->p);
+        o->p = NULL;
+        o->cap = 0;
+    }
+    Py_XDECREF(b);
+    Py_XDECREF(res);
+    return rc;
+}
+
+/* An SSL_write failed (out of memory, or a broken SSL state): what it
+ * would have carried is lost, so the connection is aborted; before the
+ * handshake is done (a 408 for a client that never finished it), the
+ * output is only dropped and the close goes on. */
+static NOINLINE void conn_tls_failed(ConnObject *c)
+{
+    c->server->tls_out.len = 0;
+    if (!tls_ready(c->ssl) || c->closed || c->aborted || c->transport == NULL)
+        return;
+    conn_abort(c);
+}
+
+/* conn_flush's out_chunks (bytes-like items, large bodies) over TLS: each
+ * encrypted in turn, then the records sent.  Returns 0, or -1 with an
+ * exception set. */
+static NOINLINE int conn_tls_write_chunks(ConnObject *c, PyObject *chunks)
+{
+    Py_ssize_t i;
+    for (i = 0; i < PyList_GET_SIZE(chunks); i++) {
+        Py_buffer v;
+        int w;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(chunks, i), &v, PyBUF_SIMPLE) < 0)
+            return -1;
+        w = tls_write(c->ssl, v.buf, (size_t)v.len);
+        PyBuffer_Release(&v);
+        if (UNLIKELY(w < 0)) {
+            conn_tls_failed(c);
+            return 0;
+        }
+    }
+    return conn_tls_push(c);
+}
+
+/* Our close_notify, sent before the transport closes (or half-closes) the
+ * socket; once, and not after an abort. */
+static void conn_tls_bye(ConnObject *c)
+{
+    if (c->ssl == NULL || c->aborted || c->closed || c->transport == NULL)
+        return;
+    tls_shutdown(c->ssl);
+    if (conn_tls_push(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
+}
+
 /* Write st->out (and any large bodies in st->out_chunks) in one call: a
  * send() of our own under direct I/O, else the transport's write.
  * Returns 0 or -1 with an exception set; then the answers that did not
@@ -339,11 +447,30 @@ static int conn_flush(ConnObject *c)
                 goto error;
             }
         }
+        if (c->ssl != NULL) {
+            rc = conn_tls_write_chunks(c, chunks);
+            Py_DECREF(chunks);
+            if (rc < 0)
+                goto error;
+            rc = -1;
+            goto done_ok;
+        }
         c->tpending = 1;
         res = PyObject_CallMethodOneArg(c->transport, st->s_writelines, chunks);
         Py_DECREF(chunks);
     } else {
         size_t off = 0;
+        if (c->ssl != NULL) {
+            int w = tls_write(c->ssl, st->out, st->out_len);
+            st->out_len = 0;
+            if (UNLIKELY(w < 0)) {
+                conn_tls_failed(c);
+                goto done_ok;
+            }
+            if (conn_tls_push(c) < 0)
+                goto error;
+            goto done_ok;
+        }
         if (c->fd >= 0 && conn_io_writable(c)) {
             ssize_t n = send(c->fd, st->out, st->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (LIKELY(n == (ssize_t)st->out_len)) {
@@ -379,6 +506,7 @@ done_ok:
         res = NULL;
         if (!conn_linger(c)) {
             conn_io_end(c);
+            conn_tls_bye(c);
             res = PyObject_CallMethodNoArgs(c->transport, st->s_close);
             if (res == NULL)
                 rc = -1;
@@ -1178,6 +1306,13 @@ static void conn_rearm(ConnObject *c, int64_t now)
     } else if (c->pause & CONN_PAUSE_WRITE) {
         if (c->timer != CONN_T_WRITE)
             conn_arm_write(c, CONN_T_WRITE, now + srv->body_timeout_ms);
+    } else if (UNLIKELY(c->server->tls_ctx != NULL) && (c->ssl == NULL || !tls_ready(c->ssl))) {
+        /* the handshake gets header_timeout from the connection's start,
+         * as uvloop's ssl_handshake_timeout did (conn_expire cuts it) */
+        if (c->head_start == 0)
+            c->head_start = now;
+        c->timer = CONN_T_HEAD;
+        c->deadline = c->head_start + srv->header_timeout_ms;
     } else if (UNLIKELY(c->timer == CONN_T_WRITE) && !c->lingering && conn_tls(c)) {
         /* resumed over TLS with output still on its way (conn_resume_writing):
          * the deadline stays until the client has it all (conn_expire) */
@@ -2783,12 +2918,20 @@ static void conn_process_buffer(ConnObject *c)
  */
 
 static void conn_io_attach(ConnObject *c);
+static void conn_tls_attach(ConnObject *c, PyObject *data);
 
 static PyObject *conn_data_received(ConnObject *c, PyObject *data)
 {
     fulmen_state *st = c->st;
     Py_buffer view;
     c->server->io_turn++;
+    if (UNLIKELY(c->server->tls_ctx != NULL) && c->ssl == NULL) {
+        /* the first bytes of a TLS connection (uvloop reads once before
+         * the socket can be taken over): they start the handshake */
+        if (!c->io_checked && !c->closed)
+            conn_tls_attach(c, data);
+        Py_RETURN_NONE;
+    }
     if (!conn_reads_on(c) || c->closed) {
         if (UNLIKELY(c->lingering))
             conn_linger_drop(c, data);
@@ -2959,6 +3102,10 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         conn_io_end(c);
         c->fd = -1;
         c->server->n_direct--;
+        if (c->ssl != NULL) {
+            tls_free(c->ssl);
+            c->ssl = NULL;
+        }
         Py_DECREF(c); /* the caller still holds one */
     }
     Py_CLEAR(c->transport);
@@ -3044,6 +3191,8 @@ static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
  * it, so conn_io_read() reads until the socket is drained, or re-arms it
  * (adding a socket reports it at once if it is readable).  EPOLLRDHUP says
  * the peer's FIN is in, so that a short read is not taken for drained. */
+static void conn_tls_kick(ConnObject *c);
+
 static void conn_io_watch(ConnObject *c, int on)
 {
     struct epoll_event ev;
@@ -3054,6 +3203,8 @@ static void conn_io_watch(ConnObject *c, int on)
     if (epoll_ctl(c->server->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) == 0 ||
         !on)
         c->io_watched = (uint8_t)on;
+    if (on && c->io_watched && c->ssl != NULL && tls_pending(c->ssl))
+        conn_tls_kick(c); /* SSL holds input the socket will not report */
 }
 
 /* No more reads on c (EOF, an error, or the transport is being closed). */
@@ -3144,12 +3295,167 @@ out:
     PyErr_Clear();
 }
 
+/* The end of the client's stream (n == 0 from recv, a close_notify or a
+ * FIN over TLS): eof_received decides, as the transport would ask it. */
+static void conn_io_eof(ConnObject *c)
+{
+    PyObject *r = conn_eof_received(c, NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    if (r != Py_True)
+        conn_close_transport(c, 0);
+    Py_XDECREF(r);
+}
+
+/* A TLS connection's socket is readable: SSL_read until it wants more
+ * from the socket (it has then drained it: edge-triggered epoll reports
+ * the next bytes), the handshake first.  The records SSL writes on the way
+ * (the handshake's, session tickets, an alert) are sent at once.  After
+ * CONN_TLS_ROUNDS reads, other sockets go first: the socket is re-armed,
+ * and input SSL already holds is read from a loop callback. */
+#define CONN_TLS_ROUNDS 8
+static void conn_tls_read(ConnObject *c)
+{
+    fulmen_state *st = c->st;
+    int rounds, n, was_ready;
+    for (rounds = 0; rounds < CONN_TLS_ROUNDS; rounds++) {
+        PyObject *b, *r;
+        if (c->fd < 0 || c->io_done || !c->io_watched || c->closed || c->ssl == NULL)
+            return;
+        b = st->rbytes;
+        if (b == NULL && (b = st->rbytes = PyBytes_FromStringAndSize(NULL, CONN_RBUF)) == NULL) {
+            PyErr_WriteUnraisable((PyObject *)c);
+            return;
+        }
+        Py_SET_SIZE(b, CONN_RBUF);
+        was_ready = tls_ready(c->ssl);
+        n = tls_read(c->ssl, PyBytes_AS_STRING(b), CONN_RBUF);
+        if (UNLIKELY(c->server->tls_out.len > 0) && conn_tls_push(c) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        if (UNLIKELY(!was_ready) && tls_ready(c->ssl)) {
+            c->head_start = 0; /* the first head is timed from its first byte */
+            conn_rearm(c, mod_now_ms());
+        }
+        if (n > 0) {
+            Py_SET_SIZE(b, n);
+            PyBytes_AS_STRING(b)[n] = '\0';
+            Py_INCREF(b);
+            r = conn_data_received(c, b);
+            if (Py_REFCNT(b) > 2)
+                Py_CLEAR(st->rbytes); /* kept (a request that waits): theirs now */
+            Py_DECREF(b);
+            if (r == NULL)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(r);
+            continue;
+        }
+        if (n == TLS_AGAIN)
+            return;
+        conn_io_end(c);
+        if (n == TLS_EOF)
+            conn_io_eof(c);
+        else if (!c->closed && c->transport != NULL)
+            conn_abort(c); /* not TLS, or broken: the connection is gone */
+        return;
+    }
+    if (c->fd >= 0 && c->io_watched && !c->io_done && !c->closed) {
+        struct epoll_event ev;
+        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+        ev.data.ptr = c;
+        (void)epoll_ctl(c->server->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        if (c->ssl != NULL && tls_pending(c->ssl))
+            conn_tls_kick(c);
+    }
+}
+
+/* Connection._tls_kick(): read what SSL holds (a loop callback). */
+static PyObject *conn_tls_kick_cb(ConnObject *c, PyObject *unused)
+{
+    c->server->io_turn++;
+    if (c->ssl != NULL)
+        conn_tls_read(c);
+    Py_RETURN_NONE;
+}
+
+/* Have the loop call conn_tls_read soon. */
+static NOINLINE void conn_tls_kick(ConnObject *c)
+{
+    PyObject *cb = PyObject_GetAttrString((PyObject *)c, "_tls_kick");
+    PyObject *r = cb != NULL ? PyObject_CallMethod(c->server->loop, "call_soon", "O", cb)
+                             : NULL;
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(r);
+    Py_XDECREF(cb);
+}
+
+/* The first read on a TLS server's connection (data: its bytes): the
+ * transport stops reading, the socket is ours with an SSL on it, and the
+ * handshake starts with data.  (uvloop starts reading after
+ * connection_made returns, so it cannot be stopped before this first
+ * read.)  A connection that cannot have that (no descriptor to spare for
+ * the epoll set, no memory) is aborted: the transport cannot speak TLS. */
+static void conn_tls_attach(ConnObject *c, PyObject *data)
+{
+    ServerObject *srv = c->server;
+    PyObject *p;
+    Py_buffer v;
+    int fd, rc;
+    c->io_checked = 1;
+    if (c->transport == NULL)
+        return;
+    if ((fd = conn_socket_fd(c)) < 0)
+        goto fail;
+    if ((rc = conn_io_setup(srv)) < 0) {
+        if (rc == -1)
+            PyErr_WriteUnraisable((PyObject *)c);
+        goto fail;
+    }
+    p = PyObject_CallMethodNoArgs(c->transport, c->st->s_pause_reading);
+    if (p == NULL)
+        goto fail;
+    Py_DECREF(p);
+    if (PyObject_GetBuffer(data, &v, PyBUF_SIMPLE) < 0)
+        goto fail;
+    c->ssl = tls_new(srv->tls_ctx, srv->tls_meth, &srv->tls_out, fd, v.buf, (size_t)v.len);
+    PyBuffer_Release(&v);
+    if (c->ssl == NULL)
+        goto fail;
+    c->fd = fd;
+    Py_INCREF(c); /* held while c->fd is set: epoll events point at c */
+    srv->n_direct++;
+    conn_io_watch(c, 1);
+    if (!c->io_watched) {
+        conn_abort(c);
+        return;
+    }
+    conn_tls_read(c); /* what data brought */
+    return;
+fail:
+    PyErr_Clear();
+    conn_abort(c);
+}
+
+int conn_is_tls(ConnObject *c)
+{
+    return c->ssl != NULL || conn_tls(c);
+}
+
+static PyObject *conn_get_tls(ConnObject *c, void *unused)
+{
+    return PyBool_FromLong(conn_is_tls(c));
+}
+
 /* c's socket is readable (events: what epoll reported): what the
  * transport would do, done here. */
 static void conn_io_read(ConnObject *c, uint32_t events)
 {
     fulmen_state *st = c->st;
     int rounds;
+    if (c->ssl != NULL) {
+        conn_tls_read(c);
+        return;
+    }
     for (rounds = 0; rounds < 4; rounds++) {
         ssize_t n;
         PyObject *b, *r;
@@ -3187,13 +3493,7 @@ static void conn_io_read(ConnObject *c, uint32_t events)
             return;
         conn_io_end(c);
         if (n == 0) {
-            /* EOF: eof_received decides, as the transport would ask it */
-            r = conn_eof_received(c, NULL);
-            if (r == NULL)
-                PyErr_WriteUnraisable((PyObject *)c);
-            if (r != Py_True)
-                conn_close_transport(c, 0);
-            Py_XDECREF(r);
+            conn_io_eof(c);
         } else if (!c->closed && c->transport != NULL) {
             conn_abort(c); /* a reset or other error: the connection is gone */
         }
@@ -3270,6 +3570,7 @@ static NOINLINE int conn_linger(ConnObject *c)
     if (c->client_close && !c->unread_input && c->pending == NULL && conn_bstream(c) == NULL &&
         conn_io_writable(c))
         return 0;
+    conn_tls_bye(c); /* close_notify, then our FIN */
     r = PyObject_CallMethod(c->transport, "can_write_eof", NULL);
     ok = r != NULL && PyObject_IsTrue(r) == 1;
     Py_XDECREF(r);
@@ -3347,6 +3648,7 @@ static void conn_close_now(ConnObject *c)
 {
     PyObject *r;
     conn_io_end(c);
+    conn_tls_bye(c);
     r = PyObject_CallMethodNoArgs(c->transport, c->st->s_close);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -3360,6 +3662,16 @@ static void conn_expire(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *r;
+    if (UNLIKELY(c->server->tls_ctx != NULL) && c->timer == CONN_T_HEAD &&
+        (c->ssl == NULL || !tls_ready(c->ssl)) && !c->closed) {
+        /* a handshake not done within header_timeout: cut, as uvloop's
+         * ssl_handshake_timeout did */
+        c->timer = CONN_T_NONE;
+        c->deadline = 0;
+        c->closing = 1;
+        conn_abort(c);
+        return;
+    }
     if ((c->timer == CONN_T_WRITE || c->timer == CONN_T_CLOSING ||
          c->timer == CONN_T_WSCLOSE) && conn_took(c)) {
         /* the client takes its answers, slowly: more time */
@@ -3466,6 +3778,8 @@ static void conn_expire(ConnObject *c)
             conn_reset_cut_close_delimited(c); /* a stream cut by the deadline */
         c->timer = CONN_T_NONE;
         c->deadline = 0;
+        if (!c->aborted)
+            conn_tls_bye(c);
         r = PyObject_CallMethodNoArgs(c->transport, c->aborted ? c->st->s_abort : c->st->s_close);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
@@ -3506,6 +3820,8 @@ void conn_close_transport(ConnObject *c, int abort)
     conn_io_end(c);
     if (abort)
         c->aborted = 1;
+    else
+        conn_tls_bye(c);
     r = PyObject_CallMethodNoArgs(c->transport, abort ? c->st->s_abort : c->st->s_close);
     if (r == NULL)
         PyErr_WriteUnraisable((PyObject *)c);
@@ -3683,6 +3999,7 @@ static void conn_dealloc(ConnObject *c)
     conn_unlink(c);
     conn_clear(c);
     Py_CLEAR(c->server);
+    tls_free(c->ssl);
     PyMem_Free(c->buf);
     PyMem_Free(c->q);
     PyMem_Free(c->ext);
@@ -3708,6 +4025,8 @@ static PyMethodDef conn_methods[] = {
      "The app's iterator raised: before its first item, the answer is a 500."},
     {"_stream_end", (PyCFunction)conn_stream_end, METH_O,
      "End the streamed body (True) or cut it short (False)."},
+    {"_tls_kick", (PyCFunction)conn_tls_kick_cb, METH_NOARGS,
+     "Read the input OpenSSL holds (a loop callback)."},
     {NULL},
 };
 
@@ -3719,6 +4038,7 @@ static PyObject *conn_get_transport_attr(ConnObject *c, void *unused)
 static PyGetSetDef conn_getset[] = {
     {"closed", (getter)conn_get_closed, NULL, "the connection is gone", NULL},
     {"transport", (getter)conn_get_transport_attr, NULL, "the uvloop transport", NULL},
+    {"_tls", (getter)conn_get_tls, NULL, "the connection speaks TLS (no sendfile)", NULL},
     {NULL},
 };
 
@@ -3972,6 +4292,7 @@ static int conn_server_traverse(ServerObject *s, visitproc visit, void *arg)
     Py_VISIT(s->task_type);
     Py_VISIT(s->future_type);
     Py_VISIT(s->future_kw);
+    Py_VISIT(s->tls_pyctx);
     return 0;
 }
 
@@ -3989,6 +4310,7 @@ static int conn_server_clear(ServerObject *s)
     Py_CLEAR(s->task_type);
     Py_CLEAR(s->future_type);
     Py_CLEAR(s->future_kw);
+    Py_CLEAR(s->tls_pyctx);
     return 0;
 }
 
@@ -3999,6 +4321,9 @@ static void conn_server_dealloc(ServerObject *s)
     if (s->epfd >= 0)
         close(s->epfd);
     conn_server_clear(s);
+    tls_ctx_free(s->tls_ctx);
+    tls_bio_method_free(s->tls_meth);
+    PyMem_RawFree(s->tls_out.p);
     tp->tp_free(s);
     Py_DECREF(tp);
 }
@@ -4051,7 +4376,38 @@ static PyObject *conn_server_flush_log(ServerObject *srv, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Server._use_tls(ctx, options, openssl_version): serve TLS in C with the
+ * SSL_CTX inside ctx, an ssl.SSLContext that app.py has checked (see
+ * tls_ctx_from).  Returns True, or False when it cannot be used (then
+ * uvloop's TLS path serves); call before serving. */
+static PyObject *conn_server_use_tls(ServerObject *srv, PyObject *args)
+{
+    PyObject *ctx;
+    unsigned long long options, version;
+    if (!PyArg_ParseTuple(args, "OKK", &ctx, &options, &version))
+        return NULL;
+    if (srv->tls_ctx != NULL || srv->n_conns > 0) {
+        PyErr_SetString(PyExc_RuntimeError, "_use_tls: only once, before serving");
+        return NULL;
+    }
+    srv->tls_meth = tls_bio_method();
+    if (srv->tls_meth == NULL)
+        Py_RETURN_FALSE;
+    srv->tls_ctx = tls_ctx_from(ctx, options, version);
+    if (srv->tls_ctx == NULL) {
+        tls_bio_method_free(srv->tls_meth);
+        srv->tls_meth = NULL;
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(ctx);
+    srv->tls_pyctx = ctx; /* the SSL_CTX's callbacks' data (ALPN) live in it */
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef conn_server_methods[] = {
+    {"_use_tls", (PyCFunction)conn_server_use_tls, METH_VARARGS,
+     "_use_tls(ctx, options, openssl_version): TLS in C with ctx's SSL_CTX; "
+     "False when it cannot be used."},
     {"flush_log", (PyCFunction)conn_server_flush_log, METH_NOARGS,
      "Write out the buffered access log lines."},
     {"sweep", (PyCFunction)conn_server_sweep, METH_NOARGS,

@@ -1438,6 +1438,8 @@ static PyObject *req_get_scheme(RequestObject *r, void *c)
         return PyUnicode_FromString(n == 5 ? "https" : "http");
     if (r->conn == NULL)
         return PyUnicode_FromString("http");
+    if (conn_is_tls(r->conn))
+        return PyUnicode_FromString("https");
     t = conn_get_transport(r->conn);
     if (t == Py_None) {
         Py_DECREF(t);

@@ -1,0 +1,311 @@
+/*
+ * tls.c - TLS in C: OpenSSL on the connection's own socket, instead of
+ * uvloop's SSLProtocol and ssl.py's SSLObject (docs/tls.md says why).
+ *
+ * The SSL_CTX is the one inside the application's ssl.SSLContext (taken
+ * out of the object, checked at run time, see tls_ctx_from): whatever the
+ * user or _ssl_context() configured (certificates, password-protected keys,
+ * ciphers, minimum version, ALPN) holds as it is, and what cannot work on
+ * an SSL with no Python object behind it (SNI and message callbacks, a
+ * key log) is refused by app.py, which keeps uvloop's path for it.
+ *
+ * One BIO of ours per connection: reads recv() from the descriptor (after
+ * the bytes uvloop's transport read before the socket was taken over);
+ * writes append the records to the server's tls_out buffer and never
+ * block; conn.c
+ * sends that buffer after every SSL call (tls_out_take), with send() when
+ * the socket takes it and through the plain transport otherwise, so that
+ * the transport's buffer and its pause_writing/resume_writing bound what a
+ * slow reader holds, exactly as for plain TCP.  An SSL call therefore never
+ * wants to write: the only retry state is SSL_ERROR_WANT_READ, which maps
+ * onto the socket's epoll read interest.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/socket.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+/* ========================================================================
+ * The BIO: reads recv() from the socket, writes append to a tls_out buffer
+ */
+
+/* A connection's BIO state.  pre: the bytes the transport read before the
+ * socket was taken over (the start of the ClientHello), served first. */
+typedef struct {
+    int fd;
+    tls_out *out;
+    char *pre;
+    size_t pre_len, pre_off;
+} tls_io;
+
+static int tls_bio_read(BIO *b, char *buf, int n)
+{
+    tls_io *io = BIO_get_data(b);
+    ssize_t r;
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    if (UNLIKELY(io->pre != NULL)) {
+        size_t k = io->pre_len - io->pre_off;
+        if (k > (size_t)n)
+            k = (size_t)n;
+        memcpy(buf, io->pre + io->pre_off, k);
+        io->pre_off += k;
+        if (io->pre_off == io->pre_len) {
+            PyMem_RawFree(io->pre);
+            io->pre = NULL;
+        }
+        return (int)k;
+    }
+    do
+        r = recv(io->fd, buf, (size_t)n, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    return (int)r; /* 0: the client's FIN; -1: an error (errno says) */
+}
+
+static int tls_bio_write(BIO *b, const char *p, int n)
+{
+    tls_io *io = BIO_get_data(b);
+    tls_out *o = io->out;
+    size_t need;
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    need = o->len + (size_t)n;
+    if (UNLIKELY(need > o->cap)) {
+        size_t cap = o->cap ? o->cap : 16384;
+        char *q;
+        while (cap < need)
+            cap *= 2;
+        q = PyMem_RawRealloc(o->p, cap);
+        if (q == NULL)
+            return -1; /* SSL_write fails: the connection is aborted */
+        o->p = q;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, p, (size_t)n);
+    o->len = need;
+    return n;
+}
+
+static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    /* FLUSH: conn.c sends after each SSL call; the rest is not asked of
+     * a source/sink BIO by libssl, or may fail */
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int tls_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int tls_bio_destroy(BIO *b)
+{
+    tls_io *io = BIO_get_data(b);
+    if (io != NULL) {
+        PyMem_RawFree(io->pre);
+        PyMem_RawFree(io);
+        BIO_set_data(b, NULL);
+    }
+    return 1;
+}
+
+/* The BIO_METHOD of the connections' BIOs, made once per server (it lives
+ * in the ServerObject, not in a process-wide static).  NULL when out of
+ * memory. */
+BIO_METHOD *tls_bio_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                 "fulmen tls_io");
+    if (m == NULL)
+        return NULL;
+    if (!BIO_meth_set_write(m, tls_bio_write) || !BIO_meth_set_read(m, tls_bio_read) ||
+        !BIO_meth_set_ctrl(m, tls_bio_ctrl) || !BIO_meth_set_create(m, tls_bio_create) ||
+        !BIO_meth_set_destroy(m, tls_bio_destroy)) {
+        BIO_meth_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void tls_bio_method_free(BIO_METHOD *m)
+{
+    if (m != NULL)
+        BIO_meth_free(m);
+}
+
+/* ========================================================================
+ * The context
+ */
+
+/* The SSL_CTX inside an ssl.SSLContext, with a reference of our own, or
+ * NULL (no exception) when it cannot be taken safely: CPython's
+ * PySSLContext starts with `SSL_CTX *ctx` right after PyObject_HEAD from
+ * 3.7 to 3.13, which is checked against what the object says of itself:
+ * the options it reports (options, from Python) must be the SSL_CTX's, and
+ * the OpenSSL this module runs with must be the one _ssl was built for
+ * (openssl_version: ssl.OPENSSL_VERSION_NUMBER; both link libssl.so.3, so
+ * one copy is loaded).  is_ssl_context: the caller checked that obj is an
+ * instance of _ssl._SSLContext (a subclass of it cannot move the field). */
+SSL_CTX *tls_ctx_from(PyObject *obj, unsigned long long options,
+                      unsigned long long openssl_version)
+{
+    SSL_CTX *ctx;
+#if PY_VERSION_HEX < 0x03070000 || PY_VERSION_HEX >= 0x030e0000
+    (void)obj, (void)options, (void)openssl_version, (void)ctx;
+    return NULL; /* a layout not checked: uvloop's path */
+#else
+    if ((unsigned long long)OpenSSL_version_num() != openssl_version)
+        return NULL;
+    ctx = *(SSL_CTX **)((char *)obj + sizeof(PyObject));
+    if (ctx == NULL || (unsigned long long)SSL_CTX_get_options(ctx) != options)
+        return NULL;
+    if (!SSL_CTX_up_ref(ctx))
+        return NULL;
+    return ctx;
+#endif
+}
+
+void tls_ctx_free(SSL_CTX *ctx)
+{
+    if (ctx != NULL)
+        SSL_CTX_free(ctx);
+}
+
+/* ========================================================================
+ * Connections
+ */
+
+/* A server-side SSL on socket fd, its records written to out; pre (n
+ * bytes, copied) is what was read from the socket before.  NULL when out
+ * of memory (no exception). */
+SSL *tls_new(SSL_CTX *ctx, BIO_METHOD *meth, tls_out *out, int fd, const char *pre,
+             size_t n)
+{
+    SSL *ssl = SSL_new(ctx);
+    BIO *b = NULL;
+    tls_io *io = NULL;
+    if (ssl == NULL)
+        goto error;
+    io = PyMem_RawCalloc(1, sizeof(*io));
+    if (io == NULL || (n > 0 && (io->pre = PyMem_RawMalloc(n)) == NULL))
+        goto error;
+    io->fd = fd; /* the transport closes it */
+    io->out = out;
+    if (n > 0)
+        memcpy(io->pre, pre, n);
+    io->pre_len = n;
+    b = BIO_new(meth);
+    if (b == NULL)
+        goto error;
+    BIO_set_data(b, io);
+    io = NULL; /* the BIO's now */
+    SSL_set_bio(ssl, b, b); /* ssl owns it */
+    /* A client-initiated renegotiation (TLS 1.2) is refused; read-ahead
+     * lets one recv() take every record that has arrived. */
+    SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+    SSL_set_read_ahead(ssl, 1);
+    SSL_set_accept_state(ssl);
+    return ssl;
+error:
+    if (io != NULL) {
+        PyMem_RawFree(io->pre);
+        PyMem_RawFree(io);
+    }
+    BIO_free(b);
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
+}
+
+void tls_free(SSL *ssl)
+{
+    if (ssl != NULL)
+        SSL_free(ssl);
+}
+
+/* Read plaintext into buf (the handshake runs first, inside the call).
+ * Returns the bytes read (> 0); TLS_AGAIN when the socket has no more for
+ * now (read interest is all it needs); TLS_EOF when the client closed,
+ * with a close_notify or with a bare FIN (taken as the end of the stream,
+ * as HTTP/1.1 over TLS may: RFC 9112 9.8); TLS_ERROR on a protocol error or
+ * a broken connection (the alert, if any, is in the out buffer). */
+int tls_read(SSL *ssl, char *buf, int n)
+{
+    int r = SSL_read(ssl, buf, n), e;
+    if (LIKELY(r > 0))
+        return r;
+    e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return TLS_AGAIN;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return TLS_EOF;
+    }
+    if (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EINTR)) {
+        ERR_clear_error();
+        return TLS_AGAIN;
+    }
+    if (e == SSL_ERROR_SSL && SSL_is_init_finished(ssl) &&
+        ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        /* OpenSSL 3: a FIN without close_notify */
+        ERR_clear_error();
+        return TLS_EOF;
+    }
+    ERR_clear_error();
+    return TLS_ERROR;
+}
+
+/* Encrypt n bytes into the out buffer.  Returns 0, or -1 when they cannot
+ * go (the handshake is not done, or an error: the caller aborts). */
+int tls_write(SSL *ssl, const char *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (UNLIKELY(!SSL_is_init_finished(ssl)) || n > INT_MAX)
+        return -1;
+    if (UNLIKELY(SSL_write(ssl, p, (int)n) != (int)n)) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+/* Our close_notify into the out buffer (once; not after an error, nor
+ * before the handshake is done).  We do not wait for the client's. */
+void tls_shutdown(SSL *ssl)
+{
+    if (SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
+        if (SSL_shutdown(ssl) < 0)
+            ERR_clear_error();
+    }
+}
+
+/* Decrypted bytes (or whole records read ahead) that SSL holds: a read
+ * would return them without the socket being readable again. */
+int tls_pending(SSL *ssl)
+{
+    return SSL_has_pending(ssl);
+}
+
+/* The handshake is done. */
+int tls_ready(SSL *ssl)
+{
+    return SSL_is_init_finished(ssl);
+}
+
+/* The negotiated protocol version ("TLSv1.3"), for tests. */
+const char *tls_version(SSL *ssl)
+{
+    return SSL_get_version(ssl);
+}
