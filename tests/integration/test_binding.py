@@ -302,7 +302,12 @@ def test_failed_tls_handshakes_do_not_use_up_max_connections(tmp_path, cert):
             bad[1].sendall(b"\x16\x03\x01\x00\x05hello" * 3)
             for s in bad:
                 try:
-                    assert s.recv(100) == b""   # EOF once the server gives up
+                    # EOF once the server gives up, maybe after a TLS alert
+                    # record (TLS in C sends one for the garbage)
+                    got = s.recv(100)
+                    if got.startswith(b"\x15"):
+                        got = s.recv(100)
+                    assert got == b"", got
                 except ConnectionResetError:
                     pass
                 except socket.timeout:

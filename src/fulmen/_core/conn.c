@@ -1350,7 +1350,9 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = CONN_T_IDLE;
             c->deadline = now + 1000;
         }
-    } else if (UNLIKELY(c->fd < 0) && conn_tls(c)) {
+    } else if (UNLIKELY(c->ssl != NULL) || (UNLIKELY(c->fd < 0) && conn_tls(c))) {
+        /* (TLS in C too: a client that takes a large answer slowly is
+         * idle from when it has it, not from when the kernel has it) */
         if (c->timer != CONN_T_OWED) {
             c->timer = CONN_T_OWED;
             c->deadline = now + conn_owed_look(srv);
