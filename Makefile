@@ -12,7 +12,19 @@ FUZZ_SECONDS ?= 60
 
 all: build
 
+# OpenSSL's headers for tls.c (TLS in C links libssl and libcrypto, which
+# CPython's ssl module already loads): libssl-dev on Debian when missing.
+OPENSSL_H := $(firstword $(wildcard /usr/include/openssl/ssl.h /usr/local/include/openssl/ssl.h))
+define openssl_dev
+if [ -z "$(OPENSSL_H)" ]; then \
+    echo "openssl/ssl.h not found: installing libssl-dev" >&2; \
+    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+    $$SUDO apt-get update >&2 && $$SUDO apt-get install -y libssl-dev >&2 || exit 1; \
+fi
+endef
+
 $(VENV)/.ready: pyproject.toml setup.py
+	@$(openssl_dev)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=68" wheel
 	$(PY) -m pip install -q "uvloop>=0.19" "pytest>=7" "hypothesis>=6" selenium
@@ -23,6 +35,7 @@ venv: $(VENV)/.ready
 
 # the extension, built in place (the editable install points at src/)
 $(VENV)/.built: $(VENV)/.ready $(C_SOURCES)
+	@$(openssl_dev)
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 
@@ -45,6 +58,7 @@ asan: venv
 	rm -rf build/asan && mkdir -p build/asan
 	cp -r src/fulmen build/asan/
 	rm -f build/asan/fulmen/_core*.so
+	@$(openssl_dev)
 	FULMEN_SANITIZE=address,undefined $(PY) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp --force
 	FULMEN_SANITIZED=1 PYTHONPATH=$(CURDIR)/build/asan LD_PRELOAD=$(ASAN_LIB) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
