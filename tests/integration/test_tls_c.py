@@ -1,0 +1,182 @@
+"""TLS in C (tls.c): what a hostile or unusual client sends over TLS must
+not crash the worker or hang a connection, and what the app sees (scheme,
+pipelining, large answers, files) is what it saw over uvloop's TLS."""
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .test_binding import cert  # noqa: F401
+from .test_supervisor import Proc, write_app
+
+APP = '''
+import os, sys
+from fulmen import Application
+
+app = Application(header_timeout=1.0)
+
+def hello(request):
+    return request.Response(text="hello " + request.scheme)
+
+def big(request):
+    return request.Response(body=b"y" * int(request.query["n"]))
+
+app.router.add_route("/", hello)
+app.router.add_route("/big", big)
+app.router.add_static("/files", os.path.dirname(os.path.abspath(__file__)))
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=0, ssl=(sys.argv[1], sys.argv[2]))
+'''
+
+
+@pytest.fixture
+def srv(tmp_path, cert):
+    write_app(tmp_path, "tlsc", APP)
+    p = Proc([sys.executable, str(tmp_path / "tlsc.py"), *cert], cwd=str(tmp_path)).start()
+    yield p
+    assert p.stop() == 0, p.stderr()
+
+
+def tls(port, cert, **kw):
+    ctx = ssl.create_default_context(cafile=cert[0])
+    for k, v in kw.items():
+        setattr(ctx, k, v)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(s, server_hostname="localhost")
+
+
+_rest = {}
+
+
+def read_answer(s):
+    """One answer's head and body; what came after it is kept for the next."""
+    got = _rest.pop(id(s), b"")
+    while b"\r\n\r\n" not in got:
+        d = s.recv(65536)
+        assert d, got
+        got += d
+    head, _, body = got.partition(b"\r\n\r\n")
+    n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0]
+            .split(b":")[1])
+    while len(body) < n:
+        d = s.recv(65536)
+        assert d
+        body += d
+    _rest[id(s)] = body[n:]
+    return head, body[:n]
+
+
+def served(port, cert):
+    with tls(port, cert) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return read_answer(s)[1] == b"hello https"
+
+
+def test_scheme_keep_alive_and_versions(srv, cert):
+    for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        with tls(srv.port, cert, maximum_version=v) as s:
+            for _ in range(3):
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_answer(s)[1] == b"hello https"
+
+
+def test_pipelined_and_large(srv, cert):
+    with tls(srv.port, cert) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
+        for _ in range(100):
+            assert read_answer(s)[1] == b"hello https"
+        s.sendall(b"GET /big?n=3000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(s)[1] == b"y" * 3000000
+
+
+def test_static_file_over_tls(srv, cert, tmp_path):
+    (tmp_path / "f.bin").write_bytes(os.urandom(1 << 20))
+    with tls(srv.port, cert) as s:
+        s.sendall(b"GET /files/f.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_answer(s)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert body == (tmp_path / "f.bin").read_bytes()
+
+
+@pytest.mark.parametrize("junk", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",                # plain HTTP on the TLS port
+    b"\x16\x03\x01\x00\x05hello" * 3,                      # a garbage ClientHello
+    b"\x16\x03\x01\xff\xff" + b"\x00" * 100,               # a truncated record, then FIN
+    b"\x17\x03\x03\x00\x10" + b"\x00" * 16,                # application data before a handshake
+    os.urandom(4096),
+])
+def test_hostile_bytes_close_the_connection_only(srv, cert, junk):
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(junk)
+    s.shutdown(socket.SHUT_WR)
+    try:
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert served(srv.port, cert)
+
+
+def test_stalled_handshake_is_cut_after_header_timeout(srv, cert):
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"\x16\x03\x01")           # the start of a record, then nothing
+    t0 = time.monotonic()
+    try:
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - t0 < 5
+    s.close()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)   # sends nothing
+    t0 = time.monotonic()
+    try:
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - t0 < 5
+    s.close()
+    assert served(srv.port, cert)
+
+
+def test_bare_fin_and_close_notify(srv, cert):
+    # a bare FIN after a request: the answer still comes, then the close
+    s = tls(srv.port, cert)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    socket.socket.shutdown(s, socket.SHUT_WR)
+    assert read_answer(s)[1] == b"hello https"
+    s.close()
+    # Connection: close: the server's close_notify comes before its FIN
+    s = tls(srv.port, cert)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    read_answer(s)
+    assert s.recv(100) == b""            # ssl: b"" means close_notify was received
+    s.close()
+    assert served(srv.port, cert)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
+def test_renegotiation_is_refused(srv, cert):
+    p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port,
+                          "-tls1_2", "-CAfile", cert[0]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # "R" on its own line asks s_client to renegotiate
+    try:
+        time.sleep(1.0)
+        p.stdin.write(b"R\n")
+        p.stdin.flush()
+        time.sleep(1.0)
+        out, err = p.communicate(b"", timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    assert b"no renegotiation" in err or b"no renegotiation" in out, (out, err)
+    assert served(srv.port, cert)
