@@ -249,6 +249,8 @@ struct ServerObject {
     PyObject *tls_pyctx;     /* the ssl.SSLContext it came from */
     struct bio_method_st *tls_meth;
     tls_out tls_out;         /* records of the SSL call in progress */
+    struct ssl_st **tls_tab; /* each TLS connection's SSL, by descriptor */
+    int tls_tab_len;
 };
 
 /* Where a request's bytes live: `raw` owns them, `base` points at the

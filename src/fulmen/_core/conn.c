@@ -25,7 +25,7 @@
  * its socket over at connection_made, before any byte is read: OpenSSL
  * reads the socket, and the records it writes are sent the way plain
  * output is (conn_tls_push).  Such a connection is a direct one in every
- * other respect; c->ssl says it speaks TLS.
+ * other respect; conn_ssl(c) is its SSL.
  */
 #include "common.h"
 
@@ -231,9 +231,11 @@ struct ConnObject {
     uint8_t tls_known : 1; /* is_tls is set (conn_tls) */
     uint8_t is_tls : 1;
     uint8_t owed_looked : 1; /* CONN_T_OWED has looked at the kernel's queue */
+    uint8_t tls_c : 1;     /* TLS in C: its SSL is the server's tls_tab[fd]
+                            * (not a field: 8 more bytes would cost every
+                            * connection 16, test_idle) */
     uint16_t linger_kb;    /* KiB that may still be dropped while lingering
                             * (0 before: CONN_LINGER_KB then) */
-    struct ssl_st *ssl;    /* TLS in C (tls.c), else NULL */
 };
 
 /* The WebSocket after a 101, else NULL. */
@@ -271,6 +273,12 @@ static NOINLINE conn_ext *conn_ext_new(ConnObject *c)
 INLINE conn_ext *conn_ext_get(ConnObject *c)
 {
     return LIKELY(c->ext != NULL) ? c->ext : conn_ext_new(c);
+}
+
+/* The connection's SSL under TLS in C (tls.c), else NULL. */
+INLINE struct ssl_st *conn_ssl(ConnObject *c)
+{
+    return UNLIKELY(c->tls_c) ? c->server->tls_tab[c->fd] : NULL;
 }
 
 static void conn_io_watch(ConnObject *c, int on);
@@ -380,7 +388,7 @@ error:
 static NOINLINE void conn_tls_failed(ConnObject *c)
 {
     c->server->tls_out.len = 0;
-    if (!tls_ready(c->ssl) || c->closed || c->aborted || c->transport == NULL)
+    if (!tls_ready(conn_ssl(c)) || c->closed || c->aborted || c->transport == NULL)
         return;
     conn_abort(c);
 }
@@ -396,7 +404,7 @@ static NOINLINE int conn_tls_write_chunks(ConnObject *c, PyObject *chunks)
         int w;
         if (PyObject_GetBuffer(PyList_GET_ITEM(chunks, i), &v, PyBUF_SIMPLE) < 0)
             return -1;
-        w = tls_write(c->ssl, v.buf, (size_t)v.len);
+        w = tls_write(conn_ssl(c), v.buf, (size_t)v.len);
         PyBuffer_Release(&v);
         if (UNLIKELY(w < 0)) {
             conn_tls_failed(c);
@@ -410,9 +418,9 @@ static NOINLINE int conn_tls_write_chunks(ConnObject *c, PyObject *chunks)
  * socket; once, and not after an abort. */
 static void conn_tls_bye(ConnObject *c)
 {
-    if (c->ssl == NULL || c->aborted || c->closed || c->transport == NULL)
+    if (conn_ssl(c) == NULL || c->aborted || c->closed || c->transport == NULL)
         return;
-    tls_shutdown(c->ssl);
+    tls_shutdown(conn_ssl(c));
     if (conn_tls_push(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
 }
@@ -447,7 +455,7 @@ static int conn_flush(ConnObject *c)
                 goto error;
             }
         }
-        if (c->ssl != NULL) {
+        if (conn_ssl(c) != NULL) {
             rc = conn_tls_write_chunks(c, chunks);
             Py_DECREF(chunks);
             if (rc < 0)
@@ -460,8 +468,8 @@ static int conn_flush(ConnObject *c)
         Py_DECREF(chunks);
     } else {
         size_t off = 0;
-        if (c->ssl != NULL) {
-            int w = tls_write(c->ssl, st->out, st->out_len);
+        if (conn_ssl(c) != NULL) {
+            int w = tls_write(conn_ssl(c), st->out, st->out_len);
             st->out_len = 0;
             if (UNLIKELY(w < 0)) {
                 conn_tls_failed(c);
@@ -1306,7 +1314,7 @@ static void conn_rearm(ConnObject *c, int64_t now)
     } else if (c->pause & CONN_PAUSE_WRITE) {
         if (c->timer != CONN_T_WRITE)
             conn_arm_write(c, CONN_T_WRITE, now + srv->body_timeout_ms);
-    } else if (UNLIKELY(c->server->tls_ctx != NULL) && (c->ssl == NULL || !tls_ready(c->ssl))) {
+    } else if (UNLIKELY(c->server->tls_ctx != NULL) && (conn_ssl(c) == NULL || !tls_ready(conn_ssl(c)))) {
         /* the handshake gets header_timeout from the connection's start,
          * as uvloop's ssl_handshake_timeout did (conn_expire cuts it) */
         if (c->head_start == 0)
@@ -1350,7 +1358,7 @@ static void conn_rearm(ConnObject *c, int64_t now)
             c->timer = CONN_T_IDLE;
             c->deadline = now + 1000;
         }
-    } else if (UNLIKELY(c->ssl != NULL) || (UNLIKELY(c->fd < 0) && conn_tls(c))) {
+    } else if (UNLIKELY(conn_ssl(c) != NULL) || (UNLIKELY(c->fd < 0) && conn_tls(c))) {
         /* (TLS in C too: a client that takes a large answer slowly is
          * idle from when it has it, not from when the kernel has it) */
         if (c->timer != CONN_T_OWED) {
@@ -2927,7 +2935,7 @@ static PyObject *conn_data_received(ConnObject *c, PyObject *data)
     fulmen_state *st = c->st;
     Py_buffer view;
     c->server->io_turn++;
-    if (UNLIKELY(c->server->tls_ctx != NULL) && c->ssl == NULL) {
+    if (UNLIKELY(c->server->tls_ctx != NULL) && conn_ssl(c) == NULL) {
         /* the first bytes of a TLS connection (uvloop reads once before
          * the socket can be taken over): they start the handshake */
         if (!c->io_checked && !c->closed)
@@ -3102,12 +3110,13 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         /* the transport closed the socket: leave the epoll set (a closed
          * fd has left it already) and drop the set's reference */
         conn_io_end(c);
+        if (c->tls_c) {
+            tls_free(conn_ssl(c));
+            c->server->tls_tab[c->fd] = NULL;
+            c->tls_c = 0;
+        }
         c->fd = -1;
         c->server->n_direct--;
-        if (c->ssl != NULL) {
-            tls_free(c->ssl);
-            c->ssl = NULL;
-        }
         Py_DECREF(c); /* the caller still holds one */
     }
     Py_CLEAR(c->transport);
@@ -3205,7 +3214,7 @@ static void conn_io_watch(ConnObject *c, int on)
     if (epoll_ctl(c->server->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, c->fd, &ev) == 0 ||
         !on)
         c->io_watched = (uint8_t)on;
-    if (on && c->io_watched && c->ssl != NULL && tls_pending(c->ssl))
+    if (on && c->io_watched && conn_ssl(c) != NULL && tls_pending(conn_ssl(c)))
         conn_tls_kick(c); /* SSL holds input the socket will not report */
 }
 
@@ -3322,7 +3331,7 @@ static void conn_tls_read(ConnObject *c)
     int rounds, n, was_ready;
     for (rounds = 0; rounds < CONN_TLS_ROUNDS; rounds++) {
         PyObject *b, *r;
-        if (c->fd < 0 || c->io_done || !c->io_watched || c->closed || c->ssl == NULL)
+        if (c->fd < 0 || c->io_done || !c->io_watched || c->closed || conn_ssl(c) == NULL)
             return;
         b = st->rbytes;
         if (b == NULL && (b = st->rbytes = PyBytes_FromStringAndSize(NULL, CONN_RBUF)) == NULL) {
@@ -3330,11 +3339,11 @@ static void conn_tls_read(ConnObject *c)
             return;
         }
         Py_SET_SIZE(b, CONN_RBUF);
-        was_ready = tls_ready(c->ssl);
-        n = tls_read(c->ssl, PyBytes_AS_STRING(b), CONN_RBUF);
+        was_ready = tls_ready(conn_ssl(c));
+        n = tls_read(conn_ssl(c), PyBytes_AS_STRING(b), CONN_RBUF);
         if (UNLIKELY(c->server->tls_out.len > 0) && conn_tls_push(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
-        if (UNLIKELY(!was_ready) && tls_ready(c->ssl)) {
+        if (UNLIKELY(!was_ready) && tls_ready(conn_ssl(c))) {
             c->head_start = 0; /* the first head is timed from its first byte */
             conn_rearm(c, mod_now_ms());
         }
@@ -3365,7 +3374,7 @@ static void conn_tls_read(ConnObject *c)
         ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
         ev.data.ptr = c;
         (void)epoll_ctl(c->server->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-        if (c->ssl != NULL && tls_pending(c->ssl))
+        if (conn_ssl(c) != NULL && tls_pending(conn_ssl(c)))
             conn_tls_kick(c);
     }
 }
@@ -3374,7 +3383,7 @@ static void conn_tls_read(ConnObject *c)
 static PyObject *conn_tls_kick_cb(ConnObject *c, PyObject *unused)
 {
     c->server->io_turn++;
-    if (c->ssl != NULL)
+    if (conn_ssl(c) != NULL)
         conn_tls_read(c);
     Py_RETURN_NONE;
 }
@@ -3391,6 +3400,25 @@ static NOINLINE void conn_tls_kick(ConnObject *c)
     Py_XDECREF(cb);
 }
 
+/* Make room for descriptor fd in the server's tls_tab.  0, or -1 when
+ * out of memory (no exception). */
+static NOINLINE int conn_tls_tab_fit(ServerObject *srv, int fd)
+{
+    int n = srv->tls_tab_len ? srv->tls_tab_len : 1024;
+    struct ssl_st **t;
+    if (fd < srv->tls_tab_len)
+        return 0;
+    while (n <= fd)
+        n *= 2;
+    t = PyMem_RawRealloc(srv->tls_tab, (size_t)n * sizeof(*t));
+    if (t == NULL)
+        return -1;
+    memset(t + srv->tls_tab_len, 0, (size_t)(n - srv->tls_tab_len) * sizeof(*t));
+    srv->tls_tab = t;
+    srv->tls_tab_len = n;
+    return 0;
+}
+
 /* The first read on a TLS server's connection (data: its bytes): the
  * transport stops reading, the socket is ours with an SSL on it, and the
  * handshake starts with data.  (uvloop starts reading after
@@ -3402,6 +3430,7 @@ static void conn_tls_attach(ConnObject *c, PyObject *data)
     ServerObject *srv = c->server;
     PyObject *p;
     Py_buffer v;
+    struct ssl_st *ssl;
     int fd, rc;
     c->io_checked = 1;
     if (c->transport == NULL)
@@ -3419,10 +3448,14 @@ static void conn_tls_attach(ConnObject *c, PyObject *data)
     Py_DECREF(p);
     if (PyObject_GetBuffer(data, &v, PyBUF_SIMPLE) < 0)
         goto fail;
-    c->ssl = tls_new(srv->tls_ctx, srv->tls_meth, &srv->tls_out, fd, v.buf, (size_t)v.len);
+    ssl = tls_new(srv->tls_ctx, srv->tls_meth, &srv->tls_out, fd, v.buf, (size_t)v.len);
     PyBuffer_Release(&v);
-    if (c->ssl == NULL)
+    if (ssl == NULL || conn_tls_tab_fit(srv, fd) < 0) {
+        tls_free(ssl);
         goto fail;
+    }
+    srv->tls_tab[fd] = ssl;
+    c->tls_c = 1;
     c->fd = fd;
     Py_INCREF(c); /* held while c->fd is set: epoll events point at c */
     srv->n_direct++;
@@ -3440,7 +3473,8 @@ fail:
 
 int conn_is_tls(ConnObject *c)
 {
-    return c->ssl != NULL || conn_tls(c);
+    /* every connection of a server with TLS in C speaks it, closed or not */
+    return c->server->tls_ctx != NULL || (c->transport != NULL && conn_tls(c));
 }
 
 static PyObject *conn_get_tls(ConnObject *c, void *unused)
@@ -3454,7 +3488,7 @@ static void conn_io_read(ConnObject *c, uint32_t events)
 {
     fulmen_state *st = c->st;
     int rounds;
-    if (c->ssl != NULL) {
+    if (conn_ssl(c) != NULL) {
         conn_tls_read(c);
         return;
     }
@@ -3665,7 +3699,7 @@ static void conn_expire(ConnObject *c)
     fulmen_state *st = c->st;
     PyObject *r;
     if (UNLIKELY(c->server->tls_ctx != NULL) && c->timer == CONN_T_HEAD &&
-        (c->ssl == NULL || !tls_ready(c->ssl)) && !c->closed) {
+        (conn_ssl(c) == NULL || !tls_ready(conn_ssl(c))) && !c->closed) {
         /* a handshake not done within header_timeout: cut, as uvloop's
          * ssl_handshake_timeout did */
         c->timer = CONN_T_NONE;
@@ -4001,7 +4035,6 @@ static void conn_dealloc(ConnObject *c)
     conn_unlink(c);
     conn_clear(c);
     Py_CLEAR(c->server);
-    tls_free(c->ssl);
     PyMem_Free(c->buf);
     PyMem_Free(c->q);
     PyMem_Free(c->ext);
@@ -4326,6 +4359,7 @@ static void conn_server_dealloc(ServerObject *s)
     tls_ctx_free(s->tls_ctx);
     tls_bio_method_free(s->tls_meth);
     PyMem_RawFree(s->tls_out.p);
+    PyMem_RawFree(s->tls_tab); /* (its SSLs went with their connections) */
     tp->tp_free(s);
     Py_DECREF(tp);
 }
