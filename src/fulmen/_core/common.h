@@ -424,6 +424,7 @@ int tls_read(struct ssl_st *ssl, char *buf, int n);
 int tls_write(struct ssl_st *ssl, const char *p, size_t n);
 void tls_shutdown(struct ssl_st *ssl);
 int tls_pending(struct ssl_st *ssl);
+int tls_drained(struct ssl_st *ssl);
 int tls_ready(struct ssl_st *ssl);
 const char *tls_version(struct ssl_st *ssl);
 

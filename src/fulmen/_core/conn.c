@@ -3325,7 +3325,7 @@ static void conn_io_eof(ConnObject *c)
  * CONN_TLS_ROUNDS reads, other sockets go first: the socket is re-armed,
  * and input SSL already holds is read from a loop callback. */
 #define CONN_TLS_ROUNDS 8
-static void conn_tls_read(ConnObject *c)
+static void conn_tls_read(ConnObject *c, uint32_t events)
 {
     fulmen_state *st = c->st;
     int rounds, n, was_ready;
@@ -3358,7 +3358,10 @@ static void conn_tls_read(ConnObject *c)
             if (r == NULL)
                 PyErr_WriteUnraisable((PyObject *)c);
             Py_XDECREF(r);
-            continue;
+            if (c->fd >= 0 && conn_ssl(c) != NULL && tls_drained(conn_ssl(c)) &&
+                !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+                return; /* drained: more data is a new edge */
+            continue;   /* (after a FIN, read on to the end of the stream) */
         }
         if (n == TLS_AGAIN)
             return;
@@ -3384,7 +3387,7 @@ static PyObject *conn_tls_kick_cb(ConnObject *c, PyObject *unused)
 {
     c->server->io_turn++;
     if (conn_ssl(c) != NULL)
-        conn_tls_read(c);
+        conn_tls_read(c, 0);
     Py_RETURN_NONE;
 }
 
@@ -3464,7 +3467,7 @@ static void conn_tls_attach(ConnObject *c, PyObject *data)
         conn_abort(c);
         return;
     }
-    conn_tls_read(c); /* what data brought */
+    conn_tls_read(c, 0); /* what data brought */
     return;
 fail:
     PyErr_Clear();
@@ -3489,7 +3492,7 @@ static void conn_io_read(ConnObject *c, uint32_t events)
     fulmen_state *st = c->st;
     int rounds;
     if (conn_ssl(c) != NULL) {
-        conn_tls_read(c);
+        conn_tls_read(c, events);
         return;
     }
     for (rounds = 0; rounds < 4; rounds++) {

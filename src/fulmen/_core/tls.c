@@ -41,6 +41,7 @@ typedef struct {
     tls_out *out;
     char *pre;
     size_t pre_len, pre_off;
+    int drained; /* the last recv() emptied the socket (tls_drained) */
 } tls_io;
 
 static int tls_bio_read(BIO *b, char *buf, int n)
@@ -65,6 +66,7 @@ static int tls_bio_read(BIO *b, char *buf, int n)
     do
         r = recv(io->fd, buf, (size_t)n, MSG_DONTWAIT);
     while (r < 0 && errno == EINTR);
+    io->drained = r < n;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         BIO_set_retry_read(b);
         return -1;
@@ -296,6 +298,16 @@ void tls_shutdown(SSL *ssl)
 int tls_pending(SSL *ssl)
 {
     return SSL_has_pending(ssl);
+}
+
+/* The last read from the socket took less than it asked for (so the
+ * socket had no more then), and SSL holds no input: an SSL_read now would
+ * only find EAGAIN.  (With edge-triggered epoll, bytes that come later are
+ * reported.)  Saves that recv() per request. */
+int tls_drained(SSL *ssl)
+{
+    tls_io *io = BIO_get_data(SSL_get_rbio(ssl));
+    return io != NULL && io->drained && !SSL_has_pending(ssl);
 }
 
 /* The handshake is done. */
