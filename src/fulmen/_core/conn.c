@@ -393,25 +393,45 @@ static NOINLINE void conn_tls_failed(ConnObject *c)
     conn_abort(c);
 }
 
-/* conn_flush's out_chunks (bytes-like items, large bodies) over TLS: each
- * encrypted in turn, then the records sent.  Returns 0, or -1 with an
- * exception set. */
+/* Encrypt and send n bytes at p over TLS, CONN_TLS_SLICE at a time: the
+ * records of a large body go out (or to the transport) as they are made,
+ * instead of all of them piling up in tls_out first.  Returns 0 (also when
+ * the connection had to be aborted), or -1 with an exception set. */
+#define CONN_TLS_SLICE (256 * 1024)
+static int conn_tls_send(ConnObject *c, const char *p, size_t n)
+{
+    while (n > 0) {
+        size_t k = n < CONN_TLS_SLICE ? n : CONN_TLS_SLICE;
+        if (conn_ssl(c) == NULL || c->aborted || c->closed)
+            return 0;
+        if (UNLIKELY(tls_write(conn_ssl(c), p, k) < 0)) {
+            conn_tls_failed(c);
+            return 0;
+        }
+        if (conn_tls_push(c) < 0)
+            return -1;
+        p += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* conn_flush's out_chunks (bytes-like items, large bodies) over TLS, in
+ * turn.  Returns 0, or -1 with an exception set. */
 static NOINLINE int conn_tls_write_chunks(ConnObject *c, PyObject *chunks)
 {
     Py_ssize_t i;
     for (i = 0; i < PyList_GET_SIZE(chunks); i++) {
         Py_buffer v;
-        int w;
+        int rc;
         if (PyObject_GetBuffer(PyList_GET_ITEM(chunks, i), &v, PyBUF_SIMPLE) < 0)
             return -1;
-        w = tls_write(conn_ssl(c), v.buf, (size_t)v.len);
+        rc = conn_tls_send(c, v.buf, (size_t)v.len);
         PyBuffer_Release(&v);
-        if (UNLIKELY(w < 0)) {
-            conn_tls_failed(c);
-            return 0;
-        }
+        if (rc < 0)
+            return -1;
     }
-    return conn_tls_push(c);
+    return 0;
 }
 
 /* Our close_notify, sent before the transport closes (or half-closes) the
@@ -469,13 +489,20 @@ static int conn_flush(ConnObject *c)
     } else {
         size_t off = 0;
         if (conn_ssl(c) != NULL) {
-            int w = tls_write(conn_ssl(c), st->out, st->out_len);
-            st->out_len = 0;
-            if (UNLIKELY(w < 0)) {
-                conn_tls_failed(c);
-                goto done_ok;
+            int w;
+            if (LIKELY(st->out_len <= CONN_TLS_SLICE)) {
+                w = tls_write(conn_ssl(c), st->out, st->out_len);
+                if (UNLIKELY(w < 0)) {
+                    conn_tls_failed(c); /* (no exception: aborted) */
+                    w = 0;
+                } else {
+                    w = conn_tls_push(c);
+                }
+            } else {
+                w = conn_tls_send(c, st->out, st->out_len);
             }
-            if (conn_tls_push(c) < 0)
+            st->out_len = 0;
+            if (w < 0)
                 goto error;
             goto done_ok;
         }
