@@ -425,6 +425,8 @@ int tls_write(struct ssl_st *ssl, const char *p, size_t n);
 void tls_shutdown(struct ssl_st *ssl);
 int tls_pending(struct ssl_st *ssl);
 int tls_drained(struct ssl_st *ssl);
+void tls_set_owner(struct ssl_st *ssl, void *owner);
+void *tls_owner(struct ssl_st *ssl);
 int tls_ready(struct ssl_st *ssl);
 const char *tls_version(struct ssl_st *ssl);
 

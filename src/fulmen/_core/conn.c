@@ -2956,6 +2956,7 @@ static void conn_process_buffer(ConnObject *c)
 
 static void conn_io_attach(ConnObject *c);
 static void conn_tls_attach(ConnObject *c, PyObject *data);
+static void conn_tls_drop(ConnObject *c);
 
 static PyObject *conn_data_received(ConnObject *c, PyObject *data)
 {
@@ -3137,11 +3138,8 @@ static PyObject *conn_connection_lost(ConnObject *c, PyObject *exc)
         /* the transport closed the socket: leave the epoll set (a closed
          * fd has left it already) and drop the set's reference */
         conn_io_end(c);
-        if (c->tls_c) {
-            tls_free(conn_ssl(c));
-            c->server->tls_tab[c->fd] = NULL;
-            c->tls_c = 0;
-        }
+        if (c->tls_c)
+            conn_tls_drop(c);
         c->fd = -1;
         c->server->n_direct--;
         Py_DECREF(c); /* the caller still holds one */
@@ -3430,6 +3428,21 @@ static NOINLINE void conn_tls_kick(ConnObject *c)
     Py_XDECREF(cb);
 }
 
+/* Free c's SSL and its place in the server's tls_tab (the socket is
+ * closed, or about to be). */
+static void conn_tls_drop(ConnObject *c)
+{
+    ServerObject *srv = c->server;
+    if (!c->tls_c)
+        return;
+    c->tls_c = 0;
+    if (c->fd >= 0 && c->fd < srv->tls_tab_len && srv->tls_tab[c->fd] != NULL &&
+        tls_owner(srv->tls_tab[c->fd]) == c) {
+        tls_free(srv->tls_tab[c->fd]);
+        srv->tls_tab[c->fd] = NULL;
+    }
+}
+
 /* Make room for descriptor fd in the server's tls_tab.  0, or -1 when
  * out of memory (no exception). */
 static NOINLINE int conn_tls_tab_fit(ServerObject *srv, int fd)
@@ -3484,6 +3497,22 @@ static void conn_tls_attach(ConnObject *c, PyObject *data)
         tls_free(ssl);
         goto fail;
     }
+    if (srv->tls_tab[fd] != NULL) {
+        /* the descriptor of a connection whose socket is closed but whose
+         * connection_lost has not run yet: that SSL goes now */
+        ConnObject *old = tls_owner(srv->tls_tab[fd]);
+        if (old != NULL && old->tls_c && old->fd == fd) {
+            /* nothing of it may reach this descriptor now, not even as
+             * plain bytes: its output is dropped from here on */
+            old->aborted = 1;
+            old->io_done = 1;
+            conn_tls_drop(old);
+        }
+        else
+            tls_free(srv->tls_tab[fd]);
+        srv->tls_tab[fd] = NULL;
+    }
+    tls_set_owner(ssl, c);
     srv->tls_tab[fd] = ssl;
     c->tls_c = 1;
     c->fd = fd;

@@ -310,6 +310,19 @@ int tls_drained(SSL *ssl)
     return io != NULL && io->drained && !SSL_has_pending(ssl);
 }
 
+/* The object the SSL belongs to (conn.c's connection), kept as its app
+ * data: nothing else on this SSL uses it (app.py refuses contexts whose
+ * callbacks would). */
+void tls_set_owner(SSL *ssl, void *owner)
+{
+    SSL_set_app_data(ssl, owner);
+}
+
+void *tls_owner(SSL *ssl)
+{
+    return SSL_get_app_data(ssl);
+}
+
 /* The handshake is done. */
 int tls_ready(SSL *ssl)
 {
