@@ -22,9 +22,9 @@
  *
  * TLS in C (tls.c, docs/tls.md).  When the server has an SSL_CTX
  * (Server._use_tls), uvloop serves plain TCP and every connection takes
- * its socket over at connection_made, before any byte is read: OpenSSL
- * reads the socket, and the records it writes are sent the way plain
- * output is (conn_tls_push).  Such a connection is a direct one in every
+ * its socket over at its first read, whose bytes start the handshake
+ * (conn_tls_attach): OpenSSL reads the socket, and the records it writes
+ * are sent the way plain output is (conn_tls_push).  Such a connection is a direct one in every
  * other respect; conn_ssl(c) is its SSL.
  */
 #include "common.h"
