@@ -26,8 +26,18 @@ def hello(request):
 def big(request):
     return request.Response(body=b"y" * int(request.query["n"]))
 
+async def chunks(request):
+    import asyncio
+    async def gen():
+        for i in range(int(request.query["n"])):
+            yield b"%d:" % i + b"z" * 1000 + b"\\n"
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+    return request.Response(stream=gen())
+
 app.router.add_route("/", hello)
 app.router.add_route("/big", big)
+app.router.add_route("/chunks", chunks)
 app.router.add_static("/files", os.path.dirname(os.path.abspath(__file__)))
 
 if __name__ == "__main__":
@@ -93,6 +103,22 @@ def test_pipelined_and_large(srv, cert):
             assert read_answer(s)[1] == b"hello https"
         s.sendall(b"GET /big?n=3000000 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_answer(s)[1] == b"y" * 3000000
+
+
+def test_streamed_response_over_tls(srv, cert):
+    """A chunked streamed answer, then keep-alive goes on."""
+    with tls(srv.port, cert) as s:
+        s.sendall(b"GET /chunks?n=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while not got.endswith(b"\r\n0\r\n\r\n"):
+            d = s.recv(65536)
+            assert d, got[-200:]
+            got += d
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert b"chunked" in head.lower(), head
+        assert body.count(b"z" * 1000 + b"\n") == 2000
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(s)[1] == b"hello https"
 
 
 def test_static_file_over_tls(srv, cert, tmp_path):
