@@ -245,7 +245,12 @@ void tls_free(SSL *ssl)
  * a broken connection (the alert, if any, is in the out buffer). */
 int tls_read(SSL *ssl, char *buf, int n)
 {
-    int r = SSL_read(ssl, buf, n), e;
+    int r, e;
+    /* SSL_get_error reads the thread's error queue: an error that other
+     * code left there (_ssl in a view, say) would turn a WANT_READ into a
+     * failure of this connection */
+    ERR_clear_error();
+    r = SSL_read(ssl, buf, n);
     if (LIKELY(r > 0))
         return r;
     e = SSL_get_error(ssl, r);
