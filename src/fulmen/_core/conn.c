@@ -3757,6 +3757,7 @@ static void conn_expire(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *r;
+    int cut = 0;
     if (UNLIKELY(c->server->tls_ctx != NULL) && c->timer == CONN_T_HEAD &&
         (conn_ssl(c) == NULL || !tls_ready(conn_ssl(c))) && !c->closed) {
         /* a handshake not done within header_timeout: cut, as uvloop's
@@ -3869,11 +3870,15 @@ static void conn_expire(ConnObject *c)
         conn_io_end(c);
         if (c->timer == CONN_T_WRITE || c->timer == CONN_T_WSCLOSE || c->timer == CONN_T_OWED)
             c->aborted = 1;
-        if (c->streaming && c->ext->stream_frame == RESP_FRAME_CLOSE)
-            conn_reset_cut_close_delimited(c); /* a stream cut by the deadline */
+        if (c->streaming && c->ext->stream_frame == RESP_FRAME_CLOSE) {
+            /* a stream cut by the deadline: over TLS too, no close_notify,
+             * which would tell the client the body was whole */
+            conn_reset_cut_close_delimited(c);
+            cut = 1;
+        }
         c->timer = CONN_T_NONE;
         c->deadline = 0;
-        if (!c->aborted)
+        if (!c->aborted && !cut)
             conn_tls_bye(c);
         r = PyObject_CallMethodNoArgs(c->transport, c->aborted ? c->st->s_abort : c->st->s_close);
         if (r == NULL)
