@@ -151,28 +151,89 @@ void tls_bio_method_free(BIO_METHOD *m)
  * The context
  */
 
+#if PY_VERSION_HEX >= 0x03070000 && PY_VERSION_HEX < 0x030e0000
+/* CPython's PySSLContext (Modules/_ssl.c) as 3.13 lays it out.  Fields up
+ * to `protocol` are where they are from 3.7 on; the rest is 3.13's (3.10
+ * added `state`, 3.13 the PSK callbacks, when OpenSSL has PSK). */
+typedef struct {
+    PyObject_HEAD
+    SSL_CTX *ctx;
+    unsigned char *alpn_protocols;
+    unsigned int alpn_protocols_len;
+    PyObject *set_sni_cb;
+    int check_hostname;
+    unsigned int hostflags;
+    int protocol;
+    int post_handshake_auth;
+    PyObject *msg_cb;
+    PyObject *keylog_filename;
+    BIO *keylog_bio;
+    void *state;
+    PyObject *psk_client_callback;
+    PyObject *psk_server_callback;
+} tls_pyctx;
+
+/* The int attribute name of obj equals v (an error is a mismatch). */
+static int tls_attr_is(PyObject *obj, const char *name, long v)
+{
+    PyObject *a = PyObject_GetAttrString(obj, name);
+    long got = a != NULL ? PyLong_AsLong(a) : -1;
+    Py_XDECREF(a);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return got == v;
+}
+
+#if PY_VERSION_HEX >= 0x030d0000
+/* _ssl._SSLContext, the type of obj or its base (ssl.SSLContext, any
+ * subclass of it, may have a size of its own). */
+static PyTypeObject *tls_pyctx_type(PyObject *obj)
+{
+    PyTypeObject *t = Py_TYPE(obj);
+    while (t->tp_base != NULL && strcmp(t->tp_name, "_ssl._SSLContext") != 0)
+        t = t->tp_base;
+    return t;
+}
+#endif
+#endif
+
 /* The SSL_CTX inside an ssl.SSLContext, with a reference of our own, or
- * NULL (no exception) when it cannot be taken safely: CPython's
- * PySSLContext starts with `SSL_CTX *ctx` right after PyObject_HEAD from
- * 3.7 to 3.13, which is checked against what the object says of itself:
- * the options it reports (options, from Python) must be the SSL_CTX's, and
+ * NULL (no exception) when it cannot be taken safely.  The fields of
+ * CPython's PySSLContext (tls_pyctx) are checked against what the object
+ * says of itself from Python: the options it reports (options) must be the
+ * SSL_CTX's, its check_hostname and protocol must be where the layout puts
+ * them, and the callbacks app.py found unset (sni_callback) must be NULL;
  * the OpenSSL this module runs with must be the one _ssl was built for
  * (openssl_version: ssl.OPENSSL_VERSION_NUMBER; both link libssl.so.3, so
- * one copy is loaded).  is_ssl_context: the caller checked that obj is an
- * instance of _ssl._SSLContext (a subclass of it cannot move the field). */
+ * one copy is loaded).  On 3.13, whose layout is known to its end, the
+ * object's size must be sizeof(tls_pyctx), and the message callback and
+ * key log app.py found unset must be NULL too.  is_ssl_context: the
+ * caller checked that obj is an instance of _ssl._SSLContext (a subclass
+ * of it cannot move the fields).  Python 3.14 and later: NULL, until
+ * their layout is checked. */
 SSL_CTX *tls_ctx_from(PyObject *obj, unsigned long long options,
                       unsigned long long openssl_version)
 {
-    SSL_CTX *ctx;
 #if PY_VERSION_HEX < 0x03070000 || PY_VERSION_HEX >= 0x030e0000
-    (void)obj, (void)options, (void)openssl_version, (void)ctx;
+    (void)obj, (void)options, (void)openssl_version;
     return NULL; /* a layout not checked: uvloop's path */
 #else
+    tls_pyctx *py = (tls_pyctx *)obj;
+    SSL_CTX *ctx = py->ctx;
     if ((unsigned long long)OpenSSL_version_num() != openssl_version)
         return NULL;
-    ctx = *(SSL_CTX **)((char *)obj + sizeof(PyObject));
     if (ctx == NULL || (unsigned long long)SSL_CTX_get_options(ctx) != options)
         return NULL;
+    if (py->set_sni_cb != NULL || !tls_attr_is(obj, "check_hostname", py->check_hostname) ||
+        !tls_attr_is(obj, "protocol", py->protocol))
+        return NULL;
+#if PY_VERSION_HEX >= 0x030d0000
+    if (tls_pyctx_type(obj)->tp_basicsize != (Py_ssize_t)sizeof(tls_pyctx) ||
+        py->msg_cb != NULL || py->keylog_filename != NULL)
+        return NULL;
+#endif
     if (!SSL_CTX_up_ref(ctx))
         return NULL;
     return ctx;
