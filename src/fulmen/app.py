@@ -837,11 +837,15 @@ def _tls_in_c(server, ctx):
     """Have the server run TLS itself (tls.c) with ctx's SSL_CTX; False when
     it cannot, and uvloop's TLS serves.  Not for a context with Python
     callbacks that expect an ssl.SSLSocket or SSLObject behind each
-    connection (sni_callback, keylog_filename, _msg_callback), nor for a
-    class that is not CPython's; FULMEN_TLS_C=0 turns it off."""
+    connection (sni_callback, keylog_filename, _msg_callback; PSK callbacks
+    are checked in C), nor for one that asks for client certificates (the
+    app reads them from the transport: get_extra_info("peercert")), nor for
+    a class that is not CPython's.  FULMEN_TLS_C=0 turns it off."""
     import _ssl
     import ssl as _ssl_mod
     if os.environ.get("FULMEN_TLS_C") == "0" or not isinstance(ctx, _ssl._SSLContext):
+        return False
+    if ctx.verify_mode != _ssl_mod.CERT_NONE:
         return False
     if (getattr(ctx, "sni_callback", None) is not None
             or getattr(ctx, "keylog_filename", None) is not None

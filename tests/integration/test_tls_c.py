@@ -1,6 +1,7 @@
 """TLS in C (tls.c): what a hostile or unusual client sends over TLS must
 not crash the worker or hang a connection, and what the app sees (scheme,
 pipelining, large answers, files) is what it saw over uvloop's TLS."""
+import json
 import os
 import shutil
 import socket
@@ -35,20 +36,41 @@ async def chunks(request):
                 await asyncio.sleep(0)
     return request.Response(stream=gen())
 
+def tlsinfo(request):
+    t = request.transport
+    return request.Response(json={"ssl_object": t.get_extra_info("ssl_object") is not None,
+                                  "peercert": t.get_extra_info("peercert")})
+
 app.router.add_route("/", hello)
+app.router.add_route("/tlsinfo", tlsinfo)
 app.router.add_route("/big", big)
 app.router.add_route("/chunks", chunks)
 app.router.add_static("/files", os.path.dirname(os.path.abspath(__file__)))
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=0, ssl=(sys.argv[1], sys.argv[2]))
+    import ssl
+    if len(sys.argv) > 3:
+        # sys.argv[3]: "client-cert=CA" asks for client certificates issued
+        # by CA
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(sys.argv[3].split("=", 1)[1])
+        app.run(host="127.0.0.1", port=0, ssl=ctx)
+    else:
+        app.run(host="127.0.0.1", port=0, ssl=(sys.argv[1], sys.argv[2]))
 '''
+
+
+def start(tmp_path, cert, *args, env=None):
+    write_app(tmp_path, "tlsc", APP)
+    return Proc([sys.executable, str(tmp_path / "tlsc.py"), *cert, *args], env=env,
+                cwd=str(tmp_path)).start()
 
 
 @pytest.fixture
 def srv(tmp_path, cert):
-    write_app(tmp_path, "tlsc", APP)
-    p = Proc([sys.executable, str(tmp_path / "tlsc.py"), *cert], cwd=str(tmp_path)).start()
+    p = start(tmp_path, cert)
     yield p
     assert p.stop() == 0, p.stderr()
 
@@ -206,3 +228,35 @@ def test_renegotiation_is_refused(srv, cert):
         out, err = p.communicate()
     assert b"no renegotiation" in err or b"no renegotiation" in out, (out, err)
     assert served(srv.port, cert)
+
+
+def tlsinfo(s):
+    s.sendall(b"GET /tlsinfo HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, body = read_answer(s)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return json.loads(body)
+
+
+def test_client_certificate_reaches_the_view(tmp_path, cert):
+    """A context that asks for client certificates stays on uvloop's TLS:
+    the view reads the client's certificate from the transport."""
+    d = tmp_path / "client"
+    d.mkdir()
+    ccert, ckey = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=fulmen-client", "-keyout", ckey, "-out", ccert],
+                   check=True, capture_output=True, timeout=30)
+    p = start(tmp_path, cert, "client-cert=" + ccert)
+    try:
+        ctx = ssl.create_default_context(cafile=cert[0])
+        ctx.load_cert_chain(ccert, ckey)
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=10),
+                            server_hostname="localhost")
+        with s:
+            info = tlsinfo(s)
+        assert info["ssl_object"], info
+        assert ["commonName", "fulmen-client"] in [kv for rdn in info["peercert"]["subject"]
+                                                   for kv in rdn], info
+    finally:
+        assert p.stop() == 0, p.stderr()
