@@ -51,11 +51,16 @@ if __name__ == "__main__":
     import ssl
     if len(sys.argv) > 3:
         # sys.argv[3]: "client-cert=CA" asks for client certificates issued
-        # by CA
+        # by CA; "psk" adds a PSK server callback (3.13)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(sys.argv[3].split("=", 1)[1])
+        if sys.argv[3].startswith("client-cert="):
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(sys.argv[3].split("=", 1)[1])
+        else:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers("PSK")
+            ctx.set_psk_server_callback(lambda identity: bytes(16))
         app.run(host="127.0.0.1", port=0, ssl=ctx)
     else:
         app.run(host="127.0.0.1", port=0, ssl=(sys.argv[1], sys.argv[2]))
@@ -258,5 +263,27 @@ def test_client_certificate_reaches_the_view(tmp_path, cert):
         assert info["ssl_object"], info
         assert ["commonName", "fulmen-client"] in [kv for rdn in info["peercert"]["subject"]
                                                    for kv in rdn], info
+    finally:
+        assert p.stop() == 0, p.stderr()
+
+
+@pytest.mark.skipif(not hasattr(ssl.SSLContext, "set_psk_server_callback"),
+                    reason="PSK callbacks are Python 3.13's")
+def test_psk_server_callback_is_served(tmp_path, cert):
+    """A context with a PSK server callback (3.13) is served, by uvloop's TLS:
+    the callback expects an SSLSocket behind the SSL."""
+    p = start(tmp_path, cert, "psk")
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("PSK")
+        ctx.set_psk_client_callback(lambda hint: ("client", bytes(16)))
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=10))
+        with s:
+            assert tlsinfo(s)["ssl_object"]
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(s)[1] == b"hello https"
     finally:
         assert p.stop() == 0, p.stderr()

@@ -207,9 +207,10 @@ static PyTypeObject *tls_pyctx_type(PyObject *obj)
  * them, and the callbacks app.py found unset (sni_callback) must be NULL;
  * the OpenSSL this module runs with must be the one _ssl was built for
  * (openssl_version: ssl.OPENSSL_VERSION_NUMBER; both link libssl.so.3, so
- * one copy is loaded).  On 3.13, whose layout is known to its end, the
- * object's size must be sizeof(tls_pyctx), and the message callback and
- * key log app.py found unset must be NULL too.  is_ssl_context: the
+ * one copy is loaded).  On 3.13, whose layout is known to its end (the
+ * object's size must be sizeof(tls_pyctx)), a PSK callback (which would
+ * expect an SSLSocket behind the SSL) also sends the context back to
+ * uvloop's path; other versions do not have them.  is_ssl_context: the
  * caller checked that obj is an instance of _ssl._SSLContext (a subclass
  * of it cannot move the fields).  Python 3.14 and later: NULL, until
  * their layout is checked. */
@@ -231,7 +232,8 @@ SSL_CTX *tls_ctx_from(PyObject *obj, unsigned long long options,
         return NULL;
 #if PY_VERSION_HEX >= 0x030d0000
     if (tls_pyctx_type(obj)->tp_basicsize != (Py_ssize_t)sizeof(tls_pyctx) ||
-        py->msg_cb != NULL || py->keylog_filename != NULL)
+        py->msg_cb != NULL || py->keylog_filename != NULL ||
+        py->psk_client_callback != NULL || py->psk_server_callback != NULL)
         return NULL;
 #endif
     if (!SSL_CTX_up_ref(ctx))
