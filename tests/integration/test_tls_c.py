@@ -287,3 +287,68 @@ def test_psk_server_callback_is_served(tmp_path, cert):
             assert read_answer(s)[1] == b"hello https"
     finally:
         assert p.stop() == 0, p.stderr()
+
+
+CLOSE_SCRIPT = r"""
+import os, signal, socket, ssl, sys, threading
+from fulmen import Application
+
+app = Application()
+app.router.add_route("/big", lambda request: request.Response(body=b"y" * (64 << 20)))
+app.router.add_route("/mode", lambda request: request.Response(
+    text="uvloop" if request.transport.get_extra_info("ssl_object") else "c"))
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(16)
+port = sock.getsockname()[1]
+listening, served = threading.Event(), threading.Event()
+app._on_listening = listening.set      # (after serve's signal handlers are in)
+seen = []
+
+def client():
+    listening.wait(30)
+    ctx = ssl.create_default_context(cafile=sys.argv[1])
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                        server_hostname="localhost")
+    s.sendall(b"GET /mode HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    while not (got.endswith(b"\r\n\r\nc") or got.endswith(b"uvloop")):
+        got += s.recv(4096)
+    seen.append(got.rsplit(b"\r\n", 1)[1].decode())
+    # an answer the client does not read: the connection is still there
+    # when the server is closed, its SSL in the server's table
+    s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    os.kill(os.getpid(), signal.SIGTERM)
+    served.wait(60)
+    try:
+        while s.recv(1 << 20):
+            pass
+        seen.append("the end")
+    except socket.timeout:
+        seen.append("timeout")
+    except OSError as e:
+        seen.append("the end (%s)" % type(e).__name__)
+
+t = threading.Thread(target=client)
+t.start()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+app.serve(sock, graceful_timeout=0.2, ssl=ctx)
+served.set()
+t.join()
+print("tls in", seen[0], "client saw", seen[1])
+"""
+
+
+def test_closing_the_server_ends_its_tls_connections(tmp_path, cert):
+    """A server closed in-process (serve() returns) frees the SSL of every
+    connection it still has, and cuts that connection: its client sees the
+    end, not a socket left open until the process exits."""
+    (tmp_path / "close_in_process.py").write_text(CLOSE_SCRIPT)
+    r = subprocess.run([sys.executable, str(tmp_path / "close_in_process.py"), *cert],
+                       capture_output=True, timeout=60, cwd=str(tmp_path))
+    out = r.stdout.decode()
+    assert r.returncode == 0, (out, r.stderr.decode()[-3000:])
+    if "tls in uvloop" in out:
+        pytest.skip("TLS in C is not used on this Python: uvloop's TLS keeps its sockets")
+    assert "tls in c client saw" in out and "timeout" not in out, (out, r.stderr.decode()[-3000:])

@@ -3443,6 +3443,43 @@ static void conn_tls_drop(ConnObject *c)
     }
 }
 
+/* Free the SSL in the server's tls_tab[fd] now, before its connection's
+ * connection_lost.  Nothing of that connection may reach the descriptor
+ * afterwards, not even as plain bytes: it is marked aborted, so its output
+ * is dropped, and reads nothing more. */
+static void conn_tls_evict(ServerObject *srv, int fd)
+{
+    ConnObject *old = tls_owner(srv->tls_tab[fd]);
+    if (old != NULL && old->tls_c && old->fd == fd) {
+        old->aborted = 1;
+        old->io_done = 1;
+        conn_tls_drop(old);
+    }
+    if (srv->tls_tab[fd] != NULL)
+        tls_free(srv->tls_tab[fd]);
+    srv->tls_tab[fd] = NULL;
+}
+
+/* The server is closed (close_io): every SSL still in its tls_tab goes,
+ * and its connection is cut (its transport aborted, which closes the
+ * socket; its connection_lost comes later, or never if the loop does not
+ * run again). */
+static void conn_tls_tab_close(ServerObject *srv)
+{
+    int fd;
+    for (fd = 0; fd < srv->tls_tab_len; fd++) {
+        ConnObject *owner;
+        if (srv->tls_tab[fd] == NULL)
+            continue;
+        owner = tls_owner(srv->tls_tab[fd]);
+        if (owner != NULL && owner->tls_c && owner->fd == fd && !owner->aborted &&
+            owner->transport != NULL) {
+            conn_abort(owner);
+        }
+        conn_tls_evict(srv, fd);
+    }
+}
+
 /* Make room for descriptor fd in the server's tls_tab.  0, or -1 when
  * out of memory (no exception). */
 static NOINLINE int conn_tls_tab_fit(ServerObject *srv, int fd)
@@ -3478,8 +3515,8 @@ static void conn_tls_attach(ConnObject *c, PyObject *data)
     c->io_checked = 1;
     if (c->transport == NULL)
         return;
-    if ((fd = conn_socket_fd(c)) < 0)
-        goto fail;
+    if (!srv->direct_io || (fd = conn_socket_fd(c)) < 0)
+        goto fail; /* (no direct I/O: the server is closed, close_io) */
     if ((rc = conn_io_setup(srv)) < 0) {
         if (rc == -1)
             PyErr_WriteUnraisable((PyObject *)c);
@@ -3500,17 +3537,7 @@ static void conn_tls_attach(ConnObject *c, PyObject *data)
     if (srv->tls_tab[fd] != NULL) {
         /* the descriptor of a connection whose socket is closed but whose
          * connection_lost has not run yet: that SSL goes now */
-        ConnObject *old = tls_owner(srv->tls_tab[fd]);
-        if (old != NULL && old->tls_c && old->fd == fd) {
-            /* nothing of it may reach this descriptor now, not even as
-             * plain bytes: its output is dropped from here on */
-            old->aborted = 1;
-            old->io_done = 1;
-            conn_tls_drop(old);
-        }
-        else
-            tls_free(srv->tls_tab[fd]);
-        srv->tls_tab[fd] = NULL;
+        conn_tls_evict(srv, fd);
     }
     tls_set_owner(ssl, c);
     srv->tls_tab[fd] = ssl;
@@ -3636,6 +3663,7 @@ static PyObject *conn_server_close_io(ServerObject *srv, PyObject *unused)
         srv->epfd = -1;
     }
     srv->direct_io = 0;
+    conn_tls_tab_close(srv);
     Py_RETURN_NONE;
 }
 
@@ -4416,14 +4444,19 @@ static int conn_server_clear(ServerObject *s)
 static void conn_server_dealloc(ServerObject *s)
 {
     PyTypeObject *tp = Py_TYPE(s);
+    int i;
     PyObject_GC_UnTrack(s);
     if (s->epfd >= 0)
         close(s->epfd);
     conn_server_clear(s);
+    /* SSLs still in tls_tab (no connection holds the server any more: an
+     * owner would, so none is looked at), before the BIO_METHOD they use */
+    for (i = 0; i < s->tls_tab_len; i++)
+        tls_free(s->tls_tab[i]);
+    PyMem_RawFree(s->tls_tab);
     tls_ctx_free(s->tls_ctx);
     tls_bio_method_free(s->tls_meth);
     PyMem_RawFree(s->tls_out.p);
-    PyMem_RawFree(s->tls_tab); /* (its SSLs went with their connections) */
     tp->tp_free(s);
     Py_DECREF(tp);
 }
