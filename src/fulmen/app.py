@@ -840,7 +840,8 @@ def _tls_in_c(server, ctx):
     connection (sni_callback, keylog_filename, _msg_callback; PSK callbacks
     are checked in C), nor for one that asks for client certificates (the
     app reads them from the transport: get_extra_info("peercert")), nor for
-    a class that is not CPython's.  FULMEN_TLS_C=0 turns it off."""
+    a class that is not CPython's.  FULMEN_TLS_C=0 turns it off, and so does
+    FULMEN_DIRECT_IO=0 (the server's direct_io, checked in C)."""
     import _ssl
     import ssl as _ssl_mod
     if os.environ.get("FULMEN_TLS_C") == "0" or not isinstance(ctx, _ssl._SSLContext):

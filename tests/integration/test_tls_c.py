@@ -267,6 +267,19 @@ def test_client_certificate_reaches_the_view(tmp_path, cert):
         assert p.stop() == 0, p.stderr()
 
 
+def test_direct_io_off_keeps_uvloop_tls(tmp_path, cert):
+    """FULMEN_DIRECT_IO=0 keeps every socket on uvloop's transport: TLS too."""
+    p = start(tmp_path, cert, env={"FULMEN_DIRECT_IO": "0"})
+    try:
+        with tls(p.port, cert) as s:
+            info = tlsinfo(s)
+            assert info["ssl_object"], info
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(s)[1] == b"hello https"
+    finally:
+        assert p.stop() == 0, p.stderr()
+
+
 @pytest.mark.skipif(not hasattr(ssl.SSLContext, "set_psk_server_callback"),
                     reason="PSK callbacks are Python 3.13's")
 def test_psk_server_callback_is_served(tmp_path, cert):

@@ -4512,7 +4512,8 @@ static PyObject *conn_server_flush_log(ServerObject *srv, PyObject *unused)
 /* Server._use_tls(ctx, options, openssl_version): serve TLS in C with the
  * SSL_CTX inside ctx, an ssl.SSLContext that app.py has checked (see
  * tls_ctx_from).  Returns True, or False when it cannot be used (then
- * uvloop's TLS path serves); call before serving. */
+ * uvloop's TLS path serves), or when direct I/O is off; call before
+ * serving. */
 static PyObject *conn_server_use_tls(ServerObject *srv, PyObject *args)
 {
     PyObject *ctx;
@@ -4523,6 +4524,8 @@ static PyObject *conn_server_use_tls(ServerObject *srv, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "_use_tls: only once, before serving");
         return NULL;
     }
+    if (!srv->direct_io)
+        Py_RETURN_FALSE; /* FULMEN_DIRECT_IO=0: every socket stays the transport's */
     srv->tls_meth = tls_bio_method();
     if (srv->tls_meth == NULL)
         Py_RETURN_FALSE;
