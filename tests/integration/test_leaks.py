@@ -5,15 +5,20 @@ RSS where it was after a 50k warm-up, and the objects every request touches
 must keep their reference counts.  Plus refcount checks on Response built
 in-process through the public API."""
 import gc
+import json
 import re
 import socket
+import ssl
 import sys
 
 import pytest
 
 from .rawhttp import Conn, build_request, chunked
 from .server import Server, clean_exit, describe, rss_kb
-from .conftest import skip_if_sanitized
+from .conftest import SANITIZED, skip_if_sanitized
+from .test_binding import cert  # noqa: F401
+from .test_soak import client_hello
+from .test_supervisor import Proc
 
 BATCH = 50
 CONNS = 4
@@ -194,6 +199,71 @@ def test_many_connections_opened_and_dropped(server):
     with Conn(server.port) as c:    # the server has caught up
         assert c.request("GET", "/").status == 200
     assert rss_kb(pid) - rss0 < RSS_GROWTH_KB
+
+
+# ---- TLS ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def roomy_tls(cert):
+    """The roomy limits app serving TLS, in its own process."""
+    srv = Proc.for_app("limits", *cert, env={"FULMEN_LIMITS_PROFILE": "roomy"}).start()
+    yield srv
+    code = srv.stop()
+    assert clean_exit(code), "%s\n%s" % (describe(code), srv.stderr()[-3000:])
+    assert not srv.crash_report(), srv.crash_report()
+
+
+def tls_churn(port, cert, n, hello):
+    """n TLS connections: most make a few keep-alive requests (sync, async
+    and a body) and close; some are garbage, an abandoned handshake, or a
+    connection dropped with its request unanswered."""
+    ctx = ssl.create_default_context(cafile=cert[0])
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if i % 10 == 7:
+            s.sendall(b"\x16\x03\x01\x00\x05hello" * 3)      # garbage
+        elif i % 10 == 8:
+            s.sendall(hello[:len(hello) // 2])                  # a handshake left
+        else:
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+            req = build_request("GET", "/static") + build_request("GET", "/astatic") \
+                + build_request("POST", "/len", body=b"x" * 300)
+            s.sendall(req)
+            if i % 10 != 9:                                    # else dropped unread
+                buf = bytearray()
+                assert read_statuses(s, buf, 3) == [200, 200, 200]
+        s.close()
+
+
+def test_tls_connections_leave_nothing_behind(roomy_tls, cert):
+    """TLS connections made and dropped in every state keep the references
+    that requests touch where they were, and (unsanitized) RSS flat."""
+    hello = client_hello()
+    port = roomy_tls.port
+    tls_churn(port, cert, 200, hello)           # warm: sessions, caches
+    before = tls_refcounts(port, cert)
+    rss0 = rss_kb(roomy_tls.pid)
+    tls_churn(port, cert, 2000 if not SANITIZED else 300, hello)
+    tls_churn(port, cert, 1, hello)             # the server has caught up
+    assert tls_refcounts(port, cert) == before
+    if not SANITIZED:
+        assert rss_kb(roomy_tls.pid) - rss0 < RSS_GROWTH_KB
+    assert not roomy_tls.problem(), roomy_tls.problem()
+
+
+def tls_refcounts(port, cert):
+    ctx = ssl.create_default_context(cafile=cert[0])
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                        server_hostname="localhost")
+    with s:
+        s.sendall(build_request("GET", "/refcounts", headers={"Connection": "close"}))
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    return json.loads(got.partition(b"\r\n\r\n")[2])
 
 
 # ---- in-process refcounts on Response -------------------------------------------

@@ -11,8 +11,11 @@ import sys
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .test_binding import cert  # noqa: F401
+from .test_soak import client_hello
 from .test_supervisor import Proc, write_app
 
 APP = '''
@@ -365,3 +368,115 @@ def test_closing_the_server_ends_its_tls_connections(tmp_path, cert):
     if "tls in uvloop" in out:
         pytest.skip("TLS in C is not used on this Python: uvloop's TLS keeps its sockets")
     assert "tls in c client saw" in out and "timeout" not in out, (out, r.stderr.decode()[-3000:])
+
+
+# ---- mutated TLS records (hypothesis) ------------------------------------------
+
+def session(port, cert):
+    """A raw socket carrying a TLS session (an SSLObject over memory BIOs),
+    after one request and its whole answer, so the caller can write bytes
+    of its own into the stream."""
+    ctx = ssl.create_default_context(cafile=cert[0])
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg, server_hostname="localhost")
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def pump():
+        if outg.pending:
+            s.sendall(outg.read())
+
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump()
+            d = s.recv(65536)
+            assert d, "closed during the handshake"
+            inc.write(d)
+    obj.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    pump()
+    got = b""
+    while not got.endswith(b"hello https"):
+        try:
+            got += obj.read(65536)
+        except ssl.SSLWantReadError:
+            d = s.recv(65536)
+            assert d, got
+            inc.write(d)
+    return s
+
+
+def records_then_close(s):
+    """Read to the end: what comes is whole TLS records (an alert, the
+    server's flight), then EOF or a reset; a hang fails on the socket's
+    timeout."""
+    got, reset = b"", False
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    except ConnectionResetError:
+        reset = True
+    i = 0
+    while len(got) - i >= 5:
+        assert got[i] in (20, 21, 22, 23) and got[i + 1] == 3, got[i:i + 16]
+        n = int.from_bytes(got[i + 3:i + 5], "big")
+        i += 5 + n
+    assert reset or i == len(got), "a record cut by a clean close: %r" % got[-32:]
+
+
+HELLO = None
+
+record_header = st.builds(
+    lambda ct, ver, n: bytes([ct]) + ver + n.to_bytes(2, "big"),
+    st.sampled_from([20, 21, 22, 23, 24, 0, 0x80, 0xff]),
+    st.sampled_from([b"\x03\x01", b"\x03\x03", b"\x03\x04", b"\x02\x00", b"\xfe\xfd"]),
+    st.integers(0, 0x4300))
+
+hostile = st.one_of(
+    st.tuples(st.just("record"), st.tuples(record_header, st.binary(max_size=3000))),
+    st.tuples(st.just("truncated"), st.floats(0, 1)),
+    st.tuples(st.just("mutated"), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)),
+                                           min_size=1, max_size=8)),
+    st.tuples(st.just("mid-session"), st.one_of(
+        st.binary(min_size=1, max_size=3000),
+        st.tuples(record_header, st.binary(max_size=3000)))),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=hostile)
+def test_mutated_tls_records_close_or_answer(srv, cert, case):
+    """Hostile records at every stage of a TLS connection: the server sends
+    whole records (an alert) and closes, or resets; it never hangs, and it
+    serves the next client."""
+    global HELLO
+    if HELLO is None:
+        HELLO = client_hello()
+    kind, arg = case
+    if kind == "mid-session":
+        s = session(srv.port, cert)
+        junk = arg if isinstance(arg, bytes) else arg[0] + arg[1]
+    else:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        if kind == "record":
+            junk = arg[0] + arg[1]
+        elif kind == "truncated":
+            junk = HELLO[:int(arg * (len(HELLO) - 1))]
+        else:
+            b = bytearray(HELLO)
+            for where, val in arg:
+                b[int(where * (len(b) - 1))] = val
+            junk = bytes(b)
+    with s:
+        try:
+            s.sendall(junk)
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass     # closed already, for bytes it refused at once
+        records_then_close(s)
+    assert served(srv.port, cert)

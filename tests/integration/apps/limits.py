@@ -203,4 +203,5 @@ r.add_route("/unsafe-set-cookie", unsafe_set_cookie)
 r.add_route("/location/{rest:path}", location)
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=0)
+    # CERTFILE KEYFILE: serve TLS (the leak test's TLS case)
+    app.run(host="127.0.0.1", port=0, ssl=tuple(sys.argv[1:3]) if len(sys.argv) > 2 else None)
