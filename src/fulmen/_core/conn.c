@@ -3449,7 +3449,10 @@ static void conn_tls_drop(ConnObject *c)
  * is dropped, and reads nothing more. */
 static void conn_tls_evict(ServerObject *srv, int fd)
 {
-    ConnObject *old = tls_owner(srv->tls_tab[fd]);
+    ConnObject *old;
+    if (srv->tls_tab[fd] == NULL)
+        return; /* (gone meanwhile: conn_tls_tab_close's abort) */
+    old = tls_owner(srv->tls_tab[fd]);
     if (old != NULL && old->tls_c && old->fd == fd) {
         old->aborted = 1;
         old->io_done = 1;
