@@ -1341,7 +1341,8 @@ static void conn_rearm(ConnObject *c, int64_t now)
     } else if (c->pause & CONN_PAUSE_WRITE) {
         if (c->timer != CONN_T_WRITE)
             conn_arm_write(c, CONN_T_WRITE, now + srv->body_timeout_ms);
-    } else if (UNLIKELY(c->server->tls_ctx != NULL) && (conn_ssl(c) == NULL || !tls_ready(conn_ssl(c)))) {
+    } else if (UNLIKELY(c->server->tls_ctx != NULL) &&
+               (conn_ssl(c) == NULL || !tls_ready(conn_ssl(c)))) {
         /* the handshake gets header_timeout from the connection's start,
          * as uvloop's ssl_handshake_timeout did (conn_expire cuts it) */
         if (c->head_start == 0)
