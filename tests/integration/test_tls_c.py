@@ -39,6 +39,21 @@ async def chunks(request):
                 await asyncio.sleep(0)
     return request.Response(stream=gen())
 
+GATE = {}
+
+async def gated(request):
+    # answers once /open has been asked: after the client's FIN
+    import asyncio
+    ev = GATE.setdefault("ev", asyncio.Event())
+    await ev.wait()
+    ev.clear()
+    return request.Response(text="after the FIN")
+
+def gate_open(request):
+    import asyncio
+    GATE.setdefault("ev", asyncio.Event()).set()
+    return request.Response(text="open")
+
 def tlsinfo(request):
     t = request.transport
     return request.Response(json={"ssl_object": t.get_extra_info("ssl_object") is not None,
@@ -46,6 +61,8 @@ def tlsinfo(request):
 
 app.router.add_route("/", hello)
 app.router.add_route("/tlsinfo", tlsinfo)
+app.router.add_route("/gated", gated)
+app.router.add_route("/open", gate_open)
 app.router.add_route("/big", big)
 app.router.add_route("/chunks", chunks)
 app.router.add_static("/files", os.path.dirname(os.path.abspath(__file__)))
@@ -209,6 +226,20 @@ def test_bare_fin_and_close_notify(srv, cert):
     assert s.recv(100) == b""            # ssl: b"" means close_notify was received
     s.close()
     assert served(srv.port, cert)
+
+
+def test_an_answer_made_after_a_bare_fin_still_goes(srv, cert):
+    # HTTP over TLS may end its side with a FIN and no close_notify (RFC
+    # 9112 9.8): an answer the view makes after that FIN was read must
+    # still be written, not refused by an SSL that took the FIN as fatal
+    s = tls(srv.port, cert)
+    s.sendall(b"GET /gated HTTP/1.1\r\nHost: x\r\n\r\n")
+    socket.socket.shutdown(s, socket.SHUT_WR)
+    with tls(srv.port, cert) as o:
+        o.sendall(b"GET /open HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(o)[1] == b"open"
+    assert read_answer(s)[1] == b"after the FIN"
+    s.close()
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")

@@ -42,6 +42,7 @@ typedef struct {
     char *pre;
     size_t pre_len, pre_off;
     int drained; /* the last recv() emptied the socket (tls_drained) */
+    int eof;     /* recv() returned 0: the client's FIN (BIO_CTRL_EOF) */
 } tls_io;
 
 static int tls_bio_read(BIO *b, char *buf, int n)
@@ -67,6 +68,7 @@ static int tls_bio_read(BIO *b, char *buf, int n)
         r = recv(io->fd, buf, (size_t)n, MSG_DONTWAIT);
     while (r < 0 && errno == EINTR);
     io->drained = r < n;
+    io->eof = r == 0;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         BIO_set_retry_read(b);
         return -1;
@@ -101,8 +103,13 @@ static int tls_bio_write(BIO *b, const char *p, int n)
 
 static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    /* FLUSH: conn.c sends after each SSL call; the rest is not asked of
-     * a source/sink BIO by libssl, or may fail */
+    /* FLUSH: conn.c sends after each SSL call; EOF: libssl asks whether a
+     * read of 0 was the end of the stream (a bare FIN, tls_new); the rest
+     * is not asked of a source/sink BIO by libssl, or may fail */
+    if (cmd == BIO_CTRL_EOF) {
+        tls_io *io = BIO_get_data(b);
+        return io != NULL && io->eof;
+    }
     return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
@@ -278,8 +285,16 @@ SSL *tls_new(SSL_CTX *ctx, BIO_METHOD *meth, tls_out *out, int fd, const char *p
     io = NULL; /* the BIO's now */
     SSL_set_bio(ssl, b, b); /* ssl owns it */
     /* A client-initiated renegotiation (TLS 1.2) is refused; read-ahead
-     * lets one recv() take every record that has arrived. */
+     * lets one recv() take every record that has arrived.  A bare FIN (no
+     * close_notify) ends the client's side as close_notify would, as
+     * HTTP/1.1 over TLS allows (RFC 9112 9.8; requests are self-delimited):
+     * by default OpenSSL 3 makes it fatal, and the answers to requests
+     * read before it could no longer be written. */
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+#else
     SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+#endif
     SSL_set_read_ahead(ssl, 1);
     SSL_set_accept_state(ssl);
     return ssl;
@@ -319,18 +334,11 @@ int tls_read(SSL *ssl, char *buf, int n)
     e = SSL_get_error(ssl, r);
     if (e == SSL_ERROR_WANT_READ)
         return TLS_AGAIN;
-    if (e == SSL_ERROR_ZERO_RETURN) {
+    if (e == SSL_ERROR_ZERO_RETURN) /* close_notify, or a bare FIN (tls_new) */
         return TLS_EOF;
-    }
     if (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EINTR)) {
         ERR_clear_error();
         return TLS_AGAIN;
-    }
-    if (e == SSL_ERROR_SSL && SSL_is_init_finished(ssl) &&
-        ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-        /* OpenSSL 3: a FIN without close_notify */
-        ERR_clear_error();
-        return TLS_EOF;
     }
     ERR_clear_error();
     return TLS_ERROR;
