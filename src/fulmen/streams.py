@@ -54,15 +54,17 @@ async def _stream_body(conn, source):
                 elif n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
         ok = not conn.closed
-    except (ConnectionError, asyncio.CancelledError):
+    except asyncio.CancelledError:
         pass  # the client left (or the server is stopping): stop producing
-    except (Exception, KeyboardInterrupt, SystemExit):
-        # the app's error, whatever its class (a view's SystemExit is a
-        # 500): out of this Task, asyncio would re-raise the last two from
-        # the loop and end the worker
-        sys.stderr.write("fulmen: error while streaming a response:\n%s"
-                         % traceback.format_exc())
-        conn._stream_failed()
+    except (Exception, KeyboardInterrupt, SystemExit) as e:
+        if not _client_left(conn, source, e):
+            # the app's error, whatever its class (a view's SystemExit is
+            # a 500; a ConnectionError of its own, its database's say, is
+            # not the client leaving): out of this Task, asyncio would
+            # re-raise the last two from the loop and end the worker
+            sys.stderr.write("fulmen: error while streaming a response:\n%s"
+                             % traceback.format_exc())
+            conn._stream_failed()
     finally:
         try:
             aclose = getattr(source, "aclose", None)
@@ -72,10 +74,21 @@ async def _stream_body(conn, source):
                 close = getattr(source, "close", None)
                 if close is not None:
                     close()
-        except Exception:
+        except (Exception, KeyboardInterrupt, SystemExit):
             sys.stderr.write("fulmen: error while closing a stream:\n%s"
                              % traceback.format_exc())
-        conn._stream_end(ok)
+        finally:
+            # always, even when the clean-up is cancelled (the client's FIN
+            # cancels this Task): else the connection waits for it for good
+            conn._stream_end(ok)
+
+
+def _client_left(conn, source, exc):
+    """Whether exc, out of a stream, says the client has gone: a write to it
+    failed (ours: _stream_write's ClientDisconnected, sendfile's errors)."""
+    return isinstance(exc, ConnectionError) and (
+        isinstance(exc, _core.ClientDisconnected) or conn.closed
+        or isinstance(source, _FileBody))
 
 
 class _FileBody:

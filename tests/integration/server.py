@@ -91,11 +91,11 @@ class Server:
             self.host, self.port, self.pid = m.group(1), int(m.group(2)), int(m.group(3))
         return m is not None
 
-    def wait_for_stderr(self, text, timeout=5.0):
-        """Wait until text appears in the server's stderr (or its stderr
-        ends without it); True if it did."""
+    def wait_for_stderr(self, text, timeout=5.0, start=0):
+        """Wait until text appears in the server's stderr from line start on
+        (or its stderr ends without it); True if it did."""
         def seen():
-            return any(text in l for l in self.lines)
+            return any(text in l for l in self.lines[start:])
         with self._lock:
             return self._new_line.wait_for(lambda: seen() or self.eof, timeout) and seen()
 

@@ -402,6 +402,18 @@ def test_access_log_text(app_dir):
     assert all(float(ms) < 10_000 for *_, ms in lines)
 
 
+def test_access_log_says_500_for_a_stream_that_fails_before_its_head(app_dir):
+    # a streamed answer is logged once it is over: with the status sent
+    srv = fulmen_proc(app_dir, "--access-log").start()
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/stream-fails").status == 500
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    lines = [m.groups() for m in map(TEXT_LINE.match, srv.stderr().splitlines()) if m]
+    assert [(m, t, s) for m, t, _, s, _, _ in lines] == [("GET", "/stream-fails", "500")]
+
+
 def test_access_log_json(app_dir):
     lines = [l for l in _serve_and_log(app_dir, "--access-log-format", "json")
              if l.startswith("{")]

@@ -121,14 +121,18 @@ def test_generator_error_aborts_the_response(api, kind):
     assert api.wait_for_stderr("the generator failed")
 
 
+@pytest.mark.parametrize("exc", ["RuntimeError", "ConnectionRefusedError"])
 @pytest.mark.parametrize("version", ["1.1", "1.0"])
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_generator_error_before_its_first_item_is_a_500(api, kind, version):
+def test_generator_error_before_its_first_item_is_a_500(api, kind, version, exc):
     """Nothing of the answer went out yet: the app's error is a whole 500
     (not a 200 cut at once), and the connection ends after it, with no
-    answer to the request pipelined behind (its view may have run)."""
+    answer to the request pipelined behind (its view may have run).  A
+    ConnectionError of the app's (its database is down) is its error too,
+    not the client leaving."""
     with Conn(api.port) as c:
-        c.send(build_request("GET", "/s/fail/%s?first=0" % kind, version=version) +
+        c.send(build_request("GET", "/s/fail/%s?first=0&exc=%s" % (kind, exc),
+                             version=version) +
                build_request("GET", "/plain", version=version))
         raw = read_to_eof(c)
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -137,6 +141,19 @@ def test_generator_error_before_its_first_item_is_a_500(api, kind, version):
     assert b"\r\nContent-Length: %d\r\n" % len(body) in head, raw
     assert b"HTTP/1.1" not in body, raw
     assert api.wait_for_stderr("the generator failed")
+
+
+def test_a_stream_whose_clean_up_waits_ends_when_the_client_leaves(api):
+    # the first item is of the wrong type, and the generator's clean-up
+    # waits for good: the client's FIN cancels that wait, and the stream
+    # still ends (a 500, nothing having gone out), then the connection
+    n0 = len(api.lines)
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/s/slow-close"))
+        assert api.wait_for_stderr("a stream must yield bytes or str", start=n0)
+        c.sock.shutdown(socket.SHUT_WR)
+        raw = read_to_eof(c)        # a connection left open is a socket.timeout
+    assert raw.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), raw
 
 
 def test_stream_with_a_content_length_and_no_item_is_a_500(api):

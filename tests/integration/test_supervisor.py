@@ -94,6 +94,16 @@ app.router.add_route("/block", block)
 app.router.add_route("/headers", headers)
 app.router.add_route("/settings", settings)
 app.router.add_route("/small-body", hello, methods=["POST"], max_body_size=1000)
+
+
+def stream_fails(request):
+    def gen():
+        raise RuntimeError("fails before its first item")
+        yield b""
+    return request.Response(stream=gen())
+
+
+app.router.add_route("/stream-fails", stream_fails)
 '''
 
 

@@ -167,6 +167,8 @@ typedef struct {
     uint8_t stream_begun;
     uint8_t stream_stop;
     uint8_t stream_failed;   /* the app's iterator raised (_stream_failed) */
+    uint16_t stream_code;    /* its status, for the logs (at its end) */
+    int64_t stream_begun_at; /* mod_now_ms() at _stream_begin */
     uint8_t bs_chunked;
     uint8_t peer_trusted;    /* --proxy-headers from this peer (with peer) */
     /* conn_progress() when a deadline for the client to take output was
@@ -870,6 +872,16 @@ static void conn_write_failed(ConnObject *c, RequestObject *req, PyObject *resp,
     resp_release(c->st, resp);
 }
 
+/* A streamed answer's lines in the access log and the debug log (its
+ * length is not known). */
+static void conn_log_stream(ConnObject *c, RequestObject *req, int code)
+{
+    if (UNLIKELY(c->server->access_log))
+        conn_access_log(c, req, code, -1);
+    if (UNLIKELY(c->server->debug) && req != NULL)
+        conn_log(req, code);
+}
+
 /* conn_write_response for files, streams, the access log and the debug log. */
 static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject *resp,
                                     int head_only, int conn_hdr, int close_after)
@@ -900,11 +912,17 @@ static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject 
             resp = r2;
         }
         if (((ResponseObject *)resp)->kind == RESP_STREAM) {
-            if (UNLIKELY(c->server->access_log))
-                conn_access_log(c, req, ((ResponseObject *)resp)->code, -1);
-            if (UNLIKELY(c->server->debug) && req != NULL)
-                conn_log(req, ((ResponseObject *)resp)->code);
-            return conn_start_stream(c, req, resp, head_only, conn_hdr, close_after);
+            /* logged once answered: here, or at the stream's end (a 500
+             * then when it failed before its head went) */
+            int code = ((ResponseObject *)resp)->code;
+            if (conn_start_stream(c, req, resp, head_only, conn_hdr, close_after)) {
+                c->ext->stream_code = (uint16_t)code;
+                if (UNLIKELY(c->server->access_log) && c->ext->peer == NULL)
+                    conn_fetch_peer(c); /* while the client is there */
+                return 1;
+            }
+            conn_log_stream(c, req, code);
+            return 0;
         }
     }
     if (UNLIKELY(c->server->access_log)) {
@@ -2680,14 +2698,16 @@ static int conn_stream_head_out(ConnObject *c)
     return rc < 0 ? -1 : 1;
 }
 
-/* The held-back head of a stream whose iterator has begun but not yielded
- * by this sweep goes then: a client (or a proxy's read timeout) waiting for
- * a stream's first event must not wait for the head too.  (A generator's
- * first step, up to its first item or its first await, runs at once: its
- * failure there is always a 500.) */
-static int conn_stream_head_due(ConnObject *c)
+/* The held-back head of a stream whose iterator began CONN_STREAM_HEAD_MS
+ * ago without an item goes at the sweep after that: a client (or a proxy's
+ * read timeout) waiting for a stream's first event must not wait for the
+ * head too.  An iterator that fails before then gets a 500; one that has
+ * failed is not answered 200 while it closes. */
+#define CONN_STREAM_HEAD_MS 1000
+static int conn_stream_head_due(ConnObject *c, int64_t now)
 {
-    return c->streaming && c->ext->stream_head != NULL && c->ext->stream_begun;
+    return c->streaming && c->ext->stream_head != NULL && c->ext->stream_begun &&
+           !c->ext->stream_failed && now - c->ext->stream_begun_at >= CONN_STREAM_HEAD_MS;
 }
 
 static PyObject *conn_stream_write(ConnObject *c, PyObject *data)
@@ -2783,6 +2803,7 @@ static PyObject *conn_stream_begin(ConnObject *c, PyObject *unused)
     if (!c->streaming)
         Py_RETURN_FALSE;
     c->ext->stream_begun = 1;
+    c->ext->stream_begun_at = mod_now_ms();
     return PyBool_FromLong(!c->ext->stream_stop && !c->closed && c->transport != NULL);
 }
 
@@ -2828,9 +2849,11 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
              * a stream not produced (the client left) sends nothing */
             c->closing = 1;
             c->close_after_flush = 1;
-            if (failed && !c->ext->stream_stop &&
-                resp_serialize_status(c->st, 500, "Internal Server Error", 0, 1, NULL) < 0)
-                PyErr_WriteUnraisable((PyObject *)c);
+            if (failed && !c->ext->stream_stop) {
+                c->ext->stream_code = 500;
+                if (resp_serialize_status(c->st, 500, "Internal Server Error", 0, 1, NULL) < 0)
+                    PyErr_WriteUnraisable((PyObject *)c);
+            }
         } else if (!ok) {
             /* the body is cut short: the client must not take it as whole,
              * so nothing may follow it, not even the answers queued behind
@@ -2853,8 +2876,10 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
         }
     }
     Py_CLEAR(c->ext->stream_head);
-    if (req != NULL)
+    if (req != NULL) {
+        conn_log_stream(c, req, c->ext->stream_code);
         conn_request_done(req);
+    }
     if (!c->closed && !aborted) {
         if (!c->close_after_flush) {
             /* (else this answer ends the connection: what is queued
@@ -4323,7 +4348,7 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
         if (UNLIKELY(srv->response_timeout_ms) && conn_q_len(c) > 0)
             conn_view_timeouts(c, now);
         if ((c->deadline != 0 && now >= c->deadline && !c->closed &&
-             c->transport != NULL) || UNLIKELY(conn_stream_head_due(c))) {
+             c->transport != NULL) || UNLIKELY(conn_stream_head_due(c, now))) {
             /* expiring may run code that unlinks c: hold it */
             if (PyList_Append(keep, (PyObject *)c) < 0)
                 break;
@@ -4338,7 +4363,8 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
         c = (ConnObject *)PyList_GET_ITEM(keep, i);
         if (c->closed || c->transport == NULL)
             continue;
-        if (conn_stream_head_due(c) && (conn_stream_head_out(c) < 0 || conn_flush(c) < 0))
+        if (conn_stream_head_due(c, now) &&
+            (conn_stream_head_out(c) < 0 || conn_flush(c) < 0))
             PyErr_WriteUnraisable((PyObject *)c);
         if (c->deadline != 0 && now >= c->deadline && !c->closed && c->transport != NULL)
             conn_expire(c);

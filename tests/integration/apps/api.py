@@ -533,7 +533,8 @@ def stream_fail(request):
     """Two items, then the generator raises: the body must not look whole.
     ?exc=SystemExit or KeyboardInterrupt raises that instead; ?first=0
     raises before the first item."""
-    exc = {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}.get(
+    exc = {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt,
+           "ConnectionRefusedError": ConnectionRefusedError}.get(
         request.query.get("exc"), RuntimeError)
     first = request.query.get("first") != "0"
 
@@ -551,6 +552,17 @@ def stream_fail(request):
             yield b"second "
         raise exc("the generator failed")
     return Response(stream=gen() if request.match_dict["kind"] == "sync" else agen())
+
+
+def stream_slow_close(request):
+    """An async generator whose first item is of the wrong type and whose
+    clean-up waits for good: the client's FIN cancels that wait."""
+    async def agen():
+        try:
+            yield 123
+        finally:
+            await asyncio.Event().wait()
+    return Response(stream=agen())
 
 
 def stream_bad_length(request):
@@ -786,6 +798,7 @@ r.add_route("/s/late/{n:int}", stream_late)
 r.add_route("/s/str", stream_str)
 r.add_route("/s/length", stream_length)
 r.add_route("/s/fail/{kind}", stream_fail)
+r.add_route("/s/slow-close", stream_slow_close)
 r.add_route("/s/bad-length/{kind}", stream_bad_length)
 r.add_route("/s/code/{code:int}", stream_code)
 r.add_route("/s/length-wrong/{n:int}", stream_length_wrong)
