@@ -3369,6 +3369,39 @@ static void conn_io_eof(ConnObject *c)
     Py_XDECREF(r);
 }
 
+/* The read buffer, at its full size, or NULL (reported) when out of
+ * memory.  One bytes object takes every read while nothing keeps it: its
+ * size is set to what arrived.  Nobody else holds it then, and no Python
+ * code ever sees it (requests copy what they hand out), so no hash of it
+ * can be cached. */
+static PyObject *conn_rbuf(ConnObject *c)
+{
+    fulmen_state *st = c->st;
+    PyObject *b = st->rbytes;
+    if (b == NULL && (b = st->rbytes = PyBytes_FromStringAndSize(NULL, CONN_RBUF)) == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        return NULL;
+    }
+    Py_SET_SIZE(b, CONN_RBUF);
+    return b;
+}
+
+/* The n bytes read into b (conn_rbuf's) go to conn_data_received. */
+static void conn_io_deliver(ConnObject *c, PyObject *b, Py_ssize_t n)
+{
+    PyObject *r;
+    Py_SET_SIZE(b, n);
+    PyBytes_AS_STRING(b)[n] = '\0';
+    Py_INCREF(b);
+    r = conn_data_received(c, b);
+    if (Py_REFCNT(b) > 2)
+        Py_CLEAR(c->st->rbytes); /* kept (a request that waits): theirs now */
+    Py_DECREF(b);
+    if (r == NULL)
+        PyErr_WriteUnraisable((PyObject *)c);
+    Py_XDECREF(r);
+}
+
 /* A TLS connection's socket is readable: SSL_read until it wants more
  * from the socket (it has then drained it: edge-triggered epoll reports
  * the next bytes), the handshake first.  The records SSL writes on the way
@@ -3378,18 +3411,13 @@ static void conn_io_eof(ConnObject *c)
 #define CONN_TLS_ROUNDS 8
 static void conn_tls_read(ConnObject *c, uint32_t events)
 {
-    fulmen_state *st = c->st;
     int rounds, n, was_ready;
     for (rounds = 0; rounds < CONN_TLS_ROUNDS; rounds++) {
-        PyObject *b, *r;
+        PyObject *b;
         if (c->fd < 0 || c->io_done || !c->io_watched || c->closed || conn_ssl(c) == NULL)
             return;
-        b = st->rbytes;
-        if (b == NULL && (b = st->rbytes = PyBytes_FromStringAndSize(NULL, CONN_RBUF)) == NULL) {
-            PyErr_WriteUnraisable((PyObject *)c);
+        if ((b = conn_rbuf(c)) == NULL)
             return;
-        }
-        Py_SET_SIZE(b, CONN_RBUF);
         was_ready = tls_ready(conn_ssl(c));
         n = tls_read(conn_ssl(c), PyBytes_AS_STRING(b), CONN_RBUF);
         if (UNLIKELY(c->server->tls_out.len > 0) && conn_tls_push(c) < 0)
@@ -3399,16 +3427,7 @@ static void conn_tls_read(ConnObject *c, uint32_t events)
             conn_rearm(c, mod_now_ms());
         }
         if (n > 0) {
-            Py_SET_SIZE(b, n);
-            PyBytes_AS_STRING(b)[n] = '\0';
-            Py_INCREF(b);
-            r = conn_data_received(c, b);
-            if (Py_REFCNT(b) > 2)
-                Py_CLEAR(st->rbytes); /* kept (a request that waits): theirs now */
-            Py_DECREF(b);
-            if (r == NULL)
-                PyErr_WriteUnraisable((PyObject *)c);
-            Py_XDECREF(r);
+            conn_io_deliver(c, b, n);
             if (c->fd >= 0 && conn_ssl(c) != NULL && tls_drained(conn_ssl(c)) &&
                 !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
                 return; /* drained: more data is a new edge */
@@ -3601,7 +3620,6 @@ static PyObject *conn_get_tls(ConnObject *c, void *unused)
  * transport would do, done here. */
 static void conn_io_read(ConnObject *c, uint32_t events)
 {
-    fulmen_state *st = c->st;
     int rounds;
     if (conn_ssl(c) != NULL) {
         conn_tls_read(c, events);
@@ -3609,31 +3627,14 @@ static void conn_io_read(ConnObject *c, uint32_t events)
     }
     for (rounds = 0; rounds < 4; rounds++) {
         ssize_t n;
-        PyObject *b, *r;
+        PyObject *b;
         if (c->fd < 0 || c->io_done || !c->io_watched || c->closed)
             return;
-        /* one bytes object takes every read while nothing keeps it: its
-         * size is set to what arrived.  Nobody else holds it then, and no
-         * Python code ever sees it (requests copy what they hand out), so
-         * no hash of it can be cached. */
-        b = st->rbytes;
-        if (b == NULL && (b = st->rbytes = PyBytes_FromStringAndSize(NULL, CONN_RBUF)) == NULL) {
-            PyErr_WriteUnraisable((PyObject *)c);
+        if ((b = conn_rbuf(c)) == NULL)
             return;
-        }
-        Py_SET_SIZE(b, CONN_RBUF);
         n = recv(c->fd, PyBytes_AS_STRING(b), CONN_RBUF, MSG_DONTWAIT);
         if (n > 0) {
-            Py_SET_SIZE(b, n);
-            PyBytes_AS_STRING(b)[n] = '\0';
-            Py_INCREF(b);
-            r = conn_data_received(c, b);
-            if (Py_REFCNT(b) > 2)
-                Py_CLEAR(st->rbytes); /* kept (a request that waits): theirs now */
-            Py_DECREF(b);
-            if (r == NULL)
-                PyErr_WriteUnraisable((PyObject *)c);
-            Py_XDECREF(r);
+            conn_io_deliver(c, b, n);
             if (n < CONN_RBUF && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
                 return; /* drained: more data is a new edge */
             continue;   /* (after a FIN, read on to the end of the stream) */
