@@ -129,6 +129,17 @@ def read_answer(s):
     return head, body[:n]
 
 
+def wait_closed(s):
+    """Read from raw socket s until the server closes or resets it (its
+    timeout fails the test if it never does), then close it."""
+    try:
+        while s.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    s.close()
+
+
 def served(port, cert):
     with tls(port, cert) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -188,12 +199,7 @@ def test_hostile_bytes_close_the_connection_only(srv, cert, junk):
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
     s.sendall(junk)
     s.shutdown(socket.SHUT_WR)
-    try:
-        while s.recv(4096):
-            pass
-    except ConnectionResetError:
-        pass
-    s.close()
+    wait_closed(s)
     assert served(srv.port, cert)
 
 
@@ -203,12 +209,7 @@ def test_stalled_handshake_is_cut_after_header_timeout(srv, cert):
     for first in (b"\x16\x03\x01", b""):   # the start of a record, or nothing
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
         s.sendall(first)
-        try:
-            while s.recv(4096):
-                pass
-        except ConnectionResetError:
-            pass
-        s.close()
+        wait_closed(s)
     assert served(srv.port, cert)
 
 
