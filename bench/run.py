@@ -163,7 +163,7 @@ SCENARIOS = {
                    body=UPLOAD, body_file=upload_file, check=check_upload, app="upload.py",
                    doc="POST a 256 KiB body, answered with the length of request.body"),
     "tls": dict(GET, check=check_hello, app="hello.py", tls=True,
-                doc="hello over TLS, each server's own (fulmen: uvloop's TLS transport); "
+                doc="hello over TLS, each server's own (fulmen: TLS in C, docs/tls.md); "
                 "a self-signed P-256 certificate"),
 }
 SCENARIOS["ws-echo"] = dict(kind="ws", path="/ws", app="ws_echo.py",
