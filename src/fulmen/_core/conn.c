@@ -3369,6 +3369,31 @@ static void conn_io_eof(ConnObject *c)
     Py_XDECREF(r);
 }
 
+/* No more reads on c: the client's end of stream (eof), else an error
+ * (a reset, a broken TLS stream), after which the connection is gone. */
+static void conn_io_stop(ConnObject *c, int eof)
+{
+    conn_io_end(c);
+    if (eof)
+        conn_io_eof(c);
+    else if (!c->closed && c->transport != NULL)
+        conn_abort(c);
+}
+
+/* After a read loop's last round, with maybe more waiting: re-arm c's
+ * socket (edge-triggered, it would not be reported again) so that other
+ * sockets go first.  Returns whether it did. */
+static int conn_io_rearm(ConnObject *c)
+{
+    struct epoll_event ev;
+    if (c->fd < 0 || !c->io_watched || c->io_done || c->closed)
+        return 0;
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = c;
+    (void)epoll_ctl(c->server->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    return 1;
+}
+
 /* The read buffer, at its full size, or NULL (reported) when out of
  * memory.  One bytes object takes every read while nothing keeps it: its
  * size is set to what arrived.  Nobody else holds it then, and no Python
@@ -3435,21 +3460,11 @@ static void conn_tls_read(ConnObject *c, uint32_t events)
         }
         if (n == TLS_AGAIN)
             return;
-        conn_io_end(c);
-        if (n == TLS_EOF)
-            conn_io_eof(c);
-        else if (!c->closed && c->transport != NULL)
-            conn_abort(c); /* not TLS, or broken: the connection is gone */
+        conn_io_stop(c, n == TLS_EOF); /* else not TLS, or broken */
         return;
     }
-    if (c->fd >= 0 && c->io_watched && !c->io_done && !c->closed) {
-        struct epoll_event ev;
-        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-        ev.data.ptr = c;
-        (void)epoll_ctl(c->server->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-        if (conn_ssl(c) != NULL && tls_pending(conn_ssl(c)))
-            conn_tls_kick(c);
-    }
+    if (conn_io_rearm(c) && conn_ssl(c) != NULL && tls_pending(conn_ssl(c)))
+        conn_tls_kick(c);
 }
 
 /* Connection._tls_kick(): read what SSL holds (a loop callback). */
@@ -3643,22 +3658,11 @@ static void conn_io_read(ConnObject *c, uint32_t events)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        conn_io_end(c);
-        if (n == 0) {
-            conn_io_eof(c);
-        } else if (!c->closed && c->transport != NULL) {
-            conn_abort(c); /* a reset or other error: the connection is gone */
-        }
+        conn_io_stop(c, n == 0); /* else a reset or other error */
         return;
     }
-    /* four full reads and maybe more waiting: let other sockets go first,
-     * and re-arm this one (edge-triggered: it would not be reported again) */
-    if (c->fd >= 0 && c->io_watched && !c->io_done && !c->closed) {
-        struct epoll_event ev;
-        ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-        ev.data.ptr = c;
-        (void)epoll_ctl(c->server->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    }
+    /* four full reads and maybe more waiting: let other sockets go first */
+    conn_io_rearm(c);
 }
 
 /* Server._io_ready(): the loop saw the epoll set readable. */
