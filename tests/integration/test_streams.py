@@ -3,6 +3,7 @@
 import socket
 import struct
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -95,6 +96,28 @@ def test_stream_with_content_length_is_raw(api):
         assert r.header("Transfer-Encoding") is None
         assert r.body == b"0123456789" * 5
         assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("cl", ["50|50", " 50\t", "050"])
+def test_stream_content_length_said_twice_or_padded(api, cl):
+    with Conn(api.port) as c:
+        r = c.request("GET", "/s/length?cl=" + quote(cl))
+        assert r.header("Content-Length") == cl.split("|")[0].strip()    # (once)
+        assert r.body == b"0123456789" * 5
+
+
+@pytest.mark.parametrize("cl", ["5x", "", "+50", "-50", "0x32", "5 0", "1e3", "\u0665\u0660",
+                                "1" * 19, "50|49"])
+def test_stream_content_length_that_is_not_one_number_is_a_500(api, cl):
+    """The app's mistake in a stream's length is a 500 with the reason in
+    the log, not a body sent chunked instead (nothing went out yet)."""
+    n0 = len(api.lines)
+    with Conn(api.port) as c:
+        r = c.request("GET", "/s/length?cl=" + quote(cl))
+        assert r.status == 500
+        assert b"0123456789" not in r.body
+        assert c.request("GET", "/plain").body == b"plain"
+    assert api.wait_for_stderr("Content-Length", start=n0)
 
 
 def read_to_eof(c, limit=16 * MiB):

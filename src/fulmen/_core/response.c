@@ -924,7 +924,7 @@ static const char *resp_str_utf8(PyObject *o, Py_ssize_t *n)
 
 /* Emit one user header; returns 0, -1 (exception) or -2 (unsafe).  *seen
  * collects RESP_SEEN_* and may carry RESP_ALLOW_CL in; the value of a
- * Content-Length it keeps goes to *length. */
+ * Content-Length it keeps goes to *length (not NULL with RESP_ALLOW_CL). */
 static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen,
                            uint64_t *length)
 {
@@ -955,23 +955,32 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
     while (vl > 0 && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
         vl--;
     /* framing is ours: the app cannot set it (but a stream may say its
-     * length, which must then be a plain decimal) */
+     * length, which must then be a plain decimal: the app's mistake is a
+     * 500 before anything goes, not a body framed some other way) */
     if (resp_ieq(n, nl, "content-length")) {
         Py_ssize_t i;
+        uint64_t len = 0;
         rc = 0;
-        if (!(*seen & RESP_ALLOW_CL) || (*seen & RESP_SEEN_CL))
+        if (!(*seen & RESP_ALLOW_CL))
             goto done;
-        for (i = 0; i < vl; i++)
-            if (val[i] < '0' || val[i] > '9')
-                goto done;
-        if (vl == 0 || vl > 18)
+        for (i = 0; i < vl && i < 18 && val[i] >= '0' && val[i] <= '9'; i++)
+            len = len * 10 + (uint64_t)(val[i] - '0');
+        if (vl == 0 || i < vl) {
+            PyErr_Format(PyExc_ValueError, "a stream's Content-Length must be a number of "
+                         "bytes (at most 18 digits), not %R", v);
+            rc = -1;
             goto done;
-        *seen |= RESP_SEEN_CL;
-        if (length != NULL) {
-            *length = 0;
-            for (i = 0; i < vl; i++)
-                *length = *length * 10 + (uint64_t)(val[i] - '0');
         }
+        if (*seen & RESP_SEEN_CL) {
+            if (len != *length) {
+                PyErr_Format(PyExc_ValueError, "a stream has two different Content-Length "
+                             "values (%llu and %R)", (unsigned long long)*length, v);
+                rc = -1;
+            }
+            goto done; /* (the same value twice goes once) */
+        }
+        *seen |= RESP_SEEN_CL;
+        *length = len;
     } else if (resp_ieq(n, nl, "transfer-encoding") || resp_ieq(n, nl, "connection") ||
                resp_ieq(n, nl, "date")) {
         /* (Date is one value, the server's clock: RFC 9110 6.6.1) */

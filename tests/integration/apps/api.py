@@ -524,8 +524,11 @@ def stream_str(request):
 
 
 def stream_length(request):
+    """?cl=A|B sends the Content-Length header once per value (50 if not
+    given)."""
     parts = [b"0123456789"] * 5
-    return Response(stream=iter(parts), headers={"Content-Length": "50"},
+    lengths = request.query.get("cl", "50").split("|")
+    return Response(stream=iter(parts), headers=[("Content-Length", n) for n in lengths],
                     mime_type="application/octet-stream")
 
 
