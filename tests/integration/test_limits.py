@@ -408,6 +408,32 @@ def test_expect_100_over_the_limit_gets_413_and_no_100(limits):
     assert hits(limits.port, name) == 0
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+@pytest.mark.parametrize("method,path,status", [("POST", b"/nowhere", 404),
+                                                ("PUT", b"/stream-len", 405)])
+def test_expect_100_without_a_route_is_answered_at_once(limits, method, path, status, framing):
+    """The 404 or 405 is known before the body: it comes at once, with no
+    100 Continue first (RFC 9110 10.1.1: the client need not upload the
+    body), and ends the connection.  What the client sends anyway, a body
+    and a request behind it, is dropped."""
+    name, smug = smuggle()
+    frame, body = ((b"Content-Length: 5", b"abcde") if framing == "length"
+                   else (b"Transfer-Encoding: chunked", b"5\r\nabcde\r\n0\r\n\r\n"))
+    with Conn(limits.port) as c:
+        c.send(b"%s %s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n%s\r\n\r\n"
+               % (method.encode(), path, frame))
+        r = c.read_response()
+        assert r.status == status, "got %d before the final answer" % r.status
+        assert r.header("Connection").lower() == "close"
+        assert (r.header("Allow") is not None) == (status == 405)
+        try:
+            c.send(body + smug)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert c.at_eof()
+    assert hits(limits.port, name) == 0
+
+
 def test_expect_100_under_a_raised_route_limit_gets_100(limits):
     with Conn(limits.port) as c:
         c.send(b"POST /len5000 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"

@@ -2171,6 +2171,34 @@ static void conn_413_for_length(ConnObject *c, RequestObject *req)
     conn_protocol_error(c, 413, req);
 }
 
+/* req asked for a 100 Continue before it sends its body, and has no route:
+ * its 404 or 405 is known now, so it is answered at once, without the body
+ * (which its view, the app's not_found hook if any, sees empty), rather
+ * than after a 100 that costs the client a round trip and the body's
+ * upload (RFC 9110 10.1.1).  The connection ends with the answer, and
+ * what of the body the client sends anyway is dropped while lingering.
+ * Takes the reference to req. */
+static NOINLINE void conn_answer_unread(ConnObject *c, RequestObject *req, const char *p)
+{
+    uint64_t kb = req->h.content_length / 1024 + CONN_LINGER_KB;
+    if (req->h.flags & H1_F_CHUNKED)
+        kb = CONN_LINGER_MAX_KB;
+    c->linger_kb = (uint16_t)(kb < CONN_LINGER_MAX_KB ? kb : CONN_LINGER_MAX_KB);
+    c->pending = NULL;
+    c->head_start = 0;
+    req->raw = PyBytes_FromStringAndSize(p, (Py_ssize_t)c->head_len);
+    if (req->raw == NULL) {
+        conn_give_up(c, req);
+        return;
+    }
+    req->base = PyBytes_AS_STRING(req->raw);
+    req->rawlen = c->head_len;
+    req->body.off = c->head_len;
+    req->body.len = 0;
+    req->h.flags &= ~H1_F_KEEP_ALIVE; /* the answer says Connection: close */
+    conn_dispatch(c, req);
+}
+
 /* Expect: 100-continue: send the interim response now, or in its turn
  * behind the responses still queued ahead of this request. */
 static void conn_maybe_continue(ConnObject *c, RequestObject *req)
@@ -2472,6 +2500,12 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                 req->route = route;
                 for (i = 0; i < req->n_params; i++)
                     req->params[i].off += req->h.path.off;
+            }
+            if (UNLIKELY(route == NULL && (req->h.flags & H1_F_EXPECT_CONTINUE) &&
+                         req->h.version_minor == 1 &&
+                         ((req->h.flags & H1_F_CHUNKED) || req->h.content_length > 0))) {
+                conn_answer_unread(c, req, p + pos);
+                return len;
             }
             max_body = (route && route->max_body) ? route->max_body : srv->max_body_size;
             if (UNLIKELY(route != NULL && route->is_stream &&
