@@ -61,6 +61,21 @@ def test_a_file_that_shrinks_while_it_is_sent_is_cut_and_logged(api):
         os.remove(path)
 
 
+@pytest.mark.parametrize("to", [0, 1, 65535])
+def test_a_file_that_shrinks_before_its_first_block_is_a_500(api, to):
+    """Nothing of the answer went yet when the file is found short (its
+    first block is read before the head goes): a whole 500, logged, rather
+    than a 200 cut at once."""
+    n0 = len(api.lines)
+    with Conn(api.port) as c:
+        c.send(build_request("GET", "/file-emptied?to=%d" % to))
+        r = c.read_response()
+        assert r.status == 500
+        assert r.header("Connection") == "close"
+        assert c.at_eof()
+    assert api.wait_for_stderr("bytes short of its Content-Length; answered 500", start=n0)
+
+
 @pytest.mark.parametrize("name,ctype", [
     ("hello.txt", "text/plain; charset=utf-8"),
     ("style.css", "text/css; charset=utf-8"),

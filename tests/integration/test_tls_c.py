@@ -30,6 +30,16 @@ def hello(request):
 def big(request):
     return request.Response(body=b"y" * int(request.query["n"]))
 
+def emptied(request):
+    # a file opened for its answer, which then gets shorter
+    import tempfile
+    from fulmen import streams
+    with tempfile.NamedTemporaryFile() as f:
+        f.truncate(1 << 20)
+        body = streams._file_body(f.name, 0, 1 << 20)
+        f.truncate(int(request.query["to"]))
+    return request.Response(stream=body, headers={"Content-Length": str(1 << 20)})
+
 async def chunks(request):
     import asyncio
     async def gen():
@@ -64,6 +74,7 @@ app.router.add_route("/tlsinfo", tlsinfo)
 app.router.add_route("/gated", gated)
 app.router.add_route("/open", gate_open)
 app.router.add_route("/big", big)
+app.router.add_route("/emptied", emptied)
 app.router.add_route("/chunks", chunks)
 app.router.add_static("/files", os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,6 +197,15 @@ def test_static_file_over_tls(srv, cert, tmp_path):
         head, body = read_answer(s)
         assert head.startswith(b"HTTP/1.1 200"), head
         assert body == (tmp_path / "f.bin").read_bytes()
+
+
+@pytest.mark.parametrize("to", [0, 1000])
+def test_a_file_that_shrinks_before_its_first_block_is_a_500_over_tls(srv, cert, to):
+    with tls(srv.port, cert) as s:
+        s.sendall(b"GET /emptied?to=%d HTTP/1.1\r\nHost: x\r\n\r\n" % to)
+        head, body = read_answer(s)
+        assert head.startswith(b"HTTP/1.1 500"), head
+    assert srv.wait_for_stderr("bytes short of its Content-Length; answered 500")
 
 
 @pytest.mark.parametrize("junk", [

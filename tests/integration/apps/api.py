@@ -15,9 +15,11 @@ import enum
 import json
 import os
 import sys
+import tempfile
 from http.cookies import SimpleCookie
 
 import fulmen
+from fulmen import streams
 from fulmen import (Application, BadRequest, FileResponse, MethodNotAllowed,
                     Response, RouteNotFoundException)
 
@@ -574,6 +576,16 @@ def stream_bad_length(request):
     return Response(stream=iter(parts), headers={"Content-Length": "5"})
 
 
+def file_emptied(request):
+    """A file opened for its answer (as Response(file=...) does), which then
+    gets shorter (?to=N bytes; 0 if not given) before its first block goes."""
+    with tempfile.NamedTemporaryFile() as f:
+        f.truncate(256 * 1024)
+        body = streams._file_body(f.name, 0, 256 * 1024)
+        f.truncate(int(request.query.get("to", "0")))
+    return Response(stream=body, headers={"Content-Length": str(256 * 1024)})
+
+
 def stream_code(request):
     """A stream answered with a status that has no content (1xx, 204, 304)."""
     key = request.query.get("key")
@@ -803,6 +815,7 @@ r.add_route("/s/length", stream_length)
 r.add_route("/s/fail/{kind}", stream_fail)
 r.add_route("/s/slow-close", stream_slow_close)
 r.add_route("/s/bad-length/{kind}", stream_bad_length)
+r.add_route("/file-emptied", file_emptied)
 r.add_route("/s/code/{code:int}", stream_code)
 r.add_route("/s/length-wrong/{n:int}", stream_length_wrong)
 r.add_route("/s/big/{n:int}", stream_big)
