@@ -838,15 +838,19 @@ def _tls_in_c(server, ctx):
     it cannot, and uvloop's TLS serves.  Not for a context with Python
     callbacks that expect an ssl.SSLSocket or SSLObject behind each
     connection (sni_callback, keylog_filename, _msg_callback; PSK callbacks
-    are checked in C), nor for one that asks for client certificates (the
-    app reads them from the transport: get_extra_info("peercert")), nor for
-    a class that is not CPython's.  FULMEN_TLS_C=0 turns it off, and so does
-    FULMEN_DIRECT_IO=0 (the server's direct_io, checked in C)."""
+    are checked in C), nor for one that asks for client certificates after
+    the handshake (post_handshake_auth: the view would need the SSLObject's
+    verify_client_post_handshake), nor for a class that is not CPython's.
+    Client certificates asked in the handshake are read by the view from
+    request.transport (fulmen._tls).  FULMEN_TLS_C=0 turns it off, and so
+    does FULMEN_DIRECT_IO=0 (the server's direct_io, checked in C)."""
     import _ssl
     import ssl as _ssl_mod
     if os.environ.get("FULMEN_TLS_C") == "0" or not isinstance(ctx, _ssl._SSLContext):
         return False
-    if ctx.verify_mode != _ssl_mod.CERT_NONE:
+    if ctx.verify_mode != _ssl_mod.CERT_NONE and (
+            getattr(ctx, "post_handshake_auth", False)
+            or not hasattr(_ssl, "_test_decode_cert") or not hasattr(os, "memfd_create")):
         return False
     if (getattr(ctx, "sni_callback", None) is not None
             or getattr(ctx, "keylog_filename", None) is not None

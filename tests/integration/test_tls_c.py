@@ -66,8 +66,15 @@ def gate_open(request):
 
 def tlsinfo(request):
     t = request.transport
-    return request.Response(json={"ssl_object": t.get_extra_info("ssl_object") is not None,
-                                  "peercert": t.get_extra_info("peercert")})
+    so = t.get_extra_info("ssl_object")
+    der = so.getpeercert(binary_form=True) if so is not None else None
+    return request.Response(json={
+        "ssl_object": so is not None, "peercert": t.get_extra_info("peercert"),
+        "in_c": type(t).__module__ == "fulmen._tls",
+        "der": len(der) if der else None, "version": so.version() if so else None,
+        "cipher": t.get_extra_info("cipher"),
+        "sslcontext": t.get_extra_info("sslcontext") is not None,
+        "peername": t.get_extra_info("peername") is not None})
 
 app.router.add_route("/", hello)
 app.router.add_route("/tlsinfo", tlsinfo)
@@ -82,12 +89,14 @@ if __name__ == "__main__":
     import ssl
     if len(sys.argv) > 3:
         # sys.argv[3]: "client-cert=CA" asks for client certificates issued
-        # by CA; "psk" adds a PSK server callback (3.13)
+        # by CA ("client-cert-optional=CA": may have one); "psk" adds a PSK
+        # server callback (3.13)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-        if sys.argv[3].startswith("client-cert="):
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(sys.argv[3].split("=", 1)[1])
+        if sys.argv[3].startswith("client-cert"):
+            kind, ca = sys.argv[3].split("=", 1)
+            ctx.verify_mode = ssl.CERT_OPTIONAL if kind.endswith("optional") else ssl.CERT_REQUIRED
+            ctx.load_verify_locations(ca)
         else:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers("PSK")
@@ -297,9 +306,7 @@ def tlsinfo(s):
     return json.loads(body)
 
 
-def test_client_certificate_reaches_the_view(tmp_path, cert):
-    """A context that asks for client certificates stays on uvloop's TLS:
-    the view reads the client's certificate from the transport."""
+def client_cert(tmp_path):
     d = tmp_path / "client"
     d.mkdir()
     ccert, ckey = str(d / "cert.pem"), str(d / "key.pem")
@@ -307,19 +314,51 @@ def test_client_certificate_reaches_the_view(tmp_path, cert):
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
                     "-subj", "/CN=fulmen-client", "-keyout", ckey, "-out", ccert],
                    check=True, capture_output=True, timeout=30)
-    p = start(tmp_path, cert, "client-cert=" + ccert)
-    try:
-        ctx = ssl.create_default_context(cafile=cert[0])
-        ctx.load_cert_chain(ccert, ckey)
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=10),
-                            server_hostname="localhost")
-        with s:
-            info = tlsinfo(s)
-        assert info["ssl_object"], info
-        assert ["commonName", "fulmen-client"] in [kv for rdn in info["peercert"]["subject"]
-                                                   for kv in rdn], info
-    finally:
-        assert p.stop() == 0, p.stderr()
+    return ccert, ckey
+
+
+@pytest.mark.parametrize("send_cert", [True, False])
+@pytest.mark.parametrize("kind", ["client-cert", "client-cert-optional"])
+def test_client_certificate_reaches_the_view_as_over_uvloop_tls(tmp_path, cert, kind, send_cert):
+    """A context that asks for client certificates runs TLS in C, and the
+    view reads the certificate from request.transport as uvloop's TLS
+    transport gives it (the same run with FULMEN_TLS_C=0 is the reference):
+    get_extra_info("peercert"), "cipher", "ssl_object" (getpeercert, version)."""
+    ccert, ckey = client_cert(tmp_path)
+    infos = []
+    for tls_c in ("1", "0"):
+        p = start(tmp_path, cert, "%s=%s" % (kind, ccert), env={"FULMEN_TLS_C": tls_c})
+        try:
+            ctx = ssl.create_default_context(cafile=cert[0])
+            if send_cert:
+                ctx.load_cert_chain(ccert, ckey)
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=10),
+                                server_hostname="localhost")
+            try:
+                with s:
+                    infos.append(tlsinfo(s))
+                    tlsinfo(s)      # a second request on the connection
+            except (ssl.SSLError, ConnectionError, AssertionError):
+                # a certificate required and not sent: the handshake fails
+                # (TLS 1.3 tells the client on its first read)
+                assert kind == "client-cert" and not send_cert
+                infos.append(None)
+        finally:
+            assert p.stop() == 0, p.stderr()
+    c, uv = infos
+    if c is None:
+        assert uv is None
+        return
+    assert c.pop("in_c") and not uv.pop("in_c")
+    assert c == uv
+    assert c["ssl_object"] and c["sslcontext"] and c["peername"] and c["version"] == "TLSv1.3"
+    assert len(c["cipher"]) == 3 and c["cipher"][1] == "TLSv1.3"
+    if send_cert:
+        assert c["der"] > 100
+        assert ["commonName", "fulmen-client"] in [kv for rdn in c["peercert"]["subject"]
+                                                   for kv in rdn], c
+    else:
+        assert c["peercert"] is None and c["der"] is None
 
 
 def test_direct_io_off_keeps_uvloop_tls(tmp_path, cert):

@@ -428,7 +428,7 @@ int tls_drained(struct ssl_st *ssl);
 void tls_set_owner(struct ssl_st *ssl, void *owner);
 void *tls_owner(struct ssl_st *ssl);
 int tls_ready(struct ssl_st *ssl);
-const char *tls_version(struct ssl_st *ssl);
+PyObject *tls_info(struct ssl_st *ssl);
 
 extern PyType_Spec conn_server_spec;
 int conn_is_tls(ConnObject *c);             /* TLS done in C on this connection */

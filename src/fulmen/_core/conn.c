@@ -3665,6 +3665,33 @@ static PyObject *conn_get_tls(ConnObject *c, void *unused)
     return PyBool_FromLong(conn_is_tls(c));
 }
 
+/* Connection._tls_info(): tls.c's tls_info of the connection's SSL, or
+ * None (no TLS in C, or the connection is gone). */
+static PyObject *conn_tls_info(ConnObject *c, PyObject *unused)
+{
+    if (conn_ssl(c) == NULL || c->closed)
+        Py_RETURN_NONE;
+    return tls_info(conn_ssl(c));
+}
+
+/* request.transport: the transport, which under TLS in C is uvloop's
+ * plain one; a view then gets fulmen._tls.TLSTransport around it, whose
+ * get_extra_info() answers "peercert", "cipher", "ssl_object" and
+ * "sslcontext" as uvloop's TLS transport does. */
+PyObject *conn_view_transport(ConnObject *c)
+{
+    PyObject *mod, *t;
+    if (LIKELY(c->server->tls_ctx == NULL) || c->transport == NULL)
+        return conn_get_transport(c);
+    mod = PyImport_ImportModule("fulmen._tls");
+    if (mod == NULL)
+        return NULL;
+    t = PyObject_CallMethod(mod, "TLSTransport", "OOO", c->transport, (PyObject *)c,
+                            c->server->tls_pyctx);
+    Py_DECREF(mod);
+    return t;
+}
+
 /* c's socket is readable (events: what epoll reported): what the
  * transport would do, done here. */
 static void conn_io_read(ConnObject *c, uint32_t events)
@@ -4222,6 +4249,8 @@ static PyMethodDef conn_methods[] = {
      "End the streamed body (True) or cut it short (False)."},
     {"_tls_kick", (PyCFunction)conn_tls_kick_cb, METH_NOARGS,
      "Read the input OpenSSL holds (a loop callback)."},
+    {"_tls_info", (PyCFunction)conn_tls_info, METH_NOARGS,
+     "(version, cipher, ALPN, client certificate DER, verified) under TLS in C, else None."},
     {NULL},
 };
 

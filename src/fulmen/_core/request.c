@@ -1278,13 +1278,14 @@ static PyObject *req_get_route(RequestObject *r, void *c)
 
 /* conn.c exposes these through the connection */
 PyObject *conn_get_transport(ConnObject *c);
+PyObject *conn_view_transport(ConnObject *c);
 PyObject *conn_get_app(ConnObject *c);
 
 static PyObject *req_get_transport(RequestObject *r, void *c)
 {
     if (r->conn == NULL)
         Py_RETURN_NONE;
-    return conn_get_transport(r->conn);
+    return conn_view_transport(r->conn);
 }
 
 static PyObject *req_get_app(RequestObject *r, void *c)

@@ -405,8 +405,50 @@ int tls_ready(SSL *ssl)
     return SSL_is_init_finished(ssl);
 }
 
-/* The negotiated protocol version ("TLSv1.3"), for tests. */
-const char *tls_version(SSL *ssl)
+/* What a view may read of the connection's TLS, once the handshake is
+ * done (else None): (version, (cipher, protocol, secret bits), the ALPN
+ * protocol or None, the client's certificate as DER or None, whether the
+ * context verified it).  fulmen/_tls.py answers get_extra_info() from it
+ * as ssl.SSLObject would. */
+PyObject *tls_info(SSL *ssl)
 {
-    return SSL_get_version(ssl);
+    const SSL_CIPHER *ci = SSL_get_current_cipher(ssl);
+    const unsigned char *alpn = NULL;
+    unsigned int alpn_len = 0;
+    unsigned char *der = NULL;
+    int der_len = -1;
+    PyObject *cipher = NULL, *proto = NULL, *cert = NULL, *res = NULL;
+    X509 *x;
+    if (!SSL_is_init_finished(ssl) || ci == NULL)
+        Py_RETURN_NONE;
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    x = SSL_get1_peer_certificate(ssl);
+#else
+    x = SSL_get_peer_certificate(ssl);
+#endif
+    if (x != NULL) {
+        der_len = i2d_X509(x, &der);
+        X509_free(x);
+    }
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    cipher = Py_BuildValue("(ssi)", SSL_CIPHER_get_name(ci), SSL_CIPHER_get_version(ci),
+                           SSL_CIPHER_get_bits(ci, NULL));
+    if (cipher == NULL)
+        goto done;
+    proto = alpn != NULL ? PyUnicode_DecodeLatin1((const char *)alpn, alpn_len, NULL)
+                         : Py_NewRef(Py_None);
+    if (proto == NULL)
+        goto done;
+    cert = der_len >= 0 ? PyBytes_FromStringAndSize((const char *)der, der_len)
+                        : Py_NewRef(Py_None);
+    if (cert == NULL)
+        goto done;
+    res = Py_BuildValue("(sOOOO)", SSL_get_version(ssl), cipher, proto, cert,
+                        (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) ? Py_True : Py_False);
+done:
+    OPENSSL_free(der);
+    Py_XDECREF(cipher);
+    Py_XDECREF(proto);
+    Py_XDECREF(cert);
+    return res;
 }
