@@ -232,8 +232,8 @@ def _http_date(value):
     else:
         return None
     t = (int(year), _MONTHS.index(mon) + 1, int(day), int(hh), int(mm), int(ss))
-    if not (1 <= t[2] <= 31 and t[3] <= 23 and t[4] <= 59 and t[5] <= 60):
-        return None
+    if not (1 <= t[0] and 1 <= t[2] <= 31 and t[3] <= 23 and t[4] <= 59 and t[5] <= 60):
+        return None     # (year 0: no date calendar.timegm takes)
     return float(calendar.timegm(t))
 
 
@@ -280,7 +280,7 @@ def _is_digits(s):
 def _parse_range(value, size):
     """A single 'bytes=a-b' range -> (start, end) inclusive; None to serve
     the whole file; 'bad' when unsatisfiable."""
-    if not value.startswith("bytes=") or "," in value:
+    if value[:6].lower() != "bytes=" or "," in value:    # (units: any case, RFC 9110 14.1)
         return None
     spec = value[6:].strip()
     first, sep, last = spec.partition("-")
@@ -293,8 +293,10 @@ def _parse_range(value, size):
         if not last:
             return None
         n = _range_pos(last)
-        if n == 0 or size == 0:
+        if n == 0:
             return "bad"
+        if size == 0:
+            return None     # satisfiable (14.1.1), and no byte to say: the whole, empty
         return max(0, size - n), size - 1
     start = _range_pos(first)
     end = _range_pos(last) if last else size - 1
@@ -308,15 +310,25 @@ def _parse_range(value, size):
 def _open_file(path):
     """path opened for reading (an fd), or the answer when it cannot be:
     403, 503 when the worker is out of file descriptors (it may not be
-    later), else 404 (gone since the stat())."""
+    later), else 404 (gone since the stat(), or no longer a regular file).
+    O_NONBLOCK: a FIFO swapped in under the name since the stat() would
+    block the open, and the whole worker with it, until a writer came."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except PermissionError:
         return Response(code=403, text="Forbidden")
     except OSError as e:
         if e.errno in (errno.EMFILE, errno.ENFILE):
             return Response(code=503, text="Service Unavailable")
         return Response(code=404, text="Not Found")
+    try:
+        regular = S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        return Response(code=404, text="Not Found")
+    return fd
 
 
 def _file_body(path, start, length):
@@ -453,9 +465,11 @@ def static_handler(directory):
 
     def serve_static(request):
         rel = request.match_dict.get("path", "")
-        # a trailing '/' names a directory: never a file (nginx: ENOTDIR)
+        # a trailing '/' names a directory: never a file (nginx: ENOTDIR);
+        # an empty segment (a leading '/', "a//b") is no file's name either,
+        # as in C (files.c)
         padded = "/%s/" % rel
-        if (not rel or "\x00" in rel or "\\" in rel or rel[0] == "/" or rel[-1] == "/"
+        if (not rel or "\x00" in rel or "\\" in rel or "//" in padded
                 or "/./" in padded or "/../" in padded):
             return Response(code=404, text="Not Found")
         parts = rel.split("/")

@@ -393,6 +393,43 @@ def test_ignored_range_serves_whole_file(api, rng):
     assert r.body == static(api, "digits.txt")
 
 
+@pytest.mark.parametrize("rng", ["Bytes=3-9", "BYTES=3-9"])
+def test_range_unit_is_case_insensitive(api, rng):
+    r = get(api, "/static/digits.txt", headers={"Range": rng})
+    assert (r.status, r.body) == (206, static(api, "digits.txt")[3:10])
+
+
+@pytest.mark.parametrize("rng,status", [("bytes=-5", 200), ("bytes=-1", 200), ("bytes=-0", 416),
+                                        ("bytes=0-", 416), ("bytes=0-0", 416)])
+def test_range_of_an_empty_file(api, rng, status):
+    """RFC 9110 14.1.1: of a file of no bytes, only a suffix of non-zero
+    length is satisfiable; no range can say it, so the answer is the whole
+    (empty) file."""
+    r = get(api, "/static/sub/empty.txt", headers={"Range": rng})
+    assert r.status == status
+    assert r.body == b"" if status == 200 else r.header("Content-Range") == "bytes */0"
+
+
+@pytest.mark.parametrize("path", ["/static/digits.txt", "/fv/plain/hello.txt"])
+@pytest.mark.parametrize("field", ["If-Modified-Since", "If-Unmodified-Since"])
+@pytest.mark.parametrize("date", ["Mon, 01 Jan 0000 00:00:00 GMT", "Mon Jan  1 00:00:00 0000"])
+def test_a_date_of_year_0_is_no_date(api, path, field, date):
+    """No such date (RFC 9110 13.1.3, 13.1.4): the condition is ignored,
+    and the file served (it was a 500 and a traceback)."""
+    r = get(api, path, headers={field: date})
+    assert r.status == 200
+    assert r.body
+
+
+def test_a_fifo_where_the_file_was_is_a_404_not_a_hang(api):
+    """The name is a FIFO by the time it is opened (a rename after the
+    stat): opening it must not wait for a writer, which would hang the
+    worker."""
+    with Conn(api.port) as c:
+        assert c.request("GET", "/file-fifo").status == 404
+        assert c.request("GET", "/plain").body == b"plain"
+
+
 def test_if_range(api):
     data = static(api, "digits.txt")
     etag = get(api, "/static/digits.txt").header("ETag")
@@ -466,6 +503,7 @@ def test_range_on_response_file(api):
     "/static/linkdir/outside.txt",       # through a symlinked directory
     "/static/./hello.txt",
     "/static/sub/./nested.txt",
+    "/static/sub//nested.txt",           # an empty segment names no file (as /static//x)
 ])
 def test_traversal_refused(api, target):
     with Conn(api.port) as c:

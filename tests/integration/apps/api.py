@@ -586,6 +586,13 @@ def file_emptied(request):
     return Response(stream=body, headers={"Content-Length": str(256 * 1024)})
 
 
+def file_fifo(request):
+    """A FIFO opened as the file of an answer: the stat() before the open
+    skipped, as when a FIFO is renamed over the file between the two."""
+    r = streams._file_body(os.path.join(os.environ["FULMEN_API_STATIC"], "fifo"), 0, 10)
+    return r if isinstance(r, Response) else Response(text="opened")
+
+
 def stream_code(request):
     """A stream answered with a status that has no content (1xx, 204, 304)."""
     key = request.query.get("key")
@@ -816,6 +823,7 @@ r.add_route("/s/fail/{kind}", stream_fail)
 r.add_route("/s/slow-close", stream_slow_close)
 r.add_route("/s/bad-length/{kind}", stream_bad_length)
 r.add_route("/file-emptied", file_emptied)
+r.add_route("/file-fifo", file_fifo)
 r.add_route("/s/code/{code:int}", stream_code)
 r.add_route("/s/length-wrong/{n:int}", stream_length_wrong)
 r.add_route("/s/big/{n:int}", stream_big)
