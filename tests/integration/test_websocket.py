@@ -1225,6 +1225,17 @@ def test_handshake_header_case_and_token_lists(echo):
     assert r.status == 101, r
 
 
+@pytest.mark.parametrize("connection", ["close", "Close, keep-alive"])
+def test_handshake_with_close_beside_upgrade_runs_the_websocket(echo, connection):
+    """"Connection: Upgrade, close": the close is HTTP's, and the connection
+    becomes the WebSocket's (it was a 101 and then the socket closed)."""
+    with connect(echo, headers=[("Connection", connection)]) as ws:
+        for i in range(3):
+            assert roundtrip(ws, OP_TEXT, b"m%d" % i) == (OP_TEXT, b"m%d" % i)
+        ws.close()
+        ws.expect_close(1000)
+
+
 def test_handshake_without_upgrade_is_426(echo):
     r = http(echo, "GET", "/", [])
     assert r.status == 426, r
@@ -1428,6 +1439,54 @@ def test_keepalive_spares_a_client_the_server_stopped_reading(ws_app):
             assert (op, data) == (OP_TEXT, b"m%d" % i)
     finally:
         ws.sock.close()
+
+
+STOPPING_APP = """
+import asyncio, sys
+from fulmen import Application
+
+app = Application()
+
+async def slow(request):
+    await asyncio.Event().wait()        # keeps the server draining
+
+async def echo(ws):
+    async for m in ws:
+        await ws.send(m)
+
+app.router.add_route("/slow", slow)
+app.router.add_route("/", lambda request: request.Response(text="hi"))
+app.router.add_websocket("/ws", echo)
+app.run(host="127.0.0.1", port=0, graceful_timeout=2)
+"""
+
+
+def test_upgrade_while_stopping_is_503(tmp_path):
+    """A WebSocket asked for while the server drains would be cut at the
+    grace period's end: the answer is a 503 that ends the connection (it
+    was a 101 and then the socket closed)."""
+    from .test_supervisor import Proc, write_app
+    srv = Proc([sys.executable, write_app(tmp_path, "stopping", STOPPING_APP)]).start()
+    try:
+        with Conn(srv.port) as busy, Conn(srv.port) as c:
+            busy.send(build_request("GET", "/slow"))
+            # c is accepted once a connection made after it is answered; a
+            # connection that has sent nothing yet gets a second's drain
+            with Conn(srv.port) as probe:
+                assert probe.request("GET", "/").status == 200
+            srv.proc.send_signal(signal.SIGTERM)
+            while True:                     # the listener closes once it is stopping
+                try:
+                    socket.create_connection(("127.0.0.1", srv.port), timeout=5).close()
+                except (ConnectionRefusedError, ConnectionResetError):
+                    break
+            c.send(build_request("GET", "/ws", upgrade_headers()))
+            r = c.read_response()
+            assert r.status == 503, r
+            assert r.header("Connection") == "close"
+            assert c.at_eof()
+    finally:
+        srv.stop()
 
 
 def test_graceful_stop_closes_websockets_with_1001():

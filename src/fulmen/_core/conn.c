@@ -1958,6 +1958,12 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
     uint32_t hi = 0;
     int upgrade = (req->h.flags & H1_F_CONN_UPGRADE) &&
                   conn_header_has_token(req, "upgrade", "websocket", 1);
+    if (UNLIKELY(c->server->stopping)) {
+        /* draining: a WebSocket opened now would be cut at the grace
+         * period's end; the client takes it to another worker */
+        res = resp_new_simple(st, 503, "Service Unavailable", NULL);
+        goto answer;
+    }
     if (!upgrade) {
         PyObject *h = Py_BuildValue("{ssss}", "Upgrade", "websocket", "Connection", "Upgrade");
         res = h ? resp_new_simple(st, 426, "Upgrade Required", h) : NULL;
@@ -2044,6 +2050,10 @@ static void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *rout
             PyErr_WriteUnraisable((PyObject *)c);
     }
     c->answered = 1;
+    /* the connection is the WebSocket's now: a "close" beside "Upgrade"
+     * in Connection (conn_dispatch took it as the end) applied to HTTP */
+    c->closing = 0;
+    c->client_close = 0;
     c->ext->ws = ws;
     c->ext->ws_task = task;
     c->timer = CONN_T_NONE;
