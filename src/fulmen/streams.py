@@ -127,40 +127,36 @@ async def _send_file(conn, body):
     try:
         with body.file as f:
             offset, left, rounds = body.start, body.length, 0
-            # the head goes with the first block, read here: a file that got
-            # shorter since it was opened then ends the stream before
-            # anything went, and the answer is a whole 500 (_stream_end),
-            # not a 200 cut at once
-            block = os.pread(f.fileno(), min(left, 65536), offset)
-            if len(block) < min(left, 65536):
-                return
-            waiter = conn._stream_write(block)
-            offset, left = offset + len(block), left - len(block)
-            if waiter is not None:
-                await waiter
+            # the head goes with the first block, read here (the branch for a
+            # full socket): a file that got shorter since it was opened then
+            # ends the stream before anything went, and the answer is a
+            # whole 500 (_stream_end), not a 200 cut at once
+            sent = -1
             while left > 0:
-                waiter = conn._stream_write(b"")   # raises once the client left
-                if waiter is not None:
-                    await waiter
-                    continue
-                try:
-                    sent = os.sendfile(fd, f.fileno(), offset, min(left, 1 << 20))
-                except (BlockingIOError, InterruptedError):
-                    sent = -1
-                if sent == 0:
-                    break  # the file got shorter: the response is cut (it was promised whole)
-                if sent > 0:
-                    conn._stream_sent(sent)
+                if rounds:
+                    waiter = conn._stream_write(b"")   # raises once the client left
+                    if waiter is not None:
+                        await waiter
+                        continue
+                    try:
+                        sent = os.sendfile(fd, f.fileno(), offset, min(left, 1 << 20))
+                    except (BlockingIOError, InterruptedError):
+                        sent = -1
+                    if sent == 0:
+                        break  # the file got shorter: the response is cut (it was promised whole)
+                    if sent > 0:
+                        conn._stream_sent(sent)
                 if sent < 0:
                     # the socket is full: hand one block to the transport; it
                     # writes it when the socket drains and then resumes us
-                    block = os.pread(f.fileno(), min(left, 65536), offset)
-                    if not block:
+                    want = min(left, 65536)
+                    block = os.pread(f.fileno(), want, offset)
+                    if not block or (not rounds and len(block) < want):
                         break
                     waiter = conn._stream_write(block)
                     sent = len(block)
                     if waiter is not None:
-                        offset, left = offset + sent, left - sent
+                        offset, left, rounds = offset + sent, left - sent, rounds + 1
                         await waiter
                         continue
                 offset, left = offset + sent, left - sent
