@@ -210,7 +210,8 @@ class Application:
             if unknown:
                 raise ValueError("unknown reaper_settings: %s" % ", ".join(sorted(unknown)))
             if "idle_timeout" in reaper_settings:
-                keep_alive_timeout = reaper_settings["idle_timeout"]
+                keep_alive_timeout = _check_seconds("reaper_settings['idle_timeout']",
+                                                    reaper_settings["idle_timeout"])
             if "check_interval" in reaper_settings:
                 _check_seconds("reaper_settings['check_interval']",
                                reaper_settings["check_interval"])
@@ -700,7 +701,13 @@ class Application:
             max_rss = float(max_rss)
         if worker_timeout is not None and (isinstance(worker_timeout, bool)
                                            or worker_timeout != 0):   # 0: off
-            worker_timeout = _check_seconds("worker_timeout", worker_timeout)
+            try:
+                worker_timeout = _check_seconds("worker_timeout", worker_timeout)
+            except ValueError as e:
+                if isinstance(worker_timeout, bool) or not isinstance(worker_timeout,
+                                                                      (int, float)):
+                    raise
+                raise ValueError("%s (0 turns it off)" % e) from None
         if not isinstance(host, str):
             raise ValueError("host must be a str, not %r" % (host,))
         if fd is not None and (isinstance(fd, bool) or not isinstance(fd, int) or fd < 0):
@@ -877,8 +884,10 @@ def _ssl_context(ssl):
         try:
             ctx.load_cert_chain(ssl[0], ssl[1], password=encrypted)
         except OSError as e:    # SSLError too; neither names the file
-            err = OSError("cannot load the TLS certificate %s and key %s: %s"
-                          % (ssl[0], ssl[1], e))
+            hint = (" (is each file what it is given as, the certificate first and "
+                    "the key second, in PEM?)" if "PEM" in str(e) else "")
+            err = OSError("cannot load the TLS certificate %s and key %s: %s%s"
+                          % (ssl[0], ssl[1], e, hint))
             err.errno = e.errno
             raise err from None
         return ctx

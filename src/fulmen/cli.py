@@ -2,6 +2,7 @@
 import argparse
 import importlib
 import os
+import re
 import sys
 import sysconfig
 import traceback
@@ -80,24 +81,44 @@ def load_app(spec, debug=False):
     return app
 
 
+# run()'s argument names as the command line spells them, for its errors
+_FLAGS = {"worker_num": "--workers", "graceful_timeout": "--graceful-timeout",
+          "max_requests_jitter": "--max-requests-jitter", "max_requests": "--max-requests",
+          "max_rss": "--max-rss", "worker_timeout": "--worker-timeout", "backlog": "--backlog",
+          "port": "--port", "fd": "--fd", "uds": "--uds",
+          "forwarded_allow_ips": "--forwarded-allow-ips"}
+
+
+def _flag_names(message):
+    """An error of run() about one of its arguments ("max_rss must be...",
+    "... needs max_requests"), naming the flag instead."""
+    return re.sub(r"^(%s)\b|(?<=needs )(%s)\b" % (("|".join(_FLAGS),) * 2),
+                  lambda m: _FLAGS[m.group(1) or m.group(2)], message)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="fulmen", description="Serve a fulmen application.")
     p.add_argument("app", help="module:attribute of the Application (attribute defaults to app)")
     g = p.add_argument_group("binding")
     g.add_argument("--host", default="127.0.0.1",
                    help="IPv4 or IPv6 address to listen on (default 127.0.0.1; :: for all)")
-    g.add_argument("--port", type=int, default=8080)
-    g.add_argument("--uds", metavar="PATH", help="listen on a unix socket instead")
+    g.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any free one)")
+    g.add_argument("--uds", metavar="PATH",
+                   help="listen on a unix socket instead (not with --fd)")
     g.add_argument("--fd", type=int, metavar="N",
                    help="serve the inherited listening socket N (systemd socket "
                         "activation is also detected from LISTEN_FDS)")
-    g.add_argument("--backlog", type=int, default=1024)
-    g.add_argument("--ssl-certfile", metavar="PEM")
-    g.add_argument("--ssl-keyfile", metavar="PEM")
+    g.add_argument("--backlog", type=int, default=1024,
+                   help="listen queue length (default 1024; the kernel caps it)")
+    g.add_argument("--ssl-certfile", metavar="PEM",
+                   help="serve TLS with this certificate (chain), with --ssl-keyfile")
+    g.add_argument("--ssl-keyfile", metavar="PEM", help="its private key (no passphrase)")
     g = p.add_argument_group("processes")
     g.add_argument("--workers", "--worker-num", type=int, default=None, metavar="N",
                    help="run a master and N worker processes (0: one per CPU); "
-                        "without it, serve in this process")
+                        "without it, serve in this process (but --reload, "
+                        "--max-requests, --max-rss and --worker-timeout start a "
+                        "master with one worker)")
     g.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long requests in flight may run after SIGTERM (default 30)")
     g.add_argument("--max-requests", type=int, metavar="N",
@@ -119,10 +140,12 @@ def main(argv=None):
     g.add_argument("--forwarded-allow-ips", metavar="IPS",
                    help="comma-separated proxy addresses or networks "
                         "(10.0.0.0/8) to trust, * for all (default 127.0.0.1)")
-    g.add_argument("--access-log", action="store_true")
+    g.add_argument("--access-log", action="store_true",
+                   help="log one line per request to stderr")
     g.add_argument("--access-log-format", choices=("text", "json"),
                    help="text (the default) or json")
-    p.add_argument("--debug", action="store_true")
+    p.add_argument("--debug", action="store_true",
+                   help="debug mode: tracebacks in 500 answers, a line per request")
     args = p.parse_args(argv)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         p.error("--ssl-certfile and --ssl-keyfile go together")
@@ -151,4 +174,4 @@ def main(argv=None):
                 access_log=args.access_log or None,
                 access_log_format=args.access_log_format)
     except (OSError, ValueError) as e:
-        raise SystemExit("fulmen: %s" % e)
+        raise SystemExit("fulmen: %s" % _flag_names(str(e)))

@@ -1018,7 +1018,7 @@ def test_static_route_percent_encoded_wins_over_parametric_in_process():
      "forwarded_allow_ips must be a str or a list of str, not [b'10.0.0.1']"),
     ({"max_requests_jitter": 10}, "max_requests_jitter needs max_requests"),
     ({"worker_timeout": -1},
-     "worker_timeout must be more than 0 and at most 31536000 seconds, not -1"),
+     "worker_timeout must be more than 0 and at most 31536000 seconds, not -1 (0 turns it off)"),
     ({"worker_timeout": True}, "worker_timeout must be a number of seconds, not True"),
     ({"worker_timeout": "30"}, "worker_timeout must be a number of seconds, not '30'"),
     ({"forwarded_allow_ips": "10.0.0.1,localhost"},

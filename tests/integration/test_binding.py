@@ -485,11 +485,15 @@ def test_port_in_use_by_a_master_is_refused(app_dir, workers):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--port", "70000"), "fulmen: port must be from 0 to 65535, not 70000"),
-    (("--port", "-1"), "fulmen: port must be from 0 to 65535, not -1"),
-    (("--max-rss", "0"), "fulmen: max_rss must be more than 0 MB, not 0.0"),
+    (("--port", "70000"), "fulmen: --port must be from 0 to 65535, not 70000"),
+    (("--port", "-1"), "fulmen: --port must be from 0 to 65535, not -1"),
+    (("--max-rss", "0"), "fulmen: --max-rss must be more than 0 MB, not 0.0"),
     (("--worker-timeout", "-5"),
-     "fulmen: worker_timeout must be more than 0 and at most 31536000 seconds, not -5.0"),
+     "fulmen: --worker-timeout must be more than 0 and at most 31536000 seconds, not -5.0 "
+     "(0 turns it off)"),
+    (("--graceful-timeout", "-1"),
+     "fulmen: --graceful-timeout must be more than 0 and at most 31536000 seconds, not -1.0"),
+    (("--backlog", "0"), "fulmen: --backlog must be at least 1, not 0"),
     (("--fd", "99"), "fulmen: cannot serve fd 99: [Errno 9] Bad file descriptor"),
     (("--uds", "/nonexistent-dir/app.sock"),
      "fulmen: cannot listen on unix:/nonexistent-dir/app.sock: "
@@ -499,6 +503,7 @@ def test_port_in_use_by_a_master_is_refused(app_dir, workers):
      "/nonexistent-dir/key.pem: [Errno 2] No such file or directory"),
 ])
 def test_bad_values_are_one_line_errors(app_dir, args, message):
+    """The reason, naming the flag (run() names its argument)."""
     r = run_cli(app_dir, *args, "--workers", "1")
     assert r.returncode == 1
     assert r.stderr.splitlines() == [message]
@@ -534,6 +539,8 @@ def test_tls_files_that_are_not_pem_name_the_files(app_dir):
     [line] = r.stderr.splitlines()
     assert line.startswith("fulmen: cannot load the TLS certificate %s and key %s: "
                            % (not_pem, not_pem)), line
+    assert line.endswith("(is each file what it is given as, the certificate first and "
+                         "the key second, in PEM?)"), line
 
 
 def test_an_encrypted_tls_key_is_a_one_line_error(app_dir, cert, tmp_path):

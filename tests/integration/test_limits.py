@@ -951,6 +951,12 @@ def test_bad_setting_is_value_error_at_creation(kw):
         Application(**kw)
 
 
+def test_a_bad_reaper_idle_timeout_is_named_as_given():
+    from fulmen import Application
+    with pytest.raises(ValueError, match=r"^reaper_settings\['idle_timeout'\] must be more than 0"):
+        Application(reaper_settings={"idle_timeout": -1})
+
+
 GOOD_SETTINGS = [
     {"max_header_size": 256}, {"max_headers": 1}, {"max_body_size": 0},
     {"header_timeout": 1}, {"body_timeout": 0.01}, {"keep_alive_timeout": 3600},
