@@ -1,7 +1,7 @@
 """Builds the one extension module, fulmen._core, from src/fulmen/_core/*.c.
 
 Build variants come from the environment:
-  FULMEN_DEBUG=1                        -O0 -g, assertions on internal invariants
+  FULMEN_DEBUG=1                        -O1 -g, frame pointers, assertions on internal invariants
   FULMEN_SANITIZE=address,undefined     sanitizer build (see `make asan`)
 """
 import glob

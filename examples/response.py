@@ -34,7 +34,8 @@ def body(request):
 
 
 def mime(request):
-    # a text/* media type gets "; charset=utf-8" added
+    # text= is sent as UTF-8, but only a text/* type gets "; charset=utf-8"
+    # added (any type does when encoding= is given): this one goes as given
     return request.Response(
         mime_type="image/svg+xml",
         text='<svg xmlns="http://www.w3.org/2000/svg" version="1.1">'

@@ -5,7 +5,7 @@ chunked framing), so the browser's EventSource sees events live.
 
     python examples/sse.py [--host H] [--port P]
 
-    curl -N localhost:8080/events?count=5&interval=0.5
+    curl -N 'localhost:8080/events?count=5&interval=0.5'
     open http://localhost:8080/ in a browser
 """
 import argparse

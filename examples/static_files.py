@@ -10,7 +10,7 @@ requests; no directory listing, and no path can escape the directory).
     curl -i localhost:8080/static/index.html
     curl -i localhost:8080/static/style.css -H 'Range: bytes=0-9'
     curl -i localhost:8080/download                     # Content-Disposition: attachment
-    curl -i localhost:8080/static/../static_files.py    # 404
+    curl -i --path-as-is localhost:8080/static/../static_files.py    # 404
 """
 import argparse
 import os

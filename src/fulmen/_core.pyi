@@ -171,7 +171,9 @@ class Request:
         ...
     @property
     def transport(self) -> asyncio.Transport | None:
-        """The connection's asyncio transport."""
+        """The connection's asyncio transport (under TLS in C, a
+        fulmen._tls.TLSTransport that answers get_extra_info() the same way;
+        not an asyncio.Transport subclass)."""
         ...
     @property
     def app(self) -> Any:
@@ -230,7 +232,7 @@ class Response:
     ) -> None: ...
     @property
     def code(self) -> int:
-        """The status code (100..599)."""
+        """The status code (200..599; a 1xx is refused)."""
         ...
     @code.setter
     def code(self, value: int) -> None: ...
@@ -257,7 +259,7 @@ class Response:
         """The body parsed as JSON."""
         ...
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str] | list[tuple[str, str]]:
         """The response's headers: the dict (or list of pairs) it was given,
         or a new empty dict."""
         ...

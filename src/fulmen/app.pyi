@@ -51,7 +51,7 @@ class Application:
         max_form_parts: int | None = 1000,
         reaper_settings: dict[str, float] | None = None,
         json_dumps: Callable[[Any], str | bytes] | None = None,
-        log_request: Any = None,
+        log_request: bool | None = None,
         gc_freeze: bool = True,
         gc_threshold: int | None = 10_000,
         response_timeout: float | None = None,
