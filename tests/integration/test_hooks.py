@@ -2,7 +2,9 @@
 shutdown hooks and extend_request (apps/api.py, apps/debug.py, and
 apps/hooks.py for the hooks over error answers)."""
 import re
+import select
 import signal
+import socket
 import uuid
 
 import pytest
@@ -58,6 +60,34 @@ def test_failing_error_handler_gives_500(api):
         assert r.status == 500
         assert r.body == b"Internal Server Error"
         assert c.request("GET", "/plain").body == b"plain"
+
+
+def test_a_large_404_for_expect_100_is_not_reset_by_the_body_sent_anyway(api):
+    """The 404 goes at once, without a 100 Continue; the client sends its
+    body anyway (RFC 9110 10.1.1 lets it), while the 404 is still on its
+    way (the client reads nothing until then, with a small receive buffer).
+    The close is staged, so the body is dropped, not answered with a reset
+    that would cut the 404."""
+    size = 200_000
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", api.port))
+    with s:
+        s.sendall(b"POST /eh-big/%d HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 1000\r\n\r\n" % size)
+        select.select([s], [], [], 10)      # the 404 has begun to arrive
+        s.sendall(b"b" * 1000)
+        got = b""
+        while True:
+            d = s.recv(65536)               # a reset raises here
+            if not d:
+                break
+            got += d
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 "), head
+    assert b"\r\nConnection: close" in head
+    assert body == b"n" * size
 
 
 def test_route_not_found_handler(api):

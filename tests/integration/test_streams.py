@@ -117,6 +117,7 @@ def test_stream_content_length_that_is_not_one_number_is_a_500(api, cl):
         assert r.status == 500
         assert b"0123456789" not in r.body
         assert c.request("GET", "/plain").body == b"plain"
+    assert api.wait_for_stderr("could not be written; answered 500 instead", start=n0)
     assert api.wait_for_stderr("Content-Length", start=n0)
 
 

@@ -2207,6 +2207,10 @@ static NOINLINE void conn_answer_unread(ConnObject *c, RequestObject *req, const
     req->body.len = 0;
     req->h.flags &= ~H1_F_KEEP_ALIVE; /* the answer says Connection: close */
     conn_dispatch(c, req);
+    /* (which took that for the client's own close: it may still send its
+     * body, so the close is staged, conn_linger, lest the kernel reset
+     * the answer when those bytes arrive) */
+    c->client_close = 0;
 }
 
 /* Expect: 100-continue: send the interim response now, or in its turn
@@ -2656,12 +2660,7 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
                                            req == NULL || req->h.version_minor >= 1,
                                            &length);
     if (frame < 0) {
-        if (frame == -1)
-            PyErr_WriteUnraisable(resp);
-        if (resp_serialize_status(st, 500, "Internal Server Error", head_only,
-                                  conn_hdr, NULL) < 0)
-            PyErr_WriteUnraisable(NULL);
-        resp_release(st, resp);
+        conn_write_failed(c, req, resp, frame, head_only, conn_hdr);
         return 0;
     }
     if (frame == RESP_FRAME_CLOSE) {

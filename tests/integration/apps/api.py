@@ -381,6 +381,8 @@ def on_key_error(request, exc):
 
 
 def on_route_not_found(request, exc):
+    if request.path.startswith("/eh-big/"):
+        return Response(code=404, body=b"n" * int(request.path[8:]))
     if request.path.startswith("/eh/"):
         return Response(code=404, text="custom 404 for " + request.path,
                         headers={"X-Custom": "404"})
