@@ -61,20 +61,23 @@ class SSLInfo:
 
 
 class TLSTransport:
-    """The plain transport, with the TLS names of get_extra_info()."""
+    """The plain transport, with the TLS names of get_extra_info(), read
+    from the SSL when the view asks for request.transport: they still
+    answer once the client has gone (and the SSL with it), as uvloop's do."""
 
-    __slots__ = ("_transport", "_conn", "_context")
+    __slots__ = ("_transport", "_info", "_context")
 
     def __init__(self, transport, conn, context):
-        self._transport, self._conn, self._context = transport, conn, context
+        self._transport, self._context = transport, context
+        self._info = conn._tls_info()
 
     def get_extra_info(self, name, default=None):
         if name not in _TLS_NAMES:
             return self._transport.get_extra_info(name, default)
         if name == "sslcontext":
             return self._context
-        info = self._conn._tls_info()
-        if info is None:        # the connection is gone
+        info = self._info
+        if info is None:        # (no handshake done: no request either)
             return default
         obj = SSLInfo(info, self._context)
         if name == "ssl_object":

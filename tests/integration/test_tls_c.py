@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -64,6 +65,35 @@ def gate_open(request):
     GATE.setdefault("ev", asyncio.Event()).set()
     return request.Response(text="open")
 
+LATE = {}
+
+async def late_peer(request):
+    # reads the client's certificate once /open is asked, the client gone
+    import asyncio
+    t = request.transport
+    LATE.setdefault("started", asyncio.Event()).set()
+    ev = GATE.setdefault("ev", asyncio.Event())
+    await ev.wait()
+    ev.clear()
+    for _ in range(500):            # until its connection is gone (the client reset it)
+        if request.transport is None:
+            break
+        await asyncio.sleep(0.01)
+    LATE["peercert"] = t.get_extra_info("peercert")
+    LATE["cipher"] = t.get_extra_info("cipher") is not None
+    LATE.setdefault("done", asyncio.Event()).set()
+    return request.Response(text="late")
+
+async def late_started(request):
+    import asyncio
+    await LATE.setdefault("started", asyncio.Event()).wait()
+    return request.Response(text="started")
+
+async def late_result(request):
+    import asyncio
+    await LATE.setdefault("done", asyncio.Event()).wait()
+    return request.Response(json={"peercert": LATE["peercert"], "cipher": LATE["cipher"]})
+
 def tlsinfo(request):
     t = request.transport
     so = t.get_extra_info("ssl_object")
@@ -79,6 +109,9 @@ def tlsinfo(request):
 app.router.add_route("/", hello)
 app.router.add_route("/tlsinfo", tlsinfo)
 app.router.add_route("/gated", gated)
+app.router.add_route("/late-peer", late_peer)
+app.router.add_route("/late-result", late_result)
+app.router.add_route("/late-started", late_started)
 app.router.add_route("/open", gate_open)
 app.router.add_route("/big", big)
 app.router.add_route("/emptied", emptied)
@@ -359,6 +392,39 @@ def test_client_certificate_reaches_the_view_as_over_uvloop_tls(tmp_path, cert, 
                                                    for kv in rdn], c
     else:
         assert c["peercert"] is None and c["der"] is None
+
+
+@pytest.mark.parametrize("tls_c", ["1", "0"])
+def test_client_certificate_is_still_read_after_the_client_left(tmp_path, cert, tls_c):
+    """A view that took request.transport reads the client's certificate
+    after the client has gone (its SSL freed), as over uvloop's TLS: an
+    audit after an await must not find the request anonymous."""
+    ccert, ckey = client_cert(tmp_path)
+    p = start(tmp_path, cert, "client-cert=" + ccert, env={"FULMEN_TLS_C": tls_c})
+    try:
+        ctx = ssl.create_default_context(cafile=cert[0])
+        ctx.load_cert_chain(ccert, ckey)
+
+        def client():
+            return ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=10),
+                                   server_hostname="localhost")
+        gone = client()
+        gone.sendall(b"GET /late-peer HTTP/1.1\r\nHost: x\r\n\r\n")
+        with client() as s:
+            s.sendall(b"GET /late-started HTTP/1.1\r\nHost: x\r\n\r\n")
+            read_answer(s)
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            gone.close()                        # a reset
+            s.sendall(b"GET /open HTTP/1.1\r\nHost: x\r\n\r\n")
+            read_answer(s)
+            s.sendall(b"GET /late-result HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = read_answer(s)
+        late = json.loads(body)
+        assert late["cipher"], late
+        assert ["commonName", "fulmen-client"] in [kv for rdn in late["peercert"]["subject"]
+                                                   for kv in rdn], late
+    finally:
+        assert p.stop() == 0, p.stderr()
 
 
 def test_direct_io_off_keeps_uvloop_tls(tmp_path, cert):
