@@ -771,10 +771,12 @@ def _allow_blob(allow):
     if isinstance(allow, str):
         allow = allow.split(",")
     out = []
+    every = False
     for entry in allow:
         entry = entry.strip() if isinstance(entry, str) else entry
         if entry == "*":
-            return None
+            every = True    # (the other entries are still checked: a typo is said)
+            continue
         if entry == "":
             continue
         try:
@@ -790,7 +792,7 @@ def _allow_blob(allow):
             net = ipaddress.IPv4Network((net.network_address.ipv4_mapped, net.prefixlen - 96))
         out.append(bytes([net.version, net.prefixlen])
                    + net.network_address.packed.ljust(16, b"\0"))
-    return b"".join(out)
+    return None if every else b"".join(out)
 
 
 def _set_proxy_and_log_settings(app, proxy_headers, forwarded_allow_ips, access_log,
@@ -975,7 +977,27 @@ def _fd_listener(fd, backlog):
         sock.detach()
         raise OSError("fd %d is not a stream socket" % fd)
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-        sock.listen(backlog)
+        # not listening yet: it must be bound (else listen() would bind it
+        # to every interface, at a port of the kernel's choosing), and not
+        # connected (a client's socket)
+        name = sock.getsockname()
+        if (name[1] == 0 if sock.family in (socket.AF_INET, socket.AF_INET6)
+                else sock.family == socket.AF_UNIX and not name):
+            sock.detach()
+            raise OSError("fd %d is a socket bound to no address: bind it first, "
+                          "or let fulmen bind (--host and --port, or --uds)" % fd)
+        try:
+            sock.getpeername()
+        except OSError:
+            pass
+        else:
+            sock.detach()
+            raise OSError("fd %d is a connected socket, not one to listen on" % fd)
+        try:
+            sock.listen(backlog)
+        except OSError as e:
+            sock.detach()
+            raise _listen_error("cannot listen on fd %d" % fd, e) from None
     sock.setblocking(False)
     return sock
 

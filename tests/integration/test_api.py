@@ -1027,6 +1027,9 @@ def test_static_route_percent_encoded_wins_over_parametric_in_process():
     ({"forwarded_allow_ips": ["10.0.0.0/33"]},
      "forwarded_allow_ips: '10.0.0.0/33' is not an IP address or network "
      "(such as 10.0.0.5, 10.0.0.0/8 or fd00::/8)"),
+    ({"forwarded_allow_ips": "*,garbage"},      # beside "*" too: a typo is said
+     "forwarded_allow_ips: 'garbage' is not an IP address or network "
+     "(such as 10.0.0.5, 10.0.0.0/8 or fd00::/8)"),
     # a yes/no setting is True or False: "false" is not taken as true
     ({"debug": "false"}, "debug must be True or False, not 'false'"),
     ({"proxy_headers": "no"}, "proxy_headers must be True or False, not 'no'"),

@@ -457,13 +457,39 @@ def test_access_log_on_a_unix_socket(app_dir, tmp_path, fmt):
 
 # ---- refusals ----------------------------------------------------------------------
 
-def run_cli(app_dir, *args, timeout=20):
+def run_cli(app_dir, *args, timeout=20, pass_fds=()):
     """`python -m fulmen supapp:app ARGS`, which must exit by itself."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(app_dir) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "fulmen", "supapp:app", *args],
                           cwd=str(app_dir), env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, pass_fds=pass_fds)
+
+
+@pytest.mark.parametrize("kind", ["unbound-tcp", "unbound-unix", "connected"])
+def test_fd_that_is_no_socket_to_listen_on_is_refused(app_dir, kind):
+    """An unbound socket would be bound by listen() to every interface at a
+    port of the kernel's choosing (or to an abstract unix name); a connected
+    one is a client's.  Either is a one-line error naming the fd."""
+    peer = None
+    if kind == "connected":
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        sock = socket.create_connection(lsock.getsockname())
+        peer = lsock
+    else:
+        sock = socket.socket(socket.AF_UNIX if kind == "unbound-unix" else socket.AF_INET)
+    with sock:
+        fd = sock.fileno()
+        os.set_inheritable(fd, True)
+        r = run_cli(app_dir, "--fd", str(fd), pass_fds=[fd])
+    if peer is not None:
+        peer.close()
+    assert r.returncode == 1, r.stderr
+    [line] = r.stderr.splitlines()
+    assert line.startswith("fulmen: --fd %d is a " % fd), line
+    assert ("bound to no address" if kind != "connected" else "connected socket") in line
 
 
 @pytest.mark.parametrize("workers", [None, "1", "2"])
