@@ -231,7 +231,7 @@ def module_files():
 
 class _Worker:
     __slots__ = ("pid", "slot", "conn", "gen", "ready", "ready_at", "stale", "retiring",
-                 "kill_at", "buf", "proc", "started", "report_at", "heard_at")
+                 "kill_at", "kill_why", "buf", "proc", "started", "report_at", "heard_at")
 
     def __init__(self, pid, slot, conn, gen, proc=None):
         self.pid = pid
@@ -243,6 +243,7 @@ class _Worker:
         self.stale = False          # asked to be recycled
         self.retiring = False       # SIGTERM sent
         self.kill_at = None
+        self.kill_why = "after the graceful timeout"
         self.buf = b""
         self.proc = proc            # the Popen of a worker started by exec
         self.started = time.monotonic()
@@ -338,7 +339,7 @@ class Supervisor:
             now = time.monotonic()
             for w in list(self.workers.values()):
                 if w.kill_at is not None and now >= w.kill_at:
-                    _log("worker %d still running after the graceful timeout: SIGKILL" % w.pid)
+                    _log("worker %d still running %s: SIGKILL" % (w.pid, w.kill_why))
                     _kill(w.pid, signal.SIGKILL)
                     w.kill_at = None
                 if self._silent(w) and now >= w.heard_at + self.worker_timeout:
@@ -348,6 +349,7 @@ class Supervisor:
                     _kill(w.pid, signal.SIGABRT)
                     w.retiring = True   # dying: replaced now, not waited for
                     w.kill_at = now + _KILL_MARGIN
+                    w.kill_why = "2 s after its SIGABRT"
                 if not w.ready and not w.retiring and now >= w.report_at:
                     # a start (a replacement's, on SIGHUP, too) that takes
                     # long: say so, the old workers serve on meanwhile
@@ -395,6 +397,10 @@ class Supervisor:
                         while self.workers:
                             self._reap(block=True)
                         return 1
+                    # a second SIGTERM, passed on: a worker in its on_shutdown
+                    # hooks exits at once (one still serving ignores it)
+                    for w in self.workers.values():
+                        _kill(w.pid, signal.SIGTERM)
                     continue
                 _log("master %d: %s, stopping %d worker(s) gracefully"
                      % (self.pid, signal.Signals(signum).name, len(self.workers)))

@@ -129,7 +129,7 @@ async def hang(app):
 
 
 before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-app.run(host="127.0.0.1", port=0)
+app.run(host="127.0.0.1", port=0, worker_num=1 if "master" in sys.argv else None)
 after = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 sys.stderr.write("handlers restored: %s\\n" % (after == before))
 '''
@@ -153,6 +153,26 @@ def test_second_signal_during_a_hanging_shutdown_hook_exits(tmp_path, sig):
             srv.proc.kill()
             srv.proc.wait()
     assert code == 1, "%s\n%s" % (describe(code), srv.stderr())
+
+
+def test_second_sigterm_to_the_master_reaches_a_worker_in_a_hanging_hook(tmp_path):
+    """The master passes a second SIGTERM on: the worker whose shutdown hook
+    hangs exits 1 at once, and the master with it (it waited for the
+    graceful timeout and then 2 s more, 32 s by default)."""
+    path = tmp_path / "hangapp.py"
+    path.write_text(HANGING_HOOK_APP)
+    srv = Server([sys.executable, str(path), "hang", "master"]).start()
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.wait_for_stderr("hook started"), srv.stderr()
+        srv.proc.send_signal(signal.SIGTERM)
+        code = srv.proc.wait(10)
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    assert code == 0, "%s\n%s" % (describe(code), srv.stderr())
+    assert "exited with code 1" in srv.stderr(), srv.stderr()
 
 
 def test_signal_handlers_are_restored_when_run_returns(tmp_path):
