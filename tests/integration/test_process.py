@@ -135,14 +135,12 @@ sys.stderr.write("handlers restored: %s\\n" % (after == before))
 '''
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_second_signal_during_a_hanging_shutdown_hook_exits(tmp_path, sig):
-    """A shutdown hook that never ends: a second SIGTERM or SIGINT ends the
-    process at once (exit 1).  uvloop left its own handler behind, which
-    swallowed both: only SIGKILL ended it."""
+def second_signal_in_a_hanging_hook(tmp_path, sig, *argv):
+    """SIGTERM to the hanging-hook app (run with argv), then sig once its
+    hook has started: the exit code (it must exit within 10 s) and stderr."""
     path = tmp_path / "hangapp.py"
     path.write_text(HANGING_HOOK_APP)
-    srv = Server([sys.executable, str(path), "hang"]).start()
+    srv = Server([sys.executable, str(path), "hang", *argv]).start()
     try:
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.wait_for_stderr("hook started"), srv.stderr()
@@ -152,27 +150,25 @@ def test_second_signal_during_a_hanging_shutdown_hook_exits(tmp_path, sig):
         if srv.proc.poll() is None:
             srv.proc.kill()
             srv.proc.wait()
-    assert code == 1, "%s\n%s" % (describe(code), srv.stderr())
+    return code, srv.stderr()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_second_signal_during_a_hanging_shutdown_hook_exits(tmp_path, sig):
+    """A shutdown hook that never ends: a second SIGTERM or SIGINT ends the
+    process at once (exit 1).  uvloop left its own handler behind, which
+    swallowed both: only SIGKILL ended it."""
+    code, err = second_signal_in_a_hanging_hook(tmp_path, sig)
+    assert code == 1, "%s\n%s" % (describe(code), err)
 
 
 def test_second_sigterm_to_the_master_reaches_a_worker_in_a_hanging_hook(tmp_path):
     """The master passes a second SIGTERM on: the worker whose shutdown hook
     hangs exits 1 at once, and the master with it (it waited for the
     graceful timeout and then 2 s more, 32 s by default)."""
-    path = tmp_path / "hangapp.py"
-    path.write_text(HANGING_HOOK_APP)
-    srv = Server([sys.executable, str(path), "hang", "master"]).start()
-    try:
-        srv.proc.send_signal(signal.SIGTERM)
-        assert srv.wait_for_stderr("hook started"), srv.stderr()
-        srv.proc.send_signal(signal.SIGTERM)
-        code = srv.proc.wait(10)
-    finally:
-        if srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait()
-    assert code == 0, "%s\n%s" % (describe(code), srv.stderr())
-    assert "exited with code 1" in srv.stderr(), srv.stderr()
+    code, err = second_signal_in_a_hanging_hook(tmp_path, signal.SIGTERM, "master")
+    assert code == 0, "%s\n%s" % (describe(code), err)
+    assert "exited with code 1" in err, err
 
 
 def test_signal_handlers_are_restored_when_run_returns(tmp_path):
