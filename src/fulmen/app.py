@@ -973,9 +973,12 @@ def _fd_listener(fd, backlog):
         sock = socket.socket(fileno=fd)
     except OSError as e:
         raise _listen_error("cannot serve fd %d" % fd, e) from None
+
+    def refused(err):
+        sock.detach()       # (the fd stays the caller's)
+        return err
     if sock.type != socket.SOCK_STREAM:
-        sock.detach()
-        raise OSError("fd %d is not a stream socket" % fd)
+        raise refused(OSError("fd %d is not a stream socket" % fd))
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         # not listening yet: it must be bound (else listen() would bind it
         # to every interface, at a port of the kernel's choosing), and not
@@ -983,21 +986,18 @@ def _fd_listener(fd, backlog):
         name = sock.getsockname()
         if (name[1] == 0 if sock.family in (socket.AF_INET, socket.AF_INET6)
                 else sock.family == socket.AF_UNIX and not name):
-            sock.detach()
-            raise OSError("fd %d is a socket bound to no address: bind it first, "
-                          "or let fulmen bind (--host and --port, or --uds)" % fd)
+            raise refused(OSError("fd %d is a socket bound to no address: bind it first, "
+                                  "or let fulmen bind (--host and --port, or --uds)" % fd))
         try:
             sock.getpeername()
         except OSError:
             pass
         else:
-            sock.detach()
-            raise OSError("fd %d is a connected socket, not one to listen on" % fd)
+            raise refused(OSError("fd %d is a connected socket, not one to listen on" % fd))
         try:
             sock.listen(backlog)
         except OSError as e:
-            sock.detach()
-            raise _listen_error("cannot listen on fd %d" % fd, e) from None
+            raise refused(_listen_error("cannot listen on fd %d" % fd, e)) from None
     sock.setblocking(False)
     return sock
 
