@@ -58,6 +58,15 @@ def test_extra_headers(basic):
     check_common_headers(r)
 
 
+@pytest.mark.parametrize("how", ["dict", "list"])
+def test_a_header_value_whose_str_empties_the_headers(basic, how):
+    """str() of a value may change the dict or list it is in: the names
+    being written stay alive (a use after free under ASan before)."""
+    r = get(basic.port, "/headers-mutated/" + how)
+    assert r.status == 200
+    assert r.header("X-Mut2-" + "m" * 300) == "v"
+
+
 @pytest.mark.parametrize("code", [201, 202, 400, 404, 418, 503])
 def test_status_code(basic, code):
     r = get(basic.port, "/code/%d" % code)

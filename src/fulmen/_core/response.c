@@ -932,16 +932,18 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
     const char *n, *val;
     PyObject *vs = NULL;
     int rc = -1;
+    /* k and v are borrowed from the app's dict or list, which a value's
+     * __str__ may change: held while n points into k */
+    Py_INCREF(k);
+    Py_INCREF(v);
     n = resp_str_utf8(k, &nl);
     if (n == NULL)
-        return -1;
+        goto done;
     if (!PyUnicode_Check(v) && !PyBytes_Check(v)) {
-        vs = PyObject_Str(v);
-        if (vs == NULL)
-            return -1;
-        v = vs;
+        if ((vs = PyObject_Str(v)) == NULL)
+            goto done;
     }
-    val = resp_str_utf8(v, &vl);
+    val = resp_str_utf8(vs != NULL ? vs : v, &vl);
     if (val == NULL)
         goto done;
     if (!resp_header_safe(n, nl, val, vl)) {
@@ -1004,6 +1006,8 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
     rc = 0;
 done:
     Py_XDECREF(vs);
+    Py_DECREF(k);
+    Py_DECREF(v);
     return rc;
 }
 

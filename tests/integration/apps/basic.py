@@ -27,6 +27,29 @@ def extra_headers(request):
     return request.Response(text="h", headers={"X-One": "1", "X-Two": "two words"})
 
 
+class ClearsOnStr:
+    """A header value whose str() empties the headers it is in."""
+
+    def __init__(self, headers):
+        self.headers = headers
+
+    def __str__(self):
+        self.headers.clear()
+        return "v"
+
+
+def mutated_headers(request):
+    # names made at run time (not interned constants): freed with the dict
+    first, second = "".join(["X-Mut-", "m" * 300]), "".join(["X-Mut2-", "m" * 300])
+    if request.match_dict["how"] == "dict":
+        h = {first: "1"}
+        h[second] = ClearsOnStr(h)
+    else:
+        h = [(first, "1")]
+        h.append((second, ClearsOnStr(h)))
+    return request.Response(text="m", headers=h)
+
+
 def code(request):
     return request.Response(text="code", code=int(request.match_dict["n"]))
 
@@ -214,6 +237,7 @@ r.add_route("/json", ajson)
 r.add_route("/bytes", raw_body)
 r.add_route("/mime", mime)
 r.add_route("/headers", extra_headers)
+r.add_route("/headers-mutated/{how}", mutated_headers)
 r.add_route("/code/{n}", code)
 r.add_route("/latin1", latin1)
 r.add_route("/module-response", module_response)
