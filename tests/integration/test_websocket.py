@@ -825,6 +825,27 @@ def test_9_sends_not_awaited_to_a_client_that_does_not_read_are_cut(ws_app):
         assert roundtrip(other, OP_TEXT, b"alive") == (OP_TEXT, b"alive")
 
 
+@pytest.mark.parametrize("what", ["send", "close"])
+def test_9_one_task_giving_up_its_wait_leaves_another_waiting(ws_app, what):
+    """Two tasks wait on the same connection (send() while the client does
+    not read; close() while it does not answer): when one gives up
+    (asyncio.wait_for), the other goes on waiting, and ends as the client
+    lets it.  It got CancelledError at the other's timeout."""
+    tag = "two-" + what
+    ws = WSClient(ws_app.port, "/two-waiters/%s/%s" % (what, tag), timeout=20,
+                  sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)])
+    with ws:
+        ws.connect()
+        assert events(ws_app.port, tag, "a timeout", timeout=20) == ["a timeout"]
+        if what == "send":
+            while ws.recv_message()[0] != OP_TEXT:  # now read, up to b's "end"
+                pass
+        else:
+            ws.expect_close(1000)               # and answer it
+        ev = events(ws_app.port, tag, "b ", timeout=20)
+    assert ev == ["a timeout", "b done"], ev
+
+
 def test_9_client_gone_while_send_waits(ws_app):
     """The client stops reading, then drops the connection: the handler's
     pending send() ends (it does not wait forever) and the worker is fine."""

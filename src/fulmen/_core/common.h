@@ -343,6 +343,11 @@ int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObje
 /* Is the Future *fut still awaited?  1 yes; 0 when there is none, or it is
  * done (then cleared: the await was cancelled); -1 with an exception. */
 int mod_future_pending(fulmen_state *st, PyObject **fut);
+/* A new reference to an awaitable of fut for one of the several tasks that
+ * may wait on it (asyncio.shield): cancelling one's wait (asyncio.wait_for)
+ * cancels neither fut nor the others'.  Takes the reference to fut; NULL
+ * with an exception. */
+PyObject *mod_future_share(PyObject *fut);
 /* mod_future_settle with exc, and asyncio's "never retrieved" log off */
 void mod_future_fail_quietly(fulmen_state *st, PyObject **fut, PyObject *exc);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */

@@ -2718,9 +2718,13 @@ static int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
 static PyObject *conn_waiter(ConnObject *c)
 {
     conn_ext *x = conn_ext_get(c);
+    int pending;
     if (x == NULL)
         return NULL;
-    if (x->stream_waiter == NULL) {
+    /* (one whose awaiter was cancelled is done: a new one then) */
+    if ((pending = mod_future_pending(c->st, &x->stream_waiter)) < 0)
+        return NULL;
+    if (!pending) {
         x->stream_waiter = conn_new_future(c);
         if (x->stream_waiter == NULL)
             return NULL;

@@ -115,6 +115,19 @@ int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObje
     return settled;
 }
 
+PyObject *mod_future_share(PyObject *fut)
+{
+    PyObject *asyncio, *r = NULL;
+    if (fut == NULL)
+        return NULL;
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio != NULL)
+        r = PyObject_CallMethod(asyncio, "shield", "O", fut);
+    Py_XDECREF(asyncio);
+    Py_DECREF(fut);
+    return r;
+}
+
 /* Fail *fut with exc if it is still pending, without asyncio's "exception
  * was never retrieved" log when nobody awaits it (a send not awaited). */
 void mod_future_fail_quietly(fulmen_state *st, PyObject **fut, PyObject *exc)

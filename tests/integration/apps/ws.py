@@ -167,6 +167,41 @@ async def pile(ws):
     record(tag, "sent all")
 
 
+async def two_waiters(ws):
+    """Task a gives up its wait after 0.2 s (asyncio.wait_for), task b
+    waits on: for send() (the client does not read) or close() (the client
+    does not answer yet).  Records how each ended; b must not be cancelled
+    by a's timeout."""
+    tag = ws.request.match_dict["tag"]
+    what = ws.request.match_dict["what"]
+    chunk = b"t" * (64 << 10)
+    gave_up = []
+
+    async def a():
+        try:
+            while True:
+                await asyncio.wait_for(ws.send(chunk) if what == "send" else ws.close(), 0.2)
+        except asyncio.TimeoutError:
+            gave_up.append(True)
+            record(tag, "a timeout")
+
+    async def b():
+        try:
+            if what == "send":
+                while not gave_up:          # (waiting too when a gives up)
+                    await ws.send(chunk)
+                await ws.send("end")
+            else:
+                await ws.close()
+            record(tag, "b done")
+        except asyncio.CancelledError:
+            record(tag, "b cancelled")
+        except WebSocketClosed as e:
+            record(tag, "b closed %r" % (e.args[0],))
+
+    await asyncio.gather(a(), b())
+
+
 async def push(ws):
     """Send size-byte messages in a loop, awaiting each; records how that
     ended."""
@@ -296,6 +331,7 @@ r.add_websocket("/send-close/{tag}", send_close, compression=False)
 r.add_websocket("/flood/{mb:int}/{tag}", flood)
 r.add_websocket("/send-wait/{n:int}/{tag}", send_wait, compression=False)
 r.add_websocket("/pile/{mb:int}/{tag}", pile, compression=False)
+r.add_websocket("/two-waiters/{what}/{tag}", two_waiters, compression=False)
 r.add_websocket("/push/{size:int}/{tag}", push, compression=False)
 r.add_websocket("/close-with/{code:int}", close_with)
 r.add_websocket("/send-big/{tag}", send_big, compression=False)
