@@ -370,6 +370,9 @@ def _serve_and_log(app_dir, *args):
         with Conn(srv.port) as c:
             assert c.request("GET", "/settings").status == 200
             assert c.request("GET", "/nope?q=%22x%22").status == 404
+            # a '"' and a '\\' that the text format must not take as its own
+            c.send(b'GET /q"x\\y HTTP/1.1\r\nHost: x\r\n\r\n')
+            assert c.read_response().status == 404
             # pipelined, one HTTP/1.0 and one HEAD
             c.send(build_request("HEAD", "/settings") + build_request("GET", "/settings"))
             c.read_response(head=True)
@@ -394,7 +397,7 @@ def test_access_log_text(app_dir):
     lines = [m.groups() for m in map(TEXT_LINE.match, _serve_and_log(app_dir)) if m]
     assert [(m, t, v, s) for m, t, v, s, _, _ in lines] == [
         ("GET", "/settings", "1", "200"), ("GET", "/nope?q=%22x%22", "1", "404"),
-        ("HEAD", "/settings", "1", "200"), ("GET", "/settings", "1", "200"),
+        ("GET", "/q\\x22x\\x5cy", "1", "404"), ("HEAD", "/settings", "1", "200"), ("GET", "/settings", "1", "200"),
         ("GET", "/settings", "0", "200")]
     get_bytes = int(lines[0][4])
     assert get_bytes > 100                      # the whole answer, head included
@@ -420,7 +423,7 @@ def test_access_log_json(app_dir):
     rows = [json.loads(l) for l in lines]
     assert [(r["method"], r["target"], r["version"], r["status"]) for r in rows] == [
         ("GET", "/settings", "1.1", 200), ("GET", "/nope?q=%22x%22", "1.1", 404),
-        ("HEAD", "/settings", "1.1", 200), ("GET", "/settings", "1.1", 200),
+        ("GET", '/q"x\\y', "1.1", 404), ("HEAD", "/settings", "1.1", 200), ("GET", "/settings", "1.1", 200),
         ("GET", "/settings", "1.0", 200), (None, None, None, 400)]
     for line in lines:      # laid out as docs/deployment.md shows it
         assert re.match(r'^\{"time": "[^"]+", "client": "127\.0\.0\.1", "method": '

@@ -630,9 +630,9 @@ static void conn_log_put(fulmen_state *st, const char *p, size_t n)
 /* a string literal, its length counted by the compiler */
 #define CONN_LOG_LIT(st, lit) conn_log_put((st), (lit), sizeof(lit) - 1)
 
-/* A client address a proxy forwarded, into a text line: a space, '"', '\\',
- * a control or a non-ASCII byte as \xHH (as nginx's log escapes), so that
- * it stays one field. */
+/* A client address a proxy forwarded, or a request target, into a text
+ * line: a space, '"', '\\', a control or a non-ASCII byte as \xHH (as
+ * nginx's log escapes), so that it stays one field. */
 static void conn_log_tstr(fulmen_state *st, const char *p, size_t n)
 {
     size_t i, start = 0;
@@ -828,7 +828,8 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         if (req != NULL) {
             conn_log_put(st, req->base + req->h.method.off, req->h.method.len);
             CONN_LOG_LIT(st, " ");
-            conn_log_put(st, req->base + req->h.target.off, req->h.target.len);
+            /* (a '"' or '\\' in it would end the quoted field early) */
+            conn_log_tstr(st, req->base + req->h.target.off, req->h.target.len);
             CONN_LOG_LIT(st, " HTTP/1.");
             conn_log_uint(st, req->h.version_minor);
             CONN_LOG_LIT(st, "\" ");
