@@ -434,6 +434,23 @@ def test_expect_100_without_a_route_is_answered_at_once(limits, method, path, st
     assert hits(limits.port, name) == 0
 
 
+@pytest.mark.parametrize("what", ["body", "text", "json", "form", "files"])
+def test_a_streamed_routes_body_accessors_say_so(limits, what):
+    """On a stream=True route the body comes through stream() only:
+    request.body and the rest raise RuntimeError (they gave an empty body,
+    or a 400 blamed on the client), before and after stream()."""
+    body = b'{"a": 1}' if what == "json" else b"a=1&b=2"
+    ctype = "application/json" if what == "json" else "application/x-www-form-urlencoded"
+    with Conn(limits.port) as c:
+        r = c.request("POST", "/stream-then/" + what, body=body,
+                      headers={"Content-Type": ctype})
+    got = r.json()
+    assert got["len"] == len(body)
+    for when in ("before", "after"):
+        assert got[when].startswith("RuntimeError: request.%s: this route reads its body "
+                                    "as it comes (stream=True)" % what), got
+
+
 def test_expect_100_under_a_raised_route_limit_gets_100(limits):
     with Conn(limits.port) as c:
         c.send(b"POST /len5000 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"

@@ -735,12 +735,27 @@ error:
 /* request.text: the body decoded with the charset of Content-Type (UTF-8
  * without one), bad bytes replaced.  A charset that is no character
  * encoding Python has is BadRequest (400). */
+/* On a stream=True route the body comes only through request.stream():
+ * body, text, json, form and files raise RuntimeError rather than answer
+ * as if there were none (an empty body, or a 400 for the client).
+ * Returns 0, or -1 with that set. */
+static int req_body_streamed(RequestObject *r, const char *what)
+{
+    if (LIKELY(r->body_stream == NULL))
+        return 0;
+    PyErr_Format(PyExc_RuntimeError, "request.%s: this route reads its body as it comes "
+                 "(stream=True): use request.stream()", what);
+    return -1;
+}
+
 static PyObject *req_get_text(RequestObject *r, void *c)
 {
     const char *mt, *cs;
     size_t mtl, csl;
     const char *name;
     PyObject *codec, *res = NULL;
+    if (UNLIKELY(req_body_streamed(r, "text") < 0))
+        return NULL;
     req_content_type(r, &mt, &mtl, &cs, &csl);
     if (cs == NULL || csl == 0)
         return PyUnicode_DecodeUTF8(req_body_ptr(r), r->body.len, "replace");
@@ -762,6 +777,8 @@ static PyObject *req_get_json(RequestObject *r, void *c)
 {
     if (!(r->h.flags & (H1_F_HAS_CL | H1_F_HAS_TE)))
         Py_RETURN_NONE;
+    if (UNLIKELY(req_body_streamed(r, "json") < 0))
+        return NULL;
     return json_decode(r->st, req_body_ptr(r), r->body.len);
 }
 
@@ -896,7 +913,7 @@ error:
 
 static PyObject *req_get_form(RequestObject *r, void *c)
 {
-    if (req_parse_form(r) < 0)
+    if (req_body_streamed(r, "form") < 0 || req_parse_form(r) < 0)
         return NULL;
     Py_INCREF(r->py_form);
     return r->py_form;
@@ -904,7 +921,7 @@ static PyObject *req_get_form(RequestObject *r, void *c)
 
 static PyObject *req_get_files(RequestObject *r, void *c)
 {
-    if (req_parse_form(r) < 0)
+    if (req_body_streamed(r, "files") < 0 || req_parse_form(r) < 0)
         return NULL;
     Py_INCREF(r->py_files);
     return r->py_files;
@@ -1183,6 +1200,8 @@ error:
 static PyObject *req_get_body_obj(RequestObject *r);
 static PyObject *req_get_body(RequestObject *r, void *c)
 {
+    if (UNLIKELY(req_body_streamed(r, "body") < 0))
+        return NULL;
     return req_get_body_obj(r);
 }
 

@@ -46,6 +46,24 @@ async def stream_len(request):
     return request.Response(json={"len": n})
 
 
+async def stream_then(request):
+    """request.<what> on a stream=True route, before and after its body was
+    read with stream(): what each gave (or raised)."""
+    what = request.match_dict["what"]
+
+    def attempt():
+        try:
+            v = getattr(request, what)
+            return "value %r" % (v if not isinstance(v, dict) else dict(v),)
+        except Exception as e:
+            return "%s: %s" % (type(e).__name__, e)
+    before = attempt()
+    n = 0
+    async for chunk in request.stream():
+        n += len(chunk)
+    return request.Response(json={"before": before, "after": attempt(), "len": n})
+
+
 async def own_timeout(request):
     # the view's own timeout, nothing to do with the request: a 500
     await asyncio.wait_for(asyncio.sleep(10), 0.001)
@@ -183,6 +201,7 @@ r.add_route("/len10", body_len, max_body_size=10)
 r.add_route("/len-huge", body_len, max_body_size=1 << 40)
 r.add_route("/sleep/{ms}", sleep_ms)
 r.add_route("/stream-len", stream_len, method="POST", stream=True)
+r.add_route("/stream-then/{what}", stream_then, method="POST", stream=True)
 r.add_route("/own-timeout", own_timeout)
 r.add_route("/hit/{name}", hit)
 r.add_route("/count/{name}", count)
