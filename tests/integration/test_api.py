@@ -424,6 +424,16 @@ def test_add_done_callback_runs_after_response(api):
     assert r2.body == ("callback got /r/done/%s" % key).encode()
 
 
+def test_a_done_callback_added_once_the_answer_is_done_runs_at_once(api):
+    """Added by a done callback as it runs, or later (a background task):
+    it runs at once, instead of never."""
+    key = "late%d" % os.getpid()
+    with Conn(api.port) as c:
+        assert c.request("GET", "/r/done-late/" + key).body == b"ok"
+        state = c.request("GET", "/r/done-state/" + key).body
+    assert state == b"['first', 'added by first', 'added later']"
+
+
 def test_done_callback_runs_when_the_client_is_gone_first(api):
     """The client resets its connection while an async view awaits: the
     answer cannot be written, but the callback (clean-up, accounting) still

@@ -969,7 +969,9 @@ INLINE void conn_request_done(RequestObject *req)
     if (UNLIKELY(req->done_callbacks != NULL)) {
         PyObject *cbs = req->done_callbacks, *r;
         Py_ssize_t i;
-        req->done_callbacks = NULL;
+        /* done: a callback added from now on runs at once
+         * (req_add_done_callback), one added by these too */
+        req->done_callbacks = Py_NewRef(Py_None);
         for (i = 0; i < PyList_GET_SIZE(cbs); i++) {
             r = PyObject_CallOneArg(PyList_GET_ITEM(cbs, i), (PyObject *)req);
             if (r == NULL)

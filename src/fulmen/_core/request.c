@@ -454,8 +454,13 @@ int req_own_raw(RequestObject *r)
 void req_release(RequestObject *r)
 {
     fulmen_state *st = r->st;
-    if (UNLIKELY(Py_REFCNT(r) > 1) && req_own_raw(r) < 0)
-        PyErr_Clear(); /* no memory: the read buffer stays with the request */
+    if (UNLIKELY(Py_REFCNT(r) > 1)) {
+        /* the app keeps it beyond its answer */
+        if (req_own_raw(r) < 0)
+            PyErr_Clear(); /* no memory: the read buffer stays with the request */
+        if (r->done_callbacks == NULL)
+            r->done_callbacks = Py_NewRef(Py_None); /* done (req_add_done_callback) */
+    }
     if (Py_REFCNT(r) == 1 && st->n_req_free < FULMEN_FREELIST_MAX) {
         req_clear_fields(r);
         if (req_reset_dict(r) < 0) {
@@ -1479,6 +1484,15 @@ static PyObject *req_add_done_callback(RequestObject *r, PyObject *cb)
     if (!PyCallable_Check(cb)) {
         PyErr_SetString(PyExc_TypeError, "callback must be callable");
         return NULL;
+    }
+    if (r->done_callbacks == Py_None) {
+        /* the answer is done already (None marks it): it runs now, as it
+         * would have then; its error is reported the same way */
+        PyObject *res = PyObject_CallOneArg(cb, (PyObject *)r);
+        if (res == NULL)
+            PyErr_WriteUnraisable(cb);
+        Py_XDECREF(res);
+        Py_RETURN_NONE;
     }
     if (r->done_callbacks == NULL && (r->done_callbacks = PyList_New(0)) == NULL)
         return NULL;

@@ -129,8 +129,23 @@ async def done_gone(request):
     return Response(text="nobody reads this")
 
 
+def done_late(request):
+    """Callbacks added once the answer is done: by a callback as it runs,
+    and after all of them (at the loop's next turn)."""
+    log = STATE["done"][request.match_dict["key"]] = []
+
+    def first(req):
+        log.append("first")
+        req.add_done_callback(lambda r: log.append("added by first"))
+        asyncio.get_running_loop().call_soon(req.add_done_callback,
+                                             lambda r: log.append("added later"))
+
+    request.add_done_callback(first)
+    return Response(text="ok")
+
+
 def done_state(request):
-    return Response(text=STATE["done"].get(request.match_dict["key"], "unknown"))
+    return Response(text=str(STATE["done"].get(request.match_dict["key"], "unknown")))
 
 
 def enc_static(request):
@@ -761,6 +776,7 @@ r.add_route("/r/form", form)
 r.add_route("/r/done/{key}", done_register)
 r.add_route("/r/done-gone/{key}", done_gone)
 r.add_route("/r/done-state/{key}", done_state)
+r.add_route("/r/done-late/{key}", done_late)
 r.add_route("/enc/a/b", enc_static)
 r.add_route("/enc/{x}", info)
 r.add_route("/t/int/{id:int}", typed)
