@@ -253,6 +253,39 @@ static int resp_label_charset(ResponseObject *self, PyObject *encoding)
 #define RESP_CODE_WHY(c) \
     ((c) >= 100 && (c) < 200 ? " (a 1xx is interim: a view cannot answer with one)" : "")
 
+/* A status code as Response(code=) and .code take it: an int from 200 to
+ * 599 (ValueError otherwise, however large; TypeError for no int).
+ * Returns it, or -1 with the exception set. */
+static int resp_code_of(PyObject *v)
+{
+    int overflow;
+    long c = PyLong_AsLongAndOverflow(v, &overflow);
+    if (c == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || c < 200 || c > 599) {
+        PyErr_Format(PyExc_ValueError, "code must be between 200 and 599, not %R%s", v,
+                     overflow ? "" : RESP_CODE_WHY(c));
+        return -1;
+    }
+    return (int)c;
+}
+
+/* A mime_type as Response(mime_type=) and .mime_type take it: a str that
+ * is not empty (an empty one would send an empty Content-Type).  0, or -1
+ * with the exception set. */
+static int resp_check_mime(PyObject *v)
+{
+    if (!PyUnicode_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "mime_type must be a str");
+        return -1;
+    }
+    if (PyUnicode_GET_LENGTH(v) == 0) {
+        PyErr_SetString(PyExc_ValueError, "mime_type must not be empty (None: the default)");
+        return -1;
+    }
+    return 0;
+}
+
 static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                           PyObject *body, PyObject *json, PyObject *mime_type,
                           PyObject *encoding, PyObject *headers,
@@ -267,21 +300,14 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
         return -1;
     }
     if (code != NULL && code != Py_None) {
-        long c = PyLong_AsLong(code);
-        if (c == -1 && PyErr_Occurred())
+        int c = resp_code_of(code);
+        if (c < 0)
             return -1;
-        if (c < 200 || c > 599) {
-            PyErr_Format(PyExc_ValueError, "Response code must be between 200 and 599, "
-                         "not %ld%s", c, RESP_CODE_WHY(c));
-            return -1;
-        }
-        self->code = (int)c;
+        self->code = c;
     }
     if (mime_type != NULL && mime_type != Py_None) {
-        if (!PyUnicode_Check(mime_type)) {
-            PyErr_SetString(PyExc_TypeError, "mime_type must be a str");
+        if (resp_check_mime(mime_type) < 0)
             return -1;
-        }
         Py_INCREF(mime_type);
         Py_XSETREF(self->content_type, mime_type);
     }
@@ -668,20 +694,14 @@ static PyObject *resp_get_code(ResponseObject *self, void *c)
 
 static int resp_set_code(ResponseObject *self, PyObject *v, void *c)
 {
-    long x;
+    int x;
     if (v == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete code");
         return -1;
     }
-    x = PyLong_AsLong(v);
-    if (x == -1 && PyErr_Occurred())
+    if ((x = resp_code_of(v)) < 0)
         return -1;
-    if (x < 200 || x > 599) {
-        PyErr_Format(PyExc_ValueError, "code must be between 200 and 599, not %ld%s",
-                     x, RESP_CODE_WHY(x));
-        return -1;
-    }
-    self->code = (int)x;
+    self->code = x;
     return 0;
 }
 
@@ -780,10 +800,8 @@ static PyObject *resp_get_mime(ResponseObject *self, void *c)
 
 static int resp_set_mime(ResponseObject *self, PyObject *v, void *c)
 {
-    if (v != NULL && v != Py_None && !PyUnicode_Check(v)) {
-        PyErr_SetString(PyExc_TypeError, "mime_type must be a str");
+    if (v != NULL && v != Py_None && resp_check_mime(v) < 0)
         return -1;
-    }
     if (v == Py_None)
         v = NULL;
     Py_XINCREF(v);
