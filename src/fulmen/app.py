@@ -6,6 +6,8 @@ on_request/on_response hooks when the app registered some.
 """
 import asyncio
 import builtins
+import datetime
+import email.utils
 import gc
 import inspect
 import json as _json
@@ -46,6 +48,12 @@ def _render_cookies(cookies):
 def _set_cookie(self, name, value, *, max_age=None, expires=None, path="/",
                 domain=None, secure=False, httponly=False, samesite=None):
     """response.set_cookie(name, value, ...): add a Set-Cookie header."""
+    if isinstance(expires, datetime.datetime):
+        # a cookie-date (RFC 6265 5.1.1), not str(datetime); a naive one is UTC
+        if expires.tzinfo is not None:
+            expires = expires.astimezone(datetime.timezone.utc)
+        expires = email.utils.format_datetime(expires.replace(tzinfo=datetime.timezone.utc),
+                                              usegmt=True)
     attrs = [(key, val) for key, val in (("max-age", max_age), ("expires", expires),
                                          ("path", path), ("domain", domain),
                                          ("samesite", samesite)) if val is not None]
@@ -57,6 +65,10 @@ def _set_cookie(self, name, value, *, max_age=None, expires=None, path="/",
             # changes, so a refused cookie leaves none half-set
             raise ValueError("cookie attribute %s may not contain ';' or a control "
                              "character: %r" % (key, val))
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
+        raise ValueError("cookie max_age must be an int of seconds, not %r" % (max_age,))
+    if samesite is not None and str(samesite).lower() not in ("strict", "lax", "none"):
+        raise ValueError("cookie samesite must be Strict, Lax or None, not %r" % (samesite,))
     jar = self.cookies
     if not isinstance(jar, SimpleCookie):
         new = SimpleCookie()

@@ -1,6 +1,7 @@
 """The API an app sees (apps/api.py): request attributes, responses, JSON
 encoding and routing.  Also home of the `api` fixture that the hook,
 stream and file tests share."""
+import datetime
 import json
 import math
 import os
@@ -497,6 +498,28 @@ def test_set_cookie_refuses_an_attribute_that_would_add_another(attr, value):
     with pytest.raises(ValueError, match="may not contain"):
         r.set_cookie("sid", "abc", **{attr: value})
     assert list(r.cookies) == ["theme"]       # nothing of the refused one
+
+
+@pytest.mark.parametrize("attr,value", [("max_age", "1, x=y"), ("max_age", 1.5),
+                                        ("max_age", True), ("samesite", "Sometimes")])
+def test_set_cookie_refuses_an_attribute_of_no_such_value(attr, value):
+    from fulmen import Response
+    r = Response()
+    with pytest.raises(ValueError, match="cookie %s must be" % attr):
+        r.set_cookie("sid", "abc", **{attr: value})
+    assert not r.cookies
+
+
+@pytest.mark.parametrize("when", [datetime.datetime(2030, 1, 2, 3, 4, 5),
+                                  datetime.datetime(2030, 1, 2, 4, 4, 5, tzinfo=datetime.timezone(
+                                      datetime.timedelta(hours=1)))])
+def test_set_cookie_expires_datetime_is_a_cookie_date(when):
+    # str(datetime) is no date a browser reads (RFC 6265 5.1.1)
+    from fulmen import Response
+    r = Response()
+    r.set_cookie("sid", "abc", expires=when, samesite="lax")
+    out = r.cookies["sid"].OutputString()
+    assert "expires=Wed, 02 Jan 2030 03:04:05 GMT" in out, out
 
 
 def test_headers_as_list_of_pairs_repeat(api):
