@@ -6,6 +6,7 @@ from os import PathLike
 from typing import Any, Generic, TypeVar, overload
 
 import asyncio
+import datetime
 
 _V = TypeVar("_V")
 _D = TypeVar("_D")
@@ -291,7 +292,7 @@ class Response:
         value: str,
         *,
         max_age: int | None = None,
-        expires: str | None = None,
+        expires: str | datetime.datetime | None = None,
         path: str | None = "/",
         domain: str | None = None,
         secure: bool = False,
