@@ -2175,12 +2175,20 @@ static void conn_protocol_error(ConnObject *c, int status, RequestObject *req)
     conn_emit(c, NULL, r, head_only, 1, 1);
 }
 
-/* A 413 for req's declared Content-Length: once the answer is out, the
- * rest of that body may be read and dropped too (CONN_LINGER_MAX_KB). */
+/* req's body is not read, and the connection ends after its answer: while
+ * lingering, the rest of that body may be read and dropped too, up to
+ * CONN_LINGER_MAX_KB (a chunked one, of no known size, that much). */
+static void conn_linger_for_body(ConnObject *c, RequestObject *req)
+{
+    uint64_t kb = (req->h.flags & H1_F_CHUNKED) ? CONN_LINGER_MAX_KB
+                                                : req->h.content_length / 1024 + CONN_LINGER_KB;
+    c->linger_kb = (uint16_t)(kb < CONN_LINGER_MAX_KB ? kb : CONN_LINGER_MAX_KB);
+}
+
+/* A 413 for req's declared Content-Length. */
 static void conn_413_for_length(ConnObject *c, RequestObject *req)
 {
-    uint64_t kb = req->h.content_length / 1024 + CONN_LINGER_KB;
-    c->linger_kb = (uint16_t)(kb < CONN_LINGER_MAX_KB ? kb : CONN_LINGER_MAX_KB);
+    conn_linger_for_body(c, req);
     conn_protocol_error(c, 413, req);
 }
 
@@ -2193,10 +2201,7 @@ static void conn_413_for_length(ConnObject *c, RequestObject *req)
  * Takes the reference to req. */
 static NOINLINE void conn_answer_unread(ConnObject *c, RequestObject *req, const char *p)
 {
-    uint64_t kb = req->h.content_length / 1024 + CONN_LINGER_KB;
-    if (req->h.flags & H1_F_CHUNKED)
-        kb = CONN_LINGER_MAX_KB;
-    c->linger_kb = (uint16_t)(kb < CONN_LINGER_MAX_KB ? kb : CONN_LINGER_MAX_KB);
+    conn_linger_for_body(c, req);
     c->pending = NULL;
     c->head_start = 0;
     req->raw = PyBytes_FromStringAndSize(p, (Py_ssize_t)c->head_len);
