@@ -65,6 +65,16 @@ def server_pool():
         pytest.fail("server(s) did not shut down cleanly:\n" + "\n".join(bad))
 
 
+@pytest.fixture(autouse=True)
+def _stderr_since_this_test(server_pool):
+    """Each shared server's wait_for_stderr looks only at what it writes from
+    this test on.  Autouse fixtures come first, so a server the test starts
+    itself begins at its first line."""
+    for srv in server_pool.running.values():
+        with srv._lock:
+            srv.since = len(srv.lines)
+
+
 def _app_fixture(name):
     def fixture(server_pool):
         srv = server_pool.get(name)

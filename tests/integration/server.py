@@ -53,6 +53,10 @@ class Server:
         self._lock = threading.Lock()
         self._new_line = threading.Condition(self._lock)
         self.eof = False            # every line the process wrote is in self.lines
+        # wait_for_stderr looks from here on by default: a shared server's
+        # pool moves it to the end of its stderr as each test begins, so
+        # that a line an earlier test caused cannot answer for this one
+        self.since = 0
 
     @classmethod
     def for_app(cls, name, *args, **kw):
@@ -91,9 +95,12 @@ class Server:
             self.host, self.port, self.pid = m.group(1), int(m.group(2)), int(m.group(3))
         return m is not None
 
-    def wait_for_stderr(self, text, timeout=5.0, start=0):
+    def wait_for_stderr(self, text, timeout=5.0, start=None):
         """Wait until text appears in the server's stderr from line start on
-        (or its stderr ends without it); True if it did."""
+        (self.since by default; or its stderr ends without it); True if it
+        did."""
+        if start is None:
+            start = self.since
         def seen():
             return any(text in l for l in self.lines[start:])
         with self._lock:
