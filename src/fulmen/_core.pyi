@@ -251,7 +251,8 @@ class Response:
     def body(self, value: bytes | str | None) -> None: ...
     @property
     def text(self) -> str:
-        """The body as str."""
+        """The body as str, decoded with the charset of its Content-Type
+        (UTF-8 by default); setting it encodes with that charset."""
         ...
     @text.setter
     def text(self, value: str) -> None: ...

@@ -130,6 +130,23 @@ def test_content_type_charset_as_japronto(basic, case, body, ctype):
     check_common_headers(r)
 
 
+@pytest.mark.parametrize("case, query, body, text", [
+    ("text-html-latin1", "", b"caf\xe9", "caf\u00e9"),
+    ("text-html-latin1", "?set=%C3%BC", b"\xfc", "\u00fc"),
+    ("body-html-latin1", "?set=%C3%BC", b"\xfc", "\u00fc"),
+    ("text-utf8-later", "?set=%C3%BC", b"\xc3\xbc", "\u00fc"),
+])
+def test_text_reads_and_writes_in_the_labelled_charset(basic, case, query, body, text):
+    """response.text decodes, and setting it encodes, with the charset the
+    Content-Type names: the bytes sent are what the label says"""
+    r = get(basic.port, "/charset-text/%s%s" % (case, query))
+    assert (r.status, r.body, r.header("X-Text")) == (200, body, ascii(text)), r.raw
+
+
+def test_text_the_labelled_charset_cannot_encode_is_a_500(basic):
+    assert get(basic.port, "/charset-text/text-html-latin1?set=%E2%82%AC").status == 500
+
+
 @pytest.mark.parametrize("n", [0, 1, 1023, 1024 * 1024 + 7, 8 * 1024 * 1024])
 def test_large_response_body(basic, n):
     r = get(basic.port, "/big/%d" % n)

@@ -325,6 +325,9 @@ int mod_format_date(char *buf, size_t cap, int64_t sec);
  * compared ignoring ASCII case (protocol names, RFC 9110 7.8), else
  * exactly (subprotocols, entity tags). */
 int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase);
+/* Split a Content-Type value v[0..n) into its media type v[0..*mtl) and
+ * its charset parameter (*cs[0..*csl), unquoted; *cs NULL for none). */
+void mod_content_type(const char *v, size_t n, size_t *mtl, const char **cs, size_t *csl);
 /* fulmen.<name>, an exception class with base (a class or a tuple), into
  * *slot and the module: 0, or -1 with an exception. */
 int mod_add_exception(PyObject *m, const char *name, const char *doc, PyObject *base,

@@ -49,6 +49,35 @@ int mod_list_has(const char *v, size_t n, const char *tok, size_t tl, int icase)
     return 0;
 }
 
+void mod_content_type(const char *v, size_t n, size_t *mtl, const char **cs, size_t *csl)
+{
+    const char *end = v + n, *p = memchr(v, ';', n);
+    *cs = NULL;
+    *csl = 0;
+    *mtl = (size_t)((p ? p : end) - v);
+    while (*mtl > 0 && (v[*mtl - 1] == ' ' || v[*mtl - 1] == '\t'))
+        (*mtl)--;
+    while (p != NULL && p < end) {
+        const char *q = p + 1, *e;
+        while (q < end && (*q == ' ' || *q == '\t'))
+            q++;
+        e = memchr(q, ';', (size_t)(end - q));
+        if (e == NULL)
+            e = end;
+        if (e - q > 8 && strncasecmp(q, "charset=", 8) == 0) {
+            q += 8;
+            if (q < e && *q == '"')
+                q++;
+            *cs = q;
+            while (q < e && *q != '"' && *q != ' ' && *q != '\t')
+                q++;
+            *csl = (size_t)(q - *cs);
+            return;
+        }
+        p = e < end ? e : NULL;
+    }
+}
+
 /* Futures: method calls by interned name (CPython's type attribute cache
  * then finds the method at once; a name made per call misses it, and costs
  * a lookup through the type's whole MRO: that was most of a WebSocket

@@ -621,37 +621,12 @@ static void req_content_type(RequestObject *r, const char **mt, size_t *mtl,
                              const char **cs, size_t *csl)
 {
     int i = req_find_header(r, "content-type");
-    const char *v, *end, *p;
     *mt = *cs = NULL;
     *mtl = *csl = 0;
     if (i < 0)
         return;
-    v = REQ_SPAN(r, r->h.headers[i].value);
-    end = v + r->h.headers[i].value.len;
-    p = memchr(v, ';', (size_t)(end - v));
-    *mt = v;
-    *mtl = (size_t)((p ? p : end) - v);
-    while (*mtl > 0 && (v[*mtl - 1] == ' ' || v[*mtl - 1] == '\t'))
-        (*mtl)--;
-    while (p != NULL && p < end) {
-        const char *q = p + 1, *e;
-        while (q < end && (*q == ' ' || *q == '\t'))
-            q++;
-        e = memchr(q, ';', (size_t)(end - q));
-        if (e == NULL)
-            e = end;
-        if (e - q > 8 && strncasecmp(q, "charset=", 8) == 0) {
-            q += 8;
-            if (q < e && *q == '"')
-                q++;
-            *cs = q;
-            while (q < e && *q != '"' && *q != ' ' && *q != '\t')
-                q++;
-            *csl = (size_t)(q - *cs);
-            return;
-        }
-        p = e < end ? e : NULL;
-    }
+    *mt = REQ_SPAN(r, r->h.headers[i].value);
+    mod_content_type(*mt, r->h.headers[i].value.len, mtl, cs, csl);
 }
 
 static PyObject *req_get_mime_type(RequestObject *r, void *c)

@@ -638,14 +638,53 @@ static PyObject *resp_get_body(ResponseObject *self, void *c)
     return self->body;
 }
 
+/* The charset the response's Content-Type names when that is not UTF-8,
+ * NUL-terminated in buf[RESP_CHARSET_CAP] (a Response(encoding=) or a
+ * mime_type with one): 1; 0 for none, UTF-8, or a name too long for a
+ * codec's; -1 with an exception. */
+#define RESP_CHARSET_CAP 64
+static int resp_charset(ResponseObject *self, char *buf)
+{
+    const char *t, *cs;
+    Py_ssize_t tl;
+    size_t mtl, csl;
+    if (self->content_type == NULL)
+        return 0;
+    if ((t = mod_utf8(self->content_type, &tl)) == NULL)
+        return -1;
+    mod_content_type(t, (size_t)tl, &mtl, &cs, &csl);
+    if (cs == NULL || csl == 0 || csl >= RESP_CHARSET_CAP ||
+        (csl == 5 && strncasecmp(cs, "utf-8", 5) == 0) ||
+        (csl == 4 && strncasecmp(cs, "utf8", 4) == 0))
+        return 0;
+    memcpy(buf, cs, csl);
+    buf[csl] = 0;
+    return 1;
+}
+
+/* .body = v; a str is kept to be sent as UTF-8, or encoded now with the
+ * charset the type names (the bytes must be what the label says). */
 static int resp_set_body(ResponseObject *self, PyObject *v, void *c)
 {
+    char cs[RESP_CHARSET_CAP];
+    int rc;
     if (v == NULL || v == Py_None) {
         Py_CLEAR(self->body);
         self->kind = RESP_EMPTY;
         return 0;
     }
     if (PyUnicode_Check(v)) {
+        if ((rc = resp_charset(self, cs)) < 0)
+            return -1;
+        if (rc == 1) {
+            PyObject *b = PyUnicode_AsEncodedString(v, cs, "strict");
+            if (b == NULL)
+                return -1;
+            Py_XSETREF(self->body, b);
+            self->kind = RESP_TEXT;
+            self->jlen = 0;
+            return 0;
+        }
         self->kind = RESP_TEXT;
     } else if (PyBytes_Check(v)) {
         if (self->kind != RESP_TEXT)
@@ -660,8 +699,12 @@ static int resp_set_body(ResponseObject *self, PyObject *v, void *c)
     return 0;
 }
 
+/* .text: a str body as it is; bytes decoded with the charset the type
+ * names (UTF-8 by default, and always for JSON), bad bytes replaced */
 static PyObject *resp_get_text(ResponseObject *self, void *c)
 {
+    char cs[RESP_CHARSET_CAP];
+    int rc;
     if (self->body != NULL && PyUnicode_Check(self->body)) {
         Py_INCREF(self->body);
         return self->body;
@@ -670,6 +713,11 @@ static PyObject *resp_get_text(ResponseObject *self, void *c)
         return PyUnicode_DecodeUTF8(self->jbuf, (Py_ssize_t)self->jlen, "replace");
     if (self->body == NULL)
         return PyUnicode_FromString("");
+    if ((rc = resp_charset(self, cs)) < 0)
+        return NULL;
+    if (rc == 1)
+        return PyUnicode_Decode(PyBytes_AS_STRING(self->body), PyBytes_GET_SIZE(self->body),
+                                cs, "replace");
     return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(self->body),
                                 PyBytes_GET_SIZE(self->body), "replace");
 }
@@ -680,11 +728,7 @@ static int resp_set_text(ResponseObject *self, PyObject *v, void *c)
         PyErr_SetString(PyExc_TypeError, "text must be a str");
         return -1;
     }
-    if (resp_set_body(self, v, c) < 0)
-        return -1;
-    if (v != NULL)
-        self->kind = RESP_TEXT;
-    return 0;
+    return resp_set_body(self, v, c);
 }
 
 static PyObject *resp_get_code(ResponseObject *self, void *c)

@@ -100,6 +100,18 @@ def charset(request):
     return response
 
 
+def charset_text(request):
+    """The text of a response made as /charset/{case}, after it is set to
+    ?set= when given: .text reads and writes in the charset of its label"""
+    kw = CHARSETS[request.match_dict["case"]]()
+    kw.pop("later", None)
+    response = request.Response(**kw)
+    if "set" in request.query:
+        response.text = request.query["set"]
+    response.headers["X-Text"] = ascii(response.text)
+    return response
+
+
 def json_or_none(request):
     return request.Response(text=repr(request.json))
 
@@ -243,6 +255,7 @@ r.add_route("/latin1", latin1)
 r.add_route("/module-response", module_response)
 r.add_route("/japronto-positional", japronto_positional)
 r.add_route("/charset/{case}", charset)
+r.add_route("/charset-text/{case}", charset_text)
 r.add_route("/json-or-none", json_or_none)
 r.add_route("/big/{n}", big)
 r.add_route("/bigheader/{n}", big_header)
