@@ -36,6 +36,8 @@ def _render_cookies(cookies):
         return [m.OutputString() for m in cookies.values()]
     out = []
     for k, v in cookies.items():
+        if not isinstance(k, str):
+            raise TypeError("cookie names must be str, not %s (%r)" % (type(k).__name__, k))
         if isinstance(v, Morsel):
             out.append(v.OutputString())
         else:

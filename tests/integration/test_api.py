@@ -473,6 +473,11 @@ def test_cookies_simple_cookie(api):
     assert r.header_all("Set-Cookie") == ["sc=v; HttpOnly; Path=/p"]
 
 
+def test_a_cookie_name_that_is_no_str_is_a_500_that_says_so(api):
+    assert get(api, "/resp/cookies-bad-name").status == 500
+    assert api.wait_for_stderr("TypeError: cookie names must be str, not int (5)"), api.stderr()
+
+
 def test_set_cookie_and_delete_cookie(api):
     r = get(api, "/resp/set-cookie")
     cookies = {v.split("=", 1)[0]: v for v in r.header_all("Set-Cookie")}

@@ -174,6 +174,10 @@ def cookies_dict(request):
     return Response(text="c", cookies={"a": "1", "b": "two words"})
 
 
+def cookies_bad_name(request):
+    return Response(text="c", cookies={5: "x"})
+
+
 def cookies_simple(request):
     c = SimpleCookie()
     c["sc"] = "v"
@@ -790,6 +794,7 @@ r.add_route("/users/me", users_me)
 
 r.add_route("/resp/cookies-dict", cookies_dict)
 r.add_route("/resp/cookies-simple", cookies_simple)
+r.add_route("/resp/cookies-bad-name", cookies_bad_name)
 r.add_route("/resp/set-cookie", set_cookie)
 r.add_route("/resp/headers-list", headers_list)
 r.add_route("/resp/headers-big/{n:int}", headers_big)
