@@ -25,8 +25,10 @@ def conn_over(sock):
     return c
 
 
-def unix_conn(path):
+def unix_conn(path, bind=None):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if bind is not None:
+        s.bind(bind)                # the peer name the server sees
     s.connect(path)
     return conn_over(s)
 
@@ -456,6 +458,30 @@ def test_access_log_on_a_unix_socket(app_dir, tmp_path, fmt):
         assert json.loads(lines[0])["client"] == "-"
     else:
         assert lines[0].startswith("- - - ["), lines[0]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_log_names_a_bound_unix_client_in_utf8(app_dir, tmp_path, fmt):
+    """A client bound to a path is named by it: in the JSON log as UTF-8
+    text (it was one \\u00HH escape per byte, mojibake once read), in the
+    text log with its spaces, controls and non-ASCII bytes escaped as
+    nginx's log does (a newline in it forged a line)."""
+    path, client = str(tmp_path / "app.sock"), str(tmp_path / "caf\u00e9 \n.sock")
+    srv = fulmen_proc(app_dir, "--uds", path, "--access-log", "--access-log-format",
+                      fmt).start()
+    try:
+        with unix_conn(path, bind=client) as c:
+            assert c.request("GET", "/settings").status == 200
+    finally:
+        assert stop_master(srv) == 0, srv.stderr()
+    lines = [l for l in srv.stderr().splitlines() if "/settings" in l]
+    assert len(lines) == 1, srv.stderr()
+    if fmt == "json":
+        assert json.loads(lines[0])["client"] == client, lines[0]
+    else:
+        # and a space or a newline could split or forge the line's fields
+        shown = client.replace("\u00e9", "\\xc3\\xa9").replace(" ", "\\x20").replace("\n", "\\x0a")
+        assert lines[0].startswith(shown + " - - ["), lines[0]
 
 
 # ---- refusals ----------------------------------------------------------------------

@@ -649,14 +649,46 @@ static void conn_log_tstr(fulmen_state *st, const char *p, size_t n)
     conn_log_put(st, p + start, n - start);
 }
 
-/* JSON-escape s into the log (quotes included). */
+/* The length of the well-formed UTF-8 sequence of 2 to 4 bytes at p[0..n)
+ * (RFC 3629 4: no overlong form, surrogate or code point past U+10FFFF),
+ * or 0 when there is none. */
+static size_t conn_log_utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t len, i;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        len = 2;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        len = 3;
+        lo = p[0] == 0xe0 ? 0xa0 : 0x80;
+        hi = p[0] == 0xed ? 0x9f : 0xbf;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        len = 4;
+        lo = p[0] == 0xf0 ? 0x90 : 0x80;
+        hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (n < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (i = 2; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* JSON-escape s into the log (quotes included): UTF-8 text as it is, and
+ * a byte that is no part of it as \u00HH (so such an escape in the log is
+ * always a raw byte: the character U+00HH itself is written in UTF-8). */
 static void conn_log_jstr(fulmen_state *st, const char *p, size_t n)
 {
-    size_t i, start = 0;
+    size_t i, start = 0, k;
     CONN_LOG_LIT(st, "\"");
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
-        if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
+        if (ch >= 0x80 && (k = conn_log_utf8_len((const unsigned char *)p + i, n - i)) > 0) {
+            i += k - 1;
+        } else if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
             char esc[8];
             conn_log_put(st, p + start, i - start);
             snprintf(esc, sizeof(esc), "\\u%04x", ch);
@@ -818,10 +850,8 @@ static void conn_access_log(ConnObject *c, RequestObject *req, int code,
         conn_log_ms(st, ns);
         CONN_LOG_LIT(st, "}\n");
     } else {
-        if (fwd != NULL)
-            conn_log_tstr(st, peer, (size_t)peerlen);
-        else
-            conn_log_put(st, peer, (size_t)peerlen);
+        /* a unix client's path may hold spaces or a newline too */
+        conn_log_tstr(st, peer, (size_t)peerlen);
         CONN_LOG_LIT(st, " - - [");
         conn_log_put(st, st->log_ts[0], st->log_ts_len[0]);
         CONN_LOG_LIT(st, "] \"");
