@@ -126,9 +126,11 @@ def _check_bool(name, value):
     return value
 
 
-# what the hooked view wrapper turns into an answer itself (GeneratorExit,
-# KeyboardInterrupt and SystemExit go on up)
-_ANSWERED = (Exception, asyncio.CancelledError)
+# what the hooked view wrapper turns into an answer itself: what the engine
+# answers for a view without hooks (a view's SystemExit or KeyboardInterrupt
+# is the app's error too, a 500); only GeneratorExit, the coroutine being
+# closed, goes on up
+_ANSWERED = (Exception, asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
 def _check_response(response):

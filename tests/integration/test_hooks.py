@@ -312,11 +312,12 @@ def test_a_hooked_views_task_is_named_after_the_view(hooks_app):
         assert (r.status, r.body) == (200, b"make_app.<locals>.task_name")
 
 
+@pytest.mark.parametrize("exc", ["", "SystemExit", "KeyboardInterrupt"])
 @pytest.mark.parametrize("path,marker", [("/fail", "sync-view-marker-3b88"),
                                          ("/afail", "async-view-marker-d41f")])
-def test_500_from_a_raising_view_is_decorated(hooks_app, path, marker):
+def test_500_from_a_raising_view_is_decorated(hooks_app, path, marker, exc):
     with Conn(hooks_app.port) as c:
-        r = c.request("GET", path)
+        r = c.request("GET", path + "?exc=" + exc)
         _assert_500(hooks_app, r, marker)
         assert r.header("X-Decorated") == "500"
         assert c.request("GET", "/ok").header("X-Decorated") == "200"

@@ -57,12 +57,17 @@ def make_app(async_hooks=False):
     def ok(request):
         return request.Response(text="ok")
 
+    # ?exc=SystemExit or KeyboardInterrupt: no Exception, still the app's error
+    def raised(request):
+        return {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}.get(
+            request.query.get("exc"), RuntimeError)
+
     def fail(request):
-        raise RuntimeError("sync-view-marker-3b88")
+        raise raised(request)("sync-view-marker-3b88")
 
     async def afail(request):
         await asyncio.sleep(0)
-        raise RuntimeError("async-view-marker-d41f")
+        raise raised(request)("async-view-marker-d41f")
 
     def teapot(request):
         raise Teapot("sync")
