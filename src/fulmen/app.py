@@ -955,10 +955,15 @@ def _unix_listener(path, backlog):
     restrict access with the permissions of the directory it is in."""
     import stat
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         st = None
     if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            # bind() makes its socket only where nothing is, a link included
+            # (a dangling one read as "Address already in use")
+            raise OSError("%s is a symbolic link (to %s): give the path the socket is to "
+                          "be made at" % (path, os.readlink(path)))
         if not stat.S_ISSOCK(st.st_mode):
             raise OSError("%s exists and is not a socket" % path)
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

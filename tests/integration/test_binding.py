@@ -570,6 +570,20 @@ def test_uds_path_that_is_not_a_socket(app_dir, tmp_path):
     assert path.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("to", ["gone.sock", "file"])
+def test_uds_path_that_is_a_symbolic_link_is_refused_as_one(app_dir, tmp_path, to):
+    # a dangling link read as "Address already in use"; a link to a file
+    # was "not a socket", as if the file were at the path
+    (tmp_path / "file").write_text("keep me")
+    path = tmp_path / "app.sock"
+    path.symlink_to(tmp_path / to)
+    r = run_cli(app_dir, "--uds", str(path))
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["fulmen: %s is a symbolic link (to %s): give the path "
+                                     "the socket is to be made at" % (path, tmp_path / to)]
+    assert path.is_symlink() and (tmp_path / "file").read_text() == "keep me"
+
+
 def test_tls_files_that_are_not_pem_name_the_files(app_dir):
     not_pem = str(app_dir / "supapp.py")
     r = run_cli(app_dir, "--ssl-certfile", not_pem, "--ssl-keyfile", not_pem)
