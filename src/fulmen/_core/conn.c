@@ -2914,9 +2914,12 @@ static PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
     if (!c->closed && c->transport != NULL) {
         int failed = c->ext->stream_failed;
         if (ok && c->ext->stream_frame == RESP_FRAME_LENGTH && c->ext->stream_left > 0) {
-            PySys_WriteStderr("fulmen: a stream ended %llu bytes short of its "
-                              "Content-Length; %s\n", (unsigned long long)c->ext->stream_left,
-                              c->ext->stream_head ? "answered 500" : "the connection is aborted");
+            PySys_FormatStderr("fulmen: the response to %R ended %llu bytes short of its "
+                               "Content-Length; %s (a file that got shorter as it was sent, "
+                               "or a stream that stopped early)\n",
+                               req != NULL ? (PyObject *)req : Py_None,
+                               (unsigned long long)c->ext->stream_left,
+                               c->ext->stream_head ? "answered 500" : "the connection is aborted");
             ok = 0;
             failed = 1;
         }
