@@ -248,6 +248,11 @@ class Router:
             for m in methods:
                 if not _METHOD.match(m):
                     raise RouteError("route %r: %r is not a valid method" % (pattern, m))
+                if m == "CONNECT":
+                    # answered 501 before routing: the route could never be
+                    # reached, and its Allow would offer what is refused
+                    raise RouteError("route %r: CONNECT never reaches a route (it is "
+                                     "answered 501: fulmen is no tunnel)" % pattern)
             methods = frozenset(methods)
             if not methods:
                 raise RouteError("route %r: methods= is empty" % pattern)

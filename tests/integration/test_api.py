@@ -864,6 +864,15 @@ def test_bad_route_arguments():
         app.router.add_route("/m", _view, name="n")
 
 
+@pytest.mark.parametrize("kw", [{"method": "connect"}, {"methods": ["GET", "CONNECT"]}])
+def test_a_connect_route_is_refused(kw):
+    # CONNECT is answered 501 before routing: such a route could never run,
+    # and OPTIONS and 405s would offer it in Allow
+    from fulmen import Application, RouteError
+    with pytest.raises(RouteError, match="CONNECT never reaches a route"):
+        Application().router.add_route("/x", _view, **kw)
+
+
 def _no_args():
     return None
 
