@@ -305,9 +305,16 @@ class Application:
         """Add a method (or, with property=True, a property) to every request."""
         if not callable(fn):
             raise TypeError("extend_request needs a callable")
-        name = name or fn.__name__
+        if name is None:
+            name = getattr(fn, "__name__", None)
+            if name is None:
+                raise TypeError("extend_request needs name= for %r, which has no __name__"
+                                % (fn,))
+        elif not isinstance(name, str):
+            raise TypeError("extend_request name must be a str, not %r" % (name,))
         if not name.isidentifier() or name.startswith("__"):
-            raise ValueError("bad attribute name %r" % name)
+            raise ValueError("extend_request name %r is no attribute name (an identifier, "
+                             "not a dunder)" % (name,))
         if hasattr(_core.Request, name) and name not in _EXTENDED:
             raise ValueError("Request already has an attribute %r" % name)
         if property:
@@ -733,6 +740,9 @@ class Application:
             if not isinstance(path, str) or not path:
                 raise ValueError("uds must be a path, not %r" % (uds,))
             uds = path
+            if fd is not None:
+                raise ValueError("uds and fd exclude each other (fd is served, uds was "
+                                 "ignored)")
         _set_proxy_and_log_settings(self, proxy_headers, forwarded_allow_ips,
                                     access_log, access_log_format)
         self._check_settings()

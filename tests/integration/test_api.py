@@ -1072,6 +1072,8 @@ def test_static_route_percent_encoded_wins_over_parametric_in_process():
     ({"fd": -1}, "fd must be a file descriptor number, not -1"),
     ({"uds": 5}, "uds must be a path, not 5"),
     ({"uds": ""}, "uds must be a path, not ''"),
+    ({"uds": "/tmp/x.sock", "fd": 3}, "uds and fd exclude each other (fd is served, uds was "
+                                      "ignored)"),
     ({"forwarded_allow_ips": 5}, "forwarded_allow_ips must be a str or a list of str, not 5"),
     ({"forwarded_allow_ips": [b"10.0.0.1"]},
      "forwarded_allow_ips must be a str or a list of str, not [b'10.0.0.1']"),

@@ -241,6 +241,11 @@ def test_extend_request_rejects_bad_names():
         app.extend_request(lambda r: 1, name="not an identifier")
     with pytest.raises(TypeError):
         app.extend_request("not callable", name="x")
+    # the name given is what is blamed, not the function's own
+    with pytest.raises(TypeError, match="name must be a str, not 5"):
+        app.extend_request(lambda r: 1, name=5)
+    with pytest.raises(ValueError, match="name '' is no attribute name"):
+        app.extend_request(lambda r: 1, name="")
 
 
 def test_hook_and_handler_registration_errors():
