@@ -10,12 +10,13 @@
     app.run()
 """
 from . import _core
-from ._core import (BadRequest, ClientDisconnected, File, InvalidJSON, Request,
-                    RequestTimeout, RequestTooLarge, Response, WebSocket, WebSocketClosed)
+from ._core import (BadRequest, ClientDisconnected, File, Headers, InvalidJSON, Query,
+                    Request, RequestTimeout, RequestTooLarge, Response, WebSocket,
+                    WebSocketClosed)
 from .app import Application, MethodNotAllowed, RouteNotFoundException
 from .router import RouteError, Router
 from .streams import FileResponse
 
-__all__ = ["Application", "BadRequest", "ClientDisconnected", "File", "FileResponse", "InvalidJSON", "RequestTimeout", "RequestTooLarge", "WebSocket", "WebSocketClosed", "Request", "Response", "Router", "RouteError",
+__all__ = ["Application", "BadRequest", "ClientDisconnected", "File", "FileResponse", "Headers", "InvalidJSON", "Query", "RequestTimeout", "RequestTooLarge", "WebSocket", "WebSocketClosed", "Request", "Response", "Router", "RouteError",
            "RouteNotFoundException", "MethodNotAllowed"]
 __version__ = "0.1.0"

@@ -44,7 +44,12 @@ class File(tuple[str, str | None, bytes]):
 class Headers(dict[str, str]):
     """Request headers: Title-Case keys, case-insensitive lookups.  A field
     sent more than once is joined with ", " ("; " for Cookie).  get() and
-    [] ignore case: headers.get("content-type") finds "Content-Type"."""
+    [] ignore case: headers.get("content-type") finds "Content-Type".
+    Names written ([]=, update(), setdefault()) are stored Title-Cased, and
+    del and pop() ignore case too; copy() is a Headers."""
+    def pop(self, key: str, default: Any = ..., /) -> Any: ...
+    def setdefault(self, key: str, default: Any = None, /) -> Any: ...
+    def copy(self) -> Headers: ...
 
 class Query(dict[str, _V], Generic[_V]):
     """Query or form parameters: the last value of each key; getall(key)
@@ -53,6 +58,7 @@ class Query(dict[str, _V], Generic[_V]):
     def getall(self, key: str, /) -> list[_V]: ...
     @overload
     def getall(self, key: str, default: _D, /) -> list[_V] | _D: ...
+    def copy(self) -> Query[_V]: ...
 
 class Route:
     """A route as registered with Router.add_route()."""

@@ -150,6 +150,17 @@ def test_query_string_raw_and_query_decoded(api):
     assert e["getall_default"] == "dflt"
 
 
+def test_headers_written_in_any_case_are_read_in_any_case(api):
+    """A hook's request.headers["x-request-id"] is the view's "X-Request-Id";
+    headers and query pickle and copy as what they are"""
+    e = info(api, "/r/headers-mutated?a=1&b=2&b=3", headers=[("X-Foo", "bar")])
+    assert e == {"new": "1", "up": "u", "new_in": True, "pop": "bar", "foo_in": False,
+                 "setdefault": "d", "sd": "d", "host_in": False,
+                 "pickled": ["Headers", "1", "Query", ["2", "3"]],
+                 "copied": ["u", ["2", "3"]],
+                 "keys": ["X-New", "X-Sd", "X-Up"]}, e
+
+
 def test_query_invalid_utf8_is_replaced(api):
     e = info(api, "/r/info?k=%FF%FEx&bad=%zz%4")
     assert e["query"] == {"k": "\ufffd\ufffdx", "bad": "%zz%4"}

@@ -145,17 +145,135 @@ static PyObject *req_headers_get(PyObject *self, PyObject *const *args,
     return v;
 }
 
+/* The key a header is stored under: an ASCII str Title-Cased, as the
+ * server stores the client's; any other key as it is.  New reference, or
+ * NULL with an exception. */
+static PyObject *req_headers_key(PyObject *key)
+{
+    PyObject *t = req_title_key(key);
+    if (t == NULL && !PyErr_Occurred())
+        t = Py_NewRef(key);
+    return t;
+}
+
+/* headers[k] = v and del headers[k], under the Title-Cased key, so that a
+ * hook's "x-request-id" is the view's "X-Request-Id" */
+static int req_headers_ass_subscript(PyObject *self, PyObject *key, PyObject *v)
+{
+    PyObject *k = req_headers_key(key);
+    int rc;
+    if (k == NULL)
+        return -1;
+    rc = v != NULL ? PyDict_SetItem(self, k, v) : PyDict_DelItem(self, k);
+    Py_DECREF(k);
+    if (rc < 0 && v == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
+        PyErr_Clear();
+        PyErr_SetObject(PyExc_KeyError, key);
+    }
+    return rc;
+}
+
+/* pop(name[, default]) */
+static PyObject *req_headers_pop(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *k, *v;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "pop() takes 1 or 2 arguments");
+        return NULL;
+    }
+    if ((k = req_headers_key(args[0])) == NULL)
+        return NULL;
+    v = PyDict_GetItemWithError(self, k);
+    Py_XINCREF(v);
+    if (v != NULL && PyDict_DelItem(self, k) < 0)
+        Py_CLEAR(v);
+    Py_DECREF(k);
+    if (v == NULL && !PyErr_Occurred()) {
+        if (nargs == 2)
+            return Py_NewRef(args[1]);
+        PyErr_SetObject(PyExc_KeyError, args[0]);
+    }
+    return v;
+}
+
+/* setdefault(name, default=None) */
+static PyObject *req_headers_setdefault(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs)
+{
+    PyObject *k, *v;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "setdefault() takes 1 or 2 arguments");
+        return NULL;
+    }
+    if ((k = req_headers_key(args[0])) == NULL)
+        return NULL;
+    v = PyDict_SetDefault(self, k, nargs == 2 ? args[1] : Py_None);
+    Py_DECREF(k);
+    return Py_XNewRef(v);
+}
+
+/* update(other=(), **kw): as dict's, each key stored as headers[k] = v is */
+static PyObject *req_headers_update(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *all = PyDict_New(), *other = NULL, *k, *v;
+    Py_ssize_t pos = 0;
+    if (all == NULL || !PyArg_UnpackTuple(args, "update", 0, 1, &other))
+        goto error;
+    if (other != NULL) {
+        /* a mapping is what has keys(), as for dict.update */
+        if ((PyObject_HasAttrString(other, "keys") ? PyDict_Merge(all, other, 1)
+                                                   : PyDict_MergeFromSeq2(all, other, 1)) < 0)
+            goto error;
+    }
+    if (kw != NULL && PyDict_Update(all, kw) < 0)
+        goto error;
+    while (PyDict_Next(all, &pos, &k, &v))
+        if (req_headers_ass_subscript(self, k, v) < 0)
+            goto error;
+    Py_DECREF(all);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(all);
+    return NULL;
+}
+
+/* Headers(other=(), **kw), filled as update() fills it */
+static int req_headers_init(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *r = req_headers_update(self, args, kw);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
+/* copy(): a Headers, whose lookups still ignore case (dict's gives a dict) */
+static PyObject *req_headers_copy(PyObject *self, PyObject *unused)
+{
+    PyObject *d = PyObject_CallNoArgs((PyObject *)Py_TYPE(self));
+    if (d != NULL && PyDict_Update(d, self) < 0)
+        Py_CLEAR(d);
+    return d;
+}
+
 static PyMethodDef req_headers_methods[] = {
     {"get", (PyCFunction)(void (*)(void))req_headers_get, METH_FASTCALL,
      "get(name, default=None): case-insensitive lookup"},
+    {"pop", (PyCFunction)(void (*)(void))req_headers_pop, METH_FASTCALL,
+     "pop(name[, default]): case-insensitive"},
+    {"setdefault", (PyCFunction)(void (*)(void))req_headers_setdefault, METH_FASTCALL,
+     "setdefault(name, default=None): the name stored Title-Cased"},
+    {"update", (PyCFunction)(void (*)(void))req_headers_update, METH_VARARGS | METH_KEYWORDS,
+     "update(other=(), **kw): the names stored Title-Cased"},
+    {"copy", req_headers_copy, METH_NOARGS, "a copy, still a Headers"},
     {NULL},
 };
 
 static PyType_Slot req_headers_slots[] = {
     {Py_mp_subscript, req_headers_subscript},
+    {Py_mp_ass_subscript, req_headers_ass_subscript},
+    {Py_tp_init, req_headers_init},
     {Py_sq_contains, req_headers_contains},
     {Py_tp_methods, req_headers_methods},
-    {Py_tp_doc, "Request headers: Title-Case keys, case-insensitive lookups."},
+    {Py_tp_doc, "Request headers: Title-Case keys, case-insensitive lookups and writes."},
     {0, NULL},
 };
 
@@ -269,9 +387,75 @@ static void req_query_dealloc(QueryObject *q)
     Py_DECREF(tp);
 }
 
+/* A copy of q->all: key -> a new list of the same values; NULL with no
+ * exception when there is none. */
+static PyObject *req_query_all_copy(PyObject *all)
+{
+    PyObject *d, *k, *v, *l;
+    Py_ssize_t pos = 0;
+    if (all == NULL || (d = PyDict_New()) == NULL)
+        return NULL;
+    while (PyDict_Next(all, &pos, &k, &v)) {
+        if ((l = PySequence_List(v)) == NULL || PyDict_SetItem(d, k, l) < 0) {
+            Py_XDECREF(l);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(l);
+    }
+    return d;
+}
+
+/* copy(): a Query, getall() included (dict's gives a dict) */
+static PyObject *req_query_copy(QueryObject *q, PyObject *unused)
+{
+    QueryObject *n = (QueryObject *)PyObject_CallNoArgs((PyObject *)Py_TYPE(q));
+    if (n == NULL || PyDict_Update((PyObject *)n, (PyObject *)q) < 0)
+        goto error;
+    if (q->all != NULL && (n->all = req_query_all_copy(q->all)) == NULL)
+        goto error;
+    return (PyObject *)n;
+error:
+    Py_XDECREF(n);
+    return NULL;
+}
+
+/* pickle and copy.deepcopy: the items, then the repeated values' lists as
+ * its state (__setstate__) */
+static PyObject *req_query_reduce(QueryObject *q, PyObject *unused)
+{
+    PyObject *items = PyDict_Items((PyObject *)q), *it;
+    if (items == NULL)
+        return NULL;
+    it = PyObject_GetIter(items);
+    Py_DECREF(items);
+    if (it == NULL)
+        return NULL;
+    return Py_BuildValue("O()ONN", (PyObject *)Py_TYPE(q), q->all ? q->all : Py_None,
+                         Py_NewRef(Py_None), it);
+}
+
+static PyObject *req_query_setstate(QueryObject *q, PyObject *state)
+{
+    PyObject *all = NULL;
+    if (state != Py_None) {
+        if (!PyDict_Check(state)) {
+            PyErr_SetString(PyExc_TypeError, "Query state must be a dict or None");
+            return NULL;
+        }
+        if ((all = req_query_all_copy(state)) == NULL)
+            return NULL;
+    }
+    Py_XSETREF(q->all, all);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef req_query_methods[] = {
     {"getall", (PyCFunction)(void (*)(void))req_query_getall, METH_FASTCALL,
      "getall(key[, default]): every value of key, in order"},
+    {"copy", (PyCFunction)req_query_copy, METH_NOARGS, "a copy, still a Query"},
+    {"__reduce__", (PyCFunction)req_query_reduce, METH_NOARGS, NULL},
+    {"__setstate__", (PyCFunction)req_query_setstate, METH_O, NULL},
     {NULL},
 };
 

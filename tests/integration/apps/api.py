@@ -14,6 +14,7 @@ import decimal
 import enum
 import json
 import os
+import pickle
 import sys
 import tempfile
 from http.cookies import SimpleCookie
@@ -172,6 +173,24 @@ def braces(request):
 
 def cookies_dict(request):
     return Response(text="c", cookies={"a": "1", "b": "two words"})
+
+
+def headers_mutated(request):
+    """request.headers written as a hook would, with names in any case; then
+    pickled and copied with request.query"""
+    h, q = request.headers, request.query
+    h["x-new"] = "1"
+    h.update({"x-up": "u"})
+    out = {"new": h.get("X-New"), "up": h["X-UP"], "new_in": "X-NEW" in h,
+           "pop": h.pop("X-FOO"), "foo_in": "x-foo" in h,
+           "setdefault": h.setdefault("x-sd", "d"), "sd": h["X-Sd"]}
+    del h["HOST"]
+    out["host_in"] = "host" in h
+    hp, qp = pickle.loads(pickle.dumps(h)), pickle.loads(pickle.dumps(q))
+    out.update(pickled=[type(hp).__name__, hp.get("x-new"), type(qp).__name__, qp.getall("b")],
+               copied=[h.copy().get("x-up"), q.copy().getall("b")],
+               keys=sorted(h))
+    return Response(json=out)
 
 
 def cookies_bad_name(request):
@@ -795,6 +814,7 @@ r.add_route("/users/me", users_me)
 r.add_route("/resp/cookies-dict", cookies_dict)
 r.add_route("/resp/cookies-simple", cookies_simple)
 r.add_route("/resp/cookies-bad-name", cookies_bad_name)
+r.add_route("/r/headers-mutated", headers_mutated)
 r.add_route("/resp/set-cookie", set_cookie)
 r.add_route("/resp/headers-list", headers_list)
 r.add_route("/resp/headers-big/{n:int}", headers_big)
