@@ -483,6 +483,10 @@ static const struct icase invalid[] = {
     {"Host text after literal", R("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"), 400},
     {"Host nested bracket", R("GET / HTTP/1.1\r\nHost: [[::1]]\r\n\r\n"), 400},
     {"Host port after port", R("GET / HTTP/1.1\r\nHost: [::1]:80:90\r\n\r\n"), 400},
+    {"Host literal not IPv6", R("GET / HTTP/1.1\r\nHost: [zz]:80\r\n\r\n"), 400},
+    {"Host port past 65535", R("GET / HTTP/1.1\r\nHost: h:70000\r\n\r\n"), 400},
+    {"absolute-form literal not IPv6", R("GET http://[1.2.3.4]/ HTTP/1.1\r\nHost: h\r\n\r\n"),
+     400},
     {"absolute-form port not digits", R("GET http://a:b/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     {"absolute-form unclosed bracket", R("GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     {"absolute-form userinfo, bad port", R("GET http://u:p@a:b/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
@@ -983,10 +987,16 @@ run_host_valid(void)
     static const char *good[] = {
         "", "a", "app.test", "app.test:8443", "app.test:", "127.0.0.1", "[2001:db8::1]",
         "[2001:db8::1]:80", "xn--bcher-kva.example", "a_b~c%41!$&'()*+,;=",
+        "[::ffff:1.2.3.4]", "[fe80::1%25eth0]", "[fe80::1%25a%2Fb]:1", "[v1.a:b]", "[vF.x!]",
+        "h:65535", "h:000000000000000000000080",
     };
     static const char *bad[] = {
         "evil.test/path", "a b", "a\"b", "app.test:80:80", "app.test:x", "[2001:db8::1",
         "2001:db8::1]", "[]", "[a[b]]", "a]b", "[::1]x", "host\\x", "h\xc3\xa9",
+        /* what is in brackets is an IPv6address or an IPvFuture (RFC 3986
+         * 3.2.2), and a port one no TCP port is past 65535 */
+        "[zz]", "[1.2.3.4]", "[:]:1", "[ab]", "[::1%eth0]", "[::1%25]", "[::1%25a!]", "[v.x]",
+        "[v1.]", "[vg.x]", "[v1.x%41]", "h:65536", "h:70000", "h:99999999999",
     };
     size_t i;
     for (i = 0; i < sizeof(good) / sizeof(*good); i++) {

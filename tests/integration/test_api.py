@@ -390,6 +390,13 @@ def test_hostname_and_port(api, host, hostname, port):
     assert (e["hostname"], e["port"]) == (hostname, port)
 
 
+@pytest.mark.parametrize("host", ["[zz]:80", "[1.2.3.4]", "[:]:1", "h:70000", "h:65536"])
+def test_a_host_that_names_no_address_or_port_is_400(api, host):
+    # an IP-literal is an IPv6 address or an IPvFuture (RFC 3986 3.2.2);
+    # no TCP port is past 65535 (request.port was silently None)
+    assert get(api, "/r/info", host=host).status == 400
+
+
 @pytest.mark.parametrize("target,host,hostname,port", [
     ("http://target.example:81/r/info", "other.example:82", "target.example", 81),
     ("https://target.example/r/info?x=1", "other.example", "target.example", None),

@@ -65,6 +65,7 @@
 
 #include "h1parse.h"
 
+#include <arpa/inet.h> /* inet_pton: the IPv6address of an IP-literal */
 #include <string.h>
 
 #include "simd.h"
@@ -143,18 +144,76 @@ h1_host_chars_ok(const unsigned char *s, size_t a, size_t b)
     return ok;
 }
 
+static H1_ALWAYS_INLINE int
+h1_is_hex(unsigned char c)
+{
+    return (unsigned)(c - '0') < 10 || (unsigned)((c | 0x20) - 'a') < 6;
+}
+
+/* unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~" (RFC 3986 2.3) */
+static H1_ALWAYS_INLINE int
+h1_is_unreserved(unsigned char c)
+{
+    return (unsigned)(c - '0') < 10 || (unsigned)((c | 0x20) - 'a') < 26 || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* The inside s[a..b) of an IP-literal (RFC 3986 3.2.2): an IPv6address,
+ * with a zone ID after "%25" (RFC 6874 2), or an IPvFuture
+ * ("v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )).  1 when it is. */
+static NOINLINE int
+h1_ip_literal_ok(const unsigned char *s, size_t a, size_t b)
+{
+    char addr[46];
+    unsigned char in6[16];
+    size_t i, end = b;
+    if (b - a >= 2 && (s[a] | 0x20) == 'v') {
+        for (i = a + 1; i < b && h1_is_hex(s[i]); i++)
+            ;
+        if (i == a + 1 || i + 1 >= b || s[i] != '.')
+            return 0;
+        for (i++; i < b; i++)   /* unreserved / sub-delims / ":" */
+            if (h1_host_ok[s[i]] == 0 || s[i] == '%' || s[i] == '[' || s[i] == ']')
+                return 0;
+        return 1;
+    }
+    for (i = a; i + 2 < b; i++) {
+        if (s[i] == '%') {
+            /* ZoneID = 1*( unreserved / pct-encoded ) */
+            size_t j = i + 3;
+            if (s[i + 1] != '2' || s[i + 2] != '5' || j == b)
+                return 0;
+            for (; j < b; j++) {
+                if (s[j] == '%' && j + 2 < b && h1_is_hex(s[j + 1]) && h1_is_hex(s[j + 2]))
+                    j += 2;
+                else if (!h1_is_unreserved(s[j]))
+                    return 0;
+            }
+            end = i;
+            break;
+        }
+    }
+    if (end - a >= sizeof(addr))
+        return 0;
+    memcpy(addr, s + a, end - a);
+    addr[end - a] = 0;
+    return inet_pton(AF_INET6, addr, in6) == 1;
+}
+
 /* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2), for s[a..b)
  * made of Host characters: an IP-literal in brackets, or a reg-name or
  * IPv4address (no ':' nor brackets), then optionally ':' and a port of
- * digits (possibly empty).  Returns 1 when it has that form. */
+ * digits (possibly empty) no greater than 65535 once leading zeros are
+ * dropped (no TCP port is more).  Returns 1 when it has that form. */
 static NOINLINE int
 h1_host_form_ok(const unsigned char *s, size_t a, size_t b)
 {
     size_t i = a;
+    uint32_t port = 0;
     if (i < b && s[i] == '[') {
         for (i++; i < b && s[i] != ']'; i++)
             if (s[i] == '[') return 0;
-        if (i == b || i == a + 1) return 0;
+        if (i == b || i == a + 1 || !h1_ip_literal_ok(s, a + 1, i)) return 0;
         i++;
     } else {
         for (; i < b && s[i] != ':'; i++)
@@ -162,8 +221,11 @@ h1_host_form_ok(const unsigned char *s, size_t a, size_t b)
     }
     if (i == b) return 1;
     if (s[i] != ':') return 0;
-    for (i++; i < b; i++)
+    for (i++; i < b; i++) {
         if (s[i] < '0' || s[i] > '9') return 0;
+        port = port * 10 + (uint32_t)(s[i] - '0');
+        if (port > 65535) return 0;
+    }
     return 1;
 }
 
@@ -1160,6 +1222,10 @@ version_ok:
                         ne--;
                     ne = ne > vs && s[ne - 1] == ':' ? ne - 1 : ve;
                     hc = h1_host_chars_ok(s, vs, ne);
+                    /* a port of five digits past 65535, or of more digits
+                     * (leading zeros), gets the full check too */
+                    if (ve - ne > 5 && (ve - ne > 6 || memcmp(s + ne + 1, "65535", 5) > 0))
+                        hc &= 1;
                     if (UNLIKELY(hc != 3) && (!(hc & 1) || !h1_host_form_ok(s, vs, ve)))
                         H1_FAIL(400, "invalid Host");
                 }
