@@ -545,6 +545,19 @@ def test_set_cookie_expires_datetime_is_a_cookie_date(when):
     assert "expires=Wed, 02 Jan 2030 03:04:05 GMT" in out, out
 
 
+@pytest.mark.parametrize("headers", [[("a",)], [("a", "b", "c")], [5], ("ab",)])
+def test_headers_that_are_no_pairs_are_refused_when_given(headers):
+    # they failed only when sent: a 500 logged far from the view
+    from fulmen import Response
+    with pytest.raises(TypeError, match="list of \\(name, value\\) pairs: item 0 is"):
+        Response(headers=headers)
+    r = Response()
+    with pytest.raises(TypeError, match="list of \\(name, value\\) pairs: item 0 is"):
+        r.headers = headers
+    r.headers = None
+    assert r.headers == {}
+
+
 def test_headers_as_list_of_pairs_repeat(api):
     r = get(api, "/resp/headers-list")
     assert r.header_all("X-Rep") == ["1", "2"]

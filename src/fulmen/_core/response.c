@@ -286,6 +286,36 @@ static int resp_check_mime(PyObject *v)
     return 0;
 }
 
+/* headers= as Response() and .headers take it: a dict; a list or tuple of
+ * (name, value) pairs, checked now (a bad one failed only when sent, far
+ * from the view); or another mapping, copied into a dict.  A new
+ * reference, or NULL with a TypeError. */
+static PyObject *resp_headers_of(PyObject *v)
+{
+    static const char why[] = "headers must be a dict or a list of (name, value) pairs";
+    PyObject *d;
+    if (PyDict_Check(v))
+        return Py_NewRef(v);
+    if (PyList_Check(v) || PyTuple_Check(v)) {
+        Py_ssize_t i;
+        for (i = 0; i < PySequence_Fast_GET_SIZE(v); i++) {
+            PyObject *p = PySequence_Fast_GET_ITEM(v, i);
+            if (!(PyTuple_Check(p) || PyList_Check(p)) || PySequence_Fast_GET_SIZE(p) != 2) {
+                PyErr_Format(PyExc_TypeError, "%s: item %zd is %.200R", why, i, p);
+                return NULL;
+            }
+        }
+        return Py_NewRef(v);
+    }
+    d = PyDict_New();
+    if (d == NULL || PyDict_Update(d, v) < 0) {
+        Py_XDECREF(d);
+        PyErr_SetString(PyExc_TypeError, why);
+        return NULL;
+    }
+    return d;
+}
+
 static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                           PyObject *body, PyObject *json, PyObject *mime_type,
                           PyObject *encoding, PyObject *headers,
@@ -312,19 +342,8 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
         Py_XSETREF(self->content_type, mime_type);
     }
     if (headers != NULL && headers != Py_None) {
-        if (!PyDict_Check(headers) && !PyList_Check(headers) &&
-            !PyTuple_Check(headers)) {
-            PyObject *d = PyDict_New();
-            if (d == NULL || PyDict_Update(d, headers) < 0) {
-                Py_XDECREF(d);
-                PyErr_SetString(PyExc_TypeError,
-                                "headers must be a dict or a list of (name, value) pairs");
-                return -1;
-            }
-            headers = d;
-        } else {
-            Py_INCREF(headers);
-        }
+        if ((headers = resp_headers_of(headers)) == NULL)
+            return -1;
         Py_XSETREF(self->headers, headers);
     }
     if (cookies != NULL && cookies != Py_None) {
@@ -762,7 +781,10 @@ static PyObject *resp_get_headers(ResponseObject *self, void *c)
 
 static int resp_set_headers(ResponseObject *self, PyObject *v, void *c)
 {
-    Py_XINCREF(v);
+    if (v == Py_None)
+        v = NULL;
+    if (v != NULL && (v = resp_headers_of(v)) == NULL)
+        return -1;
     Py_XSETREF(self->headers, v);
     return 0;
 }
