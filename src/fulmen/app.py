@@ -789,7 +789,7 @@ Application.access_log_format = "text"
 
 def _allow_blob(allow):
     """forwarded_allow_ips (a comma-separated str or a list of str) in the
-    form conn.c reads: None when "*" trusts every peer, else 18 bytes per
+    form connlog.c reads: None when "*" trusts every peer, else 18 bytes per
     network (its family, 4 or 6, its prefix length, its address in 16
     bytes).  An address is a network of one; ValueError names an entry
     that is neither."""

@@ -1,6 +1,6 @@
 """Direct I/O: after its first read, a plain socket is read with recv() and
 written with send() by the server itself, outside the uvloop transport (see
-the top of conn.c).  These tests check that it is engaged, and that the
+the top of connio.c).  These tests check that it is engaged, and that the
 behaviours which depend on the data path hold with it and without it
 (FULMEN_DIRECT_IO=0, the basic_transport app)."""
 import select

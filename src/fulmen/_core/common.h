@@ -2,7 +2,7 @@
  * common.h - what the Python-facing files of fulmen._core share: the module
  * state, the object layouts that more than one file touches, and the small
  * cross-file API.  Each function is prefixed by the file it lives in:
- * mod_ (module.c), conn_ (conn.c), req_ (request.c), resp_ (response.c),
+ * mod_ (module.c), conn_ (conn*.c), req_ (request.c), resp_ (response.c),
  * router_ (router.c), aw_ (awaitable.c), tls_ (tls.c).
  */
 #ifndef FULMEN_COMMON_H
@@ -219,7 +219,7 @@ struct ServerObject {
     uint64_t max_form_parts; /* fields + files in a form body (0: no limit) */
     uint64_t n_requests;
     int64_t n_conns;
-    /* direct I/O (conn.c): one epoll set, watched by the loop, for the
+    /* direct I/O (connio.c): one epoll set, watched by the loop, for the
      * sockets whose reads and writes bypass the transport */
     int direct_io;           /* allowed (FULMEN_DIRECT_IO=0 turns it off) */
     int epfd;                /* -1 until the first direct connection */

@@ -1459,7 +1459,7 @@ static PyObject *req_get_route(RequestObject *r, void *c)
     return o;
 }
 
-/* conn.c exposes these through the connection */
+/* conn.c and connio.c expose these through the connection */
 PyObject *conn_get_transport(ConnObject *c);
 PyObject *conn_view_transport(ConnObject *c);
 PyObject *conn_get_app(ConnObject *c);
@@ -2042,7 +2042,7 @@ static PyObject *req_stream_anext(BodyStreamObject *b)
     return b->waiter;
 }
 
-/* for conn.c: the connection paused reading because we hold too much */
+/* for connstream.c: the connection paused reading because we hold too much */
 void req_stream_mark_paused(PyObject *obj);
 void req_stream_mark_paused(PyObject *obj)
 {

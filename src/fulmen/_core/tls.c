@@ -12,7 +12,7 @@
  * One BIO of ours per connection: reads recv() from the descriptor (after
  * the bytes uvloop's transport read before the socket was taken over);
  * writes append the records to the server's tls_out buffer and never
- * block; conn.c
+ * block; connio.c
  * sends that buffer after every SSL call (tls_out_take), with send() when
  * the socket takes it and through the plain transport otherwise, so that
  * the transport's buffer and its pause_writing/resume_writing bound what a
@@ -103,7 +103,7 @@ static int tls_bio_write(BIO *b, const char *p, int n)
 
 static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    /* FLUSH: conn.c sends after each SSL call; EOF: libssl asks whether a
+    /* FLUSH: connio.c sends after each SSL call; EOF: libssl asks whether a
      * read of 0 was the end of the stream (a bare FIN, tls_new); the rest
      * is not asked of a source/sink BIO by libssl, or may fail */
     if (cmd == BIO_CTRL_EOF) {
