@@ -215,3 +215,71 @@ def test_answers_queued_behind_a_waiting_one_stop_the_reading(request, io, first
         check_in_order(c, [(i, "/p/%d" % i) for i in range(n)])
         # the waiting one and 63 behind it fill the queue; nothing more is read
         assert taken <= 80, "%d requests were taken behind one not answered" % taken
+
+
+@pytest.mark.parametrize("first", ["/hold/pipe", "/hold-stream"])
+def test_large_answers_queued_behind_a_waiting_one_stop_the_reading_at_a_burst(basic, first):
+    """1 MB answers of sync views behind one that is not ready: the queue
+    stops the reading once the answers it holds pass a burst's bytes, not
+    only at 64 answers (64 MB for a client that reads none of them)."""
+    n, size = 20, 1_000_000
+    with Conn(basic.port) as probe, Conn(basic.port, timeout=30) as c:
+        assert c.request("GET", "/").status == 200  # direct I/O reads from now on
+        before = probe.request("GET", "/dispatched").json()
+        c.send(build_request("GET", first) + build_request("GET", "/big/%d" % size) * n)
+        polls = 0
+        while probe.request("GET", "/held").json() == 0:
+            polls += 1
+        taken = probe.request("GET", "/dispatched").json() - before - polls - 2
+        assert probe.request("GET", "/release").body == b"released"
+        assert c.read_response().status == 200
+        want = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        for _ in range(n):
+            r = c.read_response()
+            assert (r.status, r.body) == (200, want)
+    # the waiting one and the first answer past 256 kB: then no more
+    assert taken <= 2, "%d requests were taken behind one not answered" % taken
+
+
+def test_views_that_wait_run_at_most_24_at_once_per_connection(basic):
+    """Each async view that waits may end with an answer of any size, which
+    must then wait its turn: a client pipelining 40 of them (and reading
+    none) has 24 run at once; the rest when those are answered."""
+    with Conn(basic.port) as probe, Conn(basic.port, timeout=30) as c:
+        c.send(b"".join(build_request("GET", "/hold/%d" % i) for i in range(40)))
+        while probe.request("GET", "/held").json() == 0:
+            pass
+        # their first steps ran as the read was taken: the count is final
+        assert probe.request("GET", "/held").json() == 24
+        assert probe.request("GET", "/release").body == b"released"
+        assert [c.read_response().body for _ in range(24)] == [
+            b"/hold/%d" % i for i in range(24)]
+        while probe.request("GET", "/held").json() < 16:
+            pass
+        assert probe.request("GET", "/release").body == b"released"
+        assert [c.read_response().body for _ in range(16)] == [
+            b"/hold/%d" % i for i in range(24, 40)]
+
+
+@pytest.mark.parametrize("io", ["direct", "transport"])
+@pytest.mark.parametrize("close", [False, True])
+def test_a_view_writing_to_its_transport_comes_after_the_answers_before_it(request, io, close):
+    """request.transport.write() and .close() in a view of a pipelined
+    request: the answers to the requests before it, made in the same burst,
+    go first (they went after the raw bytes, or were lost by the close)."""
+    srv = request.getfixturevalue("basic" if io == "direct" else "basic_transport")
+    with Conn(srv.port) as c:
+        assert c.request("GET", "/").status == 200  # direct I/O reads from now on
+        c.send(build_request("GET", "/p/1") + build_request("GET", "/p/2") +
+               build_request("GET", "/transport-write" + ("?close" if close else "")))
+        check_in_order(c, [(1, "/p/1"), (2, "/p/2")])
+        if close:
+            # then the connection ends (under direct I/O the view's own
+            # answer, sent before the transport's close takes effect, too)
+            rest = []
+            while not c.at_eof():
+                rest.append(c.read_response().body)
+            assert rest in ([], [b"after"]), rest
+        else:
+            assert c._read_exact(3) == b"RAW"
+            assert c.read_response().body == b"after"

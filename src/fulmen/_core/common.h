@@ -139,6 +139,8 @@ typedef struct {
     size_t out_cap;
     PyObject *out_chunks; /* list, or NULL: large bodies passed by reference */
     size_t out_big;       /* bytes of the bodies in out_chunks */
+    void *out_conn;       /* the connection that last parsed a read: while it
+                           * does, out holds its answers (compared only) */
     /* direct I/O reads land in this bytes object, reused while nothing
      * keeps it (its size is set to each read's; see conn_io_read) */
     PyObject *rbytes;

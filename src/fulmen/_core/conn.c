@@ -283,6 +283,37 @@ void conn_q_drain(ConnObject *c)
     }
 }
 
+/* The bytes of the bodies of the answers that are ready but wait in c's
+ * queue (behind one that is not: an async view, a streamed body).  Only
+ * counted while answers wait, so summed rather than kept. */
+static size_t conn_q_ready_bytes(ConnObject *c)
+{
+    size_t n = 0;
+    uint32_t i;
+    for (i = c->q_first; i != c->q_next; i++) {
+        conn_slot *s = &c->q[i & (c->q_cap - 1)];
+        ResponseObject *r = (ResponseObject *)s->obj;
+        if (!s->ready || r == NULL)
+            continue;
+        if (r->kind == RESP_JSON)
+            n += r->jlen;
+        else if (r->body != NULL)
+            n += (size_t)(PyBytes_Check(r->body) ? PyBytes_GET_SIZE(r->body)
+                                                 : PyUnicode_GET_LENGTH(r->body));
+    }
+    return n;
+}
+
+/* Stop taking requests off the wire while c's queue is long, or holds more
+ * finished answers than a burst may (CONN_OUT_HIGH): those behind a slow
+ * one would otherwise pile up for a client that reads none of them (70
+ * pipelined requests for a 1 MB answer behind an async one held 64 MB). */
+static void conn_q_check_pause(ConnObject *c)
+{
+    if (conn_q_len(c) >= CONN_PIPELINE_HIGH || conn_q_ready_bytes(c) > CONN_OUT_HIGH)
+        conn_set_pause(c, CONN_PAUSE_PIPELINE, 1);
+}
+
 /* ========================================================================
  * Dispatch
  */
@@ -324,8 +355,7 @@ void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
     s->close_after = (uint8_t)close_after;
     /* it waits behind an answer that is not ready (an async view, a
      * streamed body): reading stops here as it does for async views */
-    if (conn_q_len(c) >= CONN_PIPELINE_HIGH)
-        conn_set_pause(c, CONN_PAUSE_PIPELINE, 1);
+    conn_q_check_pause(c);
 }
 
 /* Turn the current exception into a response through the app's error hook
@@ -387,7 +417,8 @@ static void conn_drain_now(ConnObject *c)
     }
     mod_refresh_date(c->st);
     conn_q_drain(c);
-    if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE)) {
+    if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE) &&
+        conn_q_ready_bytes(c) <= CONN_OUT_HIGH) {
         conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
         conn_process_buffer(c);
     }
@@ -468,8 +499,11 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
     s->obj = resp; /* steals */
     s->ready = 1;
     Py_XDECREF(old); /* the Task: the loop holds it while it runs */
-    if (!c->q[c->q_first & (c->q_cap - 1)].ready)
-        return; /* an earlier answer is still running: it sends this one */
+    if (!c->q[c->q_first & (c->q_cap - 1)].ready) {
+        /* an earlier answer is still running: it sends this one */
+        conn_q_check_pause(c);
+        return;
+    }
     for (i = c->q_first; i != c->q_next; i++)
         if (!c->q[i & (c->q_cap - 1)].ready)
             break;
@@ -709,7 +743,9 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
     s->conn_hdr = (uint8_t)conn_hdr;
     s->close_after = (uint8_t)close_after;
     aw_resume_park(aw, seq, val);
-    if (conn_q_len(c) >= CONN_PIPELINE_HIGH)
+    /* fewer views run at once than answers may wait: each may finish
+     * with an answer of any size that must then wait its turn */
+    if (conn_q_len(c) >= CONN_PIPELINE_ASYNC)
         conn_set_pause(c, CONN_PAUSE_PIPELINE, 1);
     goto done;
 
@@ -956,6 +992,7 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
     fulmen_state *st = c->st;
     ServerObject *srv = c->server;
     size_t pos = 0;
+    st->out_conn = c;
     while (pos < len && conn_reads_on(c) &&
            !(c->pause & (CONN_PAUSE_WRITE | CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY))) {
         RequestObject *req;

@@ -19,6 +19,8 @@
 /* Stop taking requests off the wire while this many responses are queued. */
 #define CONN_PIPELINE_HIGH 64
 #define CONN_PIPELINE_LOW 16
+/* ... or this many, the last a view that is still running (conn.c) */
+#define CONN_PIPELINE_ASYNC 24
 
 /* After the last answer on a connection that closes, how long the client
  * has to close its side while what it still sends is read and dropped
