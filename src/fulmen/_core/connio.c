@@ -943,10 +943,17 @@ PyObject *conn_tls_info(ConnObject *c, PyObject *unused)
 /* request.transport: the transport, which under TLS in C is uvloop's
  * plain one; a view then gets fulmen._tls.TLSTransport around it, whose
  * get_extra_info() answers "peercert", "cipher", "ssl_object" and
- * "sslcontext" as uvloop's TLS transport does. */
+ * "sslcontext" as uvloop's TLS transport does.  The answers to the
+ * requests before the view's, still in the burst's buffer, go out first:
+ * what the view writes to the transport then follows them, and its
+ * close() sends them before it closes. */
 PyObject *conn_view_transport(ConnObject *c)
 {
+    fulmen_state *st = c->st;
     PyObject *mod, *t;
+    if (st->out_conn == c && st->out_len + st->out_big > 0 && !c->closed &&
+        c->transport != NULL && conn_flush(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
     if (LIKELY(c->server->tls_ctx == NULL) || c->transport == NULL)
         return conn_get_transport(c);
     mod = PyImport_ImportModule("fulmen._tls");

@@ -112,6 +112,17 @@ def charset_text(request):
     return response
 
 
+def transport_write(request):
+    """raw bytes written to the transport, then an answer; or the transport
+    closed (?close): either after the answers before this one"""
+    t = request.transport
+    if "close" in request.query:
+        t.close()
+    else:
+        t.write(b"RAW")
+    return request.Response(text="after")
+
+
 def json_or_none(request):
     return request.Response(text=repr(request.json))
 
@@ -256,6 +267,7 @@ r.add_route("/module-response", module_response)
 r.add_route("/japronto-positional", japronto_positional)
 r.add_route("/charset/{case}", charset)
 r.add_route("/charset-text/{case}", charset_text)
+r.add_route("/transport-write", transport_write)
 r.add_route("/json-or-none", json_or_none)
 r.add_route("/big/{n}", big)
 r.add_route("/bigheader/{n}", big_header)
