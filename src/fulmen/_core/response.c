@@ -695,24 +695,18 @@ static int resp_set_body(ResponseObject *self, PyObject *v, void *c)
     if (PyUnicode_Check(v)) {
         if ((rc = resp_charset(self, cs)) < 0)
             return -1;
-        if (rc == 1) {
-            PyObject *b = PyUnicode_AsEncodedString(v, cs, "strict");
-            if (b == NULL)
-                return -1;
-            Py_XSETREF(self->body, b);
-            self->kind = RESP_TEXT;
-            self->jlen = 0;
-            return 0;
-        }
+        v = rc == 1 ? PyUnicode_AsEncodedString(v, cs, "strict") : Py_NewRef(v);
+        if (v == NULL)
+            return -1;
         self->kind = RESP_TEXT;
     } else if (PyBytes_Check(v)) {
         if (self->kind != RESP_TEXT)
             self->kind = RESP_BODY;
+        Py_INCREF(v);
     } else {
         PyErr_SetString(PyExc_TypeError, "body must be bytes or str");
         return -1;
     }
-    Py_INCREF(v);
     Py_XSETREF(self->body, v);
     self->jlen = 0;
     return 0;
@@ -734,11 +728,8 @@ static PyObject *resp_get_text(ResponseObject *self, void *c)
         return PyUnicode_FromString("");
     if ((rc = resp_charset(self, cs)) < 0)
         return NULL;
-    if (rc == 1)
-        return PyUnicode_Decode(PyBytes_AS_STRING(self->body), PyBytes_GET_SIZE(self->body),
-                                cs, "replace");
-    return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(self->body),
-                                PyBytes_GET_SIZE(self->body), "replace");
+    return PyUnicode_Decode(PyBytes_AS_STRING(self->body), PyBytes_GET_SIZE(self->body),
+                            rc == 1 ? cs : "utf-8", "replace");
 }
 
 static int resp_set_text(ResponseObject *self, PyObject *v, void *c)
