@@ -303,6 +303,8 @@ struct ResponseObject {
     char *jbuf;              /* JSON output, reused across freelist cycles */
     size_t jlen, jcap;
     uint8_t kind;            /* RESP_TEXT, RESP_JSON, RESP_BODY, RESP_EMPTY */
+    uint8_t head_length;     /* an answer to HEAD keeps its Content-Length
+                              * (a file's, files.c) */
 };
 
 enum { RESP_EMPTY = 0, RESP_TEXT, RESP_BODY, RESP_JSON, RESP_STREAM, RESP_FILE };

@@ -4,12 +4,12 @@
  * Two ways in, one answer.  StaticFiles(root, fallback) is the view
  * add_static registers; files_response() resolves a Response(file=path)
  * a view returned.  Both answer here, with no Python run, the requests a
- * site sees most: GET of a whole regular file of at most FILES_SMALL
+ * site sees most: GET or HEAD of a whole regular file of at most FILES_SMALL
  * bytes, and its revalidation (If-None-Match, or an If-Modified-Since
  * that repeats Last-Modified: 304 for a file of any size).  The answer is
  * the one fulmen.streams gives (ETag, Last-Modified, Accept-Ranges, the
- * same Content-Type), and every other case goes to it: 206, 412, other
- * dates, HEAD, big files (streamed), errors (403, 404).
+ * same Content-Type), to HEAD too, and every other case goes to it: 206,
+ * 412, other dates, big files (streamed), errors (403, 404).
  *
  * StaticFiles also takes only a plain path (no escape, no "." or ".."
  * segment, no empty one), opened with one openat2() of root/path that
@@ -34,6 +34,11 @@
 #include <unistd.h>
 
 #define FILES_SMALL (64 * 1024) /* streams.SMALL_FILE */
+/* the methods answered here: a HEAD gets the GET's head, Content-Length
+ * included (the file is read all the same, at most FILES_SMALL bytes, and
+ * its bytes left out when the answer is written) */
+#define FILES_GET_OR_HEAD(r) \
+    ((r)->h.method_id == H1_M_GET || (r)->h.method_id == H1_M_HEAD)
 #define FILES_EXT_MAX 15        /* longest extension kept in the type cache */
 #define FILES_EXT_SLOTS 32
 
@@ -385,6 +390,7 @@ static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const s
     if (nm == 0) { /* a 304 has no body, nor a Content-Type (streams) */
         r->body = body;
         r->kind = RESP_BODY;
+        r->head_length = 1;
         body = NULL;
         Py_XINCREF(ctype);
         r->content_type = ctype;
@@ -420,7 +426,7 @@ PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp)
     PyObject *path = NULL, *ctype, *cookies = f->cookies, *res = NULL;
     files_cond cd;
     int fd;
-    if (req == NULL || req->h.method_id != H1_M_GET || f->code != 200 ||
+    if (req == NULL || !FILES_GET_OR_HEAD(req) || f->code != 200 ||
         files_conditions(req, &cd) < 0)
         return NULL;
     if (cookies != NULL && PyDict_GET_SIZE(cookies) == 0) /* a dict or SimpleCookie */
@@ -470,7 +476,7 @@ static PyObject *files_call(PyObject *self, PyObject *const *args, size_t nargsf
         Py_TYPE(args[0]) != f->st->RequestType || f->no_openat2)
         goto fallback;
     r = (RequestObject *)args[0];
-    if (r->h.method_id != H1_M_GET || r->n_params != 1 || r->base == NULL)
+    if (!FILES_GET_OR_HEAD(r) || r->n_params != 1 || r->base == NULL)
         goto fallback;
     rel = r->base + r->params[0].off;
     n = r->params[0].len;

@@ -165,6 +165,7 @@ static ResponseObject *resp_alloc(fulmen_state *st)
     r->jbuf = NULL;
     r->jlen = r->jcap = 0;
     r->kind = RESP_EMPTY;
+    r->head_length = 0;
     PyObject_GC_Track(r);
     return r;
 }
@@ -185,6 +186,7 @@ static void resp_clear_fields(ResponseObject *r)
     r->jlen = 0;
     r->code = 200;
     r->kind = RESP_EMPTY;
+    r->head_length = 0;
 }
 
 /* Called by the connection when it drops its reference: an object nobody
@@ -1315,9 +1317,10 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
     /* HEAD: no body, and no Content-Length either (RFC 9110 8.6 makes it
      * optional there): a HEAD answer then frames the same for every reader,
      * including clients and test tools that read it like a GET answer (the
-     * conformance corpus replay does).  File answers keep theirs (streams.py):
-     * the size is what a HEAD for a file is usually asked for. */
-    if (r->code < 200 || r->code == 204 || r->code == 304 || head_only) {
+     * conformance corpus replay does).  File answers keep theirs (streams.py,
+     * and files.c's head_length): the size is what a HEAD for a file is
+     * usually asked for. */
+    if (r->code < 200 || r->code == 204 || r->code == 304 || (head_only && !r->head_length)) {
         if (resp_put_conn_end(st, conn_hdr) < 0)
             goto error;
         return 0;
@@ -1326,7 +1329,7 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
         blen = 0; /* no content, said with a length of 0 (RFC 9110 15.3.6) */
     if (resp_put_length(st, (size_t)blen, conn_hdr) < 0)
         goto error;
-    if (blen > 0 && mod_out_body(st, bobj, body, (size_t)blen) < 0)
+    if (blen > 0 && !head_only && mod_out_body(st, bobj, body, (size_t)blen) < 0)
         goto error;
     return 0;
 error:
