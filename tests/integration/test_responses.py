@@ -112,6 +112,7 @@ def test_positional_text_first_as_japronto(basic):
     ("text-html-latin1", b"caf\xe9", "text/html; charset=iso-8859-1"),
     ("text-xml-utf8", b"<a/>", "application/xml; charset=utf-8"),
     ("text-params-kept", b"x", "text/html; charset=ascii"),
+    ("text-mime-latin1", b"caf\xe9", "text/html; charset=iso-8859-1"),
     ("body-html", b"<b>x</b>", "text/html; charset=utf-8"),
     ("body-html-latin1", b"<b>x</b>", "text/html; charset=iso-8859-1"),
     ("body-png", b"\x89PNG", "image/png"),

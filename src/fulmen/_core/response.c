@@ -318,6 +318,8 @@ static PyObject *resp_headers_of(PyObject *v)
     return d;
 }
 
+static int resp_set_body(ResponseObject *self, PyObject *v, void *c);
+
 static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                           PyObject *body, PyObject *json, PyObject *mime_type,
                           PyObject *encoding, PyObject *headers,
@@ -381,9 +383,9 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
                 return resp_label_charset(self, encoding);
             }
         }
-        Py_INCREF(text);
-        Py_XSETREF(self->body, text);
-        self->kind = RESP_TEXT;
+        /* as .text = text: in the charset a mime_type given names */
+        if (resp_set_body(self, text, NULL) < 0)
+            return -1;
         if (encoding != NULL && encoding != Py_None)
             return resp_label_charset(self, encoding);
     } else if (body != NULL && body != Py_None) {

@@ -79,6 +79,8 @@ CHARSETS = {
                                   encoding="utf-8"),
     "text-params-kept": lambda: dict(text="x", mime_type="text/html; charset=ascii",
                                      encoding="utf-8"),
+    # a charset in mime_type alone: the text goes out in it
+    "text-mime-latin1": lambda: dict(text="caf\u00e9", mime_type="text/html; charset=iso-8859-1"),
     "body-html": lambda: dict(body=b"<b>x</b>", mime_type="text/html"),
     "body-html-latin1": lambda: dict(body=b"<b>x</b>", mime_type="text/html",
                                      encoding="iso-8859-1"),
