@@ -485,6 +485,8 @@ static const struct icase invalid[] = {
     {"Host port after port", R("GET / HTTP/1.1\r\nHost: [::1]:80:90\r\n\r\n"), 400},
     {"Host literal not IPv6", R("GET / HTTP/1.1\r\nHost: [zz]:80\r\n\r\n"), 400},
     {"Host port past 65535", R("GET / HTTP/1.1\r\nHost: h:70000\r\n\r\n"), 400},
+    {"Host port with no host", R("GET / HTTP/1.1\r\nHost: :80\r\n\r\n"), 400},
+    {"Host bad pct-encoding", R("GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n"), 400},
     {"absolute-form literal not IPv6", R("GET http://[1.2.3.4]/ HTTP/1.1\r\nHost: h\r\n\r\n"),
      400},
     {"absolute-form port not digits", R("GET http://a:b/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
@@ -988,7 +990,7 @@ run_host_valid(void)
         "", "a", "app.test", "app.test:8443", "app.test:", "127.0.0.1", "[2001:db8::1]",
         "[2001:db8::1]:80", "xn--bcher-kva.example", "a_b~c%41!$&'()*+,;=",
         "[::ffff:1.2.3.4]", "[fe80::1%25eth0]", "[fe80::1%25a%2Fb]:1", "[v1.a:b]", "[vF.x!]",
-        "h:65535", "h:000000000000000000000080",
+        "h:65535", "h:000000000000000000000080", "a%41b", "%41:80", "%7e",
     };
     static const char *bad[] = {
         "evil.test/path", "a b", "a\"b", "app.test:80:80", "app.test:x", "[2001:db8::1",
@@ -997,6 +999,8 @@ run_host_valid(void)
          * 3.2.2), and a port one no TCP port is past 65535 */
         "[zz]", "[1.2.3.4]", "[:]:1", "[ab]", "[::1%eth0]", "[::1%25]", "[::1%25a!]", "[v.x]",
         "[v1.]", "[vg.x]", "[v1.x%41]", "h:65536", "h:70000", "h:99999999999",
+        /* a '%' is pct-encoded: two hex digits after it; no port without a host */
+        "%", "a%zz", "a%2", "a%", "%g1", ":80", ":",
     };
     size_t i;
     for (i = 0; i < sizeof(good) / sizeof(*good); i++) {

@@ -384,13 +384,15 @@ def test_cookies(api):
     ("[::1]:8080", "::1", 8080),
     ("[::1]", "::1", None),
     ("10.0.0.1:1", "10.0.0.1", 1),
+    ("a:000080", "a", 80),          # leading zeros, as the parser takes them
 ])
 def test_hostname_and_port(api, host, hostname, port):
     e = info(api, host=host)
     assert (e["hostname"], e["port"]) == (hostname, port)
 
 
-@pytest.mark.parametrize("host", ["[zz]:80", "[1.2.3.4]", "[:]:1", "h:70000", "h:65536"])
+@pytest.mark.parametrize("host", ["[zz]:80", "[1.2.3.4]", "[:]:1", "h:70000", "h:65536",
+                                  ":80", "a%zz", "%"])
 def test_a_host_that_names_no_address_or_port_is_400(api, host):
     # an IP-literal is an IPv6 address or an IPvFuture (RFC 3986 3.2.2);
     # no TCP port is past 65535 (request.port was silently None)

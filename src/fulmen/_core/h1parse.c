@@ -116,22 +116,22 @@ h1_mkspan(size_t off, size_t len)
     return sp;
 }
 
-/* Characters of a Host value or authority-form target: unreserved,
- * pct-encoded and sub-delims (3), and ':' and the brackets of an
- * IP-literal (1: their order is checked by h1_host_form_ok); 0 for the
- * rest.  Bit 0 says "a Host character", bit 1 "not ':' nor a bracket". */
+/* Characters of a Host value or authority-form target: unreserved and
+ * sub-delims (3), and ':', the brackets of an IP-literal and the '%' of
+ * pct-encoded (1: their order is checked by h1_host_form_ok); 0 for the
+ * rest.  Bit 0 says "a Host character", bit 1 "none of those four". */
 static const uint8_t h1_host_ok[256] = {
     ['0' ... '9'] = 3, ['A' ... 'Z'] = 3, ['a' ... 'z'] = 3,
-    ['-'] = 3, ['.'] = 3, ['_'] = 3, ['~'] = 3, ['%'] = 3,
+    ['-'] = 3, ['.'] = 3, ['_'] = 3, ['~'] = 3, ['%'] = 1,
     ['!'] = 3, ['$'] = 3, ['&'] = 3, ['\''] = 3, ['('] = 3, [')'] = 3,
     ['*'] = 3, ['+'] = 3, [','] = 3, [';'] = 3, ['='] = 3,
     [':'] = 1, ['['] = 1, [']'] = 1,
 };
 
 /* The AND of h1_host_ok over s[a..b): 3 when every byte is a Host
- * character and none is ':', '[' or ']'; 1 when every byte is one and one
- * of those is there; 0 or 2 when a byte is no Host character.  Four bytes
- * at a time with no branch per byte (Host is on every request). */
+ * character and none is ':', '[', ']' or '%'; 1 when every byte is one and
+ * one of those is there; 0 or 2 when a byte is no Host character.  Four
+ * bytes at a time with no branch per byte (Host is on every request). */
 static H1_ALWAYS_INLINE unsigned
 h1_host_chars_ok(const unsigned char *s, size_t a, size_t b)
 {
@@ -202,9 +202,11 @@ h1_ip_literal_ok(const unsigned char *s, size_t a, size_t b)
 
 /* Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2), for s[a..b)
  * made of Host characters: an IP-literal in brackets, or a reg-name or
- * IPv4address (no ':' nor brackets), then optionally ':' and a port of
- * digits (possibly empty) no greater than 65535 once leading zeros are
- * dropped (no TCP port is more).  Returns 1 when it has that form. */
+ * IPv4address (no ':' nor brackets, a '%' only before two hex digits),
+ * then optionally ':' and a port of digits (possibly empty) no greater
+ * than 65535 once leading zeros are dropped (no TCP port is more).  A
+ * port after no host at all (":80") is refused too, as in a URI (RFC 9110
+ * 4.2.1).  Returns 1 when it has that form. */
 static NOINLINE int
 h1_host_form_ok(const unsigned char *s, size_t a, size_t b)
 {
@@ -216,8 +218,14 @@ h1_host_form_ok(const unsigned char *s, size_t a, size_t b)
         if (i == b || i == a + 1 || !h1_ip_literal_ok(s, a + 1, i)) return 0;
         i++;
     } else {
-        for (; i < b && s[i] != ':'; i++)
+        for (; i < b && s[i] != ':'; i++) {
             if (s[i] == '[' || s[i] == ']') return 0;
+            if (s[i] == '%') {
+                if (i + 2 >= b || !h1_is_hex(s[i + 1]) || !h1_is_hex(s[i + 2])) return 0;
+                i += 2;
+            }
+        }
+        if (i == a && i < b) return 0; /* ":port" */
     }
     if (i == b) return 1;
     if (s[i] != ':') return 0;
@@ -1224,8 +1232,9 @@ version_ok:
                     hc = h1_host_chars_ok(s, vs, ne);
                     /* a port of five digits past 65535, or of more digits
                      * (leading zeros), gets the full check too */
-                    if (ve - ne > 5 && (ve - ne > 6 || memcmp(s + ne + 1, "65535", 5) > 0))
-                        hc &= 1;
+                    if ((ve - ne > 5 && (ve - ne > 6 || memcmp(s + ne + 1, "65535", 5) > 0)) ||
+                        (ne == vs && ne < ve))
+                        hc &= 1; /* and so does a port after no host */
                     if (UNLIKELY(hc != 3) && (!(hc & 1) || !h1_host_form_ok(s, vs, ve)))
                         H1_FAIL(400, "invalid Host");
                 }

@@ -1229,6 +1229,10 @@ static long req_port_number(const char *p, size_t pl)
 {
     long port = 0;
     size_t i;
+    while (pl > 1 && p[0] == '0') { /* leading zeros, as the parser takes them */
+        p++;
+        pl--;
+    }
     if (pl == 0 || pl > 5)
         return -1;
     for (i = 0; i < pl; i++) {
