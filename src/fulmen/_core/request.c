@@ -254,6 +254,35 @@ static PyObject *req_headers_copy(PyObject *self, PyObject *unused)
     return d;
 }
 
+/* headers |= other: as update() */
+static PyObject *req_headers_ior(PyObject *self, PyObject *other)
+{
+    PyObject *args = PyTuple_Pack(1, other), *r;
+    if (args == NULL)
+        return NULL;
+    r = req_headers_update(self, args, NULL);
+    Py_DECREF(args);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    return Py_NewRef(self);
+}
+
+/* headers | other: a Headers, copied then updated (other | headers, with a
+ * dict on the left, is the dict's) */
+static PyObject *req_headers_or(PyObject *a, PyObject *b)
+{
+    PyNumberMethods *nb = Py_TYPE(a)->tp_as_number;
+    PyObject *d, *r;
+    if (nb == NULL || nb->nb_or != req_headers_or || !PyDict_Check(b))
+        return PyDict_Type.tp_as_number->nb_or(a, b);
+    if ((d = req_headers_copy(a, NULL)) == NULL)
+        return NULL;
+    r = req_headers_ior(d, b);
+    Py_DECREF(d);
+    return r;
+}
+
 static PyMethodDef req_headers_methods[] = {
     {"get", (PyCFunction)(void (*)(void))req_headers_get, METH_FASTCALL,
      "get(name, default=None): case-insensitive lookup"},
@@ -271,6 +300,8 @@ static PyType_Slot req_headers_slots[] = {
     {Py_mp_subscript, req_headers_subscript},
     {Py_mp_ass_subscript, req_headers_ass_subscript},
     {Py_tp_init, req_headers_init},
+    {Py_nb_or, req_headers_or},
+    {Py_nb_inplace_or, req_headers_ior},
     {Py_sq_contains, req_headers_contains},
     {Py_tp_methods, req_headers_methods},
     {Py_tp_doc, "Request headers: Title-Case keys, case-insensitive lookups and writes."},

@@ -181,6 +181,7 @@ def headers_mutated(request):
     h, q = request.headers, request.query
     h["x-new"] = "1"
     h.update({"x-up": "u"})
+    h |= {"x-or": "o"}
     out = {"new": h.get("X-New"), "up": h["X-UP"], "new_in": "X-NEW" in h,
            "pop": h.pop("X-FOO"), "foo_in": "x-foo" in h,
            "setdefault": h.setdefault("x-sd", "d"), "sd": h["X-Sd"]}
@@ -188,7 +189,8 @@ def headers_mutated(request):
     out["host_in"] = "host" in h
     hp, qp = pickle.loads(pickle.dumps(h)), pickle.loads(pickle.dumps(q))
     out.update(pickled=[type(hp).__name__, hp.get("x-new"), type(qp).__name__, qp.getall("b")],
-               copied=[h.copy().get("x-up"), q.copy().getall("b")],
+               copied=[h.copy().get("x-up"), q.copy().getall("b"),
+                       type(h | {"x-b": 1}).__name__, (h | {"x-b": 1}).get("X-B")],
                keys=sorted(h))
     return Response(json=out)
 
