@@ -1,6 +1,7 @@
 """The API an app sees (apps/api.py): request attributes, responses, JSON
 encoding and routing.  Also home of the `api` fixture that the hook,
 stream and file tests share."""
+import collections
 import datetime
 import json
 import math
@@ -157,8 +158,8 @@ def test_headers_written_in_any_case_are_read_in_any_case(api):
     assert e == {"new": "1", "up": "u", "new_in": True, "pop": "bar", "foo_in": False,
                  "setdefault": "d", "sd": "d", "host_in": False,
                  "pickled": ["Headers", "1", "Query", ["2", "3"]],
-                 "copied": ["u", ["2", "3"]],
-                 "keys": ["X-New", "X-Sd", "X-Up"]}, e
+                 "copied": ["u", ["2", "3"], "Headers", 1],
+                 "keys": ["X-New", "X-Or", "X-Sd", "X-Up"]}, e
 
 
 def test_query_invalid_utf8_is_replaced(api):
@@ -558,6 +559,14 @@ def test_headers_that_are_no_pairs_are_refused_when_given(headers):
         r.headers = headers
     r.headers = None
     assert r.headers == {}
+
+
+@pytest.mark.parametrize("headers", [[(1, "x")], {2: "x"}, collections.OrderedDict([(b"a", "x")])])
+def test_header_names_that_are_no_str_are_refused_when_given(headers):
+    from fulmen import Response
+    with pytest.raises(TypeError, match="header names must be str"):
+        Response(headers=headers)
+    assert Response(headers=[("X-A", 2)]).headers == [("X-A", 2)]   # values: str()
 
 
 def test_headers_as_list_of_pairs_repeat(api):

@@ -296,8 +296,14 @@ static PyObject *resp_headers_of(PyObject *v)
 {
     static const char why[] = "headers must be a dict or a list of (name, value) pairs";
     PyObject *d;
-    if (PyDict_Check(v))
+    if (PyDict_Check(v)) {
+        PyObject *k, *val;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(v, &pos, &k, &val))
+            if (!PyUnicode_Check(k))
+                goto name;
         return Py_NewRef(v);
+    }
     if (PyList_Check(v) || PyTuple_Check(v)) {
         Py_ssize_t i;
         for (i = 0; i < PySequence_Fast_GET_SIZE(v); i++) {
@@ -305,6 +311,10 @@ static PyObject *resp_headers_of(PyObject *v)
             if (!(PyTuple_Check(p) || PyList_Check(p)) || PySequence_Fast_GET_SIZE(p) != 2) {
                 PyErr_Format(PyExc_TypeError, "%s: item %zd is %.200R", why, i, p);
                 return NULL;
+            }
+            if (!PyUnicode_Check(PySequence_Fast_GET_ITEM(p, 0))) {
+                v = p; /* (a borrowed reference, for the message) */
+                goto name;
             }
         }
         return Py_NewRef(v);
@@ -315,7 +325,13 @@ static PyObject *resp_headers_of(PyObject *v)
         PyErr_SetString(PyExc_TypeError, why);
         return NULL;
     }
-    return d;
+    v = resp_headers_of(d); /* its names checked: d again, or NULL */
+    Py_DECREF(d);
+    return v;
+name:
+    PyErr_Format(PyExc_TypeError, "header names must be str (values may be anything "
+                 "str() takes): %.200R", v);
+    return NULL;
 }
 
 static int resp_set_body(ResponseObject *self, PyObject *v, void *c);
