@@ -88,6 +88,16 @@ class TLSTransport:
             return obj.cipher()
         return None             # compression: never
 
+    def _no_raw_bytes(self, *args, **kw):
+        # OpenSSL runs this socket in C: bytes written, or a close, through
+        # the plain transport would go out unencrypted (breaking the
+        # session) or not at all
+        raise RuntimeError("under TLS in C a view cannot write to or close request.transport: "
+                           "answer with a Response (a stream for bytes as they come; "
+                           "headers={'Connection': 'close'} to end the connection)")
+
+    write = writelines = write_eof = close = abort = _no_raw_bytes
+
     def __getattr__(self, name):
         return getattr(self._transport, name)
 

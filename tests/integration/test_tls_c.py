@@ -106,7 +106,18 @@ def tlsinfo(request):
         "sslcontext": t.get_extra_info("sslcontext") is not None,
         "peername": t.get_extra_info("peername") is not None})
 
+def raw_write(request):
+    # what a view's write to, or close of, the transport does: under TLS in
+    # C it would bypass OpenSSL, so it is refused
+    op = request.query["op"]
+    try:
+        getattr(request.transport, op)(*((b"raw",) if op == "write" else ()))
+    except RuntimeError as e:
+        return request.Response(text="refused: %s" % e)
+    return request.Response(text="done")
+
 app.router.add_route("/", hello)
+app.router.add_route("/raw", raw_write)
 app.router.add_route("/tlsinfo", tlsinfo)
 app.router.add_route("/gated", gated)
 app.router.add_route("/late-peer", late_peer)
@@ -205,6 +216,17 @@ def test_scheme_keep_alive_and_versions(srv, cert):
             for _ in range(3):
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert read_answer(s)[1] == b"hello https"
+
+
+@pytest.mark.parametrize("op", ["write", "close", "write_eof"])
+def test_a_view_cannot_write_to_or_close_the_transport_under_tls_in_c(srv, cert, op):
+    # the bytes went out unencrypted, breaking the session; close did nothing
+    with tls(srv.port, cert) as s:
+        s.sendall(b"GET /raw?op=%s HTTP/1.1\r\nHost: x\r\n\r\n" % op.encode())
+        body = read_answer(s)[1]
+        assert body.startswith(b"refused: under TLS in C a view cannot write to or close"), body
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(s)[1] == b"hello https"
 
 
 def test_pipelined_and_large(srv, cert):
