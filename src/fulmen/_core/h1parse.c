@@ -144,11 +144,14 @@ h1_host_chars_ok(const unsigned char *s, size_t a, size_t b)
     return ok;
 }
 
-static H1_ALWAYS_INLINE int
-h1_is_hex(unsigned char c)
-{
-    return (unsigned)(c - '0') < 10 || (unsigned)((c | 0x20) - 'a') < 6;
-}
+/* hex digit value + 1; 0 for a byte that is not a HEXDIG (chunk sizes,
+ * pct-encoded hosts) */
+static const uint8_t h1_hexval1[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+    ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
 
 /* unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~" (RFC 3986 2.3) */
 static H1_ALWAYS_INLINE int
@@ -168,7 +171,7 @@ h1_ip_literal_ok(const unsigned char *s, size_t a, size_t b)
     unsigned char in6[16];
     size_t i, end = b;
     if (b - a >= 2 && (s[a] | 0x20) == 'v') {
-        for (i = a + 1; i < b && h1_is_hex(s[i]); i++)
+        for (i = a + 1; i < b && h1_hexval1[s[i]]; i++)
             ;
         if (i == a + 1 || i + 1 >= b || s[i] != '.')
             return 0;
@@ -184,7 +187,7 @@ h1_ip_literal_ok(const unsigned char *s, size_t a, size_t b)
             if (s[i + 1] != '2' || s[i + 2] != '5' || j == b)
                 return 0;
             for (; j < b; j++) {
-                if (s[j] == '%' && j + 2 < b && h1_is_hex(s[j + 1]) && h1_is_hex(s[j + 2]))
+                if (s[j] == '%' && j + 2 < b && h1_hexval1[s[j + 1]] && h1_hexval1[s[j + 2]])
                     j += 2;
                 else if (!h1_is_unreserved(s[j]))
                     return 0;
@@ -221,7 +224,7 @@ h1_host_form_ok(const unsigned char *s, size_t a, size_t b)
         for (; i < b && s[i] != ':'; i++) {
             if (s[i] == '[' || s[i] == ']') return 0;
             if (s[i] == '%') {
-                if (i + 2 >= b || !h1_is_hex(s[i + 1]) || !h1_is_hex(s[i + 2])) return 0;
+                if (i + 2 >= b || !h1_hexval1[s[i + 1]] || !h1_hexval1[s[i + 2]]) return 0;
                 i += 2;
             }
         }
@@ -640,14 +643,6 @@ enum {
     H1_CK_ST_DONE,
     H1_CK_ST_ERROR,
     H1_CK_ST_TOO_BIG,
-};
-
-/* hex digit value + 1; 0 for a byte that is not a HEXDIG */
-static const uint8_t h1_hexval1[256] = {
-    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
-    ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
-    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
 void
