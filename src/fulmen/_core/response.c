@@ -209,6 +209,13 @@ static void resp_recycle(ResponseObject *r)
     Py_DECREF(r);
 }
 
+/* Does the charset name e[0..n) say UTF-8 ("utf-8" or "utf8", any case)? */
+static int resp_is_utf8(const char *e, size_t n)
+{
+    return (n == 5 && strncasecmp(e, "utf-8", 5) == 0) ||
+           (n == 4 && strncasecmp(e, "utf8", 4) == 0);
+}
+
 /* Response(text= or body=, ...) labels its Content-Type with a charset as
  * Japronto's did: "<type>; charset=<encoding>", the type being mime_type
  * or the default for the kind, when an encoding is given (any type) or
@@ -237,8 +244,7 @@ static int resp_label_charset(ResponseObject *self, PyObject *encoding)
     if (memchr(t, ';', (size_t)tl) != NULL)
         return 0;
     text_type = tl >= 5 && memcmp(t, "text/", 5) == 0;
-    utf8 = (el == 5 && strncasecmp(e, "utf-8", 5) == 0) ||
-           (el == 4 && strncasecmp(e, "utf8", 4) == 0);
+    utf8 = resp_is_utf8(e, (size_t)el);
     if ((encoding == NULL && !text_type) ||
         (self->kind == RESP_TEXT && text_type && utf8))
         return 0;
@@ -692,9 +698,7 @@ static int resp_charset(ResponseObject *self, char *buf)
     if ((t = mod_utf8(self->content_type, &tl)) == NULL)
         return -1;
     mod_content_type(t, (size_t)tl, &mtl, &cs, &csl);
-    if (cs == NULL || csl == 0 || csl >= RESP_CHARSET_CAP ||
-        (csl == 5 && strncasecmp(cs, "utf-8", 5) == 0) ||
-        (csl == 4 && strncasecmp(cs, "utf8", 4) == 0))
+    if (cs == NULL || csl == 0 || csl >= RESP_CHARSET_CAP || resp_is_utf8(cs, csl))
         return 0;
     memcpy(buf, cs, csl);
     buf[csl] = 0;
