@@ -280,6 +280,32 @@ h1_load64(const void *p)
     return w;
 }
 
+/* How many decimal digits end s[vs..ve), at most ve - vs.  Host ends with
+ * its port on many requests: eight bytes at a time, the byte at s[ve - 1]
+ * being the top one of a little-endian load (the loads stay inside s[0..ve),
+ * which the request line alone makes longer than 8 bytes). */
+static H1_ALWAYS_INLINE size_t
+h1_trailing_digits(const unsigned char *s, size_t vs, size_t ve)
+{
+    size_t k = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (LIKELY(ve >= 8)) {
+        /* t: digits become bytes 0..9; nd: the top bit of each byte that
+         * is no digit (t's own top bit, or a low seven bits of 10 or more) */
+        uint64_t t = h1_load64(s + ve - 8) ^ 0x3030303030303030ULL;
+        uint64_t nd = (((t & 0x7f7f7f7f7f7f7f7fULL) + 0x7676767676767676ULL) | t) &
+                      0x8080808080808080ULL;
+        if (LIKELY(nd != 0)) {
+            k = (size_t)__builtin_clzll(nd) >> 3;
+            return k < ve - vs ? k : ve - vs;
+        }
+    }
+#endif
+    while (k < ve - vs && (unsigned)(s[ve - k - 1] - '0') < 10)
+        k++;
+    return k;
+}
+
 /* h1_lower_eq() for 4 <= n <= 24, a word at a time (overlapping loads
  * inside s[0..n) and lit[0..n) only). */
 static H1_ALWAYS_INLINE int
@@ -1219,15 +1245,14 @@ version_ok:
                      * Host characters but no ':' nor brackets (hc 3);
                      * anything else (an IP-literal, say) gets the full
                      * check of its form */
-                    size_t ne = ve;
+                    size_t ne = ve - h1_trailing_digits(s, vs, ve);
                     unsigned hc;
-                    while (ne > vs && (unsigned)(s[ne - 1] - '0') < 10)
-                        ne--;
                     ne = ne > vs && s[ne - 1] == ':' ? ne - 1 : ve;
                     hc = h1_host_chars_ok(s, vs, ne);
                     /* a port of five digits past 65535, or of more digits
                      * (leading zeros), gets the full check too */
-                    if ((ve - ne > 5 && (ve - ne > 6 || memcmp(s + ne + 1, "65535", 5) > 0)) ||
+                    if ((ve - ne > 5 && (ve - ne > 6 || (s[ne + 1] >= '6' &&
+                                                          memcmp(s + ne + 1, "65535", 5) > 0))) ||
                         (ne == vs && ne < ve))
                         hc &= 1; /* and so does a port after no host */
                     if (UNLIKELY(hc != 3) && (!(hc & 1) || !h1_host_form_ok(s, vs, ve)))
