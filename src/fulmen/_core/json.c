@@ -232,7 +232,8 @@ INLINE int json_hex4(const unsigned char *p)
 
 /* Length of the valid UTF-8 sequence at p (2..4), or 0 when invalid,
  * truncated, overlong, a surrogate or above U+10FFFF.  *cp gets the code
- * point. */
+ * point.  json.loads would take a surrogate's three bytes (it decodes bytes
+ * with 'surrogatepass'); they are no UTF-8 (RFC 3629, RFC 8259 8.1). */
 INLINE int json_utf8_seq(const unsigned char *p, const unsigned char *end,
                          Py_UCS4 *cp)
 {
@@ -551,7 +552,12 @@ static PyObject *json_dec_number(json_dec *d, const unsigned char **pp)
             }
             p++;
         }
-        frac = (int)(p - f) > 400 ? 400 : (int)(p - f);
+        /* past 400 digits the count no longer fits the fast path's
+         * exponent arithmetic: the slow path reads the text */
+        if (p - f > 400)
+            nd = 99;
+        else
+            frac = (int)(p - f);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         const unsigned char *x = p + 1;
