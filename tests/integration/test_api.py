@@ -1104,6 +1104,22 @@ def test_static_route_percent_encoded_wins_over_parametric_in_process():
     assert m.match("/a%2Fb", "GET")[1] == ["a%2Fb"]
 
 
+@pytest.mark.parametrize("n", [255, 256, 257, 300, 2047, 2048, 2049, 3000])
+def test_long_literal_segment_and_static_route_found_percent_encoded(n):
+    # a percent-encoded spelling reaches a literal segment and a static
+    # route of any length (they were missed past 256 and 2,048 bytes)
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/" + "a" * n + "/{x}", _view, method="GET")
+    app.router.add_route("/s/" + "b" * n, _view, method="GET")
+    m = app.router.build()
+    route, params = m.match("/" + "a" * (n - 1) + "%61/1", "GET")
+    assert (route.pattern, params) == ("/" + "a" * n + "/{x}", ["1"])
+    route, params = m.match("/s/" + "b" * (n - 1) + "%62", "GET")
+    assert (route.pattern, params) == ("/s/" + "b" * n, [])
+    assert m.match("/s/" + "b" * (n - 1) + "%63", "GET") == (None, None)
+
+
 # ---- run() and Application() arguments, checked before anything is bound ---------
 
 @pytest.mark.parametrize("kwargs, message", [

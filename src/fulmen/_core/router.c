@@ -844,15 +844,13 @@ static int router_seg_ok(int kind, const char *s, size_t n)
 }
 
 
-/* Percent-decode s[0..n) into out; returns the length, or -1 when it does
- * not fit. */
-static size_t router_unquote(const char *s, size_t n, char *out, size_t cap)
+/* Percent-decode s[0..n) into out, which has room for n bytes; returns
+ * the length. */
+static size_t router_unquote(const char *s, size_t n, char *out)
 {
     size_t i, o = 0;
     for (i = 0; i < n; i++) {
         int hi, lo;
-        if (o == cap)
-            return (size_t)-1;
         if (s[i] == '%' && i + 2 < n && (hi = mod_hexval((unsigned char)s[i + 1])) >= 0 &&
             (lo = mod_hexval((unsigned char)s[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
@@ -960,18 +958,22 @@ static int router_walk(router_node *node, const char *path, size_t pos,
     }
     if (UNLIKELY(node->n_edges > 0 && memchr(path + pos, '%', end - pos) != NULL)) {
         /* a percent-encoded segment: compare its decoded form with the
-         * literals ("%2F" decodes to '/', which no literal holds) */
-        char dec[256];
-        size_t dl = router_unquote(path + pos, end - pos, dec, sizeof(dec));
-        if (dl != (size_t)-1) {
+         * literals ("%2F" decodes to '/', which no literal holds); decoded,
+         * it is no longer than it was */
+        char small[256], *dec = small;
+        if (end - pos > sizeof(small))
+            dec = PyMem_Malloc(end - pos);
+        if (dec != NULL) {
+            size_t dl = router_unquote(path + pos, end - pos, dec);
             int found;
             j = router_edge_find(node, dec, (uint32_t)dl, &found);
-            if (found) {
-                e = router_walk(node->edges[j].child, path, end + 1, len, params, np,
-                                n_params);
-                if (e >= 0)
-                    return e;
-            }
+            e = found ? router_walk(node->edges[j].child, path, end + 1, len, params, np,
+                                    n_params)
+                      : -1;
+            if (dec != small)
+                PyMem_Free(dec);
+            if (e >= 0)
+                return e;
         }
     }
     if (np < FULMEN_MAX_PARAMS) {
@@ -1030,9 +1032,12 @@ static inline int router_table_find(MatcherObject *m, const char *key, size_t le
  * upper-cased; "%2F" stays an escape, since it never separates segments. */
 static NOINLINE int router_table_canonical(MatcherObject *m, const char *path, size_t len)
 {
-    char out[2048];
+    /* the canonical spelling is no longer than path: an escape stays one
+     * or becomes one character */
+    char small[2048], *out = small;
     size_t i, o = 0;
-    if (len > sizeof(out))
+    int e;
+    if (len > sizeof(small) && (out = PyMem_Malloc(len)) == NULL)
         return -1;
     for (i = 0; i < len; i++) {
         int hi, lo;
@@ -1053,7 +1058,10 @@ static NOINLINE int router_table_canonical(MatcherObject *m, const char *path, s
             out[o++] = "0123456789ABCDEF"[c & 15];
         }
     }
-    return router_table_find(m, out, o);
+    e = router_table_find(m, out, o);
+    if (out != small)
+        PyMem_Free(out);
+    return e;
 }
 
 RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
