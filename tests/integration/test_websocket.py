@@ -577,6 +577,19 @@ def test_9_default_limit_is_1mib(ws_app):
     fails_with(ws_app.port, build_frame(OP_BINARY, b"d" * ((1 << 20) + 1))[:100], 1009, "/echo")
 
 
+@pytest.mark.parametrize("size", [(1 << 20) - 64, 1 << 20, 5 << 20])
+def test_9_an_idle_socket_keeps_no_buffer_of_a_big_message(ws_app, size):
+    # once a big message is delivered, the socket's receive buffers go: an
+    # idle connection does not hold twice the largest message it was sent
+    with connect(ws_app.port, "/sizeof") as ws:
+        op, small = roundtrip(ws, OP_TEXT, b"x")
+        assert op == OP_TEXT and int(small) < 64 << 10
+        op, after = roundtrip(ws, OP_BINARY, b"d" * size)
+        assert op == OP_TEXT and int(after) < 200 << 10, (int(small), int(after))
+        ws.close()
+        ws.expect_close(1000)
+
+
 def test_9_many_small_messages_pipelined_in_one_write(echo):
     n = 2000
     msgs = [("msg %d" % i).encode() for i in range(n)]

@@ -21,6 +21,9 @@ enum { WS_OPEN = 0, WS_CLOSING, WS_CLOSED };
 #define WS_QUEUE_LOW 8
 #define WS_QUEUE_BYTES_HIGH (1u << 20) /* or while they hold this much */
 #define WS_QUEUE_BYTES_LOW (256u << 10)
+/* a receive buffer (ws->in, ws->msg) larger than this is freed once empty:
+ * an idle socket keeps no memory of the largest message it was sent */
+#define WS_BUF_KEEP (64u << 10)
 
 struct WebSocketObject {
     PyObject_HEAD
@@ -506,7 +509,7 @@ static void ws_message_done(WebSocketObject *ws)
     ws->msg_len = 0;
     ws->msg_op = 0;
     ws->msg_deflated = 0;
-    if (ws->msg_cap > 1 << 20) {
+    if (ws->msg_cap > WS_BUF_KEEP) {
         PyMem_Free(ws->msg);
         ws->msg = NULL;
         ws->msg_cap = 0;
@@ -633,6 +636,11 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
     if (pos > 0 && ws->in != NULL) {
         memmove(ws->in, ws->in + pos, ws->in_len - pos);
         ws->in_len -= pos;
+    }
+    if (ws->in_len == 0 && ws->in_cap > WS_BUF_KEEP) {
+        PyMem_Free(ws->in);
+        ws->in = NULL;
+        ws->in_cap = 0;
     }
     return 0;
 }
@@ -1059,7 +1067,15 @@ WebSocketObject *ws_new(fulmen_state *st, ConnObject *c, PyObject *request,
     return ws;
 }
 
+/* sys.getsizeof(ws): the object and the buffers it holds */
+static PyObject *ws_sizeof(WebSocketObject *ws, PyObject *unused)
+{
+    return PyLong_FromSize_t(Py_TYPE(ws)->tp_basicsize + ws->in_cap + ws->msg_cap +
+                             ws->held_cap + ws->queue_cap * sizeof(PyObject *));
+}
+
 static PyMethodDef ws_methods[] = {
+    {"__sizeof__", (PyCFunction)ws_sizeof, METH_NOARGS, NULL},
     {"send", (PyCFunction)ws_send, METH_O,
      "send(message): a text frame for str, binary for bytes; await it."},
     {"receive", (PyCFunction)ws_receive, METH_NOARGS,

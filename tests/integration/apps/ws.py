@@ -26,6 +26,12 @@ async def echo(ws):
         await ws.send(message)
 
 
+async def sizeof(ws):
+    """Answers each message with what the socket holds (sys.getsizeof)."""
+    async for message in ws:
+        await ws.send(str(sys.getsizeof(ws)))
+
+
 async def cancelled_receive(ws):
     """A receive() given up (wait_for's timeout): the next message still
     comes to the next receive(), and so does a close() given up."""
@@ -319,6 +325,7 @@ r.add_websocket("/small", echo, max_message_size=1000)
 r.add_websocket("/cancelled-receive", cancelled_receive)
 r.add_websocket("/cancelled-close/{tag}", cancelled_close)
 r.add_websocket("/big-echo", echo, max_message_size=16 << 20)
+r.add_websocket("/sizeof", sizeof, max_message_size=16 << 20, compression=False)
 r.add_websocket("/nocomp", echo, compression=False)
 r.add_websocket("/proto", proto, subprotocols=["chat.v2", "chat.v1", "superchat"])
 r.add_websocket("/info/{name}", info)
