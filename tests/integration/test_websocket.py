@@ -990,6 +990,13 @@ def test_12_negotiation(echo, offer, answer):
     "permessage-deflate; server_max_window_bits",            # needs a value
     "permessage-deflate; client_max_window_bits=16",
     "permessage-deflate; client_max_window_bits=abc",
+    # 1*DIGIT without a leading zero (RFC 7692 7.1.2.1, 7.1.2.2)
+    "permessage-deflate; server_max_window_bits=9x",
+    "permessage-deflate; server_max_window_bits=09",
+    "permessage-deflate; server_max_window_bits=+9",
+    "permessage-deflate; client_max_window_bits=9x",
+    "permessage-deflate; client_max_window_bits=09",
+    "permessage-deflate; client_max_window_bits=1a",
     "permessage-deflate; unknown_param=1",
     "permessage-deflate; unknown_flag",
     "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
@@ -1288,6 +1295,15 @@ def test_handshake_bad_key_is_400(echo, key):
 @pytest.mark.parametrize("version", ["8", "7", "14", None])
 def test_handshake_other_version_is_426(echo, version):
     r = http(echo, "GET", "/", upgrade_headers(**{"Sec-WebSocket-Version": version}))
+    assert r.status == 426, r
+    assert r.header("Sec-WebSocket-Version") == "13", r
+
+
+@pytest.mark.parametrize("second", ["8", "13"])
+def test_handshake_repeated_version_is_426(echo, second):
+    """Two Sec-WebSocket-Version lines are the list "13, 8" (RFC 9110 5.3),
+    which is no version 13: 426, as for that list (the first line won)."""
+    r = http(echo, "GET", "/", upgrade_headers() + [("Sec-WebSocket-Version", second)])
     assert r.status == 426, r
     assert r.header("Sec-WebSocket-Version") == "13", r
 

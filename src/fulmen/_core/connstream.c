@@ -64,6 +64,17 @@ static int conn_header_has_token(RequestObject *r, const char *lname, const char
     return 0;
 }
 
+/* A max_window_bits value: 1*DIGIT with no leading zero, 8 to 15 (RFC
+ * 7692 7.1.2); -1 for any other. */
+static int conn_ws_bits(const char *val, size_t vl)
+{
+    if (vl == 1 && val[0] >= '8' && val[0] <= '9')
+        return val[0] - '0';
+    if (vl == 2 && val[0] == '1' && val[1] >= '0' && val[1] <= '5')
+        return 10 + val[1] - '0';
+    return -1;
+}
+
 /* Pick the first acceptable permessage-deflate offer (RFC 7692 7.1). */
 static void conn_ws_deflate(const char *v, size_t n, ws_deflate_params *dp,
                             char *resp, size_t rcap)
@@ -72,7 +83,7 @@ static void conn_ws_deflate(const char *v, size_t n, ws_deflate_params *dp,
     memset(dp, 0, sizeof(*dp));
     while (i < n) {
         size_t s = i, e;
-        int ok = 1, is_pmd = 0, sbits = 15, cbits = 15, sno = 0, cno = 0,
+        int ok = 1, is_pmd = 0, sbits = 15, sno = 0, cno = 0,
             sbits_set = 0, cbits_set = 0, first = 1;
         while (i < n && v[i] != ',') {
             if (v[i] == '"') { /* quoted values: skip to the closing quote */
@@ -139,19 +150,14 @@ static void conn_ws_deflate(const char *v, size_t n, ws_deflate_params *dp,
             else if (!strcasecmp(name, "client_no_context_takeover") && vl == 0 && !cno)
                 cno = 1;
             else if (!strcasecmp(name, "server_max_window_bits") && vl && !sbits_set) {
-                sbits = atoi(val);
+                sbits = conn_ws_bits(val, vl);
                 sbits_set = 1;
-                if (vl > 2 || sbits < 8 || sbits > 15 || val[0] < '0' || val[0] > '9')
-                    ok = 0;
-                else if (sbits == 8)
-                    ok = 0; /* zlib cannot deflate with a 256-byte window */
+                if (sbits <= 8)
+                    ok = 0; /* invalid, or 8: zlib cannot deflate with a 256-byte window */
             } else if (!strcasecmp(name, "client_max_window_bits") && !cbits_set) {
                 cbits_set = 1;
-                if (vl) {
-                    cbits = atoi(val);
-                    if (vl > 2 || cbits < 8 || cbits > 15 || val[0] < '0' || val[0] > '9')
-                        ok = 0;
-                }
+                if (vl && conn_ws_bits(val, vl) < 0)
+                    ok = 0;
             } else {
                 ok = 0;
             }
@@ -212,8 +218,10 @@ void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
         goto answer;
     }
     accept[28] = 0;
-    if (!conn_find_header(req, "sec-websocket-version", &v, &n) || n != 2 ||
-        memcmp(v, "13", 2) != 0) {
+    hi = 0;
+    /* one line, "13": a second line is a list, as "13, 8" is (RFC 6455 11.3.5) */
+    if (!conn_next_header(req, "sec-websocket-version", &hi, &v, &n) || n != 2 ||
+        memcmp(v, "13", 2) != 0 || conn_next_header(req, "sec-websocket-version", &hi, &v, &n)) {
         PyObject *h = Py_BuildValue("{ss}", "Sec-WebSocket-Version", "13");
         res = h ? resp_new_simple(st, 426, "Upgrade Required", h) : NULL;
         Py_XDECREF(h);
