@@ -502,9 +502,11 @@ async def _run_websocket(ws, handler):
     """Run a WebSocket handler; close the socket when it returns (1000) or
     raises (1011).  Runs once per connection, not per message."""
     try:
-        await handler(ws)
-    except _core.WebSocketClosed:
-        pass
+        try:
+            await handler(ws)
+        except _core.WebSocketClosed:
+            if not ws.closed:
+                raise   # another socket's (a relay's peer gone): the handler failed
     except asyncio.CancelledError:
         # cancelled (the server stopping) or raised by the handler: the
         # connection must not stay open with no handler behind it

@@ -1414,6 +1414,15 @@ def test_exception_after_await_closes_1011_and_worker_keeps_serving(ws_app):
         assert c.request("GET", "/events/none").status == 200
 
 
+def test_another_sockets_close_escaping_the_handler_is_its_failure(ws_app):
+    """WebSocketClosed from a socket other than the handler's own (a relay
+    whose peer left) is the handler failing: 1011 and logged, not 1000."""
+    with connect(ws_app.port, "/relay") as ws:
+        ws.send_text("m1")
+        ws.expect_close(1011)
+    assert ws_app.wait_for_stderr("relay peer gone with m1"), ws_app.stderr()
+
+
 @pytest.mark.parametrize("exc", ["SystemExit", "KeyboardInterrupt", "GeneratorExit",
                                  "CancelledError"])
 def test_base_exception_from_the_handler_closes_1011(ws_app, exc):

@@ -75,6 +75,13 @@ async def boom(ws):
     raise RuntimeError("boom after " + msg)
 
 
+async def relay(ws):
+    """Sends each message to a socket that is gone, as a relay to a peer
+    that left: that socket's WebSocketClosed escapes the handler."""
+    async for message in ws:
+        raise WebSocketClosed(1006, "relay peer gone with " + message)
+
+
 async def boom_base(ws):
     """The message names a BaseException the handler raises."""
     msg = await ws.receive()
@@ -331,6 +338,7 @@ r.add_websocket("/proto", proto, subprotocols=["chat.v2", "chat.v1", "superchat"
 r.add_websocket("/info/{name}", info)
 r.add_websocket("/boom", boom)
 r.add_websocket("/boom-base", boom_base)
+r.add_websocket("/relay", relay)
 r.add_websocket("/wait/{tag}", wait_recv)
 r.add_websocket("/server-close/{tag}", server_close)
 r.add_websocket("/returns", returns)
