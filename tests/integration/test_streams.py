@@ -340,15 +340,19 @@ def test_an_answer_before_a_cut_stream_is_not_lost(api):
     # A complete answer larger than the socket buffers, then a stream that
     # fails: the chunked body shows its cut by its missing last chunk, and
     # the close must not be a reset that drops the first answer's unsent
-    # bytes with it (only a body that ends with the close needs one)
+    # bytes with it (only a body that ends with the close needs one).  The
+    # client reads as the bytes come: the second request is taken once
+    # most of the first answer is in the socket, and waiting for the
+    # failure before reading waited for good where the socket buffers are
+    # smaller than the answer
     n = 4 * MiB
     with Conn(api.port) as c:
         c.send(build_request("GET", "/resp/bytes/%d" % n) + build_request("GET", "/s/fail/sync"))
-        assert api.wait_for_stderr("the generator failed")
         r = c.read_response()
         assert r.status == 200 and len(r.body) == n
         rest = read_to_eof(c)
         assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:100]     # the cut one
+    assert api.wait_for_stderr("the generator failed")
 
 
 @pytest.mark.parametrize("path,framing", [
