@@ -1308,6 +1308,31 @@ def test_handshake_repeated_version_is_426(echo, second):
     assert r.header("Sec-WebSocket-Version") == "13", r
 
 
+@pytest.mark.parametrize("first, answer", [("/async-http", b"async answer"),
+                                           ("/stream-http", b"streamed answer")])
+def test_upgrade_pipelined_behind_an_answer_being_made_waits_for_it(ws_app, first, answer):
+    """An upgrade sent right behind a request whose answer is still being
+    made (an async view's, a stream) waits for that answer, then gets its
+    101; a frame in the same write is the WebSocket's (it was a 400)."""
+    ws = WSClient(ws_app.port, "/echo")
+    ws.open_socket()
+    try:
+        ws.send_raw(build_request("GET", first) + ws.handshake_request()
+                    + build_frame(OP_TEXT, b"first frame"))
+        c = Conn.__new__(Conn)   # the HTTP answer read on the same socket
+        c.sock, c.buf, c.eof = ws.sock, bytearray(), False
+        r = c.read_response()
+        assert (r.status, r.body) == (200, answer), r
+        ws.buf = c.buf
+        status, headers, _ = ws.read_response()
+        assert status == 101, (status, headers)
+        assert ws.recv_message() == (OP_TEXT, b"first frame")
+        ws.close()
+        ws.expect_close(1000)
+    finally:
+        ws.sock.close()
+
+
 def test_handshake_repeated_key_is_400(echo):
     """RFC 6455 11.3.1: Sec-WebSocket-Key must not appear more than once;
     two lines are no key of 16 bytes (the same key twice included)."""

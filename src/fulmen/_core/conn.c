@@ -1071,6 +1071,16 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
                 for (i = 0; i < req->n_params; i++)
                     req->params[i].off += req->h.path.off;
             }
+            if (UNLIKELY(route != NULL && route->is_ws && (conn_q_len(c) > 0 || c->streaming))) {
+                /* an upgrade behind answers still being made (an async
+                 * view's, a stream): what follows it is the WebSocket's,
+                 * not requests.  It waits unread, to be parsed again once
+                 * they are out (conn_deliver resumes reading). */
+                c->pending = NULL;
+                req_release(req);
+                conn_set_pause(c, CONN_PAUSE_PIPELINE, 1);
+                break;
+            }
             if (UNLIKELY(route == NULL && (req->h.flags & H1_F_EXPECT_CONTINUE) &&
                          req->h.version_minor == 1 &&
                          ((req->h.flags & H1_F_CHUNKED) || req->h.content_length > 0))) {

@@ -359,6 +359,21 @@ r.add_websocket("/echo-then-wait/{tag}", echo_then_wait, compression=False)
 r.add_websocket("/echo-then-close", echo_then_close, compression=False)
 r.add_websocket("/close-behind/{tag}", close_behind, compression=False)
 r.add_route("/events/{tag}", get_events)
+
+
+async def async_http(request):
+    await asyncio.sleep(0)
+    return request.Response(text="async answer")
+
+
+async def _two_chunks():
+    for part in (b"streamed ", b"answer"):
+        await asyncio.sleep(0)
+        yield part
+
+
+r.add_route("/async-http", async_http)
+r.add_route("/stream-http", lambda request: request.Response(stream=_two_chunks()))
 r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
 r.add_route("/release/{tag}", release)
 
