@@ -591,8 +591,8 @@ class Application:
                 loop.create_server(factory, sock=sock, ssl=transport_ssl,
                                    backlog=getattr(self, "_backlog", 1024), **tls))
         else:
-            server = _LimitedAcceptor(loop, sock, factory, transport_ssl,
-                                      self.max_connections, tls)
+            server = self._acceptor = _LimitedAcceptor(loop, sock, factory, transport_ssl,
+                                                       self.max_connections, tls)
         stopping = []
         # one sweep over all connections a few times a second enforces every
         # timeout: no timer per connection
@@ -1111,6 +1111,7 @@ class _LimitedAcceptor:
         self.pending = 0
         self.watching = False
         self.closed = False
+        self.failures = 0   # accept() failures in a row (EMFILE...)
         factory.on_connection_lost = self._on_lost
         self._watch()
 
@@ -1131,10 +1132,17 @@ class _LimitedAcceptor:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # EMFILE and the like: try again later
-                sys.stderr.write("fulmen: accept failed: %s\n" % e)
+                if not self.failures:   # one line a spell, not one a try
+                    sys.stderr.write("fulmen: accept failed: %s; trying again every 0.1 s\n"
+                                     % e)
+                self.failures += 1
                 self._unwatch()
                 self.loop.call_later(0.1, self._watch)
                 return
+            if self.failures:
+                sys.stderr.write("fulmen: accepting again (%d tries had failed)\n"
+                                 % self.failures)
+                self.failures = 0
             self.pending += 1
             self.loop.create_task(self._start(conn))
         self._unwatch()

@@ -676,3 +676,58 @@ def test_an_app_module_that_is_not_there_is_named(tmp_path, spec, message):
     r = run_broken(tmp_path, spec)
     assert r.returncode == 1
     assert r.stderr.splitlines() == [message], r.stderr
+
+
+FDS_APP = '''
+import os, resource
+from fulmen import Application
+
+app = Application(max_connections=100, header_timeout=60.0, keep_alive_timeout=60.0)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+def limit(request):
+    # room for a few more descriptors only: accept() then fails (EMFILE)
+    n = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n + 2, hard))
+    return request.Response(text=str(n + 2))
+
+def unlimit(request):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return request.Response(text="ok")
+
+def failures(request):
+    return request.Response(text=str(app._acceptor.failures))
+
+app.router.add_route("/limit", limit)
+app.router.add_route("/unlimit", unlimit)
+app.router.add_route("/failures", failures)
+app.router.add_route("/", lambda request: request.Response(text="hello"))
+app.run(host="127.0.0.1", port=0, worker_num=1)
+'''
+
+
+def test_accept_failing_for_want_of_descriptors_is_logged_once_a_spell(tmp_path):
+    """With max_connections (fulmen accepts), accept() failing with EMFILE
+    is tried again every 0.1 s: one line says so, and one more once it works
+    again, not a line a try (10 a second for as long as clients hold every
+    descriptor).  The clients that waited are served."""
+    (tmp_path / "fdsapp.py").write_text(FDS_APP)
+    srv = Proc([sys.executable, str(tmp_path / "fdsapp.py")], cwd=str(tmp_path)).start()
+    waiting = []
+    try:
+        with Conn(srv.port) as c:
+            assert c.request("GET", "/limit").status == 200
+            for _ in range(12):
+                waiting.append(Conn(srv.port))
+            _, at = srv._wait(r"accept failed: .*Too many open files", 0, 10.0)
+            while int(c.request("GET", "/failures").body) < 3:
+                pass   # each request lets the worker's loop turn; the tries go on
+            assert c.request("GET", "/unlimit").status == 200
+        for w in waiting:
+            assert w.request("GET", "/").body == b"hello"
+        srv.wait_line(r"accepting again \(\d+ tries had failed\)", start=at)
+        assert srv.stderr().count("accept failed") == 1, srv.stderr()
+    finally:
+        for w in waiting:
+            w.close()
+        assert stop_master(srv) == 0, srv.stderr()
