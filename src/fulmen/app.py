@@ -5,11 +5,13 @@ request except the error hook, which only runs when a view raised, and the
 on_request/on_response hooks when the app registered some.
 """
 import asyncio
+import atexit
 import builtins
 import datetime
 import email.utils
 import gc
 import inspect
+import io
 import json as _json
 import os
 import signal
@@ -750,6 +752,7 @@ class Application:
         # listen() takes an int; the kernel caps it at net.core.somaxconn
         self._backlog = _check_size("backlog", backlog, 1, maximum=65535)
         from . import supervisor
+        _nonblocking_stderr()
         inprocess = worker_num is None and not (reload or max_requests or max_rss
                                                 or worker_timeout)
         if worker_timeout is None:
@@ -779,6 +782,55 @@ class Application:
 
 
 # ---- binding and serving helpers (used by run() and the supervisor) -------------
+
+class _Stderr(io.RawIOBase):
+    """fd 2 for sys.stderr while serving: written as far as it takes bytes
+    without blocking, in turn with the access log (connlog.c), so that a
+    log reader that stops reading a pipe stops neither a worker nor the
+    master (whose watchdog would go with it).  What fd 2 does not take
+    waits, up to 1 MiB, then whole lines are dropped and counted."""
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return 2
+
+    def isatty(self):
+        return os.isatty(2)
+
+    def write(self, b):
+        _core._stderr_write(b)
+        return len(b)
+
+    def flush(self):
+        _core._stderr_write(b"")
+
+
+def _nonblocking_stderr():
+    """sys.stderr through _Stderr, unless the app put another one in place;
+    at exit stderr gets a second to take what waits."""
+    err = sys.stderr
+    if err is None or err is not sys.__stderr__:
+        return
+    try:
+        if err.fileno() != 2:
+            return
+        err.flush()
+    except (OSError, ValueError):
+        return
+    sys.stderr = io.TextIOWrapper(_Stderr(), encoding=err.encoding, errors="backslashreplace",
+                                  write_through=True)
+    atexit.register(_drain_stderr)
+    # a forked worker does not write again what waited in its master
+    os.register_at_fork(after_in_child=lambda: _core._stderr_drain(-1))
+
+
+def _drain_stderr():
+    """Before the process exits: a second at most for stderr to take what
+    waits (os._exit skips atexit: the supervisor calls this itself)."""
+    _core._stderr_drain(1.0)
+
 
 # Settings the C engine reads from the Application; run() and the CLI set them.
 Application.proxy_headers = False
@@ -859,7 +911,7 @@ def _arm_exit_at_once(loop):
 def _exit_at_once(signum):
     sys.stderr.write("fulmen: %s during the shutdown hooks, exiting at once\n"
                      % signal.Signals(signum).name)
-    sys.stderr.flush()
+    _drain_stderr()
     os._exit(1)
 
 

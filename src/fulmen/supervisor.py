@@ -636,6 +636,8 @@ class Supervisor:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
+                from .app import _drain_stderr
+                _drain_stderr()
             finally:
                 os._exit(code)
 

@@ -1,4 +1,7 @@
-"""Starting and stopping: the listening line, SIGTERM, the CLI, IPv6."""
+"""Starting and stopping: the listening line, SIGTERM, the CLI, IPv6; a
+stderr nobody reads."""
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -8,7 +11,7 @@ import threading
 import pytest
 
 from .rawhttp import Conn, build_request
-from .server import Server, clean_exit, describe
+from .server import REPO, Server, clean_exit, describe
 
 
 def stop_cleanly(srv):
@@ -225,3 +228,88 @@ def test_sigterm_while_starting_is_not_lost(tmp_path):
             srv.proc.wait()
     assert srv.wait_for_stderr("sending SIGTERM"), srv.stderr()
     assert code == -signal.SIGTERM, "%s\n%s" % (code, srv.stderr())
+
+
+STALLED_APP = '''
+import os, sys
+from fulmen import Application
+app = Application()
+def hello(request): return request.Response(text=str(os.getpid()))
+def boom(request): raise RuntimeError("boom " + "x" * 300)
+app.router.add_route("/pid/{p}", hello)
+app.router.add_route("/boom/{p}", boom)
+app.run(host="127.0.0.1", port=0, access_log=True, worker_num=%s)
+'''
+
+
+class _StalledStderr:
+    """The app's process with a stderr pipe that nobody reads once the
+    listening line is in (a log shipper that stopped)."""
+
+    def __init__(self, tmp_path, worker_num):
+        (tmp_path / "stalled.py").write_text(STALLED_APP % worker_num)
+        env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
+        self.proc = subprocess.Popen([sys.executable, str(tmp_path / "stalled.py")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=env)
+        line = b""
+        while b"listening on" not in line:
+            line = self.proc.stderr.readline()
+            assert line, "the app exited before listening"
+        self.port = int(re.search(rb":(\d+) ", line).group(1))
+
+    def get(self, path):
+        """One request on a connection of its own: (status, body)."""
+        with Conn(self.port, timeout=10) as c:
+            c.send(build_request("GET", path, [("Connection", "close")]))
+            r = c.read_response()
+            return r.status, r.body
+
+    def finish(self):
+        """SIGTERM, then everything stderr holds, read to its end."""
+        self.proc.send_signal(signal.SIGTERM)
+        err = self.proc.stderr.read().decode(errors="replace")
+        return self.proc.wait(15), err
+
+
+@pytest.mark.parametrize("kind", ["pid", "boom"])
+def test_a_stderr_nobody_reads_stops_no_worker(tmp_path, kind):
+    """Access log lines (and tracebacks) past what the pipe holds (64 KiB)
+    are kept or dropped, never waited for: every request is answered (the
+    worker blocked in write(2) for good after about 240 of them)."""
+    app = _StalledStderr(tmp_path, None)
+    try:
+        for i in range(1500):
+            assert app.get("/%s/%s%d" % (kind, "a" * 200, i))[0] == (
+                200 if kind == "pid" else 500)
+    finally:
+        code, err = app.finish()
+    assert code == 0, err
+    # what the pipe did not take is there once read, or said to be dropped
+    assert "GET /%s/%s1499 " % (kind, "a" * 200) in err or "lines of log dropped" in err, err[-2000:]
+    assert "GET /%s/%s0 " % (kind, "a" * 200) in err, err[:2000]
+
+
+def test_a_stderr_nobody_reads_stops_no_master(tmp_path):
+    """The master's own lines wait as a worker's do: with the pipe full, a
+    worker killed is still replaced (the master blocked in write(2), and
+    with it the watchdog)."""
+    app = _StalledStderr(tmp_path, 1)
+    try:
+        for i in range(600):
+            status, body = app.get("/boom/%s%d" % ("a" * 200, i))
+            assert status == 500
+        status, pid = app.get("/pid/x")
+        os.kill(int(pid), signal.SIGKILL)
+        while True:        # the master's replacement, once it listens
+            try:
+                status, body = app.get("/pid/y")
+            except (ConnectionError, OSError):
+                continue
+            if status == 200 and body != pid:
+                break
+    finally:
+        code, err = app.finish()
+    assert code == 0, err[-3000:]
+    # the master's line waited in the master, and went out once read
+    assert "was killed by signal SIGKILL" in err, err[-3000:]

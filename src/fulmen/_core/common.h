@@ -145,10 +145,11 @@ typedef struct {
      * keeps it (its size is set to each read's; see conn_io_read) */
     PyObject *rbytes;
 
-    /* access log lines, written out in batches */
+    /* access log lines (and Python's stderr), written out in batches
+     * as far as fd 2 takes them (connlog.c) */
     char *log;
     size_t log_len, log_cap;
-    int log_fd;
+    unsigned long long log_dropped; /* lines dropped since stderr took none */
     /* the access log's timestamps, text and JSON, made once a second */
     int64_t log_ts_sec;
     char log_ts[2][32];
@@ -209,7 +210,6 @@ struct ServerObject {
     int proxy_headers;       /* trust X-Forwarded-* / Forwarded ... */
     PyObject *forwarded_allow; /* ... from these peers (set of str), None = any */
     int access_log;          /* 0 off, 1 text, 2 JSON lines */
-    int access_log_fd;
     PyObject *on_conn_lost;  /* called after a connection closes, or NULL */
     int64_t header_timeout_ms;
     int64_t body_timeout_ms;
@@ -572,6 +572,9 @@ extern PyType_Spec files_spec; /* StaticFiles(root, fallback): add_static's view
 PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp);
 void files_cache_free(fulmen_state *st); /* module clear */
 PyObject *files_py_hits(PyObject *m, PyObject *unused); /* _file_hits() (tests) */
+/* connlog.c: Python's stderr through the access log's buffer */
+PyObject *conn_log_stderr_write(PyObject *module, PyObject *arg);
+PyObject *conn_log_stderr_drain(PyObject *module, PyObject *arg);
 
 /* awaitable.c */
 extern PyType_Spec aw_resume_spec;

@@ -321,6 +321,7 @@ void conn_access_log(ConnObject *c, RequestObject *req, int code, long long nbyt
 void conn_fetch_peer(ConnObject *c);
 void conn_log(RequestObject *req, int code);
 void conn_log_flush(fulmen_state *st);
+size_t conn_log_drain(fulmen_state *st, int wait_ms);
 void conn_log_stream(ConnObject *c, RequestObject *req, int code);
 
 #endif

@@ -7,7 +7,9 @@
 #include "conn.h"
 
 #include <arpa/inet.h> /* inet_pton */
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,20 +27,18 @@ void conn_log(RequestObject *req, int code)
 
 /* ========================================================================
  * Access log: one line per response, formatted here into a buffer that is
- * written out when it fills and on every sweep.
+ * written out when it fills and on every sweep.  Python's sys.stderr goes
+ * through the same buffer (conn_log_stderr_write, app.py's _Stderr), so that a
+ * stderr that takes no more (a log reader that stopped reading a pipe)
+ * stops no process: fd 2 is written only as far as poll() says it takes
+ * without blocking, and what it does not take waits, up to CONN_LOG_MAX,
+ * beyond which whole lines are dropped and counted.
  */
 
-void conn_log_flush(fulmen_state *st)
-{
-    size_t off = 0;
-    while (off < st->log_len) {
-        ssize_t n = write(st->log_fd ? st->log_fd : 2, st->log + off, st->log_len - off);
-        if (n <= 0)
-            break; /* a log we cannot write must not stop the server */
-        off += (size_t)n;
-    }
-    st->log_len = 0;
-}
+#define CONN_LOG_MAX (1u << 20)
+/* at most this much per write(): a pipe that polls writable has room for
+ * it (PIPE_BUF, one page), a socket (journald's) too */
+#define CONN_LOG_CHUNK 4096
 
 static void conn_log_put(fulmen_state *st, const char *p, size_t n)
 {
@@ -55,6 +55,109 @@ static void conn_log_put(fulmen_state *st, const char *p, size_t n)
     }
     memcpy(st->log + st->log_len, p, n);
     st->log_len += n;
+}
+
+/* Write out what fd 2 takes; wait_ms > 0 waits that long at most for it
+ * to take the rest.  What it does not take stays buffered.  Returns the
+ * bytes still buffered. */
+size_t conn_log_drain(fulmen_state *st, int wait_ms)
+{
+    size_t off = 0;
+    int64_t until = wait_ms > 0 ? mod_now_ms() + wait_ms : 0;
+    for (;;) {
+        struct pollfd pf = {2, POLLOUT, 0};
+        ssize_t n;
+        int r;
+        if (off == st->log_len) {
+            if (st->log_dropped == 0)
+                break;
+            /* all written: say what was dropped, then go on */
+            char note[128];
+            int k = snprintf(note, sizeof(note), "fulmen: %llu lines of log dropped: stderr "
+                             "took no more (a reader that stopped reading?)\n",
+                             st->log_dropped);
+            st->log_len = off = 0;
+            st->log_dropped = 0;
+            conn_log_put(st, note, (size_t)k);
+            continue;
+        }
+        r = poll(&pf, 1,
+                 wait_ms > 0 ? (int)(until > mod_now_ms() ? until - mod_now_ms() : 0) : 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != 1)
+            break; /* it takes nothing now: the rest waits */
+        if (pf.revents & (POLLERR | POLLNVAL)) {
+            off = st->log_len; /* no stderr to write to: nothing to keep */
+            break;
+        }
+        n = write(2, st->log + off, st->log_len - off > CONN_LOG_CHUNK ? CONN_LOG_CHUNK
+                                                                       : st->log_len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            off = st->log_len; /* EPIPE, EBADF...: nothing to keep */
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    if (off > 0) {
+        memmove(st->log, st->log + off, st->log_len - off);
+        st->log_len -= off;
+    }
+    return st->log_len;
+}
+
+void conn_log_flush(fulmen_state *st)
+{
+    conn_log_drain(st, 0);
+}
+
+/* Room for a line of about n bytes, or 0: stderr took none of what waits
+ * (past CONN_LOG_MAX), and the line is dropped (counted). */
+static int conn_log_room(fulmen_state *st, size_t n, size_t lines)
+{
+    if (st->log_len + n <= CONN_LOG_MAX || conn_log_drain(st, 0) + n <= CONN_LOG_MAX)
+        return 1;
+    st->log_dropped += lines;
+    return 0;
+}
+
+/* _core._stderr_write(bytes): Python's stderr (app.py's _Stderr), in turn
+ * with the access log's lines. */
+PyObject *conn_log_stderr_write(PyObject *module, PyObject *arg)
+{
+    fulmen_state *st = PyModule_GetState(module);
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (b.len > 0) {
+        size_t lines = 0, i;
+        for (i = 0; i < (size_t)b.len; i++)
+            lines += ((const char *)b.buf)[i] == '\n';
+        if (conn_log_room(st, (size_t)b.len, lines ? lines : 1))
+            conn_log_put(st, b.buf, (size_t)b.len);
+    }
+    conn_log_drain(st, 0);
+    PyBuffer_Release(&b);
+    Py_RETURN_NONE;
+}
+
+/* _core._stderr_drain(seconds): wait that long at most for stderr to take
+ * what waits (before the process exits); a negative number forgets it (a
+ * forked child: its parent writes it).  Returns the bytes left. */
+PyObject *conn_log_stderr_drain(PyObject *module, PyObject *arg)
+{
+    fulmen_state *st = PyModule_GetState(module);
+    double secs = PyFloat_AsDouble(arg);
+    if (secs == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (secs < 0) {
+        st->log_len = 0;
+        st->log_dropped = 0;
+        return PyLong_FromLong(0);
+    }
+    return PyLong_FromSize_t(conn_log_drain(st, (int)(secs * 1000)));
 }
 
 /* a string literal, its length counted by the compiler */
@@ -270,6 +373,8 @@ void conn_access_log(ConnObject *c, RequestObject *req, int code,
     int64_t ns = 0;
     time_t now = time(NULL);
     int json = c->server->access_log == 2;
+    if (UNLIKELY(!conn_log_room(st, 0, 1)))
+        return;
     if ((c->ext == NULL || c->ext->peer == NULL) && c->transport != NULL)
         conn_fetch_peer(c);
     if (c->ext != NULL && c->ext->peer != NULL) {
