@@ -313,7 +313,7 @@ trickle(void)
     static char buf[20000];
     static const char *level_name[] = {"scalar", "sse4.2", "avx2"};
     size_t n, k, vl;
-    int lvl, best = h1_set_simd_level(-1);
+    int lvl, best = h1_simd_best();
 
     printf("trickle: one header value fed 1 byte per call\n");
     for (lvl = 0; lvl <= best; lvl++) {
@@ -379,7 +379,7 @@ main(void)
     sets[2].n = 1;
     sets[2].bytes = tiny_len[0];
 
-    best = h1_set_simd_level(-1);
+    best = h1_simd_best();
     printf("h1parse benchmark (best of 15 rounds; GB/s = head bytes parsed / time)\n");
     for (k = 0; k < 3; k++) {
         printf("%s: %zu request(s)%s\n", names[k],

@@ -1050,7 +1050,7 @@ main(void)
     int best, lvl;
 
     guard_init();
-    best = h1_set_simd_level(-1);
+    best = h1_simd_best();
     for (lvl = 0; lvl <= best; lvl++) {
         cur_level = h1_set_simd_level(lvl);
         if (cur_level != lvl) {

@@ -907,8 +907,8 @@ static int h1_parse_first(h1_parser *p, const unsigned char *buf, size_t len,
 /* until the first call picks the best level */
 h1_parse_fn h1_parse_impl = h1_parse_first;
 
-static int
-h1_best_level(void)
+int
+h1_simd_best(void)
 {
 #if H1_HAVE_X86
     __builtin_cpu_init();
@@ -921,10 +921,12 @@ h1_best_level(void)
 int
 h1_set_simd_level(int level)
 {
-    int best = h1_best_level();
+    int best = h1_simd_best();
     h1_parse_fn fn = h1_parse_l0;
 
-    if (level < 0 || level > best) level = best;
+    if (level < 0)
+        level = best < H1_SIMD_SSE42 ? best : H1_SIMD_SSE42;
+    if (level > best) level = best;
 #if H1_HAVE_X86
     if (level == H1_SIMD_AVX2) fn = h1_parse_l2;
     else if (level == H1_SIMD_SSE42) fn = h1_parse_l1;

@@ -123,9 +123,15 @@ static inline int h1_parse_request(h1_parser *p, const char *buf, size_t len,
     return h1_parse_impl(p, (const unsigned char *)buf, len, req);
 }
 
-/* Select the scanner: 0 = scalar, 1 = SSE4.2, 2 = AVX2, -1 = best available.
+/* Select the scanner: 0 = scalar, 1 = SSE4.2, 2 = AVX2, -1 = the default:
+ * SSE4.2 where the CPU has it (the AVX2 build of the parse loop measured
+ * 4-8% slower on every request set of bench/h1parse_bench.c, on the Zen 4
+ * this lab runs on), else scalar.  A level the CPU lacks gives its best.
  * Returns the level in effect.  Process-wide; for tests and benchmarks. */
 int h1_set_simd_level(int level);
+
+/* The highest level the CPU supports (tests and benchmarks try each). */
+int h1_simd_best(void);
 
 /* Is s[0..n) a Host value (RFC 9110 7.2: uri-host [":" port]), as the
  * parser checks the Host field?  For the hosts a proxy forwards. */
