@@ -297,6 +297,20 @@ def test_body_spanning_reads_byte_pieces_then_another(basic):
             assert c.read_response().json() == {"len": len(body), "sum": sum(body) % 65521}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_big_body_in_pieces_read_straight_into_the_body(basic, seed):
+    # past 16 KiB still to come, reads go straight into request.body's
+    # bytes, all but its last byte: pieces of every size, then a request
+    # pipelined behind, must give the body unchanged
+    rng = random.Random(seed)
+    body = rng.randbytes(1024 * 1024 + rng.randrange(100))
+    data = build_request("POST", "/len", body=body) + build_request("GET", "/p/5")
+    with Conn(basic.port) as c:
+        c.send_pieces(data, sorted(rng.sample(range(1, len(data)), 40)))
+        assert c.read_response().json() == {"len": len(body), "sum": sum(body) % 65521}
+        assert c.read_response().body == b"5"
+
+
 def test_json_body_spanning_reads(basic):
     payload = {"items": [{"n": i, "s": "x" * 50} for i in range(2000)]}
     data = json.dumps(payload).encode()
