@@ -3,6 +3,7 @@ not crash the worker or hang a connection, and what the app sees (scheme,
 pipelining, large answers, files) is what it saw over uvloop's TLS."""
 import json
 import os
+import random
 import shutil
 import socket
 import ssl
@@ -116,7 +117,12 @@ def raw_write(request):
         return request.Response(text="refused: %s" % e)
     return request.Response(text="done")
 
+def body_len(request):
+    body = request.body
+    return request.Response(text="%d %d" % (len(body), sum(body) % 65521))
+
 app.router.add_route("/", hello)
+app.router.add_route("/len", body_len, methods=["POST"])
 app.router.add_route("/raw", raw_write)
 app.router.add_route("/tlsinfo", tlsinfo)
 app.router.add_route("/gated", gated)
@@ -226,6 +232,20 @@ def test_a_view_cannot_write_to_or_close_the_transport_under_tls_in_c(srv, cert,
         body = read_answer(s)[1]
         assert body.startswith(b"refused: under TLS in C a view cannot write to or close"), body
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(s)[1] == b"hello https"
+
+
+def test_large_body_in_pieces_then_a_pipelined_request(srv, cert):
+    # past 16 KiB still to come, TLS reads go straight into request.body
+    rng = random.Random(5)
+    body = rng.randbytes(1024 * 1024 + 77)
+    data = (b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    cuts = [0] + sorted(rng.sample(range(1, len(data)), 30)) + [len(data)]
+    with tls(srv.port, cert) as s:
+        for a, b in zip(cuts, cuts[1:]):
+            s.sendall(data[a:b])
+        assert read_answer(s)[1] == b"%d %d" % (len(body), sum(body) % 65521)
         assert read_answer(s)[1] == b"hello https"
 
 

@@ -727,6 +727,22 @@ static void conn_io_deliver(ConnObject *c, PyObject *b, Py_ssize_t n)
     Py_XDECREF(r);
 }
 
+/* Bytes of a sink's body (STAGE_SINK, conn.c) that a read may put straight
+ * into request.body, or 0: at least CONN_SINK_DIRECT still to come, less
+ * one, so that the body's last byte comes the usual way and runs the
+ * request.  That saves a copy of each large body out of the read buffer. */
+#define CONN_SINK_DIRECT (16 * 1024)
+
+static size_t conn_sink_room(ConnObject *c)
+{
+    RequestObject *req = c->pending;
+    size_t want;
+    if (c->stage != STAGE_SINK || req == NULL || c->buf_len > 0 || c->closing || c->pause)
+        return 0;
+    want = (size_t)req->h.content_length - req->body.len;
+    return want > CONN_SINK_DIRECT ? want - 1 : 0;
+}
+
 /* A TLS connection's socket is readable: SSL_read until it wants more
  * from the socket (it has then drained it: edge-triggered epoll reports
  * the next bytes), the handshake first.  The records SSL writes on the way
@@ -738,13 +754,25 @@ static void conn_tls_read(ConnObject *c, uint32_t events)
 {
     int rounds, n, was_ready;
     for (rounds = 0; rounds < CONN_TLS_ROUNDS; rounds++) {
-        PyObject *b;
+        PyObject *b = NULL;
+        size_t room;
         if (c->fd < 0 || c->io_done || !c->io_watched || c->closed || conn_ssl(c) == NULL)
             return;
-        if ((b = conn_rbuf(c)) == NULL)
-            return;
         was_ready = tls_ready(conn_ssl(c));
-        n = tls_read(conn_ssl(c), PyBytes_AS_STRING(b), CONN_RBUF);
+        if (UNLIKELY((room = conn_sink_room(c)) > 0)) {
+            /* straight into request.body, as for plain sockets */
+            RequestObject *req = c->pending;
+            n = tls_read(conn_ssl(c), PyBytes_AS_STRING(req->py_body) + req->body.len,
+                         room > INT_MAX ? INT_MAX : (int)room);
+            if (n > 0) {
+                req->body.len += (uint32_t)n;
+                conn_rearm(c, mod_now_ms());
+            }
+        } else {
+            if ((b = conn_rbuf(c)) == NULL)
+                return;
+            n = tls_read(conn_ssl(c), PyBytes_AS_STRING(b), CONN_RBUF);
+        }
         if (UNLIKELY(c->server->tls_out.len > 0) && conn_tls_push(c) < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         if (UNLIKELY(!was_ready) && tls_ready(conn_ssl(c))) {
@@ -752,7 +780,8 @@ static void conn_tls_read(ConnObject *c, uint32_t events)
             conn_rearm(c, mod_now_ms());
         }
         if (n > 0) {
-            conn_io_deliver(c, b, n);
+            if (b != NULL)
+                conn_io_deliver(c, b, n);
             if (c->fd >= 0 && conn_ssl(c) != NULL && tls_drained(conn_ssl(c)) &&
                 !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
                 return; /* drained: more data is a new edge */
@@ -963,22 +992,6 @@ PyObject *conn_view_transport(ConnObject *c)
                             c->server->tls_pyctx);
     Py_DECREF(mod);
     return t;
-}
-
-/* Bytes of a sink's body (STAGE_SINK, conn.c) that recv() may put straight
- * into request.body, or 0: at least CONN_SINK_DIRECT still to come, less
- * one, so that the body's last byte comes the usual way and runs the
- * request.  That saves a copy of each large body out of the read buffer. */
-#define CONN_SINK_DIRECT (16 * 1024)
-
-static size_t conn_sink_room(ConnObject *c)
-{
-    RequestObject *req = c->pending;
-    size_t want;
-    if (c->stage != STAGE_SINK || req == NULL || c->buf_len > 0 || c->closing || c->pause)
-        return 0;
-    want = (size_t)req->h.content_length - req->body.len;
-    return want > CONN_SINK_DIRECT ? want - 1 : 0;
 }
 
 /* c's socket is readable (events: what epoll reported): what the
