@@ -15,7 +15,7 @@ import re
 import sys
 import time
 import traceback
-from stat import S_ISLNK, S_ISREG
+from stat import S_ISREG
 
 from . import _core
 
@@ -303,20 +303,29 @@ def _parse_range(value, size):
     return start, min(end, size - 1)
 
 
-def _open_file(path):
-    """path opened for reading (an fd), or the answer when it cannot be:
-    403, 503 when the worker is out of file descriptors (it may not be
-    later), else 404 (gone since the stat(), or no longer a regular file).
-    O_NONBLOCK: a FIFO swapped in under the name since the stat() would
-    block the open, and the whole worker with it, until a writer came."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    except PermissionError:
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _open_error(e):
+    """The answer to a file that cannot be opened: 403, 503 when the worker
+    is out of file descriptors (it may not be later), else 404."""
+    if isinstance(e, PermissionError):
         return Response(code=403, text="Forbidden")
+    if e.errno in (errno.EMFILE, errno.ENFILE):
+        return Response(code=503, text="Service Unavailable")
+    return Response(code=404, text="Not Found")
+
+
+def _open_file(path, opened=None):
+    """path opened for reading (an fd), or the answer when it cannot be
+    (_open_error; 404 too when no longer a regular file since the stat()).
+    O_NONBLOCK: a FIFO swapped in under the name since the stat() would
+    block the open, and the whole worker with it, until a writer came.
+    opened: path's fd, opened already (add_static's): a copy of it."""
+    try:
+        fd = os.dup(opened) if opened is not None else os.open(path, _OPEN_FLAGS)
     except OSError as e:
-        if e.errno in (errno.EMFILE, errno.ENFILE):
-            return Response(code=503, text="Service Unavailable")
-        return Response(code=404, text="Not Found")
+        return _open_error(e)
     try:
         regular = S_ISREG(os.fstat(fd).st_mode)
     except OSError:
@@ -327,17 +336,17 @@ def _open_file(path):
     return fd
 
 
-def _file_body(path, start, length):
+def _file_body(path, start, length, opened=None):
     """A _FileBody of path, opened now, before the head goes (once that says
     200 the answer can no longer be a 403 or a 503); or that answer."""
-    fd = _open_file(path)
+    fd = _open_file(path, opened)
     return fd if isinstance(fd, Response) else _FileBody(fd, start, length)
 
 
-def _small_file(path, size, code, headers, ctype):
+def _small_file(path, size, code, headers, ctype, opened=None):
     """A small file read whole into the response (the first size bytes:
     its stat() gave the headers; fewer if it got shorter since)."""
-    fd = _open_file(path)
+    fd = _open_file(path, opened)
     if isinstance(fd, Response):
         return fd
     try:
@@ -377,19 +386,20 @@ def _conditional(request):
             or "If-Match" in h or "If-Unmodified-Since" in h)
 
 
-def _file_response(request, resp):
+def _file_response(request, resp, opened=None):
     """Resolve Response(file=path) for this request: 200, 206, 304, 403,
-    404, 412 or 416, with the cookies the view set."""
-    r = _file_answer(request, resp)
+    404, 412 or 416, with the cookies the view set.  opened: path's fd,
+    opened already (add_static's), which the answer reads instead."""
+    r = _file_answer(request, resp, opened)
     if resp.cookies:
         r.cookies = resp.cookies
     return r
 
 
-def _file_answer(request, resp):
+def _file_answer(request, resp, opened=None):
     path = resp.file
     try:
-        st = os.stat(path)
+        st = os.fstat(opened) if opened is not None else os.stat(path)
     except PermissionError:
         return Response(code=403, text="Forbidden")
     except (OSError, ValueError):  # ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP, NUL: no file there
@@ -409,8 +419,8 @@ def _file_answer(request, resp):
     if method == "GET" and code == 200 and st.st_size <= SMALL_FILE and not _conditional(request):
         # the usual case, a whole small file: no condition to weigh, and
         # its open() tells a file that can't be read (403)
-        return _small_file(path, st.st_size, code, headers, ctype)
-    if not os.access(path, os.R_OK):
+        return _small_file(path, st.st_size, code, headers, ctype, opened)
+    if opened is None and not os.access(path, os.R_OK):
         return Response(code=403, text="Forbidden")
     if request is not None and method in ("GET", "HEAD") and code == 200:
         if _precondition_failed(request, st, etag):
@@ -428,7 +438,7 @@ def _file_answer(request, resp):
                 if r is not None:
                     start, end = r
                     n = end - start + 1
-                    body = _file_body(path, start, n)
+                    body = _file_body(path, start, n, opened)
                     if isinstance(body, Response):
                         return body
                     headers += [("Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size)),
@@ -438,8 +448,8 @@ def _file_answer(request, resp):
         headers.append(("Content-Length", str(st.st_size)))
         return Response(code=code, stream=iter(()), mime_type=ctype, headers=headers)
     if st.st_size <= SMALL_FILE:
-        return _small_file(path, st.st_size, code, headers, ctype)
-    body = _file_body(path, 0, st.st_size)
+        return _small_file(path, st.st_size, code, headers, ctype, opened)
+    body = _file_body(path, 0, st.st_size, opened)
     if isinstance(body, Response):
         return body
     headers.append(("Content-Length", str(st.st_size)))
@@ -469,26 +479,47 @@ def static_handler(directory):
                 or "/./" in padded or "/../" in padded):
             return Response(code=404, text="Not Found")
         parts = rel.split("/")
-        # one lstat() per component below root; a symbolic link on the way
-        # is resolved in full and must still lead below root
-        full = root
+        # opened one component at a time, following no symbolic link; a
+        # link on the way is resolved in full, must still lead below root,
+        # and its target is opened the same way (a link swapped in after
+        # the check then fails the open instead of leading out)
         try:
-            for p in parts:
-                full += os.sep + p
-                st = os.lstat(full)
-                if S_ISLNK(st.st_mode):
-                    full = os.path.realpath(os.path.join(root, *parts))
-                    if not full.startswith(root + os.sep):
-                        return Response(code=404, text="Not Found")
-                    st = os.stat(full)
-                    break
-        except (OSError, ValueError):
-            return Response(code=404, text="Not Found")
-        if not S_ISREG(st.st_mode):
-            return Response(code=404, text="Not Found")
-        return Response(file=full)
+            try:
+                fd = _open_below(root, parts)
+            except OSError as e:
+                # a link: ELOOP, or ENOTDIR where a directory was wanted
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                full = os.path.realpath(os.path.join(root, *parts))
+                if not full.startswith(root + os.sep):
+                    return Response(code=404, text="Not Found")
+                parts = full[len(root) + 1:].split(os.sep)
+                fd = _open_below(root, parts)
+        except (OSError, ValueError) as e:
+            return _open_error(e) if isinstance(e, OSError) else Response(code=404,
+                                                                          text="Not Found")
+        try:
+            return _file_response(request, Response(file=os.path.join(root, *parts)), fd)
+        finally:
+            os.close(fd)
 
     return _core.StaticFiles(root, serve_static)
+
+
+def _open_below(root, parts):
+    """root/parts opened for reading, one component at a time from root's
+    fd, with O_NOFOLLOW: OSError (ELOOP, or ENOTDIR for a directory's) at
+    any symbolic link."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for p in parts[:-1]:
+            sub = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        return os.open(parts[-1], _OPEN_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def _in_a_task():

@@ -576,6 +576,43 @@ def test_add_static_at_the_root(tmp_path):
         srv.stop()
 
 
+@pytest.mark.parametrize("name", ["race.txt", "racedir/inner.txt"])
+def test_a_link_swapped_in_after_the_check_is_not_followed_out(tmp_path, name):
+    """A symbolic link swapped in between add_static's check and its open
+    led out of the directory (the check saw a file or a link inside; the
+    open followed the link it found then).  Here the check is made to see
+    an inside target (realpath is rigged in the server) while the link
+    leads out: the open follows no link, so the answer is a 404."""
+    import sys
+
+    from .server import Server
+    www, out = tmp_path / "www", tmp_path / "out"
+    www.mkdir()
+    out.mkdir()
+    (out / "secret.txt").write_text("SECRET")
+    (out / "inner.txt").write_text("SECRET")
+    (www / "race.txt").symlink_to(out / "secret.txt")
+    (www / "racedir").symlink_to(out)
+    app = tmp_path / "raceapp.py"
+    app.write_text(
+        "import os.path\n"
+        "from fulmen import Application\n"
+        "real = os.path.realpath\n"
+        "def rigged(p, **kw):  # where the link pointed when it was checked\n"
+        "    return p if 'race' in p else real(p, **kw)\n"
+        "os.path.realpath = rigged\n"
+        "app = Application()\n"
+        "app.router.add_static('/static', %r)\n"
+        "app.run(host='127.0.0.1', port=0)\n" % str(www))
+    srv = Server([sys.executable, str(app)]).start()
+    try:
+        for headers in ({}, {"Range": "bytes=0-2"}):
+            r = get(srv, "/static/" + name, headers=headers)
+            assert (r.status, r.body) == (404, b"Not Found"), r
+    finally:
+        srv.stop()
+
+
 def test_add_static_needs_a_directory(tmp_path):
     from fulmen import Application
     app = Application()
