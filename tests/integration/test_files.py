@@ -25,8 +25,9 @@ def static(srv, name):
 
 def test_a_file_that_shrinks_while_it_is_sent_is_cut_and_logged(api):
     """The file is truncated under an answer that promised its old length:
-    the answer stops short and the connection is aborted (the client must
-    not take it as whole), with a line on stderr, as for any stream."""
+    the answer stops short and the connection is closed after it (the
+    client must not take it as whole), with a line on stderr that says so,
+    as for any stream (it said "aborted")."""
     path = os.path.join(api.tree["static"], "shrinks.bin")
     size = 32 << 20
     with open(path, "wb") as f:
@@ -59,6 +60,8 @@ def test_a_file_that_shrinks_while_it_is_sent_is_cut_and_logged(api):
         # (it was "a stream ended ...": the log names the request)
         assert api.wait_for_stderr("fulmen: the response to <Request GET /static/shrinks.bin> "
                                    "ended "), api.stderr()
+        line = [l for l in api.stderr().splitlines() if "shrinks.bin> ended" in l][-1]
+        assert "short of its Content-Length; the connection is closed after it" in line, line
     finally:
         os.remove(path)
 

@@ -226,7 +226,7 @@ def test_generator_raising_a_base_exception_aborts_only_its_response(api, kind, 
 def test_stream_that_breaks_its_content_length_is_aborted(api, kind, sent):
     """short: 3 of the 5 announced bytes, then the connection closes (the
     client sees a short body).  long: an item past the announced length is
-    not sent, so 4 of the 5 bytes go out, then the connection is aborted and
+    not sent, so 4 of the 5 bytes go out, then the connection closes and
     the extra bytes never reach the client as the start of a next response.
     Either way the pipelined request behind it is never answered."""
     with Conn(api.port) as c:

@@ -692,7 +692,8 @@ PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
                                "or a stream that stopped early)\n",
                                req != NULL ? (PyObject *)req : Py_None,
                                (unsigned long long)c->ext->stream_left,
-                               c->ext->stream_head ? "answered 500" : "the connection is aborted");
+                               c->ext->stream_head ? "answered 500"
+                                                   : "the connection is closed after it");
             ok = 0;
             failed = 1;
         }
