@@ -147,6 +147,8 @@ if __name__ == "__main__":
             kind, ca = sys.argv[3].split("=", 1)
             ctx.verify_mode = ssl.CERT_OPTIONAL if kind.endswith("optional") else ssl.CERT_REQUIRED
             ctx.load_verify_locations(ca)
+        elif sys.argv[3] == "alpn-h2":
+            ctx.set_alpn_protocols(["h2", "http/1.1"])
         else:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers("PSK")
@@ -247,6 +249,26 @@ def test_large_body_in_pieces_then_a_pipelined_request(srv, cert):
             s.sendall(data[a:b])
         assert read_answer(s)[1] == b"%d %d" % (len(body), sum(body) % 65521)
         assert read_answer(s)[1] == b"hello https"
+
+
+@pytest.mark.parametrize("offer, chosen", [(["h2", "http/1.1"], "http/1.1"), (["h2"], None),
+                                           (["http/1.1"], "http/1.1"), (None, None)])
+def test_alpn_never_chooses_h2(tmp_path, cert, offer, chosen):
+    """HTTP/1.1 is all fulmen speaks: a context that lists h2 for ALPN
+    still gets http/1.1 or nothing chosen (h2 was chosen, and HTTP/1.1
+    then spoken to a client expecting HTTP/2)."""
+    p = start(tmp_path, cert, "alpn-h2")
+    try:
+        ctx = ssl.create_default_context(cafile=cert[0])
+        if offer is not None:
+            ctx.set_alpn_protocols(offer)
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.port), timeout=10),
+                             server_hostname="localhost") as s:
+            assert s.selected_alpn_protocol() == chosen
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(s)[1] == b"hello https"
+    finally:
+        assert p.stop() == 0, p.stderr()
 
 
 def test_pipelined_and_large(srv, cert):

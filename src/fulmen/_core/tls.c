@@ -206,6 +206,26 @@ static PyTypeObject *tls_pyctx_type(PyObject *obj)
 #endif
 #endif
 
+/* ALPN (RFC 7301): HTTP/1.1 is all this server speaks, so "http/1.1" when
+ * the client offers it, else no protocol, whatever the application's
+ * context lists (one that listed "h2" had h2 chosen, then HTTP/1.1
+ * spoken). */
+static int tls_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                           const unsigned char *in, unsigned int inlen, void *arg)
+{
+    unsigned int i = 0;
+    (void)ssl, (void)arg;
+    while (i < inlen && in[i] <= inlen - i - 1) {
+        if (in[i] == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1u + in[i];
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 /* The SSL_CTX inside an ssl.SSLContext, with a reference of our own, or
  * NULL (no exception) when it cannot be taken safely.  The fields of
  * CPython's PySSLContext (tls_pyctx) are checked against what the object
@@ -220,7 +240,8 @@ static PyTypeObject *tls_pyctx_type(PyObject *obj)
  * uvloop's path; other versions do not have them.  is_ssl_context: the
  * caller checked that obj is an instance of _ssl._SSLContext (a subclass
  * of it cannot move the fields).  Python 3.14 and later: NULL, until
- * their layout is checked. */
+ * their layout is checked.  A context taken chooses its ALPN protocol with
+ * tls_alpn_select from then on. */
 SSL_CTX *tls_ctx_from(PyObject *obj, unsigned long long options,
                       unsigned long long openssl_version)
 {
@@ -245,6 +266,7 @@ SSL_CTX *tls_ctx_from(PyObject *obj, unsigned long long options,
 #endif
     if (!SSL_CTX_up_ref(ctx))
         return NULL;
+    SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select, NULL);
     return ctx;
 #endif
 }
