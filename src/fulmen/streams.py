@@ -495,9 +495,10 @@ def static_handler(directory):
                     return Response(code=404, text="Not Found")
                 parts = full[len(root) + 1:].split(os.sep)
                 fd = _open_below(root, parts)
-        except (OSError, ValueError) as e:
-            return _open_error(e) if isinstance(e, OSError) else Response(code=404,
-                                                                          text="Not Found")
+        except ValueError:
+            return Response(code=404, text="Not Found")
+        except OSError as e:
+            return _open_error(e)
         try:
             return _file_response(request, Response(file=os.path.join(root, *parts)), fd)
         finally:

@@ -743,6 +743,14 @@ static size_t conn_sink_room(ConnObject *c)
     return want > CONN_SINK_DIRECT ? want - 1 : 0;
 }
 
+/* n bytes of the body were read straight into it: progress, for the
+ * body's deadline. */
+static void conn_sink_took(ConnObject *c, size_t n)
+{
+    c->pending->body.len += (uint32_t)n;
+    conn_rearm(c, mod_now_ms());
+}
+
 /* A TLS connection's socket is readable: SSL_read until it wants more
  * from the socket (it has then drained it: edge-triggered epoll reports
  * the next bytes), the handshake first.  The records SSL writes on the way
@@ -764,10 +772,8 @@ static void conn_tls_read(ConnObject *c, uint32_t events)
             RequestObject *req = c->pending;
             n = tls_read(conn_ssl(c), PyBytes_AS_STRING(req->py_body) + req->body.len,
                          room > INT_MAX ? INT_MAX : (int)room);
-            if (n > 0) {
-                req->body.len += (uint32_t)n;
-                conn_rearm(c, mod_now_ms());
-            }
+            if (n > 0)
+                conn_sink_took(c, (size_t)n);
         } else {
             if ((b = conn_rbuf(c)) == NULL)
                 return;
@@ -1014,8 +1020,7 @@ static void conn_io_read(ConnObject *c, uint32_t events)
             n = recv(c->fd, PyBytes_AS_STRING(req->py_body) + req->body.len, room,
                      MSG_DONTWAIT);
             if (n > 0) {
-                req->body.len += (uint32_t)n;
-                conn_rearm(c, mod_now_ms()); /* the body's deadline: bytes came */
+                conn_sink_took(c, (size_t)n);
                 if ((size_t)n < room && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
                     return;
                 continue;
