@@ -821,9 +821,26 @@ def _nonblocking_stderr():
         return
     sys.stderr = io.TextIOWrapper(_Stderr(), encoding=err.encoding, errors="backslashreplace",
                                   write_through=True)
+    _retarget_log_handlers(err, sys.stderr)
     atexit.register(_drain_stderr)
     # a forked worker does not write again what waited in its master
     os.register_at_fork(after_in_child=lambda: _core._stderr_drain(-1))
+
+
+def _retarget_log_handlers(old, new):
+    """The logging handlers made before run() that write to the old stderr
+    (logging.basicConfig(), a StreamHandler()) write to the new one: they
+    held the blocking stream, and a full pipe stopped the process."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    loggers = [logging.getLogger()]
+    loggers += [lg for lg in list(logging.Logger.manager.loggerDict.values())
+                if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for h in list(lg.handlers):
+            if isinstance(h, logging.StreamHandler) and h.stream is old:
+                h.setStream(new)
 
 
 def _drain_stderr():

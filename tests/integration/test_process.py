@@ -231,13 +231,18 @@ def test_sigterm_while_starting_is_not_lost(tmp_path):
 
 
 STALLED_APP = '''
-import os, sys
+import logging, os, sys
 from fulmen import Application
+logging.basicConfig()    # a handler on the stderr of before run()
 app = Application()
 def hello(request): return request.Response(text=str(os.getpid()))
 def boom(request): raise RuntimeError("boom " + "x" * 300)
+def log(request):
+    logging.getLogger("app").warning("logged " + "x" * 300)
+    return request.Response(text="logged")
 app.router.add_route("/pid/{p}", hello)
 app.router.add_route("/boom/{p}", boom)
+app.router.add_route("/log/{p}", log)
 app.run(host="127.0.0.1", port=0, access_log=True, worker_num=%s)
 '''
 
@@ -272,16 +277,17 @@ class _StalledStderr:
         return self.proc.wait(15), err
 
 
-@pytest.mark.parametrize("kind", ["pid", "boom"])
+@pytest.mark.parametrize("kind", ["pid", "boom", "log"])
 def test_a_stderr_nobody_reads_stops_no_worker(tmp_path, kind):
-    """Access log lines (and tracebacks) past what the pipe holds (64 KiB)
-    are kept or dropped, never waited for: every request is answered (the
-    worker blocked in write(2) for good after about 240 of them)."""
+    """Access log lines (tracebacks, and lines of a logging handler made
+    before run()) past what the pipe holds (64 KiB) are kept or dropped,
+    never waited for: every request is answered (the worker blocked in
+    write(2) for good after about 240 of them)."""
     app = _StalledStderr(tmp_path, None)
     try:
         for i in range(1500):
             assert app.get("/%s/%s%d" % (kind, "a" * 200, i))[0] == (
-                200 if kind == "pid" else 500)
+                500 if kind == "boom" else 200)
     finally:
         code, err = app.finish()
     assert code == 0, err
