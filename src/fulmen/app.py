@@ -459,8 +459,11 @@ class Application:
 
     def _error_handler_for(self, exc):
         """The registered handler for exc: its most specific class, else
-        the catch-all (None), else None."""
+        the catch-all (None), else None.  A handler for RouteNotFoundException
+        does not take a MethodNotAllowed: that stays a 405 with its Allow."""
         for cls in type(exc).__mro__:
+            if cls is RouteNotFoundException and isinstance(exc, MethodNotAllowed):
+                continue
             handler = self._error_handlers.get(cls)
             if handler is not None:
                 return handler
@@ -482,6 +485,10 @@ class Application:
         if isinstance(exc, _core.ClientDisconnected):
             # its client has gone: the answer goes nowhere, nothing to log
             return Response(code=400, text="Bad Request")
+        allow = exc.args[0] if isinstance(exc, MethodNotAllowed) and exc.args else None
+        if isinstance(allow, str) and allow.isascii() and allow.isprintable():
+            # raised by the view itself, naming the methods it takes
+            return Response(code=405, text="Method Not Allowed", headers={"Allow": allow})
         if isinstance(exc, RouteNotFoundException):
             # raised by the view itself (a missing object): Japronto's 404
             return Response(code=404, text="Not Found")
@@ -538,7 +545,7 @@ class Application:
                             self._not_found if (
                                 self._request_hooks or self._response_hooks or any(
                                     c in (None, Exception, BaseException)
-                                    or issubclass(c, (RouteNotFoundException, MethodNotAllowed))
+                                    or issubclass(c, RouteNotFoundException)
                                     for c in self._error_handlers)) else None)
         server.task_type = _stock_type(loop, "create_task", asyncio.Task)
         server.future_type = _stock_type(loop, "create_future", asyncio.Future)

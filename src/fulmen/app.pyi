@@ -13,7 +13,7 @@ _E = TypeVar("_E", bound=BaseException)
 class RouteNotFoundException(Exception):
     """Raised (for error handlers) when no route matches the path."""
 
-class MethodNotAllowed(Exception):
+class MethodNotAllowed(RouteNotFoundException):
     """Raised (for error handlers) when the path exists for other methods;
     args[0] is the Allow value."""
 

@@ -30,8 +30,11 @@ class RouteNotFoundException(Exception):
     """No route matches the path (404); for add_error_handler."""
 
 
-class MethodNotAllowed(Exception):
-    """The path exists for other methods (405); args[0] is the Allow value."""
+class MethodNotAllowed(RouteNotFoundException):
+    """The path exists for other methods (405); args[0] is the Allow value.
+    A RouteNotFoundException, as Japronto raised for these requests, for a
+    catch-all handler that tests for it; a handler registered for that
+    class does not take it (Application._error_handler_for)."""
 
 
 def _is_async(handler):

@@ -1006,6 +1006,10 @@ def test_error_handler_none_catches_everything_else(japronto_style):
     assert (r.status, r.body) == (418, b"caught ValueError")
     r = get(japronto_style, "/nowhere")
     assert (r.status, r.body) == (404, b"caught RouteNotFoundException")
+    # a method no route takes is one too, as on Japronto (fulmen's own
+    # class for it, MethodNotAllowed, is a RouteNotFoundException)
+    r = get(japronto_style, "/get-only", method="POST")
+    assert (r.status, r.body) == (404, b"caught MethodNotAllowed")
 
 
 def test_error_handler_needs_a_class_or_none():

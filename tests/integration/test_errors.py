@@ -139,6 +139,19 @@ def test_view_error_is_500_and_connection_survives(basic, path):
         assert c.request("GET", "/").body == b"Hello world!"
 
 
+@pytest.mark.parametrize("how,status,allow", [
+    ("405", 405, "GET, HEAD"), ("404", 404, None), ("405-bad", 404, None)])
+def test_view_raising_the_routers_exceptions(basic, how, status, allow):
+    """A view that raises MethodNotAllowed (a RouteNotFoundException) gets
+    the 405 with its Allow, or the 404 when the Allow it names cannot be
+    sent; RouteNotFoundException is Japronto's 404."""
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/raise-not-found/" + how)
+        assert (r.status, r.header("Allow")) == (status, allow)
+        assert r.header("X-Injected") is None
+        assert c.request("GET", "/").body == b"Hello world!"
+
+
 def test_debug_500_has_traceback(debug_app):
     with Conn(debug_app.port) as c:
         r = c.request("GET", "/boom")

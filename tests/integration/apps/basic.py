@@ -3,7 +3,7 @@ import asyncio
 import base64
 import random
 
-from fulmen import Application, Response
+from fulmen import Application, MethodNotAllowed, Response, RouteNotFoundException
 from task_views import add_task_routes
 
 
@@ -203,6 +203,16 @@ def not_a_response(request):
     return 42
 
 
+def raise_not_found(request):
+    # a view may raise what the router raises: MethodNotAllowed naming
+    # the methods it takes, or RouteNotFoundException
+    if request.match_dict["how"] == "405":
+        raise MethodNotAllowed("GET, HEAD")
+    if request.match_dict["how"] == "405-bad":
+        raise MethodNotAllowed("GET\r\nX-Injected: 1")
+    raise RouteNotFoundException()
+
+
 def header_crlf(request):
     return request.Response(text="x", headers={"X-Bad": "a\r\nInjected: 1"})
 
@@ -284,6 +294,7 @@ r.add_route("/p/{i}", sync_idx)
 r.add_route("/ap/{i}", async_idx)
 r.add_route("/an/{i}", async_now)
 r.add_route("/boom", boom)
+r.add_route("/raise-not-found/{how}", raise_not_found)
 r.add_route("/aboom", aboom)
 r.add_route("/not-a-response", not_a_response)
 r.add_route("/header-crlf", header_crlf)

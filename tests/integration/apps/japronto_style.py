@@ -1,7 +1,7 @@
 """An app written as a Japronto app is (only the import changed): the
 pieces of Japronto's API its examples do not show, checked by
 test_api.py's Japronto section."""
-from fulmen import Application
+from fulmen import Application, RouteNotFoundException
 
 app = Application()
 r = app.router
@@ -24,9 +24,15 @@ def on_handled(request, exc):
 
 
 def on_anything(request, exc):
-    # Japronto's add_error_handler(None, ...) takes every exception
-    return request.Response(code=418 if isinstance(exc, ValueError) else 404,
-                            text="caught %s" % type(exc).__name__)
+    # Japronto's add_error_handler(None, ...) takes every exception; a
+    # path or method that no route takes is a RouteNotFoundException there
+    if isinstance(exc, ValueError):
+        code = 418
+    elif isinstance(exc, RouteNotFoundException):
+        code = 404
+    else:
+        code = 500
+    return request.Response(code=code, text="caught %s" % type(exc).__name__)
 
 
 def get_only(request):
@@ -41,6 +47,7 @@ app.add_error_handler(None, on_anything)
 app.add_error_handler(Handled, on_handled)
 r.add_route("/handled", raise_handled)
 r.add_route("/other", raise_other)
+r.add_route("/get-only", get_only, "GET")
 # Japronto upper-cases methods, and a route for one method beside one for
 # any method of the same path splits the methods between them.
 r.add_route("/split", get_only, "get")
