@@ -379,6 +379,33 @@ def test_cookies(api):
     assert info(api)["cookies"] == {}
 
 
+COOKIE_VALUES = ["S\u00e3o Paulo", "x,y", 'a"b;c', "back\\slash", '{"k": [1, 2]}',
+                 "\u00ff\u00e9", "caf\u00e9 \u2603", "plain"]
+
+
+def test_cookies_set_by_simple_cookie_come_back_as_set(api):
+    """Values that http.cookies quotes (set_cookie() uses it) come back
+    unescaped, as Japronto's request.cookies gave them (http.cookies'
+    _unquote): the octal escapes and the backslashes are undone."""
+    from http.cookies import SimpleCookie
+    jar = SimpleCookie()
+    for i, v in enumerate(COOKIE_VALUES):
+        jar["c%d" % i] = v
+    sent = "; ".join(m.OutputString() for m in jar.values())
+    assert "\\343" in sent and '\\"' in sent      # quoted and escaped on the wire
+    e = info(api, headers=[("Cookie", sent.encode("utf-8").decode("latin-1"))])
+    assert e["cookies"] == {"c%d" % i: v for i, v in enumerate(COOKIE_VALUES)}
+
+
+@pytest.mark.parametrize("raw", ['"\\400"', '"a\\"', '"\\\\"', '"\\0"', '"\\012x"',
+                                 '"\\377"', '"\\3777"', '"%41\\101"', 'x\\101'])
+def test_cookie_unescaping_agrees_with_http_cookies(api, raw):
+    from http.cookies import _unquote
+    from urllib.parse import unquote
+    e = info(api, headers=[("Cookie", "k=" + raw)])
+    assert e["cookies"] == {"k": unquote(_unquote(raw))}
+
+
 @pytest.mark.parametrize("host,hostname,port", [
     ("example.com:8080", "example.com", 8080),
     ("example.com", "example.com", None),

@@ -1122,6 +1122,52 @@ static PyObject *req_get_files(RequestObject *r, void *c)
     return r->py_files;
 }
 
+/* The value of a quoted cookie, s[0..n) between its quotes: the escapes
+ * http.cookies writes undone as its _unquote does (backslash and three
+ * octal digits, the first 0-3, is that code point, written in UTF-8; a
+ * backslash and any other character is that character), then
+ * percent-decoded.  A Set-Cookie made by SimpleCookie (set_cookie()
+ * included) so comes back as it was set: "S\343o" is "S\u00e3o". */
+static PyObject *req_cookie_unescape(const char *s, size_t n)
+{
+    char stackbuf[256], *buf = stackbuf;
+    size_t i, o = 0;
+    PyObject *res;
+    if (memchr(s, '\\', n) == NULL)
+        return req_unquote(s, n, 0);
+    if (n > sizeof(stackbuf)) { /* the output is never longer */
+        buf = PyMem_Malloc(n);
+        if (buf == NULL)
+            return PyErr_NoMemory();
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char a, b, d;
+        if (s[i] != '\\' || i + 1 == n) {
+            buf[o++] = s[i];
+            continue;
+        }
+        a = (unsigned char)s[i + 1];
+        if (i + 3 < n && a >= '0' && a <= '3' && (b = (unsigned char)s[i + 2]) >= '0' &&
+            b <= '7' && (d = (unsigned char)s[i + 3]) >= '0' && d <= '7') {
+            unsigned cp = (unsigned)(a - '0') * 64 + (unsigned)(b - '0') * 8 + (d - '0');
+            if (cp < 0x80) {
+                buf[o++] = (char)cp;
+            } else {
+                buf[o++] = (char)(0xC0 | (cp >> 6));
+                buf[o++] = (char)(0x80 | (cp & 0x3F));
+            }
+            i += 3;
+        } else {
+            buf[o++] = (char)a;
+            i++;
+        }
+    }
+    res = req_unquote(buf, o, 0);
+    if (buf != stackbuf)
+        PyMem_Free(buf);
+    return res;
+}
+
 /* Cookie header(s): "a=1; b=2" -> {"a": "1", "b": "2"} */
 static PyObject *req_get_cookies(RequestObject *r, void *c)
 {
@@ -1143,6 +1189,7 @@ static PyObject *req_get_cookies(RequestObject *r, void *c)
         end = p + h->value.len;
         while (p < end) {
             const char *e = memchr(p, ';', (size_t)(end - p)), *eq, *ks, *ke, *vs, *ve;
+            int quoted;
             if (e == NULL)
                 e = end;
             ks = p;
@@ -1159,12 +1206,15 @@ static PyObject *req_get_cookies(RequestObject *r, void *c)
                     vs++;
                 while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\t'))
                     ve--;
-                if (ve - vs >= 2 && *vs == '"' && ve[-1] == '"') {
+                quoted = ve - vs >= 2 && *vs == '"' && ve[-1] == '"';
+                if (quoted) {
                     vs++;
                     ve--;
                 }
                 k = PyUnicode_DecodeLatin1(ks, ke - ks, NULL);
-                v = k ? req_unquote(vs, (size_t)(ve - vs), 0) : NULL;
+                v = k == NULL ? NULL
+                    : quoted  ? req_cookie_unescape(vs, (size_t)(ve - vs))
+                              : req_unquote(vs, (size_t)(ve - vs), 0);
                 if (v == NULL || PyDict_SetItem(d, k, v) < 0)
                     goto error;
                 Py_CLEAR(k);
