@@ -9,6 +9,7 @@ import atexit
 import builtins
 import datetime
 import email.utils
+import functools
 import gc
 import inspect
 import io
@@ -18,6 +19,7 @@ import signal
 import socket
 import sys
 import traceback
+import types
 from http.cookies import Morsel, SimpleCookie
 
 from . import _core
@@ -255,6 +257,7 @@ class Application:
             _json_dumps = json_dumps
         self.router = Router()
         self._error_handlers = {}
+        self._extensions = {}       # extend_request: name -> class attribute
         self._request_hooks = []
         self._response_hooks = []
         self._startup = []
@@ -330,7 +333,24 @@ class Application:
             except ValueError:
                 pass        # a builtin without a signature
         _EXTENDED.add(name)
-        setattr(_core.Request, name, builtins_property(fn) if property else fn)
+        if property:
+            fn = builtins_property(fn)
+        elif not isinstance(fn, types.FunctionType):
+            # a bound method, a partial, a builtin or a callable object does
+            # not bind as a class attribute: called with the request first
+            # all the same, as Japronto did (functools.partial(fn, request))
+            fn = _request_method(fn)
+        self._extensions[name] = fn
+        setattr(_core.Request, name, fn)
+
+    def _install_extensions(self):
+        """The request class as this app extended it: its extensions in
+        place, another app's taken away (the class is one for every app)."""
+        for name in _EXTENDED - set(self._extensions):
+            delattr(_core.Request, name)
+            _EXTENDED.discard(name)
+        for name, attr in self._extensions.items():
+            setattr(_core.Request, name, attr)
 
     def on_request(self, fn):
         """fn(request), sync or async, runs before the view; a Response it
@@ -537,6 +557,7 @@ class Application:
 
     def _make_server(self, loop):
         self._check_settings()
+        self._install_extensions()
         matcher = self.router.build(self._wrap_view)
         server = _core.Server(self, matcher, loop, self._handle_error, self.debug,
                             self.max_header_size, self.max_headers,
@@ -812,6 +833,13 @@ class _Stderr(io.RawIOBase):
 
     def flush(self):
         _core._stderr_write(b"")
+
+
+def _request_method(fn):
+    """A function, which binds to the request, that calls fn with it."""
+    def method(request, *args, **kwargs):
+        return fn(request, *args, **kwargs)
+    return functools.update_wrapper(method, fn, updated=())
 
 
 def _nonblocking_stderr():

@@ -5,6 +5,7 @@ import re
 import select
 import signal
 import socket
+import sys
 import uuid
 
 import pytest
@@ -227,9 +228,37 @@ def test_shutdown_hooks_run_on_sigterm(tmp_path, tmp_path_factory):
 # ---- extend_request ------------------------------------------------------------------------
 
 def test_extend_request_property_and_method(api):
+    others = {"bound": "hello bob from /hk/extended", "partial": "hey ann from /hk/extended",
+              "callable": "hi eve from /hk/extended"}
     assert get(api, "/hk/extended", headers={"X-User": "bob"}).json() == \
-        {"user": "bob", "greet": "hi, bob"}
-    assert get(api, "/hk/extended").json() == {"user": "anonymous", "greet": "hi, anonymous"}
+        dict(others, user="bob", greet="hi, bob")
+    assert get(api, "/hk/extended").json() == dict(others, user="anonymous",
+                                                   greet="hi, anonymous")
+
+
+TWO_APPS = """
+from fulmen import Application
+first, second = Application(), Application()
+first.extend_request(lambda request: "first's", name="db", property=True)
+first.extend_request(lambda request: "first's", name="only_first", property=True)
+second.extend_request(lambda request: "second's", name="db", property=True)
+first.extend_request(lambda request: "first's again", name="db", property=True)
+def view(request):
+    return request.Response(json=[request.db, hasattr(request, "only_first")])
+second.router.add_route("/", view)
+second.run(host="127.0.0.1", port=0)
+"""
+
+
+def test_extend_request_is_per_app(tmp_path):
+    """An app serves with its own extensions, not those another app added
+    since (the names were set on the one request class for every app)."""
+    (tmp_path / "two_apps.py").write_text(TWO_APPS)
+    srv = Server([sys.executable, str(tmp_path / "two_apps.py")]).start()
+    try:
+        assert get(srv, "/").json() == ["second's", False]
+    finally:
+        srv.stop()
 
 
 def test_extend_request_rejects_bad_names():

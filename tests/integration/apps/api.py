@@ -12,6 +12,7 @@ import collections
 import datetime
 import decimal
 import enum
+import functools
 import json
 import os
 import pickle
@@ -529,12 +530,34 @@ def greet(request, greeting):
     return "%s, %s" % (greeting, request.user)
 
 
+def greet_partial(greeting, request, who):
+    return "%s %s from %s" % (greeting, who, request.path)
+
+
+class Greeter:
+    def __init__(self, greeting):
+        self.greeting = greeting
+
+    def greet(self, request, who):
+        return "%s %s from %s" % (self.greeting, who, request.path)
+
+    def __call__(self, request, who):
+        return self.greet(request, who)
+
+
 app.extend_request(user_prop, name="user", property=True)
 app.extend_request(greet)
+# not plain functions: each is called with the request first all the same
+app.extend_request(Greeter("hello").greet, name="greet_bound")
+app.extend_request(functools.partial(greet_partial, "hey"), name="greet_partial")
+app.extend_request(Greeter("hi"), name="greet_callable")
 
 
 def extended(request):
-    return Response(json={"user": request.user, "greet": request.greet("hi")})
+    return Response(json={"user": request.user, "greet": request.greet("hi"),
+                          "bound": request.greet_bound("bob"),
+                          "partial": request.greet_partial("ann"),
+                          "callable": request.greet_callable("eve")})
 
 
 # ---- streams ------------------------------------------------------------------
