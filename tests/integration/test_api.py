@@ -271,6 +271,16 @@ def test_json_body(api):
     assert r.json() == {"json": doc}
 
 
+def test_json_and_text_are_parsed_once(api):
+    r = get(api, "/r/json-once", "POST", body=b'{"a": 1}',
+            headers={"Content-Type": "application/json"})
+    assert r.json() == {"json": {"a": 1, "added": True}, "same_text": True}
+    # the next request on a pooled request object parses its own body
+    r = get(api, "/r/json-once", "POST", body=b'{"b": 2}',
+            headers={"Content-Type": "application/json"})
+    assert r.json() == {"json": {"b": 2, "added": True}, "same_text": True}
+
+
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1,", b"\xff\xfe"])
 def test_invalid_json_is_400(api, body):
     with Conn(api.port) as c:

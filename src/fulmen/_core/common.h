@@ -284,6 +284,8 @@ struct RequestObject {
     PyObject *py_cookies;
     PyObject *py_form;
     PyObject *py_files;
+    PyObject *py_text;       /* request.text and request.json, parsed once */
+    PyObject *py_json;
     PyObject *body_stream;   /* BodyStream of a stream=True route, or NULL */
     PyObject *py_extra;
     PyObject *done_callbacks;

@@ -709,6 +709,8 @@ static int req_traverse(RequestObject *self, visitproc visit, void *arg)
     Py_VISIT(self->py_cookies);
     Py_VISIT(self->py_form);
     Py_VISIT(self->py_files);
+    Py_VISIT(self->py_text);
+    Py_VISIT(self->py_json);
     Py_VISIT(self->body_stream);
     Py_VISIT(self->py_extra);
     Py_VISIT(self->done_callbacks);
@@ -949,32 +951,42 @@ static PyObject *req_get_text(RequestObject *r, void *c)
     size_t mtl, csl;
     const char *name;
     PyObject *codec, *res = NULL;
+    if (r->py_text != NULL)
+        return Py_NewRef(r->py_text);
     if (UNLIKELY(req_body_streamed(r, "text") < 0))
         return NULL;
     req_content_type(r, &mt, &mtl, &cs, &csl);
-    if (cs == NULL || csl == 0)
-        return PyUnicode_DecodeUTF8(req_body_ptr(r), r->body.len, "replace");
-    codec = req_charset_codec(r->st, cs, csl);
-    if (codec == NULL)
-        return NULL;
-    name = PyUnicode_AsUTF8(codec);
-    if (name != NULL)
-        res = PyUnicode_Decode(req_body_ptr(r), r->body.len, name, "replace");
-    Py_DECREF(codec);
+    if (cs == NULL || csl == 0) {
+        res = PyUnicode_DecodeUTF8(req_body_ptr(r), r->body.len, "replace");
+    } else {
+        codec = req_charset_codec(r->st, cs, csl);
+        if (codec == NULL)
+            return NULL;
+        name = PyUnicode_AsUTF8(codec);
+        if (name != NULL)
+            res = PyUnicode_Decode(req_body_ptr(r), r->body.len, name, "replace");
+        Py_DECREF(codec);
+    }
+    r->py_text = Py_XNewRef(res);
     return res;
 }
 
 /* request.json: the body parsed by json.c.  Malformed JSON raises
  * fulmen.InvalidJSON, a BadRequest (answered with 400) that is also a
  * json.JSONDecodeError.  A request without a body at all (neither
- * Content-Length nor Transfer-Encoding) gives None, as on Japronto. */
+ * Content-Length nor Transfer-Encoding) gives None, as on Japronto.  The
+ * value is parsed once: each access gives the same object, as on Japronto
+ * (a hook that adds to it is seen by the view). */
 static PyObject *req_get_json(RequestObject *r, void *c)
 {
+    if (r->py_json != NULL)
+        return Py_NewRef(r->py_json);
     if (!(r->h.flags & (H1_F_HAS_CL | H1_F_HAS_TE)))
         Py_RETURN_NONE;
     if (UNLIKELY(req_body_streamed(r, "json") < 0))
         return NULL;
-    return json_decode(r->st, req_body_ptr(r), r->body.len);
+    r->py_json = json_decode(r->st, req_body_ptr(r), r->body.len);
+    return Py_XNewRef(r->py_json);
 }
 
 /* Add v under k to a Query (keeping every value for getall). */

@@ -97,6 +97,12 @@ def json_body(request):
     return Response(json={"json": request.json})
 
 
+def json_once(request):
+    # parsed once, as Japronto memoized it: what the view adds stays
+    request.json["added"] = True
+    return Response(json={"json": request.json, "same_text": request.text is request.text})
+
+
 def form(request):
     f = request.form
     return Response(json={"form": f, "form_all": {k: f.getall(k) for k in f},
@@ -820,6 +826,7 @@ def file_variant_python(request):
 r.add_route("/r/info", info, name="info")
 r.add_route("/r/text", text)
 r.add_route("/r/json", json_body)
+r.add_route("/r/json-once", json_once)
 r.add_route("/r/form", form)
 r.add_route("/r/done/{key}", done_register)
 r.add_route("/r/done-gone/{key}", done_gone)
