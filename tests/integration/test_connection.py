@@ -49,6 +49,29 @@ def test_connection_close_token_in_list(basic):
         assert c.at_eof()
 
 
+@pytest.mark.parametrize("path", ["/app-close/dict", "/app-close/list",
+                                  "/app-close-async/dict", "/app-close-stream"])
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_connection_close_from_the_app(basic, path, version):
+    """A response whose app sets "Connection: close" ends the connection
+    after it and says so; a request pipelined behind it is not run."""
+    with Conn(basic.port) as c:
+        keep = {"Connection": "keep-alive"} if version == "1.0" else {}
+        c.send(build_request("GET", path, headers=keep, version=version) +
+               build_request("GET", "/p/1", headers=keep, version=version))
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"bye")
+        assert r.header_all("Connection") == ["close"]
+        assert c.at_eof()
+
+
+def test_connection_header_of_the_app_without_close_is_dropped(basic):
+    with Conn(basic.port) as c:
+        r = c.request("GET", "/app-close/other")
+        assert (r.status, r.body, r.header("Connection")) == (200, b"bye", None)
+        assert c.request("GET", "/").status == 200
+
+
 def test_http10_closes_by_default(basic):
     with Conn(basic.port) as c:
         c.send(b"GET / HTTP/1.0\r\n\r\n")

@@ -510,6 +510,9 @@ PyObject *resp_new_simple(fulmen_state *st, int code, const char *text,
  * unsafe header (nothing appended; the caller answers 500). */
 int resp_serialize(fulmen_state *st, PyObject *resp, int head_only,
                    int conn_hdr);
+/* The app's headers on resp say "Connection: close" (the server's own
+ * Connection header otherwise stands, and the app's is dropped). */
+int resp_asks_close(PyObject *resp);
 /* The head of a RESP_STREAM response; returns RESP_FRAME_*, -1 or -2 as
  * resp_serialize.  chunked_ok: the client speaks HTTP/1.1.  *length: the
  * app's Content-Length, for RESP_FRAME_LENGTH. */

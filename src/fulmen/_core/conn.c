@@ -145,6 +145,19 @@ static int conn_write_response_slow(ConnObject *c, RequestObject *req, PyObject 
     return 0;
 }
 
+/* An answer whose app set "Connection: close" ends the connection: it says
+ * so, and nothing more is read (RFC 9112 9.6). */
+INLINE void conn_app_close(ConnObject *c, PyObject *resp, int *conn_hdr,
+                           int *close_after)
+{
+    if (LIKELY(((ResponseObject *)resp)->headers == NULL) || *close_after ||
+        !resp_asks_close(resp))
+        return;
+    *conn_hdr = 1;
+    *close_after = 1;
+    c->closing = 1;
+}
+
 /* Serialize one response for a request; unsafe or broken responses become
  * a 500.  Consumes the reference to resp.  Returns 1 when a streamed body
  * started (the stream then owns req and answers in its own time), else 0.
@@ -242,7 +255,7 @@ void conn_q_drain(ConnObject *c)
         conn_slot *s = &c->q[c->q_first & (c->q_cap - 1)];
         PyObject *resp;
         RequestObject *req;
-        int closes;
+        int closes, conn_hdr, close_after;
         if (!s->ready)
             break;
         resp = s->obj;
@@ -271,10 +284,12 @@ void conn_q_drain(ConnObject *c)
             s->close_after = 1;
         }
         closes = c->close_after_flush;
-        if (conn_write_response(c, req, resp, s->head_only, s->conn_hdr,
-                                s->close_after))
+        conn_hdr = s->conn_hdr;
+        close_after = s->close_after;
+        conn_app_close(c, resp, &conn_hdr, &close_after);
+        if (conn_write_response(c, req, resp, s->head_only, conn_hdr, close_after))
             break; /* a streamed body: the rest waits for its end */
-        if (s->close_after)
+        if (close_after)
             c->close_after_flush = 1;
         if (req != NULL)
             conn_request_done(req);
@@ -329,6 +344,7 @@ void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
             close_after = 1;
             conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
         }
+        conn_app_close(c, resp, &conn_hdr, &close_after);
         if (conn_write_response(c, req, resp, head_only, conn_hdr, close_after))
             return;
         if (close_after)

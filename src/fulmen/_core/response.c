@@ -1016,6 +1016,44 @@ static const char *resp_str_utf8(PyObject *o, Py_ssize_t *n)
     return NULL;
 }
 
+/* k: v is a Connection header with the "close" option (RFC 9112 9.6). */
+static int resp_is_close(PyObject *k, PyObject *v)
+{
+    Py_ssize_t nl, vl;
+    const char *n, *s;
+    if (!PyUnicode_Check(k) || !PyUnicode_Check(v) ||
+        (n = PyUnicode_AsUTF8AndSize(k, &nl)) == NULL || !resp_ieq(n, nl, "connection") ||
+        (s = PyUnicode_AsUTF8AndSize(v, &vl)) == NULL) {
+        PyErr_Clear(); /* (not UTF-8: not sent either) */
+        return 0;
+    }
+    return mod_list_has(s, (size_t)vl, "close", 5, 1);
+}
+
+/* The app's headers on r say "Connection: close": the connection ends
+ * after this answer (which says so), as the app asked.  Otherwise the
+ * server's own Connection header stands and the app's is dropped. */
+int resp_asks_close(PyObject *resp)
+{
+    PyObject *h = ((ResponseObject *)resp)->headers, *k, *v;
+    Py_ssize_t pos = 0, i;
+    if (h == NULL)
+        return 0;
+    if (PyDict_Check(h)) {
+        while (PyDict_Next(h, &pos, &k, &v))
+            if (resp_is_close(k, v))
+                return 1;
+    } else if (PyList_Check(h) || PyTuple_Check(h)) {
+        for (i = 0; i < PySequence_Fast_GET_SIZE(h); i++) {
+            PyObject *p = PySequence_Fast_GET_ITEM(h, i);
+            if ((PyTuple_Check(p) || PyList_Check(p)) && PySequence_Fast_GET_SIZE(p) == 2 &&
+                resp_is_close(PySequence_Fast_GET_ITEM(p, 0), PySequence_Fast_GET_ITEM(p, 1)))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 #define RESP_SEEN_CT 1      /* the app set Content-Type */
 #define RESP_SEEN_CL 2      /* the app set Content-Length (kept: streams) */
 #define RESP_ALLOW_CL 4     /* in: a streamed body may carry the app's length */

@@ -203,6 +203,26 @@ def not_a_response(request):
     return 42
 
 
+APP_CLOSE_HEADERS = {
+    "dict": {"Connection": "close"},
+    "list": [("X-A", "1"), ("connection", "keep-alive, Close")],
+    "other": {"Connection": "closed, x-close"},      # no "close" option: ignored
+}
+
+
+def app_close(request):
+    return Response(text="bye", headers=APP_CLOSE_HEADERS[request.match_dict["how"]])
+
+
+async def app_close_async(request):
+    await asyncio.sleep(0)
+    return app_close(request)
+
+
+def app_close_stream(request):
+    return Response(stream=iter([b"by", b"e"]), headers={"Connection": "close"})
+
+
 def raise_not_found(request):
     # a view may raise what the router raises: MethodNotAllowed naming
     # the methods it takes, or RouteNotFoundException
@@ -295,6 +315,9 @@ r.add_route("/ap/{i}", async_idx)
 r.add_route("/an/{i}", async_now)
 r.add_route("/boom", boom)
 r.add_route("/raise-not-found/{how}", raise_not_found)
+r.add_route("/app-close/{how}", app_close)
+r.add_route("/app-close-async/{how}", app_close_async)
+r.add_route("/app-close-stream", app_close_stream)
 r.add_route("/aboom", aboom)
 r.add_route("/not-a-response", not_a_response)
 r.add_route("/header-crlf", header_crlf)
