@@ -398,6 +398,9 @@ class Application:
             # an async def that cannot suspend runs as a plain call
             return _never_suspends(view) or view
         handle_error, hook_failed = self._handle_error, self._response_hook_failed
+        # the on_response hooks see the answer a file gives (its 304, 206
+        # or 404, its ETag), not the Response(file=) that names it
+        from .streams import _resolve_file
         if not any(map(_is_async, pre + post + (view,))):
             def hooked(request):
                 try:
@@ -410,6 +413,8 @@ class Application:
                     _check_response(response)
                 except _ANSWERED as exc:
                     response = handle_error(request, exc)
+                if post and response.file is not None:
+                    response = _resolve_file(request, response)
                 try:
                     for h in post:
                         r = h(request, response)
@@ -436,6 +441,8 @@ class Application:
                     # CancelledError included: a view cancelled at shutdown
                     # gets its 503, and the hooks see it
                     response = handle_error(request, exc)
+                if post and response.file is not None:
+                    response = _resolve_file(request, response)
                 try:
                     for h in post:
                         r = h(request, response)

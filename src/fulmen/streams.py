@@ -188,11 +188,25 @@ def _etag(st):
     return '"%x-%x"' % (st.st_mtime_ns, st.st_size)
 
 
-def _headers_list(resp):
+def _headers_of(resp):
+    """A copy of the app's headers, a dict as it gave one (so that an
+    on_response hook can set one as in any other answer) or a list."""
     h = resp.headers
     if isinstance(h, dict):
-        return list(h.items())
+        return dict(h)
     return [tuple(p) for p in h]
+
+
+def _put(headers, name, value):
+    """headers[name] = value, in place of the app's own of that name."""
+    low = name.lower()
+    if isinstance(headers, dict):
+        for k in [k for k in headers if k.lower() == low]:
+            del headers[k]
+        headers[name] = value
+    else:
+        headers[:] = [p for p in headers if p[0].lower() != low]
+        headers.append((name, value))
 
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -386,6 +400,13 @@ def _conditional(request):
             or "If-Match" in h or "If-Unmodified-Since" in h)
 
 
+def _resolve_file(request, resp):
+    """The answer Response(file=) gives request, made in C when it can be
+    (conn.c does the same when it sends one): for the on_response hooks."""
+    r = _core._file_response(request, resp)
+    return r if r is not None else _file_response(request, resp)
+
+
 def _file_response(request, resp, opened=None):
     """Resolve Response(file=path) for this request: 200, 206, 304, 403,
     404, 412 or 416, with the cookies the view set.  opened: path's fd,
@@ -393,6 +414,8 @@ def _file_response(request, resp, opened=None):
     r = _file_answer(request, resp, opened)
     if resp.cookies:
         r.cookies = resp.cookies
+    if r.code in (403, 404, 503) and resp.headers:
+        r.headers = _headers_of(resp)  # the app's, on the file's failure too
     return r
 
 
@@ -407,10 +430,10 @@ def _file_answer(request, resp, opened=None):
     if not S_ISREG(st.st_mode):
         return Response(code=404, text="Not Found")
     etag = _etag(st)
-    headers = _headers_list(resp)
-    headers += [("ETag", etag),
-                ("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True)),
-                ("Accept-Ranges", "bytes")]
+    headers = _headers_of(resp)
+    _put(headers, "ETag", etag)
+    _put(headers, "Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+    _put(headers, "Accept-Ranges", "bytes")
     ctype = resp.mime_type
     if ctype is None:
         ctype = _content_type(str(path))
@@ -433,7 +456,7 @@ def _file_answer(request, resp, opened=None):
             if if_range is None or if_range.strip() == etag:
                 r = _parse_range(rng.strip(), st.st_size)
                 if r == "bad":
-                    headers.append(("Content-Range", "bytes */%d" % st.st_size))
+                    _put(headers, "Content-Range", "bytes */%d" % st.st_size)
                     return Response(code=416, text="Range Not Satisfiable", headers=headers)
                 if r is not None:
                     start, end = r
@@ -441,18 +464,18 @@ def _file_answer(request, resp, opened=None):
                     body = _file_body(path, start, n, opened)
                     if isinstance(body, Response):
                         return body
-                    headers += [("Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size)),
-                                ("Content-Length", str(n))]
+                    _put(headers, "Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size))
+                    _put(headers, "Content-Length", str(n))
                     return Response(code=206, stream=body, mime_type=ctype, headers=headers)
     if method == "HEAD":
-        headers.append(("Content-Length", str(st.st_size)))
+        _put(headers, "Content-Length", str(st.st_size))
         return Response(code=code, stream=iter(()), mime_type=ctype, headers=headers)
     if st.st_size <= SMALL_FILE:
         return _small_file(path, st.st_size, code, headers, ctype, opened)
     body = _file_body(path, 0, st.st_size, opened)
     if isinstance(body, Response):
         return body
-    headers.append(("Content-Length", str(st.st_size)))
+    _put(headers, "Content-Length", str(st.st_size))
     return Response(code=code, stream=body, mime_type=ctype, headers=headers)
 
 

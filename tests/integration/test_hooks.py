@@ -340,6 +340,29 @@ def test_plain_answers_are_decorated(hooks_app):
         assert (r.status, r.header("X-Decorated")) == (404, "404")
 
 
+@pytest.mark.parametrize("path", ["/static/small.txt", "/static/big.bin",
+                                  "/file/small.txt", "/file/big.bin"])
+def test_hooks_see_a_files_answer_and_may_set_its_headers(hooks_app, path):
+    """A response hook that sets a header as in a dict works on files too
+    (add_static's headers were a list: every file was a 500), and sees the
+    answer the file gives: its 304 as a 304, its 404 as a 404 that keeps
+    the view's headers."""
+    size = 11 if path.endswith(".txt") else 256 * 1024
+    with Conn(hooks_app.port) as c:
+        r = c.request("GET", path)
+        assert (r.status, len(r.body), r.header("X-Decorated")) == (200, size, "200")
+        etag = r.header("ETag")
+        assert r.header_all("ETag") == [etag] and etag != '"the-apps-own"'
+        r = c.request("GET", path, headers={"If-None-Match": etag})
+        assert (r.status, r.body, r.header("X-Decorated")) == (304, b"", "304")
+        r = c.request("GET", path, headers={"Range": "bytes=2-5"})
+        assert (r.status, r.header("X-Decorated")) == (206, "206")
+        missing = path.replace("small.txt", "nope.txt").replace("big.bin", "nope.bin")
+        r = c.request("GET", missing)
+        assert (r.status, r.header("X-Decorated")) == (404, "404")
+        assert r.header("X-View") == ("1" if path.startswith("/file/") else None)
+
+
 def test_a_hooked_views_task_is_named_after_the_view(hooks_app):
     with Conn(hooks_app.port) as c:
         r = c.request("GET", "/task-name")

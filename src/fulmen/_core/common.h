@@ -577,6 +577,8 @@ extern PyType_Spec files_spec; /* StaticFiles(root, fallback): add_static's view
 PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp);
 void files_cache_free(fulmen_state *st); /* module clear */
 PyObject *files_py_hits(PyObject *m, PyObject *unused); /* _file_hits() (tests) */
+/* _file_response(request, response): files_response, or None */
+PyObject *files_py_response(PyObject *m, PyObject *const *args, Py_ssize_t nargs);
 /* connlog.c: Python's stderr through the access log's buffer */
 PyObject *conn_log_stderr_write(PyObject *module, PyObject *arg);
 PyObject *conn_log_stderr_drain(PyObject *module, PyObject *arg);

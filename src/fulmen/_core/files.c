@@ -329,23 +329,63 @@ static PyObject *files_read(fulmen_state *st, int fd, size_t size)
     return b;
 }
 
-/* The app's headers of a Response(file=...) as a new list of pairs, to
- * which the file's are appended (streams._headers_list): from a dict or a
- * list of tuples; NULL with no exception for anything else (Python). */
+/* k is a str that names none of the headers a file answer sets. */
+static int files_not_ours(PyObject *k)
+{
+    static const char *const ours[] = {"etag", "last-modified", "accept-ranges",
+                                       "content-length", "content-range"};
+    Py_ssize_t n;
+    size_t i;
+    const char *s = PyUnicode_Check(k) ? PyUnicode_AsUTF8AndSize(k, &n) : NULL;
+    if (s == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    for (i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+        if ((size_t)n == strlen(ours[i]) && strncasecmp(s, ours[i], (size_t)n) == 0)
+            return 0;
+    return 1;
+}
+
+/* The app's headers of a Response(file=...) as a new dict or list, to
+ * which the file's are added (streams._headers_of): from none, a dict or
+ * a list of pairs that name none of the file's own headers; NULL with no
+ * exception for anything else (Python's, which replaces them). */
 static PyObject *files_app_headers(PyObject *h)
 {
-    Py_ssize_t i;
+    PyObject *k, *v;
+    Py_ssize_t pos = 0, i;
     if (h == NULL)
-        return PyList_New(0);
-    if (PyDict_CheckExact(h))
-        return PyDict_Items(h);
+        return PyDict_New();
+    if (PyDict_CheckExact(h)) {
+        while (PyDict_Next(h, &pos, &k, &v))
+            if (!files_not_ours(k))
+                return NULL;
+        return PyDict_Copy(h);
+    }
     if (!PyList_CheckExact(h))
         return NULL;
-    for (i = 0; i < PyList_GET_SIZE(h); i++)
-        if (!PyTuple_CheckExact(PyList_GET_ITEM(h, i)) ||
-            PyTuple_GET_SIZE(PyList_GET_ITEM(h, i)) != 2)
+    for (i = 0; i < PyList_GET_SIZE(h); i++) {
+        PyObject *p = PyList_GET_ITEM(h, i);
+        if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 2 ||
+            !files_not_ours(PyTuple_GET_ITEM(p, 0)))
             return NULL;
+    }
     return PyList_GetSlice(h, 0, PyList_GET_SIZE(h));
+}
+
+/* headers[k] = v, for the dict or list of files_app_headers. */
+static int files_put(PyObject *headers, PyObject *k, PyObject *v)
+{
+    PyObject *p;
+    int rc;
+    if (PyDict_CheckExact(headers))
+        return PyDict_SetItem(headers, k, v);
+    if ((p = PyTuple_Pack(2, k, v)) == NULL)
+        return -1;
+    rc = PyList_Append(headers, p);
+    Py_DECREF(p);
+    return rc;
 }
 
 /* The answer for an open regular file, given the request's validators
@@ -358,7 +398,7 @@ static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const s
                               PyObject *cookies)
 {
     ResponseObject *r = NULL;
-    PyObject *body = NULL, *etag = NULL, *lm = NULL, *list = NULL, *more = NULL;
+    PyObject *body = NULL, *etag = NULL, *lm = NULL, *hdrs = NULL;
     char buf[64];
     int64_t mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
     const char *lmb;
@@ -374,17 +414,14 @@ static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const s
     nm = files_not_modified(cd, buf, (size_t)n, lmb, (size_t)lmlen);
     if (nm < 0 || (nm == 0 && sb->st_size > FILES_SMALL))
         goto error;
-    if ((list = files_app_headers(headers)) == NULL ||
-        (etag = PyUnicode_FromStringAndSize(buf, n)) == NULL)
-        goto error;
-    more = Py_BuildValue("[(OO)(OO)(OO)]", fc->h_etag, etag, fc->h_last_modified, lm,
-                         fc->h_accept_ranges, fc->v_bytes);
-    if (more == NULL || PyList_SetSlice(list, PyList_GET_SIZE(list), PyList_GET_SIZE(list),
-                                        more) < 0)
+    if ((hdrs = files_app_headers(headers)) == NULL ||
+        (etag = PyUnicode_FromStringAndSize(buf, n)) == NULL ||
+        files_put(hdrs, fc->h_etag, etag) < 0 || files_put(hdrs, fc->h_last_modified, lm) < 0 ||
+        files_put(hdrs, fc->h_accept_ranges, fc->v_bytes) < 0)
         goto error;
     if (nm == 0 && (body = files_read(st, fd, (size_t)sb->st_size)) == NULL)
         goto error;
-    r = (ResponseObject *)resp_new_simple(st, nm ? 304 : 200, NULL, list);
+    r = (ResponseObject *)resp_new_simple(st, nm ? 304 : 200, NULL, hdrs);
     if (r == NULL)
         goto error;
     if (nm == 0) { /* a 304 has no body, nor a Content-Type (streams) */
@@ -401,8 +438,7 @@ error:
     Py_XDECREF(body);
     Py_XDECREF(etag);
     Py_XDECREF(lm);
-    Py_XDECREF(list);
-    Py_XDECREF(more);
+    Py_XDECREF(hdrs);
     return (PyObject *)r;
 }
 
@@ -452,6 +488,19 @@ PyObject *files_response(fulmen_state *st, RequestObject *req, PyObject *resp)
         fc->hits++;
 done:
     Py_DECREF(path);
+    return res;
+}
+
+PyObject *files_py_response(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    fulmen_state *st = PyModule_GetState(m);
+    PyObject *res;
+    if (nargs != 2 || Py_TYPE(args[0]) != st->RequestType ||
+        Py_TYPE(args[1]) != st->ResponseType || ((ResponseObject *)args[1])->kind != RESP_FILE)
+        Py_RETURN_NONE;
+    res = files_response(st, (RequestObject *)args[0], args[1]);
+    if (res == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
     return res;
 }
 

@@ -9,10 +9,22 @@ same app with async hooks, in debug mode (apps/hooks_async.py).
     FULMEN_HOOKS_GRACE   (optional) graceful_timeout of run(), in seconds
 """
 import asyncio
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
-from fulmen import Application, BadRequest
+from fulmen import Application, BadRequest, FileResponse
+
+# files for add_static and FileResponse: a small one (answered in C when
+# there is no hook) and one over the size read whole (streamed)
+FILES = tempfile.mkdtemp(prefix="fulmen-hooks-")
+atexit.register(shutil.rmtree, FILES, True)
+with open(os.path.join(FILES, "small.txt"), "w") as _f:
+    _f.write("small file\n")
+with open(os.path.join(FILES, "big.bin"), "wb") as _f:
+    _f.write(bytes(range(256)) * 1024)
 
 
 class Teapot(Exception):
@@ -116,6 +128,13 @@ def make_app(async_hooks=False):
     r.add_route("/slow", slow)
     r.add_route("/task-name", task_name)
     r.add_websocket("/ws", ws_echo)
+    r.add_static("/static", FILES)
+
+    def file_view(request):
+        return FileResponse(os.path.join(FILES, request.match_dict["name"]),
+                            headers={"X-View": "1", "etag": '"the-apps-own"'})
+
+    r.add_route("/file/{name}", file_view)
     return app
 
 
