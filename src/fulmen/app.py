@@ -292,6 +292,9 @@ class Application:
         if self.access_log_format not in ("text", "json"):
             raise ValueError("access_log_format must be 'text' or 'json', not %r"
                              % (self.access_log_format,))
+        if self.forwarded_allow_ips is not None:
+            # assigned to the attribute: checked (and made a tuple) as run()'s
+            _set_proxy_and_log_settings(self, None, self.forwarded_allow_ips, None, None)
 
     @property
     def loop(self):
@@ -783,6 +786,10 @@ class Application:
         _set_proxy_and_log_settings(self, proxy_headers, forwarded_allow_ips,
                                     access_log, access_log_format)
         self._check_settings()
+        # the routes too, here: under a master they are built in each
+        # worker, which would fail for good, and be restarted for ever,
+        # while the master held the port
+        self.router.build(self._wrap_view)
         ctx = _ssl_context(ssl)
         # listen() takes an int; the kernel caps it at net.core.somaxconn
         self._backlog = _check_size("backlog", backlog, 1, maximum=65535)

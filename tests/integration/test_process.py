@@ -319,3 +319,39 @@ def test_a_stderr_nobody_reads_stops_no_master(tmp_path):
     assert code == 0, err[-3000:]
     # the master's line waited in the master, and went out once read
     assert "was killed by signal SIGKILL" in err, err[-3000:]
+
+
+BROKEN_APP = '''
+import sys
+from fulmen import Application
+app = Application()
+def view(request): return request.Response(text="x")
+if sys.argv[1] == "routes":
+    app.router.add_route("/a/{x}", view)
+    app.router.add_route("/a/{y}", view)    # the same requests as the first
+else:
+    app.router.add_route("/", view)
+    app.proxy_headers = True
+    app.forwarded_allow_ips = eval(sys.argv[1])
+app.run(host="127.0.0.1", port=0, worker_num=int(sys.argv[2]) or None)
+'''
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("broken,error", [
+    ("routes", "RouteError: route '/a/{y}'"),
+    ("'bogus'", "ValueError: forwarded_allow_ips: 'bogus' is not an IP address"),
+    ("5", "ValueError: forwarded_allow_ips must be a str or a list of str, not 5"),
+])
+def test_a_broken_app_is_refused_before_binding(tmp_path, broken, error, workers):
+    """Routes that cannot work and a bad setting assigned to the app are
+    refused at start-up, before the port is bound, by a master too (its
+    workers failed for good, and were restarted for ever)."""
+    (tmp_path / "broken.py").write_text(BROKEN_APP)
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
+    r = subprocess.run([sys.executable, str(tmp_path / "broken.py"), broken, str(workers)],
+                       stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=30)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 1, err
+    assert error in err, err
+    assert "listening on" not in err and "before serving" not in err, err
