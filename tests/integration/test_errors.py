@@ -152,6 +152,25 @@ def test_view_raising_the_routers_exceptions(basic, how, status, allow):
         assert c.request("GET", "/").body == b"Hello world!"
 
 
+@pytest.mark.parametrize("how,body,x_a", [
+    ("small", b"y" * 10, "v"), ("big", b"y" * 10, "v"), ("text", b"z" * 7, "v"),
+    ("transport", b"x" * 3000, "127.0.0.1")])
+def test_a_header_whose_str_runs_code_leaves_the_answer_whole(basic, how, body, x_a):
+    """str() of a header value runs while the head is written: a body it
+    replaces is the one sent (the old one was read after it was freed),
+    and the request's transport it asks for sends nothing of the answer
+    being written (half a head went, then the rest over it)."""
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/") + build_request("GET", "/str-runs-code/" + how)
+               + build_request("GET", "/"))
+        assert c.read_response().body == b"Hello world!"
+        r = c.read_response()
+        assert (r.status, r.body) == (200, body)
+        assert (r.header_all("Server"), r.header("X-A")) == (["mine"], x_a)
+        assert r.header("Content-Type") is not None
+        assert c.read_response().body == b"Hello world!"
+
+
 def test_debug_500_has_traceback(debug_app):
     with Conn(debug_app.port) as c:
         r = c.request("GET", "/boom")

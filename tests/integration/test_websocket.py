@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -1588,3 +1589,70 @@ def test_graceful_stop_closes_websockets_with_1001():
         code = srv.stop()
     assert clean_exit(code), srv.stderr()
     assert not srv.crash_report(), srv.stderr()
+
+
+# ---- a view of another connection writes to a WebSocket, or reads a body ------------
+#
+# Answers are made into one buffer per process, sent once a read's requests
+# are done: what a view writes to another connection must not take with it
+# the answers its own connection has made so far (they went to the
+# WebSocket's socket: another client's data, and a corrupt stream).
+
+def _listener(port, tag):
+    ws = connect(port, "/listen/" + tag, timeout=10)
+    assert ws.recv_message() == (OP_TEXT, b"ready")
+    return ws
+
+
+def test_a_sync_view_sending_to_a_websocket_keeps_its_connections_answers(ws_app):
+    ws = _listener(ws_app.port, "pipelined")
+    try:
+        with Conn(ws_app.port) as c:
+            c.send(build_request("GET", "/events/none-1") + build_request("GET", "/events/none-2")
+                   + build_request("GET", "/broadcast/pipelined")
+                   + build_request("GET", "/events/none-3"))
+            bodies = [c.read_response().body for _ in range(4)]
+        assert bodies == [b"[]", b"[]", b"sent", b"[]"]
+        assert ws.recv_message() == (OP_TEXT, b"hello from /broadcast/pipelined")
+        ws.send_text("still a WebSocket")         # its stream is whole
+        ws.close()
+        assert ws.recv_message()[0] == OP_CLOSE
+    finally:
+        ws.abort()
+
+
+def test_a_view_sending_before_its_100_continue_keeps_it(ws_app):
+    ws = _listener(ws_app.port, "upload")
+    try:
+        with Conn(ws_app.port) as c:
+            c.send(build_request("POST", "/upload-broadcast/upload",
+                                 headers={"Expect": "100-continue", "Content-Length": "5"}))
+            interim = c.read_response()
+            assert interim.status == 100
+            c.send(b"abcde")
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"5")
+        assert ws.recv_message() == (OP_TEXT, b"upload started")
+    finally:
+        ws.abort()
+
+
+def test_a_body_read_by_a_view_of_another_connection(ws_app):
+    """The stream of a paused upload, read from a view of a connection
+    that has pipelined answers waiting: each connection gets its own."""
+    size = 4 << 20          # more than the server reads before it pauses
+    with Conn(ws_app.port, timeout=20) as up, Conn(ws_app.port, timeout=20) as c:
+        # (sent from a thread: the server stops reading it until it is read)
+        sender = threading.Thread(target=up.send, daemon=True, args=(
+            build_request("POST", "/keep-body/kb", headers={"Content-Length": str(size)})
+            + b"x" * size,))
+        sender.start()
+        for _ in range(1000):          # until the view has handed its stream over
+            if c.request("GET", "/kept/kb").body == b"yes":
+                break
+        c.send(build_request("GET", "/events/none-1") + build_request("GET", "/events/none-2")
+               + build_request("GET", "/read-kept/kb"))
+        assert [c.read_response().body for _ in range(3)] == \
+            [b"[]", b"[]", b"read %d" % size]
+        sender.join(20)
+        assert up.read_response().body == b"kept read %d" % size

@@ -141,6 +141,8 @@ typedef struct {
     size_t out_big;       /* bytes of the bodies in out_chunks */
     void *out_conn;       /* the connection that last parsed a read: while it
                            * does, out holds its answers (compared only) */
+    int out_busy;         /* a head is being written (the app's code may run:
+                           * a header value's str()): out ends mid-answer */
     /* direct I/O reads land in this bytes object, reused while nothing
      * keeps it (its size is set to each read's; see conn_io_read) */
     PyObject *rbytes;
@@ -381,6 +383,20 @@ INLINE int mod_out_put(fulmen_state *st, const char *s, size_t n)
 }
 int mod_out_body(fulmen_state *st, PyObject *bytes_obj, const char *p,
                  size_t n);
+/* Writing for connection c from app code that may run while st->out holds
+ * another connection's answers (a view, a hook or a done-callback of that
+ * other one sends on c's WebSocket, or reads c's request.stream()): those
+ * are set aside, the buffer itself, so that offsets and pointers into it
+ * stay good, and st->out is c's until mod_out_leave puts them back. */
+typedef struct {
+    char *out;
+    size_t len, cap, big;
+    PyObject *chunks;
+    void *conn;
+    int aside;
+} mod_out_saved;
+void mod_out_enter(fulmen_state *st, void *c, mod_out_saved *sv);
+void mod_out_leave(fulmen_state *st, mod_out_saved *sv);
 /* A str's UTF-8 text: an ASCII str is its own UTF-8, read in place;
  * others go through PyUnicode_AsUTF8AndSize (NULL with an exception). */
 INLINE const char *mod_utf8(PyObject *s, Py_ssize_t *n)

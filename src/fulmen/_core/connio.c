@@ -981,12 +981,13 @@ PyObject *conn_tls_info(ConnObject *c, PyObject *unused)
  * "sslcontext" as uvloop's TLS transport does.  The answers to the
  * requests before the view's, still in the burst's buffer, go out first:
  * what the view writes to the transport then follows them, and its
- * close() sends them before it closes. */
+ * close() sends them before it closes.  Not while a head is being written
+ * (a header value's str() asking for it): the buffer ends mid-answer. */
 PyObject *conn_view_transport(ConnObject *c)
 {
     fulmen_state *st = c->st;
     PyObject *mod, *t;
-    if (st->out_conn == c && st->out_len + st->out_big > 0 && !c->closed &&
+    if (st->out_conn == c && st->out_len + st->out_big > 0 && !st->out_busy && !c->closed &&
         c->transport != NULL && conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
     if (LIKELY(c->server->tls_ctx == NULL) || c->transport == NULL)

@@ -450,14 +450,19 @@ size_t conn_stream_body(ConnObject *c, char *p, size_t n, int immutable)
 
 void conn_body_drained(ConnObject *c)
 {
+    mod_out_saved sv;
     if (!(c->pause & CONN_PAUSE_BODY))
         return;
     conn_set_pause(c, CONN_PAUSE_BODY, 0);
     if (c->closed)
         return;
+    /* (the stream may be read by a view of another connection, while the
+     * answers it has made so far wait in st->out) */
+    mod_out_enter(c->st, c, &sv);
     conn_process_buffer(c);
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
+    mod_out_leave(c->st, &sv);
     conn_rearm(c, mod_now_ms());
 }
 

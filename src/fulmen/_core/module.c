@@ -248,6 +248,38 @@ NOINLINE int mod_out_grow(fulmen_state *st, size_t extra)
     return 0;
 }
 
+void mod_out_enter(fulmen_state *st, void *c, mod_out_saved *sv)
+{
+    sv->conn = st->out_conn;
+    sv->aside = st->out_conn != c && (st->out_len != 0 || st->out_chunks != NULL);
+    if (sv->aside) {
+        sv->out = st->out;
+        sv->len = st->out_len;
+        sv->cap = st->out_cap;
+        sv->big = st->out_big;
+        sv->chunks = st->out_chunks;
+        st->out = NULL;
+        st->out_len = st->out_cap = st->out_big = 0;
+        st->out_chunks = NULL;
+    }
+    st->out_conn = c;
+}
+
+void mod_out_leave(fulmen_state *st, mod_out_saved *sv)
+{
+    if (sv->aside) {
+        /* (c's flush emptied it; what a failure left is c's, and goes) */
+        PyMem_Free(st->out);
+        Py_XDECREF(st->out_chunks);
+        st->out = sv->out;
+        st->out_len = sv->len;
+        st->out_cap = sv->cap;
+        st->out_big = sv->big;
+        st->out_chunks = sv->chunks;
+    }
+    st->out_conn = sv->conn;
+}
+
 /* Append a body.  Small bodies are copied; a large one is passed to the
  * transport by reference (writelines) to save the copy.  bytes_obj may be
  * NULL (then p is always copied). */

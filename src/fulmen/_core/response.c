@@ -1235,7 +1235,21 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
  * the app's Content-Length when RESP_SEEN_CL.  Returns 0, -1 or -2 (unsafe
  * header); on failure the caller rewinds st->out.
  * (A 1xx never gets here: Response refuses one, see RESP_CODE_WHY.) */
+static int resp_put_head_now(fulmen_state *st, ResponseObject *r, int *seen,
+                             uint64_t *length);
+
+/* The head of r; the app's code it runs meanwhile sees st->out_busy. */
 static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_t *length)
+{
+    int rc;
+    st->out_busy++;
+    rc = resp_put_head_now(st, r, seen, length);
+    st->out_busy--;
+    return rc;
+}
+
+static int resp_put_head_now(fulmen_state *st, ResponseObject *r, int *seen,
+                             uint64_t *length)
 {
     int rc;
     size_t common;
@@ -1319,33 +1333,46 @@ static int resp_put_conn_end(fulmen_state *st, int conn_hdr)
     return mod_out_put(st, ch, strlen(ch));
 }
 
+/* r's body as it stands: *body and *blen, and *bobj the bytes object it
+ * is in (NULL for text and JSON).  0, or -1 with an exception. */
+INLINE int resp_body_of(ResponseObject *r, const char **body, Py_ssize_t *blen,
+                        PyObject **bobj)
+{
+    *body = NULL;
+    *blen = 0;
+    *bobj = NULL;
+    if (r->kind == RESP_JSON) {
+        *body = r->jbuf;
+        *blen = (Py_ssize_t)r->jlen;
+    } else if (r->body != NULL) {
+        if (PyUnicode_Check(r->body)) {
+            *body = mod_utf8(r->body, blen);
+            if (*body == NULL)
+                return -1;
+        } else {
+            *body = PyBytes_AS_STRING(r->body);
+            *blen = PyBytes_GET_SIZE(r->body);
+            *bobj = r->body;
+        }
+    }
+    return 0;
+}
+
 int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
 {
     ResponseObject *r = (ResponseObject *)obj;
     size_t mark = st->out_len;
-    const char *body = NULL;
-    Py_ssize_t blen = 0;
-    PyObject *bobj = NULL;
+    const char *body;
+    Py_ssize_t blen;
+    PyObject *bobj;
     int seen = 0, rc;
 
-    if (r->kind == RESP_JSON) {
-        body = r->jbuf;
-        blen = (Py_ssize_t)r->jlen;
-    } else if (r->body != NULL) {
-        if (PyUnicode_Check(r->body)) {
-            body = mod_utf8(r->body, &blen);
-            if (body == NULL)
-                return -1;
-        } else {
-            body = PyBytes_AS_STRING(r->body);
-            blen = PyBytes_GET_SIZE(r->body);
-            bobj = r->body;
-        }
-    }
     if (LIKELY(r->code == 200 && r->headers == NULL && r->cookies == NULL &&
                r->content_type == NULL && !head_only && r->kind <= RESP_JSON)) {
         /* the common case: one copy of a head cached with the date */
         int k = r->kind;
+        if (resp_body_of(r, &body, &blen, &bobj) < 0)
+            return -1;
         /* a copy of fixed size: gcc turns one of variable size into
          * `rep movsq`, which costs more than the rest of this function */
         if (mod_out_reserve(st, sizeof(st->pfx[k])) < 0)
@@ -1374,6 +1401,10 @@ int resp_serialize(fulmen_state *st, PyObject *obj, int head_only, int conn_hdr)
         st->out_len = mark;
         return rc;
     }
+    /* the body as it is now: writing the head ran the app's code (a
+     * header value's str(), the cookies), which may have replaced it */
+    if (resp_body_of(r, &body, &blen, &bobj) < 0)
+        goto error;
     /* HEAD: no body, and no Content-Length either (RFC 9110 8.6 makes it
      * optional there): a HEAD answer then frames the same for every reader,
      * including clients and test tools that read it like a GET answer (the

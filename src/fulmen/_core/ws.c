@@ -135,6 +135,8 @@ static int ws_write_frame(WebSocketObject *ws, int opcode, int rsv1,
 {
     uint8_t hdr[10];
     size_t hl;
+    mod_out_saved sv;
+    int rc;
     if (ws->conn == NULL)
         return 0;
     hl = ws_build_header(hdr, 1, rsv1, opcode, n);
@@ -148,21 +150,33 @@ static int ws_write_frame(WebSocketObject *ws, int opcode, int rsv1,
         ws->held_len += hl + n;
         return 0;
     }
+    /* (a view of another connection may send: the answers it has made
+     * so far are not ours to send) */
+    mod_out_enter(ws->st, ws->conn, &sv);
     if ((ws->held_len > 0 && ws_take_held(ws) < 0) ||
         mod_out_put(ws->st, (const char *)hdr, hl) < 0 ||
         mod_out_put(ws->st, (const char *)p, n) < 0)
-        return -1;
-    return conn_flush_out(ws->conn);
+        rc = -1;
+    else
+        rc = conn_flush_out(ws->conn);
+    mod_out_leave(ws->st, &sv);
+    return rc;
 }
 
 void ws_flush_held(WebSocketObject *ws)
 {
+    mod_out_saved sv;
     if (ws->held_len == 0)
         return;
-    if (ws->conn == NULL)
+    if (ws->conn == NULL) {
         ws->held_len = 0; /* nobody to send to: dropped */
-    if (ws_take_held(ws) < 0 || (ws->conn != NULL && conn_flush_out(ws->conn) < 0))
+        ws_take_held(ws);
+        return;
+    }
+    mod_out_enter(ws->st, ws->conn, &sv);
+    if (ws_take_held(ws) < 0 || conn_flush_out(ws->conn) < 0)
         PyErr_WriteUnraisable((PyObject *)ws);
+    mod_out_leave(ws->st, &sv);
 }
 
 /* Everything the handler may wait on learns that the socket is closed. */

@@ -223,6 +223,32 @@ def app_close_stream(request):
     return Response(stream=iter([b"by", b"e"]), headers={"Connection": "close"})
 
 
+class _StrRunsCode:
+    """A header value whose str() replaces the body of the response being
+    written, or asks for the request's transport (which sends the answers
+    made before it): the head being written must stay whole."""
+    def __init__(self, request, resp):
+        self.request, self.resp = request, resp
+
+    def __str__(self):
+        how = self.request.match_dict["how"]
+        if how == "transport":
+            return str(self.request.transport.get_extra_info("peername")[0])
+        if how == "text":
+            self.resp.text = "z" * 7
+        else:
+            self.resp.body = b"y" * 10
+        return "v"
+
+
+def str_runs_code(request):
+    how = request.match_dict["how"]
+    resp = Response(text="t" * 5000) if how == "text" else Response(
+        body=b"x" * (200000 if how == "big" else 3000))
+    resp.headers = {"Server": "mine", "X-A": _StrRunsCode(request, resp)}
+    return resp
+
+
 def raise_not_found(request):
     # a view may raise what the router raises: MethodNotAllowed naming
     # the methods it takes, or RouteNotFoundException
@@ -315,6 +341,7 @@ r.add_route("/ap/{i}", async_idx)
 r.add_route("/an/{i}", async_now)
 r.add_route("/boom", boom)
 r.add_route("/raise-not-found/{how}", raise_not_found)
+r.add_route("/str-runs-code/{how}", str_runs_code)
 r.add_route("/app-close/{how}", app_close)
 r.add_route("/app-close-async/{how}", app_close_async)
 r.add_route("/app-close-stream", app_close_stream)

@@ -377,5 +377,62 @@ r.add_route("/stream-http", lambda request: request.Response(stream=_two_chunks(
 r.add_route("/writes", lambda request: request.Response(text=str(app._server.writes)))
 r.add_route("/release/{tag}", release)
 
+# ---- another connection's views write to a WebSocket, or read a body ----------
+
+listeners = {}   # tag -> the WebSockets at /listen/<tag>
+kept = {}        # tag -> request.stream() of a /keep-body/<tag> upload
+
+
+async def listen(ws):
+    """Waits (in receive) while HTTP views of other connections send to it."""
+    listeners.setdefault(ws.request.match_dict["tag"], []).append(ws)
+    await ws.send("ready")
+    async for message in ws:
+        pass
+
+
+def broadcast(request):
+    # a sync view: frames are written when send() is called
+    for ws in listeners.get(request.match_dict["tag"], []):
+        ws.send("hello from " + request.path)
+    return request.Response(text="sent")
+
+
+async def upload_broadcast(request):
+    # before the body is read, so before this view first waits
+    for ws in listeners.get(request.match_dict["tag"], []):
+        await ws.send("upload started")
+    n = 0
+    async for chunk in request.stream():
+        n += len(chunk)
+    return request.Response(text="%d" % n)
+
+
+async def keep_body(request):
+    """Hands its body to /read-kept/<tag>, a view of another connection,
+    and answers once that has read it all."""
+    tag = request.match_dict["tag"]
+    done = asyncio.get_running_loop().create_future()
+    kept[tag] = (request.stream(), done)
+    return request.Response(text="kept read %d" % await done)
+
+
+async def read_kept(request):
+    stream, done = kept.pop(request.match_dict["tag"])
+    n = 0
+    async for chunk in stream:
+        n += len(chunk)
+    done.set_result(n)
+    return request.Response(text="read %d" % n)
+
+
+r.add_websocket("/listen/{tag}", listen, compression=False)
+r.add_route("/broadcast/{tag}", broadcast)
+r.add_route("/upload-broadcast/{tag}", upload_broadcast, method="POST", stream=True)
+r.add_route("/keep-body/{tag}", keep_body, method="POST", stream=True)
+r.add_route("/read-kept/{tag}", read_kept)
+r.add_route("/kept/{tag}", lambda request: request.Response(
+    text="yes" if request.match_dict["tag"] in kept else "no"))
+
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=0, ssl=tuple(sys.argv[1:3]) if len(sys.argv) > 2 else None)
