@@ -524,6 +524,28 @@ def test_chunk_framing_overhead_counts(limits):
         assert c.at_eof()
 
 
+@pytest.mark.parametrize("piece", [None, 4000, 65536])
+@pytest.mark.parametrize("n,status", [(900, 200), (1100, 413)])
+def test_chunk_framing_bound_does_not_depend_on_the_reads(limits, n, status, piece):
+    """The bound on a chunked body's bytes on the wire (twice the route's
+    limit, 5000, plus 512 KiB) gives the same answer however the bytes come:
+    whole, the request was served past it; in pieces, refused."""
+    chunk = b"1;e=" + b"x" * 480 + b"\r\na\r\n"      # 491 bytes for 1 of body
+    data = (b"POST /len5000 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunk * n + b"0\r\n\r\n" + build_request("GET", "/"))
+    with Conn(limits.port) as c:
+        try:
+            for at in range(0, len(data), piece or len(data)):
+                c.send(data[at:at + (piece or len(data))])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if status == 413:
+            assert_error_and_close(c, 413)
+        else:
+            assert c.read_response().json()["len"] == n
+            assert c.read_response().body == b"ok"
+
+
 # ---- header_timeout (slowloris) ---------------------------------------------
 
 def test_slowloris_gets_408_and_close_while_others_are_served(limits):

@@ -36,6 +36,9 @@
  * at the transport's high-water mark, one that does not would pile up
  * memory for as long as the write deadline lets it. */
 #define CONN_PILE_MAX (16u << 20)
+/* The most bytes on the wire a chunked body of at most max bytes may take
+ * (its framing: chunk sizes, extensions, trailers): twice max plus 512 KiB. */
+#define CONN_CHUNKED_WIRE(max) ((uint64_t)(max) * 2 + (512u << 10))
 
 /* Content-Length bodies from this size on go to a sink once they span reads */
 #define CONN_SINK_MIN (16 * 1024)
@@ -1163,6 +1166,13 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
             rc = h1_chunked_decode(&x->chunk, p + pos, avail, &src, &dst);
             x->csrc = src;
             x->cdst = dst;
+            /* the body as it came is held until its end: its bytes on the
+             * wire are bounded too, by what was taken so far, so that the
+             * answer does not depend on how the bytes were split into reads
+             * (conn_process_buffer's bound, checked per read, has room
+             * above this one for the head and a read) */
+            if (UNLIKELY(src - c->head_len > CONN_CHUNKED_WIRE(x->chunk.max_body)))
+                rc = H1_CHUNK_TOO_BIG;
             if (rc == H1_CHUNK_PARTIAL) {
                 if (x->chunk.total == 0)
                     conn_maybe_continue(c, req);
