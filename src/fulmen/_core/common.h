@@ -440,6 +440,17 @@ INLINE int mod_hexval(unsigned char c)
     return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
 }
 
+/* The byte a percent-escape at s[i] of s[0..n) stands for ("%4A" is 0x4A),
+ * or -1 when there is none there (no '%', or not two hex digits after it). */
+INLINE int mod_pct_at(const char *s, size_t i, size_t n)
+{
+    int hi, lo;
+    if (s[i] != '%' || i + 2 >= n || (hi = mod_hexval((unsigned char)s[i + 1])) < 0 ||
+        (lo = mod_hexval((unsigned char)s[i + 2])) < 0)
+        return -1;
+    return hi * 16 + lo;
+}
+
 /* conn.c */
 enum { TLS_AGAIN = 0, TLS_EOF = -1, TLS_ERROR = -2 };
 struct bio_method_st *tls_bio_method(void);

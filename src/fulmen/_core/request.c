@@ -335,11 +335,9 @@ static PyObject *req_unquote(const char *s, size_t n, int plus)
             return PyErr_NoMemory();
     }
     for (i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n &&
-            (hi = mod_hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = mod_hexval((unsigned char)s[i + 2])) >= 0) {
-            buf[o++] = (char)(hi * 16 + lo);
+        int v = mod_pct_at(s, i, n);
+        if (v >= 0) {
+            buf[o++] = (char)v;
             i += 2;
         } else if (plus && s[i] == '+') {
             buf[o++] = ' ';

@@ -850,10 +850,9 @@ static size_t router_unquote(const char *s, size_t n, char *out)
 {
     size_t i, o = 0;
     for (i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = mod_hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = mod_hexval((unsigned char)s[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
+        int v = mod_pct_at(s, i, n);
+        if (v >= 0) {
+            out[o++] = (char)v;
             i += 2;
         } else {
             out[o++] = s[i];
@@ -869,13 +868,12 @@ static size_t router_prefix_decoded(const char *s, size_t n, const char *prefix,
 {
     size_t i = 0, k;
     for (k = 0; k < pl; k++) {
-        int hi, lo;
+        int v;
         unsigned char c;
         if (i >= n)
             return 0;
-        if (s[i] == '%' && i + 2 < n && (hi = mod_hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = mod_hexval((unsigned char)s[i + 2])) >= 0) {
-            c = (unsigned char)(hi * 16 + lo);
+        if ((v = mod_pct_at(s, i, n)) >= 0) {
+            c = (unsigned char)v;
             i += 3;
         } else {
             c = (unsigned char)s[i++];
@@ -1040,14 +1038,13 @@ static NOINLINE int router_table_canonical(MatcherObject *m, const char *path, s
     if (len > sizeof(small) && (out = PyMem_Malloc(len)) == NULL)
         return -1;
     for (i = 0; i < len; i++) {
-        int hi, lo;
+        int v = mod_pct_at(path, i, len);
         unsigned char c;
-        if (path[i] != '%' || i + 2 >= len || (hi = mod_hexval((unsigned char)path[i + 1])) < 0 ||
-            (lo = mod_hexval((unsigned char)path[i + 2])) < 0) {
+        if (v < 0) {
             out[o++] = path[i];
             continue;
         }
-        c = (unsigned char)(hi * 16 + lo);
+        c = (unsigned char)v;
         i += 2;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
             (c != 0 && strchr("-._~!$&'()*+,;=:@", c) != NULL)) {
