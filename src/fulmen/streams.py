@@ -370,7 +370,8 @@ def _small_file(path, size, code, headers, ctype, opened=None):
     finally:
         os.close(fd)
     r = Response(code=code, body=data, headers=headers)
-    r.mime_type = ctype     # exactly this type (the constructor may label a text/ one)
+    if ctype is not None:
+        r.mime_type = ctype     # exactly this type (the constructor may label a text/ one)
     return r
 
 
@@ -435,9 +436,10 @@ def _file_answer(request, resp, opened=None):
     _put(headers, "Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
     _put(headers, "Accept-Ranges", "bytes")
     ctype = resp.mime_type
-    if ctype is None:
-        ctype = _content_type(str(path))
     code = resp.code
+    if ctype is None and code not in (204, 304):
+        # (no content: no type, unless the app names one)
+        ctype = _content_type(str(path))
     method = request.method if request is not None else "GET"
     if method == "GET" and code == 200 and st.st_size <= SMALL_FILE and not _conditional(request):
         # the usual case, a whole small file: no condition to weigh, and

@@ -687,6 +687,17 @@ def test_static_c_view_answers_as_the_python_view(api, rel, headers, method, in_
         assert int(fast.header("Content-Length")) == len(static(api, rel))
 
 
+@pytest.mark.parametrize("code", [204, 304])
+def test_a_file_answer_with_no_content_has_no_type(api, code):
+    """FileResponse(code=204 or 304): no body, and no guessed Content-Type
+    (RFC 9110 8.3: a 304's would replace the type a cache stored)."""
+    with Conn(api.port) as c:
+        r = c.request("GET", "/fv/%d/hello.txt" % code)
+        assert (r.status, r.body, r.header("Content-Type")) == (code, b"", None)
+        assert r.header("ETag") is not None
+        assert c.request("GET", "/plain").body == b"plain"
+
+
 @skip_if_sanitized
 def test_static_c_view_keeps_no_memory(api):
     """100k files answered in C (add_static, and FileResponse with headers

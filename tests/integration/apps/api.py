@@ -802,6 +802,8 @@ def _file_variant(request):
         r = FileResponse(path, headers=[("X-File", "1"), ("X-File", "2")])
     elif how == "mime":
         r = FileResponse(path, mime_type="application/x-custom")
+    elif how in ("204", "304"):
+        r = FileResponse(path, code=int(how))
     else:
         r = FileResponse(path)
     if how == "cookie":
