@@ -154,7 +154,7 @@ def test_view_raising_the_routers_exceptions(basic, how, status, allow):
 
 @pytest.mark.parametrize("how,body,x_a", [
     ("small", b"y" * 10, "v"), ("big", b"y" * 10, "v"), ("text", b"z" * 7, "v"),
-    ("transport", b"x" * 3000, "127.0.0.1")])
+    ("transport", b"x" * 3000, "127.0.0.1"), ("no-headers", b"x" * 3000, "v")])
 def test_a_header_whose_str_runs_code_leaves_the_answer_whole(basic, how, body, x_a):
     """str() of a header value runs while the head is written: a body it
     replaces is the one sent (the old one was read after it was freed),
@@ -168,6 +168,30 @@ def test_a_header_whose_str_runs_code_leaves_the_answer_whole(basic, how, body, 
         assert (r.status, r.body) == (200, body)
         assert (r.header_all("Server"), r.header("X-A")) == (["mine"], x_a)
         assert r.header("Content-Type") is not None
+        assert r.header("X-Z") == "z"
+        assert c.read_response().body == b"Hello world!"
+
+
+@pytest.mark.parametrize("how", ["204", "304"])
+def test_a_header_whose_str_changes_the_code_is_a_500(basic, how):
+    """The status line is out when a header value's str() runs: a code set
+    then would not match it (a 204 sent with a body read as the next
+    answer): the answer is a 500, whole."""
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/str-runs-code/" + how) + build_request("GET", "/"))
+        r = c.read_response()
+        assert (r.status, int(r.header("Content-Length"))) == (500, len(r.body))
+        assert c.read_response().body == b"Hello world!"
+    assert basic.wait_for_stderr("changed while its head was written")
+
+
+@pytest.mark.parametrize("how", ["close", "throw"])
+def test_a_view_closing_its_own_task_gets_an_error_and_goes_on(basic, how):
+    """(the server answered 503 into a queue it had not made yet: a crash)"""
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/close-own-task/" + how) + build_request("GET", "/"))
+        r = c.read_response()
+        assert r.status == 200 and r.body.startswith(b"raised "), r
         assert c.read_response().body == b"Hello world!"
 
 

@@ -1637,6 +1637,35 @@ def test_a_view_sending_before_its_100_continue_keeps_it(ws_app):
         ws.abort()
 
 
+@pytest.mark.parametrize("path,body,frame", [
+    ("/slow-done/", b"slow answer", b"done /slow-done/"),
+    ("/header-sends/", b"header answer", b"from a header")])
+def test_an_async_answer_whose_app_code_sends_to_a_websocket_stays_whole(
+        ws_app, path, body, frame):
+    """An async view's answer, written once the loop has turned, while its
+    done callback or a header value's str() sends to a WebSocket: the
+    answer goes whole to its own client (it went, or half of it, to the
+    WebSocket that last had a read), the frame alone to the WebSocket."""
+    tag = path.strip("/").replace("/", "-")
+    ws = None
+    try:
+        with Conn(ws_app.port) as c:
+            c.send(build_request("GET", "/events/none") + build_request("GET", path + tag)
+                   + build_request("GET", "/events/none"))
+            assert c.read_response().body == b"[]"
+            # the view waits for the listener, whose upgrade is the last read
+            ws = _listener(ws_app.port, tag)
+            r = c.read_response()
+            assert (r.status, r.body) == (200, body)
+            assert r.header_all("Server") == (["mine"] if "header" in path else ["fulmen"])
+            assert c.read_response().body == b"[]"
+        assert ws.recv_message() == (OP_TEXT, frame + (tag.encode() if "done" in path
+                                                      else b""))
+    finally:
+        if ws is not None:
+            ws.abort()
+
+
 def test_a_body_read_by_a_view_of_another_connection(ws_app):
     """The stream of a paused upload, read from a view of a connection
     that has pipelined answers waiting: each connection gets its own."""

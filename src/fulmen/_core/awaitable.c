@@ -229,8 +229,10 @@ static PyObject *aw_throw(ResumeObject *r, PyObject *const *args, Py_ssize_t nar
         return NULL;
     res = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
     Py_DECREF(meth);
-    if (res != NULL)
-        return res; /* the view yielded again */
+    if (res != NULL || UNLIKELY(!r->parked))
+        return res; /* the view yielded again; or its first step, which
+                     * answers for it, has not been taken (the app's code
+                     * throwing into it from there) */
     if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
         PyObject *t, *v, *tb, *value;
         PyErr_Fetch(&t, &v, &tb);
@@ -256,6 +258,8 @@ static PyObject *aw_close(ResumeObject *r, PyObject *unused)
     if (r->coro == NULL)
         Py_RETURN_NONE;
     res = PyObject_CallMethodNoArgs(r->coro, r->st->s_close_gen);
+    if (UNLIKELY(!r->parked))
+        return res; /* (as in aw_throw: the first step answers) */
     if (!r->done) {
         /* cancelled before the view finished: answer 503 in its place */
         PyObject *resp = resp_new_simple(r->st, 503, "Service Unavailable", NULL);

@@ -392,7 +392,7 @@ typedef struct {
     char *out;
     size_t len, cap, big;
     PyObject *chunks;
-    void *conn;
+    void *conn, *mine;
     int aside;
 } mod_out_saved;
 void mod_out_enter(fulmen_state *st, void *c, mod_out_saved *sv);

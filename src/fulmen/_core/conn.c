@@ -419,8 +419,21 @@ static PyObject *conn_check_response(ConnObject *c, RequestObject *req,
     return conn_error_response(c, req);
 }
 
-/* Send what is ready at the head of c's queue, in order, in one write. */
+static void conn_drain_now_in(ConnObject *c);
+
+/* Send what is ready at the head of c's queue, in order, in one write.
+ * An async view's end, or the app's code (Resume.close() of another
+ * connection's view), may bring it about while st->out holds the answers
+ * of another connection: those are set aside meanwhile. */
 static void conn_drain_now(ConnObject *c)
+{
+    mod_out_saved sv;
+    mod_out_enter(c->st, c, &sv);
+    conn_drain_now_in(c);
+    mod_out_leave(c->st, &sv);
+}
+
+static void conn_drain_now_in(ConnObject *c)
 {
     if (c->closed || c->aborted) {
         /* nobody to answer: drop everything that is ready */
@@ -1551,6 +1564,8 @@ static PyObject *conn_pause_writing(ConnObject *c, PyObject *unused)
 
 static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
 {
+    mod_out_saved sv;
+    mod_out_enter(c->st, c, &sv);
     conn_set_pause(c, CONN_PAUSE_WRITE, 0);
     conn_wake_stream(c);
     /* the write deadline ends; a close's (ours, or our WebSocket close
@@ -1564,6 +1579,7 @@ static PyObject *conn_resume_writing(ConnObject *c, PyObject *unused)
         conn_process_buffer(c);
     if (conn_flush(c) < 0)
         PyErr_WriteUnraisable((PyObject *)c);
+    mod_out_leave(c->st, &sv);
     Py_RETURN_NONE;
 }
 
@@ -1923,9 +1939,13 @@ static PyObject *conn_server_sweep(ServerObject *srv, PyObject *unused)
         c = (ConnObject *)PyList_GET_ITEM(keep, i);
         if (c->closed || c->transport == NULL)
             continue;
-        if (conn_stream_head_due(c, now) &&
-            (conn_stream_head_out(c) < 0 || conn_flush(c) < 0))
-            PyErr_WriteUnraisable((PyObject *)c);
+        if (conn_stream_head_due(c, now)) {
+            mod_out_saved sv;
+            mod_out_enter(c->st, c, &sv);
+            if (conn_stream_head_out(c) < 0 || conn_flush(c) < 0)
+                PyErr_WriteUnraisable((PyObject *)c);
+            mod_out_leave(c->st, &sv);
+        }
         if (c->deadline != 0 && now >= c->deadline && !c->closed && c->transport != NULL)
             conn_expire(c);
     }

@@ -573,7 +573,22 @@ int conn_stream_head_out(ConnObject *c)
     return rc < 0 ? -1 : 1;
 }
 
+static PyObject *conn_stream_write_now(ConnObject *c, PyObject *data);
+
+/* _stream_write(item), from the stream's task; st->out is c's meanwhile
+ * (the app's code, a header value's str(), may run while it holds the
+ * head). */
 PyObject *conn_stream_write(ConnObject *c, PyObject *data)
+{
+    mod_out_saved sv;
+    PyObject *r;
+    mod_out_enter(c->st, c, &sv);
+    r = conn_stream_write_now(c, data);
+    mod_out_leave(c->st, &sv);
+    return r;
+}
+
+static PyObject *conn_stream_write_now(ConnObject *c, PyObject *data)
 {
     fulmen_state *st = c->st;
     Py_buffer view;
@@ -678,7 +693,20 @@ PyObject *conn_stream_failed(ConnObject *c, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *conn_stream_end_now(ConnObject *c, PyObject *okobj);
+
+/* _stream_end(ok): the rest of the queue may go, in st->out, c's. */
 PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
+{
+    mod_out_saved sv;
+    PyObject *r;
+    mod_out_enter(c->st, c, &sv);
+    r = conn_stream_end_now(c, okobj);
+    mod_out_leave(c->st, &sv);
+    return r;
+}
+
+static PyObject *conn_stream_end_now(ConnObject *c, PyObject *okobj)
 {
     int ok = PyObject_IsTrue(okobj), aborted = 0;
     RequestObject *req;

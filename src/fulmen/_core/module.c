@@ -251,6 +251,7 @@ NOINLINE int mod_out_grow(fulmen_state *st, size_t extra)
 void mod_out_enter(fulmen_state *st, void *c, mod_out_saved *sv)
 {
     sv->conn = st->out_conn;
+    sv->mine = c;
     sv->aside = st->out_conn != c && (st->out_len != 0 || st->out_chunks != NULL);
     if (sv->aside) {
         sv->out = st->out;
@@ -276,8 +277,11 @@ void mod_out_leave(fulmen_state *st, mod_out_saved *sv)
         st->out_cap = sv->cap;
         st->out_big = sv->big;
         st->out_chunks = sv->chunks;
+        st->out_conn = sv->conn;
+    } else {
+        /* (what c's failure left unsent stays c's) */
+        st->out_conn = st->out_len != 0 || st->out_chunks != NULL ? sv->mine : sv->conn;
     }
-    st->out_conn = sv->conn;
 }
 
 /* Append a body.  Small bodies are copied; a large one is passed to the

@@ -686,8 +686,12 @@ void req_release(RequestObject *r)
             r->h.headers = r->inline_headers;
             r->header_cap = FULMEN_INLINE_HEADERS;
         }
-        st->req_free[st->n_req_free++] = r;
-        return;
+        /* clearing ran the app's code (a __del__), which may have taken a
+         * reference to r, or filled the freelist meanwhile */
+        if (LIKELY(Py_REFCNT(r) == 1 && st->n_req_free < FULMEN_FREELIST_MAX)) {
+            st->req_free[st->n_req_free++] = r;
+            return;
+        }
     }
     Py_DECREF(r);
 }

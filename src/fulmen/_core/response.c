@@ -203,8 +203,11 @@ static void resp_recycle(ResponseObject *r)
             r->jbuf = NULL;
             r->jcap = 0;
         }
-        st->resp_free[st->n_resp_free++] = r;
-        return;
+        /* (as req_release: clearing may have run the app's code) */
+        if (LIKELY(Py_REFCNT(r) == 1 && st->n_resp_free < FULMEN_FREELIST_MAX)) {
+            st->resp_free[st->n_resp_free++] = r;
+            return;
+        }
     }
     Py_DECREF(r);
 }
@@ -1238,13 +1241,21 @@ int resp_serialize_status(fulmen_state *st, int code, const char *text,
 static int resp_put_head_now(fulmen_state *st, ResponseObject *r, int *seen,
                              uint64_t *length);
 
-/* The head of r; the app's code it runs meanwhile sees st->out_busy. */
+/* The head of r; the app's code it runs meanwhile (a header value's
+ * str(), the cookies) sees st->out_busy.  That code may replace the body,
+ * which is read after; a code or a kind of body (a stream, a file) it
+ * changes would no longer match the status line and framing: an error. */
 static int resp_put_head(fulmen_state *st, ResponseObject *r, int *seen, uint64_t *length)
 {
-    int rc;
+    int rc, code = r->code, streamed = r->kind >= RESP_STREAM;
     st->out_busy++;
     rc = resp_put_head_now(st, r, seen, length);
     st->out_busy--;
+    if (rc == 0 && (r->code != code || (r->kind >= RESP_STREAM) != streamed)) {
+        PyErr_SetString(PyExc_RuntimeError, "the response's code or kind of body was "
+                        "changed while its head was written (by a header value's str()?)");
+        rc = -1;
+    }
     return rc;
 }
 
@@ -1259,34 +1270,35 @@ static int resp_put_head_now(fulmen_state *st, ResponseObject *r, int *seen,
     if (resp_put_common(st) < 0)
         return -1;
     if (r->headers != NULL) {
-        if (PyDict_Check(r->headers)) {
+        /* held: a value's str() may set r->headers to something else */
+        PyObject *h = Py_NewRef(r->headers);
+        rc = 0;
+        if (PyDict_Check(h)) {
             Py_ssize_t pos = 0;
             PyObject *k, *v;
-            while (PyDict_Next(r->headers, &pos, &k, &v))
-                if ((rc = resp_put_header(st, k, v, seen, length)) < 0)
-                    return rc;
+            while (rc == 0 && PyDict_Next(h, &pos, &k, &v))
+                rc = resp_put_header(st, k, v, seen, length);
         } else {
-            PyObject *seq = PySequence_Fast(r->headers, "headers must be a dict or a list of pairs");
+            PyObject *seq = PySequence_Fast(h, "headers must be a dict or a list of pairs");
             Py_ssize_t i;
             if (seq == NULL)
-                return -1;
-            for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+                rc = -1;
+            for (i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
                 PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
                 if (!((PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) ||
                       (PyList_Check(pair) && PyList_GET_SIZE(pair) == 2))) {
-                    Py_DECREF(seq);
                     PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair");
-                    return -1;
-                }
-                rc = resp_put_header(st, PySequence_Fast_GET_ITEM(pair, 0),
-                                     PySequence_Fast_GET_ITEM(pair, 1), seen, length);
-                if (rc < 0) {
-                    Py_DECREF(seq);
-                    return rc;
+                    rc = -1;
+                } else {
+                    rc = resp_put_header(st, PySequence_Fast_GET_ITEM(pair, 0),
+                                         PySequence_Fast_GET_ITEM(pair, 1), seen, length);
                 }
             }
-            Py_DECREF(seq);
+            Py_XDECREF(seq);
         }
+        Py_DECREF(h);
+        if (rc < 0)
+            return rc;
     }
     if (UNLIKELY(*seen & RESP_SEEN_SERVER)) {
         /* the app's Server replaces ours, resp_put_common's first line */

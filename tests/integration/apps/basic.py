@@ -234,6 +234,12 @@ class _StrRunsCode:
         how = self.request.match_dict["how"]
         if how == "transport":
             return str(self.request.transport.get_extra_info("peername")[0])
+        if how == "no-headers":
+            self.resp.headers = None        # the dict being written goes
+            return "v"
+        if how in ("204", "304"):
+            self.resp.code = int(how)
+            return "v"
         if how == "text":
             self.resp.text = "z" * 7
         else:
@@ -245,8 +251,26 @@ def str_runs_code(request):
     how = request.match_dict["how"]
     resp = Response(text="t" * 5000) if how == "text" else Response(
         body=b"x" * (200000 if how == "big" else 3000))
-    resp.headers = {"Server": "mine", "X-A": _StrRunsCode(request, resp)}
+    resp.headers = {"Server": "mine", "X-A": _StrRunsCode(request, resp), "X-Z": "z"}
     return resp
+
+
+async def close_own_task(request):
+    """An async view that, in its first step, closes (or throws into) its
+    task's coroutine, which is running it: that raises in the view, which
+    goes on."""
+    coro = asyncio.current_task().get_coro()
+    try:
+        if request.match_dict["how"] == "close":
+            coro.close()
+        else:
+            coro.throw(RuntimeError("thrown in"))
+    except BaseException as e:
+        raised = type(e).__name__
+    else:
+        raised = "nothing"
+    await asyncio.sleep(0)
+    return request.Response(text="raised " + raised)
 
 
 def raise_not_found(request):
@@ -342,6 +366,7 @@ r.add_route("/an/{i}", async_now)
 r.add_route("/boom", boom)
 r.add_route("/raise-not-found/{how}", raise_not_found)
 r.add_route("/str-runs-code/{how}", str_runs_code)
+r.add_route("/close-own-task/{how}", close_own_task)
 r.add_route("/app-close/{how}", app_close)
 r.add_route("/app-close-async/{how}", app_close_async)
 r.add_route("/app-close-stream", app_close_stream)

@@ -386,6 +386,7 @@ kept = {}        # tag -> request.stream() of a /keep-body/<tag> upload
 async def listen(ws):
     """Waits (in receive) while HTTP views of other connections send to it."""
     listeners.setdefault(ws.request.match_dict["tag"], []).append(ws)
+    release_event(ws.request.match_dict["tag"]).set()   # for /slow-done, /header-sends
     await ws.send("ready")
     async for message in ws:
         pass
@@ -426,7 +427,40 @@ async def read_kept(request):
     return request.Response(text="read %d" % n)
 
 
+async def slow_done(request):
+    """Answered once the loop has turned (the drain path, not the read's),
+    with a done callback that sends to the listeners meanwhile."""
+    tag = request.match_dict["tag"]
+
+    def done(req):
+        for ws in listeners.get(tag, []):
+            ws.send("done " + req.path)
+
+    request.add_done_callback(done)
+    await release_event(tag).wait()     # a listener has come (its read was the last)
+    return request.Response(text="slow answer")
+
+
+class _Notify:
+    """A header value whose str() sends to the listeners of tag."""
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __str__(self):
+        for ws in listeners.get(self.tag, []):
+            ws.send("from a header")
+        return "notified"
+
+
+async def header_sends(request):
+    await release_event(request.match_dict["tag"]).wait()
+    return request.Response(text="header answer", headers={
+        "X-N": _Notify(request.match_dict["tag"]), "Server": "mine"})
+
+
 r.add_websocket("/listen/{tag}", listen, compression=False)
+r.add_route("/slow-done/{tag}", slow_done)
+r.add_route("/header-sends/{tag}", header_sends)
 r.add_route("/broadcast/{tag}", broadcast)
 r.add_route("/upload-broadcast/{tag}", upload_broadcast, method="POST", stream=True)
 r.add_route("/keep-body/{tag}", keep_body, method="POST", stream=True)
