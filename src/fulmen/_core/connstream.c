@@ -574,18 +574,25 @@ int conn_stream_head_out(ConnObject *c)
 }
 
 static PyObject *conn_stream_write_now(ConnObject *c, PyObject *data);
+static PyObject *conn_stream_end_now(ConnObject *c, PyObject *okobj);
 
-/* _stream_write(item), from the stream's task; st->out is c's meanwhile
- * (the app's code, a header value's str(), may run while it holds the
- * head). */
-PyObject *conn_stream_write(ConnObject *c, PyObject *data)
+/* fn(c, arg) with st->out c's meanwhile: the app's code it runs (a header
+ * value's str() while the head is in it) may write for another. */
+static PyObject *conn_stream_call(ConnObject *c, PyObject *(*fn)(ConnObject *, PyObject *),
+                                  PyObject *arg)
 {
     mod_out_saved sv;
     PyObject *r;
     mod_out_enter(c->st, c, &sv);
-    r = conn_stream_write_now(c, data);
+    r = fn(c, arg);
     mod_out_leave(c->st, &sv);
     return r;
+}
+
+/* _stream_write(item), from the stream's task. */
+PyObject *conn_stream_write(ConnObject *c, PyObject *data)
+{
+    return conn_stream_call(c, conn_stream_write_now, data);
 }
 
 static PyObject *conn_stream_write_now(ConnObject *c, PyObject *data)
@@ -693,17 +700,10 @@ PyObject *conn_stream_failed(ConnObject *c, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *conn_stream_end_now(ConnObject *c, PyObject *okobj);
-
-/* _stream_end(ok): the rest of the queue may go, in st->out, c's. */
+/* _stream_end(ok): then the answers queued behind the stream go. */
 PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
 {
-    mod_out_saved sv;
-    PyObject *r;
-    mod_out_enter(c->st, c, &sv);
-    r = conn_stream_end_now(c, okobj);
-    mod_out_leave(c->st, &sv);
-    return r;
+    return conn_stream_call(c, conn_stream_end_now, okobj);
 }
 
 static PyObject *conn_stream_end_now(ConnObject *c, PyObject *okobj)
