@@ -31,6 +31,8 @@ async def _stream_body(conn, source):
     ok = False
     n = 0
     try:
+        if _core._in_create_task():
+            await asyncio.sleep(0)      # stepped by an eager task factory
         if not conn._stream_begin():
             # the client left before this first step: nothing to produce,
             # and the answer is cut (not ok), never ended as if complete
@@ -56,7 +58,7 @@ async def _stream_body(conn, source):
         ok = not conn.closed
     except asyncio.CancelledError:
         pass  # the client left (or the server is stopping): stop producing
-    except (Exception, KeyboardInterrupt, SystemExit) as e:
+    except BaseException as e:      # (GeneratorExit, the app's own BaseException)
         if not _client_left(conn, source, e):
             # the app's error, whatever its class (a view's SystemExit is
             # a 500; a ConnectionError of its own, its database's say, is
@@ -560,6 +562,8 @@ async def _run_websocket(ws, handler):
     raises (1011).  Runs once per connection, not per message."""
     try:
         try:
+            if _core._in_create_task():
+                await asyncio.sleep(0)  # stepped by an eager task factory
             await handler(ws)
         except _core.WebSocketClosed:
             if not ws.closed:

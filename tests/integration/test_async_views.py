@@ -323,3 +323,35 @@ def test_asyncios_eager_task_factory(stdlib_eager_tasks):
         c.send(b"".join(build_request("GET", path) for path, _ in STDLIB_EAGER * 2))
         for path, want in STDLIB_EAGER * 2:
             check(c.read_final(), path, want)
+
+
+def _eager_app(request):
+    if request.param == "stdlib_eager_tasks" and sys.version_info < (3, 12):
+        pytest.skip("asyncio.eager_task_factory is 3.12+")
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=["eager_tasks", "stdlib_eager_tasks", "basic"])
+def factory_app(request):
+    return _eager_app(request)
+
+
+@pytest.mark.parametrize("kind,body", [("sync", b"abc"), ("async", b"ab")])
+def test_a_streamed_answer_under_a_task_factory_that_starts_tasks_at_once(
+        factory_app, kind, body):
+    """The stream's Task stepped inside create_task found the connection not
+    set up for it yet, ended at once, and the answer (and every one behind
+    it) never came."""
+    with Conn(factory_app.port) as c:
+        c.send(build_request("GET", "/task/stream/" + kind) + build_request("GET", "/ctx-sync"))
+        r = c.read_final()
+        assert (r.status, r.body) == (200, body)
+        assert json.loads(c.read_final().body) == {"seen": None}
+
+
+def test_a_websocket_under_a_task_factory_that_starts_tasks_at_once(factory_app):
+    """The handler's first frame went out before the 101."""
+    with WSClient(factory_app.port, "/task/ws").connect() as ws:
+        assert ws.recv_message() == (OP_TEXT, b"first step")
+        ws.send_frame(OP_TEXT, b"echo")
+        assert ws.recv_message() == (OP_TEXT, b"echo")

@@ -185,9 +185,10 @@ def test_a_header_whose_str_changes_the_code_is_a_500(basic, how):
     assert basic.wait_for_stderr("changed while its head was written")
 
 
-@pytest.mark.parametrize("how", ["close", "throw"])
+@pytest.mark.parametrize("how", ["close", "throw", "close-later", "throw-later", "send-later"])
 def test_a_view_closing_its_own_task_gets_an_error_and_goes_on(basic, how):
-    """(the server answered 503 into a queue it had not made yet: a crash)"""
+    """(the server answered 503 into a queue it had not made yet, or, past
+    the first step, freed the coroutine running: a crash)"""
     with Conn(basic.port) as c:
         c.send(build_request("GET", "/close-own-task/" + how) + build_request("GET", "/"))
         r = c.read_response()

@@ -145,7 +145,8 @@ def test_generator_error_aborts_the_response(api, kind):
     assert api.wait_for_stderr("the generator failed")
 
 
-@pytest.mark.parametrize("exc", ["RuntimeError", "ConnectionRefusedError"])
+@pytest.mark.parametrize("exc", ["RuntimeError", "ConnectionRefusedError", "GeneratorExit",
+                                 "BaseException"])
 @pytest.mark.parametrize("version", ["1.1", "1.0"])
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_generator_error_before_its_first_item_is_a_500(api, kind, version, exc):

@@ -36,7 +36,19 @@ typedef struct {
     PyObject *outcome;    /* eager, finished before parking: the response,
                            * or the exception if `raised` */
     int raised;
+    int running;          /* in a send, throw or close of coro: the view's
+                           * own code stepping its Task meets ValueError */
 } ResumeObject;
+
+/* The view's code, while it runs, stepped (send, throw, close) the Task's
+ * Resume that runs it: a ValueError, as a running coroutine's own. */
+static int aw_running(ResumeObject *r)
+{
+    if (LIKELY(!r->running))
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "the view's coroutine is already running");
+    return 1;
+}
 
 /* A Resume for coro (a new reference), not yet parked: see aw_resume_park
  * and aw_resume_drop. */
@@ -59,6 +71,7 @@ PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
     r->eager = 0;
     r->outcome = NULL;
     r->raised = 0;
+    r->running = 0;
     PyObject_GC_Track(r);
     return (PyObject *)r;
 }
@@ -101,7 +114,9 @@ static PySendResult aw_first_step(ResumeObject *r, PyObject *arg, PyObject **res
 {
     PySendResult st;
     r->eager = 0;
+    r->running = 1;
     st = PyIter_Send(r->coro, arg, result);
+    r->running = 0;
     if (st == PYGEN_NEXT)
         return st; /* the Task waits on what the view yielded */
     if (r->parked)
@@ -182,7 +197,13 @@ static PySendResult aw_am_send(ResumeObject *r, PyObject *arg, PyObject **result
         Py_INCREF(Py_None);
         return PYGEN_RETURN;
     }
+    if (aw_running(r)) {
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    r->running = 1;
     st = PyIter_Send(r->coro, arg, result);
+    r->running = 0;
     if (st == PYGEN_NEXT)
         return st;
     return aw_finish(r, st, result);
@@ -224,10 +245,14 @@ static PyObject *aw_throw(ResumeObject *r, PyObject *const *args, Py_ssize_t nar
         }
         return NULL;
     }
+    if (aw_running(r))
+        return NULL;
     meth = PyObject_GetAttr(r->coro, r->st->s_throw);
     if (meth == NULL)
         return NULL;
+    r->running = 1;
     res = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
+    r->running = 0;
     Py_DECREF(meth);
     if (res != NULL || UNLIKELY(!r->parked))
         return res; /* the view yielded again; or its first step, which
@@ -257,7 +282,11 @@ static PyObject *aw_close(ResumeObject *r, PyObject *unused)
     Py_CLEAR(r->first);
     if (r->coro == NULL)
         Py_RETURN_NONE;
+    if (aw_running(r))
+        return NULL;
+    r->running = 1;
     res = PyObject_CallMethodNoArgs(r->coro, r->st->s_close_gen);
+    r->running = 0;
     if (UNLIKELY(!r->parked))
         return res; /* (as in aw_throw: the first step answers) */
     if (!r->done) {

@@ -143,6 +143,8 @@ typedef struct {
                            * does, out holds its answers (compared only) */
     int out_busy;         /* a head is being written (the app's code may run:
                            * a header value's str()): out ends mid-answer */
+    int in_create_task;   /* the engine is in loop.create_task() for a stream
+                           * or a WebSocket, not set up for it yet */
     /* direct I/O reads land in this bytes object, reused while nothing
      * keeps it (its size is set to each read's; see conn_io_read) */
     PyObject *rbytes;

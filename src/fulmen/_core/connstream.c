@@ -183,6 +183,19 @@ static void conn_ws_deflate(const char *v, size_t n, ws_deflate_params *dp,
 
 /* The request is for a WebSocket route: answer 101 and hand the connection
  * to a WebSocket, or refuse (426/400).  Takes the reference to req. */
+/* loop.create_task(coro) for a stream's body or a WebSocket's handler.  A
+ * task factory that runs the first step at once (asyncio's eager one) runs
+ * it before the connection is set up for it: the coroutine asks
+ * _core._in_create_task() and then waits a turn (streams.py). */
+static PyObject *conn_create_task(ConnObject *c, PyObject *coro)
+{
+    PyObject *task;
+    c->st->in_create_task++;
+    task = PyObject_CallMethodOneArg(c->server->loop, c->st->s_create_task, coro);
+    c->st->in_create_task--;
+    return task;
+}
+
 void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
 {
     fulmen_state *st = c->st;
@@ -274,7 +287,7 @@ void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
     if (fn != NULL)
         coro = PyObject_CallFunctionObjArgs(fn, (PyObject *)ws, route->handler, NULL);
     if (coro != NULL)
-        task = PyObject_CallMethodOneArg(c->server->loop, st->s_create_task, coro);
+        task = conn_create_task(c, coro);
     Py_XDECREF(fn);
     Py_XDECREF(coro);
     if (task == NULL) {
@@ -511,7 +524,7 @@ int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
         coro = PyObject_CallFunctionObjArgs(fn, (PyObject *)c,
                                             ((ResponseObject *)resp)->stream, NULL);
     if (coro != NULL)
-        task = PyObject_CallMethodOneArg(c->server->loop, st->s_create_task, coro);
+        task = conn_create_task(c, coro);
     Py_XDECREF(fn);
     Py_XDECREF(coro);
     resp_release(st, resp);

@@ -317,6 +317,11 @@ error:
  * Module functions
  */
 
+static PyObject *mod_in_create_task(PyObject *m, PyObject *unused)
+{
+    return PyBool_FromLong(((fulmen_state *)PyModule_GetState(m))->in_create_task > 0);
+}
+
 static PyObject *mod_http_date(PyObject *m, PyObject *unused)
 {
     fulmen_state *st = PyModule_GetState(m);
@@ -358,6 +363,8 @@ static PyMethodDef mod_methods[] = {
      "Write bytes to fd 2 as far as it takes them without blocking; keep the rest."},
     {"_stderr_drain", conn_log_stderr_drain, METH_O,
      "Wait at most that many seconds for fd 2 to take what waits; the bytes left."},
+    {"_in_create_task", mod_in_create_task, METH_NOARGS,
+     "Whether the engine is inside loop.create_task() for a stream or a WebSocket."},
     {"_file_hits", files_py_hits, METH_NOARGS,
      "Response(file=...) answers made in C so far (tests)."},
     {"_file_response", (PyCFunction)(void (*)(void))files_py_response, METH_FASTCALL,

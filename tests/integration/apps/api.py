@@ -610,7 +610,8 @@ def stream_fail(request):
     ?exc=SystemExit or KeyboardInterrupt raises that instead; ?first=0
     raises before the first item."""
     exc = {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt,
-           "ConnectionRefusedError": ConnectionRefusedError}.get(
+           "ConnectionRefusedError": ConnectionRefusedError, "GeneratorExit": GeneratorExit,
+           "BaseException": type("AppsOwnBaseException", (BaseException,), {})}.get(
         request.query.get("exc"), RuntimeError)
     first = request.query.get("first") != "0"
 

@@ -259,12 +259,17 @@ async def close_own_task(request):
     """An async view that, in its first step, closes (or throws into) its
     task's coroutine, which is running it: that raises in the view, which
     goes on."""
+    how = request.match_dict["how"]
+    if how.endswith("-later"):
+        await asyncio.sleep(0)      # past the first step: the Task is parked
     coro = asyncio.current_task().get_coro()
     try:
-        if request.match_dict["how"] == "close":
+        if how.startswith("close"):
             coro.close()
-        else:
+        elif how.startswith("throw"):
             coro.throw(RuntimeError("thrown in"))
+        else:
+            coro.send(None)
     except BaseException as e:
         raised = type(e).__name__
     else:

@@ -77,7 +77,29 @@ def ctx_sync(request):
     return request.Response(json={"seen": CTX.get(None)})
 
 
+async def _astream():
+    for part in (b"a", b"b"):
+        await asyncio.sleep(0)
+        yield part
+
+
+def task_stream(request):
+    # a stream's Task, made by the loop's factory: a factory that runs its
+    # first step at once runs it before the connection is set up for it
+    if request.match_dict["kind"] == "sync":
+        return request.Response(stream=iter([b"a", b"b", b"c"]))
+    return request.Response(stream=_astream())
+
+
+async def task_ws(ws):
+    await ws.send("first step")     # before the handler first waits
+    async for message in ws:
+        await ws.send(message)
+
+
 def add_task_routes(r):
+    r.add_route("/task/stream/{kind}", task_stream)
+    r.add_websocket("/task/ws", task_ws, compression=False)
     r.add_route("/task/tools", task_tools)
     r.add_route("/task/timeout", task_timeout)
     r.add_route("/task/maybe", task_maybe)
