@@ -269,7 +269,7 @@ void mod_out_enter(fulmen_state *st, void *c, mod_out_saved *sv)
 void mod_out_leave(fulmen_state *st, mod_out_saved *sv)
 {
     if (sv->aside) {
-        /* (c's flush emptied it; what a failure left is c's, and goes) */
+        /* (c's flush emptied it; what a failure left unsent is dropped) */
         PyMem_Free(st->out);
         Py_XDECREF(st->out_chunks);
         st->out = sv->out;
