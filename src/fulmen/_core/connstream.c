@@ -181,8 +181,6 @@ static void conn_ws_deflate(const char *v, size_t n, ws_deflate_params *dp,
     }
 }
 
-/* The request is for a WebSocket route: answer 101 and hand the connection
- * to a WebSocket, or refuse (426/400).  Takes the reference to req. */
 /* loop.create_task(coro) for a stream's body or a WebSocket's handler.  A
  * task factory that runs the first step at once (asyncio's eager one) runs
  * it before the connection is set up for it: the coroutine asks
@@ -196,6 +194,8 @@ static PyObject *conn_create_task(ConnObject *c, PyObject *coro)
     return task;
 }
 
+/* The request is for a WebSocket route: answer 101 and hand the connection
+ * to a WebSocket, or refuse (426/400).  Takes the reference to req. */
 void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
 {
     fulmen_state *st = c->st;
