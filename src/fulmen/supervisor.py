@@ -407,6 +407,14 @@ class Supervisor:
                 self.stopping = True
                 for w in self.workers.values():
                     self._retire(w)
+                # the workers close their listening sockets as they stop;
+                # the master's copies would keep them open, and the kernel
+                # would go on queueing connections that no one accepts
+                # until they were reset at the exit: refused now, a load
+                # balancer sends them elsewhere (run() closes sock again,
+                # and removes a unix socket's file)
+                for s in self.socks:
+                    s.close()
             elif signum == signal.SIGHUP and not self.stopping:
                 _log("master %d: SIGHUP, replacing the workers one by one" % self.pid)
                 self.gen += 1

@@ -8,13 +8,16 @@ import shutil
 import socket
 import ssl
 import stat
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from .rawhttp import Conn, build_request
-from .test_supervisor import Proc, app_dir, fulmen_proc, get, stop_master, wait_gone  # noqa: F401
+from .test_supervisor import (Proc, app_dir, fulmen_proc, get, stop_master,  # noqa: F401
+                              wait_exit, wait_gone)
 
 
 def conn_over(sock):
@@ -66,6 +69,43 @@ def test_unix_socket(app_dir, tmp_path, workers):
     finally:
         assert stop_master(srv) == 0, srv.stderr()
     assert not os.path.exists(path), "the socket file outlived the server"
+
+
+@pytest.mark.parametrize("where", ["tcp", "uds"])
+def test_new_connections_are_refused_while_a_worker_finishes(app_dir, tmp_path, where):
+    # SIGTERM to the master while a slow request runs: a new connection is
+    # refused from then on (a balancer tries another instance), not queued
+    # by the kernel on a socket the master still held, where no one accepted
+    # it until the exit reset it
+    path = str(tmp_path / "app.sock")
+    srv = fulmen_proc(app_dir, "--workers", "2", "--graceful-timeout", "20",
+                      *(["--uds", path] if where == "uds" else [])).start()
+    srv.wait_workers(2)
+
+    def connect():
+        return Conn(srv.port) if where == "tcp" else unix_conn(path)
+
+    with connect() as c:
+        mark = srv.mark()
+        c.send(build_request("GET", "/slow?s=15"))
+        srv.wait_line("slow request started", mark)
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.wait_line("stopping 2 worker", mark)
+        # the worker with the slow request closes its socket when it sees
+        # its SIGTERM: no line says when, so connections are tried until then
+        deadline = time.monotonic() + 10
+        refused = False
+        while not refused and time.monotonic() < deadline:
+            try:
+                connect().close()
+            except (ConnectionRefusedError, FileNotFoundError):
+                refused = True
+            else:
+                time.sleep(0.02)
+        assert refused, "still connecting 10 s after SIGTERM"
+        assert srv.proc.poll() is None          # the slow request still runs
+        srv.proc.send_signal(signal.SIGINT)     # (and is not waited for here)
+    assert wait_exit(srv, 10) == 1, srv.stderr()
 
 
 def test_unix_socket_stale_file_is_replaced_live_one_is_not(app_dir, tmp_path):
