@@ -454,3 +454,92 @@ PyType_Spec aw_ready_spec = {
     .flags = Py_TPFLAGS_DEFAULT,
     .slots = aw_ready_slots,
 };
+
+/* ========================================================================
+ * Shared: one task's wait on a Future that several tasks may wait on.  The
+ * asyncio.shield that keeps a cancelled wait from cancelling the Future is
+ * made when the Shared is awaited, not before: a send() that is not
+ * awaited leaves no shield future behind to log "exception was never
+ * retrieved" when the Future fails (the connection went).
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fut;
+} SharedObject;
+
+PyObject *aw_shared_new(fulmen_state *st, PyObject *fut)
+{
+    SharedObject *s;
+    if (fut == NULL)
+        return NULL;
+    s = PyObject_GC_New(SharedObject, st->SharedType);
+    if (s == NULL) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    s->fut = fut;
+    PyObject_GC_Track(s);
+    return (PyObject *)s;
+}
+
+static PyObject *aw_shared_await(SharedObject *s)
+{
+    PyObject *asyncio, *outer, *it;
+    PyTypeObject *tp;
+    if (s->fut == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot await a cleared wait");
+        return NULL;
+    }
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL)
+        return NULL;
+    outer = PyObject_CallMethod(asyncio, "shield", "O", s->fut);
+    Py_DECREF(asyncio);
+    if (outer == NULL)
+        return NULL;
+    tp = Py_TYPE(outer);
+    if (tp->tp_as_async != NULL && tp->tp_as_async->am_await != NULL)
+        it = tp->tp_as_async->am_await(outer);
+    else
+        it = PyObject_CallMethod(outer, "__await__", NULL);
+    Py_DECREF(outer);
+    return it;
+}
+
+static int aw_shared_traverse(SharedObject *s, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(s));
+    Py_VISIT(s->fut);
+    return 0;
+}
+
+static int aw_shared_clear(SharedObject *s)
+{
+    Py_CLEAR(s->fut);
+    return 0;
+}
+
+static void aw_shared_dealloc(SharedObject *s)
+{
+    PyTypeObject *tp = Py_TYPE(s);
+    PyObject_GC_UnTrack(s);
+    aw_shared_clear(s);
+    PyObject_GC_Del(s);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot aw_shared_slots[] = {
+    {Py_am_await, aw_shared_await},
+    {Py_tp_traverse, aw_shared_traverse},
+    {Py_tp_clear, aw_shared_clear},
+    {Py_tp_dealloc, aw_shared_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec aw_shared_spec = {
+    .name = "fulmen._core.Shared",
+    .basicsize = sizeof(SharedObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = aw_shared_slots,
+};

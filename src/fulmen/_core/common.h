@@ -62,6 +62,7 @@ typedef struct {
     PyTypeObject *FileType;   /* struct sequence (name, type, body) */
     PyTypeObject *WebSocketType;
     PyTypeObject *ReadyType;
+    PyTypeObject *SharedType;
     PyObject *WebSocketClosed; /* exception (code, reason) */
     PyObject *ClientDisconnected; /* ConnectionResetError: nobody left to answer */
     PyObject *RequestTimeout;     /* TimeoutError: the body stopped arriving */
@@ -356,11 +357,6 @@ int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObje
 /* Is the Future *fut still awaited?  1 yes; 0 when there is none, or it is
  * done (then cleared: the await was cancelled); -1 with an exception. */
 int mod_future_pending(fulmen_state *st, PyObject **fut);
-/* A new reference to an awaitable of fut for one of the several tasks that
- * may wait on it (asyncio.shield): cancelling one's wait (asyncio.wait_for)
- * cancels neither fut nor the others'.  Takes the reference to fut; NULL
- * with an exception. */
-PyObject *mod_future_share(PyObject *fut);
 /* mod_future_settle with exc, and asyncio's "never retrieved" log off */
 void mod_future_fail_quietly(fulmen_state *st, PyObject **fut, PyObject *exc);
 int mod_out_grow(fulmen_state *st, size_t extra); /* 0 or -1 (MemoryError) */
@@ -615,8 +611,14 @@ PyObject *conn_log_stderr_drain(PyObject *module, PyObject *arg);
 /* awaitable.c */
 extern PyType_Spec aw_resume_spec;
 extern PyType_Spec aw_ready_spec;
+extern PyType_Spec aw_shared_spec;
 PyObject *aw_ready_new(fulmen_state *st, PyObject *value); /* steals nothing */
 PyObject *aw_ready_yield_new(fulmen_state *st, PyObject *value); /* yields once first */
+/* A new reference to an awaitable of fut for one of the several tasks that
+ * may wait on it (asyncio.shield, when awaited): cancelling one's wait
+ * (asyncio.wait_for) cancels neither fut nor the others'.  Takes the
+ * reference to fut (NULL: returns NULL); NULL with an exception. */
+PyObject *aw_shared_new(fulmen_state *st, PyObject *fut);
 PyObject *aw_resume_new(fulmen_state *st, ConnObject *c, RequestObject *req,
                         PyObject *coro);
 void aw_resume_park(PyObject *aw, uint32_t seq, PyObject *first);

@@ -144,19 +144,6 @@ int mod_future_settle(fulmen_state *st, PyObject **fut, PyObject *result, PyObje
     return settled;
 }
 
-PyObject *mod_future_share(PyObject *fut)
-{
-    PyObject *asyncio, *r = NULL;
-    if (fut == NULL)
-        return NULL;
-    asyncio = PyImport_ImportModule("asyncio");
-    if (asyncio != NULL)
-        r = PyObject_CallMethod(asyncio, "shield", "O", fut);
-    Py_XDECREF(asyncio);
-    Py_DECREF(fut);
-    return r;
-}
-
 /* Fail *fut with exc if it is still pending, without asyncio's "exception
  * was never retrieved" log when nobody awaits it (a send not awaited). */
 void mod_future_fail_quietly(fulmen_state *st, PyObject **fut, PyObject *exc)
@@ -426,6 +413,7 @@ static int mod_exec(PyObject *m)
         mod_add_type(m, &router_matcher_spec, NULL, &st->MatcherType) < 0 ||
         mod_add_type(m, &aw_resume_spec, NULL, &st->ResumeType) < 0 ||
         mod_add_type(m, &aw_ready_spec, NULL, &st->ReadyType) < 0 ||
+        mod_add_type(m, &aw_shared_spec, NULL, &st->SharedType) < 0 ||
         mod_add_type(m, &ws_spec, NULL, &st->WebSocketType) < 0)
         return -1;
     resp_type_ready(st->ResponseType);
@@ -553,6 +541,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->InvalidJSON);
     Py_VISIT(st->WebSocketType);
     Py_VISIT(st->ReadyType);
+    Py_VISIT(st->SharedType);
     Py_VISIT(st->WebSocketClosed);
     Py_VISIT(st->ClientDisconnected);
     Py_VISIT(st->RequestTimeout);
@@ -600,6 +589,7 @@ static int mod_clear(PyObject *m)
     files_cache_free(st);
     Py_CLEAR(st->WebSocketType);
     Py_CLEAR(st->ReadyType);
+    Py_CLEAR(st->SharedType);
     Py_CLEAR(st->WebSocketClosed);
     Py_CLEAR(st->ClientDisconnected);
     Py_CLEAR(st->RequestTimeout);

@@ -722,7 +722,7 @@ static PyObject *ws_drain(WebSocketObject *ws)
     PyObject *f = ws->conn ? conn_drain_waiter(ws->conn) : NULL;
     uint32_t turn;
     if (f != NULL)
-        return mod_future_share(f); /* the connection's: other senders wait on it too */
+        return aw_shared_new(ws->st, f); /* the connection's: other senders wait on it too */
     if (PyErr_Occurred())
         return NULL;
     turn = ws->conn ? conn_io_turn(ws->conn) : 0;
@@ -953,7 +953,7 @@ static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
             return NULL; /* our close frame is out; the close() awaiting its
                           * answer was cancelled: this one waits instead */
         if (ws->close_waiter != NULL)
-            return mod_future_share(Py_NewRef(ws->close_waiter)); /* another close() */
+            return aw_shared_new(ws->st, Py_NewRef(ws->close_waiter)); /* another close() */
         return aw_ready_new(ws->st, Py_None);
     }
     payload[0] = (uint8_t)(code >> 8);
@@ -972,7 +972,7 @@ static PyObject *ws_close(WebSocketObject *ws, PyObject *args, PyObject *kw)
     if (ws->close_waiter == NULL)
         return NULL;
     conn_set_close_deadline(ws->conn);
-    return mod_future_share(Py_NewRef(ws->close_waiter));
+    return aw_shared_new(ws->st, Py_NewRef(ws->close_waiter));
 }
 
 static PyObject *ws_get_closed(WebSocketObject *ws, void *c)
