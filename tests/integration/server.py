@@ -26,7 +26,8 @@ STOP_TIMEOUT = 10.0
 CRASH = re.compile(
     r"Fatal Python error|Segmentation fault|AddressSanitizer|LeakSanitizer"
     r"|\.[ch]:\d+:\d+: runtime error:|Assertion `.*' failed|core dumped"
-    r"|double free or corruption|malloc\(\): |free\(\): |stack smashing detected")
+    r"|double free or corruption|malloc\(\): |free\(\): |stack smashing detected"
+    r"|exception was never retrieved|Task was destroyed but it is pending")
 
 
 class Server:

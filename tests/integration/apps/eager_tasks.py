@@ -10,14 +10,19 @@ from task_views import add_task_routes
 
 @types.coroutine
 def _rest(coro, first):
-    # the rest of a coroutine whose first step already ran
-    value = yield first
+    # the rest of a coroutine whose first step already ran: what the Task
+    # sends or throws in (a future's exception, a cancel) goes on to it
     while True:
         try:
-            first = coro.send(value)
+            value = yield first
+        except BaseException as e:
+            step, arg = coro.throw, e
+        else:
+            step, arg = coro.send, value
+        try:
+            first = step(arg)
         except StopIteration as e:
             return e.value
-        value = yield first
 
 
 async def _continue(coro, first):
