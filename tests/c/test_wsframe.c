@@ -894,7 +894,7 @@ test_close(void)
         const uint8_t *reason = NULL;
         size_t rlen = 99;
         const uint8_t *p = guard_end;
-        check(ws_parse_close(p, 0, &code, &reason, &rlen) == 0 &&
+        check(ws_parse_close(p, 0, 0, &code, &reason, &rlen) == 0 &&
                   code == 1005 && rlen == 0,
               "close empty", "1005, no reason");
     }
@@ -903,7 +903,7 @@ test_close(void)
         const uint8_t *reason;
         size_t rlen;
         const uint8_t b[] = {0x03};
-        check(ws_parse_close(guard_at(b, 1, 1), 1, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 1, 1), 1, 0, &code, &reason, &rlen) ==
                       WS_ERR_CLOSE_PAYLOAD &&
                   code == 7,
               "close 1 byte", "rejected");
@@ -916,10 +916,10 @@ test_close(void)
         b[0] = 0x03;
         b[1] = 0xE8;
         memset(b + 2, '*', sizeof b - 2);
-        check(ws_parse_close(guard_at(b, 126, 1), 126, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 126, 1), 126, 0, &code, &reason, &rlen) ==
                   WS_ERR_CLOSE_PAYLOAD,
               "close 126 bytes", "rejected");
-        check(ws_parse_close(guard_at(b, 125, 1), 125, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 125, 1), 125, 0, &code, &reason, &rlen) ==
                       0 &&
                   code == 1000 && rlen == 123,
               "close 125 bytes", "accepted");
@@ -930,7 +930,7 @@ test_close(void)
         const uint8_t *reason;
         size_t rlen;
         const uint8_t *p = guard_at(b, sizeof b, 1);
-        check(ws_parse_close(p, sizeof b, &code, &reason, &rlen) == 0 &&
+        check(ws_parse_close(p, sizeof b, 0, &code, &reason, &rlen) == 0 &&
                   code == 1000 && reason == p + 2 && rlen == 3 &&
                   memcmp(reason, "bye", 3) == 0,
               "close 1000 bye", "code and reason span");
@@ -940,16 +940,31 @@ test_close(void)
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        check(ws_parse_close(guard_at(b, 2, 1), 2, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 2, 1), 2, 0, &code, &reason, &rlen) ==
                   WS_ERR_CLOSE_CODE,
               "close 1004", "rejected");
+    }
+    {
+        const uint8_t b[] = {0x03, 0xF4, 'x'}; /* 1012: the echo of ours only */
+        unsigned code;
+        const uint8_t *reason;
+        size_t rlen;
+        check(ws_parse_close(guard_at(b, 3, 1), 3, 0, &code, &reason, &rlen) ==
+                  WS_ERR_CLOSE_CODE,
+              "close 1012", "rejected");
+        check(ws_parse_close(guard_at(b, 3, 1), 3, 1013, &code, &reason, &rlen) ==
+                  WS_ERR_CLOSE_CODE,
+              "close 1012 after our 1013", "rejected");
+        check(ws_parse_close(guard_at(b, 3, 1), 3, 1012, &code, &reason, &rlen) == 0 &&
+                  code == 1012 && rlen == 1,
+              "close 1012 after our 1012", "accepted");
     }
     {
         const uint8_t b[] = {0x0F, 0xA0}; /* 4000 */
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        check(ws_parse_close(guard_at(b, 2, 1), 2, &code, &reason, &rlen) ==
+        check(ws_parse_close(guard_at(b, 2, 1), 2, 0, &code, &reason, &rlen) ==
                           0 &&
                   code == 4000 && rlen == 0,
               "close 4000", "accepted");
@@ -963,11 +978,11 @@ test_close(void)
         unsigned code;
         const uint8_t *reason;
         size_t rlen;
-        int rc = ws_parse_close(guard_at(b, sizeof b, 1), sizeof b, &code,
+        int rc = ws_parse_close(guard_at(b, sizeof b, 1), sizeof b, 0, &code,
                                 &reason, &rlen);
         check(rc == WS_ERR_UTF8 && ws_error_status(rc) == 1007,
               "close bad utf8 reason", "WS_ERR_UTF8, status 1007");
-        check(ws_parse_close(guard_at(t, sizeof t, 1), sizeof t, &code,
+        check(ws_parse_close(guard_at(t, sizeof t, 1), sizeof t, 0, &code,
                              &reason, &rlen) == WS_ERR_UTF8,
               "close truncated utf8 reason", "WS_ERR_UTF8");
     }

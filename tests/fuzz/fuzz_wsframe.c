@@ -292,7 +292,7 @@ fz_close(const uint8_t *data, size_t size)
     const uint8_t *reason = (const uint8_t *)"x";
     size_t rlen = 99999;
     char out[28];
-    int rc = ws_parse_close(buf, size, &code, &reason, &rlen);
+    int rc = ws_parse_close(buf, size, 0, &code, &reason, &rlen);
     FZ_CHECK(rc == 0 || rc == WS_ERR_CLOSE_PAYLOAD || rc == WS_ERR_CLOSE_CODE ||
              rc == WS_ERR_UTF8);
     if (rc == 0) {

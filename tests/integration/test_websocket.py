@@ -530,12 +530,15 @@ def test_7_server_initiated_close(ws_app):
 @pytest.mark.parametrize("code", [1012, 1013, 1014])
 def test_7_server_may_close_with_codes_registered_after_rfc_6455(ws_app, code):
     """Service restart, try again later, bad gateway: IANA's registry, after
-    RFC 6455 (a client's are still refused, as Autobahn expects)."""
+    RFC 6455 (a client's own are still refused, as Autobahn expects; its
+    echo of the server's is the closing handshake's answer)."""
     with connect(ws_app.port, "/close-with/%d" % code) as ws:
         f = ws.recv_frame()
         assert (f.opcode, f.close_code) == (OP_CLOSE, code), f
-        ws.close(code)
+        ws.close(code, "echo")
         ws.expect_eof()
+    ev = events(ws_app.port, "close-with-%d" % code, "close done")
+    assert ev == ["close done True %d 'echo'" % code], ev
 
 
 @pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 2999, 5000])

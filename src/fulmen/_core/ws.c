@@ -540,7 +540,9 @@ static void ws_on_close_frame(WebSocketObject *ws, const uint8_t *p, size_t n)
     unsigned code;
     const uint8_t *reason;
     size_t rlen;
-    int rc = ws_parse_close(p, n, &code, &reason, &rlen);
+    /* the client's echo of our close is valid whatever our code was */
+    unsigned sent = ws->state == WS_CLOSING ? (unsigned)ws->close_code : 0;
+    int rc = ws_parse_close(p, n, sent, &code, &reason, &rlen);
     if (rc < 0) {
         ws_fail(ws, (int)ws_error_status(rc));
         return;

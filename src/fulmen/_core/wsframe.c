@@ -473,7 +473,7 @@ ws_close_code_valid(unsigned code)
 }
 
 int
-ws_parse_close(const uint8_t *p, size_t n, unsigned *code,
+ws_parse_close(const uint8_t *p, size_t n, unsigned sent, unsigned *code,
                const uint8_t **reason, size_t *reason_len)
 {
     unsigned c;
@@ -487,7 +487,7 @@ ws_parse_close(const uint8_t *p, size_t n, unsigned *code,
     }
     if (n == 1 || n > WS_MAX_CONTROL_PAYLOAD) return WS_ERR_CLOSE_PAYLOAD;
     c = ((unsigned)p[0] << 8) | p[1];
-    if (!ws_close_code_valid(c)) return WS_ERR_CLOSE_CODE;
+    if (!ws_close_code_valid(c) && (c != sent || sent == 0)) return WS_ERR_CLOSE_CODE;
     if (ws_utf8_validate(&u, p + 2, n - 2) != 0 || ws_utf8_finish(&u) != 0)
         return WS_ERR_UTF8;
     *code = c;

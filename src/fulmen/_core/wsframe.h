@@ -115,8 +115,10 @@ int ws_close_code_valid(unsigned code);
  * status (1005, "no status received", when n == 0) and *reason, *reason_len
  * to the UTF-8 reason (a span of p); or WS_ERR_CLOSE_PAYLOAD (n == 1 or
  * n > 125), WS_ERR_CLOSE_CODE or WS_ERR_UTF8.  The outputs are written only
- * on success. */
-int ws_parse_close(const uint8_t *p, size_t n, unsigned *code,
+ * on success.  `sent` (0: none) is the code of the close this side sent: the
+ * peer's echo of it is valid too (a server's 1012-1014, which a peer's own
+ * close may not use). */
+int ws_parse_close(const uint8_t *p, size_t n, unsigned sent, unsigned *code,
                    const uint8_t **reason, size_t *reason_len);
 
 /* The close status to send when failing the connection on error `err`:

@@ -132,6 +132,8 @@ async def close_with(ws):
     except ValueError as e:
         record("close-with-%d" % code, "ValueError %s" % e)
         raise
+    record("close-with-%d" % code, "close done %s %s %r" % (ws.closed, ws.close_code,
+                                                              ws.close_reason))
 
 
 async def send_close(ws):
