@@ -8,7 +8,6 @@ sender included), with the nickname the room gave the sender on joining.
     then open http://localhost:8080/ in two browser tabs.
 """
 import argparse
-import asyncio
 import itertools
 import json
 import os
@@ -27,18 +26,17 @@ def index(request):
     return request.Response(file=PAGE)
 
 
-async def _send(ws, message):
-    try:
-        await ws.send(message)
-    except WebSocketClosed:
-        pass                 # that client left meanwhile; its handler cleans up
-
-
-async def broadcast(event):
-    """Send one event to every client at once: one slow reader delays only
-    its own send, not the others'."""
+def broadcast(event):
+    """Send one event to every client.  send() writes the frame when it is
+    called, and awaiting it would only wait for that client to read: not
+    awaited, a client that does not read holds up no one (the server cuts
+    it after body_timeout without reading, or once 16 MiB wait for it)."""
     message = json.dumps(event)
-    await asyncio.gather(*(_send(ws, message) for ws in list(clients)))
+    for ws in list(clients):
+        try:
+            ws.send(message)
+        except WebSocketClosed:
+            pass             # that client left meanwhile; its handler cleans up
 
 
 async def room(ws):
@@ -47,16 +45,16 @@ async def room(ws):
     try:
         await ws.send(json.dumps({"type": "welcome", "nick": nick,
                                   "online": sorted(clients.values())}))
-        await broadcast({"type": "join", "nick": nick})
+        broadcast({"type": "join", "nick": nick})
         async for message in ws:
             if not isinstance(message, str):
                 continue     # the page only sends text
             text = message.strip()[:MAX_TEXT]
             if text:
-                await broadcast({"type": "message", "nick": nick, "text": text})
+                broadcast({"type": "message", "nick": nick, "text": text})
     finally:
         clients.pop(ws, None)
-        await broadcast({"type": "leave", "nick": nick})
+        broadcast({"type": "leave", "nick": nick})
 
 
 app = Application()

@@ -1688,3 +1688,42 @@ def test_a_body_read_by_a_view_of_another_connection(ws_app):
             [b"[]", b"[]", b"read %d" % size]
         sender.join(20)
         assert up.read_response().body == b"kept read %d" % size
+
+
+# ---- examples/chat: a broadcast room ---------------------------------------------
+
+def test_chat_room_is_not_held_up_by_a_member_that_does_not_read():
+    """examples/chat/app.py, three members, one of which reads nothing (a
+    small receive buffer, soon full): the others still get every message at
+    once.  The room awaited its sends before, so the sender's handler
+    waited for the member that did not read, and the room stalled until
+    body_timeout (30 s) cut it."""
+    chat = os.path.join(REPO, "examples", "chat", "app.py")
+    srv = Server([sys.executable, chat, "--port", "0"]).start()
+    n, text = 1500, "m" * 1900           # ~3 MB, far past the stuck one's buffers
+    try:
+        stuck = connect(srv.port, "/ws", timeout=10,
+                        sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+        with stuck, connect(srv.port, "/ws", timeout=10) as sender, \
+                connect(srv.port, "/ws", timeout=10) as reader:
+            nick = json.loads(sender.recv_message()[1])["nick"]
+            got = 0
+
+            def pump():
+                nonlocal got
+                while got < n:
+                    event = json.loads(reader.recv_message()[1])
+                    if event["type"] == "message" and event["nick"] == nick:
+                        assert event["text"] == text
+                        got += 1
+
+            t = threading.Thread(target=pump, daemon=True)
+            t.start()
+            for _ in range(n):
+                sender.send_frame(OP_TEXT, text.encode())
+            t.join(20)
+            assert got == n, "%d of %d messages arrived" % (got, n)
+    finally:
+        code = srv.stop()
+    assert clean_exit(code), describe(code)
+    assert not srv.crash_report(), srv.stderr()
