@@ -20,6 +20,8 @@ Route = _core.Route
 _KINDS = {"str": 0, "int": 1, "float": 2, "uuid": 3, "path": 4}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# a serialized origin (RFC 6454 6.2): scheme "://" host [":" port], nothing after
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.\-]*://(\[[0-9a-f:.]+\]|[a-z0-9\-._~%!$&'()*+,;=]+)(:[0-9]+)?$")
 
 
 class RouteError(ValueError):
@@ -203,6 +205,22 @@ _WS_OPTIONS = frozenset(("websocket", "subprotocols", "max_message_size", "compr
                          "ping_interval", "ping_timeout"))
 
 
+def _origins(origins):
+    """add_websocket's origins, checked: a tuple of lower-case origins."""
+    if isinstance(origins, str):
+        origins = [origins]
+    try:
+        origins = list(origins)
+    except TypeError:
+        raise TypeError("origins must be a list of origins or None, not %r"
+                        % (origins,)) from None
+    for o in origins:
+        if not isinstance(o, str) or not _ORIGIN.match(o.lower()):
+            raise ValueError("origin %r is not scheme://host[:port] (as a browser "
+                             "sends it: no path, no trailing '/')" % (o,))
+    return tuple(o.lower() for o in origins)
+
+
 class Router:
     """app.router: add_route() as in Japronto."""
 
@@ -281,13 +299,15 @@ class Router:
 
     def add_websocket(self, pattern, handler, *, subprotocols=None,
                       max_message_size=1024 * 1024, compression=True,
-                      ping_interval=20.0, ping_timeout=20.0, name=None):
+                      ping_interval=20.0, ping_timeout=20.0, origins=None, name=None):
         """A WebSocket endpoint: ``async def handler(ws)`` runs once the
         upgrade is done.  subprotocols: the ones the server speaks, in order
         of preference.  A message over max_message_size closes with 1009.
         After ping_interval seconds without a frame from the client the
         server pings; with no frame within ping_timeout more it closes
-        (1011).  None turns the keep-alive off."""
+        (1011).  None turns the keep-alive off.  origins: the origins
+        ("https://example.com") whose pages may open it; an upgrade whose
+        Origin is another gets 403 (None: any)."""
         for label, v in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                                   or not 0 < v <= 365 * 24 * 3600):
@@ -306,9 +326,11 @@ class Router:
             raise ValueError("max_message_size must be a positive int")
         if not isinstance(compression, bool):
             raise TypeError("compression must be True or False, not %r" % (compression,))
+        if origins is not None:
+            origins = _origins(origins)
         return self._add(pattern, handler, None, ["GET"], name, dict(
             websocket=True, subprotocols=subprotocols, max_message_size=max_message_size,
-            compression=compression,
+            compression=compression, origins=origins,
             ping_interval=None if ping_interval is None else float(ping_interval),
             ping_timeout=None if ping_timeout is None else float(ping_timeout)))
 

@@ -37,6 +37,7 @@ class Router:
         compression: bool = True,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
+        origins: str | Iterable[str] | None = None,
         name: str | None = None,
     ) -> Route: ...
     def add_static(self, prefix: str, directory: str, *, name: str | None = None) -> Route: ...

@@ -1496,6 +1496,42 @@ def test_upgrade_on_a_plain_route_or_unknown_path_is_not_switched(ws_app):
     assert e.value.status == 404
 
 
+@pytest.mark.parametrize("origin", [None, "https://app.example", "HTTPS://APP.EXAMPLE",
+                                    "http://127.0.0.1:8080"])
+def test_an_origin_the_route_allows_is_switched(ws_app, origin):
+    # (no Origin: not a browser, which always sends one)
+    with connect(ws_app.port, "/origins",
+                 headers=[("Origin", origin)] if origin else []) as ws:
+        assert ws.recv_message() == (OP_TEXT, b"hello")
+
+
+@pytest.mark.parametrize("origins", [["https://evil.example"], ["https://app.example:443"],
+                                     ["http://app.example"], ["null"],
+                                     ["https://app.example.evil"],
+                                     ["https://app.example", "https://app.example"]])
+def test_an_origin_the_route_does_not_allow_is_refused_403(ws_app, origins):
+    """RFC 6455 4.2.2: a page from another site may not open the socket
+    with its user's cookies (cross-site WebSocket hijacking); two Origin
+    lines are refused too.  The connection closes after the 403."""
+    with pytest.raises(HandshakeError) as e:
+        connect(ws_app.port, "/origins", headers=[("Origin", o) for o in origins])
+    assert e.value.status == 403
+    assert e.value.headers.get("connection") == "close", e.value.headers
+
+
+@pytest.mark.parametrize("origins, error", [
+    ("https://a.example/", ValueError), (["a.example"], ValueError),
+    (["*"], ValueError), ([5], ValueError), (5, TypeError)])
+def test_origins_that_are_not_origins_are_refused_when_the_route_is_added(origins, error):
+    from fulmen import Application
+    app = Application()
+
+    async def h(ws):
+        pass
+    with pytest.raises(error):
+        app.router.add_websocket("/ws", h, origins=origins)
+
+
 # ---- keep-alive: ping_interval / ping_timeout ----------------------------------
 
 # a silent client pinged, then closed with 1011, and a client that answers

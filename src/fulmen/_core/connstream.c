@@ -51,6 +51,32 @@ static int conn_next_header(RequestObject *r, const char *lname, uint32_t *i,
     return 1;
 }
 
+/* May a page of the request's origin open this WebSocket?  origins is the
+ * route's tuple of lower-case serialized origins ("scheme://host[:port]",
+ * RFC 6454 6.2), or None for any; the request's Origin is compared without
+ * case.  A request without Origin (not sent by a browser) may; one with two
+ * Origin lines may not.  1 yes, 0 no. */
+static int conn_ws_origin_ok(RequestObject *req, PyObject *origins)
+{
+    uint32_t hi = 0;
+    const char *v, *o;
+    size_t n, n2;
+    Py_ssize_t i, olen;
+    if (origins == NULL || !PyTuple_Check(origins) ||
+        !conn_next_header(req, "origin", &hi, &v, &n))
+        return 1;
+    if (conn_next_header(req, "origin", &hi, &o, &n2))
+        return 0;
+    for (i = 0; i < PyTuple_GET_SIZE(origins); i++) {
+        o = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(origins, i), &olen);
+        if (o == NULL)
+            PyErr_Clear();
+        else if ((size_t)olen == n && strncasecmp(o, v, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Does any field line named lname hold token tok (icase: see mod_list_has)? */
 static int conn_header_has_token(RequestObject *r, const char *lname, const char *tok,
                                  int icase)
@@ -238,6 +264,10 @@ void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
         PyObject *h = Py_BuildValue("{ss}", "Sec-WebSocket-Version", "13");
         res = h ? resp_new_simple(st, 426, "Upgrade Required", h) : NULL;
         Py_XDECREF(h);
+        goto answer;
+    }
+    if (!conn_ws_origin_ok(req, PyDict_GetItemString(route->extra, "origins"))) {
+        res = resp_new_simple(st, 403, "Forbidden", NULL); /* RFC 6455 4.2.2 */
         goto answer;
     }
     /* subprotocol: the first of the route's, in its order, that the client offers */

@@ -461,6 +461,13 @@ async def header_sends(request):
 
 
 r.add_websocket("/listen/{tag}", listen, compression=False)
+
+
+async def hello(ws):
+    await ws.send("hello")
+
+
+r.add_websocket("/origins", hello, origins=["https://App.example", "http://127.0.0.1:8080"])
 r.add_route("/slow-done/{tag}", slow_done)
 r.add_route("/header-sends/{tag}", header_sends)
 r.add_route("/broadcast/{tag}", broadcast)
