@@ -1,6 +1,8 @@
 """Protocol errors get the right status, `Connection: close`, and the end of
 the connection: bytes after a bad request are never read as a request.
 View errors get a 500 and the connection goes on serving."""
+import os
+
 import pytest
 
 from .rawhttp import Conn, build_request
@@ -169,6 +171,24 @@ def test_a_header_whose_str_runs_code_leaves_the_answer_whole(basic, how, body, 
         assert (r.header_all("Server"), r.header("X-A")) == (["mine"], x_a)
         assert r.header("Content-Type") is not None
         assert r.header("X-Z") == "z"
+        assert c.read_response().body == b"Hello world!"
+
+
+def test_a_header_whose_str_ends_a_view_of_the_same_connection(basic):
+    """str() of a header value closes the task of the view pipelined behind
+    (its 503 is ready at once): the answers still leave whole and in order.
+    The server drained the connection again inside the head being written:
+    the 503 went out in the middle of the 200's head, then the rest of it
+    (and a memmove of a negative size, with its own Server header)."""
+    tag = "t%d" % os.getpid()
+    with Conn(basic.port) as c:
+        c.send(build_request("GET", "/closes-parked/" + tag)
+               + build_request("GET", "/parked/" + tag) + build_request("GET", "/"))
+        r = c.read_response()
+        assert (r.status, r.body, r.header_all("Server"), r.header("X-A")) == \
+            (200, b"A", ["mine"], "v"), r
+        r = c.read_response()
+        assert (r.status, r.body) == (503, b"Service Unavailable"), r
         assert c.read_response().body == b"Hello world!"
 
 

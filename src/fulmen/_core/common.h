@@ -391,7 +391,7 @@ typedef struct {
     size_t len, cap, big;
     PyObject *chunks;
     void *conn, *mine;
-    int aside;
+    int aside, busy; /* (busy: st->out_busy, which is about the bytes set aside) */
 } mod_out_saved;
 void mod_out_enter(fulmen_state *st, void *c, mod_out_saved *sv);
 void mod_out_leave(fulmen_state *st, mod_out_saved *sv);

@@ -170,10 +170,15 @@ INLINE int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp
 {
     int rc;
     c->answered = 1;
+    c->writing = 1;
     if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM || c->server->access_log ||
-                 c->server->debug))
-        return conn_write_response_slow(c, req, resp, head_only, conn_hdr, close_after);
+                 c->server->debug)) {
+        rc = conn_write_response_slow(c, req, resp, head_only, conn_hdr, close_after);
+        c->writing = 0;
+        return rc;
+    }
     rc = resp_serialize(c->st, resp, head_only, conn_hdr);
+    c->writing = 0;
     if (UNLIKELY(rc != 0))
         conn_write_failed(c, req, resp, rc, head_only, conn_hdr);
     else
@@ -428,6 +433,10 @@ static void conn_drain_now_in(ConnObject *c);
 static void conn_drain_now(ConnObject *c)
 {
     mod_out_saved sv;
+    if (UNLIKELY(c->writing))
+        return; /* the app's code, run while c's answer is written (a header
+                 * value's str() closed a view's task, its 503 is ready):
+                 * the drain under way sends it in its turn, and flushes */
     mod_out_enter(c->st, c, &sv);
     conn_drain_now_in(c);
     mod_out_leave(c->st, &sv);
@@ -474,6 +483,9 @@ static PyObject *conn_server_drain_ready(ServerObject *srv, PyObject *unused)
     for (i = 0; i < PyList_GET_SIZE(lst); i++) {
         ConnObject *c = (ConnObject *)PyList_GET_ITEM(lst, i);
         c->drain_pending = 0;
+        if (UNLIKELY(c->pause & CONN_PAUSE_BODY) && conn_bstream(c) != NULL &&
+            req_stream_buffered(c->ext->bstream) == 0)
+            conn_body_drained(c); /* put off while c's answer was written */
         if (conn_ws(c) != NULL)
             ws_flush_held(c->ext->ws); /* its frames held back (conn_hold_output) */
         else
@@ -486,7 +498,7 @@ static PyObject *conn_server_drain_ready(ServerObject *srv, PyObject *unused)
 /* Hold c's ready answers until the loop's next turn, when the answers
  * that finish in this one have joined them.  Returns -1 (nothing was
  * scheduled, no exception set) when the loop cannot take the callback. */
-static int conn_schedule_drain(ConnObject *c)
+int conn_schedule_drain(ConnObject *c)
 {
     ServerObject *srv = c->server;
     PyObject *r;
@@ -528,6 +540,7 @@ void conn_deliver(ConnObject *c, uint32_t seq, PyObject *resp)
     PyObject *old = s->obj;
     uint32_t i;
     resp = conn_check_response(c, s->req, resp);
+    s = &c->q[seq & (c->q_cap - 1)]; /* the app's error handler ran: c->q may have moved */
     s->obj = resp; /* steals */
     s->ready = 1;
     Py_XDECREF(old); /* the Task: the loop holds it while it runs */

@@ -186,6 +186,10 @@ struct ConnObject {
     uint8_t tls_c : 1;     /* TLS in C: its SSL is the server's tls_tab[fd]
                             * (not a field: 8 more bytes would cost every
                             * connection 16, test_idle) */
+    uint8_t writing : 1;   /* an answer of c is being put in st->out, and the
+                            * app's code may run (a header value's str(), a
+                            * file answer's hooks): c's queue is not drained,
+                            * nor its input read, until it is in */
     uint16_t linger_kb;    /* KiB that may still be dropped while lingering
                             * (0 before: CONN_LINGER_KB then) */
 };
@@ -269,6 +273,9 @@ void conn_give_up(ConnObject *c, RequestObject *req);
 void conn_maybe_continue(ConnObject *c, RequestObject *req);
 void conn_process_buffer(ConnObject *c);
 void conn_q_drain(ConnObject *c);
+/* Send c's ready answers at the loop's next turn; -1 when the loop cannot
+ * take the callback (nothing scheduled, no exception set). */
+int conn_schedule_drain(ConnObject *c);
 void conn_set_pause(ConnObject *c, int bit, int on);
 void conn_write_failed(ConnObject *c, RequestObject *req, PyObject *resp, int rc, int head_only,
                        int conn_hdr);

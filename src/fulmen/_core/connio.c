@@ -206,6 +206,9 @@ int conn_flush(ConnObject *c)
     int rc = -1;
     if (st->out_len == 0 && st->out_chunks == NULL)
         goto done_ok;
+    if (UNLIKELY(st->out_busy) && st->out_conn == c)
+        return 0; /* c's head is half written (the app's code runs in a header
+                   * value's str()): whoever writes it flushes it whole */
     st->out_big = 0;
     if (c->closed || c->aborted || c->transport == NULL) {
         st->out_len = 0;

@@ -496,6 +496,13 @@ void conn_body_drained(ConnObject *c)
     mod_out_saved sv;
     if (!(c->pause & CONN_PAUSE_BODY))
         return;
+    if (UNLIKELY(c->writing)) {
+        /* read by the app's code run while c's answer is written: the
+         * requests that follow may not be answered before it is whole, so
+         * at the loop's next turn (conn_server_drain_ready) */
+        conn_schedule_drain(c);
+        return;
+    }
     conn_set_pause(c, CONN_PAUSE_BODY, 0);
     if (c->closed)
         return;

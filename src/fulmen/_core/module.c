@@ -246,9 +246,11 @@ void mod_out_enter(fulmen_state *st, void *c, mod_out_saved *sv)
         sv->cap = st->out_cap;
         sv->big = st->out_big;
         sv->chunks = st->out_chunks;
+        sv->busy = st->out_busy;
         st->out = NULL;
         st->out_len = st->out_cap = st->out_big = 0;
         st->out_chunks = NULL;
+        st->out_busy = 0;
     }
     st->out_conn = c;
 }
@@ -264,6 +266,7 @@ void mod_out_leave(fulmen_state *st, mod_out_saved *sv)
         st->out_cap = sv->cap;
         st->out_big = sv->big;
         st->out_chunks = sv->chunks;
+        st->out_busy = sv->busy;
         st->out_conn = sv->conn;
     } else {
         /* (what c's failure left unsent stays c's) */

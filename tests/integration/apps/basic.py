@@ -278,6 +278,38 @@ async def close_own_task(request):
     return request.Response(text="raised " + raised)
 
 
+_parked = {}
+
+
+class _ClosesParked:
+    """A header value whose str() closes the coroutine of a view parked on
+    the same connection (its 503 is then ready, while this answer's head
+    is being written)."""
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __str__(self):
+        task = _parked.pop(self.tag, None)
+        if task is not None:
+            task.get_coro().close()
+            # (the Task, its coroutine closed under it, stays pending for
+            # good: asyncio would say so when it is destroyed)
+            task._log_destroy_pending = False
+        return "v"
+
+
+async def closes_parked(request):
+    await asyncio.sleep(0.05)           # the parked view is parked by then
+    return request.Response(text="A", headers={"X-A": _ClosesParked(request.match_dict["tag"]),
+                                               "Server": "mine"})
+
+
+async def parked(request):
+    _parked[request.match_dict["tag"]] = asyncio.current_task()
+    await asyncio.sleep(30)
+    return request.Response(text="B")
+
+
 def raise_not_found(request):
     # a view may raise what the router raises: MethodNotAllowed naming
     # the methods it takes, or RouteNotFoundException
@@ -371,6 +403,8 @@ r.add_route("/an/{i}", async_now)
 r.add_route("/boom", boom)
 r.add_route("/raise-not-found/{how}", raise_not_found)
 r.add_route("/str-runs-code/{how}", str_runs_code)
+r.add_route("/closes-parked/{tag}", closes_parked)
+r.add_route("/parked/{tag}", parked)
 r.add_route("/close-own-task/{how}", close_own_task)
 r.add_route("/app-close/{how}", app_close)
 r.add_route("/app-close-async/{how}", app_close_async)
