@@ -273,6 +273,16 @@ test_valid(void)
         expect_ok("empty preamble (leading CRLF)", S(body), "b", w, 1);
     }
     {
+        static const char body[] = "--b\r\n" CD "a\r\n\r\n1\r\n--b-- \t";
+        static const want_part w[] = {{"a", NULL, "", "1", 0}};
+        expect_ok("padding after the close delimiter", S(body), "b", w, 1);
+    }
+    {
+        static const char body[] = "--b\r\n" CD "a\r\n\r\n1\r\n--b--\t\r\nepilogue";
+        static const want_part w[] = {{"a", NULL, "", "1", 0}};
+        expect_ok("padding, CRLF and an epilogue after the close", S(body), "b", w, 1);
+    }
+    {
         static const char body[] =
             "--b \t \r\n" CD "a\r\n\r\n1\r\n--b\t\r\n" CD "b\r\n\r\n2\r\n--b--";
         static const want_part w[] = {
@@ -462,6 +472,12 @@ test_invalid(void)
                S("--b\r\n" CD "a\r\n\r\n1\r\n--b\r\n"), "b", 1);
     expect_err("close with one dash", S("--b\r\n" CD "a\r\n\r\n1\r\n--b-"), "b",
                0);
+    expect_err("bytes after a close delimiter",
+               S("--b\r\n" CD "a\r\n\r\n1\r\n--b--junk\r\n--b\r\n" CD "c\r\n\r\n2\r\n--b--"),
+               "b", 0);
+    expect_err("bytes after padding after a close delimiter",
+               S("--b\r\n" CD "a\r\n\r\n1\r\n--b-- x"), "b", 0);
+    expect_err("bytes after a first close delimiter", S("--b--x\r\n"), "b", 0);
     expect_err("garbage after boundary",
                S("--bX\r\n" CD "a\r\n\r\n1\r\n--b--"), "b", 0);
     expect_err("garbage after a later boundary",

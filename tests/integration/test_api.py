@@ -375,6 +375,11 @@ def test_form_of_more_than_max_form_parts_is_400(api, kind):
     ("multipart/form-data; boundary=x", b"--x\r\nX-Other: 1\r\n\r\n1\r\n--x--\r\n"),
     # garbage instead of a delimiter
     ("multipart/form-data; boundary=x", b"garbage"),
+    # bytes after the close delimiter, on its line (RFC 2046 5.1.1): a
+    # strict reader would see the part behind it, which was dropped
+    ("multipart/form-data; boundary=x",
+     b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x--junk\r\n"
+     b"--x\r\nContent-Disposition: form-data; name=role\r\n\r\nadmin\r\n--x--\r\n"),
 ])
 def test_malformed_multipart_is_400(api, ctype, body):
     with Conn(api.port) as c:

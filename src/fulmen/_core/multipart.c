@@ -11,7 +11,8 @@
  * +---------------------------------------------------------------------+
  *   body         = [preamble CRLF] dash-boundary tail-open part
  *                  *(CRLF dash-boundary tail-open part)
- *                  CRLF dash-boundary "--" *OCTET
+ *                  CRLF dash-boundary "--" tail-close
+ *   tail-close   = *(SP / HTAB) [CRLF *OCTET]  (padding, then the epilogue)
  *   dash-boundary = "--" boundary
  *   tail-open    = *(SP / HTAB) CRLF          (transport padding)
  *   part         = *header-line (CRLF data / <nothing>)
@@ -23,7 +24,8 @@
  *    body optional) has empty data.
  *  - "--boundary--" as the very first delimiter is an empty form (what
  *    browsers send when no field is submitted): mp_next() returns 0.
- *  - Anything after the close delimiter is epilogue and is ignored.
+ *  - Anything after the close delimiter's CRLF is epilogue and is ignored;
+ *    anything else after "--boundary--" (but padding) is an error.
  *  - A dash-boundary followed by anything but padding + CRLF or "--" is an
  *    error: the boundary must not occur inside the body (RFC 2046).  This
  *    includes the preamble and a body that starts with "--boundaryX".
@@ -343,15 +345,22 @@ mp_headers(const mp_parser *p, size_t start, mp_part *part, size_t *eoh)
  * Delimiters
  */
 
-/* After "--boundary" ends at q (q <= len): "--" is the close delimiter
- * (returns 1), transport padding + CRLF opens a part at *next (returns 0),
- * anything else is an error (-1). */
+/* After "--boundary" ends at q (q <= len): "--", transport padding and a
+ * CRLF or the end of the body is the close delimiter (returns 1),
+ * transport padding + CRLF opens a part at *next (returns 0), anything
+ * else is an error (-1). */
 static int
 mp_delim_tail(const mp_parser *p, size_t q, size_t *next)
 {
     const char *s = p->body;
 
-    if (p->len - q >= 2 && s[q] == '-' && s[q + 1] == '-') return 1;
+    if (p->len - q >= 2 && s[q] == '-' && s[q + 1] == '-') {
+        /* close-delimiter transport-padding [CRLF epilogue] (RFC 2046 5.1.1):
+         * "--b--junk" is no end a strict reader would see, so none here */
+        q += 2;
+        while (q < p->len && (s[q] == ' ' || s[q] == '\t')) q++;
+        return q == p->len || (p->len - q >= 2 && s[q] == '\r' && s[q + 1] == '\n') ? 1 : -1;
+    }
     while (q < p->len && (s[q] == ' ' || s[q] == '\t')) q++;
     if (p->len - q >= 2 && s[q] == '\r' && s[q + 1] == '\n') {
         *next = q + 2;
