@@ -502,7 +502,11 @@ static const struct icase invalid[] = {
     {"HTTP/2.0", R("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505},
     {"HTTP/0.9", R("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 505},
     {"HTTP/3.0", R("GET / HTTP/3.0\r\nHost: a\r\n\r\n"), 505},
-    {"HTTP/5.6 partial", R("GET / HTTP/5.6"), 505},
+    {"HTTP/5.6", R("GET / HTTP/5.6\r\nHost: a\r\n\r\n"), 505},
+    /* 505 only for a version of the grammar (HTTP/DIGIT.DIGIT) */
+    {"HTTP/01.1", R("GET / HTTP/01.1\r\nHost: a\r\n\r\n"), 400},
+    {"HTTP/2", R("GET / HTTP/2\r\nHost: a\r\n\r\n"), 400},
+    {"HTTP/2.x", R("GET / HTTP/2.x\r\nHost: a\r\n\r\n"), 400},
     {"HTTP/1.10", R("GET / HTTP/1.10\r\nHost: a\r\n\r\n"), 400},
     {"HTTP/11.1", R("GET / HTTP/11.1\r\nHost: a\r\n\r\n"), 400},
     {"HTTP/1", R("GET / HTTP/1\r\nHost: a\r\n\r\n"), 400},

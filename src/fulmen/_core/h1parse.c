@@ -367,7 +367,8 @@ h1_method_id(const unsigned char *s, size_t n)
  * failed fast path.  Examines bytes in order so that a byte-by-byte feed
  * and a whole buffer reach the same verdict.  Returns 0 when all ten bytes
  * are present and valid (*minor set), -2 when more bytes are needed, or
- * an HTTP status with *why set. */
+ * an HTTP status with *why set: 505 for a well-formed version whose major
+ * is not 1, once the whole of it is seen ("HTTP/01.1" is a 400). */
 static NOINLINE int
 h1_version_slow(const unsigned char *s, size_t avail, int *minor,
                 const char **why)
@@ -380,10 +381,6 @@ h1_version_slow(const unsigned char *s, size_t avail, int *minor,
         switch (i) {
         case 5:
             if (c < '0' || c > '9') goto bad;
-            if (c != '1') {
-                *why = "unsupported HTTP major version";
-                return 505;
-            }
             break;
         case 7:
             if (c < '0' || c > '9') goto bad;
@@ -405,7 +402,13 @@ h1_version_slow(const unsigned char *s, size_t avail, int *minor,
             if (c != (unsigned char)pat[i]) goto bad;
         }
     }
-    return n == 10 ? 0 : -2;
+    if (n < 10)
+        return -2;
+    if (s[5] != '1') {
+        *why = "unsupported HTTP major version";
+        return 505;
+    }
+    return 0;
 bad:
     *why = "invalid HTTP version";
     return 400;
