@@ -257,12 +257,13 @@ def test_a_response_that_cannot_be_written_is_logged_with_its_request(basic, pat
     n0 = len(basic.lines)
     with Conn(basic.port) as c:
         assert c.request("GET", path).status == 500
-    assert basic.wait_for_stderr("fulmen: the response to <Request GET %s" % path), \
+    # (the lines come one by one: each is waited for)
+    assert basic.wait_for_stderr("fulmen: the response to <Request GET %s" % path, start=n0), \
         basic.lines[n0:]
-    log = "\n".join(basic.lines[n0:])
-    assert why in log, log
+    assert basic.wait_for_stderr(why, start=n0), basic.lines[n0:]
     if path == "/header-str-raises":
-        assert "ValueError: no str for this header value" in log, log
+        assert basic.wait_for_stderr("ValueError: no str for this header value", start=n0), \
+            basic.lines[n0:]
 
 
 def test_a_view_that_returns_a_generator_is_a_clear_500(basic):
