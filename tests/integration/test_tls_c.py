@@ -329,6 +329,28 @@ def test_hostile_bytes_close_the_connection_only(srv, cert, junk):
     assert served(srv.port, cert)
 
 
+@pytest.mark.parametrize("request_", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"y" * 5000])
+def test_plain_http_on_the_tls_port_gets_a_400_that_says_so(srv, cert, request_):
+    """(an http:// link to the https server: the client saw the connection
+    close with no answer)"""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(request_)
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data
+    assert b"Connection: close" in head
+    assert body == b"This port speaks HTTPS: use an https:// address\n"
+    assert served(srv.port, cert)
+
+
 def test_stalled_handshake_is_cut_after_header_timeout(srv, cert):
     # header_timeout is 1 s: a socket timeout of 5 s fails the test if the
     # server waits on (it bounds the wait; nothing is timed)

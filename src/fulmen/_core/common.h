@@ -450,7 +450,8 @@ INLINE int mod_pct_at(const char *s, size_t i, size_t n)
 }
 
 /* conn.c */
-enum { TLS_AGAIN = 0, TLS_EOF = -1, TLS_ERROR = -2 };
+/* tls_read's ends: TLS_PLAIN_HTTP is a request in plain HTTP on the TLS port */
+enum { TLS_AGAIN = 0, TLS_EOF = -1, TLS_ERROR = -2, TLS_PLAIN_HTTP = -3 };
 struct bio_method_st *tls_bio_method(void);
 void tls_bio_method_free(struct bio_method_st *m);
 struct ssl_ctx_st *tls_ctx_from(PyObject *obj, unsigned long long options,

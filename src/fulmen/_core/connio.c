@@ -761,6 +761,26 @@ static void conn_sink_took(ConnObject *c, size_t n)
  * CONN_TLS_ROUNDS reads, other sockets go first: the socket is re-armed,
  * and input SSL already holds is read from a loop callback. */
 #define CONN_TLS_ROUNDS 8
+/* A request in plain HTTP on the TLS port (a http:// link to an https
+ * server): a 400 in plain HTTP that says so, as nginx gives, then the end
+ * of the connection.  What the client sent is read first (up to 64 KiB),
+ * so that the close is a FIN, not a reset that could destroy the answer
+ * before the client reads it. */
+static NOINLINE void conn_tls_plain_http(ConnObject *c)
+{
+    static const char answer[] =
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 48\r\n\r\n"
+        "This port speaks HTTPS: use an https:// address\n";
+    char sink[4096];
+    int i;
+    for (i = 0; i < 16 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    (void)send(c->fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)shutdown(c->fd, SHUT_WR);
+    conn_io_stop(c, 0);
+}
+
 static void conn_tls_read(ConnObject *c, uint32_t events)
 {
     int rounds, n, was_ready;
@@ -798,6 +818,10 @@ static void conn_tls_read(ConnObject *c, uint32_t events)
         }
         if (n == TLS_AGAIN)
             return;
+        if (n == TLS_PLAIN_HTTP) {
+            conn_tls_plain_http(c);
+            return;
+        }
         conn_io_stop(c, n == TLS_EOF); /* else not TLS, or broken */
         return;
     }

@@ -341,8 +341,10 @@ void tls_free(SSL *ssl)
  * Returns the bytes read (> 0); TLS_AGAIN when the socket has no more for
  * now (read interest is all it needs); TLS_EOF when the client closed,
  * with a close_notify or with a bare FIN (taken as the end of the stream,
- * as HTTP/1.1 over TLS may: RFC 9112 9.8); TLS_ERROR on a protocol error or
- * a broken connection (the alert, if any, is in the out buffer). */
+ * as HTTP/1.1 over TLS may: RFC 9112 9.8); TLS_PLAIN_HTTP when the client
+ * began with a request in plain HTTP (OpenSSL knows the methods' first
+ * bytes); TLS_ERROR on another protocol error or a broken connection (the
+ * alert, if any, is in the out buffer). */
 int tls_read(SSL *ssl, char *buf, int n)
 {
     int r, e;
@@ -362,8 +364,10 @@ int tls_read(SSL *ssl, char *buf, int n)
         ERR_clear_error();
         return TLS_AGAIN;
     }
+    e = ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SSL &&
+        ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST;
     ERR_clear_error();
-    return TLS_ERROR;
+    return e ? TLS_PLAIN_HTTP : TLS_ERROR;
 }
 
 /* Encrypt n bytes into the out buffer.  Returns 0, or -1 when they cannot
