@@ -56,9 +56,9 @@ def check_arity(fn, n, what):
         return
     try:
         sig.bind(*range(n))
-    except TypeError as e:
-        raise TypeError("%s %r must take %d positional argument%s: %s"
-                        % (what, fn, n, "" if n == 1 else "s", e)) from None
+    except TypeError:
+        raise TypeError("%s %r must take %d positional argument%s; its signature is %s"
+                        % (what, fn, n, "" if n == 1 else "s", sig)) from None
 
 
 # opcodes that let a coroutine suspend (await, async for, async with) or
