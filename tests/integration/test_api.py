@@ -1145,9 +1145,39 @@ def test_static_route_percent_encoded_wins_over_parametric_in_process():
     for path in ("/a:b", "/a%3Ab", "/a%3ab", "/%61%3A%62"):
         route, params = m.match(path, "GET")
         assert (route.pattern, params) == ("/a:b", [])
-    # a method the static route lacks: the same answer as for /a:b itself
-    assert m.match("/a%3Ab", "POST") == m.match("/a:b", "POST")
+    # a method the static route lacks: the parameter's route takes it,
+    # whichever way the path is spelled (as for /a:b itself)
+    assert m.match("/a%3Ab", "POST")[0].pattern == m.match("/a:b", "POST")[0].pattern == "/{x}"
     assert m.match("/a%2Fb", "GET")[1] == ["a%2Fb"]
+
+
+def test_a_route_for_other_methods_gives_way_to_a_less_specific_one():
+    """As Japronto's matcher went past a route for other methods: the most
+    specific route whose path matches and which takes the method.  (GET
+    /todos/new was a 405 behind POST /todos/new.)  When none takes it, the
+    405's Allow lists what every route of the path takes."""
+    from fulmen import Application
+    app = Application()
+    app.router.add_route("/todos/new", _view, method="POST")
+    app.router.add_route("/todos/{id}", _view, methods=["GET", "PUT"])
+    app.router.add_route("/hi/{there}", _view, methods=["POST", "DELETE"])
+    app.router.add_route("/{oh}/{dear}", _view, method="PATCH")
+    app.router.add_route("/f/{p:path}", _view, method="GET")
+    app.router.add_route("/f/x-{p:path}", _view, method="POST")
+    m = app.router.build()
+    assert m.match("/todos/new", "POST")[0].pattern == "/todos/new"
+    assert (m.match("/todos/new", "GET")[0].pattern, m.match("/todos/new", "GET")[1]) == \
+        ("/todos/{id}", ["new"])
+    assert m.match("/todos/new", "PATCH")[0].pattern == "/{oh}/{dear}"
+    assert m.match("/hi/jane", "PATCH")[0].pattern == "/{oh}/{dear}"
+    assert m.match("/hi/jane", "DELETE")[0].pattern == "/hi/{there}"
+    assert m.match("/f/x-1", "GET")[0].pattern == "/f/{p:path}"
+    assert m.match("/f/x-1", "POST")[0].pattern == "/f/x-{p:path}"
+    assert m.match("/todos/new", "DELETE") == (None, "GET, HEAD, OPTIONS, PATCH, POST, PUT")
+    assert m.match("/todos/7", "DELETE") == (None, "GET, HEAD, OPTIONS, PATCH, PUT")
+    assert m.match("/todos/7/x", "DELETE") == (None, None)
+    assert m.match("/f/x-1", "PUT") == (None, "GET, HEAD, OPTIONS, PATCH, POST")
+    assert m.match("/nothing", "GET") == (None, None)
 
 
 @pytest.mark.parametrize("n", [255, 256, 257, 300, 2047, 2048, 2049, 3000])

@@ -224,6 +224,7 @@ typedef struct {
     uint32_t table_used;
     router_node *root;
     PyObject *routes; /* list: keeps every route alive */
+    PyObject *allows; /* dict: tuple of endpoint indices -> their Allow, merged */
 } MatcherObject;
 
 /* A multiplicative hash over 8-byte words (paths are short).  The last 1..7
@@ -636,6 +637,7 @@ static int router_matcher_traverse(MatcherObject *m, visitproc visit, void *arg)
     int i, j;
     Py_VISIT(Py_TYPE(m));
     Py_VISIT(m->routes);
+    Py_VISIT(m->allows);
     for (i = 0; i < m->n_endpoints; i++) {
         for (j = 0; j <= H1_M_TRACE; j++)
             Py_VISIT(m->endpoints[i].by_method[j]);
@@ -648,6 +650,7 @@ static int router_matcher_clear(MatcherObject *m)
 {
     int i, j;
     Py_CLEAR(m->routes);
+    Py_CLEAR(m->allows);
     for (i = 0; i < m->n_endpoints; i++) {
         for (j = 0; j <= H1_M_TRACE; j++)
             Py_CLEAR(m->endpoints[i].by_method[j]);
@@ -884,16 +887,67 @@ static size_t router_prefix_decoded(const char *s, size_t n, const char *prefix,
     return i;
 }
 
-static int router_walk(router_node *node, const char *path, size_t pos,
+/* What a request asks of the endpoints its path reaches: a route for its
+ * method.  The walk goes past an endpoint without one (as Japronto's
+ * matcher went past a route for other methods) and notes it for the 405's
+ * Allow. */
+#define ROUTER_SEEN 8
+typedef struct {
+    MatcherObject *m;
+    int method_id;
+    const char *method;
+    size_t mlen;
+    RouteObject *route;         /* the route taken */
+    int n_seen;                 /* endpoints of the path without the method */
+    int seen[ROUTER_SEEN];
+} router_want;
+
+/* The route of endpoint ep for the method, or NULL. */
+static RouteObject *router_endpoint_route(router_endpoint *ep, int method_id,
+                                          const char *method, size_t mlen)
+{
+    RouteObject *r = ep->by_method[method_id];
+    if (r == NULL && method_id == H1_M_HEAD)
+        r = ep->by_method[H1_M_GET];
+    if (r == NULL && method_id == H1_M_OTHER && ep->other != NULL) {
+        PyObject *ms = PyUnicode_DecodeLatin1(method, (Py_ssize_t)mlen, NULL);
+        if (ms != NULL) {
+            r = (RouteObject *)PyDict_GetItemWithError(ep->other, ms);
+            Py_DECREF(ms);
+        }
+        PyErr_Clear();
+    }
+    /* TRACE echoes the request, its Cookie and Authorization too (cross-site
+     * tracing): only a route that lists it gets it */
+    if (r == NULL && method_id != H1_M_TRACE)
+        r = ep->by_method[0];
+    return r;
+}
+
+/* Endpoint e (or -1) found for the path: e when it has a route for the
+ * method (in w->route), else -1, the walk going on. */
+static inline int router_take(router_want *w, int e)
+{
+    if (e < 0)
+        return -1;
+    w->route = router_endpoint_route(&w->m->endpoints[e], w->method_id, w->method, w->mlen);
+    if (LIKELY(w->route != NULL))
+        return e;
+    if (w->n_seen < ROUTER_SEEN)
+        w->seen[w->n_seen++] = e;
+    return -1;
+}
+
+static int router_walk(router_want *w, router_node *node, const char *path, size_t pos,
                        size_t len, h1_span *params, int np, int *n_params);
 
 /* Try the prefixed parameters of node from index *j on, for the segment
  * path[pos..end), stopping before the first {x:path} one (one_seg) or
  * trying only those (!one_seg); *j is left at the first one not tried.
  * Returns the endpoint or -1. */
-static NOINLINE int router_walk_prefixed(router_node *node, uint32_t *j, int one_seg,
-                                         const char *path, size_t pos, size_t end,
-                                         size_t len, h1_span *params, int np,
+static NOINLINE int router_walk_prefixed(router_want *w, router_node *node, uint32_t *j,
+                                         int one_seg, const char *path, size_t pos,
+                                         size_t end, size_t len, h1_span *params, int np,
                                          int *n_params)
 {
     int pct = memchr(path + pos, '%', end - pos) != NULL, e;
@@ -911,7 +965,7 @@ static NOINLINE int router_walk_prefixed(router_node *node, uint32_t *j, int one
             continue;
         params[np].off = (uint32_t)at;
         if (pe->kind == ROUTER_P_PATH) {
-            if (at >= len || pe->child->endpoint < 0)
+            if (at >= len || router_take(w, pe->child->endpoint) < 0)
                 continue;
             params[np].len = (uint32_t)(len - at);
             *n_params = np + 1;
@@ -920,7 +974,7 @@ static NOINLINE int router_walk_prefixed(router_node *node, uint32_t *j, int one
         if (!router_seg_ok(pe->kind, path + at, end - at))
             continue;
         params[np].len = (uint32_t)(end - at);
-        e = router_walk(pe->child, path, end + 1, len, params, np + 1, n_params);
+        e = router_walk(w, pe->child, path, end + 1, len, params, np + 1, n_params);
         if (e >= 0)
             return e;
     }
@@ -930,7 +984,7 @@ static NOINLINE int router_walk_prefixed(router_node *node, uint32_t *j, int one
 /* Depth-first match of path[pos..len) below node; returns the endpoint
  * index or -1.  Literal edges first, then prefixed parameters, then typed
  * parameters, then {name}, then prefixed {x:path}, then {name:path}. */
-static int router_walk(router_node *node, const char *path, size_t pos,
+static int router_walk(router_want *w, router_node *node, const char *path, size_t pos,
                        size_t len, h1_span *params, int np, int *n_params)
 {
     size_t end;
@@ -938,8 +992,9 @@ static int router_walk(router_node *node, const char *path, size_t pos,
     int e;
     static const int order[] = {ROUTER_P_INT, ROUTER_P_FLOAT, ROUTER_P_UUID, ROUTER_P_STR};
     if (pos > len) {
-        if (node->endpoint >= 0)
-            *n_params = np;
+        if (router_take(w, node->endpoint) < 0)
+            return -1;
+        *n_params = np;
         return node->endpoint;
     }
     end = pos;
@@ -949,7 +1004,8 @@ static int router_walk(router_node *node, const char *path, size_t pos,
         int found;
         j = router_edge_find(node, path + pos, (uint32_t)(end - pos), &found);
         if (found) {
-            e = router_walk(node->edges[j].child, path, end + 1, len, params, np, n_params);
+            e = router_walk(w, node->edges[j].child, path, end + 1, len, params, np,
+                            n_params);
             if (e >= 0)
                 return e;
         }
@@ -965,7 +1021,7 @@ static int router_walk(router_node *node, const char *path, size_t pos,
             size_t dl = router_unquote(path + pos, end - pos, dec);
             int found;
             j = router_edge_find(node, dec, (uint32_t)dl, &found);
-            e = found ? router_walk(node->edges[j].child, path, end + 1, len, params, np,
+            e = found ? router_walk(w, node->edges[j].child, path, end + 1, len, params, np,
                                     n_params)
                       : -1;
             if (dec != small)
@@ -978,7 +1034,8 @@ static int router_walk(router_node *node, const char *path, size_t pos,
         int k;
         uint32_t pj = 0;
         if (UNLIKELY(node->n_pedges > 0)) {
-            e = router_walk_prefixed(node, &pj, 1, path, pos, end, len, params, np, n_params);
+            e = router_walk_prefixed(w, node, &pj, 1, path, pos, end, len, params, np,
+                                     n_params);
             if (e >= 0)
                 return e;
         }
@@ -988,17 +1045,18 @@ static int router_walk(router_node *node, const char *path, size_t pos,
                 continue;
             params[np].off = (uint32_t)pos;
             params[np].len = (uint32_t)(end - pos);
-            e = router_walk(child, path, end + 1, len, params, np + 1, n_params);
+            e = router_walk(w, child, path, end + 1, len, params, np + 1, n_params);
             if (e >= 0)
                 return e;
         }
         if (UNLIKELY(pj < node->n_pedges)) {
-            e = router_walk_prefixed(node, &pj, 0, path, pos, end, len, params, np, n_params);
+            e = router_walk_prefixed(w, node, &pj, 0, path, pos, end, len, params, np,
+                                     n_params);
             if (e >= 0)
                 return e;
         }
-        if (node->param[ROUTER_P_PATH] != NULL && node->param[ROUTER_P_PATH]->endpoint >= 0 &&
-            len > pos) {
+        if (node->param[ROUTER_P_PATH] != NULL && len > pos &&
+            router_take(w, node->param[ROUTER_P_PATH]->endpoint) >= 0) {
             params[np].off = (uint32_t)pos;
             params[np].len = (uint32_t)(len - pos);
             *n_params = np + 1;
@@ -1061,43 +1119,85 @@ static NOINLINE int router_table_canonical(MatcherObject *m, const char *path, s
     return e;
 }
 
+/* The Allow of a 405 whose path reached the endpoints w->seen, none with a
+ * route for the method: theirs merged (the target supports every method
+ * one of them takes), made once per set and kept.  Borrowed; NULL when
+ * out of memory. */
+static NOINLINE PyObject *router_allow(router_want *w)
+{
+    MatcherObject *m = w->m;
+    PyObject *key = NULL, *names = NULL, *lst = NULL, *sep = NULL, *s = NULL, *r = NULL;
+    int i;
+    if (w->n_seen == 1)
+        return m->endpoints[w->seen[0]].allow;
+    if (m->allows == NULL && (m->allows = PyDict_New()) == NULL)
+        goto done;
+    if ((key = PyTuple_New(w->n_seen)) == NULL)
+        goto done;
+    for (i = 0; i < w->n_seen; i++) {
+        PyObject *n = PyLong_FromLong(w->seen[i]);
+        if (n == NULL)
+            goto done;
+        PyTuple_SET_ITEM(key, i, n);
+    }
+    r = PyDict_GetItemWithError(m->allows, key);
+    if (r != NULL || PyErr_Occurred())
+        goto done;
+    if ((names = PySet_New(NULL)) == NULL || (sep = PyUnicode_FromString(", ")) == NULL)
+        goto done;
+    for (i = 0; i < w->n_seen; i++) {
+        PyObject *parts = PyUnicode_Split(m->endpoints[w->seen[i]].allow, sep, -1);
+        Py_ssize_t k;
+        if (parts == NULL)
+            goto done;
+        for (k = 0; k < PyList_GET_SIZE(parts); k++)
+            if (PySet_Add(names, PyList_GET_ITEM(parts, k)) < 0) {
+                Py_DECREF(parts);
+                goto done;
+            }
+        Py_DECREF(parts);
+    }
+    if ((lst = PySequence_List(names)) == NULL || PyList_Sort(lst) < 0 ||
+        (s = PyUnicode_Join(sep, lst)) == NULL || PyDict_SetItem(m->allows, key, s) < 0)
+        goto done;
+    r = s; /* the dict holds it */
+done:
+    if (r == NULL)
+        PyErr_Clear();
+    Py_XDECREF(key);
+    Py_XDECREF(names);
+    Py_XDECREF(lst);
+    Py_XDECREF(sep);
+    Py_XDECREF(s);
+    return r;
+}
+
 RouteObject *router_match(PyObject *matcher, const char *path, size_t len,
                           int method_id, const char *method, size_t mlen,
                           h1_span *params, int *n_params, PyObject **allow)
 {
+    router_want w;
     MatcherObject *m = (MatcherObject *)matcher;
-    router_endpoint *ep;
-    RouteObject *r;
     int e = -1;
+    w.m = m;
+    w.method_id = method_id;
+    w.method = method;
+    w.mlen = mlen;
+    w.route = NULL;
+    w.n_seen = 0;
     *n_params = 0;
     *allow = NULL;
     if (m->table_cap)
-        e = router_table_find(m, path, len);
+        e = router_take(&w, router_table_find(m, path, len));
     if (UNLIKELY(e < 0 && m->table_cap && memchr(path, '%', len) != NULL))
-        e = router_table_canonical(m, path, len);
+        e = router_take(&w, router_table_canonical(m, path, len));
     if (e < 0 && len > 0 && path[0] == '/')
-        e = router_walk(m->root, path, 1, len, params, 0, n_params);
-    if (e < 0)
-        return NULL;
-    ep = &m->endpoints[e];
-    r = ep->by_method[method_id];
-    if (r == NULL && method_id == H1_M_HEAD)
-        r = ep->by_method[H1_M_GET];
-    if (r == NULL && method_id == H1_M_OTHER && ep->other != NULL) {
-        PyObject *ms = PyUnicode_DecodeLatin1(method, (Py_ssize_t)mlen, NULL);
-        if (ms != NULL) {
-            r = (RouteObject *)PyDict_GetItemWithError(ep->other, ms);
-            Py_DECREF(ms);
-        }
-        PyErr_Clear();
-    }
-    /* TRACE echoes the request, its Cookie and Authorization too (cross-site
-     * tracing): only a route that lists it gets it */
-    if (r == NULL && method_id != H1_M_TRACE)
-        r = ep->by_method[0];
-    if (r == NULL)
-        *allow = ep->allow;
-    return r;
+        e = router_walk(&w, m->root, path, 1, len, params, 0, n_params);
+    if (e >= 0)
+        return w.route;
+    if (w.n_seen > 0)
+        *allow = router_allow(&w);
+    return NULL;
 }
 
 /* match(path, method) -> (route, [param strs]) or (None, allow): for tests */
@@ -1106,16 +1206,17 @@ static PyObject *router_matcher_match(MatcherObject *m, PyObject *args)
     const char *path, *method;
     Py_ssize_t plen, mlen;
     h1_span params[FULMEN_MAX_PARAMS];
-    int np = 0, i;
+    int np = 0, i, id = H1_M_OTHER;
     PyObject *allow, *lst;
     RouteObject *r;
     if (!PyArg_ParseTuple(args, "s#s#", &path, &plen, &method, &mlen))
         return NULL;
-    r = router_match((PyObject *)m, path, (size_t)plen,
-                     mlen == 3 && !memcmp(method, "GET", 3) ? H1_M_GET
-                     : mlen == 4 && !memcmp(method, "HEAD", 4) ? H1_M_HEAD
-                     : mlen == 4 && !memcmp(method, "POST", 4) ? H1_M_POST : H1_M_OTHER,
-                     method, (size_t)mlen, params, &np, &allow);
+    for (i = 1; i <= H1_M_TRACE; i++)
+        if (strlen(router_method_names[i]) == (size_t)mlen &&
+            memcmp(router_method_names[i], method, (size_t)mlen) == 0)
+            id = i;
+    r = router_match((PyObject *)m, path, (size_t)plen, id, method, (size_t)mlen, params,
+                     &np, &allow);
     if (r == NULL)
         return Py_BuildValue("(OO)", Py_None, allow ? allow : Py_None);
     lst = PyList_New(np);
