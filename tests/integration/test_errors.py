@@ -2,10 +2,15 @@
 the connection: bytes after a bad request are never read as a request.
 View errors get a 500 and the connection goes on serving."""
 import os
+import socket
 
 import pytest
 
+from .conftest import _app_fixture
 from .rawhttp import Conn, build_request
+from .wsclient import WSClient
+
+reentry = pytest.fixture(_app_fixture("reentry"), name="reentry")
 
 GOOD = build_request("GET", "/p/99")
 
@@ -190,6 +195,69 @@ def test_a_header_whose_str_ends_a_view_of_the_same_connection(basic):
         r = c.read_response()
         assert (r.status, r.body) == (503, b"Service Unavailable"), r
         assert c.read_response().body == b"Hello world!"
+
+
+def test_the_log_of_an_answer_that_cannot_be_written_ends_a_view_behind_it(reentry):
+    """sys.stderr's write of the failed answer's log line ends the view
+    pipelined behind: the 500, the 503 and the next answer leave in order
+    (the 503 and the 200 went first, then the 500: every answer read as
+    another request's)."""
+    with Conn(reentry.port) as c:
+        c.send(build_request("GET", "/bad-header") + build_request("GET", "/parked/err")
+               + build_request("GET", "/"))
+        assert [c.read_response().status for _ in range(3)] == [500, 503, 200]
+
+
+def test_a_cut_body_whose_done_callback_ends_a_view_behind_it_is_the_last(reentry):
+    """A stream 7 bytes short of its Content-Length, whose request's
+    done-callback ends the view behind: nothing follows the cut body (the
+    503 went after it, and the client read its first bytes as the end of
+    the body)."""
+    with Conn(reentry.port) as c:
+        c.send(build_request("GET", "/cut-stream") + build_request("GET", "/parked/cut"))
+        data = b""
+        while True:
+            d = c.sock.recv(65536)
+            if not d:
+                break
+            data += d
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 10" in head, data
+    assert body == b"abc", data
+
+
+def test_nothing_follows_an_answer_that_closes_whose_done_callback_ends_a_view(reentry):
+    with Conn(reentry.port) as c:
+        c.send(build_request("GET", "/closer") + build_request("GET", "/parked/closer")
+               + build_request("GET", "/"))
+        r = c.read_response()
+        assert (r.status, r.body, r.header("Connection")) == (200, b"closing", "close")
+        assert c.at_eof(), c.sock.recv(65536)
+
+
+@pytest.mark.parametrize("path", ["/send-piled", "/header-sends-piled"])
+def test_a_send_that_cuts_a_websocket_keeps_the_answers_of_the_connection_sending(
+        reentry, path):
+    """A view, or a header value's str(), sends on a WebSocket whose client
+    reads nothing and has 16 MiB waiting: the WebSocket is cut, and the
+    answers of the connection that sent stay its own (they were flushed to
+    the WebSocket's socket as it was cut: lost, or half a head)."""
+    mark = len(reentry.lines)
+    ws = WSClient(reentry.port, "/piled", timeout=20,
+                  sockopts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    with ws:
+        ws.connect()
+        assert reentry.wait_for_stderr("piled", timeout=20, start=mark)
+        with Conn(reentry.port) as c:
+            c.send(build_request("GET", "/") + build_request("GET", path)
+                   + build_request("GET", "/"))
+            assert c.read_response().body == b"Hello"
+            r = c.read_response()
+            if path == "/send-piled":
+                assert r.body == b"raised WebSocketClosed", r
+            else:
+                assert (r.body, r.header("X-A"), r.header("X-B")) == (b"H", "v", "after"), r
+            assert c.read_response().body == b"Hello"
 
 
 @pytest.mark.parametrize("how", ["204", "304"])

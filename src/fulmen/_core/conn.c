@@ -170,15 +170,10 @@ INLINE int conn_write_response(ConnObject *c, RequestObject *req, PyObject *resp
 {
     int rc;
     c->answered = 1;
-    c->writing = 1;
     if (UNLIKELY(((ResponseObject *)resp)->kind >= RESP_STREAM || c->server->access_log ||
-                 c->server->debug)) {
-        rc = conn_write_response_slow(c, req, resp, head_only, conn_hdr, close_after);
-        c->writing = 0;
-        return rc;
-    }
+                 c->server->debug))
+        return conn_write_response_slow(c, req, resp, head_only, conn_hdr, close_after);
     rc = resp_serialize(c->st, resp, head_only, conn_hdr);
-    c->writing = 0;
     if (UNLIKELY(rc != 0))
         conn_write_failed(c, req, resp, rc, head_only, conn_hdr);
     else
@@ -259,6 +254,10 @@ void conn_set_pause(ConnObject *c, int bit, int on)
 /* Write every ready response at the head of the queue. */
 void conn_q_drain(ConnObject *c)
 {
+    if (UNLIKELY(c->writing))
+        return; /* a drain (or an answer) of c is under way further up: it
+                 * takes the answers that became ready meanwhile in turn */
+    c->writing = 1;
     while (conn_q_len(c) > 0 && !c->streaming) {
         conn_slot *s = &c->q[c->q_first & (c->q_cap - 1)];
         PyObject *resp;
@@ -304,6 +303,7 @@ void conn_q_drain(ConnObject *c)
         if (c->close_after_flush && !closes)
             break; /* that answer ends the connection: none after it */
     }
+    c->writing = 0;
 }
 
 /* The bytes of the bodies of the answers that are ready but wait in c's
@@ -352,13 +352,18 @@ void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
             close_after = 1;
             conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
         }
+        int was = c->writing;
         conn_app_close(c, resp, &conn_hdr, &close_after);
-        if (conn_write_response(c, req, resp, head_only, conn_hdr, close_after))
+        c->writing = 1;
+        if (conn_write_response(c, req, resp, head_only, conn_hdr, close_after)) {
+            c->writing = was;
             return;
+        }
         if (close_after)
             c->close_after_flush = 1;
         if (req != NULL)
             conn_request_done(req);
+        c->writing = was;
         return;
     }
     if (conn_q_len(c) + 1 >= c->q_cap && conn_q_grow(c) < 0) {
@@ -1895,19 +1900,28 @@ static NOINLINE void conn_view_timeouts(ConnObject *c, int64_t now)
 {
     int64_t limit = c->server->response_timeout_ms;
     uint32_t seq;
-    for (seq = c->q_first; seq != c->q_next; seq++) {
+    Py_INCREF(c);
+    /* (the app's code runs here, stderr's write and the Task's cancel():
+     * the queue may move or be drained under the loop, which goes on from
+     * the slot after, as long as it is in the queue) */
+    for (seq = c->q_first; seq - c->q_first < conn_q_len(c); seq++) {
         conn_slot *s = &c->q[seq & (c->q_cap - 1)];
-        PyObject *r;
-        if (!conn_view_timed(s) || now - s->started < limit)
+        PyObject *r, *task, *req;
+        if (!conn_view_timed(s) || now - s->started < limit || s->obj == NULL)
             continue;
         s->cancelled = 1;
+        task = Py_NewRef(s->obj);
+        req = Py_NewRef((PyObject *)s->req);
         PySys_FormatStderr("fulmen: %R has run for response_timeout (%lld ms): its view "
-                           "is cancelled (503)\n", (PyObject *)s->req, (long long)limit);
-        r = PyObject_CallMethod(s->obj, "cancel", NULL);
+                           "is cancelled (503)\n", req, (long long)limit);
+        r = PyObject_CallMethod(task, "cancel", NULL);
         if (r == NULL)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(r);
+        Py_DECREF(task);
+        Py_DECREF(req);
     }
+    Py_DECREF(c);
 }
 
 /* The held-back head of a stream whose iterator began CONN_STREAM_HEAD_MS

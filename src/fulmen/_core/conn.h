@@ -186,10 +186,12 @@ struct ConnObject {
     uint8_t tls_c : 1;     /* TLS in C: its SSL is the server's tls_tab[fd]
                             * (not a field: 8 more bytes would cost every
                             * connection 16, test_idle) */
-    uint8_t writing : 1;   /* an answer of c is being put in st->out, and the
-                            * app's code may run (a header value's str(), a
-                            * file answer's hooks): c's queue is not drained,
-                            * nor its input read, until it is in */
+    uint8_t writing : 1;   /* c's answers are being put in st->out (a drain,
+                            * an answer, a stream's end) and the app's code
+                            * may run (a header value's str(), a file
+                            * answer's hooks, a done-callback, stderr): c's
+                            * queue is not drained again, nor its input
+                            * read, until that is over */
     uint16_t linger_kb;    /* KiB that may still be dropped while lingering
                             * (0 before: CONN_LINGER_KB then) */
 };

@@ -758,11 +758,15 @@ PyObject *conn_stream_end(ConnObject *c, PyObject *okobj)
 
 static PyObject *conn_stream_end_now(ConnObject *c, PyObject *okobj)
 {
-    int ok = PyObject_IsTrue(okobj), aborted = 0;
+    int ok = PyObject_IsTrue(okobj), aborted = 0, was = c->writing;
     RequestObject *req;
     if (!c->streaming)
         Py_RETURN_NONE;
     c->streaming = 0;
+    /* until its end is in st->out and its request done, the app's code that
+     * runs (stderr, done-callbacks) does not drain c: a cut body may have
+     * nothing after it, and the answers behind go in their turn below */
+    c->writing = 1;
     Py_CLEAR(c->ext->stream_task);
     conn_wake_stream(c);
     req = c->ext->stream_req;
@@ -825,6 +829,7 @@ static PyObject *conn_stream_end_now(ConnObject *c, PyObject *okobj)
         conn_log_stream(c, req, c->ext->stream_code);
         conn_request_done(req);
     }
+    c->writing = was;
     if (!c->closed && !aborted) {
         if (!c->close_after_flush) {
             /* (else this answer ends the connection: what is queued

@@ -195,11 +195,17 @@ static void ws_wake_all(WebSocketObject *ws)
     mod_future_settle(ws->st, &ws->close_waiter, NULL, NULL);
 }
 
-/* Close the TCP connection once what is written has gone out. */
+/* Close the TCP connection once what is written has gone out.  (From the
+ * app's code, maybe, while st->out holds another connection's answers:
+ * they are set aside, not flushed to this one.) */
 static void ws_end_transport(WebSocketObject *ws, int abort)
 {
-    if (ws->conn != NULL)
-        conn_close_transport(ws->conn, abort);
+    mod_out_saved sv;
+    if (ws->conn == NULL)
+        return;
+    mod_out_enter(ws->st, ws->conn, &sv);
+    conn_close_transport(ws->conn, abort);
+    mod_out_leave(ws->st, &sv);
 }
 
 /* A protocol violation by the client: send a close frame with code, then
@@ -774,7 +780,7 @@ static int ws_check_piled(WebSocketObject *ws)
     ws->state = WS_CLOSED;
     ws->close_code = 1006;
     Py_XSETREF(ws->close_reason, reason);
-    conn_close_transport(ws->conn, 1);
+    ws_end_transport(ws, 1);
     ws_closed_error(ws);
     return -1;
 }
