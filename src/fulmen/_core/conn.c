@@ -347,12 +347,12 @@ void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
     uint32_t seq;
     conn_slot *s;
     if (LIKELY(conn_q_len(c) == 0 && !c->streaming)) {
+        int was = c->writing;
         if (UNLIKELY(req != NULL && conn_bstream(c) != NULL && c->ext->bs_req == req)) {
             conn_hdr = 1;
             close_after = 1;
             conn_fail_body_stream(c, PyExc_ConnectionResetError, "the response was sent");
         }
-        int was = c->writing;
         conn_app_close(c, resp, &conn_hdr, &close_after);
         c->writing = 1;
         if (conn_write_response(c, req, resp, head_only, conn_hdr, close_after)) {
