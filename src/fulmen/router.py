@@ -18,7 +18,10 @@ from . import _core
 Route = _core.Route
 
 _KINDS = {"str": 0, "int": 1, "float": 2, "uuid": 3, "path": 4}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# a parameter's name: any text but braces, ':' (the type follows it), '/'
+# and white space, as Japronto took any ({user-id}, {é}); url_for() takes
+# one that is no identifier as url_for(name, **{"user-id": 1})
+_NAME = re.compile(r"^[^\s{}:/]+$")
 _METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # a serialized origin (RFC 6454 6.2): scheme "://" host [":" port], nothing after
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.\-]*://(\[[0-9a-f:.]+\]|[a-z0-9\-._~%!$&'()*+,;=]+)(:[0-9]+)?$")

@@ -913,7 +913,7 @@ def test_same_pattern_other_methods_builds():
 
 
 @pytest.mark.parametrize("pattern", [
-    "/a{b}c", "/{a", "/a}", "/{a:nosuchtype}", "/{1bad}", "/{a}/{a}",
+    "/a{b}c", "/{a", "/a}", "/{a:nosuchtype}", "/{a b}", "/{a}/{a}",
     "no-slash", "/{a:int}x",
 ])
 def test_bad_pattern_fails_at_add_route(pattern):
@@ -1013,6 +1013,21 @@ def test_hook_and_error_handler_arity_is_checked():
     app.on_request(_view)
     app.on_response(_two_args)
     app.add_error_handler(ValueError, _two_args)
+
+
+def test_parameter_names_are_any_text_as_on_japronto():
+    """({user-id} was a RouteError: names had to be identifiers)"""
+    from fulmen import Application, RouteError
+    app = Application()
+    app.router.add_route("/a/{user-id}/{\u00e9}/{item.id}", _view, name="a")
+    m = app.router.build()
+    route, params = m.match("/a/7/x/3", "GET")
+    assert (route.param_names, params) == (("user-id", "\u00e9", "item.id"), ["7", "x", "3"])
+    assert app.router.url_for("a", **{"user-id": 7, "\u00e9": "x y", "item.id": 3}) == \
+        "/a/7/x%20y/3"
+    for bad in ("/b/{x y}", "/b/{x/y}", "/b/{x{y}"):
+        with pytest.raises(RouteError):
+            Application().router.add_route(bad, _view)
 
 
 def test_url_for_errors_in_process():

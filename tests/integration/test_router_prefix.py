@@ -163,7 +163,7 @@ def test_parse_pattern(pattern, segments):
 
 @pytest.mark.parametrize("pattern", [
     "/{name}.json", "/a{b}c", "/x-{a}{b}", "/x-{a}}}", "/x-{a", "/x-}{a}",
-    "/x-{a:nosuchtype}", "/x-{1bad}", "/x-{a}/y-{a}", "/x-{p:path}/y",
+    "/x-{a:nosuchtype}", "/x-{a b}", "/x-{a}/y-{a}", "/x-{p:path}/y",
 ])
 def test_bad_prefixed_pattern(pattern):
     from fulmen import Application, RouteError
