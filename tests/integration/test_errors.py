@@ -8,6 +8,7 @@ import pytest
 
 from .conftest import _app_fixture
 from .rawhttp import Conn, build_request
+from .test_streams import read_to_eof
 from .wsclient import WSClient
 
 reentry = pytest.fixture(_app_fixture("reentry"), name="reentry")
@@ -215,12 +216,7 @@ def test_a_cut_body_whose_done_callback_ends_a_view_behind_it_is_the_last(reentr
     the body)."""
     with Conn(reentry.port) as c:
         c.send(build_request("GET", "/cut-stream") + build_request("GET", "/parked/cut"))
-        data = b""
-        while True:
-            d = c.sock.recv(65536)
-            if not d:
-                break
-            data += d
+        data = read_to_eof(c)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 10" in head, data
     assert body == b"abc", data
