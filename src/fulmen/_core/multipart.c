@@ -353,20 +353,17 @@ static int
 mp_delim_tail(const mp_parser *p, size_t q, size_t *next)
 {
     const char *s = p->body;
+    /* close-delimiter transport-padding [CRLF epilogue] (RFC 2046 5.1.1):
+     * "--b--junk" is no end a strict reader would see, so none here */
+    int close = p->len - q >= 2 && s[q] == '-' && s[q + 1] == '-';
 
-    if (p->len - q >= 2 && s[q] == '-' && s[q + 1] == '-') {
-        /* close-delimiter transport-padding [CRLF epilogue] (RFC 2046 5.1.1):
-         * "--b--junk" is no end a strict reader would see, so none here */
-        q += 2;
-        while (q < p->len && (s[q] == ' ' || s[q] == '\t')) q++;
-        return q == p->len || (p->len - q >= 2 && s[q] == '\r' && s[q + 1] == '\n') ? 1 : -1;
-    }
+    if (close) q += 2;
     while (q < p->len && (s[q] == ' ' || s[q] == '\t')) q++;
     if (p->len - q >= 2 && s[q] == '\r' && s[q + 1] == '\n') {
-        *next = q + 2;
-        return 0;
+        if (!close) *next = q + 2;
+        return close;
     }
-    return -1;
+    return close && q == p->len ? 1 : -1;
 }
 
 /* Offset of the first "\r\n--boundary" at or after `from`, or (size_t)-1. */
