@@ -1206,17 +1206,14 @@ static PyObject *router_matcher_match(MatcherObject *m, PyObject *args)
     const char *path, *method;
     Py_ssize_t plen, mlen;
     h1_span params[FULMEN_MAX_PARAMS];
-    int np = 0, i, id = H1_M_OTHER;
-    PyObject *allow, *lst;
+    int np = 0, i;
+    PyObject *ms, *allow, *lst;
     RouteObject *r;
-    if (!PyArg_ParseTuple(args, "s#s#", &path, &plen, &method, &mlen))
+    if (!PyArg_ParseTuple(args, "s#U", &path, &plen, &ms) ||
+        (method = PyUnicode_AsUTF8AndSize(ms, &mlen)) == NULL)
         return NULL;
-    for (i = 1; i <= H1_M_TRACE; i++)
-        if (strlen(router_method_names[i]) == (size_t)mlen &&
-            memcmp(router_method_names[i], method, (size_t)mlen) == 0)
-            id = i;
-    r = router_match((PyObject *)m, path, (size_t)plen, id, method, (size_t)mlen, params,
-                     &np, &allow);
+    r = router_match((PyObject *)m, path, (size_t)plen, router_method_id(ms), method,
+                     (size_t)mlen, params, &np, &allow);
     if (r == NULL)
         return Py_BuildValue("(OO)", Py_None, allow ? allow : Py_None);
     lst = PyList_New(np);
