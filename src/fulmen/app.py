@@ -137,6 +137,15 @@ def _check_bool(name, value):
 _ANSWERED = (Exception, asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
+# what the gate before a WebSocket's 101 (App._ws_gate) returns to let the
+# upgrade go on: no on_request hook answered
+_WS_ACCEPT = _core._WS_ACCEPT
+
+
+def _ws_accept(request):
+    return _WS_ACCEPT
+
+
 def _check_response(response):
     """A view's (or on_request hook's) result must be a Response; the
     engine says the same for views without hooks (conn_check_response)."""
@@ -416,6 +425,8 @@ class Application:
                     _check_response(response)
                 except _ANSWERED as exc:
                     response = handle_error(request, exc)
+                if response is _WS_ACCEPT:
+                    return response
                 if post and response.file is not None:
                     response = _resolve_file(request, response)
                 try:
@@ -444,6 +455,8 @@ class Application:
                     # CancelledError included: a view cancelled at shutdown
                     # gets its 503, and the hooks see it
                     response = handle_error(request, exc)
+                if response is _WS_ACCEPT:
+                    return response
                 if post and response.file is not None:
                     response = _resolve_file(request, response)
                 try:
@@ -460,6 +473,17 @@ class Application:
         # its Task is named after the view (conn.c conn_task_name)
         hooked.__qualname__ = getattr(view, "__qualname__", hooked.__qualname__)
         return hooked
+
+    def _ws_gate(self):
+        """What runs before a WebSocket route's 101 when the app has
+        on_request hooks: the hooks, as before a view.  When none answers,
+        the upgrade goes on (_WS_ACCEPT; the on_response hooks do not see
+        the 101).  A Response one returns, or the answer made from an
+        exception one raised, goes through the on_response hooks and is
+        sent instead: the connection then ends."""
+        if not self._request_hooks:
+            return None
+        return self._wrap_view(_ws_accept)
 
     async def _run_hooks(self, hooks):
         for fn in hooks:
@@ -568,7 +592,7 @@ class Application:
     def _make_server(self, loop):
         self._check_settings()
         self._install_extensions()
-        matcher = self.router.build(self._wrap_view)
+        matcher = self.router.build(self._wrap_view, self._ws_gate())
         server = _core.Server(self, matcher, loop, self._handle_error, self.debug,
                             self.max_header_size, self.max_headers,
                             self.max_body_size, self.header_timeout,
@@ -789,7 +813,7 @@ class Application:
         # the routes too, here: under a master they are built in each
         # worker, which would fail for good, and be restarted for ever,
         # while the master held the port
-        self.router.build(self._wrap_view)
+        self.router.build(self._wrap_view, self._ws_gate())
         ctx = _ssl_context(ssl)
         # listen() takes an int; the kernel caps it at net.core.somaxconn
         self._backlog = _check_size("backlog", backlog, 1, maximum=65535)

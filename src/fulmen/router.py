@@ -372,14 +372,19 @@ class Router:
             out.append(seg[0] + value if isinstance(seg, tuple) else value)
         return "/" + "/".join(out)
 
-    def build(self, wrap=None):
+    def build(self, wrap=None, ws_gate=None):
         """Compile the routes into the C matcher; errors surface here, at
         start-up.  wrap(handler) composes the app's hooks around each view
         (not around WebSocket handlers: the hooks take requests and
-        responses)."""
+        responses); ws_gate(request), the app's on_request hooks, runs
+        before a WebSocket route's 101 (connstream.c conn_upgrade_ws)."""
         m = _core.Matcher()
         for route, segments in self._routes:
-            if wrap is not None and not (route.extra or {}).get("websocket"):
+            if ws_gate is not None and (route.extra or {}).get("websocket"):
+                route = _core.Route(route.pattern, route.handler, route.methods,
+                                    route.name, route.param_names, route.param_types,
+                                    route.is_async, dict(route.extra, gate=ws_gate))
+            elif wrap is not None and not (route.extra or {}).get("websocket"):
                 handler = wrap(route.handler)
                 if handler is not route.handler:
                     route = _core.Route(route.pattern, handler, route.methods,

@@ -458,14 +458,52 @@ def test_response_hook_returning_no_response_is_blamed_in_the_log(hooks_app):
                      r"not a Response or None", err), err
 
 
-def test_websocket_handler_is_not_wrapped_by_hooks(hooks_app):
+def test_websocket_hooks_run_before_the_101_not_around_the_handler(hooks_app):
     from .wsclient import OP_TEXT, WSClient
     # the on_request hook reads request.headers: given the WebSocket
-    # instead of a request it would fail the handler
-    with WSClient(hooks_app.port, "/ws") as ws:
+    # instead of a request it would fail the handler.  What it set on the
+    # request is on ws.request.
+    with WSClient(hooks_app.port, "/ws", headers=[("X-User", "ann")]) as ws:
         ws.connect()
         ws.send_text("hello")
         assert ws.recv_message() == (OP_TEXT, b"hello")
+        assert ws.recv_message() == (OP_TEXT, b"hook saw ann")
+
+
+def test_frames_sent_with_the_upgrade_wait_for_the_hooks(hooks_app):
+    from .wsclient import OP_PING, OP_PONG, OP_TEXT, WSClient, build_frame
+    # (RFC 6455 4.1 has the client wait for the 101; one that does not
+    # loses nothing, also while async hooks run)
+    with WSClient(hooks_app.port, "/ws") as ws:
+        ws.connect(extra=build_frame(OP_TEXT, b"early") + build_frame(OP_PING, b"p"))
+        got = [ws.recv_message(return_controls=True) for _ in range(3)]
+        assert sorted(got) == sorted([(OP_PONG, b"p"), (OP_TEXT, b"early"),
+                                      (OP_TEXT, b"hook saw -")])
+
+
+def _upgrade(headers):
+    from .wsclient import WSClient
+    return WSClient(0, "/ws", headers=headers).handshake_request()
+
+
+@pytest.mark.parametrize("headers,status,body", [
+    ([("X-Deny", "nope")], 403, b"denied: nope"),
+    ([("X-Pre-Raise", "ws-hook-marker-71c2")], 500, None),
+])
+def test_on_request_hook_refuses_a_websocket_upgrade(hooks_app, headers, status, body):
+    from .wsclient import OP_TEXT, build_frame
+    with Conn(hooks_app.port) as c:
+        # frames and a request behind the refused upgrade are neither
+        # taken as frames nor answered: the connection ends with the answer
+        c.send(_upgrade(headers) + build_frame(OP_TEXT, b"x") + build_request("GET", "/ok"))
+        r = c.read_final()
+        assert r.status == status, r
+        assert r.header("X-Decorated") == str(status)     # the on_response hooks saw it
+        assert r.header("Connection") == "close"
+        assert body is None or r.body == body
+        assert c.at_eof()
+    if status == 500:
+        wait_for_stderr(hooks_app, "ws-hook-marker-71c2")
 
 
 @pytest.mark.parametrize("name", ["hooks", "hooks_async"])

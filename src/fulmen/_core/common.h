@@ -114,6 +114,9 @@ typedef struct {
     PyObject *empty_bytes;
     PyObject *empty_str;
     PyObject *empty_tuple;
+    /* what the app's gate before a WebSocket's 101 returns to let the
+     * upgrade go on (a Response nobody sends: connstream.c conn_ws_gated) */
+    PyObject *ws_accept;
 
     /* Date: header value, refreshed when the second changes */
     int64_t date_sec;

@@ -277,6 +277,9 @@ void conn_q_drain(ConnObject *c)
                 PyErr_WriteUnraisable((PyObject *)c);
             continue;
         }
+        if (UNLIKELY(req != NULL && req->route != NULL && req->route->is_ws) &&
+            conn_ws_gated(c, req, resp))
+            break; /* the upgrade's gate let it open: the connection is the WebSocket's */
         if (UNLIKELY(req != NULL && conn_bstream(c) != NULL && c->ext->bs_req == req)) {
             /* answered before its body ended: what follows is unknown */
             s->conn_hdr = 1;
@@ -390,7 +393,7 @@ void conn_emit(ConnObject *c, RequestObject *req, PyObject *resp,
 /* Turn the current exception into a response through the app's error hook
  * (which applies the app's error handlers and debug tracebacks); a hook
  * that fails too gives a plain 500.  Returns a new reference. */
-static PyObject *conn_error_response(ConnObject *c, RequestObject *req)
+PyObject *conn_error_response(ConnObject *c, RequestObject *req)
 {
     PyObject *type, *value, *tb, *res = NULL, *hook = c->server->error_hook;
     PyErr_Fetch(&type, &value, &tb);
@@ -417,8 +420,7 @@ static PyObject *conn_error_response(ConnObject *c, RequestObject *req)
 
 /* A view's result must be a Response; anything else goes through the
  * error hook as a TypeError.  Consumes res, returns a new reference. */
-static PyObject *conn_check_response(ConnObject *c, RequestObject *req,
-                                     PyObject *res)
+PyObject *conn_check_response(ConnObject *c, RequestObject *req, PyObject *res)
 {
     if (LIKELY(Py_TYPE(res) == c->st->ResponseType ||
                PyObject_TypeCheck(res, c->st->ResponseType)))
@@ -463,7 +465,9 @@ static void conn_drain_now_in(ConnObject *c)
     }
     mod_refresh_date(c->st);
     conn_q_drain(c);
-    if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE) &&
+    if (UNLIKELY(conn_ws(c) != NULL)) {
+        conn_process_buffer(c); /* opened by its upgrade's gate: the bytes behind */
+    } else if (conn_q_len(c) < CONN_PIPELINE_LOW && (c->pause & CONN_PAUSE_PIPELINE) &&
         conn_q_ready_bytes(c) <= CONN_OUT_HIGH) {
         conn_set_pause(c, CONN_PAUSE_PIPELINE, 0);
         conn_process_buffer(c);
@@ -722,8 +726,8 @@ static void conn_close_coro(ConnObject *c, PyObject *coro)
 }
 
 /* Start coroutine view coro (stolen) for req: see the banner above. */
-static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
-                            int head_only, int conn_hdr, int close_after)
+void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
+                     int head_only, int conn_hdr, int close_after)
 {
     fulmen_state *st = c->st;
     PyObject *loop = c->server->loop;
@@ -767,6 +771,8 @@ static void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
         aw_resume_drop(aw);
         val = r == PYGEN_RETURN ? conn_check_response(c, req, val)
                                 : conn_error_response(c, req);
+        if (UNLIKELY(req->route != NULL && req->route->is_ws) && conn_ws_gated(c, req, val))
+            goto done;
         conn_emit(c, req, val, head_only, conn_hdr, close_after);
         goto done;
     }
@@ -803,7 +809,10 @@ not_started: /* no Task to run it in (a loop that is closing, no memory) */
     conn_close_coro(c, coro);
     if (aw != NULL)
         aw_resume_drop(aw);
-    conn_emit(c, req, conn_error_response(c, req), head_only, conn_hdr, close_after);
+    val = conn_error_response(c, req);
+    if (UNLIKELY(req->route != NULL && req->route->is_ws))
+        (void)conn_ws_gated(c, req, val); /* not st->ws_accept: a refusal */
+    conn_emit(c, req, val, head_only, conn_hdr, close_after);
 done:
     Py_XDECREF(prev);
     Py_XDECREF(task);
@@ -1044,7 +1053,8 @@ static size_t conn_process(ConnObject *c, char *p, size_t len, PyObject *owner)
     size_t pos = 0;
     st->out_conn = c;
     while (pos < len && conn_reads_on(c) &&
-           !(c->pause & (CONN_PAUSE_WRITE | CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY))) {
+           !(c->pause & (CONN_PAUSE_WRITE | CONN_PAUSE_PIPELINE | CONN_PAUSE_BODY |
+                         CONN_PAUSE_UPGRADE))) {
         RequestObject *req;
         size_t avail = len - pos, total, rawlen;
         if (UNLIKELY(conn_bstream(c) != NULL)) {
@@ -1309,6 +1319,13 @@ void conn_process_buffer(ConnObject *c)
     uint64_t body;
     if (c->buf_len == 0 || !conn_reads_on(c))
         return;
+    if (UNLIKELY(conn_ws(c) != NULL)) {
+        /* sent behind an upgrade whose gate ran async (conn_ws_gated) */
+        ws_feed(c->ext->ws, c->buf, c->buf_len);
+        conn_buf_free(c);
+        c->head_start = 0;
+        return;
+    }
     n = conn_process(c, c->buf, c->buf_len, NULL);
     if (!conn_reads_on(c) || n >= c->buf_len) {
         if (n < c->buf_len)

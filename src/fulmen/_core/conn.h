@@ -43,6 +43,7 @@ enum {
     CONN_PAUSE_WRITE = 1,    /* transport above its high-water mark */
     CONN_PAUSE_PIPELINE = 2, /* too many responses waiting in the queue */
     CONN_PAUSE_BODY = 4,     /* a streamed request body is not being read */
+    CONN_PAUSE_UPGRADE = 8,  /* a WebSocket upgrade waits for the app's async gate */
 };
 
 /* STAGE_SINK: a Content-Length body too big for one read, arriving
@@ -322,6 +323,11 @@ PyObject *conn_stream_sent(ConnObject *c, PyObject *nobj);
 PyObject *conn_stream_write(ConnObject *c, PyObject *data);
 PyObject *conn_streams_fn(const char *name);
 void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route);
+int conn_ws_gated(ConnObject *c, RequestObject *req, PyObject *resp);
+void conn_start_view(ConnObject *c, RequestObject *req, PyObject *coro,
+                     int head_only, int conn_hdr, int close_after);
+PyObject *conn_error_response(ConnObject *c, RequestObject *req);
+PyObject *conn_check_response(ConnObject *c, RequestObject *req, PyObject *res);
 PyObject *conn_waiter(ConnObject *c);
 void conn_wake_stream(ConnObject *c);
 

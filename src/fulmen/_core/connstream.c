@@ -220,19 +220,31 @@ static PyObject *conn_create_task(ConnObject *c, PyObject *coro)
     return task;
 }
 
+/* Answer upgrade req with res (NULL: the error set) instead of a 101; the
+ * connection ends with it, since what follows the request is not HTTP.
+ * Takes the references to req and res. */
+static void conn_ws_refuse(ConnObject *c, RequestObject *req, PyObject *res)
+{
+    if (res == NULL) {
+        conn_give_up(c, req);
+        return;
+    }
+    c->closing = 1;
+    conn_emit(c, req, res, 0, 1, 1);
+}
+
+static void conn_ws_open(ConnObject *c, RequestObject *req);
+
 /* The request is for a WebSocket route: answer 101 and hand the connection
- * to a WebSocket, or refuse (426/400).  Takes the reference to req. */
+ * to a WebSocket, or refuse (426/400/403, or the answer of the app's
+ * on_request hooks).  Takes the reference to req. */
 void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
 {
     fulmen_state *st = c->st;
     const char *v, *key;
     size_t n, keylen;
-    char accept[29], ext[200] = "", proto_hdr[160] = "";
-    PyObject *subprotocol = Py_None, *res, *fn = NULL, *coro = NULL, *task = NULL,
-             *opt;
-    ws_deflate_params dp = {0};
-    uint64_t max_message = 1 << 20;
-    WebSocketObject *ws;
+    char accept[29];
+    PyObject *res, *gate;
     uint32_t hi = 0;
     int upgrade = (req->h.flags & H1_F_CONN_UPGRADE) &&
                   conn_header_has_token(req, "upgrade", "websocket", 1);
@@ -256,7 +268,6 @@ void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
         res = resp_new_simple(st, 400, "Bad Request", NULL);
         goto answer;
     }
-    accept[28] = 0;
     hi = 0;
     /* one line, "13": a second line is a list, as "13, 8" is (RFC 6455 11.3.5) */
     if (!conn_next_header(req, "sec-websocket-version", &hi, &v, &n) || n != 2 ||
@@ -270,6 +281,81 @@ void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
         res = resp_new_simple(st, 403, "Forbidden", NULL); /* RFC 6455 4.2.2 */
         goto answer;
     }
+    /* the app's on_request hooks (app.py _ws_gate): st->ws_accept lets the
+     * upgrade go on, another Response refuses it */
+    gate = PyDict_GetItemString(route->extra, "gate");
+    if (gate != NULL) {
+        res = PyObject_CallOneArg(gate, (PyObject *)req);
+        if (res == NULL) {
+            res = conn_error_response(c, req);
+            goto answer;
+        }
+        if (PyCoro_CheckExact(res)) {
+            /* async hooks: the upgrade waits for them as an async view's
+             * answer would (conn_ws_gated), and the bytes behind it wait
+             * unread: they are the WebSocket's if it opens */
+            conn_set_pause(c, CONN_PAUSE_UPGRADE, 1);
+            conn_start_view(c, req, res, 0, 1, 1);
+            return;
+        }
+        if (res != st->ws_accept) {
+            res = conn_check_response(c, req, res);
+            goto answer;
+        }
+        Py_DECREF(res);
+    }
+    conn_ws_open(c, req);
+    return;
+answer:
+    conn_ws_refuse(c, req, res);
+}
+
+/* An async gate's answer resp (stolen) to upgrade req: open the WebSocket
+ * (resp is st->ws_accept), else resp refuses it.  Returns 1 when the
+ * WebSocket took req, 0 when resp is to be sent for it (the connection
+ * then ends). */
+int conn_ws_gated(ConnObject *c, RequestObject *req, PyObject *resp)
+{
+    conn_set_pause(c, CONN_PAUSE_UPGRADE, 0);
+    if (resp != c->st->ws_accept) {
+        c->closing = 1;
+        return 0;
+    }
+    Py_DECREF(resp);
+    if (UNLIKELY(c->closing || c->server->stopping)) {
+        /* the server began to stop meanwhile: as before the hooks */
+        conn_ws_refuse(c, req, resp_new_simple(c->st, 503, "Service Unavailable", NULL));
+        return 1;
+    }
+    /* (what the client sent behind the request while the hooks ran is fed
+     * to the WebSocket by the caller: conn_process, or conn_drain_now_in
+     * from the buffer) */
+    conn_ws_open(c, req);
+    return 1;
+}
+
+/* Answer 101 to the checked upgrade req and hand the connection to a
+ * WebSocket.  Takes the reference to req. */
+static void conn_ws_open(ConnObject *c, RequestObject *req)
+{
+    fulmen_state *st = c->st;
+    RouteObject *route = req->route;
+    const char *v, *key = NULL;
+    size_t n, keylen = 0;
+    char accept[29], ext[200] = "", proto_hdr[160] = "";
+    PyObject *subprotocol = Py_None, *res, *fn = NULL, *coro = NULL, *task = NULL,
+             *opt;
+    ws_deflate_params dp = {0};
+    uint64_t max_message = 1 << 20;
+    WebSocketObject *ws;
+    uint32_t hi = 0;
+    /* (checked by conn_upgrade_ws) */
+    if (!conn_next_header(req, "sec-websocket-key", &hi, &key, &keylen) ||
+        ws_accept_key(key, keylen, accept) < 0) {
+        PyErr_SetString(PyExc_SystemError, "the WebSocket key is gone");
+        goto fail;
+    }
+    accept[28] = 0;
     /* subprotocol: the first of the route's, in its order, that the client offers */
     opt = PyDict_GetItemString(route->extra, "subprotocols");
     if (opt != NULL && opt != Py_None && conn_find_header(req, "sec-websocket-protocol", &v, &n)) {
@@ -348,13 +434,7 @@ void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
 fail:
     PyErr_WriteUnraisable((PyObject *)c);
     res = resp_new_simple(st, 500, "Internal Server Error", NULL);
-answer:
-    if (res == NULL) {
-        conn_give_up(c, req);
-        return;
-    }
-    c->closing = 1;
-    conn_emit(c, req, res, 0, 1, 1);
+    conn_ws_refuse(c, req, res);
 }
 
 /* ========================================================================

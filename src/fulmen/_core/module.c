@@ -519,6 +519,9 @@ static int mod_exec(PyObject *m)
         return -1;
     if ((st->empty_tuple = PyTuple_New(0)) == NULL)
         return -1;
+    if ((st->ws_accept = resp_new_simple(st, 101, NULL, NULL)) == NULL ||
+        PyModule_AddObjectRef(m, "_WS_ACCEPT", st->ws_accept) < 0)
+        return -1;
     st->date_sec = -1;
     mod_refresh_date(st);
     if (PyModule_AddIntConstant(m, "SIMD_LEVEL", h1_set_simd_level(-1)) < 0)
@@ -545,6 +548,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->WebSocketType);
     Py_VISIT(st->ReadyType);
     Py_VISIT(st->SharedType);
+    Py_VISIT(st->ws_accept);
     Py_VISIT(st->WebSocketClosed);
     Py_VISIT(st->ClientDisconnected);
     Py_VISIT(st->RequestTimeout);
@@ -639,6 +643,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->empty_bytes);
     Py_CLEAR(st->empty_str);
     Py_CLEAR(st->empty_tuple);
+    Py_CLEAR(st->ws_accept);
     Py_CLEAR(st->out_chunks);
     Py_CLEAR(st->rbytes);
     return 0;

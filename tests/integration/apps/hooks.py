@@ -2,8 +2,9 @@
 
 A response hook stamps X-Decorated (the status) on every answer; another
 one raises when the request has X-Post-Raise, an on_request hook when it has
-X-Pre-Raise (the header's value goes into the error message).  The views fail in
-each way the engine turns into an answer.  make_app(async_hooks=True) is the
+X-Pre-Raise (the header's value goes into the error message), and answers 403
+itself when it has X-Deny.  The views fail in each way the engine turns into
+an answer.  make_app(async_hooks=True) is the
 same app with async hooks, in debug mode (apps/hooks_async.py).
 
     FULMEN_HOOKS_GRACE   (optional) graceful_timeout of run(), in seconds
@@ -38,6 +39,9 @@ def make_app(async_hooks=False):
     def pre(request):
         if "X-Pre-Raise" in request.headers:
             raise RuntimeError("pre-hook failed: " + request.headers["X-Pre-Raise"])
+        if "X-Deny" in request.headers:   # refuses a request, a WebSocket's too
+            return request.Response(code=403, text="denied: " + request.headers["X-Deny"])
+        request.seen_by_hook = request.headers.get("X-User", "-")
 
     def decorate(request, response):
         response.headers["X-Decorated"] = "%d" % response.code
@@ -115,6 +119,7 @@ def make_app(async_hooks=False):
 
     async def ws_echo(ws):
         await ws.send(await ws.receive())
+        await ws.send("hook saw " + ws.request.seen_by_hook)
 
     r.add_route("/ok", ok)
     r.add_route("/fail", fail)
