@@ -750,7 +750,8 @@ class Application:
             backlog=1024, reload=False, ssl=None, uds=None, fd=None,
             graceful_timeout=30.0, max_requests=None, max_requests_jitter=0,
             max_rss=None, proxy_headers=None, forwarded_allow_ips=None,
-            access_log=None, access_log_format=None, worker_timeout=None):
+            access_log=None, access_log_format=None, worker_timeout=None,
+            max_start_failures=None):
         """Bind and serve until SIGTERM/SIGINT.
 
         worker_num=None serves in this process (the simplest to debug).  Any
@@ -763,6 +764,11 @@ class Application:
         seconds (a view that blocks) is killed, with its traceback printed,
         and replaced.  None means 30 s under a master (off with reload, where
         a debugger may stop a worker), 0 turns it off.
+
+        max_start_failures: under a master, after that many workers in a row
+        failed to start (an on_startup hook that raises, say), the master
+        stops the others and exits 1.  None (the default) retries for ever,
+        with a back-off up to 5 s.
 
         The socket is TCP on (host, port) (IPv4, or IPv6 when host has a
         ':'), or the unix socket uds, or the inherited listening socket fd; a
@@ -779,6 +785,8 @@ class Application:
         graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
         max_requests = _check_size("max_requests", max_requests, 1, allow_none=True)
         max_requests_jitter = _check_size("max_requests_jitter", max_requests_jitter, 0)
+        max_start_failures = _check_size("max_start_failures", max_start_failures, 1,
+                                         allow_none=True)
         if max_requests_jitter and max_requests is None:
             raise ValueError("max_requests_jitter needs max_requests")
         if max_rss is not None:
@@ -840,7 +848,9 @@ class Application:
             else:
                 workers = worker_num if worker_num else (
                     1 if worker_num is None else os.cpu_count() or 1)
-                code = supervisor.Supervisor(self, sock, workers=workers, **options).run()
+                code = supervisor.Supervisor(self, sock, workers=workers,
+                                             max_start_failures=max_start_failures,
+                                             **options).run()
         finally:
             _close_listener(sock, uds, made)
         if code:

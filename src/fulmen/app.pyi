@@ -105,4 +105,5 @@ class Application:
         access_log: bool | None = None,
         access_log_format: Literal["text", "json"] | None = None,
         worker_timeout: float | None = None,
+        max_start_failures: int | None = None,
     ) -> None: ...

@@ -85,6 +85,7 @@ def load_app(spec, debug=False):
 _FLAGS = {"worker_num": "--workers", "graceful_timeout": "--graceful-timeout",
           "max_requests_jitter": "--max-requests-jitter", "max_requests": "--max-requests",
           "max_rss": "--max-rss", "worker_timeout": "--worker-timeout", "backlog": "--backlog",
+          "max_start_failures": "--max-start-failures",
           "port": "--port", "fd": "--fd", "uds": "--uds",
           "forwarded_allow_ips": "--forwarded-allow-ips"}
 
@@ -131,6 +132,9 @@ def main(argv=None):
                    help="kill and replace a worker whose event loop is blocked this "
                         "long, printing its traceback (default 30 with workers, "
                         "none with --reload; 0: never)")
+    g.add_argument("--max-start-failures", type=int, metavar="N",
+                   help="with workers: once N workers in a row failed to start, stop "
+                        "and exit 1 (default: retry for ever)")
     g.add_argument("--reload", action="store_true",
                    help="restart the worker when a .py file of the app changes")
     g = p.add_argument_group("proxies and logging")
@@ -167,6 +171,7 @@ def main(argv=None):
                 max_requests=args.max_requests,
                 max_requests_jitter=args.max_requests_jitter, max_rss=args.max_rss,
                 worker_timeout=args.worker_timeout,
+                max_start_failures=args.max_start_failures,
                 # None, for an option not given, keeps what the application
                 # set (Application(log_request=True) turns the access log on)
                 proxy_headers=args.proxy_headers or None,

@@ -257,7 +257,7 @@ class Supervisor:
 
     def __init__(self, app, sock, *, workers=1, graceful_timeout=30.0, ssl=None,
                  max_requests=None, max_requests_jitter=0, max_rss=None, reload=False,
-                 worker_timeout=None):
+                 worker_timeout=None, max_start_failures=None):
         self.app = app
         self.n = max(1, workers)
         self.socks = [sock]
@@ -283,6 +283,8 @@ class Supervisor:
         self.workers = {}           # pid -> _Worker
         self.gen = 0
         self.failures = 0           # start-up failures in a row
+        self.max_start_failures = max_start_failures    # then give up (None: never)
+        self.code = 0               # the exit code once stopped
         self.quick_deaths = 0       # workers in a row that died within _STABLE of "ready"
         self.last_quick = 0.0       # when the last of them died
         self.next_spawn = 0.0
@@ -359,7 +361,7 @@ class Supervisor:
             if self.stopping:
                 if not self.workers:
                     _log("master %d stopped" % self.pid)
-                    return 0
+                    return self.code
             else:
                 if self.reload_at is not None and now >= self.reload_at:
                     self.reload_at = None
@@ -404,22 +406,24 @@ class Supervisor:
                     continue
                 _log("master %d: %s, stopping %d worker(s) gracefully"
                      % (self.pid, signal.Signals(signum).name, len(self.workers)))
-                self.stopping = True
-                for w in self.workers.values():
-                    self._retire(w)
-                # the workers close their listening sockets as they stop;
-                # the master's copies would keep them open, and the kernel
-                # would go on queueing connections that no one accepts
-                # until they were reset at the exit: refused now, a load
-                # balancer sends them elsewhere (run() closes sock again,
-                # and removes a unix socket's file)
-                for s in self.socks:
-                    s.close()
+                self._stop()
             elif signum == signal.SIGHUP and not self.stopping:
                 _log("master %d: SIGHUP, replacing the workers one by one" % self.pid)
                 self.gen += 1
                 self.paused = False
         return None
+
+    def _stop(self):
+        self.stopping = True
+        for w in self.workers.values():
+            self._retire(w)
+        # the workers close their listening sockets as they stop; the
+        # master's copies would keep them open, and the kernel would go on
+        # queueing connections that no one accepts until they were reset at
+        # the exit: refused now, a load balancer sends them elsewhere (run()
+        # closes sock again, and removes a unix socket's file)
+        for s in self.socks:
+            s.close()
 
     def _on_files(self, fd):
         # while the new code fails to start, the module with the error may be
@@ -545,6 +549,14 @@ class Supervisor:
                 if self.reload:
                     self.paused = True
                     _log("worker %d %s before serving; waiting for a file to change" % (pid, how))
+                elif self.max_start_failures and self.failures >= self.max_start_failures:
+                    if not self.stopping:
+                        _log("worker %d %s before serving: %d start-up failures in a row "
+                             "(--max-start-failures), giving up; master %d stopping %d "
+                             "worker(s) gracefully" % (pid, how, self.failures, self.pid,
+                                                       len(self.workers)))
+                        self.code = 1
+                        self._stop()
                 else:
                     delay = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (self.failures - 1))
                     self.next_spawn = time.monotonic() + delay

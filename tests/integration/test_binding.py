@@ -574,6 +574,7 @@ def test_port_in_use_by_a_master_is_refused(app_dir, workers):
     (("--graceful-timeout", "-1"),
      "fulmen: --graceful-timeout must be more than 0 and at most 31536000 seconds, not -1.0"),
     (("--backlog", "0"), "fulmen: --backlog must be at least 1, not 0"),
+    (("--max-start-failures", "0"), "fulmen: --max-start-failures must be at least 1, not 0"),
     (("--fd", "99"), "fulmen: cannot serve fd 99: [Errno 9] Bad file descriptor"),
     (("--uds", "/nonexistent-dir/app.sock"),
      "fulmen: cannot listen on unix:/nonexistent-dir/app.sock: "

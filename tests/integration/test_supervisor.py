@@ -647,6 +647,26 @@ def test_crashing_start_up_backs_off_and_recovers(app_dir):
         assert stop_master(srv) == 0, srv.stderr()
 
 
+def test_max_start_failures_gives_up(app_dir):
+    # with a limit, the master stops (serving workers too) and exits 1 once
+    # that many starts in a row failed: systemd sees the service fail
+    flag = app_dir / "FAIL_STARTUP"
+    srv = fulmen_proc(app_dir, "--workers", "2", "--max-start-failures", "3").start()
+    try:
+        srv.wait_workers(2)
+        first, mark = kill_worker_under_flag(srv, flag)
+        srv.wait_line(r"before serving; next try in 0\.1 s", mark)
+        srv.wait_line(r"before serving; next try in 0\.2 s", mark)
+        srv.wait_line(r"before serving: 3 start-up failures in a row "
+                      r"\(--max-start-failures\), giving up; master \d+ stopping 1 "
+                      r"worker\(s\) gracefully", mark)
+        assert wait_exit(srv, 10) == 1
+        assert "master %d stopped" % srv.proc.pid in srv.stderr()
+    finally:
+        flag.unlink()
+        srv.stop()
+
+
 def test_workers_that_crash_right_after_starting_back_off(app_dir):
     # a worker that dies as soon as it serves (a background task that
     # crashes, say) is a crash loop too: without a delay the master would
