@@ -9,6 +9,7 @@ import asyncio
 import calendar
 import email.utils
 import errno
+import functools
 import mimetypes
 import os
 import re
@@ -95,17 +96,38 @@ def _client_left(conn, source, exc):
 
 class _FileBody:
     """A byte range of a file, sent with sendfile(2) over plain TCP and
-    read block by block under TLS (or wherever sendfile cannot go).  The
-    file is opened before the answer's head goes (_file_body): once the
-    head says 200, it can no longer become a 403 or a 503."""
+    read block by block under TLS (or wherever sendfile cannot go).
 
-    __slots__ = ("file", "start", "length")
+    The file was opened when the answer was made (_file_body): that it can
+    be read, and its size and ETag, are known before the head says 200.
+    It is opened again when the answer's turn comes (open()), so that an
+    answer waiting behind others holds no file descriptor: a client that
+    pipelines many requests for big files must not hold one per request.
+    A file replaced, removed or made unreadable meanwhile then fails the
+    answer before its head went (a 500)."""
 
-    def __init__(self, fd, start, length):
-        self.file = open(fd, "rb", buffering=0)     # closes with this object at worst
+    __slots__ = ("file", "start", "length", "_reopen", "_id")
+
+    def __init__(self, reopen, st, start, length):
+        self.file = None
+        self._reopen, self._id = reopen, (st.st_dev, st.st_ino)
         self.start, self.length = start, length
 
+    def open(self):
+        if self.file is not None:
+            return
+        fd = self._reopen()
+        try:
+            st = os.fstat(fd)
+            if not S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != self._id:
+                raise FileNotFoundError("the file changed since its answer was made")
+        except BaseException:
+            os.close(fd)
+            raise
+        self.file = open(fd, "rb", buffering=0)     # closes with this object at worst
+
     def __iter__(self):
+        self.open()
         return _read_file(self.file, self.start, self.length)
 
 
@@ -126,6 +148,7 @@ async def _send_file(conn, body):
     # bytes and resumes us when it has written them all: the only way to
     # learn that the socket took everything without watching the fd.
     transport.set_write_buffer_limits(high=0)
+    body.open()
     try:
         with body.file as f:
             offset, left, rounds = body.start, body.length, 0
@@ -249,7 +272,7 @@ def _http_date(value):
     return float(calendar.timegm(t))
 
 
-def _precondition_failed(request, st, etag):
+def _precondition_failed(request, mtime, etag):
     """If-Match (strong comparison), else If-Unmodified-Since, is false:
     RFC 9110 13.2.2 steps 1 and 2, answered 412."""
     h = request.headers
@@ -260,11 +283,11 @@ def _precondition_failed(request, st, etag):
     ius = h.get("If-Unmodified-Since")
     if ius is not None:
         t = _http_date(ius)
-        return t is not None and int(st.st_mtime) > t
+        return t is not None and mtime > t
     return False
 
 
-def _not_modified(request, st, etag):
+def _not_modified(request, mtime, etag):
     h = request.headers
     inm = h.get("If-None-Match")
     if inm is not None:
@@ -273,7 +296,7 @@ def _not_modified(request, st, etag):
     ims = h.get("If-Modified-Since")
     if ims is not None:
         t = _http_date(ims)
-        return t is not None and int(st.st_mtime) <= t
+        return t is not None and mtime <= t
     return False
 
 
@@ -352,11 +375,20 @@ def _open_file(path, opened=None):
     return fd
 
 
-def _file_body(path, start, length, opened=None):
-    """A _FileBody of path, opened now, before the head goes (once that says
-    200 the answer can no longer be a 403 or a 503); or that answer."""
-    fd = _open_file(path, opened)
-    return fd if isinstance(fd, Response) else _FileBody(fd, start, length)
+def _file_body(path, st, start, length, opened=None, reopen=None):
+    """A _FileBody of path (whose stat() is st), or the answer when it
+    cannot be opened now (before the head goes: once that says 200 the
+    answer can no longer be a 403 or a 503).  reopen() opens it again when
+    the answer's turn comes (add_static's safe open), by default by name."""
+    if opened is None:
+        fd = _open_file(path)
+        if isinstance(fd, Response):
+            return fd
+        os.close(fd)
+    if reopen is None:
+        def reopen():
+            return os.open(path, _OPEN_FLAGS)
+    return _FileBody(reopen, st, start, length)
 
 
 def _small_file(path, size, code, headers, ctype, opened=None):
@@ -377,9 +409,18 @@ def _small_file(path, size, code, headers, ctype, opened=None):
     return r
 
 
+# what a compressed file is labelled with: the type of its bytes as sent (no
+# Content-Encoding is added, so the client gets the file as it is stored)
+_ENCODING_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
+                   "xz": "application/x-xz", "compress": "application/x-compress"}
+
+
 def _content_type(path):
-    """The Content-Type a file is served with, from its name."""
-    ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    """The Content-Type a file is served with, from its name (a str)."""
+    ctype, encoding = mimetypes.guess_type(path)
+    if encoding is not None:
+        ctype = _ENCODING_TYPES.get(encoding)
+    ctype = ctype or "application/octet-stream"
     if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
         ctype += "; charset=utf-8"
     return ctype
@@ -410,11 +451,12 @@ def _resolve_file(request, resp):
     return r if r is not None else _file_response(request, resp)
 
 
-def _file_response(request, resp, opened=None):
+def _file_response(request, resp, opened=None, reopen=None):
     """Resolve Response(file=path) for this request: 200, 206, 304, 403,
     404, 412 or 416, with the cookies the view set.  opened: path's fd,
-    opened already (add_static's), which the answer reads instead."""
-    r = _file_answer(request, resp, opened)
+    opened already (add_static's), which the answer reads instead, and
+    reopen() opens it again (_FileBody)."""
+    r = _file_answer(request, resp, opened, reopen)
     if resp.cookies:
         r.cookies = resp.cookies
     if r.code in (403, 404, 503) and resp.headers:
@@ -422,7 +464,7 @@ def _file_response(request, resp, opened=None):
     return r
 
 
-def _file_answer(request, resp, opened=None):
+def _file_answer(request, resp, opened=None, reopen=None):
     path = resp.file
     try:
         st = os.fstat(opened) if opened is not None else os.stat(path)
@@ -435,13 +477,16 @@ def _file_answer(request, resp, opened=None):
     etag = _etag(st)
     headers = _headers_of(resp)
     _put(headers, "ETag", etag)
-    _put(headers, "Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+    # a file dated in the future is said to be modified now (RFC 9110
+    # 8.8.2.1), and compared as such
+    mtime = min(int(st.st_mtime), int(time.time()))
+    _put(headers, "Last-Modified", email.utils.formatdate(mtime, usegmt=True))
     _put(headers, "Accept-Ranges", "bytes")
     ctype = resp.mime_type
     code = resp.code
     if ctype is None and code not in (204, 304):
         # (no content: no type, unless the app names one)
-        ctype = _content_type(str(path))
+        ctype = _content_type(os.fsdecode(path))
     method = request.method if request is not None else "GET"
     if method == "GET" and code == 200 and st.st_size <= SMALL_FILE and not _conditional(request):
         # the usual case, a whole small file: no condition to weigh, and
@@ -450,9 +495,9 @@ def _file_answer(request, resp, opened=None):
     if opened is None and not os.access(path, os.R_OK):
         return Response(code=403, text="Forbidden")
     if request is not None and method in ("GET", "HEAD") and code == 200:
-        if _precondition_failed(request, st, etag):
+        if _precondition_failed(request, mtime, etag):
             return Response(code=412, text="Precondition Failed", headers=headers)
-        if _not_modified(request, st, etag):
+        if _not_modified(request, mtime, etag):
             return Response(code=304, headers=headers)
         rng = request.headers.get("Range")
         if rng is not None:
@@ -465,7 +510,7 @@ def _file_answer(request, resp, opened=None):
                 if r is not None:
                     start, end = r
                     n = end - start + 1
-                    body = _file_body(path, start, n, opened)
+                    body = _file_body(path, st, start, n, opened, reopen)
                     if isinstance(body, Response):
                         return body
                     _put(headers, "Content-Range", "bytes %d-%d/%d" % (start, end, st.st_size))
@@ -476,7 +521,7 @@ def _file_answer(request, resp, opened=None):
         return Response(code=code, stream=iter(()), mime_type=ctype, headers=headers)
     if st.st_size <= SMALL_FILE:
         return _small_file(path, st.st_size, code, headers, ctype, opened)
-    body = _file_body(path, 0, st.st_size, opened)
+    body = _file_body(path, st, 0, st.st_size, opened, reopen)
     if isinstance(body, Response):
         return body
     _put(headers, "Content-Length", str(st.st_size))
@@ -492,9 +537,19 @@ def static_handler(directory):
     """A view serving files below directory; no listing, no escaping it.
     The usual request is answered by _core.StaticFiles in C (files.c);
     serve_static below answers the rest."""
-    root = os.path.realpath(directory)
-    if not os.path.isdir(root):
-        raise ValueError("add_static: %r is not a directory" % directory)
+    try:
+        # a bytes name as the str Python gives it everywhere else
+        name = os.fsdecode(directory)
+    except TypeError:
+        raise TypeError("add_static: the directory must be a str, bytes or os.PathLike, "
+                        "not %s" % type(directory).__name__) from None
+    try:
+        # ("" is no directory, not the current one)
+        root = os.path.realpath(name) if name else ""
+    except ValueError:  # a NUL
+        root = ""
+    if not root or not os.path.isdir(root):
+        raise ValueError("add_static: %r is not a directory" % (directory,))
 
     def serve_static(request):
         rel = request.match_dict.get("path", "")
@@ -527,7 +582,8 @@ def static_handler(directory):
         except OSError as e:
             return _open_error(e)
         try:
-            return _file_response(request, Response(file=os.path.join(root, *parts)), fd)
+            return _file_response(request, Response(file=os.path.join(root, *parts)), fd,
+                                  functools.partial(_open_below, root, parts))
         finally:
             os.close(fd)
 

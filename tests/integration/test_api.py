@@ -61,6 +61,8 @@ def _make_tree(root):
     os.symlink("loop-b", static / "loop-a")      # a symlink loop: ELOOP
     os.symlink("loop-a", static / "loop-b")
     os.mkfifo(static / "fifo")                   # opening it for reading would block
+    (static / "future.txt").write_bytes(b"from the future\n")
+    os.utime(static / "future.txt", (4102444800, 4102444800))   # 2100-01-01
     page = b"<html><body>file response</body></html>\n"
     (root / "page.html").write_bytes(page)
     return {

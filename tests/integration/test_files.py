@@ -66,6 +66,24 @@ def test_a_file_that_shrinks_while_it_is_sent_is_cut_and_logged(api):
         os.remove(path)
 
 
+def test_file_answers_waiting_their_turn_hold_no_descriptor(api):
+    """Big files (sent from the file as the client reads) pipelined by a
+    client that reads nothing: the answers that wait behind the first hold
+    no open file each, or one client could take the worker's descriptors
+    (its limit is shared by every connection)."""
+    def fds():
+        return len(os.listdir("/proc/%d/fd" % api.proc.pid))
+    before = fds()
+    with socket.create_connection(("127.0.0.1", api.port)) as s:
+        s.sendall(build_request("GET", "/static/big.bin") * 30 +
+                  build_request("GET", "/static/over.bin", {"Range": "bytes=1-"}) * 30)
+        # once another connection has had two answers, those were all read
+        for _ in range(2):
+            assert get(api, "/plain").body == b"plain"
+        during = fds()
+    assert during - before < 8, (before, during)
+
+
 @pytest.mark.parametrize("to", [0, 1, 65535])
 def test_a_file_that_shrinks_before_its_first_block_is_a_500(api, to):
     """Nothing of the answer went yet when the file is found short (its
@@ -91,6 +109,9 @@ def test_a_file_that_shrinks_before_its_first_block_is_a_500(api, to):
     ("noext", "application/octet-stream"),
     ("sub/nested.txt", "text/plain; charset=utf-8"),
     ("big.bin", "application/octet-stream"),
+    # compressed: the type of the bytes sent, not of what they hold
+    ("archive.tar.gz", "application/gzip"),
+    ("x.tgz", "application/gzip"),
 ])
 def test_static_file_content_and_type(api, name, ctype):
     with Conn(api.port) as c:
@@ -101,6 +122,45 @@ def test_static_file_content_and_type(api, name, ctype):
         assert r.header("Content-Length") == str(len(static(api, name)))
         assert r.header("Accept-Ranges") == "bytes"
         assert c.request("GET", "/plain").body == b"plain"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Range": "bytes=0-3"}])   # C, Python
+def test_a_file_dated_in_the_future_was_modified_now(api, headers):
+    # RFC 9110 8.8.2.1: a Last-Modified later than the Date is replaced
+    # with the Date, and the file's conditions compare with that
+    with Conn(api.port) as c:
+        r = c.request("GET", "/static/future.txt", headers=headers)
+        assert r.status in (200, 206)
+        lm = email.utils.parsedate_to_datetime(r.header("Last-Modified"))
+        assert lm <= email.utils.parsedate_to_datetime(r.header("Date"))
+        r = c.request("GET", "/static/future.txt",
+                      headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"})
+        assert r.status == 304
+
+
+@pytest.mark.parametrize("path", ["/bstatic/hello.txt", "/bstatic/big.bin",
+                                  "/bstatic/inner-link.txt", "/bstatic/%68ello.txt"])
+@pytest.mark.parametrize("headers", [{}, {"Range": "bytes=1-4"}])
+def test_add_static_of_a_bytes_directory(api, path, headers):
+    name = {"inner-link.txt": "hello.txt", "%68ello.txt": "hello.txt"}.get(
+        path.rsplit("/", 1)[1], path.rsplit("/", 1)[1])
+    r = get(api, path, headers=headers)
+    assert r.status == (206 if headers else 200), r
+    assert r.body == (static(api, name)[1:5] if headers else static(api, name))
+
+
+@pytest.mark.parametrize("headers", [{}, {"Range": "bytes=1-4"}, {"If-Match": "*"}])
+def test_a_bytes_file_name_gets_its_type(api, headers):
+    r = get(api, "/f/bytes", headers=headers)
+    assert r.status in (200, 206)
+    assert r.header("Content-Type") == "text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize("directory", ["", "\x00", b"", 3])
+def test_add_static_of_no_directory_is_refused(directory):
+    from fulmen import Application
+    with pytest.raises((ValueError, TypeError), match="add_static"):
+        Application().router.add_static("/s", directory)
 
 
 def test_etag_and_last_modified(api):

@@ -401,6 +401,7 @@ static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const s
     PyObject *body = NULL, *etag = NULL, *lm = NULL, *hdrs = NULL;
     char buf[64];
     int64_t mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+    int64_t lm_sec = (int64_t)sb->st_mtim.tv_sec;
     const char *lmb;
     Py_ssize_t lmlen;
     int n, nm;
@@ -408,7 +409,9 @@ static PyObject *files_answer(fulmen_state *st, files_cache *fc, int fd, const s
         goto error;
     n = snprintf(buf, sizeof(buf), "\"%llx-%llx\"", (unsigned long long)mtime_ns,
                  (unsigned long long)sb->st_size);
-    if ((lm = files_last_modified(fc, (int64_t)sb->st_mtim.tv_sec)) == NULL ||
+    if (lm_sec > st->date_sec && st->date_sec > 0)
+        lm_sec = st->date_sec; /* dated in the future: modified now (RFC 9110 8.8.2.1) */
+    if ((lm = files_last_modified(fc, lm_sec)) == NULL ||
         (lmb = PyUnicode_AsUTF8AndSize(lm, &lmlen)) == NULL) /* ASCII: its own bytes */
         goto error;
     nm = files_not_modified(cd, buf, (size_t)n, lmb, (size_t)lmlen);

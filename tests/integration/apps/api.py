@@ -649,19 +649,24 @@ def stream_bad_length(request):
 
 
 def file_emptied(request):
-    """A file opened for its answer (as Response(file=...) does), which then
-    gets shorter (?to=N bytes; 0 if not given) before its first block goes."""
-    with tempfile.NamedTemporaryFile() as f:
+    """A file whose answer is made (as Response(file=...) makes it), which
+    then gets shorter (?to=N bytes; 0 if not given) before its first block
+    goes."""
+    with tempfile.NamedTemporaryFile(dir=os.environ["FULMEN_API_STATIC"]) as f:
         f.truncate(256 * 1024)
-        body = streams._file_body(f.name, 0, 256 * 1024)
+        body = streams._file_body(f.name, os.fstat(f.fileno()), 0, 256 * 1024)
         f.truncate(int(request.query.get("to", "0")))
+        # opened again for the answer (_FileBody.open) before it goes
+        fd = os.open(f.name, os.O_RDONLY)
+        body._reopen = lambda: fd
     return Response(stream=body, headers={"Content-Length": str(256 * 1024)})
 
 
 def file_fifo(request):
     """A FIFO opened as the file of an answer: the stat() before the open
     skipped, as when a FIFO is renamed over the file between the two."""
-    r = streams._file_body(os.path.join(os.environ["FULMEN_API_STATIC"], "fifo"), 0, 10)
+    path = os.path.join(os.environ["FULMEN_API_STATIC"], "fifo")
+    r = streams._file_body(path, os.stat(path), 0, 10)
     return r if isinstance(r, Response) else Response(text="opened")
 
 
@@ -772,6 +777,10 @@ def file_plain(request):
 
 def file_response(request):
     return FileResponse(os.environ["FULMEN_API_FILE"], headers={"X-File": "1"})
+
+
+def file_bytes(request):
+    return FileResponse(os.fsencode(os.environ["FULMEN_API_FILE"]))
 
 
 def file_mime(request):
@@ -913,6 +922,7 @@ r.add_route("/s/sse-next/{key}", sse_next)
 
 r.add_route("/f/file", file_plain)
 r.add_route("/f/fileresponse", file_response)
+r.add_route("/f/bytes", file_bytes)
 r.add_route("/f/mime", file_mime)
 r.add_route("/f/missing", file_missing)
 r.add_route("/f/dir", file_dir)
@@ -921,6 +931,7 @@ r.add_route("/fv/{how}/{name:path}", file_variant)
 r.add_route("/pyfv/{how}/{name:path}", file_variant_python)
 r.add_route("/file-hits", lambda request: request.Response(text=str(fulmen._core._file_hits())))
 r.add_static("/static", os.environ["FULMEN_API_STATIC"])
+r.add_static("/bstatic", os.fsencode(os.environ["FULMEN_API_STATIC"]))   # a bytes name
 # add_static's view answers the usual request in C; /pystatic gives every
 # request to its Python view, and /static-hits says how many the C one kept
 _STATIC = next(rt.handler for rt in r.routes if rt.pattern == "/static/{path:path}")
