@@ -33,13 +33,15 @@ def big(request):
     return request.Response(body=b"y" * int(request.query["n"]))
 
 def emptied(request):
-    # a file opened for its answer, which then gets shorter
+    # a file whose answer is made, which then gets shorter before it goes
     import tempfile
     from fulmen import streams
     with tempfile.NamedTemporaryFile() as f:
         f.truncate(1 << 20)
-        body = streams._file_body(f.name, 0, 1 << 20)
+        body = streams._file_body(f.name, os.fstat(f.fileno()), 0, 1 << 20)
         f.truncate(int(request.query["to"]))
+        fd = os.open(f.name, os.O_RDONLY)   # what _FileBody.open opens again
+        body._reopen = lambda: fd
     return request.Response(stream=body, headers={"Content-Length": str(1 << 20)})
 
 async def chunks(request):
