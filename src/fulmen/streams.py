@@ -19,6 +19,7 @@ import traceback
 from stat import S_ISREG
 
 from . import _core
+from .router import RouteNotFoundException
 
 Response = _core.Response
 
@@ -479,7 +480,7 @@ def _file_answer(request, resp, opened=None, reopen=None):
     _put(headers, "ETag", etag)
     # a file dated in the future is said to be modified now (RFC 9110
     # 8.8.2.1), and compared as such
-    mtime = min(int(st.st_mtime), int(time.time()))
+    mtime = min(int(st.st_mtime), _core._date_sec())
     _put(headers, "Last-Modified", email.utils.formatdate(mtime, usegmt=True))
     _put(headers, "Accept-Ranges", "bytes")
     ctype = resp.mime_type
@@ -552,6 +553,15 @@ def static_handler(directory):
         raise ValueError("add_static: %r is not a directory" % (directory,))
 
     def serve_static(request):
+        r = answer(request)
+        if r.code == 404:
+            # no file there: the app's answer to a path it does not serve
+            # (its handler for RouteNotFoundException, if it has one), as
+            # for a path no route takes
+            raise RouteNotFoundException()
+        return r
+
+    def answer(request):
         rel = request.match_dict.get("path", "")
         # a trailing '/' names a directory: never a file (nginx: ENOTDIR);
         # an empty segment (a leading '/', "a//b") is no file's name either,

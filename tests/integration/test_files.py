@@ -156,6 +156,21 @@ def test_a_bytes_file_name_gets_its_type(api, headers):
     assert r.header("Content-Type") == "text/html; charset=utf-8"
 
 
+@pytest.mark.parametrize("path", ["/eh/static/nope.css", "/eh/static/sub/", "/eh/static/fifo",
+                                  "/eh/static/link.txt", "/eh/static/sub/%2e%2e/hello.txt"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_static_miss_gets_the_apps_not_found_answer(api, path, method):
+    # its handler for RouteNotFoundException, as a path no route takes
+    with Conn(api.port) as c:
+        r = c.request(method, path)
+        assert r.status == 404
+        assert r.header("X-Custom") == "404"
+        if method == "GET":
+            assert r.body.startswith(b"custom 404 for /eh/static/")
+        r = c.request("GET", "/eh/static/hello.txt")
+        assert (r.status, r.body) == (200, static(api, "hello.txt"))
+
+
 @pytest.mark.parametrize("directory", ["", "\x00", b"", 3])
 def test_add_static_of_no_directory_is_refused(directory):
     from fulmen import Application

@@ -319,6 +319,13 @@ static PyObject *mod_http_date(PyObject *m, PyObject *unused)
     return PyUnicode_FromString(st->date);
 }
 
+static PyObject *mod_date_sec(PyObject *m, PyObject *unused)
+{
+    fulmen_state *st = PyModule_GetState(m);
+    mod_refresh_date(st);
+    return PyLong_FromLongLong(st->date_sec);
+}
+
 static PyObject *mod_parse_debug(PyObject *m, PyObject *args)
 {
     /* _parse(bytes) -> (head_len_or_status, dict): for tests of the wiring
@@ -347,6 +354,8 @@ static PyObject *mod_parse_debug(PyObject *m, PyObject *args)
 
 static PyMethodDef mod_methods[] = {
     {"http_date", mod_http_date, METH_NOARGS, "The cached Date header value."},
+    {"_date_sec", mod_date_sec, METH_NOARGS,
+     "The second of that Date (an answer made now says it, or a later one)."},
     {"_parse", mod_parse_debug, METH_VARARGS, "Parse one request head (tests)."},
     {"_json_loads", json_py_loads, METH_O, "json_decode(bytes) (tests)."},
     {"_stderr_write", conn_log_stderr_write, METH_O,

@@ -932,6 +932,7 @@ r.add_route("/pyfv/{how}/{name:path}", file_variant_python)
 r.add_route("/file-hits", lambda request: request.Response(text=str(fulmen._core._file_hits())))
 r.add_static("/static", os.environ["FULMEN_API_STATIC"])
 r.add_static("/bstatic", os.fsencode(os.environ["FULMEN_API_STATIC"]))   # a bytes name
+r.add_static("/eh/static", os.environ["FULMEN_API_STATIC"])   # misses: on_route_not_found
 # add_static's view answers the usual request in C; /pystatic gives every
 # request to its Python view, and /static-hits says how many the C one kept
 _STATIC = next(rt.handler for rt in r.routes if rt.pattern == "/static/{path:path}")
