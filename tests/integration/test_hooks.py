@@ -470,6 +470,17 @@ def test_websocket_hooks_run_before_the_101_not_around_the_handler(hooks_app):
         assert ws.recv_message() == (OP_TEXT, b"hook saw ann")
 
 
+def test_an_upgrade_that_says_close_too_is_opened_after_the_hooks(hooks_app):
+    from .wsclient import OP_TEXT, WSClient
+    # "Connection: Upgrade" and "close": the close is HTTP's, and goes with
+    # the upgrade, sync or async hooks
+    with WSClient(hooks_app.port, "/ws", headers=[("Connection", "close")]) as ws:
+        ws.connect()
+        ws.send_text("hi")
+        assert ws.recv_message() == (OP_TEXT, b"hi")
+        assert ws.recv_message() == (OP_TEXT, b"hook saw -")
+
+
 def test_frames_sent_with_the_upgrade_wait_for_the_hooks(hooks_app):
     from .wsclient import OP_PING, OP_PONG, OP_TEXT, WSClient, build_frame
     # (RFC 6455 4.1 has the client wait for the 101; one that does not

@@ -294,6 +294,8 @@ void conn_upgrade_ws(ConnObject *c, RequestObject *req, RouteObject *route)
             /* async hooks: the upgrade waits for them as an async view's
              * answer would (conn_ws_gated), and the bytes behind it wait
              * unread: they are the WebSocket's if it opens */
+            c->closing = 0; /* (a "close" beside "Upgrade": the gate decides) */
+            c->client_close = 0;
             conn_set_pause(c, CONN_PAUSE_UPGRADE, 1);
             conn_start_view(c, req, res, 0, 1, 1);
             return;
@@ -322,7 +324,7 @@ int conn_ws_gated(ConnObject *c, RequestObject *req, PyObject *resp)
         return 0;
     }
     Py_DECREF(resp);
-    if (UNLIKELY(c->closing || c->server->stopping)) {
+    if (UNLIKELY(c->server->stopping)) {
         /* the server began to stop meanwhile: as before the hooks */
         conn_ws_refuse(c, req, resp_new_simple(c->st, 503, "Service Unavailable", NULL));
         return 1;
