@@ -154,12 +154,20 @@ def _check_response(response):
                         % type(response).__name__)
 
 
-def _hook_result(hook, result):
-    """What an on_response hook returned instead of None: a Response, or a
-    TypeError that names the hook (not the view)."""
+def _refuse_generator(fn, what):
+    """A generator function (sync or async) would give a generator instead of
+    running: TypeError, when it is registered."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError("%s %r is a generator function (it has a yield): it would "
+                        "never run" % (what, fn))
+
+
+def _hook_result(hook, result, kind="on_response"):
+    """What a hook returned instead of None: a Response, or a TypeError that
+    names the hook (not the view)."""
     if not isinstance(result, Response):
-        raise TypeError("on_response hook %r returned %.100s, not a Response or None"
-                        % (hook, type(result).__name__))
+        raise TypeError("%s hook %r returned %.100s, not a Response or None"
+                        % (kind, hook, type(result).__name__))
     return result
 
 
@@ -220,8 +228,24 @@ def _stock_type(loop, method, cls):
     return cls if any(create is m for m in stock) else None
 
 
+# what the engine takes once, when it starts: changed later (in an on_startup
+# hook, in a view) they would do nothing, or half, unchecked
+_SETTINGS = frozenset((
+    "debug", "gc_freeze", "gc_threshold", "max_header_size", "max_headers",
+    "max_body_size", "max_form_parts", "header_timeout", "body_timeout",
+    "keep_alive_timeout", "response_timeout", "max_connections", "proxy_headers",
+    "forwarded_allow_ips", "access_log", "access_log_format"))
+
+
 class Application:
     """A fulmen application: ``app = Application(); app.router.add_route(...)``."""
+
+    def __setattr__(self, name, value):
+        if name in _SETTINGS and self.__dict__.get("_server") is not None:
+            raise RuntimeError("app.%s cannot be changed once the app is serving (its "
+                               "on_startup hooks run then): set it before run(), or in "
+                               "Application()" % name)
+        object.__setattr__(self, name, value)
 
     def __init__(self, *, debug=False, loop=None, max_header_size=16384,
                  max_headers=100, max_body_size=10 * _MiB, header_timeout=10.0,
@@ -391,6 +415,7 @@ class Application:
     def _add_hook(self, lst, fn):
         if not callable(fn):
             raise TypeError("a hook must be callable, not %r" % (fn,))
+        _refuse_generator(fn, "hook")
         check_arity(fn, 2 if lst is self._response_hooks else 1, "hook")
         if self._server is not None:
             raise RuntimeError("hooks cannot be added once the app is serving")
@@ -413,15 +438,45 @@ class Application:
         # the on_response hooks see the answer a file gives (its 304, 206
         # or 404, its ETag), not the Response(file=) that names it
         from .streams import _resolve_file
+
+        async def respond(request, response):
+            """The answer, from a Response or an awaitable that gives one
+            (a sync view's coroutine), through the on_response hooks."""
+            if type(response) is not Response and inspect.isawaitable(response):
+                try:
+                    response = await response
+                    _check_response(response)
+                except _ANSWERED as exc:
+                    response = handle_error(request, exc)
+            if response is _WS_ACCEPT:
+                return response
+            if post and response.file is not None:
+                response = _resolve_file(request, response)
+            try:
+                for h in post:
+                    r = h(request, response)
+                    if inspect.isawaitable(r):
+                        r = await r
+                    if r is not None:
+                        response = _hook_result(h, r)
+            except _ANSWERED as exc:
+                return hook_failed(request, exc)
+            return response
+
         if not any(map(_is_async, pre + post + (view,))):
             def hooked(request):
                 try:
                     for h in pre:
                         response = h(request)
                         if response is not None:
+                            response = _hook_result(h, response, "on_request")
                             break
                     else:
                         response = view(request)
+                        if type(response) is not Response and inspect.isawaitable(response):
+                            # a sync view's coroutine (as Japronto ran
+                            # them): answered as an async view's
+                            return respond(request, response)
                     _check_response(response)
                 except _ANSWERED as exc:
                     response = handle_error(request, exc)
@@ -445,6 +500,7 @@ class Application:
                         if inspect.isawaitable(response):
                             response = await response
                         if response is not None:
+                            response = _hook_result(h, response, "on_request")
                             break
                     else:
                         response = view(request)
@@ -455,20 +511,7 @@ class Application:
                     # CancelledError included: a view cancelled at shutdown
                     # gets its 503, and the hooks see it
                     response = handle_error(request, exc)
-                if response is _WS_ACCEPT:
-                    return response
-                if post and response.file is not None:
-                    response = _resolve_file(request, response)
-                try:
-                    for h in post:
-                        r = h(request, response)
-                        if inspect.isawaitable(r):
-                            r = await r
-                        if r is not None:
-                            response = _hook_result(h, r)
-                except _ANSWERED as exc:
-                    return hook_failed(request, exc)
-                return response
+                return await respond(request, response)
         hooked.__wrapped__ = view
         # its Task is named after the view (conn.c conn_task_name)
         hooked.__qualname__ = getattr(view, "__qualname__", hooked.__qualname__)
@@ -505,6 +548,7 @@ class Application:
             raise RuntimeError("error handlers cannot be added once the app is serving")
         if not callable(handler):
             raise TypeError("error handler must be callable")
+        _refuse_generator(handler, "error handler")
         if _is_async(handler):
             raise TypeError("error handler %r is an async def: it must return a Response "
                             "itself (a view may await, then raise)" % (handler,))
@@ -628,6 +672,12 @@ class Application:
         the shutdown hooks run.
         """
         graceful_timeout = _check_seconds("graceful_timeout", graceful_timeout)
+        _check_listening(sock)
+        if ssl is not None:
+            import ssl as _ssl
+            if not isinstance(ssl, _ssl.SSLContext):
+                raise TypeError("serve(): ssl must be an ssl.SSLContext or None, not %r"
+                                % (ssl,))
         loop = loop or self.loop
         asyncio.set_event_loop(loop)
         factory = self._make_server(loop)
@@ -937,6 +987,21 @@ Application.proxy_headers = False
 Application.forwarded_allow_ips = ("127.0.0.1",)
 Application.access_log = False
 Application.access_log_format = "text"
+
+
+def _check_listening(sock):
+    """serve()'s socket: a stream socket, bound and listening (uvloop would
+    listen on one never bound, at a random port of every address)."""
+    if not isinstance(sock, socket.socket):
+        raise TypeError("serve() needs a socket.socket, not %r" % (sock,))
+    try:
+        stream = sock.type == socket.SOCK_STREAM
+        listening = stream and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError as e:
+        raise ValueError("serve(): the socket cannot be used: %s" % e) from None
+    if not listening:
+        raise ValueError("serve() needs a bound, listening stream socket (bind() and "
+                         "listen() it first), not %r" % (sock,))
 
 
 def _allow_blob(allow):

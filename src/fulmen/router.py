@@ -22,6 +22,12 @@ _KINDS = {"str": 0, "int": 1, "float": 2, "uuid": 3, "path": 4}
 # and white space, as Japronto took any ({user-id}, {é}); url_for() takes
 # one that is no identifier as url_for(name, **{"user-id": 1})
 _NAME = re.compile(r"^[^\s{}:/]+$")
+# what a parameter's value must look like for its route to take it (the
+# matcher's rules, router.c router_seg_ok)
+_URL_VALUE = {"str": re.compile(r".+", re.S), "path": re.compile(r".*", re.S),
+              "int": re.compile(r"-?[0-9]{1,18}"),
+              "float": re.compile(r"-?(?=[0-9.]{0,64}$)(?=\.?[0-9])[0-9]*\.?[0-9]*"),
+              "uuid": re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")}
 _METHOD = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # a serialized origin (RFC 6454 6.2): scheme "://" host [":" port], nothing after
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.\-]*://(\[[0-9a-f:.]+\]|[a-z0-9\-._~%!$&'()*+,;=]+)(:[0-9]+)?$")
@@ -176,6 +182,12 @@ def parse_pattern(pattern):
         raise TypeError("a route pattern must be a str, not %s" % type(pattern).__name__)
     if not pattern.startswith("/"):
         raise RouteError("route pattern %r must start with '/'" % pattern)
+    bad = next((ch for ch in pattern if ch in "?#" or ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        # a query or a fragment is no part of a path, and a control
+        # character is in no request's: the route could only be reached
+        # percent-encoded, and url_for() would build a link that misses it
+        raise RouteError("route pattern %r: %r cannot be in a path" % (pattern, bad))
     segments, names, types = [], [], []
     for seg in pattern[1:].split("/"):
         parsed = _parse_segment(pattern, seg)
@@ -291,6 +303,8 @@ class Router:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)
                                   or not 0 <= v <= 1 << 62):
                 raise ValueError("%s must be an int from 0 to 2**62, not %r" % (key, v))
+        if name is not None and not isinstance(name, str):
+            raise TypeError("route %r: name must be a str, not %r" % (pattern, name))
         route = _core.Route(pattern, handler, methods, name, names, types,
                             _is_async(handler), options or None)
         if name is not None:
@@ -361,6 +375,9 @@ class Router:
         missing = set(route.param_names) - set(params)
         if missing:
             raise KeyError("url_for(%r) needs %s" % (name, ", ".join(sorted(missing))))
+        unknown = set(params) - set(route.param_names)
+        if unknown:
+            raise TypeError("url_for(%r) has no parameter %s" % (name, ", ".join(sorted(unknown))))
         for seg in segs:
             if isinstance(seg, str):
                 out.append(seg)
@@ -368,7 +385,15 @@ class Router:
             pname = route.param_names[i]
             kind = route.param_types[i]
             i += 1
-            value = quote(str(params[pname]), safe="/" if kind == "path" else "")
+            value = params[pname]
+            if value is None or isinstance(value, (bytes, bytearray)):
+                raise TypeError("url_for(%r): %s=%r is no value for a path" % (name, pname, value))
+            value = str(value)
+            if not _URL_VALUE[kind].fullmatch(value):
+                # a link its own route would not take
+                raise ValueError("url_for(%r): %s=%r does not match {%s:%s}"
+                                 % (name, pname, params[pname], pname, kind))
+            value = quote(value, safe="/" if kind == "path" else "")
             out.append(seg[0] + value if isinstance(seg, tuple) else value)
         return "/" + "/".join(out)
 

@@ -531,6 +531,9 @@ def _file_answer(request, resp, opened=None, reopen=None):
 
 def FileResponse(path, *, code=200, mime_type=None, headers=None):
     """Response(file=path): a file with ETag, Last-Modified, 304 and Range."""
+    if path is None:
+        # (Response(file=None) is a response without one)
+        raise TypeError("FileResponse() needs a path (str, bytes or os.PathLike), not None")
     return Response(code=code, file=path, mime_type=mime_type, headers=headers)
 
 

@@ -621,6 +621,14 @@ def test_headers_as_list_of_pairs_repeat(api):
     assert names.index("X-Rep") < names.index("Link")
 
 
+def test_header_values_of_each_kind(api):
+    # bytes-like values go out as bytes do (they went out as their repr()),
+    # others as their str()
+    r = get(api, "/resp/headers-values")
+    assert [r.header(n) for n in ("X-Str", "X-Bytes", "X-Bytearray", "X-Memoryview", "X-Int")] \
+        == ["s", "b", "ba", "mv", "7"]
+
+
 def test_apps_server_replaces_ours_and_its_date_is_dropped(api):
     # each is one value (RFC 9110 5.3, 6.6.1): never two lines of either
     r = get(api, "/resp/headers-own")
@@ -1017,6 +1025,65 @@ def test_hook_and_error_handler_arity_is_checked():
     app.add_error_handler(ValueError, _two_args)
 
 
+def _gen_hook(app):
+    yield
+
+
+async def _agen_hook(request):
+    yield
+
+
+def _gen_handler(request, exc):
+    yield
+
+
+@pytest.mark.parametrize("register", [
+    lambda app: app.on_startup(_gen_hook), lambda app: app.on_shutdown(_gen_hook),
+    lambda app: app.on_request(_agen_hook),
+    lambda app: app.add_error_handler(KeyError, _gen_handler)])
+def test_a_generator_hook_or_handler_is_refused(register):
+    # it would give a generator instead of running (an async one with a
+    # yield would never run its body at start-up)
+    from fulmen import Application
+    with pytest.raises(TypeError, match="is a generator function"):
+        register(Application())
+
+
+def test_settings_cannot_change_once_serving():
+    # an on_startup hook's app.debug = "false" (a str: true) was taken
+    # unchecked, and a valid max_body_size did nothing
+    from fulmen import Application
+    app = Application()
+    app.max_body_size = 10          # before run(): checked when it starts
+    app._server = object()          # (what serve() sets before the startup hooks)
+    for name, value in (("debug", "false"), ("max_body_size", 10), ("response_timeout", 1)):
+        with pytest.raises(RuntimeError, match="app.%s cannot be changed once" % name):
+            setattr(app, name, value)
+    app.anything_else = 1           # the app's own attributes stay free
+
+
+def test_serve_needs_a_listening_socket():
+    import socket
+    from fulmen import Application
+    app = Application()
+    with socket.socket() as s:
+        # uvloop would listen on it at a random port of every address
+        with pytest.raises(ValueError, match="bound, listening stream socket"):
+            app.serve(s)
+        with pytest.raises(TypeError, match="needs a socket.socket"):
+            app.serve(s.fileno())
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(TypeError, match="ssl must be an ssl.SSLContext"):
+            app.serve(s, ssl=5)
+
+
+def test_file_response_needs_a_path():
+    from fulmen import FileResponse
+    with pytest.raises(TypeError, match="needs a path"):
+        FileResponse(None)
+
+
 def test_parameter_names_are_any_text_as_on_japronto():
     """({user-id} was a RouteError: names had to be identifiers)"""
     from fulmen import Application, RouteError
@@ -1036,12 +1103,27 @@ def test_url_for_errors_in_process():
     from fulmen import Application
     app = Application()
     app.router.add_route("/u/{id:int}", _view, name="u")
+    app.router.add_route("/s/{name}/{f:float}/{k:uuid}", _view, name="s")
     assert app.router.url_for("u", id=5) == "/u/5"
-    assert app.router.url_for("u", id="a/b") == "/u/a%2Fb"
+    assert app.router.url_for("u", id="-7") == "/u/-7"
+    k = "12345678-1234-1234-1234-123456789abc"
+    assert app.router.url_for("s", name="a/b", f=1.5, k=k) == "/s/a%2Fb/1.5/" + k
     with pytest.raises(KeyError):
         app.router.url_for("nope")
     with pytest.raises(KeyError):
         app.router.url_for("u")
+    # a link its own route would not take, or a value that is none
+    for bad in ({"id": "abc"}, {"id": True}, {"id": 10 ** 20}):
+        with pytest.raises(ValueError, match="does not match {id:int}"):
+            app.router.url_for("u", **bad)
+    for bad in ({"name": ""}, {"f": "1.2.3"}, {"k": "nope"}):
+        with pytest.raises(ValueError, match="does not match"):
+            app.router.url_for("s", **dict({"name": "n", "f": 1, "k": k}, **bad))
+    for bad in (None, b"5"):
+        with pytest.raises(TypeError, match="no value for a path"):
+            app.router.url_for("u", id=bad)
+    with pytest.raises(TypeError, match="has no parameter x"):
+        app.router.url_for("u", id=5, x=1)
     assert app.url_for("u", id=6) == "/u/6"
 
 

@@ -458,6 +458,21 @@ def test_response_hook_returning_no_response_is_blamed_in_the_log(hooks_app):
                      r"not a Response or None", err), err
 
 
+def test_a_sync_view_that_returns_a_coroutine_gets_the_hooks(hooks_app):
+    # as it is answered without hooks (it was a 500 once the app had some)
+    r = get(hooks_app, "/coro")
+    assert (r.status, r.body) == (200, b"from a coroutine")
+    assert r.header("X-Decorated") == "200"
+
+
+def test_an_on_request_hook_that_returns_no_response_is_named(hooks_app):
+    r = get(hooks_app, "/ok", headers={"X-Pre-Wrong": "1"})
+    assert r.status == 500
+    err = wait_for_stderr(hooks_app, "returned bool, not a Response or None")
+    assert re.search(r"TypeError: on_request hook <function .*> returned bool, "
+                     r"not a Response or None", err), err
+
+
 def test_websocket_hooks_run_before_the_101_not_around_the_handler(hooks_app):
     from .wsclient import OP_TEXT, WSClient
     # the on_request hook reads request.headers: given the WebSocket

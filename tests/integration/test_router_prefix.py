@@ -171,6 +171,20 @@ def test_bad_prefixed_pattern(pattern):
         Application().router.add_route(pattern, _view)
 
 
+@pytest.mark.parametrize("pattern", ["/a?b=1", "/a#top", "/a\r\nb", "/a\x00", "/a\x7f"])
+def test_a_pattern_with_what_no_path_holds_is_refused(pattern):
+    # only reachable percent-encoded, and url_for() would miss it
+    from fulmen import Application, RouteError
+    with pytest.raises(RouteError, match="cannot be in a path"):
+        Application().router.add_route(pattern, _view)
+
+
+def test_a_route_name_is_a_str():
+    from fulmen import Application
+    with pytest.raises(TypeError, match="name must be a str"):
+        Application().router.add_route("/n", _view, name=5)
+
+
 def test_text_after_parameter_message():
     from fulmen import Application, RouteError
     with pytest.raises(RouteError, match="must end its segment"):

@@ -1080,7 +1080,10 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
     if (n == NULL)
         goto done;
     if (!PyUnicode_Check(v) && !PyBytes_Check(v)) {
-        if ((vs = PyObject_Str(v)) == NULL)
+        /* bytes-like values go out as bytes do, not as their repr() */
+        vs = PyByteArray_Check(v) || PyMemoryView_Check(v) ? PyBytes_FromObject(v)
+                                                           : PyObject_Str(v);
+        if (vs == NULL)
             goto done;
     }
     val = resp_str_utf8(vs != NULL ? vs : v, &vl);

@@ -226,6 +226,13 @@ def headers_list(request):
     return Response(text="h", headers=[("X-Rep", "1"), ("X-Rep", "2"), ("Link", "<a>")])
 
 
+def headers_values(request):
+    """Header values of each kind: str, bytes, bytes-like, an int."""
+    return Response(text="h", headers=[("X-Str", "s"), ("X-Bytes", b"b"),
+                                       ("X-Bytearray", bytearray(b"ba")),
+                                       ("X-Memoryview", memoryview(b"mv")), ("X-Int", 7)])
+
+
 def resp_bytes(request):
     return Response(body=b"z" * request.match_dict["n"])
 
@@ -861,6 +868,7 @@ r.add_route("/resp/cookies-bad-name", cookies_bad_name)
 r.add_route("/r/headers-mutated", headers_mutated)
 r.add_route("/resp/set-cookie", set_cookie)
 r.add_route("/resp/headers-list", headers_list)
+r.add_route("/resp/headers-values", headers_values)
 r.add_route("/resp/headers-big/{n:int}", headers_big)
 r.add_route("/resp/headers-own", headers_own)
 r.add_route("/resp/bytes/{n:int}", resp_bytes)

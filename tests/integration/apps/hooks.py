@@ -41,6 +41,8 @@ def make_app(async_hooks=False):
             raise RuntimeError("pre-hook failed: " + request.headers["X-Pre-Raise"])
         if "X-Deny" in request.headers:   # refuses a request, a WebSocket's too
             return request.Response(code=403, text="denied: " + request.headers["X-Deny"])
+        if "X-Pre-Wrong" in request.headers:
+            return True                    # no Response: the hook's error, not the view's
         request.seen_by_hook = request.headers.get("X-User", "-")
 
     def decorate(request, response):
@@ -85,6 +87,13 @@ def make_app(async_hooks=False):
         await asyncio.sleep(0)
         raise raised(request)("async-view-marker-d41f")
 
+    def coro_view(request):
+        # a sync view that returns a coroutine, as Japronto's ran them
+        async def answer():
+            await asyncio.sleep(0)
+            return request.Response(text="from a coroutine")
+        return answer()
+
     def teapot(request):
         raise Teapot("sync")
 
@@ -122,6 +131,7 @@ def make_app(async_hooks=False):
         await ws.send("hook saw " + ws.request.seen_by_hook)
 
     r.add_route("/ok", ok)
+    r.add_route("/coro", coro_view)
     r.add_route("/fail", fail)
     r.add_route("/afail", afail)
     r.add_route("/teapot", teapot)
