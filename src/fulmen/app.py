@@ -54,6 +54,13 @@ def _render_cookies(cookies):
 def _set_cookie(self, name, value, *, max_age=None, expires=None, path="/",
                 domain=None, secure=False, httponly=False, samesite=None):
     """response.set_cookie(name, value, ...): add a Set-Cookie header."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        # (str(b"v") would send "b'v'", str(None) "None")
+        raise TypeError("set_cookie(name, value): both must be str, not %s and %s"
+                        % (type(name).__name__, type(value).__name__))
+    for key, flag in (("secure", secure), ("httponly", httponly)):
+        if not isinstance(flag, bool):
+            raise TypeError("set_cookie(%s=) must be True or False, not %r" % (key, flag))
     if isinstance(expires, datetime.datetime):
         # a cookie-date (RFC 6265 5.1.1), not str(datetime); a naive one is UTC
         if expires.tzinfo is not None:

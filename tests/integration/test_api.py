@@ -490,6 +490,21 @@ def test_add_done_callback_runs_after_response(api):
     assert r2.body == ("callback got /r/done/%s" % key).encode()
 
 
+def test_an_async_done_callback_is_refused(api):
+    # its call would make a coroutine that nobody runs
+    r = get(api, "/r/done-refused")
+    assert b"is an async def or a generator: it would never run" in r.body, r
+
+
+@pytest.mark.parametrize("args,kw", [((5, "v"), {}), (("a", b"v"), {}), (("a", None), {}),
+                                     (("a", "v"), {"secure": "no"}),
+                                     (("a", "v"), {"httponly": 1})])
+def test_set_cookie_takes_str_and_bools(args, kw):
+    from fulmen import Response
+    with pytest.raises(TypeError, match="set_cookie"):
+        Response().set_cookie(*args, **kw)
+
+
 def test_a_done_callback_added_once_the_answer_is_done_runs_at_once(api):
     """Added by a done callback as it runs, or later (a background task):
     it runs at once, instead of never."""
@@ -590,6 +605,15 @@ def test_set_cookie_expires_datetime_is_a_cookie_date(when):
     r.set_cookie("sid", "abc", expires=when, samesite="lax")
     out = r.cookies["sid"].OutputString()
     assert "expires=Wed, 02 Jan 2030 03:04:05 GMT" in out, out
+
+
+@pytest.mark.parametrize("code", ["200", True, 200.0])
+def test_a_code_that_is_no_int_names_code(code):
+    from fulmen import Response
+    with pytest.raises(TypeError, match="code must be an int"):
+        Response(code=code)
+    with pytest.raises(TypeError, match="code must be an int"):
+        Response().code = code
 
 
 @pytest.mark.parametrize("headers", [[("a",)], [("a", "b", "c")], [5], ("ab",)])

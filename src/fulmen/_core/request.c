@@ -1743,6 +1743,15 @@ static PyObject *req_add_done_callback(RequestObject *r, PyObject *cb)
         PyErr_SetString(PyExc_TypeError, "callback must be callable");
         return NULL;
     }
+    if (PyFunction_Check(cb) &&
+        (((PyCodeObject *)PyFunction_GET_CODE(cb))->co_flags &
+         (CO_COROUTINE | CO_GENERATOR | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE))) {
+        /* its call would make a coroutine (or generator) that nobody runs */
+        PyErr_Format(PyExc_TypeError,
+                     "done callback %R is an async def or a generator: it would never run "
+                     "(a plain function may start a task itself)", cb);
+        return NULL;
+    }
     if (r->done_callbacks == Py_None) {
         /* the answer is done already (None marks it): it runs now, as it
          * would have then; its error is reported the same way */

@@ -270,7 +270,12 @@ static int resp_label_charset(ResponseObject *self, PyObject *encoding)
 static int resp_code_of(PyObject *v)
 {
     int overflow;
-    long c = PyLong_AsLongAndOverflow(v, &overflow);
+    long c;
+    if (!PyLong_Check(v) || PyBool_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "code must be an int, such as 200, not %R", v);
+        return -1;
+    }
+    c = PyLong_AsLongAndOverflow(v, &overflow);
     if (c == -1 && PyErr_Occurred())
         return -1;
     if (overflow || c < 200 || c > 599) {

@@ -848,6 +848,20 @@ r.add_route("/r/json", json_body)
 r.add_route("/r/json-once", json_once)
 r.add_route("/r/form", form)
 r.add_route("/r/done/{key}", done_register)
+
+
+def done_refused(request):
+    """What add_done_callback says to an async def callback."""
+    async def cb(req):
+        pass
+    try:
+        request.add_done_callback(cb)
+    except TypeError as e:
+        return Response(text=str(e))
+    return Response(text="accepted")
+
+
+r.add_route("/r/done-refused", done_refused)
 r.add_route("/r/done-gone/{key}", done_gone)
 r.add_route("/r/done-state/{key}", done_state)
 r.add_route("/r/done-late/{key}", done_late)
