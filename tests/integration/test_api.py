@@ -645,6 +645,28 @@ def test_headers_as_list_of_pairs_repeat(api):
     assert names.index("X-Rep") < names.index("Link")
 
 
+def test_a_response_subclass_with_its_own_init(api):
+    # it failed: Response() took the subclass's arguments as its own
+    r = get(api, "/resp/subclass-init")
+    assert (r.status, r.json(), r.header("X-Sub")) == (201, {"made": "by a subclass"},
+                                                       "JSONResponse")
+
+
+def test_response_init_remakes_it_and_keeps_its_attributes():
+    from fulmen import Response
+
+    class Pre(Response):
+        def __init__(self, text):
+            self.before = 1
+            super().__init__(text=text, code=202)
+
+    r = Pre("x")
+    assert (r.before, r.code, r.text) == (1, 202, "x")
+    r = Response(text="a")
+    r.__init__(json={"b": 2}, code=203)
+    assert (r.code, r.json) == (203, {"b": 2})
+
+
 def test_header_values_of_each_kind(api):
     # bytes-like values go out as bytes do (they went out as their repr()),
     # others as their str()

@@ -597,6 +597,48 @@ PyObject *resp_make(fulmen_state *st, PyObject *const *args, Py_ssize_t nargs,
     return resp_build(st, st->ResponseType, args, nargs, kwnames);
 }
 
+static PyObject *resp_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw);
+
+/* A subclass's instance, with a plain Response's defaults: its __init__
+ * (Response's, or the subclass's own, which may take other arguments and
+ * call super().__init__(...)) makes the rest. */
+static PyObject *resp_subclass_new(PyTypeObject *type)
+{
+    fulmen_state *st = mod_state_of_type(type);
+    ResponseObject *self;
+    if (st == NULL)
+        return NULL;
+    self = (ResponseObject *)PyType_GenericAlloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->st = st;
+    self->code = 200;
+    return (PyObject *)self;
+}
+
+/* Response.__init__(*args, **kw): the response made again from these
+ * arguments, as Response(...) makes one (the exact type's calls do not
+ * come here: resp_vectorcall builds them at once).  Its own attributes
+ * (__dict__) stay. */
+static int resp_tp_init(ResponseObject *self, PyObject *args, PyObject *kw)
+{
+    ResponseObject *fresh, tmp;
+    size_t off = offsetof(ResponseObject, code);
+    PyObject *dict = self->dict;
+    fresh = (ResponseObject *)resp_tp_new(self->st->ResponseType, args, kw);
+    if (fresh == NULL)
+        return -1;
+    /* swap everything after the head and st: fresh takes the old fields
+     * away with it; then the __dict__s go back */
+    memcpy((char *)&tmp + off, (char *)self + off, sizeof(tmp) - off);
+    memcpy((char *)self + off, (char *)fresh + off, sizeof(tmp) - off);
+    memcpy((char *)fresh + off, (char *)&tmp + off, sizeof(tmp) - off);
+    fresh->dict = self->dict;
+    self->dict = dict;
+    Py_DECREF(fresh);
+    return 0;
+}
+
 static PyObject *resp_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     PyObject *kwnames = NULL, *res = NULL;
@@ -604,6 +646,11 @@ static PyObject *resp_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     Py_ssize_t nargs = PyTuple_GET_SIZE(args), nkw = kw ? PyDict_GET_SIZE(kw) : 0;
     Py_ssize_t i = 0, pos = 0;
     PyObject *k, *v;
+    fulmen_state *st = mod_state_of_type(type);
+    if (st == NULL)
+        return NULL;
+    if (type != st->ResponseType)
+        return resp_subclass_new(type); /* its __init__ takes the arguments */
     if (nargs + nkw > 16) {
         PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 arguments");
         return NULL;
@@ -955,6 +1002,7 @@ static PyMemberDef resp_members[] = {
 
 static PyType_Slot resp_slots[] = {
     {Py_tp_new, resp_tp_new},
+    {Py_tp_init, resp_tp_init},
     {Py_tp_dealloc, resp_dealloc},
     {Py_tp_traverse, resp_traverse},
     {Py_tp_clear, resp_clear},

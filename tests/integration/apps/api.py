@@ -226,6 +226,16 @@ def headers_list(request):
     return Response(text="h", headers=[("X-Rep", "1"), ("X-Rep", "2"), ("Link", "<a>")])
 
 
+class JSONResponse(Response):
+    """A subclass with an __init__ of its own (as Starlette's)."""
+    def __init__(self, data, status=200):
+        super().__init__(json=data, code=status, headers={"X-Sub": type(self).__name__})
+
+
+def resp_subclass_init(request):
+    return JSONResponse({"made": "by a subclass"}, 201)
+
+
 def headers_values(request):
     """Header values of each kind: str, bytes, bytes-like, an int."""
     return Response(text="h", headers=[("X-Str", "s"), ("X-Bytes", b"b"),
@@ -883,6 +893,7 @@ r.add_route("/r/headers-mutated", headers_mutated)
 r.add_route("/resp/set-cookie", set_cookie)
 r.add_route("/resp/headers-list", headers_list)
 r.add_route("/resp/headers-values", headers_values)
+r.add_route("/resp/subclass-init", resp_subclass_init)
 r.add_route("/resp/headers-big/{n:int}", headers_big)
 r.add_route("/resp/headers-own", headers_own)
 r.add_route("/resp/bytes/{n:int}", resp_bytes)
