@@ -1763,3 +1763,11 @@ def test_chat_room_is_not_held_up_by_a_member_that_does_not_read():
         code = srv.stop()
     assert clean_exit(code), describe(code)
     assert not srv.crash_report(), srv.stderr()
+
+
+def test_str_of_websocket_closed_says_its_code_and_reason():
+    # OSError's took the code for an errno: "[Errno 1006] gone"
+    from fulmen import WebSocketClosed
+    assert str(WebSocketClosed(1006, "gone")) == "the WebSocket is closed (1006: gone)"
+    assert str(WebSocketClosed(1000, None)) == "the WebSocket is closed (1000)"
+    assert WebSocketClosed(1001, "bye").args == (1001, "bye")

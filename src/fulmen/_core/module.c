@@ -400,6 +400,31 @@ int mod_add_exception(PyObject *m, const char *name, const char *doc, PyObject *
     return 0;
 }
 
+/* str() of a WebSocketClosed(code, reason): OSError's would read the code
+ * as an errno ("[Errno 1006] gone"). */
+static PyObject *mod_ws_closed_str(PyObject *self, PyObject *unused)
+{
+    PyObject *args = PyObject_GetAttrString(self, "args"), *r, *code, *reason;
+    if (args == NULL)
+        return NULL;
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 2) {
+        r = ((PyTypeObject *)PyExc_OSError)->tp_str(self);
+        Py_DECREF(args);
+        return r;
+    }
+    code = PyTuple_GET_ITEM(args, 0);
+    reason = PyTuple_GET_ITEM(args, 1);
+    if (reason == Py_None || (PyUnicode_Check(reason) && PyUnicode_GET_LENGTH(reason) == 0))
+        r = PyUnicode_FromFormat("the WebSocket is closed (%S)", code);
+    else
+        r = PyUnicode_FromFormat("the WebSocket is closed (%S: %S)", code, reason);
+    Py_DECREF(args);
+    return r;
+}
+
+static PyMethodDef mod_ws_closed_str_def = {"__str__", mod_ws_closed_str, METH_NOARGS,
+                                            NULL};
+
 #define INTERN(field, s)                                   \
     do {                                                   \
         if ((st->field = PyUnicode_InternFromString(s)) == NULL) \
@@ -458,6 +483,14 @@ static int mod_exec(PyObject *m)
                           "The WebSocket is closed; args are (code, reason).",
                           PyExc_ConnectionError, &st->WebSocketClosed) < 0)
         return -1;
+    {
+        PyObject *d = PyDescr_NewMethod((PyTypeObject *)st->WebSocketClosed,
+                                        &mod_ws_closed_str_def);
+        int rc = d != NULL ? PyObject_SetAttrString(st->WebSocketClosed, "__str__", d) : -1;
+        Py_XDECREF(d);
+        if (rc < 0)
+            return -1;
+    }
     {
         static PyStructSequence_Field fields[] = {
             {"name", "the file name the client sent"},
