@@ -28,8 +28,9 @@ YIELD_EVERY = 4  # items written between two turns of the event loop
 SMALL_FILE = 64 * 1024
 
 
-async def _stream_body(conn, source):
-    """Pull items from source (iterable or async iterable) into conn."""
+async def _stream_body(conn, source, request=None):
+    """Pull items from source (iterable or async iterable) into conn, the
+    answer to request (None for an answer to no request)."""
     ok = False
     n = 0
     try:
@@ -66,8 +67,8 @@ async def _stream_body(conn, source):
             # a 500; a ConnectionError of its own, its database's say, is
             # not the client leaving): out of this Task, asyncio would
             # re-raise the last two from the loop and end the worker
-            sys.stderr.write("fulmen: error while streaming a response:\n%s"
-                             % traceback.format_exc())
+            sys.stderr.write("fulmen: error while streaming the response to %s:\n%s"
+                             % (_name_of(request), traceback.format_exc()))
             conn._stream_failed()
     finally:
         try:
@@ -85,6 +86,14 @@ async def _stream_body(conn, source):
             # always, even when the clean-up is cancelled (the client's FIN
             # cancels this Task): else the connection waits for it for good
             conn._stream_end(ok)
+
+
+def _name_of(request):
+    """How a log line names a request ("<Request GET /path>")."""
+    try:
+        return repr(request) if request is not None else "a request"
+    except Exception:
+        return "a request"
 
 
 def _client_left(conn, source, exc):

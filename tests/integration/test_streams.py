@@ -143,6 +143,9 @@ def test_generator_error_aborts_the_response(api, kind):
     assert b"0\r\n\r\n" not in body, raw
     assert b"HTTP/1.1" not in body, raw                   # nothing after the cut
     assert api.wait_for_stderr("the generator failed")
+    # the log names the request
+    assert "fulmen: error while streaming the response to <Request GET /s/fail/%s>" % kind \
+        in api.stderr()
 
 
 @pytest.mark.parametrize("exc", ["RuntimeError", "ConnectionRefusedError", "GeneratorExit",

@@ -117,6 +117,9 @@ typedef struct {
     /* what the app's gate before a WebSocket's 101 returns to let the
      * upgrade go on (a Response nobody sends: connstream.c conn_ws_gated) */
     PyObject *ws_accept;
+    /* the name of the last header refused as unsafe, for the log line that
+     * says so (conn_write_failed), or NULL */
+    PyObject *bad_header;
 
     /* Date: header value, refreshed when the second changes */
     int64_t date_sec;

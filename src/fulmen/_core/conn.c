@@ -77,9 +77,12 @@ void conn_write_failed(ConnObject *c, RequestObject *req, PyObject *resp, int rc
                            "answered 500 instead:\n", who);
         PyErr_WriteUnraisable(who);
     } else {
+        PyObject *name = c->st->bad_header;
+        c->st->bad_header = NULL;
         PySys_FormatStderr("fulmen: the response to %R had a header with an invalid "
-                           "name, or a control character in a value; answered 500 "
-                           "instead\n", who);
+                           "name, or a control character in a value (%R); answered 500 "
+                           "instead\n", who, name != NULL ? name : Py_None);
+        Py_XDECREF(name);
     }
     if (resp_serialize_status(c->st, 500, "Internal Server Error", head_only,
                               conn_hdr, NULL) < 0)

@@ -641,7 +641,8 @@ int conn_start_stream(ConnObject *c, RequestObject *req, PyObject *resp,
     fn = x != NULL ? conn_streams_fn("_stream_body") : NULL;
     if (fn != NULL)
         coro = PyObject_CallFunctionObjArgs(fn, (PyObject *)c,
-                                            ((ResponseObject *)resp)->stream, NULL);
+                                            ((ResponseObject *)resp)->stream,
+                                            req != NULL ? (PyObject *)req : Py_None, NULL);
     if (coro != NULL)
         task = conn_create_task(c, coro);
     Py_XDECREF(fn);

@@ -686,6 +686,7 @@ static int mod_clear(PyObject *m)
     Py_CLEAR(st->empty_str);
     Py_CLEAR(st->empty_tuple);
     Py_CLEAR(st->ws_accept);
+    Py_CLEAR(st->bad_header);
     Py_CLEAR(st->out_chunks);
     Py_CLEAR(st->rbytes);
     return 0;

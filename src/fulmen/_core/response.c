@@ -1143,6 +1143,7 @@ static int resp_put_header(fulmen_state *st, PyObject *k, PyObject *v, int *seen
     if (val == NULL)
         goto done;
     if (!resp_header_safe(n, nl, val, vl)) {
+        Py_XSETREF(st->bad_header, Py_NewRef(k));
         rc = -2;
         goto done;
     }
@@ -1372,8 +1373,10 @@ static int resp_put_head_now(fulmen_state *st, ResponseObject *r, int *seen,
         const char *ct = mod_utf8(r->content_type, &cl);
         if (ct == NULL)
             return -1;
-        if (!resp_header_safe("a", 1, ct, cl))
+        if (!resp_header_safe("a", 1, ct, cl)) {
+            Py_XSETREF(st->bad_header, PyUnicode_FromString("Content-Type"));
             return -2;
+        }
         if (mod_out_put(st, "Content-Type: ", 14) < 0 ||
             mod_out_put(st, ct, (size_t)cl) < 0)
             return -1;
