@@ -607,6 +607,15 @@ def test_set_cookie_expires_datetime_is_a_cookie_date(when):
     assert "expires=Wed, 02 Jan 2030 03:04:05 GMT" in out, out
 
 
+@pytest.mark.parametrize("kw", [{"text": "t"}, {"body": b"b"}])
+def test_an_unknown_encoding_is_refused(kw):
+    # body= sent charset=bogus as given
+    from fulmen import Response
+    with pytest.raises(LookupError, match="unknown encoding: bogus"):
+        Response(encoding="bogus", **kw)
+    Response(body=b"b", encoding="latin-1")     # a known one is taken
+
+
 @pytest.mark.parametrize("code", ["200", True, 200.0])
 def test_a_code_that_is_no_int_names_code(code):
     from fulmen import Response

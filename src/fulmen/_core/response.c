@@ -438,6 +438,16 @@ static int resp_init_args(ResponseObject *self, PyObject *code, PyObject *text,
             PyErr_SetString(PyExc_TypeError, "encoding must be a str");
             return -1;
         }
+        if (encoding != NULL) {
+            /* a label for bytes made elsewhere: one Python knows, as for text= */
+            const char *enc = PyUnicode_AsUTF8(encoding);
+            if (enc == NULL)
+                return -1;
+            if (!PyCodec_KnownEncoding(enc)) {
+                PyErr_Format(PyExc_LookupError, "unknown encoding: %s", enc);
+                return -1;
+            }
+        }
         return resp_label_charset(self, encoding);
     } else if (json != NULL && json != Py_None) {
         if (resp_set_json(self, json) < 0)
