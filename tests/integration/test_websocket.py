@@ -568,6 +568,20 @@ def test_9_fragmented_message_over_the_limit_fails_1009(ws_app):
                              build_frame(OP_CONT, b"m" * 600)], 1009, "/small")
 
 
+def test_9_a_message_of_endless_empty_fragments_fails_1009(ws_app):
+    # its payload stays under the limit for ever; its framing is bounded
+    # (headers up to max_message_size + 512 KiB): the frame that passes it
+    # fails the message, here the last one sent
+    first = build_frame(OP_BINARY, b"m", fin=False)        # 6 bytes, as each below
+    n = (1000 + (512 << 10)) // 6
+    fails_with(ws_app.port, first + build_frame(OP_CONT, b"", fin=False) * n, 1009, "/small")
+    # one frame fewer in all is a message that goes on
+    with connect(ws_app.port, "/small") as ws:
+        ws.send_raw(first + build_frame(OP_CONT, b"", fin=False) * (n - 2) +
+                    build_frame(OP_CONT, b"", fin=True))
+        assert ws.recv_message() == (OP_BINARY, b"m")
+
+
 def test_9_huge_announced_length_fails_1009_at_once(ws_app):
     # only the header is sent: the server must not wait for 2^62 bytes
     head = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 1 << 62) + b"\x01\x02\x03\x04"

@@ -24,6 +24,11 @@ enum { WS_OPEN = 0, WS_CLOSING, WS_CLOSED };
 /* a receive buffer (ws->in, ws->msg) larger than this is freed once empty:
  * an idle socket keeps no memory of the largest message it was sent */
 #define WS_BUF_KEEP (64u << 10)
+/* a message's frame headers may take this much beyond max_message on the
+ * wire: past it the message closes with 1009, however small its payload
+ * (empty continuation frames would otherwise go on for ever, unseen by the
+ * handler), as a chunked HTTP body's framing is bounded */
+#define WS_FRAMING_SLACK (512u << 10)
 
 struct WebSocketObject {
     PyObject_HEAD
@@ -36,6 +41,7 @@ struct WebSocketObject {
     size_t in_len, in_cap;
     uint8_t *msg;            /* the message being reassembled */
     size_t msg_len, msg_cap;
+    uint64_t msg_framing;    /* the frame headers of that message, in bytes */
     int msg_op;              /* 0, WS_OP_TEXT or WS_OP_BINARY */
     int msg_deflated;
     ws_utf8_state utf8;
@@ -624,9 +630,15 @@ int ws_feed(WebSocketObject *ws, const char *data, size_t n)
         case WS_OP_BINARY:
             ws->msg_op = h.opcode;
             ws->msg_deflated = h.rsv1;
+            ws->msg_framing = 0;
             ws_utf8_init(&ws->utf8);
             /* fall through */
         case WS_OP_CONT:
+            ws->msg_framing += (uint64_t)hl;
+            if (ws->msg_framing > ws->max_message + WS_FRAMING_SLACK) {
+                ws_fail(ws, 1009);
+                return 0;
+            }
             if (ws_grow(&ws->msg, &ws->msg_cap, ws->msg_len + (size_t)h.payload_len + 1) < 0) {
                 PyErr_WriteUnraisable((PyObject *)ws);
                 ws_fail(ws, 1011);
