@@ -473,27 +473,22 @@ def test_an_on_request_hook_that_returns_no_response_is_named(hooks_app):
                      r"not a Response or None", err), err
 
 
-def test_websocket_hooks_run_before_the_101_not_around_the_handler(hooks_app):
+@pytest.mark.parametrize("headers,saw", [
+    ([("X-User", "ann")], b"hook saw ann"),
+    # "Connection: Upgrade" and "close": the close is HTTP's, and goes with
+    # the upgrade, after sync or async hooks
+    ([("Connection", "close")], b"hook saw -"),
+])
+def test_websocket_hooks_run_before_the_101_not_around_the_handler(hooks_app, headers, saw):
     from .wsclient import OP_TEXT, WSClient
     # the on_request hook reads request.headers: given the WebSocket
     # instead of a request it would fail the handler.  What it set on the
     # request is on ws.request.
-    with WSClient(hooks_app.port, "/ws", headers=[("X-User", "ann")]) as ws:
+    with WSClient(hooks_app.port, "/ws", headers=headers) as ws:
         ws.connect()
         ws.send_text("hello")
         assert ws.recv_message() == (OP_TEXT, b"hello")
-        assert ws.recv_message() == (OP_TEXT, b"hook saw ann")
-
-
-def test_an_upgrade_that_says_close_too_is_opened_after_the_hooks(hooks_app):
-    from .wsclient import OP_TEXT, WSClient
-    # "Connection: Upgrade" and "close": the close is HTTP's, and goes with
-    # the upgrade, sync or async hooks
-    with WSClient(hooks_app.port, "/ws", headers=[("Connection", "close")]) as ws:
-        ws.connect()
-        ws.send_text("hi")
-        assert ws.recv_message() == (OP_TEXT, b"hi")
-        assert ws.recv_message() == (OP_TEXT, b"hook saw -")
+        assert ws.recv_message() == (OP_TEXT, saw)
 
 
 def test_frames_sent_with_the_upgrade_wait_for_the_hooks(hooks_app):
