@@ -495,6 +495,19 @@ static const char *resp_kwnames[] = {"code", "text", "body", "json",
                                      "mime_type", "encoding", "headers",
                                      "cookies", "stream", "file", NULL};
 
+/* A subclass's instance, with a plain Response's defaults: its __init__
+ * (Response's, or the subclass's own, which may take other arguments and
+ * call super().__init__(...)) makes the rest. */
+static ResponseObject *resp_subclass_new(fulmen_state *st, PyTypeObject *type)
+{
+    ResponseObject *self = (ResponseObject *)PyType_GenericAlloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->st = st;
+    self->code = 200;
+    return self;
+}
+
 /* Response(code=200, text=None, body=None, json=None, mime_type=None,
  *          encoding='utf-8', headers=None, cookies=None, stream=None,
  *          file=None) as an instance of type (Response or a subclass). */
@@ -567,18 +580,9 @@ static PyObject *resp_build(fulmen_state *st, PyTypeObject *type, PyObject *cons
         }
         vals[j] = args[nargs + i];
     }
-    self = resp_alloc(st);
+    self = type == st->ResponseType ? resp_alloc(st) : resp_subclass_new(st, type);
     if (self == NULL)
         return NULL;
-    if (type != st->ResponseType) {
-        /* a subclass: build it the ordinary way */
-        Py_DECREF(self);
-        self = (ResponseObject *)PyType_GenericAlloc(type, 0);
-        if (self == NULL)
-            return NULL;
-        self->st = st;
-        self->code = 200;
-    }
     if (resp_init_args(self, vals[0], vals[1], vals[2], vals[3], vals[4],
                        vals[5], vals[6], vals[7]) < 0 ||
         (UNLIKELY(vals[8] != NULL || vals[9] != NULL) &&
@@ -608,23 +612,6 @@ PyObject *resp_make(fulmen_state *st, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *resp_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw);
-
-/* A subclass's instance, with a plain Response's defaults: its __init__
- * (Response's, or the subclass's own, which may take other arguments and
- * call super().__init__(...)) makes the rest. */
-static PyObject *resp_subclass_new(PyTypeObject *type)
-{
-    fulmen_state *st = mod_state_of_type(type);
-    ResponseObject *self;
-    if (st == NULL)
-        return NULL;
-    self = (ResponseObject *)PyType_GenericAlloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->st = st;
-    self->code = 200;
-    return (PyObject *)self;
-}
 
 /* Response.__init__(*args, **kw): the response made again from these
  * arguments, as Response(...) makes one (the exact type's calls do not
@@ -660,7 +647,7 @@ static PyObject *resp_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (st == NULL)
         return NULL;
     if (type != st->ResponseType)
-        return resp_subclass_new(type); /* its __init__ takes the arguments */
+        return (PyObject *)resp_subclass_new(st, type); /* its __init__ takes the arguments */
     if (nargs + nkw > 16) {
         PyErr_SetString(PyExc_TypeError, "Response() takes at most 8 arguments");
         return NULL;
