@@ -67,8 +67,8 @@ async def _stream_body(conn, source, request=None):
             # a 500; a ConnectionError of its own, its database's say, is
             # not the client leaving): out of this Task, asyncio would
             # re-raise the last two from the loop and end the worker
-            sys.stderr.write("fulmen: error while streaming the response to %s:\n%s"
-                             % (_name_of(request), traceback.format_exc()))
+            sys.stderr.write("fulmen: error while streaming the response to %r:\n%s"
+                             % (request, traceback.format_exc()))
             conn._stream_failed()
     finally:
         try:
@@ -86,14 +86,6 @@ async def _stream_body(conn, source, request=None):
             # always, even when the clean-up is cancelled (the client's FIN
             # cancels this Task): else the connection waits for it for good
             conn._stream_end(ok)
-
-
-def _name_of(request):
-    """How a log line names a request ("<Request GET /path>")."""
-    try:
-        return repr(request) if request is not None else "a request"
-    except Exception:
-        return "a request"
 
 
 def _client_left(conn, source, exc):
